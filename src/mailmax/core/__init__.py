@@ -1,0 +1,1 @@
+"""The MailMax server core: configuration, directory, spool, queue, protocols, plugin layer."""

@@ -1,0 +1,243 @@
+"""MailMax configuration: one TOML file, validated at start and by ``mailmax config check``.
+
+Every key, its default and what it allows is declared here once; ``docs/configuration.md``
+documents the same keys (a test keeps the two in step). Relative paths are relative to the
+data directory, and the data directory defaults to the folder holding the config file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ServiceName = Literal["smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"]
+
+#: Services whose socket is TLS from the first byte.
+IMPLICIT_TLS_SERVICES = frozenset({"smtps", "pop3s", "imaps"})
+SMTP_SERVICES = frozenset({"smtp", "submission", "smtps"})
+
+
+class ConfigError(Exception):
+    """The configuration is not usable; the message names the file, the key and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    """``[server]``: identity, storage locations and process behaviour."""
+
+    hostname: str = Field("localhost", description="Name used in greetings, Received headers and bounces.")
+    data_dir: str = Field("", description="Data directory; empty means the config file's folder.")
+    database_url: str = Field(
+        "sqlite:///mailmax.db",
+        description="SQLAlchemy URL of the directory; a relative sqlite path is inside the data directory.",
+    )
+    log_file: str = Field("mailmax.log", description="Log file (JSON lines); empty disables the file log.")
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, le=600, description="How long transactions in flight may finish after SIGTERM."
+    )
+    directory_cache_seconds: float = Field(
+        1.0, ge=0, le=2, description="How long directory look-ups are cached (changes show within 2 s)."
+    )
+
+
+class ListenerSettings(_Section):
+    """``[[listeners]]``: one listening socket."""
+
+    service: ServiceName = Field(description="smtp, submission, smtps, pop3, pop3s, imap or imaps.")
+    address: str = Field("127.0.0.1", description="IP address to listen on.")
+    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free port).")
+    default_domain: str = Field("", description="Domain for bare login names on this address (A11).")
+    display_name: str = Field("", description="Name shown in this listener's greeting.")
+    tls_cert: str = Field("", description="PEM certificate (chain); empty uses [tls].cert.")
+    tls_key: str = Field("", description="PEM private key; empty uses [tls].key.")
+
+    @field_validator("address")
+    @classmethod
+    def _ip(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address (e.g. 127.0.0.1 or ::1)") from None
+        return value
+
+
+class TLSSettings(_Section):
+    """``[tls]``: the default certificate for STARTTLS and implicit-TLS listeners."""
+
+    cert: str = Field("tls/cert.pem", description="PEM certificate (chain).")
+    key: str = Field("tls/key.pem", description="PEM private key.")
+    min_version: Literal["1.2", "1.3"] = Field("1.2", description="Lowest TLS version accepted.")
+
+
+class SMTPSettings(_Section):
+    """``[smtp]``: limits and switches of the SMTP service (P2, P5, P6, P11, Q5)."""
+
+    max_message_size: int = Field(
+        25 * 1024 * 1024, ge=1024, description="Largest message in bytes (advertised with SIZE)."
+    )
+    max_recipients: int = Field(100, ge=1, le=100000, description="Recipients per message.")
+    session_byte_limit: int = Field(0, ge=0, description="Bytes of mail per session; 0 = no limit.")
+    session_message_limit: int = Field(0, ge=0, description="Messages per session; 0 = no limit.")
+    client_timeout: float = Field(300.0, gt=0, le=3600, description="Idle seconds before disconnect.")
+    max_command_line: int = Field(
+        2048, ge=512, le=65536, description="Longest command line in bytes (RFC 5321: at least 512)."
+    )
+    max_data_line: int = Field(
+        8192, ge=1000, le=1048576, description="Longest line inside DATA in bytes (RFC 5321: 1000)."
+    )
+    max_errors: int = Field(10, ge=1, le=1000, description="Bad commands before disconnect.")
+    allow_vrfy: bool = Field(False, description="Answer VRFY with the user's address (P2).")
+    max_hops: int = Field(50, ge=1, le=500, description="Received headers before 554 5.4.6 (Q5).")
+    allow_plaintext_auth: bool = Field(
+        False, description="Offer AUTH on connections without TLS (never do this on the Internet)."
+    )
+    trusted_networks: list[str] = Field(
+        default_factory=list, description="Client networks allowed to relay without AUTH (P11)."
+    )
+    require_auth_on: list[ServiceName] = Field(
+        default_factory=lambda: ["submission", "smtps"],
+        description="Services where MAIL FROM needs an authenticated session (P5).",
+    )
+
+    @field_validator("trusted_networks")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a network (e.g. 192.0.2.0/24)") from None
+        return values
+
+
+class SpoolSettings(_Section):
+    """``[spool]``: the durable queue directory (Q1)."""
+
+    dir: str = Field("queue", description="Queue directory.")
+    fsync: bool = Field(True, description="fsync files and directories before replying 250.")
+    commit_threads: int = Field(4, ge=1, le=64, description="Threads writing and fsyncing messages.")
+    max_batch: int = Field(64, ge=1, le=4096, description="Most messages one group commit covers.")
+
+
+class QueueSettings(_Section):
+    """``[queue]``: the queue runner (local delivery now; remote delivery and retries later)."""
+
+    delivery_threads: int = Field(4, ge=1, le=64, description="Threads writing into mailboxes.")
+    scan_interval: float = Field(30.0, gt=0, le=3600, description="Seconds between full queue scans.")
+    retry_minutes: float = Field(15.0, gt=0, description="Minutes before a failed delivery is retried.")
+    max_retries: int = Field(96, ge=0, description="Retries before a transient failure bounces.")
+
+
+class PluginSettings(_Section):
+    """``[plugins]``: the system-wide plugin list (its order is the hook order) and settings."""
+
+    enabled: list[str] = Field(default_factory=list, description="Plugins enabled system-wide, in order.")
+    directory: str = Field("plugins", description="Folder of local plugins inside the data directory.")
+    settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="``[plugins.settings.NAME]`` tables: system-level settings."
+    )
+
+
+class Settings(_Section):
+    """The whole configuration file."""
+
+    server: ServerSettings = ServerSettings()
+    tls: TLSSettings = TLSSettings()
+    listeners: list[ListenerSettings] = Field(default_factory=list)
+    smtp: SMTPSettings = SMTPSettings()
+    spool: SpoolSettings = SpoolSettings()
+    queue: QueueSettings = QueueSettings()
+    plugins: PluginSettings = PluginSettings()
+
+    #: Where the file was read from; set by :func:`load`.
+    source: str = Field("", exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_listeners(self) -> Settings:
+        seen: set[tuple[str, int]] = set()
+        for listener in self.listeners:
+            key = (listener.address, listener.port)
+            if listener.port and key in seen:
+                raise ValueError(f"two listeners on {listener.address}:{listener.port}")
+            seen.add(key)
+        return self
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def data_dir(self) -> Path:
+        """The data directory, absolute."""
+        if self.server.data_dir:
+            return Path(self.server.data_dir).expanduser().resolve()
+        if self.source:
+            return Path(self.source).resolve().parent
+        return Path.cwd()
+
+    def path(self, value: str) -> Path:
+        """Resolve ``value`` against the data directory (absolute paths stay as they are)."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.data_dir / p
+
+    @property
+    def database_url(self) -> str:
+        """The directory's SQLAlchemy URL with a relative SQLite path made absolute."""
+        url = self.server.database_url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+            return prefix + str(self.path(url[len(prefix) :]))
+        return url
+
+    @property
+    def spool_dir(self) -> Path:
+        """The queue directory, absolute."""
+        return self.path(self.spool.dir)
+
+    def listeners_for(self, *services: str) -> list[ListenerSettings]:
+        """The listeners of the given services, in file order."""
+        return [item for item in self.listeners if item.service in services]
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key {where!r}: remove it or check its spelling"
+    if kind == "literal_error":
+        allowed = error.get("ctx", {}).get("expected", "")
+        return f"{where}: {error['input']!r} is not allowed; use one of {allowed}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message} (got {error.get('input')!r})"
+
+
+def parse(data: dict[str, Any], source: str = "<config>") -> Settings:
+    """Validate a config mapping; raise :class:`ConfigError` listing every problem."""
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(e)}" for e in exc.errors())
+        raise ConfigError(f"{source}: invalid configuration:\n{problems}") from None
+    return settings.model_copy(update={"source": source})
+
+
+def load(path: str | Path) -> Settings:
+    """Read and validate the TOML file at ``path``."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file; create one with `mailmax init --data-dir DIR`"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(data, str(path.resolve()))
+
+
+DEFAULT_CONFIG_NAME = "mailmax.toml"

@@ -1,0 +1,145 @@
+"""The MailMax hook contract: every hook a plugin may implement.
+
+Plugins implement hooks with :data:`hookimpl`::
+
+    from mailmax.plugin import hookimpl, reject
+
+    @hookimpl
+    def mailmax_mail_from(session, envelope, sender, config):
+        if sender.endswith("@spam.example"):
+            return reject("Sender refused", 550, "5.7.1")
+
+A hook implementation may accept any subset of the arguments its spec names. Every policy hook
+(``connect`` .. ``data``) may return ``None`` (no opinion), a :class:`~mailmax.core.verdicts.Verdict`,
+or a Deferred/awaitable that fires with one of those. MailMax - not pluggy - walks the enabled
+implementations in the plugin order, awaits each, and stops at the first decisive verdict.
+``config`` is always the plugin's own effective settings for the scope the hook runs in.
+
+``docs/plugins.md`` has one section per hook here; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from mailmax.core.model import Envelope, Recipient, Session
+    from mailmax.core.verdicts import Verdict
+
+PROJECT = "mailmax"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class MailMaxHooks:
+    """Hook specifications (pluggy's ``add_hookspecs`` reads this class)."""
+
+    # ------------------------------------------------------------------ SMTP phases
+    @hookspec
+    def mailmax_connect(self, session: Session, config: dict[str, Any]) -> Verdict | None:
+        """A client connected; runs before the greeting.
+
+        Scope: system plus the listening address. Return ``reject``/``disconnect`` to refuse the
+        connection (the reply replaces the greeting, then the server closes), ``tempfail`` for a
+        421-style refusal. Plugins may set ``session.trusted`` or ``session.relay_allowed``.
+        Several plugins: run in plugin order, the first decisive verdict wins.
+        """
+
+    @hookspec
+    def mailmax_helo(self, session: Session, helo: str, config: dict[str, Any]) -> Verdict | None:
+        """The client said HELO or EHLO with ``helo`` as its name.
+
+        Scope: system plus the listening address. A decisive verdict other than ACCEPT answers the
+        HELO/EHLO command; ACCEPT or no opinion sends the normal greeting.
+        Several plugins: run in plugin order, the first decisive verdict wins.
+        """
+
+    @hookspec
+    def mailmax_auth(self, session: Session, username: str, config: dict[str, Any]) -> Verdict | None:
+        """A client proved its credentials for ``username`` (canonical ``user@domain``).
+
+        Runs after the password check succeeded and before the 235 reply. A REJECT or TEMPFAIL
+        turns the login into a failure with that reply; the session stays unauthenticated.
+        Several plugins: run in plugin order, the first decisive verdict wins.
+        """
+
+    @hookspec
+    def mailmax_mail_from(
+        self, session: Session, envelope: Envelope, sender: str, config: dict[str, Any]
+    ) -> Verdict | None:
+        """MAIL FROM with reverse path ``sender`` (``""`` for the null sender) passed the core checks.
+
+        Scope: system plus the listening address. ``envelope.params`` holds the ESMTP parameters.
+        A decisive verdict other than ACCEPT answers the command and no transaction starts.
+        Several plugins: run in plugin order, the first decisive verdict wins.
+        """
+
+    @hookspec
+    def mailmax_rcpt_to(
+        self, session: Session, envelope: Envelope, recipient: Recipient, config: dict[str, Any]
+    ) -> Verdict | None:
+        """RCPT TO ``recipient`` passed the core checks (local user exists, or relaying is allowed).
+
+        Scope: the recipient's (user over domain over system). A decisive verdict other than
+        ACCEPT refuses this recipient only; ACCEPT or no opinion adds it to ``envelope``.
+        Several plugins: run in plugin order, the first decisive verdict wins.
+        """
+
+    @hookspec
+    def mailmax_data(
+        self, session: Session, envelope: Envelope, message: bytes, config: dict[str, Any]
+    ) -> Verdict | None:
+        """The whole message (``message``, as received, before our Received header) has arrived.
+
+        Runs once per message, before it is written to the spool. A REJECT answers 5xx and the
+        message is dropped; a TEMPFAIL answers 4xx. Work that is the same for every recipient
+        (a virus scan) belongs here, done once.
+        Several plugins: run in plugin order, the first decisive verdict wins.
+        """
+
+    # ------------------------------------------------------------------ delivery
+    @hookspec(firstresult=True)
+    def mailmax_resolve_recipient(self, address: str, config: dict[str, Any]) -> list[str] | None:
+        """Map a local address that is not a mailbox (an alias) to mailbox addresses.
+
+        Runs when RCPT names a local domain address and again when the queue delivers it.
+        Return a list of addresses (each resolved again, at most 10 levels deep) or ``None`` for
+        "not mine". Synchronous. Several plugins: the first non-``None`` answer wins.
+        """
+
+    @hookspec
+    def mailmax_expand_recipient(
+        self, mailbox: str, envelope: Envelope, config: dict[str, Any]
+    ) -> list[str] | None:
+        """A message is about to be delivered to local ``mailbox``: name extra recipients.
+
+        Scope: the mailbox's own. Return addresses that should also get this message (forwards,
+        monitor copies). Include ``mailbox`` itself to keep the local copy; return ``None`` for no
+        change. The final list is de-duplicated, so forwarding between local users cannot loop.
+        Synchronous. Several plugins: their lists are merged in plugin order.
+        """
+
+    @hookspec
+    def mailmax_deliver(
+        self, mailbox: str, envelope: Envelope, message_path: str, config: dict[str, Any]
+    ) -> Verdict | str | None:
+        """Decide where ``mailbox``'s copy of the message goes.
+
+        Scope: the mailbox's own. Return a folder name (``"INBOX"``, ``"Junk"``, ...) to store it
+        there, ``accept()`` to say "handled, store nothing" (discard, or delivered elsewhere),
+        ``tempfail()`` to retry later, ``reject()`` to bounce it, or ``None`` for no opinion
+        (the next plugin decides; with none, the INBOX). May return a Deferred.
+        Several plugins: run in plugin order, the first non-``None`` answer wins.
+        """
+
+    # ------------------------------------------------------------------ lifecycle
+    @hookspec
+    def mailmax_configure(self, config: dict[str, Any]) -> None:
+        """The plugin set was (re)loaded with ``config`` as the plugin's system settings.
+
+        Called once per load and reload, before any session uses the new plugin set. Raise
+        ``ValueError`` with a clear message to refuse the configuration (the reload then fails and
+        nothing changes).
+        """

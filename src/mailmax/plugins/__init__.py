@@ -1,0 +1,1 @@
+"""Built-in MailMax plugins, one folder per policy feature."""
