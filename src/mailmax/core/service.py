@@ -1,0 +1,231 @@
+"""The MailMax service: one Twisted MultiService holding every part of a running server.
+
+Start order: log file, directory, spool, plugin set, queue runner, then the listeners (so no
+client is accepted before everything it needs is ready). Stop order is the reverse, with a grace
+period for transactions in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+from mailmax.core import config as config_mod
+from mailmax.core.config import SMTP_SERVICES, ListenerSettings, Settings
+from mailmax.core.directory.cached import AsyncDirectory
+from mailmax.core.directory.sql import SQLDirectory
+from mailmax.core.hooks import PluginError, PluginSet, build_plugin_set
+from mailmax.core.logfile import MailLogFile
+from mailmax.core.queue.runner import QueueRunner
+from mailmax.core.smtp.server import SMTPFactory
+from mailmax.core.spool import Spool
+from mailmax.core.tls import server_options
+
+log = Logger(namespace="mailmax.service")
+
+
+class ReloadError(Exception):
+    """A reload was refused; the running configuration is unchanged."""
+
+
+class MailMaxService(service.MultiService):
+    """Everything one ``twistd mailmax`` process runs."""
+
+    def __init__(self, settings: Settings, reactor: Any = None) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.reactor = reactor
+        self.settings = settings
+        self.directory: SQLDirectory | None = None
+        self.async_directory: AsyncDirectory | None = None
+        self.spool: Spool | None = None
+        self.queue: QueueRunner | None = None
+        self.plugin_set: PluginSet = build_plugin_set(
+            settings.plugins.enabled, settings.plugins.settings
+        )
+        self.ports: list[tuple[ListenerSettings, IListeningPort]] = []
+        self.factories: list[SMTPFactory] = []
+        self._logfile: MailLogFile | None = None
+        self._previous_sighup: Any = None
+
+    # ------------------------------------------------------------------ plugins
+    def current_plugins(self) -> PluginSet:
+        """The plugin set new sessions and deliveries start with."""
+        return self.plugin_set
+
+    def reload(self) -> PluginSet:
+        """Re-read the config file and swap in a freshly built plugin set, or change nothing.
+
+        Raises :class:`ReloadError` saying why when the new configuration or a plugin is bad.
+        """
+        source = self.settings.source
+        try:
+            new_settings = config_mod.load(source) if source else self.settings
+            new_set = build_plugin_set(new_settings.plugins.enabled, new_settings.plugins.settings)
+        except (config_mod.ConfigError, PluginError) as exc:
+            log.error("reload refused, nothing changed: {error}", error=str(exc))
+            raise ReloadError(str(exc)) from exc
+        self.plugin_set = new_set
+        log.info("reloaded: plugins {names}", names=[p.name for p in new_set.plugins])
+        return new_set
+
+    def _on_sighup(self, signum: int, frame: Any) -> None:
+        def attempt() -> None:
+            try:
+                self.reload()
+            except ReloadError:
+                pass
+
+        self.reactor.callFromThread(attempt)
+
+    # ------------------------------------------------------------------ lifecycle
+    def startService(self) -> None:
+        """Open storage, start the queue runner and listen on every configured address."""
+        settings = self.settings
+        data_dir = settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.server.log_file:
+            self._logfile = MailLogFile(settings.path(settings.server.log_file))
+            self._logfile.start()
+        log.info("MailMax starting in {data_dir}", data_dir=str(data_dir))
+
+        self.directory = SQLDirectory.open(settings.database_url)
+        self.async_directory = AsyncDirectory(
+            self.directory, cache_seconds=settings.server.directory_cache_seconds, reactor=self.reactor
+        )
+        self.async_directory.start()
+        self.spool = Spool(
+            settings.spool_dir,
+            fsync=settings.spool.fsync,
+            threads=settings.spool.commit_threads,
+            max_batch=settings.spool.max_batch,
+            reactor=self.reactor,
+        )
+        self.spool.start()
+        self.queue = QueueRunner(
+            spool=self.spool,
+            directory=self.directory,
+            plugins=self.current_plugins,
+            settings=settings,
+            reactor=self.reactor,
+        )
+        self.queue.setServiceParent(self)
+        super().startService()
+        self._listen()
+        if hasattr(signal, "SIGHUP"):
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def _listen(self) -> None:
+        settings = self.settings
+        tls_options = None
+        cert, key = settings.path(settings.tls.cert), settings.path(settings.tls.key)
+        if cert.exists() and key.exists():
+            tls_options = server_options(cert, key, settings.tls.min_version)
+        pending = []
+        for listener in settings.listeners:
+            if listener.service not in SMTP_SERVICES:
+                raise config_mod.ConfigError(
+                    f"{settings.source}: listener {listener.address}:{listener.port}: service "
+                    f"{listener.service!r} is not available in this version; use smtp, submission or smtps"
+                )
+            options = tls_options
+            if listener.tls_cert or listener.tls_key:
+                options = server_options(
+                    settings.path(listener.tls_cert or settings.tls.cert),
+                    settings.path(listener.tls_key or settings.tls.key),
+                    settings.tls.min_version,
+                )
+            if listener.service == "smtps" and options is None:
+                raise config_mod.ConfigError(
+                    f"{settings.source}: listener {listener.address}:{listener.port} (smtps) needs a "
+                    f"certificate; {cert} or {key} is missing"
+                )
+            factory = SMTPFactory(
+                settings=settings,
+                listener=listener,
+                directory=self.async_directory,
+                spool=self.spool,
+                plugins=self.current_plugins,
+                tls_options=options,
+                reactor=self.reactor,
+            )
+            if listener.service == "smtps":
+                endpoint = endpoints.SSL4ServerEndpoint(
+                    self.reactor, listener.port, options, interface=listener.address
+                )
+            else:  # an IPv6 interface gives an IPv6 socket
+                endpoint = endpoints.TCP4ServerEndpoint(
+                    self.reactor, listener.port, interface=listener.address
+                )
+            self.factories.append(factory)
+            d = endpoint.listen(factory)
+            d.addCallback(self._listening, listener)
+            pending.append(d)
+        done = defer.DeferredList(pending, fireOnOneErrback=True, consumeErrors=True)
+        done.addCallback(lambda _: self._write_ports())
+        done.addErrback(self._listen_failed)
+
+    def _listening(self, port: IListeningPort, listener: ListenerSettings) -> None:
+        self.ports.append((listener, port))
+        host = port.getHost()
+        log.info(
+            "listening for {service} on {address}:{port}",
+            service=listener.service, address=host.host, port=host.port,
+        )
+
+    def _listen_failed(self, failure: Any) -> None:
+        error = failure.value.subFailure.value if hasattr(failure.value, "subFailure") else failure.value
+        log.critical("cannot listen: {error}; stopping", error=str(error))
+        self.reactor.callLater(0, self.reactor.stop)
+
+    def _write_ports(self) -> None:
+        """Record the bound ports in ``<data>/run/ports.json`` (useful with port 0)."""
+        run_dir = self.settings.data_dir / "run"
+        run_dir.mkdir(exist_ok=True)
+        record = [
+            {"service": listener.service, "address": port.getHost().host, "port": port.getHost().port}
+            for listener, port in self.ports
+        ]
+        tmp = run_dir / "ports.json.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, run_dir / "ports.json")
+
+    async def _stop(self) -> None:
+        grace = self.settings.server.shutdown_grace_seconds
+        log.info("MailMax stopping: no new connections, {grace}s for transactions in flight", grace=grace)
+        await defer.gatherResults([defer.maybeDeferred(port.stopListening) for _, port in self.ports])
+        await defer.gatherResults([factory.shutdown(grace) for factory in self.factories])
+        await defer.maybeDeferred(super().stopService)
+        if self.spool is not None:
+            await self.spool.stop()
+        if self.async_directory is not None:
+            self.async_directory.stop()
+        if self.directory is not None:
+            self.directory.close()
+        ports_file = self.settings.data_dir / "run" / "ports.json"
+        ports_file.unlink(missing_ok=True)
+        log.info("MailMax stopped")
+        if self._logfile is not None:
+            self._logfile.stop()
+
+    def stopService(self) -> defer.Deferred[None]:
+        """Stop listening, let transactions finish within the grace period, close storage."""
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+        return defer.ensureDeferred(self._stop())
+
+
+def make_service(config_path: str | Path) -> MailMaxService:
+    """Load ``config_path`` and build the service (raises ConfigError on a bad file)."""
+    return MailMaxService(config_mod.load(config_path))

@@ -1,0 +1,51 @@
+"""``twistd mailmax``: command-line options and the service maker behind the dropin."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from twisted.python import usage
+
+from mailmax.core.config import DEFAULT_CONFIG_NAME, ConfigError
+
+
+class Options(usage.Options):
+    """Options of ``twistd mailmax``."""
+
+    synopsis = "[--config FILE | --data-dir DIR]"
+    longdesc = (
+        "Runs MailMax: SMTP (inbound, submission), the queue runner and local delivery. "
+        "The config file defaults to $MAILMAX_CONFIG, then DATA_DIR/mailmax.toml, then ./mailmax.toml. "
+        "Create a system with `mailmax init --data-dir DIR`."
+    )
+    optParameters = [
+        ["config", "c", None, "Path to the mailmax.toml config file."],
+        ["data-dir", "d", None, "Data directory holding mailmax.toml (used when --config is not given)."],
+    ]
+
+    def postOptions(self) -> None:
+        """Work out which config file to use."""
+        self["config_path"] = config_path(self["config"], self["data-dir"])
+
+
+def config_path(config: str | None, data_dir: str | None) -> Path:
+    """The config file chosen from the options and the environment."""
+    if config:
+        return Path(config)
+    if data_dir:
+        return Path(data_dir) / DEFAULT_CONFIG_NAME
+    if os.environ.get("MAILMAX_CONFIG"):
+        return Path(os.environ["MAILMAX_CONFIG"])
+    return Path(DEFAULT_CONFIG_NAME)
+
+
+def makeService(options: Options):  # noqa: N802 - twistd's name
+    """Build the MailMax service, or stop twistd with a message that says what to fix."""
+    from mailmax.core.service import make_service
+    from mailmax.core.tls import TLSConfigError
+
+    try:
+        return make_service(options["config_path"])
+    except (ConfigError, TLSConfigError) as exc:
+        raise SystemExit(f"mailmax: {exc}") from None
