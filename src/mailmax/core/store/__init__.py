@@ -1,0 +1,1 @@
+"""Mail storage: Maildir++ mailboxes."""
