@@ -32,18 +32,25 @@ class _Section(BaseModel):
 class ServerSettings(_Section):
     """``[server]``: identity, storage locations and process behaviour."""
 
-    hostname: str = Field("localhost", description="Name used in greetings, Received headers and bounces.")
+    hostname: str = Field(
+        "localhost", description="Name used in greetings, Received headers and bounces."
+    )
     data_dir: str = Field("", description="Data directory; empty means the config file's folder.")
     database_url: str = Field(
         "sqlite:///mailmax.db",
-        description="SQLAlchemy URL of the directory; a relative sqlite path is inside the data directory.",
+        description="SQLAlchemy URL of the directory; relative sqlite paths are in the data dir.",
     )
-    log_file: str = Field("mailmax.log", description="Log file (JSON lines); empty disables the file log.")
+    log_file: str = Field(
+        "mailmax.log", description="Log file (JSON lines); empty disables the file log."
+    )
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, le=600, description="How long transactions in flight may finish after SIGTERM."
     )
     directory_cache_seconds: float = Field(
-        1.0, ge=0, le=2, description="How long directory look-ups are cached (changes show within 2 s)."
+        1.0,
+        ge=0,
+        le=2,
+        description="How long directory look-ups are cached (changes show within 2 s).",
     )
 
 
@@ -53,7 +60,9 @@ class ListenerSettings(_Section):
     service: ServiceName = Field(description="smtp, submission, smtps, pop3, pop3s, imap or imaps.")
     address: str = Field("127.0.0.1", description="IP address to listen on.")
     port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free port).")
-    default_domain: str = Field("", description="Domain for bare login names on this address (A11).")
+    default_domain: str = Field(
+        "", description="Domain for bare login names on this address (A11)."
+    )
     display_name: str = Field("", description="Name shown in this listener's greeting.")
     tls_cert: str = Field("", description="PEM certificate (chain); empty uses [tls].cert.")
     tls_key: str = Field("", description="PEM private key; empty uses [tls].key.")
@@ -85,9 +94,14 @@ class SMTPSettings(_Section):
     max_recipients: int = Field(100, ge=1, le=100000, description="Recipients per message.")
     session_byte_limit: int = Field(0, ge=0, description="Bytes of mail per session; 0 = no limit.")
     session_message_limit: int = Field(0, ge=0, description="Messages per session; 0 = no limit.")
-    client_timeout: float = Field(300.0, gt=0, le=3600, description="Idle seconds before disconnect.")
+    client_timeout: float = Field(
+        300.0, gt=0, le=3600, description="Idle seconds before disconnect."
+    )
     max_command_line: int = Field(
-        2048, ge=512, le=65536, description="Longest command line in bytes (RFC 5321: at least 512)."
+        2048,
+        ge=512,
+        le=65536,
+        description="Longest command line in bytes (RFC 5321: at least 512).",
     )
     max_data_line: int = Field(
         8192, ge=1000, le=1048576, description="Longest line inside DATA in bytes (RFC 5321: 1000)."
@@ -122,7 +136,9 @@ class SpoolSettings(_Section):
 
     dir: str = Field("queue", description="Queue directory.")
     fsync: bool = Field(True, description="fsync files and directories before replying 250.")
-    commit_threads: int = Field(4, ge=1, le=64, description="Threads writing and fsyncing messages.")
+    commit_threads: int = Field(
+        4, ge=1, le=64, description="Threads writing and fsyncing messages."
+    )
     max_batch: int = Field(64, ge=1, le=4096, description="Most messages one group commit covers.")
 
 
@@ -130,18 +146,27 @@ class QueueSettings(_Section):
     """``[queue]``: the queue runner (local delivery now; remote delivery and retries later)."""
 
     delivery_threads: int = Field(4, ge=1, le=64, description="Threads writing into mailboxes.")
-    scan_interval: float = Field(30.0, gt=0, le=3600, description="Seconds between full queue scans.")
-    retry_minutes: float = Field(15.0, gt=0, description="Minutes before a failed delivery is retried.")
+    scan_interval: float = Field(
+        30.0, gt=0, le=3600, description="Seconds between full queue scans."
+    )
+    retry_minutes: float = Field(
+        15.0, gt=0, description="Minutes before a failed delivery is retried."
+    )
     max_retries: int = Field(96, ge=0, description="Retries before a transient failure bounces.")
 
 
 class PluginSettings(_Section):
     """``[plugins]``: the system-wide plugin list (its order is the hook order) and settings."""
 
-    enabled: list[str] = Field(default_factory=list, description="Plugins enabled system-wide, in order.")
-    directory: str = Field("plugins", description="Folder of local plugins inside the data directory.")
+    enabled: list[str] = Field(
+        default_factory=list, description="Plugins enabled system-wide, in order."
+    )
+    directory: str = Field(
+        "plugins", description="Folder of local plugins inside the data directory."
+    )
     settings: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="``[plugins.settings.NAME]`` tables: system-level settings."
+        default_factory=dict,
+        description="``[plugins.settings.NAME]`` tables: system-level settings.",
     )
 
 

@@ -32,7 +32,7 @@ BUILTIN_PLUGINS: dict[str, str] = {}
 
 @dataclass(frozen=True)
 class Scope:
-    """Where a hook runs: the system, optionally narrowed to a domain and a user (``user@domain``)."""
+    """Where a hook runs: the system, or narrowed to a domain and a user (``user@domain``)."""
 
     domain: str | None = None
     user: str | None = None
@@ -93,7 +93,9 @@ class PluginSet:
             self._impls[hook] = cached
         return cached
 
-    def _active(self, hook: str, scope: Scope) -> list[tuple[LoadedPlugin, pluggy.HookImpl, Mapping[str, Any]]]:
+    def _active(
+        self, hook: str, scope: Scope
+    ) -> list[tuple[LoadedPlugin, pluggy.HookImpl, Mapping[str, Any]]]:
         out = []
         for plugin, impl in self.implementations(hook):
             enabled, settings = self._resolver(plugin, scope)
@@ -109,7 +111,9 @@ class PluginSet:
         return impl.function(**args)
 
     # ------------------------------------------------------------------ running hooks
-    def run_policy(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> defer.Deferred[Verdict]:
+    def run_policy(
+        self, hook: str, scope: Scope = SYSTEM, **kwargs: Any
+    ) -> defer.Deferred[Verdict]:
         """Run a policy hook; fire with the first decisive verdict or ``cont()``.
 
         A plugin that raises (or fires an errback, or returns something that is not a verdict)
@@ -137,16 +141,20 @@ class PluginSet:
             if not isinstance(result, Verdict):
                 log.error(
                     "plugin {plugin} returned {value!r} from {hook}; expected a Verdict or None",
-                    plugin=plugin.name, value=result, hook=hook,
+                    plugin=plugin.name,
+                    value=result,
+                    hook=hook,
                 )
-                return verdicts.tempfail("Local error in policy check", 451, "4.3.0").with_plugin(plugin.name)
+                return verdicts.tempfail("Local error in policy check", 451, "4.3.0").with_plugin(
+                    plugin.name
+                )
             if result.decisive:
                 return result.with_plugin(plugin.name)
         return verdicts.cont()
 
     def first_result(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> Any:
         """Run a synchronous hook; return the first non-``None`` answer (or ``None``)."""
-        for plugin, impl, settings in self._active(hook, scope):
+        for _plugin, impl, settings in self._active(hook, scope):
             result = self._call(impl, settings, kwargs)
             if result is not None:
                 return result
@@ -155,7 +163,7 @@ class PluginSet:
     def all_results(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> list[Any]:
         """Run a synchronous hook; return every non-``None`` answer in plugin order."""
         out = []
-        for plugin, impl, settings in self._active(hook, scope):
+        for _plugin, impl, settings in self._active(hook, scope):
             result = self._call(impl, settings, kwargs)
             if result is not None:
                 out.append(result)
@@ -163,7 +171,7 @@ class PluginSet:
 
     async def first_async(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> Any:
         """Run a hook that may be asynchronous; return the first non-``None`` answer."""
-        for plugin, impl, settings in self._active(hook, scope):
+        for _plugin, impl, settings in self._active(hook, scope):
             result = self._call(impl, settings, kwargs)
             if isinstance(result, defer.Deferred) or inspect.isawaitable(result):
                 result = await result
@@ -182,7 +190,9 @@ def load_plugin(name: str, settings: Mapping[str, Any] | None = None) -> LoadedP
     return LoadedPlugin(name, module, dict(settings or {}))
 
 
-def build_plugin_set(enabled: Iterable[str], settings: Mapping[str, Mapping[str, Any]]) -> PluginSet:
+def build_plugin_set(
+    enabled: Iterable[str], settings: Mapping[str, Mapping[str, Any]]
+) -> PluginSet:
     """Load the named plugins, build the set and let each plugin validate its settings."""
     plugin_set = PluginSet(load_plugin(name, settings.get(name)) for name in enabled)
     for plugin, impl in plugin_set.implementations("mailmax_configure"):

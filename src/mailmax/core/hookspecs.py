@@ -10,9 +10,10 @@ Plugins implement hooks with :data:`hookimpl`::
             return reject("Sender refused", 550, "5.7.1")
 
 A hook implementation may accept any subset of the arguments its spec names. Every policy hook
-(``connect`` .. ``data``) may return ``None`` (no opinion), a :class:`~mailmax.core.verdicts.Verdict`,
-or a Deferred/awaitable that fires with one of those. MailMax - not pluggy - walks the enabled
-implementations in the plugin order, awaits each, and stops at the first decisive verdict.
+(``connect`` .. ``data``) may return ``None`` (no opinion), a
+:class:`~mailmax.core.verdicts.Verdict`, or a Deferred/awaitable that fires with one of those.
+MailMax - not pluggy - walks the enabled implementations in the plugin order, awaits each,
+and stops at the first decisive verdict.
 ``config`` is always the plugin's own effective settings for the scope the hook runs in.
 
 ``docs/plugins.md`` has one section per hook here; a test keeps the two in step.
@@ -57,7 +58,9 @@ class MailMaxHooks:
         """
 
     @hookspec
-    def mailmax_auth(self, session: Session, username: str, config: dict[str, Any]) -> Verdict | None:
+    def mailmax_auth(
+        self, session: Session, username: str, config: dict[str, Any]
+    ) -> Verdict | None:
         """A client proved its credentials for ``username`` (canonical ``user@domain``).
 
         Runs after the password check succeeded and before the 235 reply. A REJECT or TEMPFAIL
@@ -69,7 +72,7 @@ class MailMaxHooks:
     def mailmax_mail_from(
         self, session: Session, envelope: Envelope, sender: str, config: dict[str, Any]
     ) -> Verdict | None:
-        """MAIL FROM with reverse path ``sender`` (``""`` for the null sender) passed the core checks.
+        """MAIL FROM with reverse path ``sender`` (``""``: null sender) passed the core checks.
 
         Scope: system plus the listening address. ``envelope.params`` holds the ESMTP parameters.
         A decisive verdict other than ACCEPT answers the command and no transaction starts.

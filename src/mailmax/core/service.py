@@ -7,6 +7,7 @@ period for transactions in flight.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -82,10 +83,8 @@ class MailMaxService(service.MultiService):
 
     def _on_sighup(self, signum: int, frame: Any) -> None:
         def attempt() -> None:
-            try:
+            with contextlib.suppress(ReloadError):  # already logged with its reason
                 self.reload()
-            except ReloadError:
-                pass
 
         self.reactor.callFromThread(attempt)
 
@@ -102,7 +101,9 @@ class MailMaxService(service.MultiService):
 
         self.directory = SQLDirectory.open(settings.database_url)
         self.async_directory = AsyncDirectory(
-            self.directory, cache_seconds=settings.server.directory_cache_seconds, reactor=self.reactor
+            self.directory,
+            cache_seconds=settings.server.directory_cache_seconds,
+            reactor=self.reactor,
         )
         self.async_directory.start()
         self.spool = Spool(
@@ -137,7 +138,8 @@ class MailMaxService(service.MultiService):
             if listener.service not in SMTP_SERVICES:
                 raise config_mod.ConfigError(
                     f"{settings.source}: listener {listener.address}:{listener.port}: service "
-                    f"{listener.service!r} is not available in this version; use smtp, submission or smtps"
+                    f"{listener.service!r} is not available in this version; "
+                    "use smtp, submission or smtps"
                 )
             options = tls_options
             if listener.tls_cert or listener.tls_key:
@@ -148,8 +150,8 @@ class MailMaxService(service.MultiService):
                 )
             if listener.service == "smtps" and options is None:
                 raise config_mod.ConfigError(
-                    f"{settings.source}: listener {listener.address}:{listener.port} (smtps) needs a "
-                    f"certificate; {cert} or {key} is missing"
+                    f"{settings.source}: listener {listener.address}:{listener.port} (smtps) "
+                    f"needs a certificate; {cert} or {key} is missing"
                 )
             factory = SMTPFactory(
                 settings=settings,
@@ -181,11 +183,17 @@ class MailMaxService(service.MultiService):
         host = port.getHost()
         log.info(
             "listening for {service} on {address}:{port}",
-            service=listener.service, address=host.host, port=host.port,
+            service=listener.service,
+            address=host.host,
+            port=host.port,
         )
 
     def _listen_failed(self, failure: Any) -> None:
-        error = failure.value.subFailure.value if hasattr(failure.value, "subFailure") else failure.value
+        error = (
+            failure.value.subFailure.value
+            if hasattr(failure.value, "subFailure")
+            else failure.value
+        )
         log.critical("cannot listen: {error}; stopping", error=str(error))
         self.reactor.callLater(0, self.reactor.stop)
 
@@ -194,7 +202,11 @@ class MailMaxService(service.MultiService):
         run_dir = self.settings.data_dir / "run"
         run_dir.mkdir(exist_ok=True)
         record = [
-            {"service": listener.service, "address": port.getHost().host, "port": port.getHost().port}
+            {
+                "service": listener.service,
+                "address": port.getHost().host,
+                "port": port.getHost().port,
+            }
             for listener, port in self.ports
         ]
         tmp = run_dir / "ports.json.tmp"
@@ -203,8 +215,12 @@ class MailMaxService(service.MultiService):
 
     async def _stop(self) -> None:
         grace = self.settings.server.shutdown_grace_seconds
-        log.info("MailMax stopping: no new connections, {grace}s for transactions in flight", grace=grace)
-        await defer.gatherResults([defer.maybeDeferred(port.stopListening) for _, port in self.ports])
+        log.info(
+            "MailMax stopping: no new connections, {grace}s for transactions in flight", grace=grace
+        )
+        await defer.gatherResults(
+            [defer.maybeDeferred(port.stopListening) for _, port in self.ports]
+        )
         await defer.gatherResults([factory.shutdown(grace) for factory in self.factories])
         await defer.maybeDeferred(super().stopService)
         if self.spool is not None:

@@ -16,12 +16,18 @@ class Options(usage.Options):
     synopsis = "[--config FILE | --data-dir DIR]"
     longdesc = (
         "Runs MailMax: SMTP (inbound, submission), the queue runner and local delivery. "
-        "The config file defaults to $MAILMAX_CONFIG, then DATA_DIR/mailmax.toml, then ./mailmax.toml. "
+        "The config file defaults to $MAILMAX_CONFIG, then DATA_DIR/mailmax.toml, "
+        "then ./mailmax.toml. "
         "Create a system with `mailmax init --data-dir DIR`."
     )
     optParameters = [
         ["config", "c", None, "Path to the mailmax.toml config file."],
-        ["data-dir", "d", None, "Data directory holding mailmax.toml (used when --config is not given)."],
+        [
+            "data-dir",
+            "d",
+            None,
+            "Data directory holding mailmax.toml (used when --config is not given).",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -40,7 +46,7 @@ def config_path(config: str | None, data_dir: str | None) -> Path:
     return Path(DEFAULT_CONFIG_NAME)
 
 
-def makeService(options: Options):  # noqa: N802 - twistd's name
+def makeService(options: Options):
     """Build the MailMax service, or stop twistd with a message that says what to fix."""
     from mailmax.core.service import make_service
     from mailmax.core.tls import TLSConfigError

@@ -19,7 +19,9 @@ class TLSConfigError(Exception):
     """The certificate or key cannot be used; the message says which file and why."""
 
 
-def server_options(cert_path: Path, key_path: Path, min_version: str = "1.2") -> ssl.CertificateOptions:
+def server_options(
+    cert_path: Path, key_path: Path, min_version: str = "1.2"
+) -> ssl.CertificateOptions:
     """Twisted context options for a server using ``cert_path`` (PEM chain) and ``key_path``."""
     try:
         cert_pem = Path(cert_path).read_bytes()
@@ -32,12 +34,11 @@ def server_options(cert_path: Path, key_path: Path, min_version: str = "1.2") ->
     try:
         private = ssl.PrivateCertificate.loadPEM(key_pem + b"\n" + cert_pem)
     except Exception as exc:
-        raise TLSConfigError(f"{cert_path} / {key_path}: not a matching PEM certificate and key ({exc})") from None
+        raise TLSConfigError(
+            f"{cert_path} / {key_path}: not a matching PEM certificate and key ({exc})"
+        ) from None
     minimum = ssl.TLSVersion.TLSv1_3 if min_version == "1.3" else ssl.TLSVersion.TLSv1_2
-    chain = [
-        ssl.Certificate.loadPEM(block).original
-        for block in _pem_blocks(cert_pem)[1:]
-    ]
+    chain = [ssl.Certificate.loadPEM(block).original for block in _pem_blocks(cert_pem)[1:]]
     return ssl.CertificateOptions(
         privateKey=private.privateKey.original,
         certificate=private.original,
@@ -52,7 +53,7 @@ def _pem_blocks(data: bytes) -> list[bytes]:
 
 
 def make_self_signed(hostnames: Sequence[str], days: int = 825) -> tuple[bytes, bytes]:
-    """A self-signed EC P-256 certificate for ``hostnames`` (and 127.0.0.1); returns (key, cert) PEM."""
+    """A self-signed EC P-256 certificate for ``hostnames`` and 127.0.0.1: (key PEM, cert PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
     now = datetime.datetime.now(datetime.UTC)
@@ -72,9 +73,15 @@ def make_self_signed(hostnames: Sequence[str], days: int = 825) -> tuple[bytes, 
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )

@@ -81,18 +81,26 @@ def reject(text: str | None = None, code: int | None = None, status: str | None 
     """Refuse permanently (5xx)."""
     verdict = _make(Action.REJECT, text, code, status)
     if not 500 <= verdict.code <= 599 or not verdict.status.startswith("5."):
-        raise ValueError(f"reject needs a 5xx code and a 5.x.x status, got {verdict.code} {verdict.status}")
+        raise ValueError(
+            f"reject needs a 5xx code and a 5.x.x status, got {verdict.code} {verdict.status}"
+        )
     return verdict
 
 
-def tempfail(text: str | None = None, code: int | None = None, status: str | None = None) -> Verdict:
+def tempfail(
+    text: str | None = None, code: int | None = None, status: str | None = None
+) -> Verdict:
     """Refuse for now (4xx): the client should try again later."""
     verdict = _make(Action.TEMPFAIL, text, code, status)
     if not 400 <= verdict.code <= 499 or not verdict.status.startswith("4."):
-        raise ValueError(f"tempfail needs a 4xx code and a 4.x.x status, got {verdict.code} {verdict.status}")
+        raise ValueError(
+            f"tempfail needs a 4xx code and a 4.x.x status, got {verdict.code} {verdict.status}"
+        )
     return verdict
 
 
-def disconnect(text: str | None = None, code: int | None = None, status: str | None = None) -> Verdict:
+def disconnect(
+    text: str | None = None, code: int | None = None, status: str | None = None
+) -> Verdict:
     """Reply (421 by default) and close the connection."""
     return _make(Action.DISCONNECT, text, code, status)
