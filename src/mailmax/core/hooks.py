@@ -80,6 +80,10 @@ class PluginSet:
             except (pluggy.PluginValidationError, ValueError) as exc:
                 raise PluginError(f"plugin {plugin.name!r}: {exc}") from exc
             self._by_module[id(plugin.module)] = plugin
+        try:
+            self.manager.check_pending()  # a hook name with a typo is an error, not ignored
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin hook check failed: {exc}") from exc
         self._impls: dict[str, list[tuple[LoadedPlugin, pluggy.HookImpl]]] = {}
 
     # ------------------------------------------------------------------ introspection
