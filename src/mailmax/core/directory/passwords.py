@@ -1,0 +1,64 @@
+"""Password hashing (A6): argon2id for every stored password.
+
+A user's password is always stored as an argon2id hash, and log-ins are always checked against
+that hash. When the admin chooses to keep clear text for a user (APOP and CRAM-MD5 need the
+password itself), a clear copy is stored *beside* the hash; it is only ever read back for those
+challenge-response mechanisms. Passwords are never logged.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from mailmax.core.directory.errors import DirectoryError
+
+MAX_PASSWORD = 1024
+
+_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+
+
+def check_password(password: str) -> str:
+    """Return ``password`` if it can be stored, else raise DirectoryError saying why."""
+    if not isinstance(password, str) or not password:
+        raise DirectoryError("the password is empty; give a password or none for a blank one")
+    if len(password) > MAX_PASSWORD:
+        raise DirectoryError(f"the password is longer than {MAX_PASSWORD} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in password):
+        raise DirectoryError("the password contains control characters (such as a line break)")
+    return password
+
+
+def hash_password(password: str) -> str:
+    """The argon2id hash (PHC string) of ``password``."""
+    return _hasher.hash(check_password(password))
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """True when ``password`` matches the stored hash; False for a mismatch or a bad hash."""
+    if not stored or not isinstance(password, str):
+        return False
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(stored: str) -> bool:
+    """True when ``stored`` was made with weaker parameters than today's and should be redone."""
+    try:
+        return _hasher.check_needs_rehash(stored)
+    except (InvalidHashError, ValueError):
+        return True
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return _hasher.hash("mailmax-no-such-user")
+
+
+def burn_verify(password: str) -> None:
+    """Spend the time of one verification, so an unknown user takes as long as a known one."""
+    verify_password(_dummy_hash(), password if isinstance(password, str) else "")
