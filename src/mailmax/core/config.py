@@ -30,7 +30,7 @@ class _Section(BaseModel):
 
 
 class ServerSettings(_Section):
-    """``[server]``: identity, storage locations and process behaviour."""
+    """Identity, storage locations and process behaviour."""
 
     hostname: str = Field(
         "localhost", description="Name used in greetings, Received headers and bounces."
@@ -41,7 +41,7 @@ class ServerSettings(_Section):
         description="SQLAlchemy URL of the directory; relative sqlite paths are in the data dir.",
     )
     log_file: str = Field(
-        "mailmax.log", description="Log file (JSON lines); empty disables the file log."
+        "mailmax.log", description="Log file, one line per event; empty disables it."
     )
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, le=600, description="How long transactions in flight may finish after SIGTERM."
@@ -55,7 +55,7 @@ class ServerSettings(_Section):
 
 
 class ListenerSettings(_Section):
-    """``[[listeners]]``: one listening socket."""
+    """One listening socket."""
 
     service: ServiceName = Field(description="smtp, submission, smtps, pop3, pop3s, imap or imaps.")
     address: str = Field("127.0.0.1", description="IP address to listen on.")
@@ -78,7 +78,7 @@ class ListenerSettings(_Section):
 
 
 class TLSSettings(_Section):
-    """``[tls]``: the default certificate for STARTTLS and implicit-TLS listeners."""
+    """The default certificate for STARTTLS and implicit-TLS listeners."""
 
     cert: str = Field("tls/cert.pem", description="PEM certificate (chain).")
     key: str = Field("tls/key.pem", description="PEM private key.")
@@ -86,7 +86,7 @@ class TLSSettings(_Section):
 
 
 class SMTPSettings(_Section):
-    """``[smtp]``: limits and switches of the SMTP service (P2, P5, P6, P11, Q5)."""
+    """Limits and switches of the SMTP service (P2, P5, P6, P11, Q5)."""
 
     max_message_size: int = Field(
         25 * 1024 * 1024, ge=1024, description="Largest message in bytes (advertised with SIZE)."
@@ -132,7 +132,7 @@ class SMTPSettings(_Section):
 
 
 class SpoolSettings(_Section):
-    """``[spool]``: the durable queue directory (Q1)."""
+    """The durable queue directory (Q1)."""
 
     dir: str = Field("queue", description="Queue directory.")
     fsync: bool = Field(True, description="fsync files and directories before replying 250.")
@@ -143,7 +143,7 @@ class SpoolSettings(_Section):
 
 
 class QueueSettings(_Section):
-    """``[queue]``: the queue runner (local delivery now; remote delivery and retries later)."""
+    """The queue runner (local delivery now; remote delivery and retries later)."""
 
     delivery_threads: int = Field(4, ge=1, le=64, description="Threads writing into mailboxes.")
     scan_interval: float = Field(
@@ -156,7 +156,7 @@ class QueueSettings(_Section):
 
 
 class PluginSettings(_Section):
-    """``[plugins]``: the system-wide plugin list (its order is the hook order) and settings."""
+    """The system-wide plugin list (its order is the hook order) and settings."""
 
     enabled: list[str] = Field(
         default_factory=list, description="Plugins enabled system-wide, in order."
