@@ -55,7 +55,7 @@ def test_bad_values_say_what_is_allowed(tmp_path):
 
 def test_two_listeners_on_one_port_are_refused(tmp_path):
     text = '[[listeners]]\nservice = "smtp"\nport = 2525\n' * 2
-    with pytest.raises(config.ConfigError, match="two listeners on 127.0.0.1:2525"):
+    with pytest.raises(config.ConfigError, match=r"two listeners on 127\.0\.0\.1:2525"):
         config.load(write(tmp_path, text))
 
 
