@@ -5,31 +5,63 @@ Layout under the spool directory::
     tmp/           files being written (anything here at start is a leftover and is removed)
     msg/<id>       the raw message exactly as received (with our Received header)
     env/<id>.json  the envelope with per-recipient state; its presence is the commit point
+    corrupt/       envelopes that could not be used (kept for the admin, never deleted)
 
 :meth:`Spool.accept` uses group commit: the reactor thread only queues the work; a coordinator
 thread takes whatever is waiting (up to ``max_batch``), a worker pool writes and fsyncs the
-files of that batch in parallel, then the batch is renamed into place with one fsync per
-target directory, and only then the Deferreds fire.
+files of that batch in parallel, then the batch is renamed into place (messages first, then
+envelopes) with one fsync per target directory, and only then do the Deferreds fire.
+A crash at any moment leaves each message either fully queued or invisible; :meth:`Spool.start`
+removes the invisible remains.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import os
+import re
+import secrets
+import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer
+from twisted.logger import Logger
+
+log = Logger(namespace="mailmax.spool")
 
 RECIPIENT_KINDS = ("local", "relay")
 RECIPIENT_STATES = ("pending", "delivered", "deferred", "failed", "bounced")
 #: States after which nothing more happens to a recipient.
 FINAL_STATES = frozenset({"delivered", "bounced"})
+#: Version of the envelope file format.
+FORMAT_VERSION = 1
+
+_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
+_fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+
+def check_id(queue_id: str) -> str:
+    """Return ``queue_id`` if it is a valid queue id (safe as a file name); else ValueError."""
+    if not isinstance(queue_id, str) or not _ID_RE.fullmatch(queue_id):
+        raise ValueError(f"invalid queue id {queue_id!r}")
+    return queue_id
 
 
 @dataclass
 class SpoolRecipient:
-    """One recipient of a queued message and its delivery state."""
+    """One recipient of a queued message and its delivery state.
+
+    ``kind`` is ``"local"`` (a mailbox here) or ``"relay"`` (another server); ``state`` is one of
+    :data:`RECIPIENT_STATES`: ``failed`` means "permanently failed, bounce not sent yet",
+    ``bounced`` that the bounce is queued (or needs none).
+    """
 
     address: str
     kind: str = "local"
@@ -38,8 +70,13 @@ class SpoolRecipient:
     attempts: int = 0
     next_attempt: float = 0.0
     last_error: str = ""
-    #: ESMTP RCPT parameters (NOTIFY, ORCPT) as given.
+    #: ESMTP RCPT parameters as given (``NOTIFY``, ``ORCPT``), upper-case keys.
     params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        """True when nothing more will happen to this recipient."""
+        return self.state in FINAL_STATES
 
 
 @dataclass
@@ -55,16 +92,110 @@ class SpoolEnvelope:
     helo: str = ""
     auth_user: str | None = None
     session_id: str = ""
+    #: ESMTP MAIL parameters as given (``RET``, ``ENVID``, ``BODY``, ``SMTPUTF8``), upper-case keys.
     params: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        """Serialise to JSON bytes."""
-        raise NotImplementedError
+        """Serialise to JSON bytes (ASCII; undecodable characters survive as escapes)."""
+        data = {"version": FORMAT_VERSION, **asdict(self)}
+        return json.dumps(data, separators=(",", ":")).encode("ascii")
 
     @classmethod
     def from_json(cls, data: bytes) -> SpoolEnvelope:
         """Parse and validate JSON written by :meth:`to_json`; raise ``ValueError`` if invalid."""
-        raise NotImplementedError
+        try:
+            raw = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"envelope is not valid JSON: {exc}") from None
+        fields = _validate(raw, _ENVELOPE_FIELDS, "envelope")
+        if raw.get("version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported envelope format version {raw.get('version')!r}")
+        recipients = [
+            SpoolRecipient(**_validate(item, _RECIPIENT_FIELDS, f"recipient {index}"))
+            for index, item in enumerate(fields.pop("recipients"))
+        ]
+        envelope = cls(recipients=recipients, **fields)
+        check_id(envelope.id)
+        return envelope
+
+
+_REQUIRED = object()
+_NUMBER = (int, float)
+#: name -> (allowed types, default or _REQUIRED, allowed values or None)
+_FieldSpec = dict[str, tuple[tuple[type, ...], Any, tuple[str, ...] | None]]
+_ENVELOPE_FIELDS: _FieldSpec = {
+    "id": ((str,), _REQUIRED, None),
+    "sender": ((str,), _REQUIRED, None),
+    "recipients": ((list,), _REQUIRED, None),
+    "received_at": (_NUMBER, _REQUIRED, None),
+    "size": ((int,), 0, None),
+    "client_ip": ((str,), "", None),
+    "helo": ((str,), "", None),
+    "auth_user": ((str, type(None)), None, None),
+    "session_id": ((str,), "", None),
+    "params": ((dict,), {}, None),
+}
+_RECIPIENT_FIELDS: _FieldSpec = {
+    "address": ((str,), _REQUIRED, None),
+    "kind": ((str,), "local", RECIPIENT_KINDS),
+    "mailbox": ((str,), "", None),
+    "state": ((str,), "pending", RECIPIENT_STATES),
+    "attempts": ((int,), 0, None),
+    "next_attempt": (_NUMBER, 0.0, None),
+    "last_error": ((str,), "", None),
+    "params": ((dict,), {}, None),
+}
+
+
+def _validate(raw: Any, spec: _FieldSpec, what: str) -> dict[str, Any]:
+    """Check the keys of a decoded JSON object against ``spec``; return the known fields."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{what} must be a JSON object")
+    out: dict[str, Any] = {}
+    for name, (types, default, allowed) in spec.items():
+        if name not in raw:
+            if default is _REQUIRED:
+                raise ValueError(f"{what}: {name!r} is missing")
+            out[name] = dict(default) if isinstance(default, dict) else default
+            continue
+        value = raw[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ValueError(f"{what}: {name!r} has the wrong type ({type(value).__name__})")
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"{what}: {name!r} is {value!r}; expected one of {allowed}")
+        if isinstance(value, dict) and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ValueError(f"{what}: {name!r} must map strings to strings")
+        if isinstance(value, int | float) and value < 0:
+            raise ValueError(f"{what}: {name!r} must not be negative")
+        out[name] = float(value) if types == _NUMBER else value
+    return out
+
+
+@dataclass
+class _Item:
+    """One accept waiting for, or going through, a group commit."""
+
+    queue_id: str
+    envelope: bytes
+    chunks: list[bytes]
+    deferred: defer.Deferred[str]
+    error: BaseException | None = None
+    stage: str = "written"  # written -> message (renamed) -> committed
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 class Spool:
@@ -79,46 +210,293 @@ class Spool:
         max_batch: int = 64,
         reactor: Any = None,
     ) -> None:
+        if threads < 1 or max_batch < 1:
+            raise ValueError("threads and max_batch must be at least 1")
         self.directory = Path(directory)
         self.fsync = fsync
         self.threads = threads
         self.max_batch = max_batch
         self._reactor = reactor
+        self.tmp_dir = self.directory / "tmp"
+        self.msg_dir = self.directory / "msg"
+        self.env_dir = self.directory / "env"
+        self.corrupt_dir = self.directory / "corrupt"
         #: Called on the reactor thread with the ids of each committed batch.
         self.committed: list[Callable[[list[str]], None]] = []
+        self._cond = threading.Condition()
+        self._waiting: list[_Item] = []
+        self._inflight: set[str] = set()
+        self._running = False
+        self._stopping = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._coordinator: threading.Thread | None = None
+        self._stop_waiters: list[defer.Deferred[None]] = []
+        self._id_lock = threading.Lock()
+        self._last_us = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def reactor(self) -> Any:
+        """The reactor Deferreds fire on (the global one unless given)."""
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._running
 
     def start(self) -> None:
         """Create the directories, remove leftovers, start the commit threads."""
-        raise NotImplementedError
+        if self._running:
+            return
+        _ = self.reactor
+        created = False
+        for path in (self.directory, self.tmp_dir, self.msg_dir, self.env_dir, self.corrupt_dir):
+            if not path.is_dir():
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                created = True
+        if created and self.fsync:
+            _fsync_dir(self.directory)
+            _fsync_dir(self.directory.parent)
+        self._clean()
+        self._stopping = False
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="spool-write")
+        self._coordinator = threading.Thread(
+            target=self._coordinate, name="spool-commit", daemon=True
+        )
+        self._running = True
+        self._coordinator.start()
+
+    def _clean(self) -> None:
+        """Remove what a crash left half-done: tmp files and messages without an envelope."""
+        for entry in os.scandir(self.tmp_dir):
+            _unlink(Path(entry.path))
+        envelopes = {e.name[:-5] for e in os.scandir(self.env_dir) if e.name.endswith(".json")}
+        messages = {e.name for e in os.scandir(self.msg_dir)}
+        for name in messages - envelopes:
+            log.info("removing {name}: its envelope was never committed", name=name)
+            _unlink(self.msg_dir / name)
+        for name in envelopes - messages:
+            log.error("envelope {name} has no message file; moved to corrupt/", name=name)
+            os.replace(self.env_dir / f"{name}.json", self.corrupt_dir / f"{name}.json")
+        if self.fsync:
+            _fsync_dir(self.msg_dir)
+            _fsync_dir(self.env_dir)
 
     def stop(self) -> defer.Deferred[None]:
-        """Commit what is queued, then stop the threads."""
-        raise NotImplementedError
+        """Commit what is already queued, then stop the threads."""
+        if not self._running:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._stop_waiters.append(d)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        return d
 
+    def _stopped_now(self) -> None:
+        self._running = False
+        waiters, self._stop_waiters = self._stop_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    # ------------------------------------------------------------------ ids and paths
     def new_id(self) -> str:
-        """A unique queue id, sortable by time and safe as a file name."""
-        raise NotImplementedError
-
-    def accept(self, envelope: SpoolEnvelope, message: Sequence[bytes]) -> defer.Deferred[str]:
-        """Queue ``message`` (chunks) with ``envelope``; fire with the id once durable."""
-        raise NotImplementedError
-
-    def pending_ids(self) -> list[str]:
-        """Ids of every complete queued message on disk, oldest first."""
-        raise NotImplementedError
-
-    def load(self, queue_id: str) -> SpoolEnvelope:
-        """Read the envelope of ``queue_id`` (blocking)."""
-        raise NotImplementedError
+        """A unique queue id, sortable by time and safe as a file name (18 hex digits)."""
+        now = time.time_ns() // 1000
+        with self._id_lock:
+            if now <= self._last_us:
+                now = self._last_us + 1
+            self._last_us = now
+        return f"{now:014x}{secrets.randbits(16):04x}"
 
     def message_path(self, queue_id: str) -> Path:
         """Where the raw message of ``queue_id`` is."""
-        raise NotImplementedError
+        return self.msg_dir / check_id(queue_id)
+
+    def envelope_path(self, queue_id: str) -> Path:
+        """Where the envelope of ``queue_id`` is."""
+        return self.env_dir / f"{check_id(queue_id)}.json"
+
+    # ------------------------------------------------------------------ accept (group commit)
+    def accept(self, envelope: SpoolEnvelope, message: Sequence[bytes]) -> defer.Deferred[str]:
+        """Queue ``message`` (chunks) with ``envelope``; fire with the id once durable.
+
+        Call on the reactor thread. Sets ``envelope.size``. Errbacks with an ``OSError`` when
+        the message could not be stored (nothing of it is then visible in the spool).
+        """
+        try:
+            check_id(envelope.id)
+            chunks = [bytes(chunk) for chunk in message]
+            envelope.size = sum(len(chunk) for chunk in chunks)
+            data = envelope.to_json()
+        except (ValueError, TypeError) as exc:
+            return defer.fail(exc)
+        d: defer.Deferred[str] = defer.Deferred()
+        with self._cond:
+            if not self._running or self._stopping:
+                return defer.fail(OSError(errno.ESHUTDOWN, "the spool is not running"))
+            self._waiting.append(_Item(envelope.id, data, chunks, d))
+            self._cond.notify()
+        return d
+
+    def _coordinate(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._stopping:
+                    self._cond.wait()
+                if not self._waiting:
+                    break
+                batch = self._waiting[: self.max_batch]
+                del self._waiting[: self.max_batch]
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # never leave a Deferred unfired
+                for item in batch:
+                    if item.stage != "committed":
+                        item.error = item.error or exc
+                with contextlib.suppress(Exception):
+                    self._discard(batch)
+            self.reactor.callFromThread(self._fire, batch)
+        assert self._pool is not None
+        self._pool.shutdown(wait=True)
+        self.reactor.callFromThread(self._stopped_now)
+
+    def _commit(self, batch: list[_Item]) -> None:
+        assert self._pool is not None
+        futures = [self._pool.submit(self._write, item) for item in batch]
+        for item, future in zip(batch, futures, strict=True):
+            item.error = future.exception()
+        written = [item for item in batch if item.error is None]
+        for item in written:
+            try:
+                target = self.msg_dir / item.queue_id
+                if target.exists() or self.envelope_path(item.queue_id).exists():
+                    raise FileExistsError(errno.EEXIST, "queue id already in use", item.queue_id)
+                os.rename(self.tmp_dir / f"{item.queue_id}.msg", target)
+                item.stage = "message"
+            except OSError as exc:
+                item.error = exc
+        moved = [item for item in written if item.stage == "message"]
+        if not moved:
+            self._discard(batch)
+            return
+        try:
+            if self.fsync:
+                _fsync_dir(self.msg_dir)
+            with self._cond:
+                self._inflight.update(item.queue_id for item in moved)
+            for item in moved:
+                try:
+                    os.rename(
+                        self.tmp_dir / f"{item.queue_id}.env", self.envelope_path(item.queue_id)
+                    )
+                    item.stage = "committed"
+                except OSError as exc:
+                    item.error = exc
+            if self.fsync:
+                _fsync_dir(self.env_dir)
+        except OSError as exc:
+            for item in moved:
+                if item.stage == "committed":
+                    _unlink(self.envelope_path(item.queue_id))
+                item.stage, item.error = "message", exc
+        self._discard(batch)
+
+    def _discard(self, batch: list[_Item]) -> None:
+        """Remove every file of the items that did not commit."""
+        for item in batch:
+            if item.stage == "committed":
+                continue
+            item.error = item.error or OSError(errno.EIO, "message not committed")
+            _unlink(self.tmp_dir / f"{item.queue_id}.msg")
+            _unlink(self.tmp_dir / f"{item.queue_id}.env")
+            if item.stage == "message":
+                _unlink(self.msg_dir / item.queue_id)
+
+    def _write(self, item: _Item) -> None:
+        """Write and fsync the two files of one item into tmp/ (worker thread)."""
+        try:
+            self._write_file(self.tmp_dir / f"{item.queue_id}.msg", item.chunks)
+            self._write_file(self.tmp_dir / f"{item.queue_id}.env", [item.envelope])
+        except BaseException:
+            _unlink(self.tmp_dir / f"{item.queue_id}.msg")
+            _unlink(self.tmp_dir / f"{item.queue_id}.env")
+            raise
+
+    def _write_file(self, path: Path, chunks: Sequence[bytes]) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as handle:
+            handle.writelines(chunks)
+            handle.flush()
+            if self.fsync:
+                _fdatasync(handle.fileno())
+
+    def _fire(self, batch: list[_Item]) -> None:
+        """Reactor thread: answer every accept of a batch, then tell the subscribers."""
+        done = [item.queue_id for item in batch if item.stage == "committed"]
+        with self._cond:
+            self._inflight.difference_update(item.queue_id for item in batch)
+        for item in batch:
+            if item.stage == "committed":
+                item.deferred.callback(item.queue_id)
+            else:
+                item.deferred.errback(item.error)
+        if not done:
+            return
+        for subscriber in list(self.committed):
+            try:
+                subscriber(done)
+            except Exception:
+                log.failure("spool commit subscriber {name} failed", name=repr(subscriber))
+
+    # ------------------------------------------------------------------ the runner's side
+    def pending_ids(self) -> list[str]:
+        """Ids of every complete queued message on disk, oldest first (blocking)."""
+        names = [e.name[:-5] for e in os.scandir(self.env_dir) if e.name.endswith(".json")]
+        with self._cond:
+            inflight = set(self._inflight)
+        return sorted(n for n in names if _ID_RE.fullmatch(n) and n not in inflight)
+
+    def load(self, queue_id: str) -> SpoolEnvelope:
+        """Read the envelope of ``queue_id`` (blocking).
+
+        Raises ``FileNotFoundError`` when the message is no longer queued and ``ValueError`` when
+        the envelope file is unusable.
+        """
+        envelope = SpoolEnvelope.from_json(self.envelope_path(queue_id).read_bytes())
+        if envelope.id != queue_id:
+            raise ValueError(f"envelope file {queue_id}.json names message {envelope.id!r}")
+        return envelope
+
+    def quarantine(self, queue_id: str) -> None:
+        """Move an unusable message out of the queue into ``corrupt/`` (blocking)."""
+        for path in (self.envelope_path(queue_id), self.message_path(queue_id)):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, self.corrupt_dir / path.name)
+        if self.fsync:
+            _fsync_dir(self.env_dir)
 
     def save(self, envelope: SpoolEnvelope) -> None:
-        """Atomically rewrite the envelope file (blocking: call from a thread)."""
-        raise NotImplementedError
+        """Atomically rewrite the envelope file (tmp, fsync, rename; blocking)."""
+        target = self.envelope_path(envelope.id)
+        tmp = self.tmp_dir / f"{envelope.id}.save-{threading.get_ident()}-{secrets.token_hex(4)}"
+        try:
+            self._write_file(tmp, [envelope.to_json()])
+            os.replace(tmp, target)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        if self.fsync:
+            _fsync_dir(self.env_dir)
 
     def remove(self, queue_id: str) -> None:
         """Remove a message whose recipients are all done (blocking)."""
-        raise NotImplementedError
+        _unlink(self.envelope_path(queue_id))
+        if self.fsync:
+            _fsync_dir(self.env_dir)
+        _unlink(self.message_path(queue_id))

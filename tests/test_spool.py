@@ -1,0 +1,338 @@
+"""The durable spool (Q1): group commit, atomic visibility, restart clean-up, envelope format."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from twisted.internet import defer
+
+from mailmax.core import spool as spool_module
+from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient
+from tests.test_spool_reactor import ReactorThread, running_reactor
+
+
+@pytest.fixture
+def reactor_thread() -> Iterator[ReactorThread]:
+    """A running private reactor for the spool's callbacks."""
+    yield from running_reactor()
+
+
+def make_envelope(spool: Spool, n: int = 1) -> SpoolEnvelope:
+    """An envelope with ``n`` local recipients and a fresh id."""
+    return SpoolEnvelope(
+        id=spool.new_id(),
+        sender="alice@example.org",
+        recipients=[
+            SpoolRecipient(f"user{i}@example.com", mailbox=f"user{i}@example.com") for i in range(n)
+        ],
+        received_at=1700000000.5,
+        client_ip="192.0.2.1",
+        helo="client.example.org",
+        params={"BODY": "8BITMIME"},
+    )
+
+
+def message_for(queue_id: str, size: int = 3000) -> list[bytes]:
+    """A message in two chunks whose content names its queue id."""
+    head = f"Received: from client by mx; id {queue_id}\r\nSubject: test\r\n\r\n".encode()
+    return [head, (b"x" * 70 + b"\r\n") * (size // 72)]
+
+
+@pytest.fixture
+def spool(tmp_path: Path, reactor_thread: ReactorThread):
+    """A started spool on the helper reactor, stopped after the test."""
+    s = Spool(tmp_path / "queue", reactor=reactor_thread.reactor, threads=4, max_batch=16)
+    s.start()
+    yield s
+    reactor_thread.call(s.stop)
+
+
+def accept_many(rt: ReactorThread, spool: Spool, count: int) -> tuple[list, dict[str, bytes]]:
+    """Start ``count`` accepts at once on the reactor; return their outcomes and contents."""
+    contents: dict[str, bytes] = {}
+
+    def start() -> defer.Deferred:
+        ds = []
+        for i in range(count):
+            env = make_envelope(spool, 1 + i % 3)
+            chunks = message_for(env.id, 500 + 97 * i)
+            contents[env.id] = b"".join(chunks)
+            ds.append(spool.accept(env, chunks))
+        return defer.DeferredList(ds, consumeErrors=True)
+
+    return rt.call(start, timeout=30), contents
+
+
+# ---------------------------------------------------------------------- envelope format
+def test_envelope_json_round_trip() -> None:
+    """Q1: the envelope is JSON (never pickle) and survives a round trip, odd bytes included."""
+    env = SpoolEnvelope(
+        id="0123abcd",
+        sender="",
+        recipients=[
+            SpoolRecipient("a@example.com", mailbox="a@example.com", params={"NOTIFY": "FAILURE"}),
+            SpoolRecipient("b@remote.example", kind="relay", state="deferred", attempts=2),
+        ],
+        received_at=1.25,
+        auth_user="a@example.com",
+        helo="h\udcff",
+    )
+    data = env.to_json()
+    assert json.loads(data)["version"] == 1
+    assert SpoolEnvelope.from_json(data) == env
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("sender"), "'sender' is missing"),
+        (lambda d: d.update(size="12"), "'size' has the wrong type"),
+        (lambda d: d.update(version=99), "unsupported envelope format version"),
+        (lambda d: d.update(id="../etc/passwd"), "invalid queue id"),
+        (lambda d: d["recipients"][0].update(state="lost"), "'state' is 'lost'"),
+        (lambda d: d["recipients"][0].update(kind="pipe"), "'kind' is 'pipe'"),
+        (lambda d: d["recipients"][0].update(attempts=True), "'attempts' has the wrong type"),
+        (lambda d: d.update(params={"RET": 1}), "must map strings to strings"),
+        (lambda d: d.update(recipients={}), "'recipients' has the wrong type"),
+    ],
+)
+def test_envelope_validation_names_the_problem(mutate, message) -> None:
+    """Q1: a damaged envelope file is refused with a message naming the bad field."""
+    data = json.loads(make_envelope(Spool(Path("/nonexistent"))).to_json())
+    mutate(data)
+    with pytest.raises(ValueError, match=message):
+        SpoolEnvelope.from_json(json.dumps(data).encode())
+
+
+def test_envelope_rejects_non_json() -> None:
+    """Q1: garbage in an envelope file is a ValueError, not a crash."""
+    with pytest.raises(ValueError, match="not valid JSON"):
+        SpoolEnvelope.from_json(b"\x80\x03pickle")
+
+
+def test_new_ids_are_unique_sorted_and_file_safe(tmp_path: Path) -> None:
+    """Q1: queue ids never repeat, sort by creation time and are plain file names."""
+    s = Spool(tmp_path)
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def make() -> None:
+        local = [s.new_id() for _ in range(2000)]
+        with lock:
+            ids.extend(local)
+
+    workers = [threading.Thread(target=make) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(set(ids)) == len(ids) == 8000
+    sequential = [s.new_id() for _ in range(100)]
+    assert sequential == sorted(sequential)
+    assert all(i.isalnum() and len(i) == 18 for i in ids)
+
+
+# ---------------------------------------------------------------------- accept
+def test_accept_stores_exact_message_and_envelope(spool: Spool, reactor_thread) -> None:
+    """Q1: an accepted message is stored byte for byte with its envelope; tmp/ is left empty."""
+    seen: list[list[str]] = []
+    spool.committed.append(seen.append)
+    env = make_envelope(spool, 2)
+    chunks = message_for(env.id)
+    queue_id = reactor_thread.call(spool.accept, env, chunks)
+    assert queue_id == env.id
+    assert spool.message_path(queue_id).read_bytes() == b"".join(chunks)
+    loaded = spool.load(queue_id)
+    assert loaded.size == len(b"".join(chunks))
+    assert [r.address for r in loaded.recipients] == ["user0@example.com", "user1@example.com"]
+    assert loaded.params == {"BODY": "8BITMIME"}
+    assert spool.pending_ids() == [queue_id]
+    assert seen == [[queue_id]]
+    assert os.listdir(spool.tmp_dir) == []
+    assert oct(spool.message_path(queue_id).stat().st_mode & 0o777) == "0o600"
+
+
+def test_many_concurrent_accepts_group_commit(spool: Spool, reactor_thread) -> None:
+    """Q1: 400 concurrent accepts all fire, all files are complete, batches cover several."""
+    batches: list[list[str]] = []
+    spool.committed.append(batches.append)
+    results, contents = accept_many(reactor_thread, spool, 400)
+    assert all(ok for ok, _ in results)
+    ids = [value for _, value in results]
+    assert sorted(ids) == sorted(contents)
+    assert spool.pending_ids() == sorted(contents)
+    for queue_id, content in contents.items():
+        assert spool.message_path(queue_id).read_bytes() == content
+        assert spool.load(queue_id).size == len(content)
+    assert os.listdir(spool.tmp_dir) == []
+    assert sorted(i for batch in batches for i in batch) == sorted(contents)
+    assert len(batches) < 400, "every message was committed on its own: no group commit"
+    assert max(len(b) for b in batches) <= spool.max_batch
+
+
+def test_group_commit_fsyncs_files_before_renames_and_dirs_once(
+    spool: Spool, reactor_thread, monkeypatch
+) -> None:
+    """Q1: each file is fsynced before its rename, the message is renamed before the envelope,
+    and each directory is fsynced once per batch before any Deferred of the batch fires."""
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    real_sync, real_dir, real_rename = spool_module._fdatasync, spool_module._fsync_dir, os.rename
+
+    def record(kind: str, path: str) -> None:
+        with lock:
+            events.append((kind, path))
+
+    def sync(fd: int) -> None:
+        real_sync(fd)
+        record("fsync", os.readlink(f"/proc/self/fd/{fd}"))
+
+    def sync_dir(path: Path) -> None:
+        real_dir(path)
+        record("dirsync", str(path))
+
+    def rename(src, dst) -> None:
+        real_rename(src, dst)
+        record("rename", f"{src} -> {dst}")
+
+    monkeypatch.setattr(spool_module, "_fdatasync", sync)
+    monkeypatch.setattr(spool_module, "_fsync_dir", sync_dir)
+    monkeypatch.setattr(os, "rename", rename)
+    spool.committed.append(lambda ids: record("committed", ",".join(ids)))
+    results, contents = accept_many(reactor_thread, spool, 60)
+    assert all(ok for ok, _ in results)
+    for queue_id in contents:
+        tmp_msg, tmp_env = spool.tmp_dir / f"{queue_id}.msg", spool.tmp_dir / f"{queue_id}.env"
+        position = {e: i for i, e in enumerate(events)}
+        msg_sync = position[("fsync", str(tmp_msg))]
+        env_sync = position[("fsync", str(tmp_env))]
+        msg_move = position[("rename", f"{tmp_msg} -> {spool.message_path(queue_id)}")]
+        env_move = position[("rename", f"{tmp_env} -> {spool.envelope_path(queue_id)}")]
+        msg_dir_sync = next(
+            i for i in range(msg_move, len(events)) if events[i] == ("dirsync", str(spool.msg_dir))
+        )
+        env_dir_sync = next(
+            i for i in range(env_move, len(events)) if events[i] == ("dirsync", str(spool.env_dir))
+        )
+        fired = next(
+            i
+            for i in range(len(events))
+            if events[i][0] == "committed" and queue_id in events[i][1]
+        )
+        assert msg_sync < msg_move < msg_dir_sync < env_move < env_dir_sync < fired
+        assert env_sync < env_move
+    batches = sum(1 for kind, _ in events if kind == "committed")
+    assert sum(1 for e in events if e == ("dirsync", str(spool.env_dir))) == batches
+    assert sum(1 for e in events if e == ("dirsync", str(spool.msg_dir))) == batches
+
+
+def test_failed_write_errbacks_oserror_and_leaves_nothing_visible(
+    spool: Spool, reactor_thread
+) -> None:
+    """Q1: a real write failure (a directory where the file should be) answers with an OSError;
+    the other messages of the batch still commit, and no trace of the failed one is visible."""
+    bad = make_envelope(spool)
+    (spool.tmp_dir / f"{bad.id}.env").mkdir()
+    good = make_envelope(spool)
+
+    def both() -> defer.Deferred:
+        return defer.DeferredList(
+            [spool.accept(bad, message_for(bad.id)), spool.accept(good, message_for(good.id))],
+            consumeErrors=True,
+        )
+
+    (bad_ok, failure), (good_ok, good_id) = reactor_thread.call(both)
+    assert not bad_ok and failure.check(OSError)
+    assert good_ok and good_id == good.id
+    assert spool.pending_ids() == [good.id]
+    assert not spool.message_path(bad.id).exists()
+    assert os.listdir(spool.tmp_dir) == [f"{bad.id}.env"]  # only our obstacle
+
+
+def test_rename_failure_errbacks_and_nothing_half_visible(spool: Spool, reactor_thread) -> None:
+    """Q1: when the envelope cannot be put in place, the message file is taken back too."""
+    env = make_envelope(spool)
+    spool.envelope_path(env.id).mkdir()
+    (spool.envelope_path(env.id) / "block").write_text("x")
+    with pytest.raises(OSError):
+        reactor_thread.call(spool.accept, env, message_for(env.id))
+    assert not spool.message_path(env.id).exists()
+    assert os.listdir(spool.tmp_dir) == []
+
+
+def test_duplicate_id_is_refused(spool: Spool, reactor_thread) -> None:
+    """Q1: an id already queued is never overwritten."""
+    env = make_envelope(spool)
+    reactor_thread.call(spool.accept, env, [b"first\r\n"])
+    with pytest.raises(FileExistsError):
+        reactor_thread.call(spool.accept, env, [b"second\r\n"])
+    assert spool.message_path(env.id).read_bytes() == b"first\r\n"
+
+
+def test_stop_commits_queued_accepts_then_refuses(tmp_path: Path, reactor_thread) -> None:
+    """Q1: stop() lets queued accepts finish; later accepts fail with an OSError (451)."""
+    s = Spool(tmp_path / "q", reactor=reactor_thread.reactor, max_batch=2, fsync=False)
+    s.start()
+
+    def accept_and_stop() -> defer.Deferred:
+        ds = [s.accept(make_envelope(s), [b"m\r\n"]) for _ in range(10)]
+        return s.stop().addCallback(lambda _: defer.DeferredList(ds))
+
+    results = reactor_thread.call(accept_and_stop)
+    assert all(ok for ok, _ in results) and len(s.pending_ids()) == 10
+    with pytest.raises(OSError, match="not running"):
+        reactor_thread.call(s.accept, make_envelope(s), [b"late\r\n"])
+
+
+# ---------------------------------------------------------------------- runner side
+def test_save_load_remove(spool: Spool, reactor_thread) -> None:
+    """Q1: the runner's envelope rewrite is atomic and remove() takes the message away."""
+    env = make_envelope(spool, 2)
+    reactor_thread.call(spool.accept, env, [b"body\r\n"])
+    env.recipients[0].state = "delivered"
+    env.recipients[1].attempts = 1
+    spool.save(env)
+    assert spool.load(env.id).recipients[0].state == "delivered"
+    assert spool.load(env.id).recipients[1].attempts == 1
+    assert os.listdir(spool.tmp_dir) == []
+    spool.remove(env.id)
+    assert spool.pending_ids() == []
+    assert not spool.message_path(env.id).exists()
+    with pytest.raises(FileNotFoundError):
+        spool.load(env.id)
+
+
+def test_load_refuses_bad_ids(spool: Spool) -> None:
+    """Q1: ids that are not plain file names never reach the file system."""
+    for bad in ("../x", "", "a/b", ".hidden", "x" * 65):
+        with pytest.raises(ValueError):
+            spool.message_path(bad)
+
+
+def test_start_cleans_leftovers_of_a_crash(tmp_path: Path, reactor_thread) -> None:
+    """Q1: on start, tmp files and messages whose envelope never committed disappear; an
+    envelope without its message is kept aside in corrupt/; complete messages stay queued."""
+    s = Spool(tmp_path / "q", fsync=False, reactor=reactor_thread.reactor)
+    for sub in ("tmp", "msg", "env"):
+        (s.directory / sub).mkdir(parents=True)
+    complete, orphan, lonely = s.new_id(), s.new_id(), s.new_id()
+    (s.tmp_dir / f"{s.new_id()}.msg").write_bytes(b"half")
+    (s.msg_dir / complete).write_bytes(b"whole\r\n")
+    (s.env_dir / f"{complete}.json").write_bytes(
+        SpoolEnvelope(complete, "a@b.example", [SpoolRecipient("c@d.example")], 1.0).to_json()
+    )
+    (s.msg_dir / orphan).write_bytes(b"renamed but no envelope")
+    (s.env_dir / f"{lonely}.json").write_bytes(b"{}")
+    s.start()
+    try:
+        assert os.listdir(s.tmp_dir) == []
+        assert s.pending_ids() == [complete]
+        assert not (s.msg_dir / orphan).exists()
+        assert (s.corrupt_dir / f"{lonely}.json").exists()
+    finally:
+        reactor_thread.call(s.stop)
