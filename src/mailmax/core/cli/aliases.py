@@ -1,0 +1,90 @@
+"""``mailmax alias ...``: user aliases, addresses delivering to one or more targets (A9)."""
+
+from __future__ import annotations
+
+import click
+
+from mailmax.core.cli.context import CLIError, app, common_options
+from mailmax.core.cli.output import Column
+
+COLUMNS = [Column("address", "ALIAS"), Column("targets", "TARGETS")]
+
+
+def find_alias(address: str) -> list[str]:
+    """The targets of the alias ``address``; a CLIError saying where to look when it is missing."""
+    targets = app().directory().get_alias(address)
+    if targets is None:
+        domain = address.rpartition("@")[2] or "DOMAIN"
+        raise CLIError(
+            f"no alias {address!r} here; "
+            f"see the aliases with `mailmax alias list --domain {domain}`"
+        )
+    return list(targets)
+
+
+@click.group("alias")
+def alias_group() -> None:
+    """Manage user aliases (A9): mail to the alias goes to its targets."""
+
+
+@alias_group.command("list")
+@click.option("--domain", metavar="DOMAIN", help="Only aliases in DOMAIN.")
+@common_options
+def list_command(domain: str | None) -> None:
+    """List aliases and their targets, sorted by address."""
+    state = app()
+    if domain:
+        from mailmax.core.cli.domains import find_domain
+
+        domain = find_domain(domain).name
+    rows = [
+        {"address": address, "targets": list(targets)}
+        for address, targets in state.directory().list_aliases(domain=domain)
+    ]
+    state.out.table(rows, COLUMNS, empty="no aliases")
+
+
+@alias_group.command("add")
+@click.argument("address")
+@click.argument("targets", nargs=-1, required=True)
+@common_options
+def add_command(address: str, targets: tuple[str, ...]) -> None:
+    """Add the alias ADDRESS delivering to TARGETS (local users or remote addresses)."""
+    state = app()
+    state.directory().add_alias(address, list(targets))
+    _done(f"added alias {address}", address)
+
+
+@alias_group.command("show")
+@click.argument("address")
+@common_options
+def show_command(address: str) -> None:
+    """Show the targets of the alias ADDRESS."""
+    app().out.record({"address": address, "targets": find_alias(address)})
+
+
+@alias_group.command("edit")
+@click.argument("address")
+@click.argument("targets", nargs=-1, required=True)
+@common_options
+def edit_command(address: str, targets: tuple[str, ...]) -> None:
+    """Replace the targets of the alias ADDRESS with TARGETS."""
+    state = app()
+    state.directory().edit_alias(address, list(targets))
+    _done(f"changed alias {address}", address)
+
+
+@alias_group.command("delete")
+@click.argument("address")
+@common_options
+def delete_command(address: str) -> None:
+    """Delete the alias ADDRESS (its targets are untouched)."""
+    state = app()
+    find_alias(address)
+    state.directory().delete_alias(address)
+    state.out.done(f"deleted alias {address}", address=address)
+
+
+def _done(message: str, address: str) -> None:
+    targets = find_alias(address)
+    app().out.done(f"{message} -> {', '.join(targets)}", address=address, targets=targets)

@@ -1,0 +1,466 @@
+"""``mailmax init``: the basic system wizard (S8).
+
+Creates, in one data directory: the commented config file, the SQLite directory database
+(migrated), the first domain and its mail directory, the queue directory, the users postmaster,
+admin and root, and a self-signed certificate. Everything is validated before the first file is
+written; a failure part-way removes the database it created, and the config file is written
+last (atomically), so a half-made system never looks like a finished one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import secrets
+import string
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailmax.core.cli.context import CLIError, app, interactive, json_option
+from mailmax.core.config import DEFAULT_CONFIG_NAME, Settings, parse
+
+FIRST_USERS = ("postmaster", "admin", "root")
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def check_hostname(value: str, *, what: str, need_dot: bool) -> str:
+    """``value`` in canonical form if it is a valid DNS name; else a CLIError saying why."""
+    from mailmax.core.directory.errors import DirectoryError
+    from mailmax.core.directory.loginnames import check_domain_name
+
+    try:
+        name = check_domain_name(value)
+    except DirectoryError as exc:
+        raise CLIError(f"{what}: {exc}") from None
+    if need_dot and "." not in name.rstrip("."):
+        raise CLIError(f"{what} {value!r} needs at least two labels, e.g. example.com")
+    return name.rstrip(".")
+
+
+def new_password() -> str:
+    """A random 20-character password (letters and digits, about 119 bits)."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(20))
+
+
+@dataclass
+class Plan:
+    """Everything ``init`` is about to create, worked out before touching the disk."""
+
+    data_dir: Path
+    domain: str
+    hostname: str
+    address: str
+    ports: dict[str, int]
+    database_url: str
+    force: bool
+    passwords: dict[str, str] = field(default_factory=dict)
+    generated: set[str] = field(default_factory=set)
+
+    @property
+    def config_file(self) -> Path:
+        """Where the config file goes."""
+        return self.data_dir / DEFAULT_CONFIG_NAME
+
+    @property
+    def cert(self) -> Path:
+        """The certificate file."""
+        return self.data_dir / "tls" / "cert.pem"
+
+    @property
+    def key(self) -> Path:
+        """The private key file."""
+        return self.data_dir / "tls" / "key.pem"
+
+    @property
+    def mail_dir(self) -> Path:
+        """The first domain's mail directory."""
+        return self.data_dir / "mail" / self.domain
+
+    @property
+    def queue_dir(self) -> Path:
+        """The queue (spool) directory."""
+        return self.data_dir / "queue"
+
+    def settings(self) -> Settings:
+        """The configuration the file will hold, validated by the real schema."""
+        return parse(tomllib.loads(config_text(self)), str(self.config_file))
+
+    def sqlite_file(self) -> Path | None:
+        """The database file when the directory is SQLite, else None."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.settings().database_url)
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database)
+
+
+def _q(value: Any) -> str:
+    """A TOML value (JSON strings and numbers are valid TOML)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def config_text(plan: Plan) -> str:
+    """The commented config file for ``plan``."""
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    services = {
+        "smtp": "inbound mail from other servers",
+        "submission": "mail from your users: STARTTLS, then AUTH",
+        "smtps": "like submission, with TLS from the first byte",
+    }
+    listeners = "".join(
+        f"\n[[listeners]]\nservice = {_q(name)}  # {about}\naddress = {_q(plan.address)}\n"
+        f"port = {plan.ports[name]}\ndefault_domain = {_q(plan.domain)}"
+        "  # domain of bare login names on this address\n"
+        for name, about in services.items()
+    )
+    return f"""\
+# MailMax configuration, written by `mailmax init` on {now}.
+# Check it with: mailmax config check --config {plan.config_file}
+# See every key with its default: mailmax config show --config {plan.config_file}
+# Relative paths are relative to data_dir.
+
+[server]
+# Name used in greetings, Received headers and bounces.
+hostname = {_q(plan.hostname)}
+# Data directory: database, logs, plugins.
+data_dir = {_q(str(plan.data_dir))}
+# Directory database (SQLAlchemy URL): SQLite here; PostgreSQL for several nodes.
+database_url = {_q(plan.database_url)}
+# Log file (JSON lines); empty disables the file log.
+log_file = "mailmax.log"
+
+[tls]
+# Certificate (PEM chain) and private key for STARTTLS and implicit TLS. `mailmax init`
+# made a self-signed pair; replace both files with a real certificate for the Internet.
+cert = {_q(str(plan.cert))}
+key = {_q(str(plan.key))}
+min_version = "1.2"
+
+# Listening sockets. Ports below 1024 need root (or CAP_NET_BIND_SERVICE); the standard
+# ports are smtp 25, submission 587 and smtps 465.
+{listeners}
+[smtp]
+# Largest message in bytes.
+max_message_size = 26214400
+# Client networks allowed to relay without AUTH, e.g. ["192.0.2.0/24"]. Keep it short.
+trusted_networks = []
+
+[spool]
+# Queue directory: accepted mail waiting for delivery.
+dir = {_q(str(plan.queue_dir))}
+
+[plugins]
+# Plugins enabled system-wide, in hook order.
+enabled = []
+"""
+
+
+def _ask_passwords(plan: Plan, given: dict[str, str | None], ask: bool) -> None:
+    for user in FIRST_USERS:
+        password = given[user]
+        if password == "":
+            raise CLIError(
+                f"--{user}-password is empty; give a password or omit it to generate one"
+            )
+        if password is None and ask:
+            password = click.prompt(
+                f"Password for {user}@{plan.domain} (empty: generate one)",
+                default="",
+                hide_input=True,
+                confirmation_prompt=True,
+                show_default=False,
+            )
+        if not password:
+            password = new_password()
+            plan.generated.add(user)
+        plan.passwords[user] = password
+
+
+def _existing(plan: Plan) -> list[Path]:
+    """The files of an earlier system; without --force their presence stops ``init``."""
+    found = [plan.config_file] if plan.config_file.exists() else []
+    db = plan.sqlite_file()
+    if db is not None and db.exists():
+        found.append(db)
+    if found and not plan.force:
+        raise CLIError(
+            f"{plan.data_dir} already holds a MailMax system "
+            f"({' and '.join(str(p) for p in found)} exist); nothing was changed. "
+            "Use --force to set it up again (the old files are kept as *.bak-TIMESTAMP)"
+        )
+    return found
+
+
+def _sqlite_family(db: Path) -> list[Path]:
+    return [db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+
+
+def _move_aside(paths: list[Path], plan: Plan) -> list[Path]:
+    """Rename an old system's files to ``NAME.bak-TIMESTAMP``; return the new names."""
+    stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+    moved = []
+    db = plan.sqlite_file()
+    for path in paths:
+        family = _sqlite_family(path) if path == db else [path]
+        for item in family:
+            if item.exists():
+                target = item.with_name(f"{item.name}.bak-{stamp}")
+                item.rename(target)
+                moved.append(target)
+    return moved
+
+
+def _write_atomic(path: Path, content: str, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _populate(plan: Plan) -> None:
+    """Create (or, with --force, bring up to date) the domain and the first users."""
+    from mailmax.core.cli.context import open_directory
+
+    directory = open_directory(plan.settings())
+    try:
+        domains = [d.name for d in directory.list_domains()]
+        if domains and plan.domain not in domains and not plan.force:
+            raise CLIError(
+                f"the database {plan.database_url} already holds domains ({', '.join(domains)}); "
+                "nothing was added. Use --force to add this system to it anyway"
+            )
+        if plan.domain not in domains:
+            directory.add_domain(plan.domain, str(plan.mail_dir))
+        elif not plan.force:
+            raise CLIError(
+                f"the database {plan.database_url} already holds {plan.domain}; use --force "
+                "to keep it and reset the passwords of postmaster, admin and root"
+            )
+        for user in FIRST_USERS:
+            address = f"{user}@{plan.domain}"
+            if directory.get_user(address) is None:
+                directory.add_user(address, plan.passwords[user])
+            else:
+                directory.set_password(address, plan.passwords[user])
+    finally:
+        closer = getattr(directory, "close", None)
+        if closer is not None:
+            closer()
+
+
+def _build(plan: Plan) -> dict[str, Any]:
+    """Create the system described by ``plan``; return what was done."""
+    from mailmax.core.tls import write_self_signed
+
+    moved: list[Path] = []
+    existing = _existing(plan)
+    if existing:
+        moved = _move_aside(existing, plan)
+    for folder in (plan.data_dir, plan.mail_dir, plan.queue_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    plan.cert.parent.mkdir(mode=0o700, exist_ok=True)
+    new_cert = not (plan.cert.exists() and plan.key.exists())
+    if new_cert:
+        write_self_signed(plan.cert, plan.key, [plan.hostname, "localhost"])
+    db = plan.sqlite_file()
+    try:
+        _populate(plan)
+        _write_atomic(plan.config_file, config_text(plan), 0o600)
+    except BaseException:
+        if db is not None:
+            for item in _sqlite_family(db):
+                item.unlink(missing_ok=True)
+        raise
+    return {"moved_aside": moved, "new_certificate": new_cert}
+
+
+def _client_examples(plan: Plan) -> list[str]:
+    host = plan.address
+    if ipaddress.ip_address(host).is_unspecified:
+        host = "127.0.0.1" if ipaddress.ip_address(host).version == 4 else "::1"
+    port, user = plan.ports["submission"], f"postmaster@{plan.domain}"
+    python = (
+        f"python3 -c \"import smtplib, ssl; s = smtplib.SMTP('{host}', {port}); "
+        f"s.starttls(context=ssl.create_default_context(cafile='{plan.cert}')); "
+        f"s.login('{user}', 'PASSWORD'); "
+        f"s.sendmail('{user}', ['admin@{plan.domain}'], 'Subject: test\\r\\n\\r\\nhello\\r\\n'); "
+        's.quit()"'
+    )
+    swaks = (
+        f"swaks --server {host} --port {port} --tls --tls-ca-path {plan.cert} "
+        f"--auth PLAIN --auth-user {user} --auth-password 'PASSWORD' "
+        f"--from {user} --to admin@{plan.domain}"
+    )
+    return [python, swaks]
+
+
+def _report(plan: Plan, done: dict[str, Any]) -> None:
+    out = app().out
+    users = [
+        {
+            "address": f"{u}@{plan.domain}",
+            "password": plan.passwords[u] if u in plan.generated else None,
+            "password_generated": u in plan.generated,
+        }
+        for u in FIRST_USERS
+    ]
+    start = f"twistd -n mailmax --config {plan.config_file}"
+    if out.as_json:
+        out.json(
+            {
+                "ok": True,
+                "data_dir": plan.data_dir,
+                "config": plan.config_file,
+                "database_url": plan.database_url,
+                "domain": plan.domain,
+                "mail_dir": plan.mail_dir,
+                "queue_dir": plan.queue_dir,
+                "hostname": plan.hostname,
+                "tls": {"cert": plan.cert, "key": plan.key, "created": done["new_certificate"]},
+                "listeners": [
+                    {"service": s, "address": plan.address, "port": p}
+                    for s, p in plan.ports.items()
+                ],
+                "users": users,
+                "moved_aside": done["moved_aside"],
+                "start_command": start,
+            }
+        )
+        return
+    cert_note = "self-signed, new" if done["new_certificate"] else "existing files kept"
+    lines = [
+        f"MailMax is set up in {plan.data_dir}",
+        f"  config:      {plan.config_file}",
+        f"  database:    {plan.database_url}",
+        f"  domain:      {plan.domain} (mail in {plan.mail_dir})",
+        f"  queue:       {plan.queue_dir}",
+        f"  certificate: {plan.cert} ({cert_note})",
+        "  listeners:   " + ", ".join(f"{s} {plan.address}:{p}" for s, p in plan.ports.items()),
+        f"  users:       {', '.join(u['address'] for u in users)}",
+    ]
+    lines += [f"  kept old:    {p}" for p in done["moved_aside"]]
+    if plan.generated:
+        lines += ["", "Generated passwords (shown only this once; store them now):"]
+        lines += [f"  {u['address']:<40} {u['password']}" for u in users if u["password"]]
+    python, swaks = _client_examples(plan)
+    lines += [
+        "",
+        "Next steps:",
+        "  1. Start the server:",
+        f"       {start}",
+        "  2. Send a test message through submission (PASSWORD: postmaster's password):",
+        f"       {python}",
+        "     or:",
+        f"       {swaks}",
+        f"  3. Check the configuration: mailmax config check --config {plan.config_file}",
+    ]
+    out.lines(lines)
+
+
+def _check_address(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an IP address (e.g. 127.0.0.1 or ::1)"
+        ) from None
+
+
+_PORT = click.IntRange(1, 65535)
+
+
+@click.command("init")
+@click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the config, database, mail, queue and certificate (created if missing).",
+)
+@click.option("--domain", help="First domain (asked for; default example.com).")
+@click.option("--hostname", help="Server host name (default mail.DOMAIN).")
+@click.option("--postmaster-password", metavar="PW", help="postmaster's password (else generated).")
+@click.option("--admin-password", metavar="PW", help="admin's password (else generated).")
+@click.option("--root-password", metavar="PW", help="root's password (else generated).")
+@click.option("--smtp-port", type=_PORT, default=2525, show_default=True, help="Inbound SMTP port.")
+@click.option(
+    "--submission-port", type=_PORT, default=5587, show_default=True, help="Submission port."
+)
+@click.option("--smtps-port", type=_PORT, default=4465, show_default=True, help="SMTPS port.")
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    callback=_check_address,
+    help="IP address the listeners use (0.0.0.0 for all IPv4 addresses).",
+)
+@click.option(
+    "--database-url",
+    metavar="URL",
+    help="SQLAlchemy URL of the directory (default: SQLite file DATA_DIR/mailmax.db).",
+)
+@click.option("--force", is_flag=True, help="Set up again over an existing system.")
+@click.option("--non-interactive", is_flag=True, help="Never prompt (also when stdin is no TTY).")
+@json_option
+def init_command(
+    data_dir: Path,
+    domain: str | None,
+    hostname: str | None,
+    postmaster_password: str | None,
+    admin_password: str | None,
+    root_password: str | None,
+    smtp_port: int,
+    submission_port: int,
+    smtps_port: int,
+    address: str,
+    database_url: str | None,
+    force: bool,
+    non_interactive: bool,
+) -> None:
+    """Set up a new MailMax system in DATA_DIR (the basic system wizard).
+
+    Creates DATA_DIR/mailmax.toml, the database, the first domain with its mail directory,
+    the queue directory, the users postmaster, admin and root, and a self-signed
+    certificate. Passwords that are not given are generated and printed once.
+    """
+    ask = interactive() and not non_interactive
+    if ask and domain is None:
+        domain = click.prompt("Domain", default="example.com")
+    domain = check_hostname(domain or "example.com", what="domain", need_dot=True)
+    if ask and hostname is None:
+        hostname = click.prompt("Host name of this server", default=f"mail.{domain}")
+    hostname = check_hostname(hostname or f"mail.{domain}", what="host name", need_dot=False)
+    ports = {"smtp": smtp_port, "submission": submission_port, "smtps": smtps_port}
+    if len(set(ports.values())) < len(ports):
+        raise CLIError(
+            "--smtp-port, --submission-port and --smtps-port must differ "
+            f"(got {smtp_port}, {submission_port}, {smtps_port})"
+        )
+    data_dir = data_dir.expanduser().absolute()
+    plan = Plan(
+        data_dir=data_dir,
+        domain=domain,
+        hostname=hostname,
+        address=address,
+        ports=ports,
+        database_url=database_url or f"sqlite:///{data_dir / 'mailmax.db'}",
+        force=force,
+    )
+    plan.settings()  # the file about to be written must load
+    _existing(plan)  # refuse before asking for passwords
+    given = {"postmaster": postmaster_password, "admin": admin_password, "root": root_password}
+    _ask_passwords(plan, given, ask)
+    _report(plan, _build(plan))

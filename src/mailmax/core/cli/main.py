@@ -1,0 +1,94 @@
+"""The ``mailmax`` command group: global options, command registration, error reporting.
+
+Exit status: 0 success, 1 a user error (printed as ``error: <message>`` on stderr), 2 a usage
+error reported by click (unknown option, missing argument, bad choice).
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import click
+
+from mailmax.core.cli import aliases, configcmd, domains, init, users
+from mailmax.core.cli.context import App, CLIError, config_option, json_option
+from mailmax.core.config import ConfigError
+
+
+def _explain(exc: Exception) -> str | None:
+    """The message of an error the user can fix, or None for an unexpected one."""
+    from mailmax.core.tls import TLSConfigError
+
+    if isinstance(exc, ConfigError | TLSConfigError):
+        return str(exc)
+    from mailmax.core.directory.errors import DirectoryError
+
+    if isinstance(exc, DirectoryError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    return None
+
+
+class MailmaxGroup(click.Group):
+    """The root group: turns known errors into ``error: <message>`` and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; report failures without a traceback (unless --debug)."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            debug = ctx.find_object(App)
+            if debug is not None and debug.debug:
+                traceback.print_exc()
+            message = _explain(exc)
+            if message is None:
+                message = (
+                    f"unexpected {type(exc).__name__}: {exc} "
+                    "(rerun with --debug for the traceback and report it)"
+                )
+            raise CLIError(message) from None
+        finally:
+            app = ctx.find_object(App)
+            if app is not None:
+                app.close()
+
+
+@click.group(cls=MailmaxGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@config_option
+@json_option
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="MAILMAX_DEBUG",
+    help="Show the traceback of unexpected errors.",
+)
+@click.version_option(package_name="mailmax", prog_name="mailmax")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Administer a MailMax mail server: set it up, check its configuration, and manage
+    domains, users and aliases.
+
+    Start with `mailmax init --data-dir DIR`. Every command accepts --json for scripts.
+    """
+    ctx.ensure_object(App).debug = debug
+
+
+cli.add_command(init.init_command)
+cli.add_command(configcmd.config_group)
+cli.add_command(domains.domain_group)
+cli.add_command(users.user_group)
+cli.add_command(aliases.alias_group)
+
+
+def main() -> None:
+    """Console-script entry point of ``mailmax``."""
+    cli(prog_name="mailmax")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,88 @@
+"""The `mailmax` command: entry point, global options, config discovery, exit codes (M1, M4)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from mailmax.core.cli.context import SYSTEM_CONFIG
+from mailmax.core.cli.main import cli
+
+
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
+    """Run the installed ``mailmax`` console script."""
+    return subprocess.run(
+        ["mailmax", *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env
+    )
+
+
+def clean_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("MAILMAX_CONFIG", None)
+    return env
+
+
+def test_installed_command_shows_help():
+    """M1: the console script is installed and lists every command group."""
+    out = run("--help")
+    assert out.returncode == 0, out.stderr
+    for group in ("init", "config", "domain", "user", "alias"):
+        assert group in out.stdout
+
+
+def test_no_config_anywhere_says_what_was_tried(tmp_path):
+    """M4: with no --config, $MAILMAX_CONFIG, ./mailmax.toml or /etc/mailmax the error lists all."""
+    assert not SYSTEM_CONFIG.exists(), f"{SYSTEM_CONFIG} exists on this machine; remove it"
+    out = run("domain", "list", cwd=tmp_path, env=clean_env())
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert out.stderr.startswith("error: no configuration file found")
+    assert "MAILMAX_CONFIG is not set" in out.stderr
+    assert str(tmp_path / "mailmax.toml") in out.stderr
+    assert str(SYSTEM_CONFIG) in out.stderr
+    assert "mailmax init --data-dir DIR" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_file_from_environment_names_its_origin(tmp_path):
+    """M4: a $MAILMAX_CONFIG naming a missing file says where the name came from."""
+    env = {**clean_env(), "MAILMAX_CONFIG": str(tmp_path / "nope.toml")}
+    out = run("config", "check", cwd=tmp_path, env=env)
+    assert out.returncode == 1
+    assert f"error: {tmp_path / 'nope.toml'} (from $MAILMAX_CONFIG): no such config file" in (
+        out.stderr
+    )
+
+
+def test_missing_file_from_option(tmp_path):
+    """M4: --config before or after the command name, both reported with the path."""
+    missing = tmp_path / "missing.toml"
+    for args in (["--config", str(missing), "config", "check"],
+                 ["config", "check", "--config", str(missing)]):  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1
+        assert f"{missing} (from --config): no such config file" in result.output
+
+
+def test_config_in_working_directory_is_found(tmp_path, monkeypatch):
+    """./mailmax.toml is used when neither --config nor $MAILMAX_CONFIG is given."""
+    (tmp_path / "mailmax.toml").write_text("[smtp]\nmax_hops = 0\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MAILMAX_CONFIG", raising=False)
+    result = CliRunner().invoke(cli, ["config", "check"])
+    assert result.exit_code == 1
+    assert str((tmp_path / "mailmax.toml").resolve()) in result.output
+    assert "smtp.max_hops" in result.output
+
+
+def test_usage_errors_exit_2():
+    """A missing required option is a usage error (exit 2) naming the option."""
+    result = CliRunner().invoke(cli, ["domain", "delete", "example.com"])
+    assert result.exit_code == 2
+    assert "--mode" in result.output
+    result = CliRunner().invoke(cli, ["domain", "delete", "example.com", "--mode", "burn"])
+    assert result.exit_code == 2
+    assert "'burn' is not one of 'database', 'archive', 'remove'" in result.output
