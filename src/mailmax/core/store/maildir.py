@@ -2,17 +2,51 @@
 
 A mailbox root holds ``cur/``, ``new/`` and ``tmp/`` (the INBOX); each folder is a directory
 ``.Name`` (hierarchy separated by dots: ``.Archive.2024``) with its own ``cur/new/tmp`` and an
-empty ``maildirfolder`` file.
+empty ``maildirfolder`` file. Folder names are given as IMAP-style names with ``.`` as the
+hierarchy separator: ``"INBOX"``, ``"Sent"``, ``"Archive.2024"`` (``"INBOX.Sent"`` is ``"Sent"``).
+
+Delivered files are named ``<unique>.<host>,S=<size>``: ``unique`` is chosen by the caller (the
+queue uses ``<queue id>-<recipient index>``, which starts with the time), so delivering the same
+``unique`` twice finds the first copy instead of writing a second one.
+
+Disk usage is cached in the Maildir++ ``maildirsize`` file (first line the quota, then one
+``<bytes> <count>`` line per change); it is recounted when it is older than 15 minutes, longer
+than 5120 bytes, or before a delivery is refused for being over quota.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
+import re
+import secrets
+import shutil
+import socket
+import time
 from pathlib import Path
+
+#: Folder name meaning the mailbox root.
+INBOX = "INBOX"
+_UNIQUE_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")
+_SIZE_RE = re.compile(r",S=(\d+)")
+_SUBDIRS = ("cur", "new", "tmp")
+QUOTA_FILE = "maildirsize"
+_QUOTA_MAX_AGE = 15 * 60
+_QUOTA_MAX_SIZE = 5120
+_fdatasync = getattr(os, "fdatasync", os.fsync)
 
 
 class MaildirError(OSError):
     """A Maildir operation failed."""
+
+
+class InvalidFolder(MaildirError, ValueError):
+    """A folder name that cannot be used (empty parts, ``/``, control characters...)."""
+
+    def __init__(self, folder: str, why: str) -> None:
+        super().__init__(errno.EINVAL, f"invalid folder name {folder!r}: {why}")
+        self.folder = folder
 
 
 class OverQuota(MaildirError):
@@ -25,9 +59,110 @@ class OverQuota(MaildirError):
         self.quota = quota
 
 
-def ensure_maildir(root: Path, folder: str = "INBOX") -> Path:
-    """Create ``folder`` (with ``cur/new/tmp``) under ``root`` if needed; return its path."""
-    raise NotImplementedError
+# ---------------------------------------------------------------------- folders
+def folder_path(root: Path, folder: str = INBOX) -> Path:
+    """The directory of ``folder`` in the mailbox at ``root`` (validates the name)."""
+    name = folder
+    if name.upper() == INBOX:
+        return Path(root)
+    if name[:6].upper() == "INBOX.":
+        name = name[6:]
+    if not name:
+        raise InvalidFolder(folder, "it is empty")
+    if any(ch in name for ch in "/\\") or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InvalidFolder(folder, "'/', '\\' and control characters are not allowed")
+    if any(part == "" for part in name.split(".")):
+        raise InvalidFolder(folder, "no leading, trailing or doubled '.'")
+    if len(os.fsencode(name)) > 200:
+        raise InvalidFolder(folder, "longer than 200 bytes")
+    return Path(root) / f".{name}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(path: Path, fsync: bool) -> None:
+    """``mkdir -p`` that fsyncs the parent of every directory it creates."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.is_dir():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+            continue
+        if fsync:
+            _fsync_dir(directory.parent)
+
+
+def _complete(path: Path) -> bool:
+    return all((path / sub).is_dir() for sub in _SUBDIRS)
+
+
+def ensure_maildir(root: Path, folder: str = INBOX, *, fsync: bool = True) -> Path:
+    """Create ``folder`` (with ``cur/new/tmp``) under ``root`` if needed; return its path.
+
+    Creating a folder also makes ``root`` a Maildir (Maildir++ folders live inside one) and
+    writes the folder's ``maildirfolder`` marker.
+    """
+    root = Path(root)
+    path = folder_path(root, folder)
+    if _complete(path):
+        return path
+    for sub in _SUBDIRS:
+        _make_dirs(root / sub, fsync)
+    if path != root:
+        for sub in _SUBDIRS:
+            _make_dirs(path / sub, fsync)
+        marker = path / "maildirfolder"
+        if not marker.exists():
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            if fsync:
+                _fsync_dir(path)
+    return path
+
+
+def list_folders(root: Path) -> list[str]:
+    """The folder names of the mailbox at ``root``: ``"INBOX"`` first, then the others sorted."""
+    root = Path(root)
+    others: list[str] = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(root):
+            if entry.name.startswith(".") and entry.name not in (".", "..") and entry.is_dir():
+                others.append(entry.name[1:])
+    return ([INBOX] if _complete(root) else []) + sorted(others)
+
+
+# ---------------------------------------------------------------------- delivery
+def _host_part() -> str:
+    host = socket.gethostname() or "localhost"
+    return host.replace("/", r"\057").replace(":", r"\072").replace(",", r"\054")
+
+
+def _find_delivered(path: Path, unique: str, name: str, fresh: bool) -> Path | None:
+    exact = path / "new" / name
+    if exact.exists():
+        return exact
+    if fresh:
+        return None
+    prefix = unique + "."
+    for sub in ("new", "cur"):
+        with os.scandir(path / sub) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix):
+                    return Path(entry.path)
+    return None
 
 
 def deliver(
@@ -38,11 +173,143 @@ def deliver(
     *,
     fsync: bool = True,
     quota_bytes: int = 0,
+    prefix: bytes = b"",
+    fresh: bool = False,
 ) -> Path:
-    """Store ``source`` in ``folder`` atomically, at most once per ``unique``; return its path."""
-    raise NotImplementedError
+    """Store ``prefix + source`` in ``folder`` atomically, at most once per ``unique``.
+
+    Blocking. Writes ``tmp/``, fsyncs, links into ``new/`` and fsyncs ``new/``. If a message
+    whose name starts with ``unique`` is already in ``new/`` or ``cur/`` it is returned and
+    nothing is written. ``fresh=True`` says the caller knows no earlier attempt can have
+    written ``unique``, which skips the directory scan (the exact name is still checked).
+    Raises :class:`OverQuota` when ``quota_bytes > 0`` and the message does not fit.
+    """
+    if not _UNIQUE_RE.fullmatch(unique):
+        raise ValueError(f"invalid unique name {unique!r}: use letters, digits, '-' and '_'")
+    root = Path(root)
+    path = ensure_maildir(root, folder, fsync=fsync)
+    size = len(prefix) + (len(source) if isinstance(source, bytes) else os.stat(source).st_size)
+    name = f"{unique}.{_host_part()},S={size}"
+    found = _find_delivered(path, unique, name, fresh)
+    if found is not None:
+        return found
+    if quota_bytes > 0:
+        _check_quota(root, size, quota_bytes)
+    tmp = path / "tmp" / f"{unique}.{os.getpid()}.{secrets.token_hex(4)}"
+    target = path / "new" / name
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as out:
+            out.write(prefix)
+            if isinstance(source, bytes):
+                out.write(source)
+            else:
+                with open(source, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            if fsync:
+                _fdatasync(out.fileno())
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return target  # the same unique was delivered meanwhile by another thread
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    if fsync:
+        _fsync_dir(path / "new")
+    adjust_usage(root, size, 1)
+    return target
 
 
-def usage_bytes(root: Path) -> int:
-    """Bytes used by every message in every folder of the mailbox at ``root``."""
-    raise NotImplementedError
+# ---------------------------------------------------------------------- usage and quota
+def _count(root: Path) -> tuple[int, int]:
+    """Exact (bytes, messages) of every message in every folder."""
+    total = count = 0
+    folders = [root]
+    with contextlib.suppress(FileNotFoundError):
+        folders += [Path(e.path) for e in os.scandir(root) if e.name[:1] == "." and e.is_dir()]
+    for folder in folders:
+        for sub in ("new", "cur"):
+            try:
+                entries = list(os.scandir(folder / sub))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                match = _SIZE_RE.search(entry.name)
+                if match:
+                    total += int(match.group(1))
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        total += entry.stat().st_size
+                count += 1
+    return total, count
+
+
+def _recount(root: Path, quota_bytes: int) -> int:
+    """Count exactly and rewrite ``maildirsize``; return the bytes in use."""
+    total, count = _count(root)
+    if quota_bytes > 0 and root.is_dir():
+        tmp = root / f"tmp/{QUOTA_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            tmp.write_text(f"{quota_bytes}S\n{total} {count}\n")
+            os.replace(tmp, root / QUOTA_FILE)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return total
+
+
+def _cached(root: Path) -> int | None:
+    """Bytes in use according to ``maildirsize``, or None when it must be recounted."""
+    path = root / QUOTA_FILE
+    try:
+        info = path.stat()
+        if info.st_size > _QUOTA_MAX_SIZE or time.time() - info.st_mtime > _QUOTA_MAX_AGE:
+            return None
+        lines = path.read_text("ascii").splitlines()
+        return max(0, sum(int(line.split()[0]) for line in lines[1:] if line.strip()))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _check_quota(root: Path, size: int, quota_bytes: int) -> None:
+    usage = _cached(root)
+    if usage is None:
+        usage = _recount(root, quota_bytes)
+    if usage + size > quota_bytes:
+        usage = _recount(root, quota_bytes)  # never refuse on a stale figure
+        if usage + size > quota_bytes:
+            raise OverQuota(usage, size, quota_bytes)
+
+
+def usage_bytes(root: Path, *, exact: bool = False) -> int:
+    """Bytes used by every message in every folder of the mailbox at ``root``.
+
+    Cheap: uses ``maildirsize`` when it is fresh; ``exact=True`` always counts the files.
+    """
+    root = Path(root)
+    if not exact:
+        cached = _cached(root)
+        if cached is not None:
+            return cached
+    return _count(root)[0]
+
+
+def adjust_usage(root: Path, delta_bytes: int, delta_count: int) -> None:
+    """Record a change of usage in ``maildirsize`` (if there is one).
+
+    Call after removing messages outside :func:`deliver` (expunge, POP3 DELE) with negative
+    numbers, so that the cached usage stays right.
+    """
+    path = Path(root) / QUOTA_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.write(fd, f"{delta_bytes} {delta_count}\n".encode("ascii"))
+    finally:
+        os.close(fd)
