@@ -1,0 +1,9 @@
+"""MailMax's SMTP server: inbound mail on port 25 and submission on 587/465 (S1, P5, P6, P11).
+
+Twisted carries the bytes (transport, TLS, reactor, logging); the protocol itself, its parsing,
+its DATA reader and its SASL mechanisms are MailMax's own code.
+"""
+
+from mailmax.core.smtp.server import SMTPFactory, SMTPServer
+
+__all__ = ["SMTPFactory", "SMTPServer"]

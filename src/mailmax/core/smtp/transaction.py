@@ -1,0 +1,277 @@
+"""The mail transaction of an SMTP session: MAIL, RCPT, DATA and the commit to the spool.
+
+A mixin of :class:`~mailmax.core.smtp.server.SMTPServer`, kept apart so each file has one job:
+this one decides who may send what to whom (P5, P6, P11, Q5) and when a message is accepted.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from mailmax.core.directory.api import Lookup, RecipientLookup
+from mailmax.core.hooks import Scope
+from mailmax.core.model import Envelope, Recipient
+from mailmax.core.smtp import commands
+from mailmax.core.smtp.commands import Address, SMTPRefusal, SMTPReplyError
+from mailmax.core.smtp.data import DataReader
+from mailmax.core.smtp.received import protocol_name, received_header
+from mailmax.core.spool import SpoolEnvelope, SpoolRecipient
+
+if TYPE_CHECKING:
+    from mailmax.core.smtp.server import SMTPServer
+
+    _Base = SMTPServer
+else:
+    _Base = object
+
+log = Logger(namespace="mailmax.smtp")
+
+_LOCAL = frozenset({Lookup.USER, Lookup.CATCH_ALL, Lookup.ALIAS})
+
+
+def _relay_denied() -> SMTPRefusal:
+    return SMTPRefusal(554, "5.7.1", "Relay access denied")
+
+
+class TransactionMixin(_Base):
+    """MAIL FROM, RCPT TO and DATA for :class:`SMTPServer`."""
+
+    recipient_limits: list[int]
+
+    # ------------------------------------------------------------------ MAIL
+    async def smtp_MAIL(self, arg: str) -> None:
+        """MAIL FROM:<sender> [SIZE=n] [BODY=7BIT|8BITMIME] [AUTH=...]."""
+        session = self.session
+        assert session is not None
+        if not session.helo:
+            raise SMTPReplyError(503, "5.5.1", "Send HELO or EHLO first")
+        if self.envelope is not None:
+            raise SMTPReplyError(503, "5.5.1", "Nested MAIL command")
+        if (
+            session.service in self.limits.require_auth_on
+            and session.auth_user is None
+            and not session.trusted
+        ):
+            raise SMTPReplyError(530, "5.7.0", "Authentication required")
+        sender, params = commands.parse_mail(arg)
+        if params and not session.esmtp:
+            raise SMTPReplyError(555, "5.5.4", "Parameters need EHLO")
+        size = self._check_mail_params(params)
+        limit = self.limits.session_message_limit
+        if limit and session.messages >= limit:
+            self._reply(452, "4.7.0", "Too many messages in this session, reconnect to send more")
+            return
+        byte_limit = self.limits.session_byte_limit
+        if byte_limit and session.bytes_received + size > byte_limit:
+            self._reply(452, "4.7.0", "Session byte limit reached, reconnect to send more")
+            return
+        if size > self.limits.max_message_size:
+            self._reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+            return
+        envelope = Envelope(sender=str(sender) if sender else "", params=params, size_hint=size)
+        verdict = await self._policy("mailmax_mail_from", envelope=envelope, sender=envelope.sender)
+        if self.refused(verdict):
+            return
+        self.envelope = envelope
+        self.recipient_limits = []
+        self._reply(250, "2.1.0", "Ok")
+
+    @staticmethod
+    def _check_mail_params(params: dict[str, str]) -> int:
+        size = 0
+        for key, value in params.items():
+            if key == "SIZE":
+                if not value.isdigit() or len(value) > 20:
+                    raise SMTPReplyError(501, "5.5.4", "Bad SIZE parameter")
+                size = int(value)
+            elif key == "BODY":
+                if value.upper() not in ("7BIT", "8BITMIME"):
+                    raise SMTPReplyError(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
+            elif key == "AUTH":
+                continue  # RFC 4954 5: accepted, not trusted
+            else:
+                raise SMTPReplyError(555, "5.5.4", f"Unsupported parameter {key}")
+        return size
+
+    # ------------------------------------------------------------------ RCPT
+    async def smtp_RCPT(self, arg: str) -> None:
+        """RCPT TO:<recipient>: a local mailbox, or a remote one when this client may relay."""
+        session, envelope = self.session, self.envelope
+        assert session is not None
+        if envelope is None:
+            raise SMTPReplyError(503, "5.5.1", "Need MAIL command")
+        address, params = commands.parse_rcpt(arg)
+        if params:
+            raise SMTPReplyError(555, "5.5.4", f"Unsupported parameter {next(iter(params))}")
+        if not address.domain:  # <postmaster> (RFC 5321 4.5.1)
+            address = Address("postmaster", self.listener.default_domain or self.hostname)
+        if len(envelope.recipients) >= self.limits.max_recipients:
+            self._reply(452, "4.5.3", "Too many recipients")
+            return
+        text = str(address)
+        lookup: RecipientLookup | None = None
+        if address.literal:
+            # An IP literal is never one of our domains, even when it is our own address.
+            kind, mailbox = "relay", ""
+        else:
+            if address.routing_hack and not session.may_relay:
+                raise _relay_denied()
+            lookup = await self.directory.lookup_recipient(text)
+            kind, mailbox = self._classify(lookup, text)
+        if kind == "relay" and not session.may_relay:
+            raise _relay_denied()
+        limit = self._recipient_limit(lookup)
+        if limit and envelope.size_hint > limit:
+            self._reply(552, "5.3.4", f"Message too big for <{text}> (limit {limit} bytes)")
+            return
+        recipient = Recipient(address=text, kind=kind, mailbox=mailbox, params=params)
+        scope = Scope(
+            domain=lookup.domain.name if lookup and lookup.domain and kind == "local" else None,
+            user=mailbox or None,
+            listener=self.listener.address,
+        )
+        verdict = await self._policy(
+            "mailmax_rcpt_to", scope, envelope=envelope, recipient=recipient
+        )
+        if self.refused(verdict):
+            return
+        if self.envelope is not envelope:  # the session was reset meanwhile
+            return
+        if all(r.address.lower() != text.lower() for r in envelope.recipients):
+            envelope.recipients.append(recipient)
+            self.recipient_limits.append(limit)
+        self._reply(250, "2.1.5", "Ok")
+
+    @staticmethod
+    def _classify(lookup: RecipientLookup, text: str) -> tuple[str, str]:
+        if lookup.status in _LOCAL:
+            return "local", lookup.mailbox
+        if lookup.status is Lookup.UNKNOWN_USER:
+            raise SMTPRefusal(550, "5.1.1", f"<{text}>: Recipient address rejected: User unknown")
+        if lookup.status is Lookup.DISABLED:
+            raise SMTPRefusal(550, "5.2.1", f"<{text}>: Mailbox disabled")
+        return "relay", ""
+
+    @staticmethod
+    def _recipient_limit(lookup: RecipientLookup | None) -> int:
+        if lookup is None:
+            return 0
+        limits = [
+            value
+            for value in (
+                lookup.user.max_message_size if lookup.user else 0,
+                lookup.domain.max_message_size if lookup.domain else 0,
+            )
+            if value
+        ]
+        return min(limits) if limits else 0
+
+    # ------------------------------------------------------------------ DATA
+    def smtp_DATA(self, arg: str) -> None:
+        """DATA: switch to the raw reader (the message ends only with CRLF.CRLF)."""
+        if arg:
+            raise SMTPReplyError(501, "5.5.4", "Syntax: DATA")
+        if self.envelope is None:
+            raise SMTPReplyError(503, "5.5.1", "Need MAIL command")
+        if not self.envelope.recipients:
+            raise SMTPReplyError(554, "5.5.1", "No valid recipients")
+        self._reader = DataReader(self._size_limit(), self.limits.max_data_line)
+        self._mode = "data"
+        self._write(b"354 End data with <CR><LF>.<CR><LF>")
+
+    def _size_limit(self) -> int:
+        return min([self.limits.max_message_size, *(n for n in self.recipient_limits if n)])
+
+    async def finish_message(self) -> None:
+        """The message ended: check it, run the data hook, commit it, then answer."""
+        try:
+            await self._finish_message()
+        finally:
+            self._committing = False
+
+    async def _finish_message(self) -> None:
+        reader, envelope, session = self._reader, self.envelope, self.session
+        assert reader is not None and envelope is not None and session is not None
+        self._reader = None
+        self.reset_transaction()
+        result = reader.result
+        limits = self.limits
+        problem = result.problem(reader.max_size, limits.max_data_line, limits.max_hops)
+        if problem is not None:
+            self.reply_error(problem)
+            return
+        byte_limit = limits.session_byte_limit
+        if byte_limit and session.bytes_received + result.size > byte_limit:
+            if result.size > byte_limit:
+                self._reply(552, "5.3.4", "Message exceeds the session byte limit")
+            else:
+                self._reply(452, "4.7.0", "Session byte limit reached, reconnect to send more")
+            return
+        verdict = await self._policy("mailmax_data", envelope=envelope, message=result.message)
+        if self.refused(verdict):
+            return
+        queue_id = self.spool.new_id()
+        header = received_header(
+            helo=session.helo,
+            client_ip=session.peer_ip,
+            hostname=self.hostname,
+            protocol=protocol_name(session.esmtp, session.tls, session.auth_user is not None),
+            queue_id=queue_id,
+            recipients=[r.address for r in envelope.recipients],
+        )
+        spooled = SpoolEnvelope(
+            id=queue_id,
+            sender=envelope.sender,
+            recipients=[
+                SpoolRecipient(address=r.address, kind=r.kind, mailbox=r.mailbox, params=r.params)
+                for r in envelope.recipients
+            ],
+            received_at=time.time(),
+            size=len(header) + result.size,
+            client_ip=session.peer_ip,
+            helo=session.helo,
+            auth_user=session.auth_user,
+            session_id=session.session_id,
+            params=dict(envelope.params),
+        )
+        try:
+            await self.spool.accept(spooled, [header, *result.chunks])
+        except OSError as exc:
+            log.error(
+                "spool failed for {queue_id} in session {session_id}: {error}",
+                queue_id=queue_id,
+                session_id=session.session_id,
+                error=str(exc),
+            )
+            self._reply(451, "4.3.0", "Local error writing the message, try again later")
+            return
+        session.messages += 1
+        session.bytes_received += result.size
+        log.info(
+            "accepted {queue_id} from <{sender}> to {recipients} size {size} session {session_id}",
+            queue_id=queue_id,
+            sender=envelope.sender,
+            recipients=",".join(r.address for r in envelope.recipients),
+            size=result.size,
+            session_id=session.session_id,
+        )
+        self._reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+
+    # ------------------------------------------------------------------ VRFY
+    async def vrfy_lookup(self, address: Address) -> None:
+        """Answer VRFY for a syntactically fine address (only when VRFY is allowed)."""
+        text = str(address)
+        lookup: Any = await self.directory.lookup_recipient(text)
+        if lookup.status is Lookup.USER:
+            self._reply(250, "2.1.5", f"<{lookup.mailbox}>")
+        elif lookup.status is Lookup.UNKNOWN_USER:
+            self._reply(550, "5.1.1", f"<{text}>: User unknown")
+        elif lookup.status is Lookup.DISABLED:
+            self._reply(550, "5.2.1", f"<{text}>: Mailbox disabled")
+        else:
+            self._reply(
+                252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery"
+            )

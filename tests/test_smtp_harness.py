@@ -1,0 +1,232 @@
+"""Helpers for driving the SMTP protocol in-process (StringTransport + Clock); no tests here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer, interfaces
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from zope.interface import implementer
+
+from mailmax.core import config
+from mailmax.core.directory.api import Domain, Lookup, RecipientLookup, User
+from mailmax.core.hooks import PluginSet
+from mailmax.core.smtp.server import SMTPFactory, SMTPServer
+
+
+@implementer(interfaces.ITLSTransport)
+class TLSStringTransport(StringTransport):
+    """A StringTransport that records STARTTLS and what was written before it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tls_options: Any = None
+        self.before_tls = b""
+
+    def startTLS(self, contextFactory: Any, normal: bool = True) -> None:
+        self.tls_options = contextFactory
+        self.before_tls = self.value()
+        self.clear()
+
+
+@implementer(interfaces.ISSLTransport)
+class ImplicitTLSTransport(StringTransport):
+    """A transport that is TLS from the first byte (an smtps port)."""
+
+    def getPeerCertificate(self) -> None:
+        return None
+
+
+class MemoryDirectory:
+    """A stand-in for AsyncDirectory answering from dicts."""
+
+    def __init__(self) -> None:
+        self.domains: dict[str, Domain] = {}
+        self.users: dict[str, tuple[User, str]] = {}
+        self.logins: list[tuple[str, str, str]] = []
+
+    def add_domain(self, name: str, **fields: Any) -> Domain:
+        self.domains[name] = Domain(name=name, mail_dir=f"/tmp/{name}", **fields)
+        return self.domains[name]
+
+    def add_user(self, address: str, password: str, **fields: Any) -> User:
+        name, domain = address.split("@")
+        user = User(name=name, domain=domain, **fields)
+        self.users[address] = (user, password)
+        return user
+
+    def lookup_recipient(self, address: str) -> defer.Deferred[RecipientLookup]:
+        local, _, domain_name = address.rpartition("@")
+        domain = self.domains.get(domain_name.lower())
+        if domain is None:
+            return defer.succeed(RecipientLookup(Lookup.NOT_LOCAL, address))
+        found = self.users.get(f"{local.lower()}@{domain.name}")
+        if found is None:
+            if domain.catch_all:
+                user = self.users[f"{domain.catch_all}@{domain.name}"][0]
+                return defer.succeed(RecipientLookup(Lookup.CATCH_ALL, address, domain, user))
+            return defer.succeed(RecipientLookup(Lookup.UNKNOWN_USER, address, domain))
+        user = found[0]
+        status = Lookup.USER if user.enabled else Lookup.DISABLED
+        return defer.succeed(RecipientLookup(status, address, domain, user))
+
+    def _find(self, login: str, default_domain: str) -> tuple[User, str] | None:
+        if "@" not in login:
+            login = f"{login}@{default_domain}"
+        return self.users.get(login.lower())
+
+    def authenticate(self, login: str, password: str, default_domain: str = "") -> Any:
+        found = self._find(login, default_domain)
+        return defer.succeed(found[0] if found and found[1] == password else None)
+
+    def clear_password(self, login: str, default_domain: str = "") -> Any:
+        return defer.succeed(self._find(login, default_domain))
+
+    def is_local_domain(self, name: str) -> Any:
+        return defer.succeed(name.lower() in self.domains)
+
+    def record_login(self, address: str, service: str, ip: str) -> Any:
+        self.logins.append((address, service, ip))
+        return defer.succeed(None)
+
+
+class MemorySpool:
+    """A stand-in for Spool keeping accepted messages in memory."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, tuple[Any, bytes]] = {}
+        self.counter = 0
+        self.fail: BaseException | None = None
+        self.hold = False
+        self.held: list[defer.Deferred[str]] = []
+
+    def new_id(self) -> str:
+        self.counter += 1
+        return f"Q{self.counter:06d}"
+
+    def accept(self, envelope: Any, chunks: Any) -> defer.Deferred[str]:
+        if self.fail is not None:
+            return defer.fail(self.fail)
+        self.messages[envelope.id] = (envelope, b"".join(chunks))
+        if self.hold:
+            d: defer.Deferred[str] = defer.Deferred()
+            self.held.append(d)
+            return d.addCallback(lambda _: envelope.id)
+        return defer.succeed(envelope.id)
+
+
+@dataclass
+class World:
+    """Settings, directory, spool and plugins for protocol tests."""
+
+    smtp: dict[str, Any] = field(default_factory=dict)
+    service: str = "smtp"
+    default_domain: str = "example.test"
+    display_name: str = ""
+    tls: bool = True
+    plugins: PluginSet = field(default_factory=lambda: PluginSet([]))
+
+    def __post_init__(self) -> None:
+        self.settings = config.parse(
+            {
+                "server": {"hostname": "mx.example.test"},
+                "smtp": self.smtp,
+                "listeners": [
+                    {
+                        "service": self.service,
+                        "port": 2525,
+                        "default_domain": self.default_domain,
+                        "display_name": self.display_name,
+                    }
+                ],
+            }
+        )
+        self.clock = Clock()
+        self.directory = MemoryDirectory()
+        self.directory.add_domain("example.test")
+        self.directory.add_user("alice@example.test", "alicesecret")
+        self.directory.add_user("bob@example.test", "bobsecret")
+        self.spool = MemorySpool()
+        self.factory = SMTPFactory(
+            settings=self.settings,
+            listener=self.settings.listeners[0],
+            directory=self.directory,  # type: ignore[arg-type]
+            spool=self.spool,  # type: ignore[arg-type]
+            plugins=lambda: self.plugins,
+            tls_options=object() if self.tls else None,  # type: ignore[arg-type]
+            reactor=self.clock,
+        )
+
+    def connect(self, peer: str = "192.0.2.10", implicit_tls: bool = False) -> Client:
+        """A new session with the greeting already read."""
+        kind = ImplicitTLSTransport if implicit_tls else TLSStringTransport
+        transport = kind(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 2525),
+            peerAddress=IPv4Address("TCP", peer, 40000),
+        )
+        proto = self.factory.buildProtocol(transport.getPeer())
+        proto.makeConnection(transport)
+        client = Client(proto, transport)
+        client.greeting = client.read()
+        return client
+
+
+class Client:
+    """Talks to one in-process session."""
+
+    def __init__(self, proto: SMTPServer, transport: StringTransport) -> None:
+        self.proto = proto
+        self.transport = transport
+        self.greeting = ""
+
+    def send(self, data: bytes) -> None:
+        self.proto.dataReceived(data)
+
+    def read(self) -> str:
+        out = self.transport.value().decode("utf-8", "replace")
+        self.transport.clear()
+        return out
+
+    def replies(self) -> list[str]:
+        """Complete replies read so far (multi-line replies joined with newlines)."""
+        out, current = [], []
+        for line in self.read().split("\r\n"):
+            if not line:
+                continue
+            current.append(line)
+            if len(line) < 4 or line[3] != "-":
+                out.append("\n".join(current))
+                current = []
+        return out
+
+    def cmd(self, line: str | bytes) -> str:
+        data = line.encode() if isinstance(line, str) else line
+        self.send(data + b"\r\n")
+        return self.read()
+
+    @property
+    def closed(self) -> bool:
+        return self.transport.disconnecting
+
+    def login(self, user: str = "alice@example.test", password: str = "alicesecret") -> str:
+        import base64
+
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        return self.cmd(f"AUTH PLAIN {token}")
+
+    def send_mail(
+        self, sender: str, recipients: list[str], body: bytes, helo: bool = True
+    ) -> list[str]:
+        """MAIL, RCPT..., DATA and the body (dot-stuffing is the caller's job); all replies."""
+        data = b""
+        if helo:
+            data += b"EHLO client.example\r\n"
+        data += f"MAIL FROM:<{sender}>\r\n".encode()
+        for rcpt in recipients:
+            data += f"RCPT TO:<{rcpt}>\r\n".encode()
+        data += b"DATA\r\n" + body + b"\r\n.\r\n"
+        self.send(data)
+        return self.replies()
