@@ -1,0 +1,393 @@
+"""The SMTP servers under test, each started fresh on a free loopback port and always stopped.
+
+* ``mailmax``: ``mailmax init`` into a temporary data directory, a ``bench@example.test`` user,
+  then ``twistd -n --pidfile= mailmax --config DIR/mailmax.toml`` in its own process group.
+* ``floor``: ``bench/baseline_twisted.py`` (twisted.mail ESMTP, Maildir, fsync inline).
+* ``postfix``: a throwaway instance from ``bench/postfix_instance.py``.
+
+Every server exposes the same small interface: ``start()``, ``stop()``, ``alive()``,
+``harvest()`` (count and remove the messages delivered to its Maildirs so far) and ``version()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from netutil import LOOPBACK, free_port, require_loopback, wait_for_smtp
+from postfix_instance import PostfixInstance, postfix_available
+
+BENCH_DIR = Path(__file__).resolve().parent
+DOMAIN = "example.test"
+BENCH_USER = f"bench@{DOMAIN}"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+MAILDIR_SEARCH_DEPTH = 6
+
+
+def tool(name: str) -> str | None:
+    """Path of a console script installed next to this Python, else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    return shutil.which(name)
+
+
+def harvest_maildir(maildir: Path) -> int:
+    """Count and remove the message files in ``maildir``'s ``new/`` and ``cur/``."""
+    count = 0
+    for sub in ("new", "cur"):
+        try:
+            entries = list(os.scandir(maildir / sub))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    count += 1
+    return count
+
+
+def find_maildirs(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
+    """Directories under ``root`` holding ``cur``, ``new`` and ``tmp`` (depth-bounded walk)."""
+    found: list[Path] = []
+    base_depth = len(root.parts)
+    for dirpath, dirnames, _files in os.walk(root):
+        path = Path(dirpath)
+        if any(path == ex or ex in path.parents for ex in exclude):
+            dirnames[:] = []
+            continue
+        if {"cur", "new", "tmp"} <= set(dirnames):
+            found.append(path)
+        deeper = len(path.parts) - base_depth < MAILDIR_SEARCH_DEPTH
+        dirnames[:] = [d for d in dirnames if deeper and d not in ("cur", "new", "tmp")]
+    return found
+
+
+class ProcessGroup:
+    """A child process in its own session, stopped with its whole process group."""
+
+    def __init__(self, argv: list[str], cwd: Path, log: Path) -> None:
+        """Start ``argv`` in ``cwd`` with stdout and stderr appended to ``log``."""
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.log = log
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM to the group, then SIGKILL after ``timeout`` seconds."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers left in the group
+
+    def tail(self, lines: int = 12) -> str:
+        """The last lines of the log."""
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class Server:
+    """Common shape of a server under test."""
+
+    name = "server"
+    label = "server"
+
+    def __init__(self, workdir: Path, host: str = LOOPBACK) -> None:
+        """Prepare a server that will keep its files under ``workdir``."""
+        self.workdir = workdir
+        self.host = require_loopback(host)
+        self.port = 0
+        self.recipient = BENCH_USER
+        self.delivered_total = 0
+
+    def available(self) -> str | None:
+        """None when the server can run here, else the reason it cannot."""
+        return None
+
+    def start(self) -> None:
+        """Start the server and wait for its greeting."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        """True while the server runs."""
+        raise NotImplementedError
+
+    def maildirs(self) -> list[Path]:
+        """The Maildirs the benchmark's messages are delivered to."""
+        raise NotImplementedError
+
+    def version(self) -> str:
+        """A short description of the software under test."""
+        return self.label
+
+    def harvest(self) -> int:
+        """Count and remove delivered messages; return the running total of this instance."""
+        for maildir in self.maildirs():
+            self.delivered_total += harvest_maildir(maildir)
+        return self.delivered_total
+
+
+class TwistedFloor(Server):
+    """bench/baseline_twisted.py in a subprocess."""
+
+    name = "floor"
+    label = "Twisted floor"
+
+    def start(self) -> None:
+        """Start the floor server on a free port with a fresh Maildir."""
+        self.delivered_total = 0
+        self.dir = self.workdir / "floor"
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        self.port = free_port(self.host)
+        argv = [
+            sys.executable,
+            str(BENCH_DIR / "baseline_twisted.py"),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--maildir",
+            str(self.dir / "Maildir"),
+        ]
+        self.group = ProcessGroup(argv, self.dir, self.dir / "server.log")
+        try:
+            wait_for_smtp(self.host, self.port, START_TIMEOUT, alive=self.group.alive)
+        except (TimeoutError, RuntimeError) as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}\n{self.group.tail()}") from exc
+
+    def stop(self) -> None:
+        """Stop the subprocess group."""
+        if getattr(self, "group", None) is not None:
+            self.group.stop()
+            self.group = None
+
+    def alive(self) -> bool:
+        """True while the subprocess runs."""
+        return getattr(self, "group", None) is not None and self.group.alive()
+
+    def maildirs(self) -> list[Path]:
+        """The one Maildir the floor writes to."""
+        return [self.dir / "Maildir"]
+
+    def version(self) -> str:
+        """twisted.mail.smtp.ESMTP and the Twisted version."""
+        import twisted
+
+        return f"twisted.mail ESMTP (Twisted {twisted.__version__}), Maildir, fsync inline"
+
+
+class Postfix(Server):
+    """A throwaway Postfix instance."""
+
+    name = "postfix"
+    label = "Postfix"
+
+    def available(self) -> str | None:
+        """Postfix runs only where it is installed."""
+        return None if postfix_available() else "/usr/sbin/postfix is not installed"
+
+    def start(self) -> None:
+        """Start a fresh instance on a free port."""
+        self.delivered_total = 0
+        self.instance = PostfixInstance(host=self.host, domain=DOMAIN)
+        self.port = self.instance.port
+        try:
+            self.instance.start(timeout=START_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the instance and remove its directory."""
+        if getattr(self, "instance", None) is not None:
+            self.instance.stop(timeout=STOP_TIMEOUT)
+            self.instance = None
+
+    def alive(self) -> bool:
+        """True while the master process runs."""
+        instance = getattr(self, "instance", None)
+        return instance is not None and instance.master_pid() is not None
+
+    def maildirs(self) -> list[Path]:
+        """The Maildir every recipient of the domain goes to."""
+        return [self.instance.maildir]
+
+    def version(self) -> str:
+        """Postfix's mail_version."""
+        try:
+            out = subprocess.run(
+                ["postconf", "-d", "-h", "mail_version"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            ).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            out = "?"
+        return f"Postfix {out} (queue, then virtual(8) to Maildir)"
+
+
+class MailMax(Server):
+    """MailMax under twistd, initialised with ``mailmax init`` in a temporary data directory."""
+
+    name = "mailmax"
+    label = "MailMax"
+
+    def available(self) -> str | None:
+        """MailMax runs when its CLI has ``init`` and the twistd plugin loads."""
+        mailmax, twistd = tool("mailmax"), tool("twistd")
+        if not mailmax or not twistd:
+            return "the mailmax or twistd command is not installed"
+        probe = self._run([mailmax, "init", "--help"], check=False)
+        if probe.returncode != 0:
+            return f"`mailmax init --help` failed (rc {probe.returncode}): {_last(probe)}"
+        probe = self._run([twistd, "mailmax", "--help"], check=False)
+        if probe.returncode != 0:
+            return f"`twistd mailmax --help` failed (rc {probe.returncode}): {_last(probe)}"
+        return None
+
+    @staticmethod
+    def _run(argv: list[str], check: bool = True, cwd: Path | None = None):
+        result = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=cwd,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(argv)} failed (rc {result.returncode}):\n{_last(result, 15)}"
+            )
+        return result
+
+    def start(self) -> None:
+        """init, add the bench user, start twistd and wait for the SMTP greeting."""
+        self.delivered_total = 0
+        self.dir = self.workdir / "mailmax"
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        self.data_dir = self.dir / "data"
+        self.config = self.data_dir / "mailmax.toml"
+        mailmax, twistd = tool("mailmax"), tool("twistd")
+        ports = [free_port(self.host) for _ in range(3)]
+        while len(set(ports)) < 3:
+            ports = [free_port(self.host) for _ in range(3)]
+        self.port = ports[0]
+        init = [mailmax, "init", "--data-dir", str(self.data_dir), "--domain", DOMAIN]
+        init += ["--smtp-port", str(ports[0]), "--submission-port", str(ports[1])]
+        init += ["--smtps-port", str(ports[2])]
+        options = self._run([mailmax, "init", "--help"], check=False).stdout
+        if "--non-interactive" in options:
+            init.append("--non-interactive")
+        if "--address" in options:
+            init += ["--address", self.host]
+        self._run(init, cwd=self.dir)
+        self._check_loopback_only()
+        added = self._run(
+            [mailmax, "--config", str(self.config), "user", "add", BENCH_USER, "--no-password"],
+            check=False,
+            cwd=self.dir,
+        )
+        self.recipient = BENCH_USER if added.returncode == 0 else f"postmaster@{DOMAIN}"
+        self.user_note = "" if added.returncode == 0 else f"user add failed: {_last(added)}"
+        argv = [twistd, "-n", "--pidfile=", "mailmax", "--config", str(self.config)]
+        self.group = ProcessGroup(argv, self.data_dir, self.dir / "twistd.out")
+        try:
+            wait_for_smtp(self.host, self.port, START_TIMEOUT, alive=self.group.alive)
+        except (TimeoutError, RuntimeError) as exc:
+            tail = self.group.tail()
+            self.stop()
+            raise RuntimeError(f"{exc}\n{tail}") from exc
+
+    def _check_loopback_only(self) -> None:
+        """Refuse to start a configuration that listens anywhere but loopback."""
+        from mailmax.core.config import load
+
+        settings = load(self.config)
+        for listener in settings.listeners:
+            try:
+                require_loopback(listener.address)
+            except ValueError as exc:
+                raise RuntimeError(f"mailmax init wrote a non-loopback listener: {exc}") from None
+        self.spool_dir = settings.spool_dir
+
+    def stop(self) -> None:
+        """Stop twistd's process group."""
+        if getattr(self, "group", None) is not None:
+            self.group.stop()
+            self.group = None
+
+    def alive(self) -> bool:
+        """True while twistd runs."""
+        return getattr(self, "group", None) is not None and self.group.alive()
+
+    def maildirs(self) -> list[Path]:
+        """Every Maildir under the data directory (outside the spool)."""
+        exclude = (self.spool_dir,) if getattr(self, "spool_dir", None) else ()
+        return find_maildirs(self.data_dir, exclude)
+
+    def version(self) -> str:
+        """MailMax's version and the git commit of the working tree."""
+        try:
+            from mailmax import __version__
+        except ImportError:
+            __version__ = "?"
+        commit = ""
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            commit = subprocess.run(
+                ["git", "-C", str(BENCH_DIR), "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            ).stdout.strip()
+        return f"MailMax {__version__} ({commit or 'no git'})"
+
+
+def _last(result: subprocess.CompletedProcess[str], lines: int = 3) -> str:
+    text = (result.stderr or "") + (result.stdout or "")
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
+
+
+SERVERS = {cls.name: cls for cls in (MailMax, TwistedFloor, Postfix)}
+
+
+def wait_delivered(server: Server, expected: int, timeout: float) -> int:
+    """Harvest until ``expected`` messages arrived or ``timeout`` passed; return the total."""
+    deadline = time.monotonic() + timeout
+    total = server.harvest()
+    while total < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        total = server.harvest()
+    return total
