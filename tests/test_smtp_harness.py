@@ -230,3 +230,16 @@ class Client:
         data += b"DATA\r\n" + body + b"\r\n.\r\n"
         self.send(data)
         return self.replies()
+
+
+def plugin_set(name: str = "testplugin", **hooks: Any) -> PluginSet:
+    """A plugin set with one plugin made of the given hook functions."""
+    import types
+
+    from mailmax.core.hooks import LoadedPlugin
+    from mailmax.core.hookspecs import hookimpl
+
+    module = types.ModuleType(name)
+    for hook, function in hooks.items():
+        setattr(module, hook, hookimpl(function))
+    return PluginSet([LoadedPlugin(name, module)])
