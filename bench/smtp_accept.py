@@ -198,6 +198,7 @@ class Bench:
         self.versions: dict[str, str] = {}
         self.skip: dict[str, str] = {}
         self.source_rate: dict[tuple[str, Cell], float] = {}
+        self.rounds: list[dict] = []
 
     def say(self, text: str) -> None:
         """Progress output (stderr, so stdout stays the report)."""
@@ -261,7 +262,15 @@ class Bench:
         tally = self.delivery.setdefault(server.name, {"accepted": 0, "delivered": 0})
         tally["accepted"] += expected
         tally["delivered"] += delivered
-        self.say(f"  delivered {delivered}/{expected} accepted messages to the Maildir")
+        load = os.getloadavg()
+        self.rounds.append(
+            dict(server=server.name, round=round_no, accepted=expected, delivered=delivered)
+            | {"loadavg_1_5_15": [round(v, 2) for v in load]}
+        )
+        self.say(
+            f"  delivered {delivered}/{expected} accepted messages to the Maildir;"
+            f" load average {load[0]:.2f}"
+        )
 
     def measure(self, server: Server, cell: Cell, client: str) -> dict:
         """One run of one client against one cell."""
@@ -482,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             for client in args.clients
         },
         "delivery": bench.delivery,
+        "rounds": bench.rounds,
         "problems": bench.problems,
         "records": bench.records,
     }
