@@ -336,3 +336,10 @@ def test_start_cleans_leftovers_of_a_crash(tmp_path: Path, reactor_thread) -> No
         assert (s.corrupt_dir / f"{lonely}.json").exists()
     finally:
         reactor_thread.call(s.stop)
+
+
+def test_accept_takes_a_single_bytes_object_as_one_chunk(spool: Spool, reactor_thread) -> None:
+    """Q1: passing the message as one bytes object stores it unchanged (not as a list of ints)."""
+    env = make_envelope(spool)
+    reactor_thread.call(spool.accept, env, b"Subject: whole\r\n\r\nbody\r\n")
+    assert spool.message_path(env.id).read_bytes() == b"Subject: whole\r\n\r\nbody\r\n"

@@ -326,11 +326,14 @@ class Spool:
     def accept(self, envelope: SpoolEnvelope, message: Sequence[bytes]) -> defer.Deferred[str]:
         """Queue ``message`` (chunks) with ``envelope``; fire with the id once durable.
 
-        Call on the reactor thread. Sets ``envelope.size``. Errbacks with an ``OSError`` when
+        Call on the reactor thread. ``message`` is a sequence of bytes chunks (a single bytes
+        object is taken as one chunk). Sets ``envelope.size``. Errbacks with an ``OSError`` when
         the message could not be stored (nothing of it is then visible in the spool).
         """
         try:
             check_id(envelope.id)
+            if isinstance(message, bytes | bytearray | memoryview):
+                message = [message]  # one chunk, not a sequence of ints
             chunks = [bytes(chunk) for chunk in message]
             envelope.size = sum(len(chunk) for chunk in chunks)
             data = envelope.to_json()

@@ -1,1 +1,251 @@
-"""Local delivery of one recipient: resolve, expand, choose a folder, store in the Maildir."""
+"""Local delivery of one recipient: resolve, expand, choose a folder, store in the Maildir.
+
+Plugin hooks run on the reactor thread (they may return Deferreds); everything that blocks
+(directory look-ups, Maildir writes) runs in the runner's delivery threads.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from mailmax.core import model
+from mailmax.core.directory.api import Lookup
+from mailmax.core.hooks import PluginSet, Scope
+from mailmax.core.spool import SpoolEnvelope, SpoolRecipient
+from mailmax.core.store import maildir
+from mailmax.core.verdicts import Action, Verdict
+
+log = Logger(namespace="mailmax.queue")
+
+MIB = 1024 * 1024
+
+#: Runs a blocking callable in the delivery threads; returns a Deferred of its result.
+InThread = Callable[..., defer.Deferred[Any]]
+
+
+@dataclass
+class Outcome:
+    """What became of one local recipient in one delivery attempt.
+
+    ``result``: ``delivered`` (stored in ``folder``), ``discarded`` (a plugin handled it),
+    ``expanded`` (replaced by ``extra`` addresses), ``rerouted`` (not local any more: goes to
+    outbound delivery), ``deferred`` (try again later) or ``failed`` (bounce). ``diagnostic``
+    is an SMTP-style reply (``"552 5.2.2 Mailbox full"``) for the last two.
+    """
+
+    result: str
+    folder: str = ""
+    diagnostic: str = ""
+    extra: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+
+def deferred(text: str, status: str = "4.3.0", code: int = 451) -> Outcome:
+    """A temporary failure."""
+    return Outcome("deferred", diagnostic=f"{code} {status} {text}")
+
+
+def failed(text: str, status: str, code: int = 550) -> Outcome:
+    """A permanent failure (the sender gets a DSN)."""
+    return Outcome("failed", diagnostic=f"{code} {status} {text}")
+
+
+def to_model(envelope: SpoolEnvelope) -> model.Envelope:
+    """The envelope as delivery hooks see it (:class:`mailmax.core.model.Envelope`)."""
+    return model.Envelope(
+        sender=envelope.sender,
+        params=dict(envelope.params),
+        recipients=[
+            model.Recipient(r.address, r.kind, r.mailbox, dict(r.params))
+            for r in envelope.recipients
+        ],
+        size_hint=envelope.size,
+    )
+
+
+def _domain_of(address: str) -> str | None:
+    local, at, domain = address.rpartition("@")
+    return domain.lower() if at and local else None
+
+
+def _verdict_outcome(verdict: Verdict) -> Outcome | None:
+    """What a verdict from ``mailmax_deliver`` means; None for "no opinion"."""
+    text = f"{verdict.text} ({verdict.plugin})" if verdict.plugin else verdict.text
+    if verdict.action is Action.CONTINUE:
+        return None
+    if verdict.action is Action.ACCEPT:
+        return Outcome("discarded")
+    if verdict.action is Action.REJECT:
+        return Outcome("failed", diagnostic=f"{verdict.code} {verdict.status} {text}")
+    return Outcome("deferred", diagnostic=f"{verdict.code} {verdict.status} {text}")
+
+
+class LocalDelivery:
+    """Delivers a queued message to one local recipient at a time."""
+
+    def __init__(self, *, directory: Any, in_thread: InThread, fsync: bool = True) -> None:
+        self.directory = directory
+        self.in_thread = in_thread
+        self.fsync = fsync
+
+    async def deliver(
+        self,
+        plugins: PluginSet,
+        envelope: SpoolEnvelope,
+        index: int,
+        message_path: Path,
+        *,
+        fresh: bool = False,
+    ) -> Outcome:
+        """Deliver ``envelope.recipients[index]``; never raises (errors become outcomes)."""
+        recipient = envelope.recipients[index]
+        try:
+            return await self._deliver(plugins, envelope, recipient, index, message_path, fresh)
+        except Exception as exc:
+            log.failure(
+                "delivery {queue_id} to {rcpt} failed", queue_id=envelope.id, rcpt=recipient.address
+            )
+            return deferred(f"Local delivery error: {exc.__class__.__name__}")
+
+    async def _deliver(
+        self,
+        plugins: PluginSet,
+        envelope: SpoolEnvelope,
+        recipient: SpoolRecipient,
+        index: int,
+        message_path: Path,
+        fresh: bool,
+    ) -> Outcome:
+        mailbox = recipient.mailbox
+        if not mailbox:
+            resolved = await self._resolve(plugins, recipient.address)
+            if isinstance(resolved, Outcome):
+                return resolved
+            mailbox = resolved
+        scope = Scope(domain=_domain_of(mailbox), user=mailbox)
+        hook_envelope = to_model(envelope)
+        try:
+            expanded = self._expand(plugins, scope, mailbox, hook_envelope)
+        except Exception:
+            log.failure("mailmax_expand_recipient failed for {mailbox}", mailbox=mailbox)
+            return deferred("Local error in a delivery plugin")
+        extra = [a for a in expanded if a.lower() != mailbox.lower()]
+        if expanded and len(extra) == len(expanded):
+            return Outcome("expanded", extra=extra)  # no local copy kept
+        try:
+            choice = await plugins.first_async(
+                "mailmax_deliver",
+                scope,
+                mailbox=mailbox,
+                envelope=hook_envelope,
+                message_path=str(message_path),
+            )
+        except Exception:
+            log.failure("mailmax_deliver failed for {mailbox}", mailbox=mailbox)
+            return deferred("Local error in a delivery plugin")
+        folder = maildir.INBOX
+        if isinstance(choice, Verdict):
+            verdict_outcome = _verdict_outcome(choice)
+            if verdict_outcome is not None:
+                verdict_outcome.extra = extra
+                return verdict_outcome
+        elif isinstance(choice, str) and choice:
+            folder = choice
+        elif choice is not None:
+            log.error("mailmax_deliver returned {value!r}; using INBOX", value=choice)
+        unique = f"{envelope.id}-{index}"
+        outcome = await self.in_thread(self._store, mailbox, folder, message_path, unique, fresh)
+        outcome.extra = extra
+        return outcome
+
+    async def _resolve(self, plugins: PluginSet, address: str) -> str | Outcome:
+        """The mailbox of an address given without one, or what to do instead."""
+        targets = plugins.first_result(
+            "mailmax_resolve_recipient", Scope(domain=_domain_of(address)), address=address
+        )
+        if targets:
+            return Outcome("expanded", extra=list(targets))
+        found = await self.in_thread(self.directory.lookup_recipient, address)
+        if found.status in (Lookup.USER, Lookup.CATCH_ALL) and found.user is not None:
+            return found.user.address
+        if found.status is Lookup.ALIAS:
+            return Outcome("expanded", extra=list(found.targets))
+        if found.status is Lookup.DISABLED:
+            return failed(f"<{address}>: mailbox disabled", "5.2.1")
+        if found.status is Lookup.NOT_LOCAL:
+            return Outcome("rerouted")
+        return failed(f"<{address}>: no such user here", "5.1.1")
+
+    @staticmethod
+    def _expand(
+        plugins: PluginSet, scope: Scope, mailbox: str, envelope: model.Envelope
+    ) -> list[str]:
+        """Every address the plugins name for ``mailbox``, merged and de-duplicated."""
+        merged: list[str] = []
+        seen: set[str] = set()
+        for answer in plugins.all_results(
+            "mailmax_expand_recipient", scope, mailbox=mailbox, envelope=envelope
+        ):
+            for address in answer:
+                if isinstance(address, str) and address and address.lower() not in seen:
+                    seen.add(address.lower())
+                    merged.append(address)
+        return merged
+
+    def _store(
+        self, mailbox: str, folder: str, message_path: Path, unique: str, fresh: bool
+    ) -> Outcome:
+        """Blocking: check the user and the disk limit, then write into the Maildir (A5)."""
+        user = self.directory.get_user(mailbox)
+        if user is None:
+            return failed(f"<{mailbox}>: user no longer exists", "5.1.1")
+        if not user.enabled:
+            return failed(f"<{mailbox}>: mailbox disabled", "5.2.1")
+        domain = self.directory.get_domain(user.domain)
+        if domain is None:
+            return deferred(f"<{mailbox}>: the domain {user.domain} cannot be loaded")
+        limit_mb = user.disk_limit_mb or domain.default_box_mb
+        root = Path(self.directory.user_maildir(user))
+        try:
+            try:
+                path = self._write(root, folder, message_path, unique, fresh, limit_mb)
+            except maildir.InvalidFolder as exc:
+                log.error("{mailbox}: {error}; delivering to INBOX", mailbox=mailbox, error=exc)
+                folder = maildir.INBOX
+                path = self._write(root, folder, message_path, unique, fresh, limit_mb)
+        except maildir.OverQuota as exc:
+            return failed(
+                f"<{mailbox}>: mailbox full ({exc.usage} of {exc.quota} bytes used, "
+                f"message {exc.size} bytes)",
+                "5.2.2",
+                552,
+            )
+        except OSError as exc:
+            status = "4.3.1" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "4.3.0"
+            reason = exc.strerror or str(exc)
+            return deferred(f"<{mailbox}>: cannot write to the mailbox: {reason}", status)
+        return Outcome("delivered", folder=folder, path=path)
+
+    def _write(
+        self, root: Path, folder: str, source: Path, unique: str, fresh: bool, limit_mb: int
+    ) -> Path:
+        return maildir.deliver(
+            root, folder, source, unique, fsync=self.fsync, quota_bytes=limit_mb * MIB, fresh=fresh
+        )
+
+
+def classify(directory: Any, address: str) -> SpoolRecipient:
+    """A spool recipient for ``address`` (blocking): local when one of our domains has it."""
+    found = directory.lookup_recipient(address)
+    if found.status is Lookup.NOT_LOCAL:
+        return SpoolRecipient(address, kind="relay")
+    if found.status in (Lookup.USER, Lookup.CATCH_ALL) and found.user is not None:
+        return SpoolRecipient(address, kind="local", mailbox=found.user.address)
+    return SpoolRecipient(address, kind="local")
