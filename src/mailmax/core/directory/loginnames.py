@@ -137,3 +137,29 @@ def parse_login(
     raise DirectoryError(
         f"login {login!r} is neither user/domain nor domain/user with a valid user name and domain"
     )
+
+
+_REMOTE_LOCAL_CHARS = _USER_NAME_CHARS | set("%/")
+
+
+def check_target(target: str, default_domain: str) -> str:
+    """A forwarding or alias target as ``local@domain`` (domain canonical).
+
+    A bare local part is taken to be in ``default_domain``. Remote local parts keep their
+    letter case (other systems may tell cases apart); they may also use ``%`` and ``/``.
+    """
+    if not isinstance(target, str) or not target.strip():
+        raise DirectoryError("a target address is empty; give addresses such as bob@example.com")
+    text = target.strip()
+    if "@" not in text:
+        return f"{check_user_name(text)}@{check_domain_name(default_domain)}"
+    local, _, domain = text.rpartition("@")
+    bad = sorted({c for c in local if c not in _REMOTE_LOCAL_CHARS})
+    if not local or len(local) > MAX_USER_NAME or bad:
+        raise DirectoryError(
+            f"target {target!r} is not an address this server can deliver to: the part before @ "
+            f"must be 1 to {MAX_USER_NAME} letters, digits or {USER_NAME_SYMBOLS}%/"
+        )
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        raise DirectoryError(f"target {target!r} has a misplaced dot before the @")
+    return f"{local}@{check_domain_name(domain)}"

@@ -17,7 +17,8 @@ from mailmax.core.directory.errors import DirectoryError
 
 MAX_PASSWORD = 1024
 
-_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+#: argon2id with argon2-cffi's defaults (the RFC 9106 low-memory profile).
+DEFAULT_HASHER = PasswordHasher()
 
 
 def check_password(password: str) -> str:
@@ -31,34 +32,34 @@ def check_password(password: str) -> str:
     return password
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, hasher: PasswordHasher = DEFAULT_HASHER) -> str:
     """The argon2id hash (PHC string) of ``password``."""
-    return _hasher.hash(check_password(password))
+    return hasher.hash(check_password(password))
 
 
-def verify_password(stored: str, password: str) -> bool:
+def verify_password(stored: str, password: str, hasher: PasswordHasher = DEFAULT_HASHER) -> bool:
     """True when ``password`` matches the stored hash; False for a mismatch or a bad hash."""
     if not stored or not isinstance(password, str):
         return False
     try:
-        return _hasher.verify(stored, password)
+        return hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
 
 
-def needs_rehash(stored: str) -> bool:
-    """True when ``stored`` was made with weaker parameters than today's and should be redone."""
+def needs_rehash(stored: str, hasher: PasswordHasher = DEFAULT_HASHER) -> bool:
+    """True when ``stored`` was made with parameters other than ``hasher``'s: redo it."""
     try:
-        return _hasher.check_needs_rehash(stored)
+        return hasher.check_needs_rehash(stored)
     except (InvalidHashError, ValueError):
         return True
 
 
 @functools.cache
-def _dummy_hash() -> str:
-    return _hasher.hash("mailmax-no-such-user")
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    return hasher.hash("mailmax-no-such-user")
 
 
-def burn_verify(password: str) -> None:
+def burn_verify(password: str, hasher: PasswordHasher = DEFAULT_HASHER) -> None:
     """Spend the time of one verification, so an unknown user takes as long as a known one."""
-    verify_password(_dummy_hash(), password if isinstance(password, str) else "")
+    verify_password(_dummy_hash(hasher), password if isinstance(password, str) else "", hasher)
