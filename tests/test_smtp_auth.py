@@ -205,7 +205,7 @@ def test_submission_requires_auth(service: str) -> None:
     assert client.login().startswith("235")
     replies = client.send_mail("alice@example.test", ["user@remote.test"], b"hi", helo=False)
     assert replies[-1].startswith("250 2.0.0")
-    envelope, stored = world.spool.messages["Q000001"]
+    envelope, stored = world.stored()[0]
     assert envelope.auth_user == "alice@example.test"
     assert b"with ESMTPSA id" in stored
 

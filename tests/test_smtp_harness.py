@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import queue
+import shutil
+import tempfile
+import time
+import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, interfaces
@@ -15,6 +21,7 @@ from mailmax.core import config
 from mailmax.core.directory.api import Domain, Lookup, RecipientLookup, User
 from mailmax.core.hooks import PluginSet
 from mailmax.core.smtp.server import SMTPFactory, SMTPServer
+from mailmax.core.spool import Spool, SpoolEnvelope
 
 
 @implementer(interfaces.ITLSTransport)
@@ -93,29 +100,29 @@ class MemoryDirectory:
         return defer.succeed(None)
 
 
-class MemorySpool:
-    """A stand-in for Spool keeping accepted messages in memory."""
+class PumpClock(Clock):
+    """A Clock that also takes ``callFromThread`` work (the spool's and the directory's threads)
+    and runs it when the test pumps."""
 
     def __init__(self) -> None:
-        self.messages: dict[str, tuple[Any, bytes]] = {}
-        self.counter = 0
-        self.fail: BaseException | None = None
-        self.hold = False
-        self.held: list[defer.Deferred[str]] = []
+        super().__init__()
+        self.from_threads: queue.Queue[tuple[Any, tuple[Any, ...], dict[str, Any]]] = queue.Queue()
 
-    def new_id(self) -> str:
-        self.counter += 1
-        return f"Q{self.counter:06d}"
+    def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
+        self.from_threads.put((f, args, kwargs))
 
-    def accept(self, envelope: Any, chunks: Any) -> defer.Deferred[str]:
-        if self.fail is not None:
-            return defer.fail(self.fail)
-        self.messages[envelope.id] = (envelope, b"".join(chunks))
-        if self.hold:
-            d: defer.Deferred[str] = defer.Deferred()
-            self.held.append(d)
-            return d.addCallback(lambda _: envelope.id)
-        return defer.succeed(envelope.id)
+    def pump(self, until: Any, timeout: float = 10.0) -> None:
+        """Run thread results until ``until()`` is true; fail loudly after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the spool or directory did not answer in time")
+            try:
+                f, args, kwargs = self.from_threads.get(timeout=min(remaining, 0.05))
+            except queue.Empty:
+                continue
+            f(*args, **kwargs)
 
 
 @dataclass
@@ -144,12 +151,15 @@ class World:
                 ],
             }
         )
-        self.clock = Clock()
+        self.clock = PumpClock()
+        self.root = Path(tempfile.mkdtemp(prefix="mailmax-smtp-test-"))
         self.directory = MemoryDirectory()
         self.directory.add_domain("example.test")
         self.directory.add_user("alice@example.test", "alicesecret")
         self.directory.add_user("bob@example.test", "bobsecret")
-        self.spool = MemorySpool()
+        self.spool = Spool(self.root / "queue", fsync=False, threads=2, reactor=self.clock)
+        self.spool.start()
+        weakref.finalize(self, _cleanup, self.spool, self.root)
         self.factory = SMTPFactory(
             settings=self.settings,
             listener=self.settings.listeners[0],
@@ -169,21 +179,42 @@ class World:
         )
         proto = self.factory.buildProtocol(transport.getPeer())
         proto.makeConnection(transport)
-        client = Client(proto, transport)
+        client = Client(proto, transport, self)
         client.greeting = client.read()
         return client
+
+    def settle(self) -> None:
+        """Wait until no session waits for the spool or the directory."""
+        self.clock.pump(lambda: not any(s._busy for s in self.factory.sessions))
+
+    def stored(self) -> list[tuple[SpoolEnvelope, bytes]]:
+        """Every message in the spool, oldest first: (envelope, raw message)."""
+        return [
+            (self.spool.load(qid), self.spool.message_path(qid).read_bytes())
+            for qid in self.spool.pending_ids()
+        ]
+
+
+def _cleanup(spool: Spool, root: Path) -> None:
+    if spool.running:
+        spool.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 class Client:
     """Talks to one in-process session."""
 
-    def __init__(self, proto: SMTPServer, transport: StringTransport) -> None:
+    def __init__(self, proto: SMTPServer, transport: StringTransport, world: World) -> None:
         self.proto = proto
         self.transport = transport
+        self.world = world
         self.greeting = ""
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, settle: bool = True) -> None:
+        """Deliver ``data``; by default wait until the session is no longer waiting on threads."""
         self.proto.dataReceived(data)
+        if settle:
+            self.world.settle()
 
     def read(self) -> str:
         out = self.transport.value().decode("utf-8", "replace")
@@ -218,7 +249,12 @@ class Client:
         return self.cmd(f"AUTH PLAIN {token}")
 
     def send_mail(
-        self, sender: str, recipients: list[str], body: bytes, helo: bool = True
+        self,
+        sender: str,
+        recipients: list[str],
+        body: bytes,
+        helo: bool = True,
+        settle: bool = True,
     ) -> list[str]:
         """MAIL, RCPT..., DATA and the body (dot-stuffing is the caller's job); all replies."""
         data = b""
@@ -228,7 +264,7 @@ class Client:
         for rcpt in recipients:
             data += f"RCPT TO:<{rcpt}>\r\n".encode()
         data += b"DATA\r\n" + body + b"\r\n.\r\n"
-        self.send(data)
+        self.send(data, settle=settle)
         return self.replies()
 
 

@@ -77,7 +77,7 @@ def test_local_recipients_are_accepted(address: str, mailbox: str) -> None:
     replies = client.send_mail("x@remote.test", [address], b"hi")
     assert replies[2] == "250 2.1.5 Ok"
     assert replies[-1].startswith("250 2.0.0")
-    envelope, _ = world.spool.messages["Q000001"]
+    envelope, _ = world.stored()[0]
     assert (envelope.recipients[0].kind, envelope.recipients[0].mailbox) == ("local", mailbox)
 
 
@@ -114,7 +114,7 @@ def test_trusted_networks_may_relay(peer: str) -> None:
     client = world.connect(peer=peer)
     replies = client.send_mail("a@example.test", ["user@remote.test", "u@[192.0.2.1]"], b"hi")
     assert replies[-1].startswith("250 2.0.0")
-    envelope, _ = world.spool.messages["Q000001"]
+    envelope, _ = world.stored()[0]
     assert [r.kind for r in envelope.recipients] == ["relay", "relay"]
     other = world.connect(peer="192.0.2.201")
     other.cmd("EHLO c")

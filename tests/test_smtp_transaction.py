@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from mailmax.core.verdicts import disconnect, reject, tempfail
 from tests.test_smtp_harness import World, plugin_set
+
+
+def queued(reply: str) -> str:
+    """The queue id in a ``250 ... queued as <id>`` reply."""
+    match = re.fullmatch(r"250 2\.0\.0 Ok: queued as ([0-9a-f]{18})", reply.strip())
+    assert match, reply
+    return match.group(1)
 
 
 def received_and_rest(stored: bytes) -> tuple[bytes, bytes]:
@@ -26,12 +34,13 @@ def test_message_is_stored_byte_exact_with_a_received_header() -> None:
     client = world.connect()
     body = b"Subject: x\r\n\r\n..one\r\n.two\r\n\tthree \r\n\r\n\xc3\xa9 8bit"
     replies = client.send_mail("x@remote.test", ["alice@example.test"], body)
-    assert replies[-1] == "250 2.0.0 Ok: queued as Q000001"
-    envelope, stored = world.spool.messages["Q000001"]
+    queue_id = queued(replies[-1])
+    [(envelope, stored)] = world.stored()
+    assert envelope.id == queue_id
     header, rest = received_and_rest(stored)
     assert rest == b"Subject: x\r\n\r\n.one\r\ntwo\r\n\tthree \r\n\r\n\xc3\xa9 8bit\r\n"
     assert header.startswith(b"Received: from client.example ([192.0.2.10])\r\n")
-    assert b"by mx.example.test (MailMax) with ESMTP id Q000001\r\n" in header
+    assert f"by mx.example.test (MailMax) with ESMTP id {queue_id}\r\n".encode() in header
     assert b"\tfor <alice@example.test>;\r\n" in header
     assert envelope.sender == "x@remote.test"
     assert [(r.address, r.kind, r.mailbox) for r in envelope.recipients] == [
@@ -45,15 +54,16 @@ def test_message_is_stored_byte_exact_with_a_received_header() -> None:
 def test_250_only_after_the_spool_is_durable() -> None:
     """S1: the 250 reply waits for spool.accept; commands pipelined behind it wait too."""
     world = World()
-    world.spool.hold = True
     client = world.connect()
     client.cmd("EHLO c")
     client.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
-    client.send(b"hi\r\n.\r\nNOOP\r\n")
+    client.send(b"hi\r\n.\r\nNOOP\r\n", settle=False)
     assert client.replies()[-1].startswith("354")
-    assert len(world.spool.held) == 1
-    world.spool.held[0].callback(None)
-    assert client.replies() == ["250 2.0.0 Ok: queued as Q000001", "250 2.0.0 Ok"]
+    assert client.proto._busy
+    world.settle()
+    replies = client.replies()
+    assert queued(replies[0]) == world.stored()[0][0].id
+    assert replies[1:] == ["250 2.0.0 Ok"]
 
 
 def test_smuggled_message_after_bare_lf_dot_is_not_accepted() -> None:
@@ -67,7 +77,7 @@ def test_smuggled_message_after_bare_lf_dot_is_not_accepted() -> None:
     )
     replies = client.send_mail("x@remote.test", ["alice@example.test"], smuggled)
     assert replies[-1].startswith("550 5.6.0")
-    assert world.spool.messages == {}
+    assert world.stored() == []
     assert client.cmd("NOOP") == "250 2.0.0 Ok\r\n"
 
 
@@ -78,7 +88,7 @@ def test_bare_line_ends_and_nul_are_refused_and_nothing_stored(content: bytes) -
     client = world.connect()
     replies = client.send_mail("x@remote.test", ["alice@example.test"], b"S: x\r\n\r\n" + content)
     assert replies[-1].startswith("550 5.6.0")
-    assert world.spool.messages == {}
+    assert world.stored() == []
     replies = client.send_mail("x@remote.test", ["alice@example.test"], b"ok", helo=False)
     assert replies[-1].startswith("250 2.0.0 Ok: queued as")
 
@@ -89,7 +99,7 @@ def test_long_data_line_is_refused() -> None:
     client = world.connect()
     replies = client.send_mail("x@remote.test", ["alice@example.test"], b"a" * 1001)
     assert replies[-1].startswith("550 5.6.0") and "longer than 1000" in replies[-1]
-    assert world.spool.messages == {}
+    assert world.stored() == []
 
 
 def test_size_parameter_over_the_limit_is_552_at_mail() -> None:
@@ -107,7 +117,7 @@ def test_message_over_the_limit_is_552_after_the_end() -> None:
     big = b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 100
     replies = client.send_mail("a@b.test", ["alice@example.test"], big)
     assert replies[-1].startswith("552 5.3.4")
-    assert world.spool.messages == {}
+    assert world.stored() == []
     assert client.cmd("RSET") == "250 2.0.0 Ok\r\n"
 
 
@@ -141,7 +151,7 @@ def test_too_many_recipients() -> None:
     )
     assert replies[4] == "452 4.5.3 Too many recipients"
     assert replies[-1].startswith("250 2.0.0")
-    envelope, _ = world.spool.messages["Q000001"]
+    envelope, _ = world.stored()[0]
     assert [r.address for r in envelope.recipients] == ["alice@example.test", "bob@example.test"]
 
 
@@ -150,7 +160,7 @@ def test_duplicate_recipients_are_kept_once() -> None:
     world = World()
     client = world.connect()
     client.send_mail("a@b.test", ["alice@example.test", "ALICE@example.test"], b"hi")
-    envelope, _ = world.spool.messages["Q000001"]
+    envelope, _ = world.stored()[0]
     assert len(envelope.recipients) == 1
 
 
@@ -199,11 +209,13 @@ def test_data_needs_mail_and_a_recipient() -> None:
 def test_spool_error_is_a_temporary_failure() -> None:
     """S1: a disk error while committing is 451 4.3.0, never 5xx; the session goes on."""
     world = World()
-    world.spool.fail = OSError(28, "No space left on device")
+    world.spool.stop()
+    world.clock.pump(lambda: not world.spool.running)
     client = world.connect()
     replies = client.send_mail("a@b.test", ["alice@example.test"], b"hi")
     assert replies[-1].startswith("451 4.3.0")
-    world.spool.fail = None
+    assert world.stored() == []
+    world.spool.start()
     replies = client.send_mail("a@b.test", ["alice@example.test"], b"hi", helo=False)
     assert replies[-1].startswith("250 2.0.0")
 
@@ -211,7 +223,7 @@ def test_spool_error_is_a_temporary_failure() -> None:
 def test_unexpected_spool_exception_is_a_temporary_failure() -> None:
     """S1: any other failure while committing also answers 451 4.3.0."""
     world = World()
-    world.spool.fail = RuntimeError("bug")
+    world.spool.new_id = lambda: "../not-an-id"  # type: ignore[method-assign]
     client = world.connect()
     assert client.send_mail("a@b.test", ["alice@example.test"], b"hi")[-1].startswith("451 4.3.0")
     assert client.cmd("NOOP").startswith("250")
@@ -245,7 +257,7 @@ def test_data_hook_verdicts(verdict: Any, reply: str) -> None:
     replies = client.send_mail("a@b.test", ["alice@example.test"], b"Subject: s\r\n\r\nbody")
     assert replies[-1].startswith(reply)
     assert seen == [b"Subject: s\r\n\r\nbody\r\n"]
-    assert world.spool.messages == {}
+    assert world.stored() == []
     assert client.cmd("NOOP").startswith("250")
 
 
@@ -269,5 +281,6 @@ def test_several_messages_in_one_session_and_pipelined() -> None:
     replies = client.replies()
     codes = [r[:3] for r in replies]
     assert codes == ["250", "250", "250", "354", "250", "250", "250", "354", "250", "221"]
-    assert [m[1].split(b"\r\n")[-2] for m in world.spool.messages.values()] == [b"one", b"two"]
-    assert world.spool.messages["Q000002"][0].sender == ""
+    stored = world.stored()
+    assert [m[1].split(b"\r\n")[-2] for m in stored] == [b"one", b"two"]
+    assert stored[1][0].sender == ""
