@@ -301,7 +301,8 @@ def _client_examples(plan: Plan) -> list[str]:
         's.quit()"'
     )
     swaks = (
-        f"swaks --server {host} --port {port} --tls --tls-ca-path {plan.cert} "
+        f"swaks --server {host} --port {port} --tls --tls-verify --tls-ca-path {plan.cert} "
+        "--tls-sni localhost "
         f"--auth PLAIN --auth-user {user} --auth-password 'PASSWORD' "
         f"--from {user} --to admin@{plan.domain}"
     )
@@ -371,6 +372,18 @@ def _report(plan: Plan, done: dict[str, Any]) -> None:
     out.lines(lines)
 
 
+def _ask_name(question: str, default: str, *, need_dot: bool) -> str:
+    """Prompt until the answer is a valid name."""
+
+    def convert(value: str) -> str:
+        try:
+            return check_hostname(value, what=question.lower(), need_dot=need_dot)
+        except CLIError as exc:
+            raise click.UsageError(exc.format_message()) from None
+
+    return click.prompt(question, default=default, value_proc=convert)
+
+
 def _check_address(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
@@ -438,11 +451,11 @@ def init_command(
     """
     ask = interactive() and not non_interactive
     if ask and domain is None:
-        domain = click.prompt("Domain", default="example.com")
-    domain = check_hostname(domain or "example.com", what="domain", need_dot=True)
+        domain = _ask_name("Domain", "example.com", need_dot=True)
+    domain = check_hostname(domain or "example.com", what="--domain", need_dot=True)
     if ask and hostname is None:
-        hostname = click.prompt("Host name of this server", default=f"mail.{domain}")
-    hostname = check_hostname(hostname or f"mail.{domain}", what="host name", need_dot=False)
+        hostname = _ask_name("Host name of this server", f"mail.{domain}", need_dot=False)
+    hostname = check_hostname(hostname or f"mail.{domain}", what="--hostname", need_dot=False)
     ports = {"smtp": smtp_port, "submission": submission_port, "smtps": smtps_port}
     if len(set(ports.values())) < len(ports):
         raise CLIError(

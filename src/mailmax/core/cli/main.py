@@ -15,6 +15,20 @@ from mailmax.core.cli import aliases, configcmd, domains, init, users
 from mailmax.core.cli.context import App, CLIError, config_option, json_option
 from mailmax.core.config import ConfigError
 
+_LIST_HINTS = {
+    "domain": "see the domains with `mailmax domain list`",
+    "user": "see the users with `mailmax user list`",
+    "alias": "see the aliases with `mailmax alias list`",
+}
+
+
+def with_list_hint(message: str) -> str:
+    """``message`` plus the list command showing what exists, unless it already names one."""
+    kind = message.split(" ", 1)[0].lower()
+    if kind in _LIST_HINTS and f"mailmax {kind} list" not in message:
+        return f"{message}; {_LIST_HINTS[kind]}"
+    return message
+
 
 def _explain(exc: Exception) -> str | None:
     """The message of an error the user can fix, or None for an unexpected one."""
@@ -22,8 +36,10 @@ def _explain(exc: Exception) -> str | None:
 
     if isinstance(exc, ConfigError | TLSConfigError):
         return str(exc)
-    from mailmax.core.directory.errors import DirectoryError
+    from mailmax.core.directory.errors import DirectoryError, NotFound
 
+    if isinstance(exc, NotFound):
+        return with_list_hint(str(exc))
     if isinstance(exc, DirectoryError):
         return str(exc)
     if isinstance(exc, OSError) and exc.strerror:

@@ -1,0 +1,139 @@
+"""``mailmax config check`` and ``mailmax config show`` (M1, M4)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+from click.testing import CliRunner
+
+from mailmax.core.cli.configcmd import to_toml
+from mailmax.core.cli.main import cli
+from tests.test_cli_support import make_system, run_mailmax
+
+
+def check(config) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["config", "check", "--config", str(config)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_check_good_system(tmp_path):
+    """M4: a system made by init checks clean, as text and as JSON."""
+    system = make_system(tmp_path)
+    code, out, err = check(system.config)
+    assert (code, out, err) == (0, f"OK: {system.config}\n", "")
+    report = system.json("config", "check")
+    assert report == {"ok": True, "config": str(system.config), "problems": []}
+
+
+def test_check_unknown_key_names_the_key(tmp_path):
+    """M4: a misspelt key is named, with what to do about it."""
+    config = tmp_path / "mailmax.toml"
+    config.write_text("[smtp]\nmax_recipient = 5\n")
+    code, out, err = check(config)
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: {config}: invalid configuration")
+    assert "unknown key 'smtp.max_recipient': remove it or check its spelling" in err
+
+
+def test_check_bad_value_says_what_is_allowed(tmp_path):
+    """M4: a value outside the allowed set lists the allowed values."""
+    config = tmp_path / "mailmax.toml"
+    config.write_text('[tls]\nmin_version = "1.0"\n')
+    code, _out, err = check(config)
+    assert code == 1
+    assert "tls.min_version: '1.0' is not allowed; use one of '1.2' or '1.3'" in err
+
+
+def test_check_invalid_toml(tmp_path):
+    config = tmp_path / "mailmax.toml"
+    config.write_text("[smtp\n")
+    code, _out, err = check(config)
+    assert code == 1 and "not valid TOML" in err
+
+
+def test_check_missing_file(tmp_path):
+    """M4: a config path that does not exist says so and how to create one (installed command)."""
+    missing = tmp_path / "nowhere.toml"
+    out = run_mailmax("config", "check", "--config", str(missing))
+    assert out.returncode == 1
+    assert f"error: {missing} (from --config): no such config file" in out.stderr
+    assert "mailmax init" in out.stderr
+
+
+def test_check_reports_missing_tls_files_and_database(tmp_path):
+    """M4: every problem is listed: missing certificate or key, a database that is not there."""
+    system = make_system(tmp_path)
+    (system.data_dir / "tls" / "key.pem").unlink()
+    text = system.config.read_text().replace("mailmax.db", "typo.db")
+    system.config.write_text(text)
+    code, out, err = check(system.config)
+    assert code == 1 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("error: [tls]: key ")
+    assert "key.pem not found" in lines[0]
+    assert "typo.db does not exist" in lines[1]
+    report = json.loads(
+        CliRunner()
+        .invoke(cli, ["--json", "--config", str(system.config), "config", "check"])
+        .stdout
+    )
+    assert report["ok"] is False and len(report["problems"]) == 2
+
+
+def test_check_reports_a_key_that_does_not_match_the_certificate(tmp_path):
+    from mailmax.core.tls import write_self_signed
+
+    system = make_system(tmp_path)
+    other = tmp_path / "other"
+    write_self_signed(other / "cert.pem", other / "key.pem", ["other.test"])
+    (system.data_dir / "tls" / "key.pem").write_bytes((other / "key.pem").read_bytes())
+    code, _out, err = check(system.config)
+    assert code == 1
+    assert "not a matching PEM certificate and key" in err
+
+
+def test_check_reports_a_file_that_is_not_a_mailmax_database(tmp_path):
+    system = make_system(tmp_path)
+    db = system.data_dir / "mailmax.db"
+    db.unlink()
+    db.write_bytes(b"")  # an empty SQLite file: opens, but holds no tables
+    code, _out, err = check(system.config)
+    assert code == 1
+    assert "holds no MailMax tables" in err
+
+
+def test_show_prints_the_effective_configuration(tmp_path):
+    """M1: defaults filled in; the TOML parses back to the same values as the JSON output."""
+    system = make_system(tmp_path)
+    shown = system.ok("config", "show")
+    assert shown.startswith(f"# Effective configuration of {system.config}")
+    as_toml = tomllib.loads(shown)
+    as_json = system.json("config", "show")
+    assert as_toml == as_json
+    assert as_json["smtp"]["max_recipients"] == 100  # a default not written by init
+    assert as_json["server"]["hostname"] == "mail.example.test"
+    assert [item["service"] for item in as_json["listeners"]] == ["smtp", "submission", "smtps"]
+
+
+def test_show_hides_a_database_password(tmp_path):
+    config = tmp_path / "mailmax.toml"
+    config.write_text('[server]\ndatabase_url = "postgresql://mm:s3cret@db.test/mail"\n')
+    result = CliRunner().invoke(cli, ["config", "show", "--config", str(config)])
+    assert result.exit_code == 0
+    assert "s3cret" not in result.output
+    assert "postgresql://mm:***@db.test/mail" in result.output
+
+
+def test_to_toml_writes_nested_tables_and_arrays():
+    data = {
+        "server": {"hostname": 'a "quoted" name', "grace": 1.5},
+        "listeners": [{"service": "smtp", "port": 25}, {"service": "smtps", "port": 465}],
+        "plugins": {
+            "enabled": ["rbl"],
+            "settings": {"rbl": {"servers": ["a.test"], "limits": {"x": 1}}, "my plugin": {}},
+        },
+        "empty": [],
+    }
+    assert tomllib.loads(to_toml(data)) == data
