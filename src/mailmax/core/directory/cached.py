@@ -1,17 +1,46 @@
-"""AsyncDirectory: the server's non-blocking, briefly cached view of a SQLDirectory."""
+"""AsyncDirectory: the server's non-blocking, briefly cached view of a SQLDirectory.
+
+Every database call runs in a thread pool (``threads.deferToThreadPool``), never on the reactor
+thread: an uncached SQLite recipient look-up measured about 0.8 ms on the reference machine,
+above the 0.3 ms a reactor-thread call may take, and PostgreSQL calls wait on the network.
+Password checks (argon2, tens of milliseconds) always run in the pool too.
+
+Look-ups (recipients, domains, users, plugin overrides) are cached for ``cache_seconds`` (at
+most 2 s), counted from when the query started, so a change made elsewhere (the CLI, the admin
+API, another node) is seen within ``cache_seconds``. Concurrent misses for the same key share one
+query. Log-ins and clear-password fetches are never cached.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet import defer, threads
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 
 from mailmax.core.directory.api import Domain, RecipientLookup, User
+from mailmax.core.directory.errors import DirectoryError
 from mailmax.core.directory.sql import SQLDirectory
+
+T = TypeVar("T")
+
+#: Longest allowed cache lifetime: admin changes must show within 2 seconds.
+MAX_CACHE_SECONDS = 2.0
 
 
 class AsyncDirectory:
-    """Directory calls as Deferreds, run in a thread pool; look-ups cached briefly."""
+    """Directory calls as Deferreds, run in a thread pool; look-ups cached briefly.
+
+    Without a ``threadpool`` the object makes its own (``threads`` workers) and owns it:
+    :meth:`start` starts it (the first call does too) and :meth:`stop` stops it; it is also
+    stopped when the reactor shuts down. ``reactor`` defaults to the global reactor.
+    """
+
+    #: Cache entries kept before expired ones are dropped (all of them if none has expired).
+    MAX_CACHE_ENTRIES = 20_000
 
     def __init__(
         self,
@@ -19,54 +48,136 @@ class AsyncDirectory:
         *,
         cache_seconds: float = 1.0,
         reactor: Any = None,
-        threadpool: Any = None,
+        threadpool: ThreadPool | None = None,
+        threads: int = 4,
     ) -> None:
+        if not 0 <= cache_seconds <= MAX_CACHE_SECONDS:
+            raise DirectoryError(
+                f"cache_seconds must be 0 to {MAX_CACHE_SECONDS:g} so that changes show "
+                f"within {MAX_CACHE_SECONDS:g} seconds, not {cache_seconds!r}"
+            )
+        if reactor is None:
+            from twisted.internet import reactor  # the global one, only when needed
         self._directory = directory
-        self._cache_seconds = cache_seconds
+        self._cache_seconds = float(cache_seconds)
         self._reactor = reactor
-        self._threadpool = threadpool
+        self._owns_pool = threadpool is None
+        self._pool = threadpool or ThreadPool(minthreads=1, maxthreads=threads, name="directory")
+        self._started = False
+        self._shutdown_trigger: Any = None
+        self._cache: dict[tuple[str, Any], tuple[float, Any]] = {}
+        self._inflight: dict[tuple[str, Any], list[defer.Deferred]] = {}
 
     @property
     def sync(self) -> SQLDirectory:
         """The blocking directory underneath."""
         return self._directory
 
+    @property
+    def cache_seconds(self) -> float:
+        """How long a look-up's answer is reused."""
+        return self._cache_seconds
+
     def start(self) -> None:
-        """Start the thread pool when this object owns it."""
-        raise NotImplementedError
+        """Start the thread pool when this object owns it (does nothing otherwise or twice)."""
+        if self._started or not self._owns_pool:
+            return
+        self._started = True
+        self._pool.start()
+        add_trigger = getattr(self._reactor, "addSystemEventTrigger", None)
+        if add_trigger is not None:
+            self._shutdown_trigger = add_trigger("during", "shutdown", self.stop)
 
     def stop(self) -> None:
-        """Stop the thread pool when this object owns it."""
-        raise NotImplementedError
+        """Stop the owned thread pool, waiting for calls in progress; drop the cache."""
+        self._cache.clear()
+        if not self._started:
+            return
+        self._started = False
+        if self._shutdown_trigger is not None:
+            with contextlib.suppress(ValueError, KeyError):  # already fired: shutting down
+                self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
+        self._pool.stop()
 
-    def lookup_recipient(self, address: str) -> Deferred[RecipientLookup]:
+    def invalidate(self) -> None:
+        """Forget every cached answer (after a change made through :attr:`sync`)."""
+        self._cache.clear()
+
+    def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred[T]:
+        """Run any blocking call (e.g. a :attr:`sync` method) in the pool; never cached."""
+        if self._owns_pool and not self._started:
+            self.start()
+        return threads.deferToThreadPool(self._reactor, self._pool, function, *args, **kwargs)
+
+    def _cached(self, kind: str, key: Any, function: Callable[[Any], T]) -> defer.Deferred[T]:
+        cache_key = (kind, key)
+        started = self._reactor.seconds()
+        entry = self._cache.get(cache_key)
+        if entry is not None and entry[0] > started:
+            return defer.succeed(entry[1])
+        waiters = self._inflight.get(cache_key)
+        if waiters is not None:
+            waiting: defer.Deferred[T] = defer.Deferred()
+            waiters.append(waiting)
+            return waiting
+        waiters = self._inflight[cache_key] = []
+
+        def finished(result: T | Failure) -> T | Failure:
+            del self._inflight[cache_key]
+            if not isinstance(result, Failure) and self._cache_seconds > 0:
+                self._remember(cache_key, started + self._cache_seconds, result)
+            for waiting in waiters:
+                if isinstance(result, Failure):
+                    waiting.errback(result)
+                else:
+                    waiting.callback(result)
+            return result
+
+        return self.run(function, key).addBoth(finished)
+
+    def _remember(self, cache_key: tuple[str, Any], expires: float, value: Any) -> None:
+        if len(self._cache) >= self.MAX_CACHE_ENTRIES:
+            now = self._reactor.seconds()
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= self.MAX_CACHE_ENTRIES:
+                self._cache.clear()
+        self._cache[cache_key] = (expires, value)
+
+    def lookup_recipient(self, address: str) -> defer.Deferred[RecipientLookup]:
         """See :meth:`SQLDirectory.lookup_recipient` (cached)."""
-        raise NotImplementedError
+        return self._cached("recipient", address, self._directory.lookup_recipient)
+
+    def get_domain(self, name: str) -> defer.Deferred[Domain | None]:
+        """See :meth:`SQLDirectory.get_domain` (cached)."""
+        return self._cached("domain", name, self._directory.get_domain)
+
+    def get_user(self, address: str) -> defer.Deferred[User | None]:
+        """See :meth:`SQLDirectory.get_user` (cached)."""
+        return self._cached("user", address, self._directory.get_user)
+
+    def is_local_domain(self, name: str) -> defer.Deferred[bool]:
+        """See :meth:`SQLDirectory.is_local_domain` (cached)."""
+        return self._cached("local", name, self._directory.is_local_domain)
+
+    def get_plugin_overrides(
+        self, plugin: str
+    ) -> defer.Deferred[dict[tuple[str, str], tuple[bool | None, dict]]]:
+        """See :meth:`SQLDirectory.get_plugin_overrides` (cached; do not change the result)."""
+        return self._cached("overrides", plugin, self._directory.get_plugin_overrides)
 
     def authenticate(
         self, login: str, password: str, default_domain: str = ""
-    ) -> Deferred[User | None]:
+    ) -> defer.Deferred[User | None]:
         """See :meth:`SQLDirectory.authenticate` (never cached; always in a thread)."""
-        raise NotImplementedError
+        return self.run(self._directory.authenticate, login, password, default_domain)
 
     def clear_password(
         self, login: str, default_domain: str = ""
-    ) -> Deferred[tuple[User, str] | None]:
+    ) -> defer.Deferred[tuple[User, str] | None]:
         """See :meth:`SQLDirectory.clear_password` (never cached)."""
-        raise NotImplementedError
+        return self.run(self._directory.clear_password, login, default_domain)
 
-    def get_domain(self, name: str) -> Deferred[Domain | None]:
-        """See :meth:`SQLDirectory.get_domain` (cached)."""
-        raise NotImplementedError
-
-    def get_user(self, address: str) -> Deferred[User | None]:
-        """See :meth:`SQLDirectory.get_user` (cached)."""
-        raise NotImplementedError
-
-    def is_local_domain(self, name: str) -> Deferred[bool]:
-        """See :meth:`SQLDirectory.is_local_domain` (cached)."""
-        raise NotImplementedError
-
-    def record_login(self, address: str, service: str, ip: str) -> Deferred[None]:
+    def record_login(self, address: str, service: str, ip: str) -> defer.Deferred[None]:
         """See :meth:`SQLDirectory.record_login`."""
-        raise NotImplementedError
+        return self.run(self._directory.record_login, address, service, ip)
