@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TWISTD = str(Path(sys.executable).with_name("twistd"))
 
 
 def send(server, to="alice@example.test", body="Hello Alice.\r\n", sender="bob@remote.test"):
@@ -103,7 +104,9 @@ def test_sigterm_lets_a_transaction_in_flight_finish(mailmax):
     code, text = client.getreply()
     assert code == 250, text
     client.close()
-    assert mailmax.proc.wait(15) == 0
+    # twistd re-raises the signal it stopped on, after a clean shutdown
+    assert mailmax.proc.wait(15) in (0, -signal.SIGTERM)
+    assert "MailMax stopped" in mailmax.log_text()
     # the accepted message is in the spool or the Maildir, never half-written
     spool = mailmax.data_dir / "queue"
     assert (
@@ -118,7 +121,7 @@ def test_sigterm_lets_a_transaction_in_flight_finish(mailmax):
 
 def test_twistd_lists_the_mailmax_options():
     out = subprocess.run(
-        [sys.executable, "-m", "twisted", "mailmax", "--help"],
+        [TWISTD, "mailmax", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -131,9 +134,7 @@ def test_bad_config_stops_twistd_with_a_clear_message(tmp_path):
     (tmp_path / "mailmax.toml").write_text("[smtp]\nmax_hops = 0\n")
     out = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "twisted",
+            TWISTD,
             "-n",
             "--pidfile=",
             "mailmax",
@@ -154,7 +155,7 @@ def test_example_tac_runs_a_server(mailmax_factory):
     server.stop()
     env = {**os.environ, "MAILMAX_CONFIG": str(server.config_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "twisted", "-ny", str(ROOT / "tac" / "mailmax.tac"), "--pidfile="],
+        [TWISTD, "-ny", str(ROOT / "tac" / "mailmax.tac"), "--pidfile="],
         cwd=server.data_dir,
         env=env,
         stdout=subprocess.DEVNULL,
