@@ -1,0 +1,532 @@
+"""Folder: a session's view of one Maildir folder, backed by its index (S2, S3).
+
+Every folder keeps a SQLite index (:mod:`mailmax.core.store.index`) beside its ``cur/new/tmp``,
+so opening a large folder reads a few rows instead of every message. The Maildir stays the
+truth: messages that appear, vanish or change flags on disk (deliveries, other tools, other
+sessions) are picked up by :meth:`Folder.refresh`, which costs two ``stat`` calls when nothing
+changed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Literal, NamedTuple
+
+from mailmax.core.store.errors import MessageGone, UidValidityChanged
+from mailmax.core.store.files import fsync_dir, link_tmp, write_tmp
+from mailmax.core.store.index import DIRTY, FolderIndex, Row, flags_of, split_flags
+from mailmax.core.store.names import canonical_flag, filename_with
+
+if TYPE_CHECKING:
+    from mailmax.core.store.mailbox import MailStore
+
+FlagMode = Literal["replace", "add", "remove"]
+
+
+class MessageInfo(NamedTuple):
+    """One message of a folder view. ``flags`` holds system flags and keywords."""
+
+    uid: int
+    size: int
+    flags: frozenset[str]
+    internaldate: float
+    #: ``new/<name>`` or ``cur/<name>``, relative to ``folder_dir``.
+    filename: str
+    folder_dir: Path
+
+    @property
+    def path(self) -> Path:
+        """The message file."""
+        return self.folder_dir / self.filename
+
+    @property
+    def recent(self) -> bool:
+        """True while the file is still in ``new/`` (nobody has claimed it)."""
+        return self.filename.startswith("new/")
+
+
+@dataclass(slots=True)
+class FolderChanges:
+    """What :meth:`Folder.refresh` found since this Folder object last looked."""
+
+    added: list[int] = field(default_factory=list)
+    expunged: list[int] = field(default_factory=list)
+    flags: dict[int, frozenset[str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.expunged or self.flags)
+
+
+class Folder:
+    """One open folder: a session's view of its messages, in UID order.
+
+    The view changes only through this object's own calls and :meth:`refresh`, so an IMAP
+    session keeps message sequence numbers stable between its commands. Thread-safe, but
+    meant for one session.
+    """
+
+    def __init__(self, store: MailStore, name: str, folder_dir: Path) -> None:
+        self.store = store
+        self.name = name
+        self.dir = folder_dir
+        self._dir_str = str(folder_dir)
+        self._lock = threading.RLock()
+        self._index = FolderIndex(folder_dir, store.root, fsync=store.fsync)
+        self._index.sync()
+        conn = self._index.conn
+        conn.execute("BEGIN")
+        try:  # one snapshot: every row counted is below uidnext
+            self.uidvalidity, self.uidnext, self._modseq = self._index.state()
+            self._count = self._index.count()
+        finally:
+            conn.execute("COMMIT")
+        self._view: dict[int, MessageInfo] | None = None
+        self._order: tuple[MessageInfo, ...] | None = None
+        self._own: set[int] = set()  # modification sequences of this object's own writes
+        self._flag_cache: dict[tuple[str, str], frozenset[str]] = {}
+
+    # ------------------------------------------------------------------ view
+    def _flags(self, letters: str, keywords: str) -> frozenset[str]:
+        key = (letters, keywords)
+        flags = self._flag_cache.get(key)
+        if flags is None:
+            flags = self._flag_cache[key] = flags_of(letters, keywords)
+        return flags
+
+    def _info(self, row: Row) -> MessageInfo:
+        return MessageInfo(
+            row.uid,
+            row.size,
+            self._flags(row.letters, row.keywords),
+            row.internaldate,
+            f"{row.subdir}/{row.filename}",
+            self.dir,
+        )
+
+    def _loaded(self) -> dict[int, MessageInfo]:
+        if self._view is not None:
+            return self._view
+        conn = self._index.conn
+        view: dict[int, MessageInfo] = {}
+        flags, folder_dir = self._flags, self.dir
+        own_txn = not conn.in_transaction
+        if own_txn:
+            conn.execute("BEGIN")
+        try:
+            cursor = conn.execute(
+                "SELECT uid, size, letters, keywords, internaldate, in_new, filename "
+                "FROM messages WHERE uid < ? ORDER BY uid",
+                (self.uidnext,),
+            )
+            for uid, size, letters, keywords, when, in_new, filename in cursor:
+                where = ("new/" if in_new else "cur/") + filename
+                view[uid] = MessageInfo(
+                    uid, size, flags(letters, keywords), when, where, folder_dir
+                )
+            gone = self._foreign_expunges()
+        finally:
+            if own_txn:
+                conn.execute("COMMIT")
+        if gone:  # expunged elsewhere, not reported yet: keep their places until refresh
+            for uid in gone:
+                view[uid] = MessageInfo(uid, 0, frozenset(), 0.0, "", folder_dir)
+            view = dict(sorted(view.items()))
+        self._view = view
+        self._count = len(view)
+        return view
+
+    def _foreign_expunges(self) -> list[int]:
+        cursor = self._index.conn.execute(
+            "SELECT uid, modseq FROM expunged WHERE modseq > ? AND uid < ?",
+            (self._modseq, self.uidnext),
+        )
+        return [uid for uid, modseq in cursor if modseq not in self._own]
+
+    def _changed(self) -> None:
+        self._order = None
+
+    def __len__(self) -> int:
+        """Messages in this view."""
+        return len(self._view) if self._view is not None else self._count
+
+    def messages(self) -> Sequence[MessageInfo]:
+        """Every message of this view in UID order (position + 1 = IMAP sequence number)."""
+        with self._lock:
+            if self._order is None:
+                self._order = tuple(self._loaded().values())
+            return self._order
+
+    def uids(self) -> Sequence[int]:
+        """The UIDs of this view in ascending order."""
+        with self._lock:
+            return tuple(self._loaded())
+
+    def get(self, uid: int) -> MessageInfo | None:
+        """The message with ``uid`` in this view, or None."""
+        with self._lock:
+            if self._view is not None:
+                return self._view.get(uid)
+            if uid >= self.uidnext:
+                return None
+            row = self._index.row(uid)
+            return self._info(row) if row else None
+
+    def unseen(self) -> int:
+        """How many messages lack ``\\Seen`` (from the index)."""
+        with self._lock:
+            return self._index.count_where("unseen", self.uidnext)
+
+    def first_unseen(self) -> int | None:
+        """The UID of the first message without ``\\Seen``, or None."""
+        with self._lock:
+            return self._index.first_unseen(self.uidnext)
+
+    def recent_count(self) -> int:
+        """How many messages are recent (still in ``new/``)."""
+        with self._lock:
+            return self._index.count_where("new", self.uidnext)
+
+    def keywords(self) -> list[str]:
+        """Keywords ever used in this folder (for IMAP FLAGS / PERMANENTFLAGS)."""
+        with self._lock:
+            return self._index.keywords()
+
+    # ------------------------------------------------------------------ refresh
+    def refresh(self) -> FolderChanges:
+        """Pick up deliveries, expunges and flag changes made elsewhere; return them.
+
+        Raises :class:`UidValidityChanged` when the index was rebuilt with new UIDs.
+        """
+        with self._lock:
+            index = self._index
+            index.sync()
+            conn = index.conn
+            conn.execute("BEGIN")
+            try:
+                uidvalidity, uidnext, modseq = index.state()
+                if uidvalidity != self.uidvalidity:
+                    raise UidValidityChanged(
+                        f"folder {self.name!r} was re-indexed: UIDVALIDITY {self.uidvalidity} "
+                        f"became {uidvalidity}; select it again"
+                    )
+                if modseq == self._modseq and uidnext == self.uidnext:
+                    return FolderChanges()
+                added = index.rows(start=self.uidnext)
+                changed = index.changed_since(self._modseq, self.uidnext, self._own)
+                gone = set(self._foreign_expunges())
+            finally:
+                conn.execute("COMMIT")
+            changes = FolderChanges()
+            view = self._view
+            if view is not None:
+                gone &= view.keys()
+            changes.expunged = sorted(gone)
+            for row in changed:
+                if row.uid in gone:
+                    continue
+                info = self._info(row)
+                if view is not None:
+                    old = view.get(row.uid)
+                    if old is None:
+                        continue
+                    view[row.uid] = info
+                    if old.flags == info.flags:
+                        continue
+                changes.flags[row.uid] = info.flags
+            if view is not None:
+                for uid in gone:
+                    del view[uid]
+                for row in added:
+                    view[row.uid] = self._info(row)
+            changes.added = [r.uid for r in added]
+            self._count += len(changes.added) - len(changes.expunged)
+            self.uidnext = max(uidnext, self.uidnext)
+            self._modseq = modseq
+            self._own = {m for m in self._own if m > modseq}
+            self._changed()
+            return changes
+
+    # ------------------------------------------------------------------ reading
+    def _current_row(self, uid: int) -> Row:
+        """The row of a message in this view whose file exists, re-syncing once if needed."""
+        if self.get(uid) is None:
+            raise MessageGone(f"message UID {uid} is not in folder {self.name!r}")
+        for attempt in range(2):
+            row = self._index.row(uid)
+            if row is not None and (self.dir / row.subdir / row.filename).exists():
+                return row
+            if attempt == 0:
+                self._index.sync(force=True)
+        raise MessageGone(f"message UID {uid} of folder {self.name!r} was expunged")
+
+    def open_file(self, uid: int) -> BinaryIO:
+        """An open binary file of the message (follows renames by other sessions)."""
+        with self._lock:
+            info = self.get(uid)
+            if info is None:
+                raise MessageGone(f"message UID {uid} is not in folder {self.name!r}")
+            if not info.filename:
+                raise MessageGone(f"message UID {uid} was expunged by another session")
+            try:
+                return open(info.path, "rb")
+            except FileNotFoundError:
+                row = self._current_row(uid)
+                if self._view is not None:
+                    self._view[uid] = self._info(row)
+                    self._changed()
+                try:
+                    return open(self.dir / row.subdir / row.filename, "rb")
+                except FileNotFoundError:
+                    raise MessageGone(f"message UID {uid} was expunged") from None
+
+    def read(self, uid: int) -> bytes:
+        """The message bytes exactly as stored; raises :class:`MessageGone`."""
+        with self.open_file(uid) as handle:
+            return handle.read()
+
+    # ------------------------------------------------------------------ writing
+    def _rename(self, row: Row, letters: str) -> str:
+        """Move a message file to ``cur/`` with new info letters; return the new name."""
+        new_name = filename_with(row.base, letters)
+        folder = self._dir_str
+        try:
+            os.rename(f"{folder}/{row.subdir}/{row.filename}", f"{folder}/cur/{new_name}")
+        except FileNotFoundError:
+            raise MessageGone(f"message UID {row.uid} was moved or expunged") from None
+        return new_name
+
+    def set_flags(
+        self, uids: Iterable[int], flags: Iterable[str], mode: FlagMode = "replace"
+    ) -> dict[int, frozenset[str]]:
+        """Change flags; return the flags afterwards of every message that is still there.
+
+        UIDs not in the view are skipped. System flags go into the Maildir info
+        (``:2,DFRST``); keywords are kept in the index. ``\\Recent`` is ignored.
+        """
+        if mode not in ("replace", "add", "remove"):
+            raise ValueError(f"unknown flag mode {mode!r}")
+        wanted = frozenset(canonical_flag(f) for f in flags if f.lower() != "\\recent")
+        result: dict[int, frozenset[str]] = {}
+        with self._lock:
+            todo = self._in_view(uids)
+            self._index.sync()
+            with self._index.write():
+                before = self._cur_mtime()
+                rows = self._index.rows_for(todo)
+                for uid in todo:
+                    row = rows.get(uid)
+                    if row is None:
+                        continue
+                    try:
+                        flags_now = self._set_one(row, wanted, mode)
+                    except MessageGone:  # renamed behind our back: look again once
+                        try:
+                            flags_now = self._set_one(self._current_row(uid), wanted, mode)
+                        except MessageGone:
+                            continue
+                    result[uid] = flags_now
+                self._index.note_keywords(
+                    {f for f in wanted if not f.startswith("\\") and f != "$Forwarded"}
+                )
+                self._index.own_change("cur", before)
+                if self._index._modseq_in_txn is not None:
+                    self._own.add(self._index._modseq_in_txn)
+        return result
+
+    def _in_view(self, uids: Iterable[int]) -> list[int]:
+        """``uids`` that belong to this view, sorted (rows may have gone meanwhile)."""
+        if self._view is not None:
+            view = self._view
+            return sorted({u for u in uids if u in view and view[u].filename})
+        return sorted({u for u in uids if 0 < u < self.uidnext})
+
+    def _set_one(self, row: Row, wanted: frozenset[str], mode: FlagMode) -> frozenset[str]:
+        uid = row.uid
+        current = self._flags(row.letters, row.keywords)
+        if mode == "replace":
+            new = wanted
+        elif mode == "add":
+            new = current | wanted
+        else:
+            new = current - wanted
+        letters, keywords = split_flags(new, row.letters)
+        if letters == row.letters and keywords == row.keywords:
+            return current
+        name, in_new = row.filename, row.in_new
+        if letters != row.letters:
+            name, in_new = self._rename(row, letters), False
+        self._index.update_file(uid, name, in_new, letters, keywords)
+        flags = self._flags(letters, keywords)
+        if self._view is not None and uid in self._view:
+            where = ("new/" if in_new else "cur/") + name
+            self._view[uid] = self._view[uid]._replace(flags=flags, filename=where)
+            self._changed()
+        return flags
+
+    def _cur_mtime(self) -> int:
+        try:
+            return os.stat(self.dir / "cur").st_mtime_ns
+        except FileNotFoundError:
+            return DIRTY
+
+    def claim_recent(self) -> list[int]:
+        """Move messages from ``new/`` to ``cur/``; return the UIDs this call moved.
+
+        Only one session wins each message, so ``\\Recent`` is seen by one session only.
+        """
+        claimed: list[int] = []
+        with self._lock:
+            self._index.sync()
+            with self._index.write():
+                before = self._cur_mtime()
+                for uid in self._index.uids_where("new", self.uidnext):
+                    row = self._index.row(uid)
+                    if row is None or not row.in_new or self.get(uid) is None:
+                        continue
+                    try:
+                        name = self._rename(row, row.letters)
+                    except MessageGone:
+                        continue
+                    self._index.update_file(uid, name, False, row.letters, row.keywords)
+                    claimed.append(uid)
+                    if self._view is not None:
+                        self._view[uid] = self._view[uid]._replace(filename=f"cur/{name}")
+                self._index.own_change("cur", before)
+                if self._index._modseq_in_txn is not None:
+                    self._own.add(self._index._modseq_in_txn)
+            if claimed:
+                self._changed()
+        return claimed
+
+    def _commit_new(self, items: list[tuple[str, Path, int, float, str, str]]) -> list[int]:
+        """Rename tmp files into ``cur/`` and index them: (base, tmp, size, when, letters, kw)."""
+        uids: list[int] = []
+        with self._lock, self._index.write():
+            before = self._cur_mtime()
+            first = self._index.allocate_uids(len(items))
+            modseq = self._index.bump_modseq()
+            rows = []
+            for offset, (base, tmp, size, when, letters, keywords) in enumerate(items):
+                name = filename_with(base, letters)
+                os.rename(tmp, self.dir / "cur" / name)
+                rows.append(
+                    Row(first + offset, base, name, False, size, when, letters, keywords, modseq)
+                )
+                uids.append(first + offset)
+            if self.store.fsync:
+                fsync_dir(self.dir / "cur")
+            self._index.insert(rows)
+            self._index.note_keywords({k for *_, kw in items for k in kw.split()})
+            self._index.own_change("cur", before)
+        return uids
+
+    def append(
+        self,
+        data: bytes | Path,
+        flags: Iterable[str] = (),
+        internaldate: float | None = None,
+    ) -> int:
+        """Store a message (tmp -> fsync -> rename) and return its UID.
+
+        The new message joins this view at the next :meth:`refresh` (reported as added).
+        """
+        wanted = frozenset(canonical_flag(f) for f in flags if f.lower() != "\\recent")
+        when = time.time() if internaldate is None else float(internaldate)
+        base, tmp, size = write_tmp(self.dir, data, when, self.store.fsync)
+        letters, keywords = split_flags(wanted)
+        try:
+            return self._commit_new([(base, tmp, size, when, letters, keywords)])[0]
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def copy(self, uids: Iterable[int], target: Folder) -> list[tuple[int, int]]:
+        """Copy messages with their flags into ``target``; return (source uid, target uid).
+
+        Files are hard-linked when possible (Maildir files never change), else copied.
+        """
+        staged: list[tuple[int, tuple[str, Path, int, float, str, str]]] = []
+        try:
+            with self._lock:
+                for uid in sorted(set(uids)):
+                    if self.get(uid) is None:
+                        continue
+                    try:
+                        row = self._current_row(uid)
+                    except MessageGone:
+                        continue
+                    staged.append(
+                        (uid, target._stage_copy(self.dir / row.subdir / row.filename, row))
+                    )
+            new_uids = target._commit_new([item for _, item in staged]) if staged else []
+        except BaseException:
+            for _, item in staged:
+                item[1].unlink(missing_ok=True)
+            raise
+        return [(uid, new) for (uid, _), new in zip(staged, new_uids, strict=True)]
+
+    def _stage_copy(self, source: Path, row: Row) -> tuple[str, Path, int, float, str, str]:
+        try:
+            base, tmp = link_tmp(self.dir, source, row.internaldate, row.size, self.store.fsync)
+        except FileNotFoundError:
+            raise MessageGone(f"message UID {row.uid} vanished while being copied") from None
+        letters = "".join(ch for ch in row.letters if ch.isupper())
+        return base, tmp, row.size, row.internaldate, letters, row.keywords
+
+    def expunge(self, uids: Iterable[int] | None = None) -> list[int]:
+        """Remove the ``\\Deleted`` messages (or exactly ``uids``); return the removed UIDs."""
+        done: list[int] = []
+        with self._lock:
+            self._index.sync()
+            with self._index.write():
+                before = self._cur_mtime()
+                if uids is None:
+                    todo = self._in_view(self._index.uids_where("deleted", self.uidnext))
+                else:
+                    todo = self._in_view(uids)
+                rows = self._index.rows_for(todo)
+                for uid in todo:
+                    row = rows.get(uid)
+                    if row is None:
+                        continue
+                    try:
+                        try:
+                            os.unlink(f"{self._dir_str}/{row.subdir}/{row.filename}")
+                        except FileNotFoundError:  # renamed behind our back: look again once
+                            row = self._current_row(uid)
+                            os.unlink(f"{self._dir_str}/{row.subdir}/{row.filename}")
+                    except (MessageGone, FileNotFoundError):
+                        continue
+                    done.append(uid)
+                self._index.delete(done)
+                self._index.own_change("cur", before)
+                if self._index._modseq_in_txn is not None:
+                    self._own.add(self._index._modseq_in_txn)
+            if done:
+                if self._view is not None:
+                    for uid in done:
+                        self._view.pop(uid, None)
+                self._count -= len(done)
+                self._changed()
+        return done
+
+    def total_size(self) -> int:
+        """Bytes of every message in the folder (from the index)."""
+        with self._lock:
+            return self._index.total_size()
+
+    def close(self) -> None:
+        """Release the index connection."""
+        with self._lock:
+            self._index.close()
+
+    def __enter__(self) -> Folder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
