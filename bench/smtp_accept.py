@@ -164,6 +164,11 @@ def run_smtp_source(server: Server, cell: Cell, seconds: float, rate_estimate: f
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:  # interrupted: never leave the client running
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
     elapsed = time.monotonic() - start
     counted = _last_counter(out)
     record: dict = {"client": "smtp-source", "requested": count, "elapsed_s": round(elapsed, 4)}
