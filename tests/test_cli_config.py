@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import tomllib
 
 from click.testing import CliRunner
@@ -102,6 +103,16 @@ def test_check_reports_a_file_that_is_not_a_mailmax_database(tmp_path):
     code, _out, err = check(system.config)
     assert code == 1
     assert "holds no MailMax tables" in err
+
+
+def test_check_reports_a_schema_newer_than_this_version(tmp_path):
+    """M4: a database from a newer MailMax is named as such, with what to do."""
+    system = make_system(tmp_path)
+    with sqlite3.connect(system.data_dir / "mailmax.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = 'f00dfeed'")
+    code, _out, err = check(system.config)
+    assert code == 1
+    assert "schema version f00dfeed" in err and "upgrade MailMax" in err
 
 
 def test_show_prints_the_effective_configuration(tmp_path):

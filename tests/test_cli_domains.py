@@ -26,6 +26,7 @@ def test_add_list_show_edit(system):
     out = system.ok("domain", "add", "Shop.Test", "--type", "backup", "--backup-priority", "20",
                     "--max-users", "5", "--blank-password", "fill")  # fmt: skip
     assert out.strip().startswith("added domain shop.test")
+    assert system.mail_dir("shop.test").is_dir()
     table = system.ok("domain", "list").splitlines()
     assert table[0].split() == ["DOMAIN", "TYPE", "ALIASES", "MAIL", "DIRECTORY"]
     assert [line.split()[:2] for line in table[1:]] == [
@@ -82,8 +83,12 @@ def test_duplicate_and_invalid_domains(system):
     """M4: a duplicate domain and a malformed name are refused with the reason."""
     err = system.fails("domain", "add", "example.test")
     assert "example.test" in err and "already" in err
+    assert system.mail_dir().is_dir()  # the failed add left the existing directory alone
     err = system.fails("domain", "add", "bad_domain!.test")
     assert "bad_domain!.test" in err
+    err = system.fails("domain", "add", "backup.test", "--type", "backup")
+    assert "backup priority" in err
+    assert not system.mail_dir("backup.test").exists()  # nothing left behind
 
 
 def test_domain_aliases(system):

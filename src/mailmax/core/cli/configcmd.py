@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from mailmax.core.cli.context import CLIError, app, common_options, safe_url
+from mailmax.core.cli.output import warn
 from mailmax.core.config import Settings, load
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -73,16 +74,32 @@ def database_problems(settings: Settings) -> list[str]:
         reason = getattr(exc, "orig", None) or exc
         return [f"[server] database_url: cannot open {shown}: {reason}"]
     try:
-        if not directory.schema_version():
-            return [
-                f"[server] database_url: {shown} holds no MailMax tables; "
-                "is it the right database? (`mailmax init` creates one)"
-            ]
+        return _schema_problems(directory.schema_version(), shown)
     except Exception as exc:
         reason = getattr(exc, "orig", None) or exc
         return [f"[server] database_url: cannot read {shown}: {reason}"]
     finally:
         directory.close()
+
+
+def _schema_problems(version: str, shown: str) -> list[str]:
+    from mailmax.core.directory import migrations
+
+    if not version:
+        return [
+            f"[server] database_url: {shown} holds no MailMax tables; "
+            "is it the right database? (`mailmax init` creates one)"
+        ]
+    if version not in migrations.versions():
+        return [
+            f"[server] database_url: {shown} has schema version {version}, which this MailMax "
+            f"does not know (newest known: {migrations.head()}); upgrade MailMax"
+        ]
+    if version != migrations.head():
+        warn(
+            f"{shown} has the older schema version {version}; the server and mailmax "
+            f"commands upgrade it to {migrations.head()} when they open it"
+        )
     return []
 
 

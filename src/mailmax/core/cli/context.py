@@ -185,3 +185,21 @@ def confirm_or_refuse(action: str, yes: bool) -> None:
         raise CLIError(f"refusing to {action} without confirmation; add --yes")
     if not click.confirm(f"{action[0].upper()}{action[1:]}?", default=False):
         raise CLIError("cancelled; nothing was changed")
+
+
+def ask_new_password(what: str, *, allow_empty: bool = False) -> str:
+    """Ask for a new password twice without echo; with ``allow_empty`` an empty answer is ""."""
+    hint = " (empty: generate one)" if allow_empty else ""
+    while True:
+        first = click.prompt(
+            f"Password for {what}{hint}", hide_input=True, default="", show_default=False
+        )
+        if not first:
+            if allow_empty:
+                return ""
+            click.echo("error: the password is empty; type one", err=True)
+            continue
+        again = click.prompt("Repeat it", hide_input=True, default="", show_default=False)
+        if first == again:
+            return first
+        click.echo("error: the two passwords differ; try again", err=True)

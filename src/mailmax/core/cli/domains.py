@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -136,13 +137,21 @@ def _row(domain: Domain) -> dict[str, Any]:
 @field_options
 @common_options
 def add_command(name: str, mail_dir: str | None, **options: Any) -> None:
-    """Add the domain NAME."""
+    """Add the domain NAME and create its mail directory."""
     from mailmax.core.directory.loginnames import check_domain_name
 
     state = app()
     canonical = check_domain_name(name)
     target = mail_path(mail_dir) if mail_dir else state.settings().data_dir / "mail" / canonical
-    domain = state.directory().add_domain(canonical, str(target), **given_fields(options))
+    created = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)  # fails early on a path mail cannot be written to
+    try:
+        domain = state.directory().add_domain(canonical, str(target), **given_fields(options))
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                target.rmdir()
+        raise
     if state.as_json:
         state.out.json(domain)
     else:

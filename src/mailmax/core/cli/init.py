@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import json
 import os
 import secrets
 import string
@@ -22,10 +21,16 @@ from typing import Any
 
 import click
 
-from mailmax.core.cli.context import CLIError, app, interactive, json_option
+from mailmax.core.cli.context import (
+    CLIError,
+    ask_new_password,
+    interactive,
+    json_option,
+    safe_url,
+)
+from mailmax.core.cli.initreport import FIRST_USERS, config_text, report
 from mailmax.core.config import DEFAULT_CONFIG_NAME, Settings, parse
 
-FIRST_USERS = ("postmaster", "admin", "root")
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -101,67 +106,6 @@ class Plan:
         return Path(url.database)
 
 
-def _q(value: Any) -> str:
-    """A TOML value (JSON strings and numbers are valid TOML)."""
-    return json.dumps(value, ensure_ascii=False)
-
-
-def config_text(plan: Plan) -> str:
-    """The commented config file for ``plan``."""
-    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    services = {
-        "smtp": "inbound mail from other servers",
-        "submission": "mail from your users: STARTTLS, then AUTH",
-        "smtps": "like submission, with TLS from the first byte",
-    }
-    listeners = "".join(
-        f"\n[[listeners]]\nservice = {_q(name)}  # {about}\naddress = {_q(plan.address)}\n"
-        f"port = {plan.ports[name]}\ndefault_domain = {_q(plan.domain)}"
-        "  # domain of bare login names on this address\n"
-        for name, about in services.items()
-    )
-    return f"""\
-# MailMax configuration, written by `mailmax init` on {now}.
-# Check it with: mailmax config check --config {plan.config_file}
-# See every key with its default: mailmax config show --config {plan.config_file}
-# Relative paths are relative to data_dir.
-
-[server]
-# Name used in greetings, Received headers and bounces.
-hostname = {_q(plan.hostname)}
-# Data directory: database, logs, plugins.
-data_dir = {_q(str(plan.data_dir))}
-# Directory database (SQLAlchemy URL): SQLite here; PostgreSQL for several nodes.
-database_url = {_q(plan.database_url)}
-# Log file (JSON lines); empty disables the file log.
-log_file = "mailmax.log"
-
-[tls]
-# Certificate (PEM chain) and private key for STARTTLS and implicit TLS. `mailmax init`
-# made a self-signed pair; replace both files with a real certificate for the Internet.
-cert = {_q(str(plan.cert))}
-key = {_q(str(plan.key))}
-min_version = "1.2"
-
-# Listening sockets. Ports below 1024 need root (or CAP_NET_BIND_SERVICE); the standard
-# ports are smtp 25, submission 587 and smtps 465.
-{listeners}
-[smtp]
-# Largest message in bytes.
-max_message_size = 26214400
-# Client networks allowed to relay without AUTH, e.g. ["192.0.2.0/24"]. Keep it short.
-trusted_networks = []
-
-[spool]
-# Queue directory: accepted mail waiting for delivery.
-dir = {_q(str(plan.queue_dir))}
-
-[plugins]
-# Plugins enabled system-wide, in hook order.
-enabled = []
-"""
-
-
 def _ask_passwords(plan: Plan, given: dict[str, str | None], ask: bool) -> None:
     for user in FIRST_USERS:
         password = given[user]
@@ -170,13 +114,7 @@ def _ask_passwords(plan: Plan, given: dict[str, str | None], ask: bool) -> None:
                 f"--{user}-password is empty; give a password or omit it to generate one"
             )
         if password is None and ask:
-            password = click.prompt(
-                f"Password for {user}@{plan.domain} (empty: generate one)",
-                default="",
-                hide_input=True,
-                confirmation_prompt=True,
-                show_default=False,
-            )
+            password = ask_new_password(f"{user}@{plan.domain}", allow_empty=True)
         if not password:
             password = new_password()
             plan.generated.add(user)
@@ -236,18 +174,19 @@ def _populate(plan: Plan) -> None:
     from mailmax.core.cli.context import open_directory
 
     directory = open_directory(plan.settings())
+    where = safe_url(plan.database_url)
     try:
         domains = [d.name for d in directory.list_domains()]
         if domains and plan.domain not in domains and not plan.force:
             raise CLIError(
-                f"the database {plan.database_url} already holds domains ({', '.join(domains)}); "
+                f"the database {where} already holds domains ({', '.join(domains)}); "
                 "nothing was added. Use --force to add this system to it anyway"
             )
         if plan.domain not in domains:
             directory.add_domain(plan.domain, str(plan.mail_dir))
         elif not plan.force:
             raise CLIError(
-                f"the database {plan.database_url} already holds {plan.domain}; use --force "
+                f"the database {where} already holds {plan.domain}; use --force "
                 "to keep it and reset the passwords of postmaster, admin and root"
             )
         for user in FIRST_USERS:
@@ -286,90 +225,6 @@ def _build(plan: Plan) -> dict[str, Any]:
                 item.unlink(missing_ok=True)
         raise
     return {"moved_aside": moved, "new_certificate": new_cert}
-
-
-def _client_examples(plan: Plan) -> list[str]:
-    host = plan.address
-    if ipaddress.ip_address(host).is_unspecified:
-        host = "127.0.0.1" if ipaddress.ip_address(host).version == 4 else "::1"
-    port, user = plan.ports["submission"], f"postmaster@{plan.domain}"
-    python = (
-        f"python3 -c \"import smtplib, ssl; s = smtplib.SMTP('{host}', {port}); "
-        f"s.starttls(context=ssl.create_default_context(cafile='{plan.cert}')); "
-        f"s.login('{user}', 'PASSWORD'); "
-        f"s.sendmail('{user}', ['admin@{plan.domain}'], 'Subject: test\\r\\n\\r\\nhello\\r\\n'); "
-        's.quit()"'
-    )
-    swaks = (
-        f"swaks --server {host} --port {port} --tls --tls-verify --tls-ca-path {plan.cert} "
-        "--tls-sni localhost "
-        f"--auth PLAIN --auth-user {user} --auth-password 'PASSWORD' "
-        f"--from {user} --to admin@{plan.domain}"
-    )
-    return [python, swaks]
-
-
-def _report(plan: Plan, done: dict[str, Any]) -> None:
-    out = app().out
-    users = [
-        {
-            "address": f"{u}@{plan.domain}",
-            "password": plan.passwords[u] if u in plan.generated else None,
-            "password_generated": u in plan.generated,
-        }
-        for u in FIRST_USERS
-    ]
-    start = f"twistd -n mailmax --config {plan.config_file}"
-    if out.as_json:
-        out.json(
-            {
-                "ok": True,
-                "data_dir": plan.data_dir,
-                "config": plan.config_file,
-                "database_url": plan.database_url,
-                "domain": plan.domain,
-                "mail_dir": plan.mail_dir,
-                "queue_dir": plan.queue_dir,
-                "hostname": plan.hostname,
-                "tls": {"cert": plan.cert, "key": plan.key, "created": done["new_certificate"]},
-                "listeners": [
-                    {"service": s, "address": plan.address, "port": p}
-                    for s, p in plan.ports.items()
-                ],
-                "users": users,
-                "moved_aside": done["moved_aside"],
-                "start_command": start,
-            }
-        )
-        return
-    cert_note = "self-signed, new" if done["new_certificate"] else "existing files kept"
-    lines = [
-        f"MailMax is set up in {plan.data_dir}",
-        f"  config:      {plan.config_file}",
-        f"  database:    {plan.database_url}",
-        f"  domain:      {plan.domain} (mail in {plan.mail_dir})",
-        f"  queue:       {plan.queue_dir}",
-        f"  certificate: {plan.cert} ({cert_note})",
-        "  listeners:   " + ", ".join(f"{s} {plan.address}:{p}" for s, p in plan.ports.items()),
-        f"  users:       {', '.join(u['address'] for u in users)}",
-    ]
-    lines += [f"  kept old:    {p}" for p in done["moved_aside"]]
-    if plan.generated:
-        lines += ["", "Generated passwords (shown only this once; store them now):"]
-        lines += [f"  {u['address']:<40} {u['password']}" for u in users if u["password"]]
-    python, swaks = _client_examples(plan)
-    lines += [
-        "",
-        "Next steps:",
-        "  1. Start the server:",
-        f"       {start}",
-        "  2. Send a test message through submission (PASSWORD: postmaster's password):",
-        f"       {python}",
-        "     or:",
-        f"       {swaks}",
-        f"  3. Check the configuration: mailmax config check --config {plan.config_file}",
-    ]
-    out.lines(lines)
 
 
 def _ask_name(question: str, default: str, *, need_dot: bool) -> str:
@@ -476,4 +331,4 @@ def init_command(
     _existing(plan)  # refuse before asking for passwords
     given = {"postmaster": postmaster_password, "admin": admin_password, "root": root_password}
     _ask_passwords(plan, given, ask)
-    _report(plan, _build(plan))
+    report(plan, _build(plan))

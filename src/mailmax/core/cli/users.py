@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from mailmax.core.cli.context import CLIError, app, common_options, interactive
+from mailmax.core.cli.context import (
+    CLIError,
+    app,
+    ask_new_password,
+    common_options,
+    interactive,
+)
 from mailmax.core.cli.deleting import delete_flow, mode_option, yes_option
 from mailmax.core.cli.output import Column, to_data
 from mailmax.core.directory.api import AccountType, User
@@ -111,9 +117,7 @@ def read_password(password: str | None, from_stdin: bool, *, what: str) -> str:
                 f"no password given for {what}; use --password-stdin (or --password PW, "
                 "visible to other local users in the process list)"
             )
-        password = click.prompt(
-            f"New password for {what}", hide_input=True, confirmation_prompt=True
-        )
+        password = ask_new_password(what)
     if not password:
         raise CLIError(f"the password for {what} is empty; to leave it blank use --no-password")
     return password
