@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import shlex
+import signal
+import socket
 import stat
+import subprocess
 
 from click.testing import CliRunner
 from cryptography import x509
@@ -12,6 +16,7 @@ from mailmax.core.cli.main import cli
 from mailmax.core.config import load
 from mailmax.core.directory.api import DomainType
 from mailmax.core.directory.sql import SQLDirectory
+from tests.fixtures.ports import free_port, wait_until
 from tests.test_cli_support import make_system, run_mailmax
 
 FIRST = ("postmaster", "admin", "root")
@@ -155,3 +160,43 @@ def test_init_without_a_terminal_needs_no_flag(tmp_path):
     report = json.loads(out.stdout)
     assert report["config"] == str(data / "mailmax.toml")
     assert [u["password_generated"] for u in report["users"]] == [True, True, True]
+
+
+def _accepts(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
+def test_the_printed_next_steps_work(tmp_path):
+    """S8: the start command and the smtplib example printed by init deliver a message."""
+    data = tmp_path / "data"
+    smtp, submission, smtps = free_port(), free_port(), free_port()
+    out = run_mailmax(
+        "init", "--data-dir", str(data), "--domain", "example.test", "--non-interactive",
+        "--postmaster-password", "pm secret 123", "--smtp-port", str(smtp),
+        "--submission-port", str(submission), "--smtps-port", str(smtps),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    steps = [line.strip() for line in out.stdout.split("Next steps:", 1)[1].splitlines()]
+    start = steps[steps.index("1. Start the server:") + 1]
+    example = steps[steps.index("or:") - 1]
+    assert start == f"twistd -n mailmax --config {data / 'mailmax.toml'}"
+    # --pidfile= lets several test servers run from one working directory
+    command = shlex.split(start.replace("twistd -n", "twistd -n --pidfile="))
+    server = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_until(lambda: _accepts(submission), 20, "the submission listener")
+        sent = subprocess.run(
+            example.replace("PASSWORD", "pm secret 123"),
+            shell=True, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        inbox = data / "mail" / "example.test" / "admin" / "new"
+        wait_until(lambda: inbox.is_dir() and any(inbox.iterdir()), 20, "delivery to admin")
+        (message,) = inbox.iterdir()
+        assert message.read_bytes().endswith(b"hello\r\n")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
