@@ -167,3 +167,11 @@ def test_system_blank_password_policy_cannot_be_system(tmp_path: Path) -> None:
         SQLDirectory.open(
             f"sqlite:///{tmp_path / 'd.db'}", blank_password_default=BlankPasswordPolicy.SYSTEM
         )
+
+
+def test_a_database_from_a_newer_version_is_refused(db_url: str) -> None:
+    """S5: a node with older code does not touch a schema it does not know."""
+    with SQLDirectory.open(db_url) as directory, directory.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(DirectoryError, match="newer than this MailMax knows"):
+        SQLDirectory.open(db_url)

@@ -50,9 +50,7 @@ class AliasMixin:
             result = conn.execute(
                 sa.insert(aliases).values(domain_id=drow["id"], name=name, created=now, updated=now)
             )
-            self._store_targets(
-                conn, alias_targets, "alias_id", result.inserted_primary_key[0], checked
-            )
+            self._store_targets(conn, alias_targets, "alias_id", q.inserted_id(result), checked)
 
     def get_alias(self, address: str) -> list[str] | None:
         """The targets of the alias at ``address``, or None."""

@@ -13,7 +13,7 @@ from mailmax.core.directory.fields import domain_from_row, user_from_row
 from mailmax.core.directory.loginnames import check_domain_name, check_user_name
 from mailmax.core.directory.schema import alias_targets, aliases, domain_aliases, domains, users
 
-Row = Mapping[str, Any]
+Row = Mapping[Any, Any]
 
 
 def canonical_domain(name: str) -> str | None:
@@ -115,6 +115,18 @@ def require_user(conn: sa.Connection, address: str) -> tuple[Row, Row]:
 def make_user(urow: Row, drow: Row) -> User:
     """The User for a ``users`` row and its domain's row."""
     return user_from_row(urow, drow["name"])
+
+
+def user_by_id(conn: sa.Connection, user_id: int) -> Row:
+    """The ``users`` row with this id (which must exist)."""
+    return conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().one()
+
+
+def inserted_id(result: sa.CursorResult) -> int:
+    """The primary key of the row an INSERT made."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def alias_row(conn: sa.Connection, domain_id: int, name: str) -> Row | None:

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 
-from mailmax.core.directory import auth, maildirs, migrations
+from mailmax.core.directory import maildirs, migrations
 from mailmax.core.directory import queries as q
 from mailmax.core.directory.aliasing import AliasMixin
 from mailmax.core.directory.api import (
@@ -29,6 +29,7 @@ from mailmax.core.directory.api import (
     RecipientLookup,
     User,
 )
+from mailmax.core.directory.auth import AuthMixin
 from mailmax.core.directory.engine import make_engine, transaction
 from mailmax.core.directory.errors import AlreadyExists, DirectoryError, NotFound
 from mailmax.core.directory.fields import (
@@ -55,11 +56,9 @@ from mailmax.core.directory.schema import (
 
 #: Domain types whose users have mailboxes here; mail for the others is passed on.
 MAILBOX_DOMAIN_TYPES = frozenset({DomainType.NORMAL, DomainType.CLUSTERED})
-SCOPE_KINDS = ("domain", "user")
-MAX_TARGETS = 1000
 
 
-class SQLDirectory(auth.AuthMixin, AliasMixin, OverridesMixin):
+class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
     """The directory in a SQL database, through SQLAlchemy Core; every call blocks.
 
     Open it with :meth:`open`. Relative domain mail directories are taken relative to
@@ -129,10 +128,29 @@ class SQLDirectory(auth.AuthMixin, AliasMixin, OverridesMixin):
         return transaction(self._engine, write=write, lock=lock)
 
     def migrate(self) -> None:
-        """Upgrade the database to the newest schema version; does nothing when it is current."""
+        """Upgrade the database to the newest schema version; does nothing when it is current.
+
+        The upgrade is one transaction that holds the write lock, so processes opening a new
+        database at the same moment migrate it once. A database at a version this code does not
+        know (made by a newer MailMax) is refused.
+        """
+        if self._version_checked() == migrations.head():
+            return
         with self._tx(write=True) as conn:
-            if migrations.current(conn) != migrations.head():
+            if self._version_checked(conn) != migrations.head():
                 migrations.upgrade(conn)
+
+    def _version_checked(self, conn: sa.Connection | None = None) -> str:
+        if conn is None:
+            with self._tx() as fresh:
+                return self._version_checked(fresh)
+        version = migrations.current(conn)
+        if version and version not in migrations.versions():
+            raise DirectoryError(
+                f"the directory database is at schema version {version}, newer than this "
+                f"MailMax knows (newest {migrations.head()}); upgrade MailMax on this machine"
+            )
+        return version
 
     def schema_version(self) -> str:
         """The database's schema version ("" before the first migration)."""
@@ -174,7 +192,7 @@ class SQLDirectory(auth.AuthMixin, AliasMixin, OverridesMixin):
             result = conn.execute(
                 sa.insert(domains).values(name=canonical, created=now, updated=now, **values)
             )
-            domain_id = result.inserted_primary_key[0]
+            domain_id = q.inserted_id(result)
             self._add_domain_aliases(conn, domain_id, canonical, new_aliases)
             return q.make_domain(conn, q.domain_by_id(conn, domain_id))
 
@@ -357,12 +375,12 @@ class SQLDirectory(auth.AuthMixin, AliasMixin, OverridesMixin):
                         "raise the limit or delete a user before adding " + full
                     )
             now = time.time()
-            conn.execute(
+            result = conn.execute(
                 sa.insert(users).values(
                     domain_id=drow["id"], name=name, created=now, updated=now, **values
                 )
             )
-            return q.make_user(q.user_row(conn, drow["id"], name), drow)
+            return q.make_user(q.user_by_id(conn, q.inserted_id(result)), drow)
 
     def get_user(self, address: str) -> User | None:
         """The user at ``address`` (a domain alias may be used), or None."""
@@ -406,7 +424,7 @@ class SQLDirectory(auth.AuthMixin, AliasMixin, OverridesMixin):
                     .where(users.c.id == urow["id"])
                     .values(updated=time.time(), **changes)
                 )
-            return q.make_user(q.user_row(conn, drow["id"], urow["name"]), drow)
+            return q.make_user(q.user_by_id(conn, urow["id"]), drow)
 
     def set_password(
         self, address: str, password: str | None, *, keep_clear: bool | None = None

@@ -35,10 +35,15 @@ def head() -> str:
     return current_head
 
 
+@functools.cache
+def _versions() -> tuple[str, ...]:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return tuple(script.revision for script in reversed(list(scripts.walk_revisions())))
+
+
 def versions() -> list[str]:
     """Every schema version, oldest first."""
-    scripts = ScriptDirectory.from_config(alembic_config())
-    return [script.revision for script in reversed(list(scripts.walk_revisions()))]
+    return list(_versions())
 
 
 def current(connection: sa.Connection) -> str:
