@@ -39,7 +39,7 @@ def test_message_is_delivered_to_each_inbox_and_leaves_the_queue(queue: QueueHar
     assert bob == carol
     assert bob.startswith(b"Received: from hop0.example.org") and bob.endswith(b"Hi both\r\n")
     queue.wait_queue_empty()
-    assert not queue.spool.message_path(queue_id).exists()
+    queue.wait_for(lambda: not queue.spool.message_path(queue_id).exists(), "the file removed")
     names = os.listdir(queue.maildir("bob@example.com") / "new")
     assert names[0].startswith(f"{queue_id}-0.")
     lines = queue.wait_for(

@@ -7,10 +7,12 @@ Layout under the spool directory::
     env/<id>.json  the envelope with per-recipient state; its presence is the commit point
     corrupt/       envelopes that could not be used (kept for the admin, never deleted)
 
-:meth:`Spool.accept` uses group commit: the reactor thread only queues the work; a coordinator
-thread takes whatever is waiting (up to ``max_batch``), a worker pool writes and fsyncs the
-files of that batch in parallel, then the batch is renamed into place (messages first, then
-envelopes) with one fsync per target directory, and only then do the Deferreds fire.
+:meth:`Spool.accept` uses group commit. The reactor thread never touches the disk: it hands
+each message to a pool of ``threads`` workers, which write and fsync its two files into
+``tmp/`` in parallel. A commit thread takes every written message waiting (up to
+``max_batch``), renames the batch into place (messages first, then envelopes) with one fsync
+per target directory, and only then fires the batch's Deferreds on the reactor thread. While it
+commits one batch, the workers keep writing the next.
 A crash at any moment leaves each message either fully queued or invisible; :meth:`Spool.start`
 removes the invisible remains.
 """
@@ -194,7 +196,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Remove a file of ours; a missing one or something else in its place is left alone."""
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
         path.unlink()
 
 
@@ -224,7 +227,8 @@ class Spool:
         #: Called on the reactor thread with the ids of each committed batch.
         self.committed: list[Callable[[list[str]], None]] = []
         self._cond = threading.Condition()
-        self._waiting: list[_Item] = []
+        self._writing = 0  # accepts whose files are being written
+        self._ready: list[_Item] = []  # written (or failed), waiting for a commit round
         self._inflight: set[str] = set()
         self._running = False
         self._stopping = False
@@ -343,19 +347,22 @@ class Spool:
         with self._cond:
             if not self._running or self._stopping:
                 return defer.fail(OSError(errno.ESHUTDOWN, "the spool is not running"))
-            self._waiting.append(_Item(envelope.id, data, chunks, d))
-            self._cond.notify()
+            item = _Item(envelope.id, data, chunks, d)
+            self._writing += 1
+        assert self._pool is not None
+        self._pool.submit(self._write, item)
         return d
 
     def _coordinate(self) -> None:
+        """Commit thread: rename whatever has been written, one directory fsync per round."""
         while True:
             with self._cond:
-                while not self._waiting and not self._stopping:
+                while not self._ready and not (self._stopping and self._writing == 0):
                     self._cond.wait()
-                if not self._waiting:
+                if not self._ready:
                     break
-                batch = self._waiting[: self.max_batch]
-                del self._waiting[: self.max_batch]
+                batch = self._ready[: self.max_batch]
+                del self._ready[: self.max_batch]
             try:
                 self._commit(batch)
             except BaseException as exc:  # never leave a Deferred unfired
@@ -370,10 +377,7 @@ class Spool:
         self.reactor.callFromThread(self._stopped_now)
 
     def _commit(self, batch: list[_Item]) -> None:
-        assert self._pool is not None
-        futures = [self._pool.submit(self._write, item) for item in batch]
-        for item, future in zip(batch, futures, strict=True):
-            item.error = future.exception()
+        """Rename a round of written items into place: messages, fsync, envelopes, fsync."""
         written = [item for item in batch if item.error is None]
         for item in written:
             try:
@@ -395,9 +399,8 @@ class Spool:
                 self._inflight.update(item.queue_id for item in moved)
             for item in moved:
                 try:
-                    os.rename(
-                        self.tmp_dir / f"{item.queue_id}.env", self.envelope_path(item.queue_id)
-                    )
+                    target = self.envelope_path(item.queue_id)
+                    os.rename(self.tmp_dir / f"{item.queue_id}.env", target)
                     item.stage = "committed"
                 except OSError as exc:
                     item.error = exc
@@ -422,14 +425,22 @@ class Spool:
                 _unlink(self.msg_dir / item.queue_id)
 
     def _write(self, item: _Item) -> None:
-        """Write and fsync the two files of one item into tmp/ (worker thread)."""
+        """Worker thread: write and fsync the two files of one item into tmp/, then hand the
+        item (or its error) to the commit thread."""
         try:
             self._write_file(self.tmp_dir / f"{item.queue_id}.msg", item.chunks)
             self._write_file(self.tmp_dir / f"{item.queue_id}.env", [item.envelope])
-        except BaseException:
-            _unlink(self.tmp_dir / f"{item.queue_id}.msg")
-            _unlink(self.tmp_dir / f"{item.queue_id}.env")
-            raise
+        except BaseException as exc:
+            item.error = exc
+            for suffix in (".msg", ".env"):
+                with contextlib.suppress(OSError):
+                    (self.tmp_dir / f"{item.queue_id}{suffix}").unlink()
+        finally:
+            item.chunks = []
+            with self._cond:
+                self._writing -= 1
+                self._ready.append(item)
+                self._cond.notify()
 
     def _write_file(self, path: Path, chunks: Sequence[bytes]) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
