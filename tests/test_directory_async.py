@@ -64,6 +64,12 @@ SCENARIO = textwrap.dedent(
                 break
         out["visible_after"] = reactor.seconds() - changed_at
         admin.edit_user("bob@example.com", account_type="normal")
+        cached.invalidate()  # what a writer in this process does after a change
+        out["after_invalidate"] = (await cached.lookup_recipient("bob@example.com")).status.value
+        try:
+            await cached.run(admin.add_user, "no/slash@example.com")
+        except Exception as exc:
+            out["error"] = [type(exc).__name__, str(exc)]
 
         out["user"] = (await cached.get_user("BOB@example.com")).address
         out["domain"] = (await cached.get_domain("example.com")).name
@@ -123,6 +129,8 @@ def test_async_directory_runs_in_threads_and_caches_briefly(
     assert seen["reactor_thread"] not in seen["threads"]  # the database ran elsewhere
     assert seen["right_after_change"] == "user"  # still cached
     assert 0 < seen["visible_after"] <= cache_seconds + 0.3  # and then visible, within bound
+    assert seen["after_invalidate"] == "user"
+    assert seen["error"][0] == "DirectoryError" and "'/'" in seen["error"][1]
     assert seen["user"] == "bob@example.com"
     assert seen["domain"] == "example.com"
     assert seen["local"] == [True, False]
