@@ -51,15 +51,18 @@ class PerMessageCommit:
         self.pool = ThreadPool(threads_, threads_, "bench-commit")
 
     def start(self) -> None:
+        """Create the spool layout and start the threads."""
         for sub in ("tmp", "msg", "env"):
             (self.spool.directory / sub).mkdir(parents=True, exist_ok=True)
         self.pool.start()
 
     def stop(self) -> defer.Deferred[None]:
+        """Stop the threads (every accept has finished by then)."""
         self.pool.stop()
         return defer.succeed(None)
 
     def accept(self, envelope: SpoolEnvelope, chunks: Sequence[bytes]) -> defer.Deferred[str]:
+        """Commit one message on its own in a worker thread."""
         data = envelope.to_json()
         return threads.deferToThreadPool(
             self.reactor, self.pool, self._commit, envelope.id, data, chunks
@@ -140,6 +143,7 @@ async def measure(
 async def run_cell(
     reactor: Any, mode: str, size: int, concurrency: int, args: argparse.Namespace
 ) -> float:
+    """One measurement in a fresh temporary spool, removed afterwards."""
     base = Path(tempfile.mkdtemp(prefix=f"spool-{mode}-", dir=args.dir))
     try:
         committer = make_committer(mode, base / "queue", args, reactor)
@@ -157,6 +161,7 @@ def _ratio(value: float, reference: float) -> str:
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> None:
+    """Run every cell ``--runs`` times and print the report."""
     modes = [m for m in args.modes.split(",") if m]
     unknown = set(modes) - set(MODES)
     if unknown:

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from mailmax.core.store import maildir
+from mailmax.core.store.mailbox import MailStore
 from mailmax.core.store.maildir import (
     InvalidFolder,
     OverQuota,
     deliver,
     ensure_maildir,
-    list_folders,
     usage_bytes,
 )
 
@@ -24,34 +24,54 @@ MESSAGE = b"From: a@example.org\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nHello
 
 
 def test_ensure_maildir_creates_inbox_and_folders(tmp_path: Path) -> None:
-    """S4: INBOX is the root's cur/new/tmp; folders are .Name dirs with a maildirfolder file."""
+    """S4: INBOX is the root's cur/new/tmp; folders (IMAP names, "/" between levels) are
+    Maildir++ .Name dirs with a maildirfolder file, as the mailbox store and tools see them."""
     root = tmp_path / "example.com" / "bob"
     assert ensure_maildir(root) == root
     assert sorted(p.name for p in root.iterdir()) == ["cur", "new", "tmp"]
     sent = ensure_maildir(root, "Sent")
     assert sent == root / ".Sent"
     assert (sent / "maildirfolder").is_file()
-    assert ensure_maildir(root, "Archive.2024") == root / ".Archive.2024"
-    assert ensure_maildir(root, "INBOX.Drafts") == root / ".Drafts"
+    assert ensure_maildir(root, "Archive/2024") == root / ".Archive.2024"
+    assert ensure_maildir(root, "v1.2") == root / ".v1%2E2"
     assert ensure_maildir(root, "inbox") == root
-    assert list_folders(root) == ["INBOX", "Archive.2024", "Drafts", "Sent"]
-    # standard tools read it
+    assert MailStore(root).folders() == ["INBOX", "Archive/2024", "Sent", "v1.2"]
     assert sorted(mailbox.Maildir(root, create=False).list_folders()) == [
         "Archive.2024",
-        "Drafts",
         "Sent",
+        "v1%2E2",
     ]
 
 
-@pytest.mark.parametrize(
-    "folder", ["", "../evil", "a/b", ".hidden", "..", "Sent.", "A..B", "x\ny", "back\\slash"]
-)
+@pytest.mark.parametrize("folder", ["", "a//b", "/lead", "trail/", "x\ny", "x" * 300])
 def test_bad_folder_names_are_refused(tmp_path: Path, folder: str) -> None:
     """S4: folder names cannot escape the mailbox or create odd directories."""
     with pytest.raises(InvalidFolder) as info:
         ensure_maildir(tmp_path / "box", folder)
     assert isinstance(info.value, ValueError)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dot_dot_levels_stay_inside_the_mailbox(tmp_path: Path) -> None:
+    """S4: a level named ".." is a plain folder name inside the mailbox, never a path."""
+    for name in ("../..", "../evil", ".."):
+        path = ensure_maildir(tmp_path / "box", name)
+        assert path.parent == tmp_path / "box"
+    assert list(tmp_path.iterdir()) == [tmp_path / "box"]
+
+
+def test_delivered_messages_are_seen_by_the_mailbox_store(tmp_path: Path) -> None:
+    """S4: what the queue delivers (INBOX and a folder) is what POP3/IMAP read."""
+    root = tmp_path / "box"
+    deliver(root, "INBOX", MESSAGE, "0660aa00bb11cc22dd-0")
+    deliver(root, "Archive/2024", MESSAGE + b"more\r\n", "0660aa00bb11cc22dd-1")
+    store = MailStore(root)
+    with store.open("INBOX") as inbox:
+        (info,) = inbox.messages()
+        assert inbox.read(info.uid) == MESSAGE
+    with store.open("Archive/2024") as archive:
+        (info,) = archive.messages()
+        assert archive.read(info.uid) == MESSAGE + b"more\r\n"
 
 
 def test_deliver_bytes_and_file_atomically(tmp_path: Path) -> None:

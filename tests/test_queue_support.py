@@ -38,11 +38,13 @@ class MemoryDirectory:
         self.fail = False
 
     def add_domain(self, name: str, **fields: Any) -> Domain:
+        """Add (or replace) a domain whose mail lives under the test directory."""
         domain = Domain(name, str(self.base / "mail" / name), **fields)
         self.domains[name] = domain
         return domain
 
     def add_user(self, address: str, **fields: Any) -> User:
+        """Add (or replace) a user."""
         name, domain = address.lower().split("@")
         user = User(name, domain, **fields)
         self.users[user.address] = user
@@ -53,18 +55,22 @@ class MemoryDirectory:
             raise RuntimeError("directory database unavailable")
 
     def get_user(self, address: str) -> User | None:
+        """Like ``SQLDirectory.get_user``."""
         self._check()
         return self.users.get(address.lower())
 
     def get_domain(self, name: str) -> Domain | None:
+        """Like ``SQLDirectory.get_domain``."""
         self._check()
         return self.domains.get(name.lower())
 
     def user_maildir(self, user: User) -> Path:
+        """Like ``SQLDirectory.user_maildir``: ``<domain mail dir>/<name>``."""
         self._check()
         return Path(self.domains[user.domain].mail_dir) / user.name
 
     def lookup_recipient(self, address: str) -> RecipientLookup:
+        """Like ``SQLDirectory.lookup_recipient`` (users, aliases, unknown, not local)."""
         self._check()
         address = address.lower()
         domain = self.domains.get(address.rpartition("@")[2])
@@ -112,6 +118,7 @@ class QueueHarness:
         globalLogPublisher.addObserver(self.events.append)
 
     def new_runner(self) -> QueueRunner:
+        """A queue runner over this harness's spool, directory and plugins."""
         return QueueRunner(
             spool=self.spool,
             directory=self.directory,
@@ -121,11 +128,13 @@ class QueueHarness:
         )
 
     def start(self, runner: bool = True) -> None:
+        """Start the spool, and the runner unless told not to."""
         self.rt.call(self.spool.start)
         if runner:
             self.rt.call(self.runner.startService)
 
     def stop(self) -> None:
+        """Stop the runner and the spool."""
         if self.runner.running:
             self.rt.call(self.runner.stopService)
         self.rt.call(self.spool.stop)
@@ -133,6 +142,7 @@ class QueueHarness:
 
     # ------------------------------------------------------------------ mail
     def recipient(self, address: str) -> SpoolRecipient:
+        """A spool recipient as the SMTP server records it."""
         user = self.directory.users.get(address)
         if address.endswith("@example.com"):
             return SpoolRecipient(address, mailbox=user.address if user else address)
@@ -162,16 +172,19 @@ class QueueHarness:
         return self.rt.call(self.spool.accept, envelope, [message])
 
     def maildir(self, address: str, folder: str = "INBOX") -> Path:
+        """The Maildir folder of ``address``."""
         name, domain = address.split("@")
         root = self.tmp_path / "mail" / domain / name
         return root if folder == "INBOX" else root / f".{folder}"
 
     def messages(self, address: str, folder: str = "INBOX") -> list[bytes]:
+        """The messages in a Maildir folder (new and cur)."""
         box = self.maildir(address, folder)
         files = [p for s in ("new", "cur") if (box / s).is_dir() for p in (box / s).iterdir()]
         return [p.read_bytes() for p in sorted(files)]
 
     def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
+        """Poll ``predicate`` until it is true; fail with the queue log after ``timeout``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = predicate()
@@ -181,15 +194,18 @@ class QueueHarness:
         raise AssertionError(f"timed out waiting for {what}; log:\n" + "\n".join(self.log_lines()))
 
     def wait_mail(self, address: str, count: int = 1, folder: str = "INBOX") -> list[bytes]:
+        """Wait until ``address`` has ``count`` messages in ``folder``; return them."""
         return self.wait_for(
             lambda: (m := self.messages(address, folder)) and len(m) >= count and m,
             f"{count} message(s) for {address}",
         )
 
     def wait_queue_empty(self) -> None:
+        """Wait until no message is queued."""
         self.wait_for(lambda: not self.spool.pending_ids(), "an empty queue")
 
     def log_lines(self) -> list[str]:
+        """The MailMax log lines emitted so far, formatted."""
         from twisted.logger import formatEvent
 
         return [

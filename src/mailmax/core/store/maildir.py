@@ -1,9 +1,10 @@
 """Maildir++ mailboxes: atomic, idempotent delivery and disk usage (A5).
 
 A mailbox root holds ``cur/``, ``new/`` and ``tmp/`` (the INBOX); each folder is a directory
-``.Name`` (hierarchy separated by dots: ``.Archive.2024``) with its own ``cur/new/tmp`` and an
-empty ``maildirfolder`` file. Folder names are given as IMAP-style names with ``.`` as the
-hierarchy separator: ``"INBOX"``, ``"Sent"``, ``"Archive.2024"`` (``"INBOX.Sent"`` is ``"Sent"``).
+``.Name`` (levels joined by dots: ``.Archive.2024``) with its own ``cur/new/tmp`` and an empty
+``maildirfolder`` file. Folder names are the IMAP names the mailbox store uses, ``/`` between
+levels (``"INBOX"``, ``"Junk"``, ``"Archive/2024"``); :mod:`mailmax.core.store.names` maps them
+to directories, so what is delivered here is what POP3 and IMAP see.
 
 Delivered files are named ``<unique>.<host>,S=<size>``: ``unique`` is chosen by the caller (the
 queue uses ``<queue id>-<recipient index>``, which starts with the time), so delivering the same
@@ -25,6 +26,9 @@ import shutil
 import socket
 import time
 from pathlib import Path
+
+from mailmax.core.store import names
+from mailmax.core.store.errors import BadFolderName
 
 #: Folder name meaning the mailbox root.
 INBOX = "INBOX"
@@ -62,20 +66,14 @@ class OverQuota(MaildirError):
 # ---------------------------------------------------------------------- folders
 def folder_path(root: Path, folder: str = INBOX) -> Path:
     """The directory of ``folder`` in the mailbox at ``root`` (validates the name)."""
-    name = folder
-    if name.upper() == INBOX:
+    if not isinstance(folder, str):
+        raise InvalidFolder(repr(folder), "a folder name is a string")
+    if names.is_inbox(folder):
         return Path(root)
-    if name[:6].upper() == "INBOX.":
-        name = name[6:]
-    if not name:
-        raise InvalidFolder(folder, "it is empty")
-    if any(ch in name for ch in "/\\") or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise InvalidFolder(folder, "'/', '\\' and control characters are not allowed")
-    if any(part == "" for part in name.split(".")):
-        raise InvalidFolder(folder, "no leading, trailing or doubled '.'")
-    if len(os.fsencode(name)) > 200:
-        raise InvalidFolder(folder, "longer than 200 bytes")
-    return Path(root) / f".{name}"
+    try:
+        return Path(root) / names.folder_dirname(folder)
+    except BadFolderName as exc:
+        raise InvalidFolder(folder, str(exc)) from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -131,17 +129,6 @@ def ensure_maildir(root: Path, folder: str = INBOX, *, fsync: bool = True) -> Pa
             if fsync:
                 _fsync_dir(path)
     return path
-
-
-def list_folders(root: Path) -> list[str]:
-    """The folder names of the mailbox at ``root``: ``"INBOX"`` first, then the others sorted."""
-    root = Path(root)
-    others: list[str] = []
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(root):
-            if entry.name.startswith(".") and entry.name not in (".", "..") and entry.is_dir():
-                others.append(entry.name[1:])
-    return ([INBOX] if _complete(root) else []) + sorted(others)
 
 
 # ---------------------------------------------------------------------- delivery
