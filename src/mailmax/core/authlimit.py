@@ -183,3 +183,30 @@ class AuthLimiter:
             return None
 
         return defer.ensureDeferred(run())
+
+
+class RecentLogins:
+    """Who logged in (POP3, IMAP) from which IP and when: POP-before-SMTP (P5).
+
+    The SMTP server asks :meth:`recent` whether a client IP logged in within the configured
+    minutes; a relaying permission then follows from the mailbox login.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int = 100_000):
+        self._clock = clock
+        self._max_entries = max_entries
+        self._seen: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def note(self, ip: str, address: str) -> None:
+        """Record a successful login of ``address`` from ``ip``."""
+        self._seen[ip] = (self._clock(), address)
+        self._seen.move_to_end(ip)
+        while len(self._seen) > self._max_entries:
+            self._seen.popitem(last=False)
+
+    def recent(self, ip: str, within_seconds: float) -> str | None:
+        """The address that logged in from ``ip`` within ``within_seconds``, or None."""
+        entry = self._seen.get(ip)
+        if entry is None or self._clock() - entry[0] > within_seconds:
+            return None
+        return entry[1]
