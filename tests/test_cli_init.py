@@ -121,6 +121,23 @@ def test_init_refuses_an_existing_system_and_force_redoes_it(tmp_path):
         directory.close()
 
 
+def test_a_failed_forced_init_puts_the_old_system_back(tmp_path):
+    """S8: when --force fails part-way, the old config and database are back in place."""
+    system = make_system(tmp_path)
+    before = {p.name: p.read_bytes() for p in system.data_dir.iterdir() if p.is_file()}
+    (system.data_dir / "mail" / "blocked.test").write_text("a file where a folder must go")
+    result = CliRunner().invoke(
+        cli,
+        ["init", "--data-dir", str(system.data_dir), "--domain", "blocked.test", "--force",
+         "--non-interactive"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "blocked.test" in result.stderr
+    after = {p.name: p.read_bytes() for p in system.data_dir.iterdir() if p.is_file()}
+    assert after == before
+    assert system.ok("config", "check").startswith("OK: ")
+
+
 def test_init_json_report(tmp_path):
     """--json gives scripts the paths, listeners and generated passwords in one document."""
     system = make_system(tmp_path, "--smtp-port", "3025", "--root-password", "root secret!")

@@ -66,6 +66,8 @@ class Plan:
     force: bool
     passwords: dict[str, str] = field(default_factory=dict)
     generated: set[str] = field(default_factory=set)
+    #: The mail directory of a domain kept from a shared database (--force).
+    kept_mail_dir: Path | None = None
 
     @property
     def config_file(self) -> Path:
@@ -85,7 +87,7 @@ class Plan:
     @property
     def mail_dir(self) -> Path:
         """The first domain's mail directory."""
-        return self.data_dir / "mail" / self.domain
+        return self.kept_mail_dir or self.data_dir / "mail" / self.domain
 
     @property
     def queue_dir(self) -> Path:
@@ -183,12 +185,17 @@ def _populate(plan: Plan) -> None:
                 "nothing was added. Use --force to add this system to it anyway"
             )
         if plan.domain not in domains:
+            plan.mail_dir.mkdir(parents=True, exist_ok=True)
             directory.add_domain(plan.domain, str(plan.mail_dir))
         elif not plan.force:
             raise CLIError(
                 f"the database {where} already holds {plan.domain}; use --force "
                 "to keep it and reset the passwords of postmaster, admin and root"
             )
+        else:
+            kept = directory.get_domain(plan.domain)
+            assert kept is not None
+            plan.kept_mail_dir = plan.settings().path(kept.mail_dir)
         for user in FIRST_USERS:
             address = f"{user}@{plan.domain}"
             if directory.get_user(address) is None:
@@ -209,7 +216,7 @@ def _build(plan: Plan) -> dict[str, Any]:
     existing = _existing(plan)
     if existing:
         moved = _move_aside(existing, plan)
-    for folder in (plan.data_dir, plan.mail_dir, plan.queue_dir):
+    for folder in (plan.data_dir, plan.queue_dir):
         folder.mkdir(parents=True, exist_ok=True)
     plan.cert.parent.mkdir(mode=0o700, exist_ok=True)
     new_cert = not (plan.cert.exists() and plan.key.exists())
@@ -223,6 +230,8 @@ def _build(plan: Plan) -> dict[str, Any]:
         if db is not None:
             for item in _sqlite_family(db):
                 item.unlink(missing_ok=True)
+        for backup in moved:  # put the old system back as it was
+            backup.rename(backup.with_name(backup.name.rsplit(".bak-", 1)[0]))
         raise
     return {"moved_aside": moved, "new_certificate": new_cert}
 
