@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from mailmax.core.cli import aliases, configcmd, domains, init, users
+from mailmax.core.cli import aliases, configcmd, domains, init, unlock, users
 from mailmax.core.cli.context import App, CLIError, config_option, json_option
 from mailmax.core.config import ConfigError
 
@@ -97,6 +97,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 cli.add_command(init.init_command)
 cli.add_command(configcmd.config_group)
 cli.add_command(domains.domain_group)
+users.user_group.add_command(unlock.unlock_command)
 cli.add_command(users.user_group)
 cli.add_command(aliases.alias_group)
 

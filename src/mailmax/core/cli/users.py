@@ -134,7 +134,7 @@ def user_group() -> None:
 @click.option("--type", "type_", type=click.Choice([t.value for t in AccountType]))
 @common_options
 def list_command(domain: str | None, name_filter: str, type_: str | None) -> None:
-    """List users, sorted by address."""
+    """List users, sorted by domain, then name."""
     state = app()
     if domain:
         from mailmax.core.cli.domains import find_domain
