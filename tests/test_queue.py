@@ -141,6 +141,8 @@ def test_too_many_retries_bounce_with_expired_status(tmp_path: Path, reactor_thr
 
 def test_directory_outage_defers_instead_of_bouncing(queue: QueueHarness) -> None:
     """S4: when the directory cannot be read the delivery waits; it is not bounced."""
+    bob = queue.recipient("bob@example.com")
+    queue.recipient = lambda address: bob  # type: ignore[method-assign]
     queue.directory.fail = True
     queue_id = queue.submit(["bob@example.com"])
     envelope = queue.wait_for(

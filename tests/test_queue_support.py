@@ -37,9 +37,9 @@ class MemoryDirectory:
         self.aliases: dict[str, tuple[str, ...]] = {}
         self.fail = False
 
-    def add_domain(self, name: str, **fields: Any) -> Domain:
+    def add_domain(self, name: str, mail_dir: str = "", **fields: Any) -> Domain:
         """Add (or replace) a domain whose mail lives under the test directory."""
-        domain = Domain(name, str(self.base / "mail" / name), **fields)
+        domain = Domain(name, mail_dir or str(self.base / "mail" / name), **fields)
         self.domains[name] = domain
         return domain
 
@@ -96,7 +96,9 @@ def plugin(name: str, **hooks: Callable[..., Any]) -> LoadedPlugin:
 class QueueHarness:
     """A spool and a queue runner on a private reactor, with example.com users."""
 
-    def __init__(self, tmp_path: Path, rt: ReactorThread, **queue: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, rt: ReactorThread, directory: Any = None, **queue: Any
+    ) -> None:
         self.rt = rt
         self.tmp_path = tmp_path
         smtp = {"max_hops": queue.pop("max_hops", 50)}
@@ -107,8 +109,8 @@ class QueueHarness:
                 "smtp": smtp,
             }
         )
-        self.directory = MemoryDirectory(tmp_path)
-        self.directory.add_domain("example.com")
+        self.directory = directory or MemoryDirectory(tmp_path)
+        self.directory.add_domain("example.com", str(tmp_path / "mail" / "example.com"))
         for name in ("alice", "bob", "carol"):
             self.directory.add_user(f"{name}@example.com")
         self.plugin_set = PluginSet([])
@@ -142,9 +144,9 @@ class QueueHarness:
 
     # ------------------------------------------------------------------ mail
     def recipient(self, address: str) -> SpoolRecipient:
-        """A spool recipient as the SMTP server records it."""
-        user = self.directory.users.get(address)
+        """A spool recipient as the SMTP server records it (``mailbox`` set for users)."""
         if address.endswith("@example.com"):
+            user = self.directory.get_user(address)
             return SpoolRecipient(address, mailbox=user.address if user else address)
         return SpoolRecipient(address, kind="relay")
 
