@@ -6,10 +6,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
-from mailmax.core.cli.context import SYSTEM_CONFIG
-from mailmax.core.cli.main import cli
+from mailmax.core.cli.context import SYSTEM_CONFIG, App
+from mailmax.core.cli.main import MailmaxGroup, cli
 
 
 def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
@@ -108,3 +109,28 @@ def test_every_command_and_option_is_documented():
                 if name.startswith("--") and name not in docs:
                     missing.append(f"{' '.join(path)} {name}")
     assert missing == []
+
+
+def test_unexpected_errors_show_their_message_and_a_traceback_on_request():
+    """M4: an unexpected exception is one `error:` line with its type and message; --debug adds
+    the traceback."""
+
+    @click.group(cls=MailmaxGroup)
+    @click.option("--debug", is_flag=True)
+    @click.pass_context
+    def group(ctx, debug):
+        ctx.ensure_object(App).debug = debug
+
+    @group.command()
+    def boom():
+        raise RuntimeError("the flux capacitor is empty")
+
+    plain = CliRunner().invoke(group, ["boom"])
+    assert plain.exit_code == 1
+    assert plain.stderr == (
+        "error: unexpected RuntimeError: the flux capacitor is empty "
+        "(rerun with --debug for the traceback and report it)\n"
+    )
+    debug = CliRunner().invoke(group, ["--debug", "boom"])
+    assert debug.exit_code == 1
+    assert "Traceback" in debug.stderr and 'raise RuntimeError("the flux' in debug.stderr

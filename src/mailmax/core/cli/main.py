@@ -36,12 +36,19 @@ def _explain(exc: Exception) -> str | None:
 
     if isinstance(exc, ConfigError | TLSConfigError):
         return str(exc)
-    from mailmax.core.directory.errors import DirectoryError, NotFound
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mailmax.core.directory.errors import DirectoryError, DirectoryUnavailable, NotFound
 
     if isinstance(exc, NotFound):
         return with_list_hint(str(exc))
     if isinstance(exc, DirectoryError):
         return str(exc)
+    if isinstance(exc, DirectoryUnavailable):
+        return f"{exc} (a temporary failure; try again)"
+    if isinstance(exc, SQLAlchemyError):
+        reason = getattr(exc, "orig", None) or exc
+        return f"database error: {reason} (check [server] database_url and the database server)"
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"
@@ -58,8 +65,8 @@ class MailmaxGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
-            debug = ctx.find_object(App)
-            if debug is not None and debug.debug:
+            state = ctx.find_object(App)
+            if state is not None and state.debug:
                 traceback.print_exc()
             message = _explain(exc)
             if message is None:
@@ -69,9 +76,9 @@ class MailmaxGroup(click.Group):
                 )
             raise CLIError(message) from None
         finally:
-            app = ctx.find_object(App)
-            if app is not None:
-                app.close()
+            state = ctx.find_object(App)
+            if state is not None:
+                state.close()
 
 
 @click.group(cls=MailmaxGroup, context_settings={"help_option_names": ["-h", "--help"]})
