@@ -183,23 +183,26 @@ def confirm_or_refuse(action: str, yes: bool) -> None:
         return
     if not interactive():
         raise CLIError(f"refusing to {action} without confirmation; add --yes")
-    if not click.confirm(f"{action[0].upper()}{action[1:]}?", default=False):
+    if not click.confirm(f"{action[0].upper()}{action[1:]}?", default=False, err=True):
         raise CLIError("cancelled; nothing was changed")
 
 
 def ask_new_password(what: str, *, allow_empty: bool = False) -> str:
-    """Ask for a new password twice without echo; with ``allow_empty`` an empty answer is ""."""
+    """Ask for a new password twice without echo; with ``allow_empty`` an empty answer is "".
+
+    Prompts go to stderr (like every prompt here), so stdout holds only the result.
+    """
     hint = " (empty: generate one)" if allow_empty else ""
     while True:
         first = click.prompt(
-            f"Password for {what}{hint}", hide_input=True, default="", show_default=False
+            f"Password for {what}{hint}", hide_input=True, default="", show_default=False, err=True
         )
         if not first:
             if allow_empty:
                 return ""
             click.echo("error: the password is empty; type one", err=True)
             continue
-        again = click.prompt("Repeat it", hide_input=True, default="", show_default=False)
+        again = click.prompt("Repeat it", hide_input=True, default="", show_default=False, err=True)
         if first == again:
             return first
         click.echo("error: the two passwords differ; try again", err=True)

@@ -245,7 +245,7 @@ def _ask_name(question: str, default: str, *, need_dot: bool) -> str:
         except CLIError as exc:
             raise click.UsageError(exc.format_message()) from None
 
-    return click.prompt(question, default=default, value_proc=convert)
+    return click.prompt(question, default=default, value_proc=convert, err=True)
 
 
 def _check_address(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
