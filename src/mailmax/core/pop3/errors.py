@@ -13,6 +13,6 @@ class POP3Error(Exception):
 
 def parse_number(arg: str, what: str = "message number") -> int:
     """A non-negative decimal argument, or :class:`POP3Error` naming what was expected."""
-    if not arg.isascii() or not arg.isdigit() or len(arg) > 9:
+    if not arg.isascii() or not arg.isdigit() or len(arg) > 18:
         raise POP3Error(f"Invalid {what} {arg[:20]!r}")
     return int(arg)
