@@ -138,6 +138,6 @@ def test_usage_bytes(store: MailStore) -> None:
 def test_delivery_into_a_folder_made_by_the_store(store: MailStore) -> None:
     """S3: the delivery code and the store agree on where a folder lives."""
     store.create_folder("Archive/2024")
-    deliver(store.root, "Archive.2024", b"Subject: a\r\n\r\n", "0001", fsync=False)
+    deliver(store.root, "Archive/2024", b"Subject: a\r\n\r\n", "0001", fsync=False)
     with store.open("Archive/2024") as folder:
         assert len(folder) == 1

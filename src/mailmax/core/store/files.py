@@ -26,8 +26,9 @@ def fsync_dir(path: Path) -> None:
 
 def make_dirs(folder_dir: Path) -> None:
     """Create ``cur/new/tmp`` in ``folder_dir`` (and its parents) when missing."""
+    folder_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for sub in ("cur", "new", "tmp"):
-        (folder_dir / sub).mkdir(parents=True, exist_ok=True)
+        (folder_dir / sub).mkdir(mode=0o700, exist_ok=True)
 
 
 def unique_suffix() -> str:
@@ -51,12 +52,13 @@ def write_tmp(
 ) -> tuple[str, Path, int]:
     """Write a message into ``tmp/`` with mtime ``when``; return (base name, path, size)."""
     tmp_dir = folder_dir / "tmp"
-    tmp_dir.mkdir(exist_ok=True)
+    tmp_dir.mkdir(mode=0o700, exist_ok=True)
     size = data.stat().st_size if isinstance(data, Path) else len(data)
     base = new_base(when, size)
     tmp = tmp_dir / base
     try:
-        with open(tmp, "xb") as out:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
             if isinstance(data, Path):
                 with open(data, "rb") as source:
                     shutil.copyfileobj(source, out, 1 << 20)
@@ -80,7 +82,7 @@ def link_tmp(
     Raises FileNotFoundError when ``source`` is gone.
     """
     tmp_dir = folder_dir / "tmp"
-    tmp_dir.mkdir(exist_ok=True)
+    tmp_dir.mkdir(mode=0o700, exist_ok=True)
     base = new_base(when, size)
     tmp = tmp_dir / base
     try:

@@ -87,6 +87,7 @@ class Folder:
             conn.execute("COMMIT")
         self._view: dict[int, MessageInfo] | None = None
         self._order: tuple[MessageInfo, ...] | None = None
+        self._uid_order: tuple[int, ...] | None = None
         self._own: set[int] = set()  # modification sequences of this object's own writes
         self._flag_cache: dict[tuple[str, str], frozenset[str]] = {}
 
@@ -149,6 +150,7 @@ class Folder:
 
     def _changed(self) -> None:
         self._order = None
+        self._uid_order = None
 
     def __len__(self) -> int:
         """Messages in this view."""
@@ -164,7 +166,9 @@ class Folder:
     def uids(self) -> Sequence[int]:
         """The UIDs of this view in ascending order."""
         with self._lock:
-            return tuple(self._loaded())
+            if self._uid_order is None:
+                self._uid_order = tuple(self._loaded())
+            return self._uid_order
 
     def get(self, uid: int) -> MessageInfo | None:
         """The message with ``uid`` in this view, or None."""

@@ -104,7 +104,7 @@ def _row(values: tuple) -> Row:
 
 def next_uidvalidity(root: Path) -> int:
     """A UIDVALIDITY never handed out before in this mailbox (time-based, strictly growing)."""
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(root / UIDVALIDITY_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -153,6 +153,8 @@ class FolderIndex:
 
     # ------------------------------------------------------------------ opening
     def _connect(self) -> sqlite3.Connection:
+        if not self.path.exists():  # mail metadata: readable by the owner only
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         conn = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
         )

@@ -60,7 +60,7 @@ class MailboxLock:
     def acquire(cls, root: Path, service: str = "pop3") -> MailboxLock:
         """Take the lock of the mailbox at ``root``; raises :class:`MailboxInUse`."""
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = root / LOCK_NAME
         for _ in range(10):
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -78,7 +78,7 @@ class MailStore:
         target = self.folder_dir(name)
         if (target / "cur").is_dir():
             raise FolderExists(f"folder {name!r} already exists")
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         staging = self.root / f"mailmax-creating-{unique_suffix()}"
         make_dirs(staging)
         (staging / "maildirfolder").touch()
