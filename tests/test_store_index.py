@@ -304,3 +304,20 @@ def test_bad_flags_rejected(store: MailStore) -> None:
         with pytest.raises(ValueError, match="keyword"):
             folder.set_flags([1], ["two words"])
         assert folder.set_flags([1], ["\\Recent"]) == {1: frozenset()}
+
+
+def test_position_of_uid(store: MailStore) -> None:
+    """S3: the sequence number of a UID, before and after the view is loaded."""
+    _deliver(store.root, 6)
+    one, two = store.open(), store.open()
+    try:
+        one.expunge([2])
+        assert [two.position(u) for u in (1, 2, 3, 6, 7, 0)] == [1, 2, 3, 6, None, None]
+        two.messages()
+        assert [two.position(u) for u in (1, 2, 3, 6, 7)] == [1, 2, 3, 6, None]
+        two.refresh()
+        assert [two.position(u) for u in (1, 2, 3, 6)] == [1, None, 2, 5]
+        assert one.position(2) is None and one.position(5) == 4
+    finally:
+        one.close()
+        two.close()

@@ -297,6 +297,12 @@ class FolderIndex:
             "SELECT count(*) FROM messages WHERE uid < ?", (below,)
         ).fetchone()[0]
 
+    def count_from(self, start: int) -> int:
+        """Messages with a UID of ``start`` or more."""
+        return self.conn.execute(
+            "SELECT count(*) FROM messages WHERE uid >= ?", (start,)
+        ).fetchone()[0]
+
     def rows(self, start: int = 1, below: int | None = None) -> list[Row]:
         """Rows with ``start <= uid < below`` in UID order."""
         limit = below if below is not None else 1 << 62
