@@ -1,0 +1,192 @@
+"""Log-in: STARTTLS, LOGIN, AUTHENTICATE PLAIN (with SASL-IR), and the session limits.
+
+Credentials are refused on unencrypted connections (LOGINDISABLED is advertised) unless
+plaintext log-in is allowed. Every attempt goes through the shared failed-login throttle
+(:mod:`mailmax.core.authlimit`); a successful one runs the ``mailmax_auth`` policy, checks the
+per-user session limit, opens the user's Maildir (creating the special-use folders at the first
+log-in) and records the log-in with the directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from mailmax.core.authlimit import LoginBlocked
+from mailmax.core.imap import parser
+from mailmax.core.imap.errors import Bad, No
+from mailmax.core.store.mailbox import MailStore
+from mailmax.core.verdicts import Action
+
+if TYPE_CHECKING:
+    from mailmax.core.config import Settings
+
+log = Logger(namespace="mailmax.imap")
+
+#: Failed log-ins on one connection before the server says BYE.
+MAX_AUTH_FAILURES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class IMAPLimits:
+    """Session limits; read from an ``[imap]`` settings section when there is one."""
+
+    login_timeout: float = 60.0
+    idle_timeout: float = 1800.0
+    max_sessions_per_user: int = 20
+    idle_poll_seconds: float = 1.0
+    allow_plaintext_auth: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IMAPLimits:
+        """The limits for ``settings``; plaintext log-in follows ``[smtp]`` until ``[imap]``."""
+        section = getattr(settings, "imap", None)
+        plaintext = getattr(section, "allow_plaintext_auth", None)
+        if plaintext is None:
+            plaintext = settings.smtp.allow_plaintext_auth
+        values: dict[str, Any] = {"allow_plaintext_auth": bool(plaintext)}
+        for item in dataclasses.fields(cls):
+            if item.name != "allow_plaintext_auth" and hasattr(section, item.name):
+                values[item.name] = type(item.default)(getattr(section, item.name))
+        return cls(**values)
+
+
+class AuthCommands:
+    """Mixin of :class:`~mailmax.core.imap.server.IMAPServer` for the not-authenticated state."""
+
+    # ------------------------------------------------------------------ not authenticated
+    @property
+    def login_allowed(self) -> bool:
+        """LOGIN and AUTHENTICATE need TLS unless plaintext log-in is allowed."""
+        return self.tls or self.limits.allow_plaintext_auth
+
+    def cmd_STARTTLS(self, tag: str, args: list) -> None:
+        """STARTTLS: reply, drop anything pipelined behind it, then negotiate TLS."""
+        if args:
+            raise Bad("STARTTLS takes no arguments")
+        if self.tls:
+            raise Bad("TLS is already active")
+        if self.factory.tls_options is None:
+            raise No("STARTTLS is not available here")
+        self.tagged(tag, "OK", "Begin TLS negotiation now")
+        self.reader.clear()
+        self.transport.startTLS(self.factory.tls_options)
+        assert self.session is not None
+        self.session.tls = True
+        self._sasl_tag = None
+
+    async def cmd_LOGIN(self, tag: str, args: list) -> str:
+        """LOGIN user password."""
+        if len(args) != 2:
+            raise Bad("Syntax: LOGIN user password")
+        if not self.login_allowed:
+            raise No("[PRIVACYREQUIRED] Log-in is disabled until STARTTLS")
+        login = parser.astring(args[0], "user name").decode("utf-8", "replace")
+        password = parser.astring(args[1], "password").decode("utf-8", "replace")
+        return await self._login(login, password)
+
+    def cmd_AUTHENTICATE(self, tag: str, args: list) -> Any:
+        """AUTHENTICATE PLAIN [initial-response] (RFC 4959 SASL-IR)."""
+        if not 1 <= len(args) <= 2 or not isinstance(args[0], parser.Atom):
+            raise Bad("Syntax: AUTHENTICATE mechanism [initial-response]")
+        if args[0].upper() != "PLAIN":
+            raise No("Unsupported authentication mechanism")
+        if not self.login_allowed:
+            raise No("[PRIVACYREQUIRED] Authentication is disabled until STARTTLS")
+        if len(args) == 2:
+            return self._sasl_plain(parser.astring(args[1]))
+        self.send("+ ")
+        self._sasl_tag = tag
+        self.reader.raw = True
+        return None
+
+    async def _sasl_response(self, tag: str, line: bytes) -> None:
+        if line.strip() == b"*":
+            raise Bad("Authentication cancelled")
+        text = await self._sasl_plain(line)
+        self.tagged(tag, "OK", text)
+
+    async def _sasl_plain(self, response: bytes) -> str:
+        response = response.strip()
+        try:
+            decoded = b"" if response == b"=" else base64.b64decode(response, validate=True)
+        except (binascii.Error, ValueError):
+            raise Bad("Invalid base64 in the authentication response") from None
+        fields = decoded.split(b"\x00")
+        if len(fields) != 3:
+            raise Bad("Invalid PLAIN authentication response")
+        authzid, login, password = (f.decode("utf-8", "replace") for f in fields)
+        if authzid and authzid != login:
+            self._auth_failures += 1
+            raise No("[AUTHORIZATIONFAILED] Logging in as another user is not allowed")
+        return await self._login(login, password)
+
+    async def _login(self, login: str, password: str) -> str:
+        assert self.session is not None
+        domain = self.listener.default_domain
+        limiter = self.factory.auth_limiter
+        account = limiter.account_key(login, domain)
+        try:
+            user = await limiter.attempt(
+                self.peer_ip,
+                account,
+                lambda: self.directory.authenticate(login, password, domain),
+                self.reactor,
+            )
+        except LoginBlocked as exc:
+            self._log_login(login, "blocked")
+            raise No(f"[UNAVAILABLE] {exc}") from None
+        if user is None or not user.enabled:
+            self._log_login(login, "failed")
+            self._auth_failures += 1
+            if self._auth_failures >= MAX_AUTH_FAILURES:
+                self.bye("Too many failed log-ins")
+            raise No("[AUTHENTICATIONFAILED] Authentication failed")
+        from mailmax.core.hooks import Scope
+
+        assert self.plugins is not None
+        verdict = await self.plugins.run_policy(
+            "mailmax_auth",
+            Scope(domain=user.domain, user=user.address, listener=self.listener.address),
+            session=self.session,
+            username=user.address,
+        )
+        if verdict.decisive and verdict.action is not Action.ACCEPT:
+            self._log_login(user.address, f"refused by {verdict.plugin or 'policy'}")
+            raise No(f"[AUTHENTICATIONFAILED] {verdict.text or 'Log-in refused'}")
+        counts = self.factory.user_sessions
+        if counts[user.address] >= self.limits.max_sessions_per_user:
+            self._log_login(user.address, "refused: too many sessions")
+            raise No("[LIMIT] Too many simultaneous connections for this user")
+        maildir = await self.directory.run(self.directory.sync.user_maildir, user)
+        store = MailStore(maildir)
+        await self.blocking(self.prepare_mailbox, store, maildir)
+        if self._closing:
+            return "Logged in"
+        counts[user.address] += 1
+        self._counted = True
+        self.user, self.maildir, self.store = user, Path(maildir), store
+        self.session.auth_user = user.address
+        self.state = "auth"
+        self._touch()
+        self._log_login(user.address, "ok")
+        recorded = self.directory.record_login(user.address, "imap", self.peer_ip)
+        if isinstance(recorded, defer.Deferred):
+            recorded.addErrback(lambda f: log.failure("cannot record log-in", f))
+        return f"[CAPABILITY {self.capabilities()}] Logged in"
+
+    def _log_login(self, login: str, outcome: str) -> None:
+        log.info(
+            "login {login} {outcome} from {peer} session {session_id}",
+            login=login,
+            outcome=outcome,
+            peer=self.peer_ip,
+            session_id=self.session_id,
+        )

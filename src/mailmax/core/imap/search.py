@@ -1,0 +1,271 @@
+"""SEARCH (RFC 3501 6.4.4): every IMAP4rev1 key, compiled once, evaluated in one pass.
+
+The criteria are compiled into a tree of small functions. Each message is looked at once:
+flags, sizes, dates and numbers come from the index; a header key reads only the message's
+header; BODY and TEXT read the message and search its decoded text parts (base64 and
+quoted-printable undone, charsets decoded). Strings compare case-insensitively after Unicode
+case folding, so non-ASCII criteria (CHARSET UTF-8) match RFC 2047 and 8-bit headers alike.
+Cost is linear in the messages and their sizes; nesting depth is bounded.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mailmax.core.imap import mime
+from mailmax.core.imap.fetch import Source
+from mailmax.core.imap.parser import (
+    Atom,
+    ParseError,
+    astring,
+    is_sequence_set,
+    number,
+    parse_date,
+    parse_sequence_set,
+    resolve,
+)
+from mailmax.core.store.folder import MessageInfo
+
+#: Charsets accepted for search strings.
+CHARSETS = ("US-ASCII", "UTF-8")
+#: Deepest OR/NOT/parenthesis nesting accepted.
+MAX_NESTING = 64
+
+
+class BadCharset(Exception):
+    """The client asked for a charset that is not supported."""
+
+
+class Candidate:
+    """One message being tested: what the index knows, and its bytes when needed."""
+
+    __slots__ = ("_body", "_headers", "flags", "info", "seq", "source")
+
+    def __init__(self, seq: int, info: MessageInfo, flags: frozenset[str], source: Source) -> None:
+        self.seq = seq
+        self.info = info
+        self.flags = flags
+        self.source = source
+        self._headers: dict[str, list[str]] | None = None
+        self._body: str | None = None
+
+    def headers(self) -> dict[str, list[str]]:
+        """Decoded, case-folded header values by lower-case field name."""
+        if self._headers is None:
+            found: dict[str, list[str]] = {}
+            for name, raw in self.source.top().fields:
+                text = mime.decode_header_text(mime.field_value(raw)).casefold()
+                found.setdefault(name, []).append(text)
+            self._headers = found
+        return self._headers
+
+    def header_text(self) -> str:
+        """Every header line, decoded and case-folded."""
+        return "\n".join(
+            f"{name}: {value}" for name, values in self.headers().items() for value in values
+        )
+
+    def body(self) -> str:
+        """The decoded text of the body's text parts, case-folded."""
+        if self._body is None:
+            data = self.source.full()
+            self._body = "\n".join(mime.body_texts(data, self.source.tree())).casefold()
+        return self._body
+
+
+Test = Callable[[Candidate], bool]
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True),
+    "DELETED": ("\\Deleted", True),
+    "DRAFT": ("\\Draft", True),
+    "FLAGGED": ("\\Flagged", True),
+    "SEEN": ("\\Seen", True),
+    "RECENT": ("\\Recent", True),
+    "UNANSWERED": ("\\Answered", False),
+    "UNDELETED": ("\\Deleted", False),
+    "UNDRAFT": ("\\Draft", False),
+    "UNFLAGGED": ("\\Flagged", False),
+    "UNSEEN": ("\\Seen", False),
+}
+_HEADER_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject", "TO": "to"}
+_DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
+
+
+class Query:
+    """Compiled SEARCH criteria for one selected mailbox."""
+
+    def __init__(self, args: list[Any], *, largest_seq: int, largest_uid: int) -> None:
+        self.largest_seq = largest_seq
+        self.largest_uid = largest_uid
+        self.charset = "UTF-8"
+        position = 0
+        if args and isinstance(args[0], Atom) and args[0].upper() == "CHARSET":
+            if len(args) < 2:
+                raise ParseError("CHARSET needs a name")
+            charset = astring(args[1]).decode("ascii", "replace").upper()
+            if charset not in CHARSETS:
+                raise BadCharset(charset)
+            self.charset = charset
+            position = 2
+        if position >= len(args):
+            raise ParseError("Missing search criteria")
+        self.needs_content = False
+        tests = []
+        while position < len(args):
+            test, position = self._key(args, position, 0)
+            tests.append(test)
+        self.test = _all(tests)
+
+    def matches(self, candidate: Candidate) -> bool:
+        """True when the message matches."""
+        return self.test(candidate)
+
+    # ------------------------------------------------------------------ compiling
+    def _string(self, value: Any) -> str:
+        return astring(value, "search string").decode("utf-8", "replace").casefold()
+
+    def _key(self, args: list[Any], pos: int, depth: int) -> tuple[Test, int]:
+        if depth > MAX_NESTING:
+            raise ParseError("Search criteria nested too deeply")
+        value = args[pos]
+        pos += 1
+        if isinstance(value, list):
+            if not value:
+                raise ParseError("Empty search list")
+            tests, inner = [], 0
+            while inner < len(value):
+                test, inner = self._key(value, inner, depth + 1)
+                tests.append(test)
+            return _all(tests), pos
+        if not isinstance(value, Atom):
+            raise ParseError("Expected a search key")
+        key = value.upper()
+
+        def arg() -> Any:
+            nonlocal pos
+            if pos >= len(args):
+                raise ParseError(f"{key} needs an argument")
+            pos += 1
+            return args[pos - 1]
+
+        if key == "ALL":
+            return (lambda c: True), pos
+        if key in _FLAG_KEYS:
+            flag, wanted = _FLAG_KEYS[key]
+            return (lambda c: (flag in c.flags) is wanted), pos
+        if key == "NEW":
+            return (lambda c: "\\Recent" in c.flags and "\\Seen" not in c.flags), pos
+        if key == "OLD":
+            return (lambda c: "\\Recent" not in c.flags), pos
+        if key in ("KEYWORD", "UNKEYWORD"):
+            word = astring(arg(), "keyword").decode("utf-8", "replace").lower()
+            has = key == "KEYWORD"
+            return (lambda c: any(f.lower() == word for f in c.flags) is has), pos
+        if key in ("LARGER", "SMALLER"):
+            size = number(arg(), "size")
+            if key == "LARGER":
+                return (lambda c: c.info.size > size), pos
+            return (lambda c: c.info.size < size), pos
+        if key in _HEADER_KEYS:
+            return self._header(_HEADER_KEYS[key], self._string(arg())), pos
+        if key == "HEADER":
+            name = astring(arg(), "header name").decode("latin-1").lower()
+            return self._header(name, self._string(arg())), pos
+        if key in ("BODY", "TEXT"):
+            needle = self._string(arg())
+            self.needs_content = True
+            if key == "BODY":
+                return (lambda c: needle in c.body()), pos
+            return (lambda c: needle in c.header_text() or needle in c.body()), pos
+        if key in _DATE_KEYS:
+            return _date_test(key, parse_date(arg())), pos
+        if key == "UID":
+            ranges = resolve(parse_sequence_set(arg()), self.largest_uid)
+            return _in_ranges(ranges, lambda c: c.info.uid), pos
+        if key == "NOT":
+            test, pos = self._key(args, pos, depth + 1)
+            return (lambda c: not test(c)), pos
+        if key == "OR":
+            if pos >= len(args):
+                raise ParseError("OR needs two keys")
+            left, pos = self._key(args, pos, depth + 1)
+            if pos >= len(args):
+                raise ParseError("OR needs two keys")
+            right, pos = self._key(args, pos, depth + 1)
+            return (lambda c: left(c) or right(c)), pos
+        if is_sequence_set(value):
+            ranges = resolve(parse_sequence_set(value), self.largest_seq)
+            return _in_ranges(ranges, lambda c: c.seq), pos
+        raise ParseError(f"Unknown search key {key[:40]}")
+
+    def _header(self, name: str, needle: str) -> Test:
+        self.needs_content = True
+
+        def test(c: Candidate) -> bool:
+            values = c.headers().get(name)
+            if values is None:
+                return False
+            return not needle or any(needle in v for v in values)
+
+        return test
+
+
+def _all(tests: list[Test]) -> Test:
+    if len(tests) == 1:
+        return tests[0]
+    return lambda c: all(t(c) for t in tests)
+
+
+def _in_ranges(ranges: list[tuple[int, int]], get: Callable[[Candidate], int]) -> Test:
+    def test(c: Candidate) -> bool:
+        value = get(c)
+        return any(lo <= value <= hi for lo, hi in ranges)
+
+    if len(ranges) > 8:
+        import bisect
+
+        starts = [lo for lo, _ in ranges]
+
+        def test(c: Candidate) -> bool:
+            value = get(c)
+            index = bisect.bisect_right(starts, value) - 1
+            return index >= 0 and value <= ranges[index][1]
+
+    return test
+
+
+def _sent_date(c: Candidate) -> tuple[int, int, int]:
+    values = c.headers().get("date")
+    if values:
+        parsed = email.utils.parsedate_tz(values[0])
+        if parsed is not None and 1 <= parsed[1] <= 12 and 1 <= parsed[2] <= 31:
+            return parsed[0], parsed[1], parsed[2]
+    return time.localtime(c.info.internaldate)[:3]
+
+
+def _date_test(key: str, day: tuple[int, int, int]) -> Test:
+    if key.startswith("SENT"):
+
+        def when(c: Candidate) -> tuple[int, int, int]:
+            return _sent_date(c)
+
+        key = key[4:]
+    else:
+
+        def when(c: Candidate) -> tuple[int, int, int]:
+            return time.localtime(c.info.internaldate)[:3]
+
+    if key == "BEFORE":
+        return lambda c: when(c) < day
+    if key == "ON":
+        return lambda c: when(c) == day
+    return lambda c: when(c) >= day
+
+
+def uses_content(query: Query) -> bool:
+    """True when the query reads message bytes (headers or bodies)."""
+    return query.needs_content

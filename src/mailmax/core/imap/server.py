@@ -1,0 +1,621 @@
+"""The IMAP4rev1 server protocol and its factory (S3, A5, A11; RFC 3501 and extensions).
+
+MailMax's own protocol on :class:`twisted.internet.protocol.Protocol`: Twisted carries bytes,
+TLS and timers; every IMAP behaviour is here and tested. Commands run one at a time, in order
+(a command may wait for the directory or the mailbox store, which work in threads), so
+replies to pipelined commands never interleave. Input is framed by
+:class:`~mailmax.core.imap.parser.CommandReader`, which stops at each literal so that sizes
+and quotas are checked before the ``+`` continuation is sent.
+
+Authenticated-state commands live in :mod:`mailmax.core.imap.folders`, selected-state ones
+in :mod:`mailmax.core.imap.selected`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer, interfaces, protocol, threads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from mailmax.core.authlimit import AuthLimiter
+from mailmax.core.imap import parser
+from mailmax.core.imap.auth import AuthCommands, IMAPLimits
+from mailmax.core.imap.errors import Bad, IMAPError
+from mailmax.core.imap.folders import FolderCommands
+from mailmax.core.imap.selected import SelectedCommands
+from mailmax.core.imap.stream import Streamer
+from mailmax.core.model import Session
+from mailmax.core.store.mailbox import MailStore
+from mailmax.core.verdicts import Action
+
+if TYPE_CHECKING:
+    from twisted.internet import ssl
+
+    from mailmax.core.config import ListenerSettings, Settings
+    from mailmax.core.directory.api import User
+    from mailmax.core.directory.cached import AsyncDirectory
+    from mailmax.core.hooks import PluginSet
+
+log = Logger(namespace="mailmax.imap")
+
+#: Unprocessed input above this many bytes pauses reading from the client.
+PAUSE_INPUT = 256 * 1024
+#: Seconds a closing connection gets to flush before it is aborted.
+ABORT_AFTER = 5.0
+#: Largest literal before log-in (a user name or password).
+PREAUTH_LITERAL = 8 * 1024
+#: Largest literal of any command but APPEND's message.
+SMALL_LITERAL = 64 * 1024
+#: Consecutive BAD commands before the server says BYE.
+MAX_BAD = 20
+
+_ANY, _NOT_AUTH, _AUTH, _SELECTED = "any", "not_auth", "auth", "selected"
+_STATES = {
+    "CAPABILITY": _ANY,
+    "NOOP": _ANY,
+    "LOGOUT": _ANY,
+    "ID": _ANY,
+    "STARTTLS": _NOT_AUTH,
+    "LOGIN": _NOT_AUTH,
+    "AUTHENTICATE": _NOT_AUTH,
+    "SELECT": _AUTH,
+    "EXAMINE": _AUTH,
+    "CREATE": _AUTH,
+    "DELETE": _AUTH,
+    "RENAME": _AUTH,
+    "SUBSCRIBE": _AUTH,
+    "UNSUBSCRIBE": _AUTH,
+    "LIST": _AUTH,
+    "LSUB": _AUTH,
+    "STATUS": _AUTH,
+    "APPEND": _AUTH,
+    "NAMESPACE": _AUTH,
+    "ENABLE": _AUTH,
+    "GETQUOTA": _AUTH,
+    "GETQUOTAROOT": _AUTH,
+    "SETQUOTA": _AUTH,
+    "IDLE": _AUTH,
+    "CHECK": _SELECTED,
+    "CLOSE": _SELECTED,
+    "UNSELECT": _SELECTED,
+    "EXPUNGE": _SELECTED,
+    "SEARCH": _SELECTED,
+    "FETCH": _SELECTED,
+    "STORE": _SELECTED,
+    "COPY": _SELECTED,
+    "MOVE": _SELECTED,
+    "UID": _SELECTED,
+}
+
+
+class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protocol):
+    """One IMAP session. Handlers are ``cmd_<NAME>(tag, args)``.
+
+    A handler returns the text of the tagged OK (``"[CODE] text"`` allowed), or None when it
+    replied itself; it may be a coroutine. It raises :class:`No` or :class:`Bad` to fail.
+    """
+
+    factory: IMAPFactory
+
+    def __init__(self, factory: IMAPFactory) -> None:
+        self.factory = factory
+        self.settings = factory.settings
+        self.limits = factory.limits
+        self.listener = factory.listener
+        self.directory = factory.directory
+        self.reactor = factory.reactor
+        self.reader = parser.CommandReader()
+        self.state = _NOT_AUTH
+        self.session: Session | None = None
+        self.plugins: PluginSet | None = None
+        self.user: User | None = None
+        self.maildir: Path | None = None
+        self.store: MailStore | None = None
+        self._busy = False
+        self._running = False
+        self._paused = False
+        self._closing = False
+        self._shutdown_pending = False
+        self._bad_count = 0
+        self._auth_failures = 0
+        self._sasl_tag: str | None = None
+        self._timer: Any = None
+        self._abort_call: Any = None
+        self._counted = False
+        self.init_selected()
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def tls(self) -> bool:
+        """True once the connection is encrypted."""
+        return bool(self.session and self.session.tls)
+
+    @property
+    def peer_ip(self) -> str:
+        """The client's IP address."""
+        return self.session.peer_ip if self.session else ""
+
+    def connectionMade(self) -> None:
+        """Run the connect policy, then greet."""
+        self.plugins = self.factory.plugins()
+        peer, host = self.transport.getPeer(), self.transport.getHost()
+        self.session = Session(
+            session_id=uuid.uuid4().hex[:16],
+            peer_ip=getattr(peer, "host", "") or "",
+            peer_port=getattr(peer, "port", 0) or 0,
+            local_ip=getattr(host, "host", "") or "",
+            local_port=getattr(host, "port", 0) or 0,
+            service=self.listener.service,
+            listener_domain=self.listener.default_domain,
+            tls=interfaces.ISSLTransport.providedBy(self.transport),
+        )
+        self.factory.sessions.add(self)
+        log.info(
+            "connection {session_id} from {peer} on {listener} ({service})",
+            session_id=self.session.session_id,
+            peer=f"{self.session.peer_ip}:{self.session.peer_port}",
+            listener=f"{self.listener.address}:{self.session.local_port}",
+            service=self.listener.service,
+        )
+        self._touch()
+        self._start(defer.ensureDeferred(self._greet()), "*")
+
+    async def _greet(self) -> None:
+        from mailmax.core.hooks import Scope
+
+        assert self.plugins is not None
+        verdict = await self.plugins.run_policy(
+            "mailmax_connect", Scope(listener=self.listener.address), session=self.session
+        )
+        if verdict.decisive and verdict.action is not Action.ACCEPT:
+            self.bye(verdict.text or "Connection refused")
+            return
+        if self.factory.shutting_down:
+            self.bye("Server shutting down")
+            return
+        name = self.listener.display_name or self.settings.server.hostname
+        self.send(f"* OK [CAPABILITY {self.capabilities()}] {name} MailMax IMAP4rev1 ready")
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        """Release the mailbox and forget the session."""
+        self._closing = True
+        self.reader.clear()
+        for call in (self._timer, self._abort_call):
+            if call is not None and call.active():
+                call.cancel()
+        self.stop_idle()
+        self.release_selected()
+        if self._counted and self.user is not None:
+            self.factory.user_sessions[self.user.address] -= 1
+            if self.factory.user_sessions[self.user.address] <= 0:
+                del self.factory.user_sessions[self.user.address]
+            self._counted = False
+        self.factory.session_gone(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Take bytes; handle whatever can be handled now."""
+        if self._closing:
+            return
+        self.reader.feed(data)
+        self._touch()
+        self._process()
+
+    # ------------------------------------------------------------------ input loop
+    def _process(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        try:
+            while not self._busy and not self._closing:
+                event = self.reader.next_event()
+                if event is None:
+                    break
+                self._handle(event)
+        finally:
+            self._running = False
+        self._flow_control()
+
+    def _flow_control(self) -> None:
+        if self._closing:
+            return
+        size = self.reader.pending
+        if size > PAUSE_INPUT and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+        elif self._paused and size <= PAUSE_INPUT // 2:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def _handle(self, event: parser.Event) -> None:
+        if isinstance(event, parser.Command):
+            self._command(event.parts)
+        elif isinstance(event, parser.RawLine):
+            if self._sasl_tag is not None:
+                tag, self._sasl_tag = self._sasl_tag, None
+                self.reader.raw = False
+                self._start(defer.ensureDeferred(self._sasl_response(tag, event.line)), tag)
+            else:
+                self.idle_line(event.line)
+        elif isinstance(event, parser.LiteralWanted):
+            self._literal_wanted(event)
+        elif isinstance(event, parser.TooLong):
+            if event.what == "literals":
+                self.bye("Too many literals in one command")
+                return
+            self._bad(event.tag, f"Command {event.what} too long")
+
+    def _start(self, work: defer.Deferred[Any] | None, tag: str) -> None:
+        if work is None:
+            return
+        self._busy = True
+        work.addErrback(self._failed, tag)
+        work.addBoth(self._resume)
+
+    def _resume(self, _: object) -> None:
+        self._busy = False
+        if self._shutdown_pending and not self._closing:
+            self.bye("Server shutting down")
+            return
+        if not self._closing:
+            self._process()
+
+    def _failed(self, failure: Failure, tag: str) -> None:
+        if self._closing:
+            return
+        if failure.check(IMAPError):
+            error = failure.value
+            if isinstance(error, Bad):
+                self._bad(tag, error.text)
+            else:
+                self.tagged(tag, error.status, error.text)
+            return
+        log.failure("internal error in session {session_id}", failure, session_id=self.session_id)
+        self.tagged(tag, "NO", "[SERVERBUG] Internal error, try again later")
+
+    def _bad(self, tag: str, text: str) -> None:
+        self.tagged(tag, "BAD", text)
+        self._bad_count += 1
+        if self._bad_count >= MAX_BAD:
+            self.bye("Too many invalid commands")
+
+    # ------------------------------------------------------------------ commands
+    def _command(self, parts: list[Any]) -> None:
+        try:
+            tag, name, args = parser.parse_command(parts)
+        except parser.ParseError as exc:
+            self._discard(parts)
+            tag = parser.CommandReader._tag_of(parts[0] if parts else b"")
+            self._bad(tag, str(exc))
+            return
+        required = _STATES.get(name)
+        handler: Callable[..., Any] | None = getattr(self, f"cmd_{name}", None)
+        error = None
+        if required is None or handler is None:
+            error = "Unknown command"
+        elif required == _NOT_AUTH and self.state != _NOT_AUTH:
+            error = "Already authenticated"
+        elif required in (_AUTH, _SELECTED) and self.state == _NOT_AUTH:
+            error = "Log in first"
+        elif required == _SELECTED and self.state != _SELECTED:
+            error = "No mailbox selected"
+        if error is not None:
+            self._discard(parts)
+            self._bad(tag, error)
+            return
+        assert handler is not None
+        work = defer.ensureDeferred(self._run(tag, name, handler, args))
+        work.addBoth(self._after_command, parts)
+        self._start(work, tag)
+
+    @staticmethod
+    def _discard(parts: list[Any]) -> None:
+        for part in parts:
+            if isinstance(part, parser.FileLiteral):
+                part.discard()
+
+    def _after_command(self, result: object, parts: list[Any]) -> object:
+        self._discard(parts)
+        return result
+
+    async def _run(self, tag: str, name: str, handler: Callable[..., Any], args: list) -> None:
+        result = handler(tag, args)
+        if hasattr(result, "__await__"):
+            result = await result
+        if result is None or self._closing:
+            return
+        if self.state == _SELECTED and self.selected is not None:
+            await self.send_updates(expunges=name not in ("FETCH", "STORE", "SEARCH"))
+        self._bad_count = 0
+        self.tagged(tag, "OK", result)
+
+    # ------------------------------------------------------------------ output
+    @property
+    def session_id(self) -> str:
+        """This session's id in logs."""
+        return self.session.session_id if self.session else "-"
+
+    def send(self, line: str | bytes) -> None:
+        """Write one response line (CRLF added)."""
+        if self._closing:
+            return
+        data = line.encode("utf-8", "replace") if isinstance(line, str) else line
+        self.transport.write(data + b"\r\n")
+
+    def tagged(self, tag: str, status: str, text: str) -> None:
+        """The tagged completion of a command."""
+        self.send(f"{tag} {status} {text}")
+
+    def stream(self, chunks: Any) -> defer.Deferred[None]:
+        """Send a long response from an iterator of byte chunks."""
+        return Streamer(self.transport, self.reactor, chunks).start()
+
+    def bye(self, text: str) -> None:
+        """``* BYE text``, then close."""
+        if self._closing:
+            return
+        self.send(f"* BYE {text}")
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (aborting it if it will not flush)."""
+        if self._closing:
+            return
+        self._closing = True
+        self.reader.clear()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self.transport.loseConnection()
+        self._abort_call = self.reactor.callLater(ABORT_AFTER, self._abort)
+
+    def _abort(self) -> None:
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+
+    def capabilities(self) -> str:
+        """The capability list for the current state."""
+        caps = [
+            "IMAP4rev1",
+            "LITERAL+",
+            "SASL-IR",
+            "ID",
+            "ENABLE",
+            "IDLE",
+            "NAMESPACE",
+            "UNSELECT",
+            "UIDPLUS",
+            "MOVE",
+            "SPECIAL-USE",
+            "CHILDREN",
+            "QUOTA",
+            f"APPENDLIMIT={self.settings.smtp.max_message_size}",
+        ]
+        if self.state == _NOT_AUTH:
+            if self.factory.tls_options is not None and not self.tls:
+                caps.append("STARTTLS")
+            caps.append("AUTH=PLAIN" if self.login_allowed else "LOGINDISABLED")
+        return " ".join(caps)
+
+    # ------------------------------------------------------------------ timeouts, shutdown
+    def _touch(self) -> None:
+        if self._closing:
+            return
+        seconds = self.limits.login_timeout if self.state == _NOT_AUTH else self.limits.idle_timeout
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(seconds)
+        else:
+            self._timer = self.reactor.callLater(seconds, self._timed_out)
+
+    def _timed_out(self) -> None:
+        if self._busy:
+            self._timer = self.reactor.callLater(self.limits.login_timeout, self._timed_out)
+            return
+        log.info("session {session_id} timed out", session_id=self.session_id)
+        self.bye("Autologout; idle for too long")
+
+    def shutdown(self) -> None:
+        """The server stops: say BYE now when idle, else after the running command."""
+        if self._busy:
+            self._shutdown_pending = True
+        else:
+            self.bye("Server shutting down")
+
+    def force_close(self) -> None:
+        """The grace period is over."""
+        self.bye("Server shutting down")
+
+    def blocking(self, function: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        """Run a blocking call (mailbox store, files) in the store's thread pool."""
+        return self.factory.blocking(function, *args)
+
+    # ------------------------------------------------------------------ any state
+    def cmd_CAPABILITY(self, tag: str, args: list) -> str:
+        """CAPABILITY."""
+        if args:
+            raise Bad("CAPABILITY takes no arguments")
+        self.send(f"* CAPABILITY {self.capabilities()}")
+        return "Capability completed"
+
+    def cmd_NOOP(self, tag: str, args: list) -> str:
+        """NOOP: a chance for untagged updates."""
+        if args:
+            raise Bad("NOOP takes no arguments")
+        return "NOOP completed"
+
+    def cmd_LOGOUT(self, tag: str, args: list) -> None:
+        """LOGOUT."""
+        if args:
+            raise Bad("LOGOUT takes no arguments")
+        self.send("* BYE MailMax logging out")
+        self.tagged(tag, "OK", "Logout completed")
+        log.info("session {session_id} logged out", session_id=self.session_id)
+        self.close()
+
+    def cmd_ID(self, tag: str, args: list) -> str:
+        """ID (RFC 2971): say who we are; the client's fields are only logged."""
+        if len(args) != 1 or not (parser.is_nil(args[0]) or isinstance(args[0], list)):
+            raise Bad("Syntax: ID (field value ...) or ID NIL")
+        if isinstance(args[0], list):
+            fields = args[0]
+            if len(fields) % 2 or len(fields) > 60:
+                raise Bad("ID takes at most 30 field/value pairs")
+            pairs = {
+                parser.astring(fields[i])[:30].decode("ascii", "replace"): (
+                    None
+                    if parser.is_nil(fields[i + 1])
+                    else parser.astring(fields[i + 1])[:100].decode("utf-8", "replace")
+                )
+                for i in range(0, len(fields), 2)
+            }
+            log.info("session {session_id} client id {id}", session_id=self.session_id, id=pairs)
+        self.send('* ID ("name" "MailMax" "vendor" "MailMax")')
+        return "ID completed"
+
+    # ------------------------------------------------------------------ literals
+    def _literal_wanted(self, event: parser.LiteralWanted) -> None:
+        try:
+            tag, name = parser.command_head(event.parts)
+        except parser.ParseError:
+            tag, name = parser.CommandReader._tag_of(event.parts[0]), ""
+        authenticated = self.state != _NOT_AUTH
+        is_message = authenticated and name == "APPEND" and self.append_has_mailbox(event.parts)
+        if is_message:
+            limit = self.settings.smtp.max_message_size
+        else:
+            limit = SMALL_LITERAL if authenticated else PREAUTH_LITERAL
+        if event.size > limit:
+            code = "[TOOBIG] " if is_message else ""
+            if not event.sync:
+                self.bye(f"{code}Literal of {event.size} bytes is over the limit of {limit}")
+                return
+            self.reader.reject()
+            if is_message:
+                self.tagged(tag, "NO", f"{code}Message is over the size limit of {limit} bytes")
+            else:
+                self._bad(tag, f"Literal is over the limit of {limit} bytes")
+            return
+        if is_message and event.sync:
+            self._start(defer.ensureDeferred(self._decide_append(tag, event)), tag)
+            return
+        self.reader.accept(self.spool_dir if is_message else None)
+        if event.sync:
+            self.send("+ Ready for literal data")
+
+    async def _decide_append(self, tag: str, event: parser.LiteralWanted) -> None:
+        try:
+            await self.check_append(event.parts, event.size)
+        except IMAPError as exc:
+            self.reader.reject()
+            raise exc
+        except BaseException:
+            self.reader.reject()
+            raise
+        self.reader.accept(self.spool_dir)
+        self.send("+ Ready for literal data")
+
+    @property
+    def spool_dir(self) -> Path | None:
+        """Where big APPEND literals are written while they arrive."""
+        return self.maildir / "tmp" if self.maildir is not None else None
+
+    def __repr__(self) -> str:
+        return f"<IMAPServer {self.session_id} {self.state}>"
+
+
+class IMAPFactory(protocol.ServerFactory):
+    """Builds :class:`IMAPServer` sessions for one listener; runs store calls in threads."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        listener: ListenerSettings,
+        directory: AsyncDirectory,
+        plugins: Callable[[], PluginSet],
+        tls_options: ssl.CertificateOptions | None,
+        reactor: Any = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.settings = settings
+        self.listener = listener
+        self.directory = directory
+        self.plugins = plugins
+        self.tls_options = tls_options
+        self.reactor = reactor
+        self.limits = IMAPLimits.from_settings(settings)
+        #: Failed-login throttling; the service may replace it with one shared by all listeners.
+        self.auth_limiter = AuthLimiter.from_settings(settings)
+        self.sessions: set[IMAPServer] = set()
+        self.user_sessions: collections.Counter[str] = collections.Counter()
+        self.shutting_down = False
+        self._waiting: list[defer.Deferred[None]] = []
+        self._grace_call: Any = None
+        self._pool: ThreadPool | None = None
+        self._pool_trigger: Any = None
+
+    def buildProtocol(self, addr: Any) -> IMAPServer:
+        """A new session."""
+        return IMAPServer(self)
+
+    def blocking(self, function: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        """Run ``function(*args)`` in this factory's thread pool."""
+        if self._pool is None:
+            self._pool = ThreadPool(minthreads=0, maxthreads=8, name="imap-store")
+            self._pool.start()
+            add_trigger = getattr(self.reactor, "addSystemEventTrigger", None)
+            if add_trigger is not None:
+                self._pool_trigger = add_trigger("during", "shutdown", self._stop_pool)
+        return threads.deferToThreadPool(self.reactor, self._pool, function, *args)
+
+    def _stop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        self._pool_trigger = None
+        if pool is not None:
+            pool.stop()
+
+    def shutdown(self, grace_seconds: float) -> defer.Deferred[None]:
+        """``* BYE`` to every session (after its running command, within the grace period)."""
+        self.shutting_down = True
+        done: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(done)
+        for session in list(self.sessions):
+            session.shutdown()
+        if self.sessions and self._grace_call is None:
+            self._grace_call = self.reactor.callLater(grace_seconds, self._grace_over)
+        self._maybe_done()
+        return done
+
+    def _grace_over(self) -> None:
+        for session in list(self.sessions):
+            session.force_close()
+
+    def session_gone(self, session: IMAPServer) -> None:
+        """Called by a session when its connection is lost."""
+        self.sessions.discard(session)
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if not self.shutting_down or self.sessions:
+            return
+        if self._grace_call is not None and self._grace_call.active():
+            self._grace_call.cancel()
+        if self._pool_trigger is not None:
+            remove = getattr(self.reactor, "removeSystemEventTrigger", None)
+            if remove is not None:
+                with contextlib.suppress(ValueError, KeyError):
+                    remove(self._pool_trigger)
+        self._stop_pool()
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
