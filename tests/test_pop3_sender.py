@@ -118,3 +118,17 @@ def test_sender_stops_when_the_connection_goes() -> None:
     reads.fire_all()
     assert results == [False]
     assert handle.closed
+
+
+def test_sender_reports_a_read_error() -> None:
+    """S2: a disk error half-way fails the stream (the server then drops the connection)."""
+    transport = StringTransport()
+
+    def failing_read(read, size: int) -> defer.Deferred[bytes]:
+        return defer.fail(OSError(5, "Input/output error"))
+
+    handle = io.BytesIO(b"z" * 1000)
+    failures: list = []
+    MessageSender(transport, handle, failing_read).start().addErrback(failures.append)
+    assert failures and failures[0].check(OSError)
+    assert handle.closed and transport.producer is None

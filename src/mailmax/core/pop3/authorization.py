@@ -135,7 +135,8 @@ class AuthorizationMixin:
             if found is None:
                 return None
             user, clear = found
-            expected = hashlib.md5((self.timestamp + clear).encode("utf-8")).hexdigest()
+            secret = (self.timestamp + clear).encode("utf-8")
+            expected = hashlib.md5(secret, usedforsecurity=False).hexdigest()
             return user if hmac.compare_digest(expected, digest) else None
 
         failure = (

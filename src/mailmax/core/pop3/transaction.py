@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mailmax.core.pop3.errors import POP3Error, parse_number
 from mailmax.core.pop3.maildrop import Maildrop
@@ -108,7 +109,17 @@ class TransactionMixin:
             self.transport.write(prefix + stuff(data))
             return None
         sender = MessageSender(self.transport, handle, self.factory.blocking, top, prefix)
-        return sender.start()
+        return sender.start().addErrback(self._stream_failed, info.uid)
+
+    def _stream_failed(self, failure: Failure, uid: int) -> bool:
+        """Reading failed half-way: nothing sensible can follow the partial message."""
+        log.failure("cannot send message UID {uid} to {user}", failure, uid=uid, user=self._who())
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:
+            self.transport.loseConnection()
+        return False
 
     def pop_DELE(self, arg: str) -> None:
         """DELE n: mark for deletion at QUIT."""
