@@ -5,13 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from mailmax.core.cli.unlock import unlock_command
-from mailmax.core.cli.users import user_group
 from mailmax.core.store.lock import LOCK_NAME, MailboxInUse, MailboxLock
 from tests.test_cli_support import make_system
-
-if "unlock" not in user_group.commands:  # until the CLI's main module registers it
-    user_group.add_command(unlock_command)
 
 HOLD = """
 import sys, time
