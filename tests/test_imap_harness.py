@@ -107,7 +107,7 @@ def _fatal(failure: Any, reactor: Any) -> None:
 
 # ---------------------------------------------------------------------- the test side
 @dataclass
-class TestUser:
+class MailUser:
     """A mailbox owner made for one test."""
 
     address: str
@@ -219,14 +219,14 @@ class IMAPWorld:
         return self.process.server_log()
 
     # ------------------------------------------------------------------ users and mail
-    def new_user(self, **fields: Any) -> TestUser:
+    def new_user(self, **fields: Any) -> MailUser:
         """A fresh user of example.test with an empty mailbox."""
         name = f"u{os.getpid()}x{next(_counter)}"
         password = secrets.token_hex(8)
         self.sql.add_user(f"{name}@{DOMAIN}", password, **fields)
-        return TestUser(f"{name}@{DOMAIN}", password, name, self.root / "mail" / DOMAIN / name)
+        return MailUser(f"{name}@{DOMAIN}", password, name, self.root / "mail" / DOMAIN / name)
 
-    def deliver(self, user: TestUser, message: bytes, folder: str = "INBOX") -> Path:
+    def deliver(self, user: MailUser, message: bytes, folder: str = "INBOX") -> Path:
         """Deliver like the queue runner does (Maildir ``new/``), from outside the server."""
         micros = time.time_ns() // 1000
         unique = f"{micros:014x}{secrets.token_hex(2)}-0"
@@ -234,7 +234,7 @@ class IMAPWorld:
         return maildir.deliver(user.maildir, legacy, message, unique, fsync=False)
 
     # ------------------------------------------------------------------ clients
-    def client(self, user: TestUser | None = None, *, tls: bool = False) -> imaplib.IMAP4:
+    def client(self, user: MailUser | None = None, *, tls: bool = False) -> imaplib.IMAP4:
         """An imaplib client (implicit TLS with ``tls``), logged in as ``user`` if given."""
         if tls:
             context = ssl.create_default_context(cafile=str(self.cert))
@@ -305,7 +305,7 @@ class RawClient:
         self.send(tag + b" " + text + b"\r\n")
         return self.response(tag)
 
-    def login(self, user: TestUser) -> None:
+    def login(self, user: MailUser) -> None:
         """LOGIN as ``user``."""
         reply = self.command(
             b"L", b'LOGIN "%s" "%s"' % (user.address.encode(), user.password.encode())

@@ -41,6 +41,12 @@ def _tokens(raw: bytes) -> list[tuple[str, bytes, bytes]]:
             pos += 1
         elif ch == 0x22:  # "
             end, value = _quoted(raw, pos)
+            if end < 0:  # unterminated: the quote is just a character of a word
+                start, pos = pos, pos + 1
+                while pos < size and raw[pos] not in _BLANK and raw[pos] not in b'"(<,:;>@':
+                    pos += 1
+                out.append(("word", raw[start:pos], raw[start:pos]))
+                continue
             out.append(("quoted", value, raw[pos:end]))
             pos = end
         elif ch == 0x28:  # (
@@ -77,7 +83,7 @@ def _quoted(raw: bytes, pos: int) -> tuple[int, bytes]:
             return pos + 1, bytes(value)
         value.append(ch)
         pos += 1
-    return pos, bytes(value)
+    return -1, bytes(value)
 
 
 def _comment(raw: bytes, pos: int) -> tuple[int, bytes]:

@@ -121,7 +121,7 @@ def _params(name: str, value: bytes) -> tuple[str, list[tuple[str, str]]]:
     params: list[tuple[str, str]] = []
     for key, item in raw[1:]:
         key = key.strip().lower()
-        if not key:
+        if not key or item in ("", '""'):
             continue
         if isinstance(item, tuple):
             try:
