@@ -10,6 +10,7 @@ Cost is linear in the messages and their sizes; nesting depth is bounded.
 
 from __future__ import annotations
 
+import bisect
 import email.utils
 import time
 from collections.abc import Callable
@@ -113,7 +114,6 @@ class Query:
             position = 2
         if position >= len(args):
             raise ParseError("Missing search criteria")
-        self.needs_content = False
         tests = []
         while position < len(args):
             test, position = self._key(args, position, 0)
@@ -131,6 +131,8 @@ class Query:
     def _key(self, args: list[Any], pos: int, depth: int) -> tuple[Test, int]:
         if depth > MAX_NESTING:
             raise ParseError("Search criteria nested too deeply")
+        if pos >= len(args):
+            raise ParseError("Missing search key")
         value = args[pos]
         pos += 1
         if isinstance(value, list):
@@ -177,7 +179,6 @@ class Query:
             return self._header(name, self._string(arg())), pos
         if key in ("BODY", "TEXT"):
             needle = self._string(arg())
-            self.needs_content = True
             if key == "BODY":
                 return (lambda c: needle in c.body()), pos
             return (lambda c: needle in c.header_text() or needle in c.body()), pos
@@ -203,8 +204,6 @@ class Query:
         raise ParseError(f"Unknown search key {key[:40]}")
 
     def _header(self, name: str, needle: str) -> Test:
-        self.needs_content = True
-
         def test(c: Candidate) -> bool:
             values = c.headers().get(name)
             if values is None:
@@ -226,8 +225,6 @@ def _in_ranges(ranges: list[tuple[int, int]], get: Callable[[Candidate], int]) -
         return any(lo <= value <= hi for lo, hi in ranges)
 
     if len(ranges) > 8:
-        import bisect
-
         starts = [lo for lo, _ in ranges]
 
         def test(c: Candidate) -> bool:
@@ -264,8 +261,3 @@ def _date_test(key: str, day: tuple[int, int, int]) -> Test:
     if key == "ON":
         return lambda c: when(c) == day
     return lambda c: when(c) >= day
-
-
-def uses_content(query: Query) -> bool:
-    """True when the query reads message bytes (headers or bodies)."""
-    return query.needs_content
