@@ -35,7 +35,7 @@ MAX_DEPTH = 32
 #: Literals above this size are written to a file instead of memory.
 MEMORY_LITERAL = 1024 * 1024
 
-_LITERAL_AT_END = re.compile(rb"\{(\d{1,10})(\+?)\}$")
+_LITERAL_AT_END = re.compile(rb"\{(\d{1,20})(\+?)\}$")
 _TAG = re.compile(rb"[\x21\x23-\x24\x26-\x27\x2c-\x5b\x5e-\x7a\x7c\x7e]{1,64}")
 _NUMBER = re.compile(r"[1-9][0-9]{0,9}")
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
