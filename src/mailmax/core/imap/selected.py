@@ -197,9 +197,8 @@ class SelectedCommands:
             if position < len(view) and view[position].uid == uid:
                 flags = wire.flag_list(self.flags_of(view[position]))
                 self.send(b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, uid, flags))  # type: ignore[attr-defined]
-        if changes.added or changes.expunged:
-            self.send(b"* %d EXISTS" % len(selected.folder))  # type: ignore[attr-defined]
         if changes.added:
+            self.send(b"* %d EXISTS" % len(selected.folder))  # type: ignore[attr-defined]
             selected.recent.update(claimed)
             count = recent if recent >= 0 else len(selected.recent)
             self.send(b"* %d RECENT" % count)  # type: ignore[attr-defined]
@@ -405,7 +404,7 @@ class SelectedCommands:
             )
         except BadFlag as exc:
             raise Bad(str(exc)) from None
-        gone = len(uids) != len(positions)
+        gone = len(result) < len(positions)
         if not silent:
             view = await self.view()
             for position in positions:
