@@ -71,6 +71,31 @@ def find_maildirs(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
     return found
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu_seconds(sid: int) -> float | None:
+    """CPU time (user + system) of every live process in session ``sid``, plus the reaped
+    children of the session leader; None when the leader is gone."""
+    total = 0.0
+    leader_seen = False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[3]) != sid:
+            continue
+        total += int(fields[11]) + int(fields[12])
+        if int(entry.name) == sid:
+            leader_seen = True
+            total += int(fields[13]) + int(fields[14])
+    return total / _TICK if leader_seen else None
+
+
 class ProcessGroup:
     """A child process in its own session, stopped with its whole process group."""
 
@@ -145,6 +170,16 @@ class Server:
     def version(self) -> str:
         """A short description of the software under test."""
         return self.label
+
+    def session_id(self) -> int | None:
+        """The session holding all the server's processes (None when not running)."""
+        group = getattr(self, "group", None)
+        return group.proc.pid if group is not None and group.alive() else None
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds used so far by the server's processes (None when unknown)."""
+        sid = self.session_id()
+        return session_cpu_seconds(sid) if sid is not None else None
 
     def harvest(self) -> int:
         """Count and remove delivered messages; return the running total of this instance."""
@@ -235,6 +270,11 @@ class Postfix(Server):
         """True while the master process runs."""
         instance = getattr(self, "instance", None)
         return instance is not None and instance.master_pid() is not None
+
+    def session_id(self) -> int | None:
+        """The master's session (it calls setsid; every daemon is its child)."""
+        instance = getattr(self, "instance", None)
+        return instance.master_pid() if instance is not None else None
 
     def maildirs(self) -> list[Path]:
         """The Maildir every recipient of the domain goes to."""

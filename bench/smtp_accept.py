@@ -244,8 +244,15 @@ class Bench:
                 if not server.alive():
                     self.problems.append(f"{server.label} round {round_no}: server died")
                     return
+                cpu_before = server.cpu_seconds()
                 record = self.measure(server, cell, client)
+                cpu_after = server.cpu_seconds()
                 expected += record.get("accepted", 0)
+                if cpu_before is not None and cpu_after is not None and record.get("accepted"):
+                    record["server_cpu_s"] = round(cpu_after - cpu_before, 3)
+                    record["cpu_ms_per_msg"] = round(
+                        1000 * (cpu_after - cpu_before) / record["accepted"], 3
+                    )
                 delivered = wait_delivered(server, expected, self.args.delivery_wait)
                 record.update(
                     server=server.name,
@@ -320,6 +327,9 @@ def summarize(records: list[dict]) -> dict[tuple[str, str, str], dict]:
             "max": max(rates),
             "spread_pct": round(50 * (max(rates) - min(rates)) / median, 1) if median else None,
         }
+        cpu = [r["cpu_ms_per_msg"] for r in recs if r.get("cpu_ms_per_msg") is not None]
+        if cpu:
+            entry["cpu_ms_per_msg"] = round(statistics.median(cpu), 3)
         p50s = [r["p50_ms"] for r in recs if r.get("p50_ms") is not None]
         p99s = [r["p99_ms"] for r in recs if r.get("p99_ms") is not None]
         if p50s:
@@ -362,6 +372,18 @@ def render(bench: Bench, summary: dict) -> str:
                 value = ratio(summary, cell.label, client, a, b)
                 row.append(f"{value:.2f}x" if value is not None else "-")
             out.append("| " + " | ".join(row) + " |")
+    cpu_client = bench.args.clients[-1]
+    out.append(f"\n### server CPU ms per accepted message (median; runs of {cpu_client})\n")
+    head = ["cell", *(labels[n] for n in names)]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "---|" * len(head))
+    for cell in bench.cells:
+        row = [cell.label]
+        for name in names:
+            entry = summary.get((name, cell.label, cpu_client)) or {}
+            value = entry.get("cpu_ms_per_msg")
+            row.append(f"{value:.2f}" if value is not None else "-")
+        out.append("| " + " | ".join(row) + " |")
     out.append("\n### delivery (messages accepted vs found in the Maildir, all runs)\n")
     for name in names:
         tally = bench.delivery.get(name)
