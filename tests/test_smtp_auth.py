@@ -13,7 +13,7 @@ from mailmax.core.directory.api import AccountType
 from mailmax.core.smtp import auth
 from mailmax.core.smtp.commands import SMTPReplyError
 from mailmax.core.verdicts import reject
-from tests.test_smtp_harness import World, plugin_set
+from tests.test_smtp_harness import World, close_worlds, plugin_set  # noqa: F401
 
 
 def b64(text: str | bytes) -> str:
@@ -93,7 +93,8 @@ def test_auth_after_starttls() -> None:
     assert "250 AUTH PLAIN LOGIN\r\n" in ehlo and "STARTTLS" not in ehlo
     assert client.login() == "235 2.7.0 Authentication successful\r\n"
     assert client.proto.session.auth_user == "alice@example.test"
-    assert world.directory.logins == [("alice@example.test", "smtp", "192.0.2.10")]
+    world.clock.pump(lambda: world.sql.last_login("alice@example.test") is not None)
+    assert world.sql.last_login("alice@example.test")[:2] == ("smtp", "192.0.2.10")
 
 
 def test_plaintext_auth_when_allowed_offers_cram_md5() -> None:
@@ -141,11 +142,11 @@ def test_plain_without_initial_response_and_login() -> None:
 def test_auth_failures(fields: dict[str, Any], password: str) -> None:
     """P5, A5: a wrong password, a disabled account or disabled SMTP AUTH is 535 5.7.8."""
     world = World()
-    world.directory.add_user("carol@example.test", "pw", **fields)
+    world.add_user("carol@example.test", "pw", **fields)
     client = tls_client(world)
     assert client.login("carol@example.test", password).startswith("535 5.7.8")
     assert client.proto.session.auth_user is None
-    assert world.directory.logins == []
+    assert world.sql.last_login("carol@example.test") is None
 
 
 def test_auth_sequence_errors() -> None:

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import atexit
 import queue
 import shutil
 import tempfile
+import threading
 import time
-import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, interfaces
+import pytest
+from argon2 import PasswordHasher
+from twisted.internet import interfaces
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from mailmax.core import config
-from mailmax.core.directory.api import Domain, Lookup, RecipientLookup, User
+from mailmax.core.directory.api import Domain, User
+from mailmax.core.directory.cached import AsyncDirectory
+from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginSet
 from mailmax.core.smtp.server import SMTPFactory, SMTPServer
 from mailmax.core.spool import Spool, SpoolEnvelope
@@ -47,57 +54,27 @@ class ImplicitTLSTransport(StringTransport):
         return None
 
 
-class MemoryDirectory:
-    """A stand-in for AsyncDirectory answering from dicts."""
+#: Real argon2id, with parameters cheap enough for hundreds of test logins.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+_template: list[Path] = []
 
-    def __init__(self) -> None:
-        self.domains: dict[str, Domain] = {}
-        self.users: dict[str, tuple[User, str]] = {}
-        self.logins: list[tuple[str, str, str]] = []
 
-    def add_domain(self, name: str, **fields: Any) -> Domain:
-        self.domains[name] = Domain(name=name, mail_dir=f"/tmp/{name}", **fields)
-        return self.domains[name]
-
-    def add_user(self, address: str, password: str, **fields: Any) -> User:
-        name, domain = address.split("@")
-        user = User(name=name, domain=domain, **fields)
-        self.users[address] = (user, password)
-        return user
-
-    def lookup_recipient(self, address: str) -> defer.Deferred[RecipientLookup]:
-        local, _, domain_name = address.rpartition("@")
-        domain = self.domains.get(domain_name.lower())
-        if domain is None:
-            return defer.succeed(RecipientLookup(Lookup.NOT_LOCAL, address))
-        found = self.users.get(f"{local.lower()}@{domain.name}")
-        if found is None:
-            if domain.catch_all:
-                user = self.users[f"{domain.catch_all}@{domain.name}"][0]
-                return defer.succeed(RecipientLookup(Lookup.CATCH_ALL, address, domain, user))
-            return defer.succeed(RecipientLookup(Lookup.UNKNOWN_USER, address, domain))
-        user = found[0]
-        status = Lookup.USER if user.enabled else Lookup.DISABLED
-        return defer.succeed(RecipientLookup(status, address, domain, user))
-
-    def _find(self, login: str, default_domain: str) -> tuple[User, str] | None:
-        if "@" not in login:
-            login = f"{login}@{default_domain}"
-        return self.users.get(login.lower())
-
-    def authenticate(self, login: str, password: str, default_domain: str = "") -> Any:
-        found = self._find(login, default_domain)
-        return defer.succeed(found[0] if found and found[1] == password else None)
-
-    def clear_password(self, login: str, default_domain: str = "") -> Any:
-        return defer.succeed(self._find(login, default_domain))
-
-    def is_local_domain(self, name: str) -> Any:
-        return defer.succeed(name.lower() in self.domains)
-
-    def record_login(self, address: str, service: str, ip: str) -> Any:
-        self.logins.append((address, service, ip))
-        return defer.succeed(None)
+def template_database() -> Path:
+    """A directory database with example.test, alice (clear password kept) and bob; made once."""
+    if not _template:
+        root = Path(tempfile.mkdtemp(prefix="mailmax-smtp-template-"))
+        atexit.register(shutil.rmtree, root, True)
+        sql = SQLDirectory.open(
+            f"sqlite:///{root / 'mailmax.db'}", base_dir=root, password_hasher=FAST_HASHER
+        )
+        try:
+            sql.add_domain("example.test", str(root / "mail" / "example.test"))
+            sql.add_user("alice@example.test", "alicesecret", keep_clear=True)
+            sql.add_user("bob@example.test", "bobsecret")
+        finally:
+            sql.close()
+        _template.append(root / "mailmax.db")
+    return _template[0]
 
 
 class PumpClock(Clock):
@@ -153,17 +130,20 @@ class World:
         )
         self.clock = PumpClock()
         self.root = Path(tempfile.mkdtemp(prefix="mailmax-smtp-test-"))
-        self.directory = MemoryDirectory()
-        self.directory.add_domain("example.test")
-        self.directory.add_user("alice@example.test", "alicesecret")
-        self.directory.add_user("bob@example.test", "bobsecret")
+        shutil.copy(template_database(), self.root / "mailmax.db")
+        self.sql = SQLDirectory.open(
+            f"sqlite:///{self.root / 'mailmax.db'}", base_dir=self.root, password_hasher=FAST_HASHER
+        )
+        self.pool = DaemonThreadPool(minthreads=1, maxthreads=2, name="test-directory")
+        self.pool.start()
+        self.directory = AsyncDirectory(self.sql, reactor=self.clock, threadpool=self.pool)
         self.spool = Spool(self.root / "queue", fsync=False, threads=2, reactor=self.clock)
         self.spool.start()
-        weakref.finalize(self, _cleanup, self.spool, self.root)
+        _worlds.append(self)
         self.factory = SMTPFactory(
             settings=self.settings,
             listener=self.settings.listeners[0],
-            directory=self.directory,  # type: ignore[arg-type]
+            directory=self.directory,
             spool=self.spool,  # type: ignore[arg-type]
             plugins=lambda: self.plugins,
             tls_options=object() if self.tls else None,  # type: ignore[arg-type]
@@ -183,6 +163,24 @@ class World:
         client.greeting = client.read()
         return client
 
+    def add_domain(self, name: str, **fields: Any) -> Domain:
+        """Add a domain to the directory (and forget cached answers)."""
+        domain = self.sql.add_domain(name, str(self.root / "mail" / name), **fields)
+        self.directory.invalidate()
+        return domain
+
+    def add_user(self, address: str, password: str, **fields: Any) -> User:
+        """Add a user to the directory (and forget cached answers)."""
+        user = self.sql.add_user(address, password, **fields)
+        self.directory.invalidate()
+        return user
+
+    def edit_domain(self, name: str, **fields: Any) -> Domain:
+        """Change a domain (and forget cached answers)."""
+        domain = self.sql.edit_domain(name, **fields)
+        self.directory.invalidate()
+        return domain
+
     def settle(self) -> None:
         """Wait until no session waits for the spool or the directory."""
         self.clock.pump(lambda: not any(s._busy for s in self.factory.sessions))
@@ -194,11 +192,33 @@ class World:
             for qid in self.spool.pending_ids()
         ]
 
+    def close(self) -> None:
+        """Stop the threads, close the database, remove the files."""
+        if self.spool.running:
+            self.spool.stop()
+        self.pool.stop()
+        self.sql.close()
+        shutil.rmtree(self.root, ignore_errors=True)
 
-def _cleanup(spool: Spool, root: Path) -> None:
-    if spool.running:
-        spool.stop()
-    shutil.rmtree(root, ignore_errors=True)
+
+_worlds: list[World] = []
+
+
+@pytest.fixture(autouse=True)
+def close_worlds() -> Iterator[None]:
+    """Close every World a test made (import this fixture into each test module)."""
+    yield
+    while _worlds:
+        _worlds.pop().close()
+
+
+class DaemonThreadPool(ThreadPool):
+    """A thread pool whose threads never keep the test process alive."""
+
+    def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:
+        thread = threading.Thread(*args, **kwargs)
+        thread.daemon = True
+        return thread
 
 
 class Client:

@@ -9,7 +9,7 @@ import pytest
 from mailmax.core.hooks import LoadedPlugin, PluginSet, Scope
 from mailmax.core.model import Session
 from mailmax.core.verdicts import reject
-from tests.test_smtp_harness import World, plugin_set
+from tests.test_smtp_harness import World, close_worlds, plugin_set  # noqa: F401
 
 RELAY_TRICKS = [
     "user@remote.test",
@@ -86,9 +86,10 @@ def test_unknown_disabled_and_catch_all() -> None:
     from mailmax.core.directory.api import AccountType
 
     world = World()
-    world.directory.add_user("gone@example.test", "pw", account_type=AccountType.DISABLED)
-    world.directory.add_domain("catch.test", catch_all="info")
-    world.directory.add_user("info@catch.test", "pw")
+    world.add_user("gone@example.test", "pw", account_type=AccountType.DISABLED)
+    world.add_domain("catch.test")
+    world.add_user("info@catch.test", "pw")
+    world.edit_domain("catch.test", catch_all="info")
     client = world.connect()
     client.cmd("EHLO c")
     assert rcpt(client, "nobody@example.test").startswith("550 5.1.1")
@@ -100,7 +101,7 @@ def test_unknown_disabled_and_catch_all() -> None:
 def test_postmaster_without_domain_goes_to_the_default_domain() -> None:
     """S1: RCPT TO:<postmaster> is accepted for the listener's default domain."""
     world = World()
-    world.directory.add_user("postmaster@example.test", "pw")
+    world.add_user("postmaster@example.test", "pw")
     client = world.connect()
     client.cmd("EHLO c")
     assert rcpt(client, "postmaster") == "250 2.1.5 Ok"

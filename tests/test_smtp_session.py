@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.test_smtp_harness import World, plugin_set
+from tests.test_smtp_harness import World, close_worlds, plugin_set  # noqa: F401
 
 
 def test_greeting_names_the_host() -> None:
@@ -216,6 +216,7 @@ class SlowDirectory:
     def __init__(self, world: World) -> None:
         self.world = world
         self.inner = world.directory
+        self.sql = world.sql
         self.delay = 10.0
 
     def __getattr__(self, name: str) -> Any:
@@ -225,7 +226,7 @@ class SlowDirectory:
         from twisted.internet import task
 
         self.delay -= 1
-        answer = self.inner.lookup_recipient(address).result
+        answer = self.sql.lookup_recipient(address)
         return task.deferLater(self.world.clock, self.delay, lambda: answer)
 
 

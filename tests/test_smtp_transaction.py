@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mailmax.core.verdicts import disconnect, reject, tempfail
-from tests.test_smtp_harness import World, plugin_set
+from tests.test_smtp_harness import World, close_worlds, plugin_set  # noqa: F401
 
 
 def queued(reply: str) -> str:
@@ -124,9 +124,9 @@ def test_message_over_the_limit_is_552_after_the_end() -> None:
 def test_domain_and_user_size_limits() -> None:
     """P6, A2, A5: a domain's or user's message size limit applies at RCPT (SIZE) and after DATA."""
     world = World()
-    world.directory.add_domain("small.test", max_message_size=1500)
-    world.directory.add_user("carol@small.test", "pw")
-    world.directory.add_user("dave@example.test", "pw", max_message_size=1200)
+    world.add_domain("small.test", max_message_size=1500)
+    world.add_user("carol@small.test", "pw")
+    world.add_user("dave@example.test", "pw", max_message_size=1200)
     client = world.connect()
     client.cmd("EHLO c")
     client.cmd("MAIL FROM:<a@b.test> SIZE=1600")
@@ -144,7 +144,7 @@ def test_domain_and_user_size_limits() -> None:
 def test_too_many_recipients() -> None:
     """P6: recipients beyond max_recipients get 452 4.5.3; the message goes to the others."""
     world = World(smtp={"max_recipients": 2})
-    world.directory.add_user("carol@example.test", "pw")
+    world.add_user("carol@example.test", "pw")
     client = world.connect()
     replies = client.send_mail(
         "a@b.test", ["alice@example.test", "bob@example.test", "carol@example.test"], b"hi"
