@@ -558,6 +558,8 @@ class SMTPServer(TransactionMixin, protocol.Protocol):
 class SMTPFactory(protocol.ServerFactory):
     """Builds :class:`SMTPServer` sessions for one listener and can stop them gracefully."""
 
+    noisy = False  # sessions log their own connection line
+
     def __init__(
         self,
         *,
