@@ -115,6 +115,13 @@ class SMTPSettings(_Section):
     trusted_networks: list[str] = Field(
         default_factory=list, description="Client networks allowed to relay without AUTH (P11)."
     )
+    pop_before_smtp_minutes: float = Field(
+        0.0,
+        ge=0,
+        le=1440,
+        description="POP/IMAP-before-SMTP (P5): a POP3/IMAP log-in lets that IP relay for"
+        " this many minutes; 0 = off.",
+    )
     require_auth_on: list[ServiceName] = Field(
         default_factory=lambda: ["submission", "smtps"],
         description="Services where MAIL FROM needs an authenticated session (P5).",
@@ -129,6 +136,54 @@ class SMTPSettings(_Section):
             except ValueError:
                 raise ValueError(f"{value!r} is not a network (e.g. 192.0.2.0/24)") from None
         return values
+
+
+class POP3Settings(_Section):
+    """The POP3 service (S2)."""
+
+    allow_plaintext_auth: bool = Field(
+        False, description="Allow USER/PASS on connections without TLS (APOP is always allowed)."
+    )
+    client_timeout: float = Field(
+        600.0, gt=0, le=3600, description="Idle seconds before disconnect."
+    )
+    max_line: int = Field(2048, ge=512, le=65536, description="Longest command line in bytes.")
+
+
+class IMAPSettings(_Section):
+    """The IMAP4 service (S3)."""
+
+    allow_plaintext_auth: bool = Field(
+        False, description="Allow LOGIN/AUTHENTICATE on connections without TLS."
+    )
+    login_timeout: float = Field(
+        60.0, gt=0, le=3600, description="Seconds to log in after connecting."
+    )
+    idle_timeout: float = Field(
+        1800.0, ge=60, le=86400, description="Idle seconds after log-in before disconnect."
+    )
+    max_sessions_per_user: int = Field(
+        20, ge=1, le=1000, description="Concurrent sessions per user."
+    )
+    idle_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often IDLE looks for changes by others."
+    )
+
+
+class AuthSettings(_Section):
+    """Failed log-in throttling shared by SMTP AUTH, POP3 and IMAP."""
+
+    failure_delay: float = Field(
+        1.0, ge=0, le=60, description="Delay after the first failure, seconds."
+    )
+    max_failure_delay: float = Field(
+        15.0, ge=0, le=300, description="Longest delay after failures."
+    )
+    block_after: int = Field(10, ge=1, le=10000, description="Failures before a temporary block.")
+    block_minutes: float = Field(15.0, ge=0, le=1440, description="How long a block lasts.")
+    window_minutes: float = Field(
+        15.0, gt=0, le=1440, description="How long failures are remembered."
+    )
 
 
 class SpoolSettings(_Section):
@@ -177,6 +232,9 @@ class Settings(_Section):
     tls: TLSSettings = TLSSettings()
     listeners: list[ListenerSettings] = Field(default_factory=list)
     smtp: SMTPSettings = SMTPSettings()
+    pop3: POP3Settings = POP3Settings()
+    imap: IMAPSettings = IMAPSettings()
+    auth: AuthSettings = AuthSettings()
     spool: SpoolSettings = SpoolSettings()
     queue: QueueSettings = QueueSettings()
     plugins: PluginSettings = PluginSettings()

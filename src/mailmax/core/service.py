@@ -20,7 +20,8 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from mailmax.core import config as config_mod
-from mailmax.core.config import SMTP_SERVICES, ListenerSettings, Settings
+from mailmax.core.authlimit import AuthLimiter, RecentLogins
+from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
 from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginError, PluginSet, build_plugin_set
@@ -56,7 +57,10 @@ class MailMaxService(service.MultiService):
             settings.plugins.enabled, settings.plugins.settings
         )
         self.ports: list[tuple[ListenerSettings, IListeningPort]] = []
-        self.factories: list[SMTPFactory] = []
+        self.factories: list[Any] = []
+        #: Failed-login counters and recent POP3/IMAP log-ins, shared by every protocol.
+        self.authlimit = AuthLimiter.from_settings(settings)
+        self.logins = RecentLogins()
         self._logfile: MailLogFile | None = None
         self._previous_sighup: Any = None
 
@@ -135,12 +139,6 @@ class MailMaxService(service.MultiService):
             tls_options = server_options(cert, key, settings.tls.min_version)
         pending = []
         for listener in settings.listeners:
-            if listener.service not in SMTP_SERVICES:
-                raise config_mod.ConfigError(
-                    f"{settings.source}: listener {listener.address}:{listener.port}: service "
-                    f"{listener.service!r} is not available in this version; "
-                    "use smtp, submission or smtps"
-                )
             options = tls_options
             if listener.tls_cert or listener.tls_key:
                 options = server_options(
@@ -148,21 +146,14 @@ class MailMaxService(service.MultiService):
                     settings.path(listener.tls_key or settings.tls.key),
                     settings.tls.min_version,
                 )
-            if listener.service == "smtps" and options is None:
+            implicit_tls = listener.service in IMPLICIT_TLS_SERVICES
+            if implicit_tls and options is None:
                 raise config_mod.ConfigError(
-                    f"{settings.source}: listener {listener.address}:{listener.port} (smtps) "
-                    f"needs a certificate; {cert} or {key} is missing"
+                    f"{settings.source}: listener {listener.address}:{listener.port} "
+                    f"({listener.service}) needs a certificate; {cert} or {key} is missing"
                 )
-            factory = SMTPFactory(
-                settings=settings,
-                listener=listener,
-                directory=self.async_directory,
-                spool=self.spool,
-                plugins=self.current_plugins,
-                tls_options=options,
-                reactor=self.reactor,
-            )
-            if listener.service == "smtps":
+            factory = self._factory(listener, options)
+            if implicit_tls:
                 endpoint = endpoints.SSL4ServerEndpoint(
                     self.reactor, listener.port, options, interface=listener.address
                 )
@@ -177,6 +168,26 @@ class MailMaxService(service.MultiService):
         done = defer.DeferredList(pending, fireOnOneErrback=True, consumeErrors=True)
         done.addCallback(lambda _: self._write_ports())
         done.addErrback(self._listen_failed)
+
+    def _factory(self, listener: ListenerSettings, tls_options: Any) -> Any:
+        """The protocol factory for one listener's service."""
+        common = {
+            "settings": self.settings,
+            "listener": listener,
+            "directory": self.async_directory,
+            "plugins": self.current_plugins,
+            "tls_options": tls_options,
+            "reactor": self.reactor,
+        }
+        if listener.service in SMTP_SERVICES:
+            return SMTPFactory(spool=self.spool, **common)
+        if listener.service in ("pop3", "pop3s"):
+            from mailmax.core.pop3.server import POP3Factory
+
+            return POP3Factory(authlimit=self.authlimit, logins=self.logins, **common)
+        from mailmax.core.imap.server import IMAPFactory
+
+        return IMAPFactory(**common)
 
     def _listening(self, port: IListeningPort, listener: ListenerSettings) -> None:
         self.ports.append((listener, port))
