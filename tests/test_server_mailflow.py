@@ -1,0 +1,45 @@
+"""Mail in over SMTP, out over POP3, through one running server (S1, S2, S4)."""
+
+from __future__ import annotations
+
+import poplib
+
+
+def test_smtp_in_pop3_out_over_stls(mailmax):
+    body = (
+        b"From: bob@remote.test\r\nTo: alice@example.test\r\nSubject: pop me\r\n\r\n"
+        b".dot line\r\nend\r\n"
+    )
+    with mailmax.smtp() as client:
+        client.sendmail("bob@remote.test", ["alice@example.test"], body)
+    (stored,) = mailmax.wait_for_mail("alice@example.test")
+    pop = poplib.POP3("127.0.0.1", mailmax.ports["pop3"], timeout=10)
+    try:
+        pop.stls(context=mailmax.ssl_context())
+        pop.user("alice")
+        pop.pass_("alicesecret")
+        assert pop.stat()[0] == 1
+        _, lines, _ = pop.retr(1)
+        assert b"\r\n".join(lines) + b"\r\n" == stored
+        pop.dele(1)
+    finally:
+        pop.quit()
+    assert mailmax.messages("alice@example.test") == []
+
+
+def test_pop3s_login_forms_share_the_directory(mailmax):
+    for login in (
+        "bob@example.test",
+        "bob/example.test",
+        "bob%example.test",
+        "example.test/bob",
+        "bob",
+    ):
+        pop = poplib.POP3_SSL(
+            "localhost", mailmax.ports["pop3s"], timeout=10, context=mailmax.ssl_context()
+        )
+        try:
+            pop.user(login)
+            assert pop.pass_("bobsecret").startswith(b"+OK"), login
+        finally:
+            pop.quit()
