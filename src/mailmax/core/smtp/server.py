@@ -18,10 +18,12 @@ from twisted.internet import defer, interfaces, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from mailmax.core.hooks import Scope
 from mailmax.core.model import Envelope, Session
-from mailmax.core.smtp import auth, commands
+from mailmax.core.smtp import commands
 from mailmax.core.smtp.commands import SMTPReplyError
 from mailmax.core.smtp.data import DataReader
+from mailmax.core.smtp.login import LoginMixin
 from mailmax.core.smtp.transaction import TransactionMixin
 from mailmax.core.verdicts import Action, Verdict
 
@@ -45,7 +47,7 @@ _HTTP_VERBS = frozenset({"GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS"})
 _COMMANDS = "HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH"
 
 
-class SMTPServer(TransactionMixin, protocol.Protocol):
+class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
     """One SMTP session. Command handlers are ``smtp_<VERB>``; they may return a Deferred."""
 
     factory: SMTPFactory
@@ -293,6 +295,11 @@ class SMTPServer(TransactionMixin, protocol.Protocol):
             return
         self._errors += 1
         if self._errors >= self.limits.max_errors and not self._closing:
+            log.info(
+                "session {session_id} closed after {errors} errors",
+                session_id=self.session.session_id if self.session else "",
+                errors=self._errors,
+            )
             self._close(421, "4.7.0", "Too many errors, closing connection")
 
     def refused(self, verdict: Verdict) -> bool:
@@ -352,8 +359,6 @@ class SMTPServer(TransactionMixin, protocol.Protocol):
 
     # ------------------------------------------------------------------ helpers for handlers
     def _policy(self, hook: str, scope: Any = None, **kwargs: Any) -> defer.Deferred[Verdict]:
-        from mailmax.core.hooks import Scope
-
         if scope is None:
             scope = Scope(listener=self.listener.address)
         assert self.plugins is not None
@@ -467,88 +472,6 @@ class SMTPServer(TransactionMixin, protocol.Protocol):
             self._reply(252, "2.5.2", "Cannot VRFY that address")
             return
         await self.vrfy_lookup(address)
-
-    # ------------------------------------------------------------------ AUTH (P5, A11)
-    async def smtp_AUTH(self, arg: str) -> None:
-        """AUTH mechanism [initial-response] (RFC 4954)."""
-        session = self.session
-        assert session is not None
-        if not session.esmtp:
-            raise SMTPReplyError(503, "5.5.1", "Send EHLO first")
-        if session.auth_user is not None:
-            raise SMTPReplyError(503, "5.5.1", "Already authenticated")
-        if self.envelope is not None:
-            raise SMTPReplyError(503, "5.5.1", "AUTH not allowed during a mail transaction")
-        if not self.auth_allowed:
-            raise SMTPReplyError(
-                538, "5.7.11", "Encryption required for requested authentication mechanism"
-            )
-        words = arg.split()
-        if not 1 <= len(words) <= 2:
-            raise SMTPReplyError(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
-        mechanism = auth.make_mechanism(words[0].upper(), self.hostname)
-        if mechanism is None:
-            raise SMTPReplyError(504, "5.5.4", "Unrecognized authentication type")
-        initial = auth.decode_response(words[1].encode()) if len(words) == 2 else None
-        result = self._sasl_next(mechanism, mechanism.start(initial))
-        if result is not None:
-            await result
-
-    def auth_response(self, line: bytes) -> defer.Deferred[None] | None:
-        """The client answered a ``334`` challenge."""
-        mechanism, self._sasl = self._sasl, None
-        try:
-            step = mechanism.step(auth.decode_response(line))
-        except SMTPReplyError as exc:
-            self._error(exc)
-            return None
-        return self._sasl_next(mechanism, step)
-
-    def _sasl_next(self, mechanism: auth.Mechanism, step: auth.Step) -> defer.Deferred[None] | None:
-        if isinstance(step, bytes):
-            self._sasl = mechanism
-            self._write(auth.encode_challenge(step))
-            return None
-        return defer.ensureDeferred(self._login(step))
-
-    async def _login(self, credentials: auth.Credentials) -> None:
-        session = self.session
-        assert session is not None
-        domain = self.listener.default_domain
-        user = None
-        if credentials.digest is not None:
-            found = await self.directory.clear_password(credentials.login, domain)
-            if found is not None and credentials.verify_cram(found[1]):
-                user = found[0]
-        else:
-            assert credentials.password is not None
-            user = await self.directory.authenticate(
-                credentials.login, credentials.password, domain
-            )
-        if user is None or not user.enabled or user.smtp_auth_disabled:
-            self._log_login(credentials.login, "failed")
-            raise SMTPReplyError(535, "5.7.8", "Authentication credentials invalid")
-        verdict = await self._policy("mailmax_auth", username=user.address)
-        if verdict.decisive and verdict.action is not Action.ACCEPT:
-            self._log_login(user.address, f"refused by {verdict.plugin or 'policy'}")
-            self.refused(verdict)
-            return
-        session.auth_user = user.address
-        self._log_login(user.address, "ok")
-        recorded = self.directory.record_login(user.address, "smtp", session.peer_ip)
-        if isinstance(recorded, defer.Deferred):
-            recorded.addErrback(lambda f: log.failure("cannot record login", f))
-        self._reply(235, "2.7.0", "Authentication successful")
-
-    def _log_login(self, login: str, outcome: str) -> None:
-        assert self.session is not None
-        log.info(
-            "login {login} {outcome} from {peer} session {session_id}",
-            login=login,
-            outcome=outcome,
-            peer=self.session.peer_ip,
-            session_id=self.session.session_id,
-        )
 
     def __repr__(self) -> str:
         session_id = self.session.session_id if self.session else "-"
