@@ -64,6 +64,7 @@ def serve(config_path: str) -> None:
     directory.start()
     tls = server_options(Path(spec["cert"]), Path(spec["key"]))
     plugins = PluginSet([])
+    authlimit = AuthLimiter(**spec["auth"])
     factories: list[IMAPFactory] = []
 
     async def start() -> None:
@@ -79,9 +80,9 @@ def serve(config_path: str) -> None:
                     plugins=lambda: plugins,
                     tls_options=tls,
                     reactor=reactor,
+                    authlimit=authlimit,
                 )
                 factory.limits = dataclasses.replace(factory.limits, **profile["limits"])
-                factory.auth_limiter = AuthLimiter(**spec["auth"])
                 if listener.service == "imaps":
                     endpoint = endpoints.SSL4ServerEndpoint(reactor, 0, tls, interface="127.0.0.1")
                 else:
@@ -120,13 +121,17 @@ class MailUser:
 PROFILES: dict[str, dict[str, Any]] = {
     # plaintext log-in allowed (most tests), fast IDLE polling
     "plain": {
-        "smtp": {"allow_plaintext_auth": True},
-        "limits": {"idle_poll_seconds": 0.2, "max_sessions_per_user": 5},
+        "imap": {
+            "allow_plaintext_auth": True,
+            "idle_poll_seconds": 0.2,
+            "max_sessions_per_user": 5,
+        },
+        "limits": {},
     },
-    # TLS required, short timeouts
+    # TLS required, short timeouts (below what the configuration allows)
     "strict": {
-        "smtp": {"allow_plaintext_auth": False},
-        "limits": {"login_timeout": 1.5, "idle_timeout": 3.0},
+        "imap": {"allow_plaintext_auth": False, "login_timeout": 1.5},
+        "limits": {"idle_timeout": 3.0},
     },
 }
 
@@ -146,7 +151,8 @@ class IMAPServerProcess:
             label: {
                 "settings": {
                     "server": {"hostname": "imap.example.test", "data_dir": str(self.root)},
-                    "smtp": {"max_message_size": MAX_MESSAGE, **profile["smtp"]},
+                    "smtp": {"max_message_size": MAX_MESSAGE},
+                    "imap": profile["imap"],
                     "listeners": [
                         {"service": "imap", "port": 0, "default_domain": DOMAIN},
                         {"service": "imaps", "port": 0, "default_domain": DOMAIN},

@@ -46,7 +46,7 @@ class IMAPLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IMAPLimits:
-        """The limits for ``settings``; plaintext log-in follows ``[smtp]`` until ``[imap]``."""
+        """The limits of the ``[imap]`` settings (plaintext log-in as ``[smtp]`` without one)."""
         section = getattr(settings, "imap", None)
         plaintext = getattr(section, "allow_plaintext_auth", None)
         if plaintext is None:
@@ -131,7 +131,7 @@ class AuthCommands:
     async def _login(self, login: str, password: str) -> str:
         assert self.session is not None
         domain = self.listener.default_domain
-        limiter = self.factory.auth_limiter
+        limiter = self.factory.authlimit
         account = limiter.account_key(login, domain)
         try:
             user = await limiter.attempt(
@@ -177,6 +177,7 @@ class AuthCommands:
         self.state = "auth"
         self._touch()
         self._log_login(user.address, "ok")
+        self.factory.logins.note(self.peer_ip, user.address)
         recorded = self.directory.record_login(user.address, "imap", self.peer_ip)
         if isinstance(recorded, defer.Deferred):
             recorded.addErrback(lambda f: log.failure("cannot record log-in", f))

@@ -8,6 +8,7 @@ inside the body need the whole message read and its structure parsed.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -137,44 +138,77 @@ def _section(text: str) -> Section:
 
 # ---------------------------------------------------------------------- one message's bytes
 class Source:
-    """Lazy access to one message file: header, whole bytes, parsed structure."""
+    """Lazy access to one message file: header, whole bytes, parsed structure.
 
-    def __init__(self, opener: Callable[[], BinaryIO]) -> None:
-        self._opener = opener
-        self._file: BinaryIO | None = None
-        self._size: int | None = None
+    The file is read with ``pread`` on a descriptor (no file object): ``path`` is tried
+    first, ``fallback`` (the store's ``open_file``, which follows renames and raises
+    MessageGone) when it is not there.
+    """
+
+    def __init__(self, path: str, fallback: Callable[[], BinaryIO]) -> None:
+        self._path = path
+        self._fallback = fallback
+        self._fd = -1
+        self._size = 0
         self._head = b""
         self._split: tuple[int, int] | None = None
         self.data: bytes | None = None
         self._tree: mime.Part | None = None
         self._top: mime.Part | None = None
 
-    def _handle(self) -> BinaryIO:
-        if self._file is None:
-            self._file = self._opener()
-            self._size = os.fstat(self._file.fileno()).st_size
-        return self._file
+    @classmethod
+    def of(cls, folder: Any, info: MessageInfo, folder_dir: str) -> Source:
+        """The source of a message of ``folder`` (``folder_dir`` is its directory as text)."""
+        path = f"{folder_dir}/{info.filename}" if info.filename else ""
+        return cls(path, functools.partial(folder.open_file, info.uid))
+
+    def _open(self) -> int:
+        if self._fd < 0:
+            try:
+                if not self._path:
+                    raise FileNotFoundError(self._path)
+                fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                handle = self._fallback()
+                try:
+                    fd = os.dup(handle.fileno())
+                finally:
+                    handle.close()
+            try:
+                self._size = os.fstat(fd).st_size
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+        return self._fd
+
+    def _read(self, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` (blank-padded if the file shrank meanwhile)."""
+        fd = self._open()
+        data = os.pread(fd, length, start)
+        while len(data) < length:
+            more = os.pread(fd, length - len(data), start + len(data))
+            if not more:
+                return data.ljust(length, b" ")
+            data += more
+        return data
 
     @property
     def size(self) -> int:
-        """The file's size in bytes."""
-        self._handle()
-        assert self._size is not None
+        """The file's size in bytes (opens the file)."""
+        self._open()
         return self._size
 
     def close(self) -> None:
         """Close the file."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def full(self) -> bytes:
         """Every byte of the message."""
         if self.data is None:
-            handle = self._handle()
-            handle.seek(0)
-            data = handle.read()
-            self.data = data[: self.size].ljust(self.size, b" ")
+            self.data = self._read(0, self.size)
         return self.data
 
     def split(self) -> tuple[int, int]:
@@ -183,18 +217,13 @@ class Source:
             if self.data is not None:
                 self._split = mime.split_header(self.data)
             else:
-                handle = self._handle()
-                handle.seek(0)
-                head = b""
+                size, head = self.size, b""
                 while True:
-                    chunk = handle.read(CHUNK)
-                    head += chunk
+                    head += self._read(len(head), min(CHUNK, size - len(head)))
                     header_end, body_start = mime.split_header(head)
-                    if body_start < len(head) or not chunk or len(head) >= MAX_HEADER:
+                    if len(head) >= size or len(head) >= MAX_HEADER:
                         break
-                    if body_start == len(head) and head.endswith(b"\n\n"):
-                        break
-                    if head.endswith(b"\n\r\n"):
+                    if body_start < len(head) or head.endswith((b"\n\n", b"\n\r\n")):
                         break
                 self._head = head
                 self._split = (header_end, body_start)
@@ -234,16 +263,11 @@ class Source:
             for pos in range(start, end, CHUNK):
                 yield self.data[pos : min(end, pos + CHUNK)]
             return
-        handle = self._handle()
-        handle.seek(start)
-        remaining = end - start
-        while remaining > 0:
-            chunk = handle.read(min(CHUNK, remaining))
-            if not chunk:  # the file shrank: keep the announced length
-                yield b" " * remaining
-                return
-            remaining -= len(chunk)
-            yield chunk
+        if end - start <= CHUNK * 4:
+            yield self._read(start, end - start)
+            return
+        for pos in range(start, end, CHUNK):
+            yield self._read(pos, min(CHUNK, end - pos))
 
 
 # ---------------------------------------------------------------------- answering

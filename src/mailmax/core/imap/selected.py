@@ -12,7 +12,6 @@ nothing changed.
 from __future__ import annotations
 
 import bisect
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -70,11 +69,12 @@ def _position(folder: Folder, uid: int) -> int:
 def _open(store: MailStore, name: str, readonly: bool) -> tuple[Folder, dict[str, Any]]:
     folder = store.open(name)
     try:
-        claimed = [] if readonly else folder.claim_recent()
+        waiting = folder.recent_count()
+        claimed = folder.claim_recent() if waiting and not readonly else []
         first = folder.first_unseen()
         facts = {
             "claimed": claimed,
-            "recent": folder.recent_count() if readonly else len(claimed),
+            "recent": waiting if readonly else len(claimed),
             "exists": len(folder),
             "unseen": _position(folder, first) if first else None,
             "keywords": folder.keywords(),
@@ -216,15 +216,18 @@ class SelectedCommands:
         if len(args) != 1:
             raise Bad("Syntax: SELECT mailbox")
         name = self.mailbox_name(args[0])  # type: ignore[attr-defined]
-        if self.selected is not None:
-            self.release_selected()
-            self.state = "auth"
+        previous, self.selected = self.selected, None
+        self.state = "auth"
         try:
             folder, facts = await self.blocking(_open, self.store, name, readonly)  # type: ignore[attr-defined]
         except FolderNotFound:
             raise No("[NONEXISTENT] No such mailbox") from None
         except BadFolderName as exc:
             raise No(f"[CANNOT] {exc}") from None
+        finally:  # closed after the new one is open: the index stays warm on a re-SELECT
+            if previous is not None:
+                self.selected = previous
+                self.release_selected()
         if self._closing:  # type: ignore[attr-defined]
             folder.close()
             return "Closed"
@@ -352,6 +355,7 @@ class SelectedCommands:
         meta = all(item.name in fetch.META for item in with_flags)
         gone: list[int] = []
         folder = selected.folder
+        folder_dir = str(folder.dir)
         flags_of = self.flags_of
 
         def chunks() -> Any:
@@ -364,7 +368,7 @@ class SelectedCommands:
                 if meta:
                     yield fetch.answer_meta(info, position + 1, wanted, flags_of(info))
                     continue
-                source = fetch.Source(functools.partial(folder.open_file, info.uid))
+                source = fetch.Source.of(folder, info, folder_dir)
                 try:
                     try:
                         source.size  # noqa: B018 - opens the file now
@@ -439,11 +443,12 @@ class SelectedCommands:
         selected = self.selected
         assert selected is not None
         folder, flags_of = selected.folder, self.flags_of
+        folder_dir = str(folder.dir)
         found = []
         for position, info in enumerate(view):
             if not info.filename:
                 continue
-            source = fetch.Source(functools.partial(folder.open_file, info.uid))
+            source = fetch.Source.of(folder, info, folder_dir)
             try:
                 if query.matches(Candidate(position + 1, info, flags_of(info), source)):
                     found.append(info.uid if uid else position + 1)

@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from mailmax.core.authlimit import AuthLimiter
+from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.imap import parser
 from mailmax.core.imap.auth import AuthCommands, IMAPLimits
 from mailmax.core.imap.errors import Bad, IMAPError
@@ -542,6 +542,8 @@ class IMAPFactory(protocol.ServerFactory):
         plugins: Callable[[], PluginSet],
         tls_options: ssl.CertificateOptions | None,
         reactor: Any = None,
+        authlimit: AuthLimiter | None = None,
+        logins: RecentLogins | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -554,8 +556,10 @@ class IMAPFactory(protocol.ServerFactory):
         self.tls_options = tls_options
         self.reactor = reactor
         self.limits = IMAPLimits.from_settings(settings)
-        #: Failed-login throttling; the service may replace it with one shared by all listeners.
-        self.auth_limiter = AuthLimiter.from_settings(settings)
+        #: Failed-login throttling, shared with the other listeners when the service gives one.
+        self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
+        #: Successful log-ins by IP, for POP/IMAP-before-SMTP (P5).
+        self.logins = logins if logins is not None else RecentLogins()
         self.sessions: set[IMAPServer] = set()
         self.user_sessions: collections.Counter[str] = collections.Counter()
         self.shutting_down = False
