@@ -242,3 +242,15 @@ def test_logins_are_logged_without_passwords() -> None:
     for secret in ("wrongpassword", "alicesecret", "bobsecret", b64("bobsecret")):
         assert secret not in text
     assert all(secret not in repr(e) for e in events for secret in ("alicesecret", "bobsecret"))
+
+
+def test_trusted_networks_need_no_auth_on_submission() -> None:
+    """P5, P11: a client in trusted_networks (e.g. a webmail host) may submit without AUTH;
+    other clients on the same port may not."""
+    world = World(service="submission", smtp={"trusted_networks": ["10.0.0.0/8"]})
+    trusted = world.connect(peer="10.9.8.7")
+    replies = trusted.send_mail("alice@example.test", ["user@remote.test"], b"hi")
+    assert replies[-1].startswith("250 2.0.0")
+    stranger = world.connect(peer="192.0.2.1")
+    stranger.cmd("EHLO c")
+    assert stranger.cmd("MAIL FROM:<alice@example.test>").startswith("530 5.7.0")
