@@ -158,6 +158,9 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
             tls=interfaces.ISSLTransport.providedBy(self.transport),
         )
         self.factory.sessions.add(self)
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:  # replies end in a small tagged line: no Nagle delay
+            no_delay(True)
         log.info(
             "connection {session_id} from {peer} on {listener} ({service})",
             session_id=self.session.session_id,
