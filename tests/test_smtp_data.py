@@ -139,3 +139,20 @@ def test_feeding_after_the_end_is_an_error() -> None:
     reader, _ = read_all(b".\r\n")
     with pytest.raises(RuntimeError):
         reader.feed(b"more")
+
+
+def test_long_line_probe_matches_a_line_by_line_check() -> None:
+    """P6: the windowed long-line probe agrees with measuring every line."""
+    import random
+
+    from mailmax.core.smtp.data import has_long_line
+
+    rng = random.Random(5321)
+    for _ in range(5000):
+        limit = rng.randint(1, 40)
+        block = b"".join(
+            b"x" * rng.choice([rng.randint(0, limit + 3), rng.randint(0, 3 * limit)]) + b"\r\n"
+            for _ in range(rng.randint(1, 12))
+        )
+        expected = any(len(line) - 1 > limit for line in block.split(b"\n")[:-1])
+        assert has_long_line(block, limit) == expected, (block, limit)

@@ -21,6 +21,7 @@ MAX_PARAMS = 16
 _ATEXT = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~"
 )
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _VERB = re.compile(r"[A-Za-z]{1,16}\Z")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}\Z")
@@ -93,7 +94,7 @@ def parse_command(line: bytes) -> Command:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         raise SMTPReplyError(500, "5.5.2", "Invalid characters in command") from None
-    if any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in text):
+    if _CONTROL.search(text):
         raise SMTPReplyError(500, "5.5.2", "Invalid characters in command")
     verb, _, arg = text.partition(" ")
     if not _VERB.match(verb):

@@ -66,6 +66,29 @@ class DataResult:
         return None
 
 
+def has_long_line(block: bytes, max_line: int) -> bool:
+    """True when a line of ``block`` (CRLF-terminated lines) is longer than ``max_line`` bytes.
+
+    A line over the limit is a run of more than ``max_line + 1`` bytes without LF, so it covers
+    a whole aligned window of half that size: probe one ``find`` per window, and measure the
+    line exactly only where a window has no LF.
+    """
+    step = max(1, (max_line + 2) // 2)
+    size = len(block)
+    pos = 0
+    while pos < size:
+        if block.find(b"\n", pos, pos + step) < 0:
+            start = block.rfind(b"\n", 0, pos) + 1
+            end = block.find(b"\n", pos)
+            end = size if end < 0 else end
+            length = end - start - (1 if block[end - 1 : end] == b"\r" else 0)
+            if length > max_line:
+                return True
+            pos = end
+        pos += step
+    return False
+
+
 class DataReader:
     """Collects one message after ``354``; call :meth:`feed` until it returns the leftover bytes.
 
@@ -130,9 +153,7 @@ class DataReader:
         result = self.result
         self._check(block)
         if not result.long_line and len(block) > self.max_line + 2:
-            longest = max(len(line) for line in block.split(b"\n")) - 1
-            if longest > self.max_line:
-                result.long_line = True
+            result.long_line = has_long_line(block, self.max_line)
         if self._at_line_start and block[:1] == b".":
             block = block[1:]
         block = block.replace(b"\r\n.", b"\r\n")

@@ -210,9 +210,11 @@ class TransactionMixin(_Base):
             else:
                 self._reply(452, "4.7.0", "Session byte limit reached, reconnect to send more")
             return
-        verdict = await self._policy("mailmax_data", envelope=envelope, message=result.message)
-        if self.refused(verdict):
-            return
+        assert self.plugins is not None
+        if self.plugins.implementations("mailmax_data"):  # joining a big message costs a copy
+            verdict = await self._policy("mailmax_data", envelope=envelope, message=result.message)
+            if self.refused(verdict):
+                return
         queue_id = self.spool.new_id()
         header = received_header(
             helo=session.helo,
