@@ -272,3 +272,27 @@ def test_login_with_literals(imap: IMAPWorld) -> None:
     raw.send(name + b" {%d+}\r\n" % len(password) + password + b"\r\n")
     assert raw.response(b"a")[-1].startswith(b"a OK")
     raw.close()
+
+
+def test_pipelined_commands_are_answered_in_order(imap: IMAPWorld) -> None:
+    """S3: commands sent together (some waiting for the directory) get replies in order."""
+    user = imap.new_user()
+    raw = imap.raw()
+    login = b'a LOGIN "%s" "%s"\r\n' % (user.address.encode(), user.password.encode())
+    raw.send(login + b"b SELECT INBOX\r\nc NOOP\r\nd CAPABILITY\r\ne LOGOUT\r\n")
+    tags = [line.split()[0] for line in raw.response(b"e") if not line.startswith(b"*")]
+    assert tags == [b"a", b"b", b"c", b"d", b"e"]
+    assert raw.closed()
+
+
+def test_nesting_depth_is_bounded(imap: IMAPWorld) -> None:
+    """S3: deeply nested parentheses are BAD (bounded parsing), the session survives."""
+    user = imap.new_user()
+    raw = imap.raw()
+    raw.login(user)
+    raw.command(b"s", b"SELECT INBOX")
+    deep = b"(" * 100 + b"ALL" + b")" * 100
+    assert raw.command(b"a", b"SEARCH " + deep) == [b"a BAD Too deeply nested"]
+    assert raw.command(b"b", b'ID ("x" ("y"))') == [b"b BAD Expected a string for the argument"]
+    assert raw.command(b"c", b"NOOP") == [b"c OK NOOP completed"]
+    raw.close()

@@ -273,6 +273,9 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
     def _failed(self, failure: Failure, tag: str) -> None:
         if self._closing:
             return
+        if failure.check(parser.ParseError):
+            self._bad(tag, str(failure.value))
+            return
         if failure.check(IMAPError):
             error = failure.value
             if isinstance(error, Bad):
