@@ -389,3 +389,13 @@ def test_shutdown_grace_runs_out() -> None:
 def test_shutdown_with_no_sessions() -> None:
     """S1: shutting down an idle listener fires at once."""
     assert World().factory.shutdown(5).called
+
+
+def test_command_line_length_boundary() -> None:
+    """P6: a line of exactly max_command_line bytes is fine, even when its LF comes later."""
+    client = World(smtp={"max_command_line": 512}).connect()
+    exact = b"NOOP " + b"x" * 507
+    client.send(exact + b"\r")
+    client.send(b"\n")
+    assert client.replies() == ["250 2.0.0 Ok"]
+    assert client.cmd(exact + b"y") == "500 5.5.2 Line too long\r\n"

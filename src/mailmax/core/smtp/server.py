@@ -210,7 +210,7 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
                 self._discarding = False
                 continue
             if newline < 0:
-                if len(inbox) > limit:
+                if len(inbox) > limit + 1:  # room for the CR of a line of exactly ``limit``
                     inbox.clear()
                     self._discarding = True
                     self._error(SMTPReplyError(500, "5.5.2", "Line too long"))
@@ -270,6 +270,9 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
             result = handler(command.arg)
         except SMTPReplyError as exc:
             self._error(exc)
+            return None
+        except Exception:
+            self._command_failed(Failure())
             return None
         if hasattr(result, "__await__") and not isinstance(result, defer.Deferred):
             result = defer.ensureDeferred(result)
