@@ -284,3 +284,17 @@ def test_several_messages_in_one_session_and_pipelined() -> None:
     stored = world.stored()
     assert [m[1].split(b"\r\n")[-2] for m in stored] == [b"one", b"two"]
     assert stored[1][0].sender == ""
+
+
+def test_mail_parameters_kept_in_the_envelope() -> None:
+    """S1: BODY and SIZE are kept with the queued message; a client's AUTH= claim is dropped."""
+    world = World()
+    client = world.connect()
+    client.cmd("EHLO c")
+    client.send(
+        b"MAIL FROM:<a@remote.test> BODY=8BITMIME SIZE=20 AUTH=<ceo@example.test>\r\n"
+        b"RCPT TO:<alice@example.test>\r\nDATA\r\nhello\r\n.\r\n"
+    )
+    assert client.replies()[-1].startswith("250 2.0.0")
+    envelope, _ = world.stored()[0]
+    assert envelope.params == {"BODY": "8BITMIME", "SIZE": "20"}

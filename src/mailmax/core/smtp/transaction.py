@@ -71,6 +71,7 @@ class TransactionMixin(_Base):
         if size > self.limits.max_message_size:
             self._reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
             return
+        params.pop("AUTH", None)  # RFC 4954 5: a client's claim, never passed on
         envelope = Envelope(sender=str(sender) if sender else "", params=params, size_hint=size)
         verdict = await self._policy("mailmax_mail_from", envelope=envelope, sender=envelope.sender)
         if self.refused(verdict):
@@ -91,7 +92,7 @@ class TransactionMixin(_Base):
                 if value.upper() not in ("7BIT", "8BITMIME"):
                     raise SMTPReplyError(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
             elif key == "AUTH":
-                continue  # RFC 4954 5: accepted, not trusted
+                continue
             else:
                 raise SMTPReplyError(555, "5.5.4", f"Unsupported parameter {key}")
         return size
