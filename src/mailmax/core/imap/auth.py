@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from twisted.logger import Logger
 
 from mailmax.core.authlimit import LoginBlocked
 from mailmax.core.imap import parser
+from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
 from mailmax.core.store.mailbox import MailStore
 from mailmax.core.verdicts import Action
@@ -46,20 +46,22 @@ class IMAPLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IMAPLimits:
-        """The limits of the ``[imap]`` settings (plaintext log-in as ``[smtp]`` without one)."""
-        section = getattr(settings, "imap", None)
-        plaintext = getattr(section, "allow_plaintext_auth", None)
-        if plaintext is None:
-            plaintext = settings.smtp.allow_plaintext_auth
-        values: dict[str, Any] = {"allow_plaintext_auth": bool(plaintext)}
-        for item in dataclasses.fields(cls):
-            if item.name != "allow_plaintext_auth" and hasattr(section, item.name):
-                values[item.name] = type(item.default)(getattr(section, item.name))
-        return cls(**values)
+        """The limits of the ``[imap]`` settings."""
+        imap = settings.imap
+        return cls(
+            login_timeout=imap.login_timeout,
+            idle_timeout=imap.idle_timeout,
+            max_sessions_per_user=imap.max_sessions_per_user,
+            idle_poll_seconds=imap.idle_poll_seconds,
+            allow_plaintext_auth=imap.allow_plaintext_auth,
+        )
 
 
-class AuthCommands:
+class AuthCommands(SessionBase):
     """Mixin of :class:`~mailmax.core.imap.server.IMAPServer` for the not-authenticated state."""
+
+    _auth_failures: int
+    _sasl_tag: str | None
 
     # ------------------------------------------------------------------ not authenticated
     @property
@@ -175,7 +177,7 @@ class AuthCommands:
         self.user, self.maildir, self.store = user, Path(maildir), store
         self.session.auth_user = user.address
         self.state = "auth"
-        self._touch()
+        self.touch()
         self._log_login(user.address, "ok")
         self.factory.logins.note(self.peer_ip, user.address)
         recorded = self.directory.record_login(user.address, "imap", self.peer_ip)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailmax.core.imap import listing, mutf7, parser, wire
+from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
 from mailmax.core.store import maildir
 from mailmax.core.store.errors import (
@@ -74,11 +75,8 @@ def _append(
         folder.close()
 
 
-class FolderCommands:
+class FolderCommands(SessionBase):
     """Mixin of :class:`~mailmax.core.imap.server.IMAPServer` for the authenticated state."""
-
-    store: MailStore | None
-    maildir: Path | None
 
     # ------------------------------------------------------------------ names
     def mailbox_name(self, value: Any, create: bool = False) -> str:
@@ -120,7 +118,7 @@ class FolderCommands:
         if is_inbox(name):
             raise No("[ALREADYEXISTS] INBOX always exists")
         try:
-            await self.blocking(_create, self.store, name)  # type: ignore[attr-defined]
+            await self.blocking(_create, self.mailstore, name)
         except FolderExists:
             raise No("[ALREADYEXISTS] Mailbox already exists") from None
         except BadFolderName as exc:
@@ -134,11 +132,11 @@ class FolderCommands:
         name = self.mailbox_name(args[0])
         if is_inbox(name):
             raise No("[CANNOT] INBOX cannot be deleted")
-        selected = self.selected  # type: ignore[attr-defined]
+        selected = self.selected
         if selected is not None and selected.name == name:
             raise No("[CANNOT] Cannot delete the selected mailbox; select another one first")
         try:
-            await self.blocking(self.store.delete_folder, name)  # type: ignore[attr-defined, union-attr]
+            await self.blocking(self.mailstore.delete_folder, name)
         except FolderNotFound:
             raise No("[NONEXISTENT] No such mailbox") from None
         except StoreError as exc:
@@ -150,13 +148,13 @@ class FolderCommands:
         if len(args) != 2:
             raise Bad("Syntax: RENAME old new")
         old, new = self.mailbox_name(args[0]), self.mailbox_name(args[1], create=True)
-        selected = self.selected  # type: ignore[attr-defined]
+        selected = self.selected
         if selected is not None and (
             selected.name == old or selected.name.startswith(old + listing.DELIMITER)
         ):
             raise No("[CANNOT] Cannot rename the selected mailbox; select another one first")
         try:
-            await self.blocking(_rename, self.store, self.maildir, old, new)  # type: ignore[attr-defined]
+            await self.blocking(_rename, self.mailstore, self.root, old, new)
         except FolderNotFound:
             raise No("[NONEXISTENT] No such mailbox") from None
         except FolderExists:
@@ -172,9 +170,9 @@ class FolderCommands:
         name = self.mailbox_name(args[0])
         change = listing.change_subscriptions
         if add:
-            await self.blocking(functools.partial(change, self.maildir, add=[name]))  # type: ignore[attr-defined]
+            await self.blocking(functools.partial(change, self.root, add=[name]))
             return "SUBSCRIBE completed"
-        await self.blocking(functools.partial(change, self.maildir, remove=[name]))  # type: ignore[attr-defined]
+        await self.blocking(functools.partial(change, self.root, remove=[name]))
         return "UNSUBSCRIBE completed"
 
     async def cmd_UNSUBSCRIBE(self, tag: str, args: list) -> str:
@@ -201,26 +199,26 @@ class FolderCommands:
         """LIST reference pattern (with CHILDREN and SPECIAL-USE attributes)."""
         pattern = self._pattern(args, "LIST")
         if pattern is None:
-            self.send('* LIST (\\Noselect) "/" ""')  # type: ignore[attr-defined]
+            self.send('* LIST (\\Noselect) "/" ""')
             return "LIST completed"
-        names = await self.blocking(self.store.folders)  # type: ignore[attr-defined, union-attr]
+        names = await self.blocking(self.mailstore.folders)
         parents = listing.parent_set(names)
         known = set(names)
         for name, exists in listing.matching(names, pattern):
             attrs = " ".join(listing.attributes(name, exists, known, parents))
-            self.send(b'* LIST (%s) "/" %s' % (attrs.encode(), wire.mailbox(name)))  # type: ignore[attr-defined]
+            self.send(b'* LIST (%s) "/" %s' % (attrs.encode(), wire.mailbox(name)))
         return "LIST completed"
 
     async def cmd_LSUB(self, tag: str, args: list) -> str:
         """LSUB reference pattern."""
         pattern = self._pattern(args, "LSUB")
         if pattern is None:
-            self.send('* LSUB (\\Noselect) "/" ""')  # type: ignore[attr-defined]
+            self.send('* LSUB (\\Noselect) "/" ""')
             return "LSUB completed"
-        names = await self.blocking(listing.read_subscriptions, self.maildir) or []  # type: ignore[attr-defined]
+        names = await self.blocking(listing.read_subscriptions, self.root) or []
         for name, subscribed in listing.matching(names, pattern):
             attrs = "" if subscribed else "\\Noselect"
-            self.send(b'* LSUB (%s) "/" %s' % (attrs.encode(), wire.mailbox(name)))  # type: ignore[attr-defined]
+            self.send(b'* LSUB (%s) "/" %s' % (attrs.encode(), wire.mailbox(name)))
         return "LSUB completed"
 
     async def cmd_STATUS(self, tag: str, args: list) -> str:
@@ -234,11 +232,11 @@ class FolderCommands:
             wanted.append(item.upper())
         name = self.mailbox_name(args[0])
         try:
-            facts = await self.blocking(_status, self.store, name)  # type: ignore[attr-defined]
+            facts = await self.blocking(_status, self.mailstore, name)
         except FolderNotFound:
             raise No("[NONEXISTENT] No such mailbox") from None
         items = " ".join(f"{item} {facts[item]}" for item in wanted)
-        self.send(b"* STATUS %s (%s)" % (wire.mailbox(name), items.encode()))  # type: ignore[attr-defined]
+        self.send(b"* STATUS %s (%s)" % (wire.mailbox(name), items.encode()))
         return "STATUS completed"
 
     # ------------------------------------------------------------------ APPEND
@@ -262,7 +260,7 @@ class FolderCommands:
         trimmed[-1] = trimmed[-1].rstrip(b" ")
         values = parser.tokenize(trimmed, len(tag) + len(name) + 2)
         folder = self.mailbox_name(values[0])
-        exists = await self.blocking(self.store.exists, folder)  # type: ignore[attr-defined, union-attr]
+        exists = await self.blocking(self.mailstore.exists, folder)
         if not exists:
             raise No("[TRYCREATE] No such mailbox")
         await self.check_quota(size)
@@ -292,25 +290,25 @@ class FolderCommands:
         size = message.size if isinstance(message, parser.FileLiteral) else len(message)
         if size == 0:
             raise No("Cannot store an empty message")
-        limit = self.settings.smtp.max_message_size  # type: ignore[attr-defined]
+        limit = self.settings.smtp.max_message_size
         if size > limit:
             raise No(f"[TOOBIG] Message is over the size limit of {limit} bytes")
         await self.check_quota(size)
         data = message.path if isinstance(message, parser.FileLiteral) else message
         try:
-            uid, uidvalidity = await self.blocking(_append, self.store, name, data, flags, when)  # type: ignore[attr-defined]
+            uid, uidvalidity = await self.blocking(_append, self.mailstore, name, data, flags, when)
         except FolderNotFound:
             raise No("[TRYCREATE] No such mailbox") from None
         except BadFlag as exc:
             raise Bad(str(exc)) from None
-        await self.blocking(maildir.adjust_usage, self.maildir, size, 1)  # type: ignore[attr-defined]
+        await self.blocking(maildir.adjust_usage, self.root, size, 1)
         return f"[APPENDUID {uidvalidity} {uid}] APPEND completed"
 
     # ------------------------------------------------------------------ quota (RFC 2087)
     async def quota_limit(self) -> int:
         """The user's disk limit in bytes (0 = none), as the directory has it now."""
-        user = self.user  # type: ignore[attr-defined]
-        directory = self.directory  # type: ignore[attr-defined]
+        user = self.account
+        directory = self.directory
         fresh = await directory.get_user(user.address)
         user = fresh or user
         if user.disk_limit_mb:
@@ -323,10 +321,10 @@ class FolderCommands:
         limit = await self.quota_limit()
         if not limit:
             return
-        usage = await self.blocking(maildir.usage_bytes, self.maildir)  # type: ignore[attr-defined]
+        usage = await self.blocking(maildir.usage_bytes, self.root)
         if usage + size > limit:
-            exact = functools.partial(maildir.usage_bytes, self.maildir, exact=True)
-            usage = await self.blocking(exact)  # type: ignore[attr-defined]
+            exact = functools.partial(maildir.usage_bytes, self.root, exact=True)
+            usage = await self.blocking(exact)
             if usage + size > limit:
                 raise No(
                     f"[OVERQUOTA] Mailbox is full: {usage} of {limit} bytes used, "
@@ -337,7 +335,7 @@ class FolderCommands:
         limit = await self.quota_limit()
         if not limit:
             return None
-        usage = await self.blocking(maildir.usage_bytes, self.maildir)  # type: ignore[attr-defined]
+        usage = await self.blocking(maildir.usage_bytes, self.root)
         return f'* QUOTA "" (STORAGE {(usage + 1023) // 1024} {limit // 1024})'
 
     async def cmd_GETQUOTAROOT(self, tag: str, args: list) -> str:
@@ -345,15 +343,15 @@ class FolderCommands:
         if len(args) != 1:
             raise Bad("Syntax: GETQUOTAROOT mailbox")
         name = self.mailbox_name(args[0])
-        exists = await self.blocking(self.store.exists, name)  # type: ignore[attr-defined, union-attr]
+        exists = await self.blocking(self.mailstore.exists, name)
         if not exists:
             raise No("[NONEXISTENT] No such mailbox")
         line = await self._quota_line()
         if line is None:
-            self.send(b"* QUOTAROOT " + wire.mailbox(name))  # type: ignore[attr-defined]
+            self.send(b"* QUOTAROOT " + wire.mailbox(name))
         else:
-            self.send(b'* QUOTAROOT %s ""' % wire.mailbox(name))  # type: ignore[attr-defined]
-            self.send(line)  # type: ignore[attr-defined]
+            self.send(b'* QUOTAROOT %s ""' % wire.mailbox(name))
+            self.send(line)
         return "GETQUOTAROOT completed"
 
     async def cmd_GETQUOTA(self, tag: str, args: list) -> str:
@@ -365,7 +363,7 @@ class FolderCommands:
         line = await self._quota_line()
         if line is None:
             raise No("[NONEXISTENT] No quota is set")
-        self.send(line)  # type: ignore[attr-defined]
+        self.send(line)
         return "GETQUOTA completed"
 
     def cmd_SETQUOTA(self, tag: str, args: list) -> str:
@@ -377,12 +375,12 @@ class FolderCommands:
         """NAMESPACE (RFC 2342): one personal namespace."""
         if args:
             raise Bad("NAMESPACE takes no arguments")
-        self.send('* NAMESPACE (("" "/")) NIL NIL')  # type: ignore[attr-defined]
+        self.send('* NAMESPACE (("" "/")) NIL NIL')
         return "NAMESPACE completed"
 
     def cmd_ENABLE(self, tag: str, args: list) -> str:
         """ENABLE (RFC 5161): no extension here needs enabling."""
         if not args or any(not isinstance(a, parser.Atom) for a in args):
             raise Bad("Syntax: ENABLE capability ...")
-        self.send("* ENABLED")  # type: ignore[attr-defined]
+        self.send("* ENABLED")
         return "ENABLE completed"

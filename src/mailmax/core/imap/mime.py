@@ -96,8 +96,8 @@ def header_fields(block: bytes) -> list[tuple[str, bytes]]:
             fields[-1] = (name, raw + block[pos:line_end])
         else:
             colon = block.find(b":", pos, line_end)
-            name = block[pos:colon].rstrip(_WS) if colon > 0 else b""
-            fields.append((name.decode("latin-1").lower(), block[pos:line_end]))
+            raw_name = block[pos:colon].rstrip(_WS) if colon > 0 else b""
+            fields.append((raw_name.decode("latin-1").lower(), block[pos:line_end]))
         pos = line_end
     return fields
 

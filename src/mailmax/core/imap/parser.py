@@ -19,7 +19,6 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -444,14 +443,6 @@ def parse_command(parts: list[Any]) -> tuple[str, str, list[Any]]:
     return tag, name, tokenize(parts, start)
 
 
-def plain_string(parts: list[Any]) -> str:
-    """Text of a literal-free command prefix for logging (literal contents left out)."""
-    return " ".join(
-        p.decode("ascii", "replace") if isinstance(p, bytes) else "{...}" for p in parts
-    )
-
-
-# ---------------------------------------------------------------------- argument helpers
 def is_nil(value: Any) -> bool:
     """True for the atom NIL."""
     return isinstance(value, Atom) and value.upper() == "NIL"
@@ -466,19 +457,10 @@ def astring(value: Any, what: str = "argument") -> bytes:
     raise ParseError(f"Expected a string for the {what}")
 
 
-def atom(value: Any, what: str = "argument") -> str:
-    """An atom argument."""
-    if isinstance(value, Atom):
-        return str(value)
-    raise ParseError(f"Expected an atom for the {what}")
-
-
-def number(value: Any, what: str = "number", allow_zero: bool = True) -> int:
-    """A non-negative 32/63-bit number given as an atom."""
-    if isinstance(value, Atom) and value.isdigit() and len(value) <= 19 and value.isascii():
-        result = int(value)
-        if allow_zero or result:
-            return result
+def number(value: Any, what: str = "number") -> int:
+    """A non-negative number (at most 19 digits) given as an atom."""
+    if isinstance(value, Atom) and value.isascii() and value.isdigit() and len(value) <= 19:
+        return int(value)
     raise ParseError(f"Invalid {what}")
 
 
@@ -554,13 +536,6 @@ def format_set(values: list[int]) -> str:
     return ",".join(out)
 
 
-def iter_ranges(ranges: list[tuple[int, int]]) -> Iterator[int]:
-    """Every number of the ranges in order."""
-    for lo, hi in ranges:
-        yield from range(lo, hi + 1)
-
-
-# ---------------------------------------------------------------------- dates
 def parse_date_time(value: Any) -> float:
     """An APPEND date-time (``"17-Jul-1996 02:44:25 -0700"``) as a POSIX timestamp."""
     raw = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)

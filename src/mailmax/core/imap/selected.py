@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailmax.core.imap import fetch, parser, wire
+from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
 from mailmax.core.imap.search import BadCharset, Candidate, Query
 from mailmax.core.store import maildir
@@ -105,11 +106,8 @@ def _expunge(folder: Folder, uids: list[int] | None) -> list[int]:
     return folder.expunge(uids)
 
 
-class SelectedCommands:
+class SelectedCommands(SessionBase):
     """Mixin of :class:`~mailmax.core.imap.server.IMAPServer` for the selected state."""
-
-    selected: Selected | None
-    store: MailStore | None
 
     def init_selected(self) -> None:
         """Per-session state of this mixin."""
@@ -131,7 +129,7 @@ class SelectedCommands:
     async def view(self) -> Sequence[MessageInfo]:
         """The selected folder's messages (read in a thread the first time)."""
         assert self.selected is not None
-        return await self.blocking(self.selected.folder.messages)  # type: ignore[attr-defined]
+        return await self.blocking(self.selected.folder.messages)
 
     def indices(self, view: Sequence[MessageInfo], value: Any, uid: bool) -> list[int]:
         """Positions in ``view`` named by a sequence set (of UIDs when ``uid``)."""
@@ -160,7 +158,7 @@ class SelectedCommands:
         """Forget the selected mailbox and close it (in a thread)."""
         selected, self.selected = self.selected, None
         if selected is not None:
-            closing = self.blocking(selected.folder.close)  # type: ignore[attr-defined]
+            closing = self.blocking(selected.folder.close)
             closing.addErrback(lambda f: log.failure("cannot close a folder", f))
 
     def send_expunged(self, done: Sequence[int], view: Sequence[MessageInfo]) -> None:
@@ -168,7 +166,7 @@ class SelectedCommands:
         selected = self.selected
         for uid in sorted(done):
             seq = bisect.bisect_left(view, uid, key=_UID) + 1
-            self.send(b"* %d EXPUNGE" % seq)  # type: ignore[attr-defined]
+            self.send(b"* %d EXPUNGE" % seq)
             if selected is not None:
                 selected.recent.discard(uid)
 
@@ -178,15 +176,15 @@ class SelectedCommands:
         if selected is None or not expunges:
             return
         try:
-            changes, claimed, view, recent = await self.blocking(  # type: ignore[attr-defined]
+            changes, claimed, view, recent = await self.blocking(
                 _refresh, selected.folder, selected.readonly
             )
         except UidValidityChanged:
-            self.bye("[UIDVALIDITY] The mailbox was re-indexed; please reconnect")  # type: ignore[attr-defined]
+            self.bye("[UIDVALIDITY] The mailbox was re-indexed; please reconnect")
             return
         except (StoreError, OSError) as exc:
             log.warn("cannot refresh {name}: {error}", name=selected.name, error=str(exc))
-            self.bye("The selected mailbox is unavailable")  # type: ignore[attr-defined]
+            self.bye("The selected mailbox is unavailable")
             return
         if self.selected is not selected or not changes:
             return
@@ -196,12 +194,12 @@ class SelectedCommands:
             position = bisect.bisect_left(view, uid, key=_UID)
             if position < len(view) and view[position].uid == uid:
                 flags = wire.flag_list(self.flags_of(view[position]))
-                self.send(b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, uid, flags))  # type: ignore[attr-defined]
+                self.send(b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, uid, flags))
         if changes.added:
-            self.send(b"* %d EXISTS" % len(selected.folder))  # type: ignore[attr-defined]
+            self.send(b"* %d EXISTS" % len(selected.folder))
             selected.recent.update(claimed)
             count = recent if recent >= 0 else len(selected.recent)
-            self.send(b"* %d RECENT" % count)  # type: ignore[attr-defined]
+            self.send(b"* %d RECENT" % count)
 
     def _readwrite(self) -> Selected:
         selected = self.selected
@@ -215,11 +213,11 @@ class SelectedCommands:
         """SELECT mailbox."""
         if len(args) != 1:
             raise Bad("Syntax: SELECT mailbox")
-        name = self.mailbox_name(args[0])  # type: ignore[attr-defined]
+        name = self.mailbox_name(args[0])
         previous, self.selected = self.selected, None
         self.state = "auth"
         try:
-            folder, facts = await self.blocking(_open, self.store, name, readonly)  # type: ignore[attr-defined]
+            folder, facts = await self.blocking(_open, self.store, name, readonly)
         except FolderNotFound:
             raise No("[NONEXISTENT] No such mailbox") from None
         except BadFolderName as exc:
@@ -228,22 +226,22 @@ class SelectedCommands:
             if previous is not None:
                 self.selected = previous
                 self.release_selected()
-        if self._closing:  # type: ignore[attr-defined]
+        if self._closing:
             folder.close()
             return "Closed"
         self.selected = Selected(folder.name, folder, readonly, set(facts["claimed"]))
         self.state = "selected"
         keywords = " ".join(facts["keywords"])
         flags = f"{_SYSTEM_FLAGS} {keywords}".strip()
-        self.send(f"* FLAGS ({flags})")  # type: ignore[attr-defined]
+        self.send(f"* FLAGS ({flags})")
         permanent = "" if readonly else f"{flags} \\*"
-        self.send(f"* OK [PERMANENTFLAGS ({permanent})] Limited")  # type: ignore[attr-defined]
-        self.send(f"* {facts['exists']} EXISTS")  # type: ignore[attr-defined]
-        self.send(f"* {facts['recent']} RECENT")  # type: ignore[attr-defined]
+        self.send(f"* OK [PERMANENTFLAGS ({permanent})] Limited")
+        self.send(f"* {facts['exists']} EXISTS")
+        self.send(f"* {facts['recent']} RECENT")
         if facts["unseen"]:
-            self.send(f"* OK [UNSEEN {facts['unseen']}] First unseen")  # type: ignore[attr-defined]
-        self.send(f"* OK [UIDVALIDITY {folder.uidvalidity}] UIDs valid")  # type: ignore[attr-defined]
-        self.send(f"* OK [UIDNEXT {folder.uidnext}] Predicted next UID")  # type: ignore[attr-defined]
+            self.send(f"* OK [UNSEEN {facts['unseen']}] First unseen")
+        self.send(f"* OK [UIDVALIDITY {folder.uidvalidity}] UIDs valid")
+        self.send(f"* OK [UIDNEXT {folder.uidnext}] Predicted next UID")
         if readonly:
             return "[READ-ONLY] EXAMINE completed"
         return "[READ-WRITE] SELECT completed"
@@ -266,7 +264,7 @@ class SelectedCommands:
             if not selected.readonly:
                 await self._expunge_and_count(selected, None)
         finally:
-            await self.blocking(selected.folder.close)  # type: ignore[attr-defined]
+            await self.blocking(selected.folder.close)
         return "CLOSE completed"
 
     async def cmd_UNSELECT(self, tag: str, args: list) -> str:
@@ -276,12 +274,12 @@ class SelectedCommands:
         return "UNSELECT completed"
 
     async def _expunge_and_count(self, selected: Selected, uids: list[int] | None) -> list[int]:
-        view = await self.blocking(selected.folder.messages)  # type: ignore[attr-defined]
+        view = await self.blocking(selected.folder.messages)
         sizes = {m.uid: m.size for m in view}
-        done = await self.blocking(_expunge, selected.folder, uids)  # type: ignore[attr-defined]
-        if done and self.maildir is not None:  # type: ignore[attr-defined]
+        done = await self.blocking(_expunge, selected.folder, uids)
+        if done and self.maildir is not None:
             freed = sum(sizes.get(uid, 0) for uid in done)
-            await self.blocking(maildir.adjust_usage, self.maildir, -freed, -len(done))  # type: ignore[attr-defined]
+            await self.blocking(maildir.adjust_usage, self.maildir, -freed, -len(done))
         return done
 
     async def cmd_EXPUNGE(self, tag: str, args: list, uid_set: Any = None) -> str:
@@ -344,9 +342,7 @@ class SelectedCommands:
                 view[i].uid for i in positions if "\\Seen" not in view[i].flags and view[i].filename
             ]
             if unseen:
-                changed = await self.blocking(  # type: ignore[attr-defined]
-                    selected.folder.set_flags, unseen, ["\\Seen"], "add"
-                )
+                changed = await self.blocking(selected.folder.set_flags, unseen, ["\\Seen"], "add")
                 seen = set(changed)
                 view = await self.view()
         with_flags = (
@@ -379,7 +375,7 @@ class SelectedCommands:
                 finally:
                     source.close()
 
-        await self.stream(chunks())  # type: ignore[attr-defined]
+        await self.stream(chunks())
         if gone and not uid:
             raise No("[EXPUNGEISSUED] Some messages were expunged by another session")
         return "FETCH completed"
@@ -403,7 +399,7 @@ class SelectedCommands:
         positions = self.indices(view, args[0], uid)
         uids = [view[i].uid for i in positions if view[i].filename]
         try:
-            result = await self.blocking(  # type: ignore[attr-defined]
+            result = await self.blocking(
                 selected.folder.set_flags, uids, [str(f) for f in raw], modes[action]
             )
         except BadFlag as exc:
@@ -420,7 +416,7 @@ class SelectedCommands:
                     line = b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, info.uid, flags)
                 else:
                     line = b"* %d FETCH (FLAGS %s)" % (position + 1, flags)
-                self.send(line)  # type: ignore[attr-defined]
+                self.send(line)
         if gone and not uid:
             raise No("[EXPUNGEISSUED] Some messages were expunged by another session")
         return "STORE completed"
@@ -435,8 +431,8 @@ class SelectedCommands:
             raise No("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset") from None
         except parser.ParseError as exc:
             raise Bad(str(exc)) from None
-        found = await self.blocking(self._search, view, query, uid)  # type: ignore[attr-defined]
-        self.send("* SEARCH" + "".join(f" {n}" for n in found))  # type: ignore[attr-defined]
+        found = await self.blocking(self._search, view, query, uid)
+        self.send("* SEARCH" + "".join(f" {n}" for n in found))
         return "SEARCH completed"
 
     def _search(self, view: Sequence[MessageInfo], query: Query, uid: bool) -> list[int]:
@@ -465,7 +461,7 @@ class SelectedCommands:
             raise Bad(f"Syntax: {'MOVE' if move else 'COPY'} set mailbox")
         selected = self._readwrite() if move else self.selected
         assert selected is not None
-        target = self.mailbox_name(args[1])  # type: ignore[attr-defined]
+        target = self.mailbox_name(args[1])
         view = await self.view()
         positions = self.indices(view, args[0], uid)
         uids = [view[i].uid for i in positions if view[i].filename]
@@ -475,9 +471,9 @@ class SelectedCommands:
             return "No messages to copy"
         size = sum(view[i].size for i in positions)
         if not move:
-            await self.check_quota(size)  # type: ignore[attr-defined]
+            await self.check_quota(size)
         try:
-            pairs, uidvalidity = await self.blocking(  # type: ignore[attr-defined]
+            pairs, uidvalidity = await self.blocking(
                 _copy, self.store, selected.folder, uids, target
             )
         except FolderNotFound:
@@ -490,12 +486,12 @@ class SelectedCommands:
             targets = parser.format_set([t for _, t in pairs])
             code = f"[COPYUID {uidvalidity} {sources} {targets}] "
         if not move:
-            if pairs and self.maildir is not None:  # type: ignore[attr-defined]
+            if pairs and self.maildir is not None:
                 copied = sum(view[i].size for i in positions if view[i].uid in dict(pairs))
-                await self.blocking(maildir.adjust_usage, self.maildir, copied, len(pairs))  # type: ignore[attr-defined]
+                await self.blocking(maildir.adjust_usage, self.maildir, copied, len(pairs))
             return f"{code}COPY completed"
-        self.send(f"* OK {code}Moved")  # type: ignore[attr-defined]
-        done = await self.blocking(_expunge, selected.folder, [s for s, _ in pairs])  # type: ignore[attr-defined]
+        self.send(f"* OK {code}Moved")
+        done = await self.blocking(_expunge, selected.folder, [s for s, _ in pairs])
         self.send_expunged(done, await self.view())
         return "MOVE completed"
 
@@ -510,20 +506,20 @@ class SelectedCommands:
             raise Bad("IDLE takes no arguments")
         if self.selected is not None:
             await self.send_updates(True)
-        self.send("+ idling")  # type: ignore[attr-defined]
+        self.send("+ idling")
         self._idle_tag = tag
         self._idle_noise = 0
-        self.reader.raw = True  # type: ignore[attr-defined]
+        self.reader.raw = True
         if self.selected is not None:
             loop = task.LoopingCall(self._idle_tick)
-            loop.clock = self.reactor  # type: ignore[attr-defined]
+            loop.clock = self.reactor
             self._idle_loop = loop
-            loop.start(self.limits.idle_poll_seconds, now=False).addErrback(  # type: ignore[attr-defined]
+            loop.start(self.limits.idle_poll_seconds, now=False).addErrback(
                 lambda f: log.failure("IDLE poll failed", f)
             )
 
     def _idle_tick(self) -> None:
-        if self._idle_poll is not None or self._closing or self._idle_tag is None:  # type: ignore[attr-defined]
+        if self._idle_poll is not None or self._closing or self._idle_tag is None:
             return
         poll = defer.ensureDeferred(self.send_updates(True))
         self._idle_poll = poll
@@ -548,20 +544,25 @@ class SelectedCommands:
             return
         if line.strip().upper() != b"DONE":
             self._idle_noise += 1
-            self.send("* BAD Expected DONE to end IDLE")  # type: ignore[attr-defined]
+            self.send("* BAD Expected DONE to end IDLE")
             if self._idle_noise >= MAX_IDLE_NOISE:
-                self.bye("Too many invalid lines during IDLE")  # type: ignore[attr-defined]
+                self.bye("Too many invalid lines during IDLE")
             return
         self._idle_tag = None
-        self.reader.raw = False  # type: ignore[attr-defined]
+        self.reader.raw = False
         self.stop_idle()
-        self._start(defer.ensureDeferred(self._idle_done(tag)), tag)  # type: ignore[attr-defined]
+        self.start_work(defer.ensureDeferred(self._idle_done(tag)), tag)
 
     async def _idle_done(self, tag: str) -> None:
         if self._idle_poll is not None:
             waiter: defer.Deferred[None] = defer.Deferred()
-            self._idle_poll.addBoth(lambda result: waiter.callback(None) or result)
+
+            def release(result: Any) -> Any:
+                waiter.callback(None)
+                return result
+
+            self._idle_poll.addBoth(release)
             await waiter
         if self.selected is not None:
             await self.send_updates(True)
-        self.tagged(tag, "OK", "IDLE terminated")  # type: ignore[attr-defined]
+        self.tagged(tag, "OK", "IDLE terminated")

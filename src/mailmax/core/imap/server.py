@@ -168,8 +168,8 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
             listener=f"{self.listener.address}:{self.session.local_port}",
             service=self.listener.service,
         )
-        self._touch()
-        self._start(defer.ensureDeferred(self._greet()), "*")
+        self.touch()
+        self.start_work(defer.ensureDeferred(self._greet()), "*")
 
     async def _greet(self) -> None:
         from mailmax.core.hooks import Scope
@@ -208,7 +208,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
         if self._closing:
             return
         self.reader.feed(data)
-        self._touch()
+        self.touch()
         self._process()
 
     # ------------------------------------------------------------------ input loop
@@ -244,7 +244,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
             if self._sasl_tag is not None:
                 tag, self._sasl_tag = self._sasl_tag, None
                 self.reader.raw = False
-                self._start(defer.ensureDeferred(self._sasl_response(tag, event.line)), tag)
+                self.start_work(defer.ensureDeferred(self._sasl_response(tag, event.line)), tag)
             else:
                 self.idle_line(event.line)
         elif isinstance(event, parser.LiteralWanted):
@@ -255,7 +255,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
                 return
             self._bad(event.tag, f"Command {event.what} too long")
 
-    def _start(self, work: defer.Deferred[Any] | None, tag: str) -> None:
+    def start_work(self, work: defer.Deferred[Any] | None, tag: str) -> None:
         if work is None:
             return
         self._busy = True
@@ -319,7 +319,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
         assert handler is not None
         work = defer.ensureDeferred(self._run(tag, name, handler, args))
         work.addBoth(self._after_command, parts)
-        self._start(work, tag)
+        self.start_work(work, tag)
 
     @staticmethod
     def _discard(parts: list[Any]) -> None:
@@ -411,7 +411,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
         return " ".join(caps)
 
     # ------------------------------------------------------------------ timeouts, shutdown
-    def _touch(self) -> None:
+    def touch(self) -> None:
         if self._closing:
             return
         seconds = self.limits.login_timeout if self.state == _NOT_AUTH else self.limits.idle_timeout
@@ -509,7 +509,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
                 self._bad(tag, f"Literal is over the limit of {limit} bytes")
             return
         if is_message and event.sync:
-            self._start(defer.ensureDeferred(self._decide_append(tag, event)), tag)
+            self.start_work(defer.ensureDeferred(self._decide_append(tag, event)), tag)
             return
         self.reader.accept(self.spool_dir if is_message else None)
         if event.sync:
