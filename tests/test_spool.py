@@ -343,3 +343,14 @@ def test_accept_takes_a_single_bytes_object_as_one_chunk(spool: Spool, reactor_t
     env = make_envelope(spool)
     reactor_thread.call(spool.accept, env, b"Subject: whole\r\n\r\nbody\r\n")
     assert spool.message_path(env.id).read_bytes() == b"Subject: whole\r\n\r\nbody\r\n"
+
+
+def test_a_second_user_of_the_queue_directory_is_refused(spool: Spool, reactor_thread) -> None:
+    """Q1: a second spool (another server on the same data directory) cannot start, since its
+    start-up clean-up would remove the first one's messages in flight."""
+    other = Spool(spool.directory, reactor=reactor_thread.reactor)
+    with pytest.raises(OSError, match="in use by another MailMax process"):
+        other.start()
+    reactor_thread.call(spool.stop)
+    other.start()  # free once the first one stopped
+    reactor_thread.call(other.stop)

@@ -6,6 +6,7 @@ Layout under the spool directory::
     msg/<id>       the raw message exactly as received (with our Received header)
     env/<id>.json  the envelope with per-recipient state; its presence is the commit point
     corrupt/       envelopes that could not be used (kept for the admin, never deleted)
+    lock           held (flock) by the one process using the spool
 
 :meth:`Spool.accept` uses group commit. The reactor thread never touches the disk: it hands
 each message to a pool of ``threads`` workers, which write and fsync its two files into
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -237,6 +239,7 @@ class Spool:
         self._stop_waiters: list[defer.Deferred[None]] = []
         self._id_lock = threading.Lock()
         self._last_us = 0
+        self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -266,7 +269,12 @@ class Spool:
         if created and self.fsync:
             _fsync_dir(self.directory)
             _fsync_dir(self.directory.parent)
-        self._clean()
+        self._lock()
+        try:
+            self._clean()
+        except BaseException:
+            self._unlock()
+            raise
         self._stopping = False
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="spool-write")
         self._coordinator = threading.Thread(
@@ -274,6 +282,24 @@ class Spool:
         )
         self._running = True
         self._coordinator.start()
+
+    def _lock(self) -> None:
+        """Take the spool's lock: two processes must never share a queue directory."""
+        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OSError(
+                errno.EBUSY,
+                f"the queue directory {self.directory} is in use by another MailMax process",
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _clean(self) -> None:
         """Remove what a crash left half-done: tmp files and messages without an envelope."""
@@ -304,6 +330,7 @@ class Spool:
 
     def _stopped_now(self) -> None:
         self._running = False
+        self._unlock()
         waiters, self._stop_waiters = self._stop_waiters, []
         for d in waiters:
             d.callback(None)
