@@ -196,16 +196,23 @@ def test_other_sessions_see_flags_expunges_and_deliveries(imap: IMAPWorld) -> No
 
 
 def test_uid_commands_may_report_expunges(imap: IMAPWorld) -> None:
-    """S3: UID FETCH is followed by pending EXPUNGE responses (allowed for UID commands)."""
+    """S3: UID FETCH is followed by pending EXPUNGE responses (allowed for UID commands);
+    until then the expunged message still answers from the session's view."""
     user = with_messages(imap, 2)
     first = session(imap, user)
     second = session(imap, user)
+    assert len(second.command(b"x", b"FETCH 1:2 (FLAGS)")) == 3
     first.command(b"a", b"STORE 1 +FLAGS.SILENT (\\Deleted)")
     first.command(b"b", b"EXPUNGE")
     assert second.command(b"c", b"UID FETCH 1:* (FLAGS)") == [
+        b"* 1 FETCH (UID 1 FLAGS ())",
         b"* 2 FETCH (UID 2 FLAGS ())",
         b"* 1 EXPUNGE",
         b"c OK FETCH completed",
+    ]
+    assert second.command(b"d", b"UID FETCH 1:* (FLAGS)") == [
+        b"* 1 FETCH (UID 2 FLAGS ())",
+        b"d OK FETCH completed",
     ]
     first.close()
     second.close()

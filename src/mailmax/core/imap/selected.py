@@ -231,6 +231,9 @@ class SelectedCommands(SessionBase):
             return "Closed"
         self.selected = Selected(folder.name, folder, readonly, set(facts["claimed"]))
         self.state = "selected"
+        # read the message list now, while the client reads the reply: FETCH usually follows
+        warming = self.blocking(folder.messages)
+        warming.addErrback(lambda f: log.failure("cannot read {name}", f, name=folder.name))
         keywords = " ".join(facts["keywords"])
         flags = f"{_SYSTEM_FLAGS} {keywords}".strip()
         self.send(f"* FLAGS ({flags})")

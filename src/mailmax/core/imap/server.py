@@ -58,6 +58,8 @@ SMALL_LITERAL = 64 * 1024
 MAX_BAD = 20
 
 _ANY, _NOT_AUTH, _AUTH, _SELECTED = "any", "not_auth", "auth", "selected"
+#: Commands that have just reported the mailbox's state: no refresh after them.
+_FRESH = frozenset({"SELECT", "EXAMINE"})
 _STATES = {
     "CAPABILITY": _ANY,
     "NOOP": _ANY,
@@ -337,7 +339,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
             result = await result
         if result is None or self._closing:
             return
-        if self.state == _SELECTED and self.selected is not None:
+        if self.state == _SELECTED and self.selected is not None and name not in _FRESH:
             await self.send_updates(expunges=name not in ("FETCH", "STORE", "SEARCH"))
         self._bad_count = 0
         self.tagged(tag, "OK", result)
