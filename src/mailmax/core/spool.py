@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -173,7 +173,7 @@ def _validate(raw: Any, spec: _FieldSpec, what: str) -> dict[str, Any]:
             raise ValueError(f"{what}: {name!r} must map strings to strings")
         if isinstance(value, int | float) and value < 0:
             raise ValueError(f"{what}: {name!r} must not be negative")
-        out[name] = float(value) if types == _NUMBER else value
+        out[name] = float(cast(float, value)) if types == _NUMBER else value
     return out
 
 
@@ -363,9 +363,10 @@ class Spool:
         """
         try:
             check_id(envelope.id)
+            parts: Sequence[bytes | bytearray | memoryview] = message
             if isinstance(message, bytes | bytearray | memoryview):
-                message = [message]  # one chunk, not a sequence of ints
-            chunks = [bytes(chunk) for chunk in message]
+                parts = [message]  # one chunk, not a sequence of ints
+            chunks = [bytes(chunk) for chunk in parts]
             envelope.size = sum(len(chunk) for chunk in chunks)
             data = envelope.to_json()
         except (ValueError, TypeError) as exc:

@@ -10,12 +10,10 @@ two servers can never bounce a bounce back and forth.
 from __future__ import annotations
 
 import email
-import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email import charset, policy
-from email.generator import BytesGenerator
 from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.message import MIMEMessage
@@ -102,7 +100,7 @@ def _block(fields: Sequence[tuple[str, str]]) -> Message:
 def _status_part(original: SpoolEnvelope, reports: Sequence[RecipientReport], mta: str) -> MIMEBase:
     part = MIMEBase("message", "delivery-status", policy=_POLICY)
     del part["MIME-Version"]
-    blocks = [
+    blocks: list[Message | str] = [
         _block(
             [
                 ("Reporting-MTA", f"dns; {mta}"),
@@ -169,17 +167,17 @@ def _original_part(message_path: Path | None, ret: str, size: int) -> MIMEBase |
             if ret != "HDRS" and size <= FULL_RETURN_LIMIT:
                 raw = handle.read(FULL_RETURN_LIMIT + 1)
                 if len(raw) <= FULL_RETURN_LIMIT:
-                    part = MIMEMessage(
+                    whole = MIMEMessage(
                         email.message_from_bytes(raw, policy=policy.compat32), policy=_POLICY
                     )
-                    del part["MIME-Version"]
-                    return part
+                    del whole["MIME-Version"]
+                    return whole
                 handle.seek(0)
             head = handle.read(HEADER_LIMIT)
     except FileNotFoundError:
         return None
-    end = min((i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0), default=-1)
-    header = head[: end + 2] if end >= 0 else head
+    ends = [i + len(sep) // 2 for sep in (b"\r\n\r\n", b"\n\n") if (i := head.find(sep)) >= 0]
+    header = head[: min(ends)] if ends else head
     part = MIMEBase("text", "rfc822-headers", policy=_POLICY)
     del part["MIME-Version"]
     part.set_payload(header.decode("ascii", "surrogateescape"))
@@ -214,9 +212,7 @@ def build_report(
     returned = _original_part(message_path, original.params.get("RET", "").upper(), original.size)
     if returned is not None:
         report.attach(returned)
-    out = io.BytesIO()
-    BytesGenerator(out, policy=_POLICY).flatten(report)
-    return out.getvalue()
+    return report.as_bytes(policy=_POLICY)
 
 
 def make_bounce(
