@@ -57,11 +57,18 @@ class IMAPLimits:
         )
 
 
+def one_line(text: str) -> str:
+    """The first line of a (plugin's) text, safe inside one response line."""
+    lines = text.splitlines()
+    return lines[0].strip() if lines else ""
+
+
 class AuthCommands(SessionBase):
     """Mixin of :class:`~mailmax.core.imap.server.IMAPServer` for the not-authenticated state."""
 
     _auth_failures: int
     _sasl_tag: str | None
+    _counted: bool
 
     # ------------------------------------------------------------------ not authenticated
     @property
@@ -162,19 +169,23 @@ class AuthCommands(SessionBase):
         )
         if verdict.decisive and verdict.action is not Action.ACCEPT:
             self._log_login(user.address, f"refused by {verdict.plugin or 'policy'}")
-            raise No(f"[AUTHENTICATIONFAILED] {verdict.text or 'Log-in refused'}")
+            raise No(f"[AUTHENTICATIONFAILED] {one_line(verdict.text) or 'Log-in refused'}")
         counts = self.factory.user_sessions
         if counts[user.address] >= self.limits.max_sessions_per_user:
             self._log_login(user.address, "refused: too many sessions")
             raise No("[LIMIT] Too many simultaneous connections for this user")
-        maildir = await self.directory.run(self.directory.sync.user_maildir, user)
-        store = MailStore(maildir)
-        await self.blocking(self.prepare_mailbox, store, maildir)
+        counts[user.address] += 1  # held from now on, so concurrent log-ins count too
+        self._counted, self.user = True, user
+        try:
+            maildir = await self.directory.run(self.directory.sync.user_maildir, user)
+            store = MailStore(maildir)
+            await self.blocking(self.prepare_mailbox, store, maildir)
+        except BaseException:
+            self.release_count()
+            raise
         if self._closing:
             return "Logged in"
-        counts[user.address] += 1
-        self._counted = True
-        self.user, self.maildir, self.store = user, Path(maildir), store
+        self.maildir, self.store = Path(maildir), store
         self.session.auth_user = user.address
         self.state = "auth"
         self.touch()
@@ -184,6 +195,17 @@ class AuthCommands(SessionBase):
         if isinstance(recorded, defer.Deferred):
             recorded.addErrback(lambda f: log.failure("cannot record log-in", f))
         return f"[CAPABILITY {self.capabilities()}] Logged in"
+
+    def release_count(self) -> None:
+        """Give back this session's place in its user's session count."""
+        if self._counted and self.user is not None:
+            counts = self.factory.user_sessions
+            counts[self.user.address] -= 1
+            if counts[self.user.address] <= 0:
+                del counts[self.user.address]
+        self._counted = False
+        if self.state == "not_auth":
+            self.user = None
 
     def _log_login(self, login: str, outcome: str) -> None:
         log.info(

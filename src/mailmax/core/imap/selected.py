@@ -180,11 +180,14 @@ class SelectedCommands(SessionBase):
                 _refresh, selected.folder, selected.readonly
             )
         except UidValidityChanged:
-            self.bye("[UIDVALIDITY] The mailbox was re-indexed; please reconnect")
+            self.bye("The mailbox was re-indexed (new UIDVALIDITY); please reconnect")
             return
         except (StoreError, OSError) as exc:
             log.warn("cannot refresh {name}: {error}", name=selected.name, error=str(exc))
             self.bye("The selected mailbox is unavailable")
+            return
+        except Exception:  # e.g. the index stayed locked: report the changes next time
+            log.failure("cannot refresh {name}", name=selected.name)
             return
         if self.selected is not selected or not changes:
             return

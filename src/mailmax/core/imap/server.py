@@ -27,7 +27,7 @@ from twisted.python.threadpool import ThreadPool
 
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.imap import parser
-from mailmax.core.imap.auth import AuthCommands, IMAPLimits
+from mailmax.core.imap.auth import AuthCommands, IMAPLimits, one_line
 from mailmax.core.imap.errors import Bad, IMAPError
 from mailmax.core.imap.folders import FolderCommands
 from mailmax.core.imap.selected import SelectedCommands
@@ -181,7 +181,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
             "mailmax_connect", Scope(listener=self.listener.address), session=self.session
         )
         if verdict.decisive and verdict.action is not Action.ACCEPT:
-            self.bye(verdict.text or "Connection refused")
+            self.bye(one_line(verdict.text) or "Connection refused")
             return
         if self.factory.shutting_down:
             self.bye("Server shutting down")
@@ -198,11 +198,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
                 call.cancel()
         self.stop_idle()
         self.release_selected()
-        if self._counted and self.user is not None:
-            self.factory.user_sessions[self.user.address] -= 1
-            if self.factory.user_sessions[self.user.address] <= 0:
-                del self.factory.user_sessions[self.user.address]
-            self._counted = False
+        self.release_count()
         self.factory.session_gone(self)
 
     def dataReceived(self, data: bytes) -> None:
