@@ -260,3 +260,31 @@ def test_disabled_account_bounces(queue: QueueHarness) -> None:
     queue.submit(["bob@example.com"])
     (dsn,) = queue.wait_mail("alice@example.com")
     assert parse_dsn(dsn)[1][0]["Status"] == "5.2.1"
+
+
+def test_stop_lets_a_delivery_in_flight_finish(queue: QueueHarness) -> None:
+    """S4: stopping the runner waits for a delivery in progress; its result is saved."""
+    from twisted.internet import defer
+
+    waiting: list[defer.Deferred] = []
+
+    def slow(mailbox: str):
+        d: defer.Deferred = defer.Deferred()
+        waiting.append(d)
+        return d
+
+    queue.plugin_set = PluginSet([plugin("slow", mailmax_deliver=slow)])
+    queue_id = queue.submit(["bob@example.com", "carol@example.com"])
+    queue.wait_for(lambda: waiting, "the delivery hook to be called")
+    stopped: list[object] = []
+
+    def stop() -> None:
+        queue.runner.stopService().addCallback(stopped.append)  # do not wait for it here
+
+    queue.rt.call(stop)
+    assert stopped == []
+    queue.rt.call(waiting[0].callback, None)
+    queue.wait_for(lambda: stopped, "the runner to stop")
+    envelope = queue.spool.load(queue_id)
+    assert [r.state for r in envelope.recipients] == ["delivered", "pending"]
+    assert len(queue.messages("bob@example.com")) == 1
