@@ -254,6 +254,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
             self._bad(event.tag, f"Command {event.what} too long")
 
     def start_work(self, work: defer.Deferred[Any] | None, tag: str) -> None:
+        """Run ``work`` as the current command: input waits until it is done."""
         if work is None:
             return
         self._busy = True
@@ -410,6 +411,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
 
     # ------------------------------------------------------------------ timeouts, shutdown
     def touch(self) -> None:
+        """Restart the inactivity timer (shorter before log-in)."""
         if self._closing:
             return
         seconds = self.limits.login_timeout if self.state == _NOT_AUTH else self.limits.idle_timeout
