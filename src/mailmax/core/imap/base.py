@@ -91,6 +91,10 @@ class SessionBase:
         """``* BYE text``, then close."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Close the connection."""
+        raise NotImplementedError
+
     def stream(self, chunks: Iterator[bytes]) -> defer.Deferred[None]:
         """Send a long response from byte chunks."""
         raise NotImplementedError

@@ -18,6 +18,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, task
+from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -328,7 +329,7 @@ class SelectedCommands(SessionBase):
         raise Bad("Unknown UID command")
 
     # ------------------------------------------------------------------ FETCH
-    async def cmd_FETCH(self, tag: str, args: list, uid: bool = False) -> str:
+    async def cmd_FETCH(self, tag: str, args: list, uid: bool = False) -> str | None:
         """FETCH set items."""
         if len(args) != 2:
             raise Bad("Syntax: FETCH set items")
@@ -381,7 +382,14 @@ class SelectedCommands(SessionBase):
                 finally:
                     source.close()
 
-        await self.stream(chunks())
+        try:
+            await self.stream(chunks())
+        except ConnectionLost:
+            return None
+        except Exception:  # the reply is cut off mid-way: the connection cannot go on
+            log.failure("FETCH failed while sending, closing session {id}", id=self.session_id)
+            self.close()
+            return None
         if gone and not uid:
             raise No("[EXPUNGEISSUED] Some messages were expunged by another session")
         return "FETCH completed"
