@@ -1,11 +1,12 @@
 """A real IMAP server for tests: IMAPFactory in its own reactor in a subprocess; no tests here.
 
 ``python -m tests.test_imap_harness CONFIG.json`` runs the server: a real SQLDirectory on
-SQLite, the real mailbox store, STARTTLS and implicit-TLS listeners on free ports, printed as
-one JSON line. The fixtures (``imap``: plaintext log-in allowed, fast IDLE polling;
-``imap_strict``: TLS required, short log-in timeout) start one server per configuration for the
-whole test run. Each test makes its own user with :meth:`IMAPWorld.new_user`, so tests never
-see each other's mail.
+SQLite and the real mailbox store in a pytest temporary directory, with a STARTTLS and an
+implicit-TLS listener per profile on free ports (printed as one JSON line). One server process
+serves the whole test run; test modules get it through :func:`world` as the ``plain`` profile
+(plaintext log-in allowed, fast IDLE polling) or the ``strict`` one (TLS required, short
+timeouts). Each test makes its own user with :meth:`IMAPWorld.new_user`, so tests never see
+each other's mail.
 """
 
 from __future__ import annotations
@@ -139,8 +140,9 @@ PROFILES: dict[str, dict[str, Any]] = {
 class IMAPServerProcess:
     """The server subprocess with one STARTTLS and one implicit-TLS port per profile."""
 
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="mailmax-imap-"))
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or Path(tempfile.mkdtemp(prefix="mailmax-imap-"))
+        self._owns_root = root is None
         self.cert = self.root / "tls" / "cert.pem"
         self.key = self.root / "tls" / "key.pem"
         write_self_signed(self.cert, self.key, ["localhost"])
@@ -205,7 +207,8 @@ class IMAPServerProcess:
                 self.proc.wait(5)
         self.sql.close()
         self.log.close()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self._owns_root:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 class IMAPWorld:
@@ -346,7 +349,8 @@ def world(request: pytest.FixtureRequest, label: str = "plain") -> IMAPWorld:
     for log-in and has short timeouts. Test modules wrap this in their own fixtures.
     """
     if not _process or _process[0].proc.poll() is not None:
-        _process[:] = [IMAPServerProcess()]
+        root = request.getfixturevalue("tmp_path_factory").mktemp("imap-server")
+        _process[:] = [IMAPServerProcess(root)]
         request.session.addfinalizer(_process[0].stop)
     return IMAPWorld(_process[0], label)
 
