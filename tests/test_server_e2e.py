@@ -29,7 +29,10 @@ def test_message_lands_in_the_maildir_with_a_received_header(mailmax):
     """S1 + S4: accepted over SMTP, delivered into the recipient's INBOX (new/)."""
     sent = send(mailmax)
     (stored,) = mailmax.wait_for_mail("alice@example.test")
-    assert stored.startswith(b"Received: from client.remote.test")
+    assert stored.startswith(
+        b"Return-Path: <bob@remote.test>\r\nDelivered-To: alice@example.test\r\n"
+        b"Received: from client.remote.test"
+    )
     assert stored.endswith(sent)
     assert b"by mail.example.test" in stored.split(b"\r\n\r\n")[0]
     assert list((mailmax.maildir("alice@example.test") / "new").iterdir())

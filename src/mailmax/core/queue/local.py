@@ -161,7 +161,10 @@ class LocalDelivery:
         elif choice is not None:
             log.error("mailmax_deliver returned {value!r}; using INBOX", value=choice)
         unique = f"{envelope.id}-{index}"
-        outcome = await self.in_thread(self._store, mailbox, folder, message_path, unique, fresh)
+        prefix = delivery_headers(envelope.sender, mailbox)
+        outcome = await self.in_thread(
+            self._store, mailbox, folder, message_path, unique, fresh, prefix
+        )
         outcome.extra = extra
         return outcome
 
@@ -200,7 +203,13 @@ class LocalDelivery:
         return merged
 
     def _store(
-        self, mailbox: str, folder: str, message_path: Path, unique: str, fresh: bool
+        self,
+        mailbox: str,
+        folder: str,
+        message_path: Path,
+        unique: str,
+        fresh: bool,
+        prefix: bytes = b"",
     ) -> Outcome:
         """Blocking: check the user and the disk limit, then write into the Maildir (A5)."""
         user = self.directory.get_user(mailbox)
@@ -215,11 +224,11 @@ class LocalDelivery:
         root = Path(self.directory.user_maildir(user))
         try:
             try:
-                path = self._write(root, folder, message_path, unique, fresh, limit_mb)
+                path = self._write(root, folder, message_path, unique, fresh, limit_mb, prefix)
             except maildir.InvalidFolder as exc:
                 log.error("{mailbox}: {error}; delivering to INBOX", mailbox=mailbox, error=exc)
                 folder = maildir.INBOX
-                path = self._write(root, folder, message_path, unique, fresh, limit_mb)
+                path = self._write(root, folder, message_path, unique, fresh, limit_mb, prefix)
         except maildir.OverQuota as exc:
             return failed(
                 f"<{mailbox}>: mailbox full ({exc.usage} of {exc.quota} bytes used, "
@@ -234,11 +243,31 @@ class LocalDelivery:
         return Outcome("delivered", folder=folder, path=path)
 
     def _write(
-        self, root: Path, folder: str, source: Path, unique: str, fresh: bool, limit_mb: int
+        self,
+        root: Path,
+        folder: str,
+        source: Path,
+        unique: str,
+        fresh: bool,
+        limit_mb: int,
+        prefix: bytes,
     ) -> Path:
         return maildir.deliver(
-            root, folder, source, unique, fsync=self.fsync, quota_bytes=limit_mb * MIB, fresh=fresh
+            root,
+            folder,
+            source,
+            unique,
+            fsync=self.fsync,
+            quota_bytes=limit_mb * MIB,
+            fresh=fresh,
+            prefix=prefix,
         )
+
+
+def delivery_headers(sender: str, mailbox: str) -> bytes:
+    """The trace headers final delivery adds on top (RFC 5321 4.4): Return-Path, Delivered-To."""
+    clean = "".join(ch for ch in sender if ch.isprintable() and ch not in "<>\r\n")
+    return f"Return-Path: <{clean}>\r\nDelivered-To: {mailbox}\r\n".encode("utf-8", "replace")
 
 
 def classify(directory: Any, address: str) -> SpoolRecipient:
