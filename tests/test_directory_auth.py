@@ -30,6 +30,7 @@ def _populate(directory: SQLDirectory) -> None:
 
 @pytest.fixture
 def directory(db_url: str, tmp_path: Path) -> Iterator[SQLDirectory]:
+    """An open directory on this backend (a fresh database per test)."""
     with SQLDirectory.open(db_url, base_dir=tmp_path, password_hasher=FAST) as opened:
         _populate(opened)
         yield opened

@@ -28,6 +28,7 @@ FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 @pytest.fixture
 def directory(db_url: str, tmp_path: Path) -> Iterator[SQLDirectory]:
+    """An open directory on this backend (a fresh database per test)."""
     with SQLDirectory.open(db_url, base_dir=tmp_path, password_hasher=FAST) as opened:
         yield opened
 

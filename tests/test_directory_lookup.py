@@ -15,6 +15,7 @@ from mailmax.core.directory import DomainType, Lookup, SQLDirectory
 
 @pytest.fixture
 def directory(db_url: str, tmp_path: Path) -> Iterator[SQLDirectory]:
+    """An open directory on this backend (a fresh database per test)."""
     with SQLDirectory.open(db_url, base_dir=tmp_path) as opened:
         opened.add_domain("example.com", "/srv/ex", aliases=["mail.example.com"])
         for address, kind in [

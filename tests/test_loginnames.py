@@ -11,6 +11,7 @@ LOCAL = {"example.com", "mail.example.com", "example.org"}
 
 
 def is_local(name: str) -> bool:
+    """The domains served in these tests."""
     return name in LOCAL
 
 
