@@ -46,6 +46,11 @@ class ServerSettings(_Section):
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, le=600, description="How long transactions in flight may finish after SIGTERM."
     )
+    blank_password: Literal["fill", "none", "disable"] = Field(
+        "disable",
+        description="What a blank password means where the domain says `system` (A6): fill = the"
+        " next password given becomes it, none = no password needed, disable = no log-in.",
+    )
     directory_cache_seconds: float = Field(
         1.0,
         ge=0,

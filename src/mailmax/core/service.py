@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from mailmax.core import config as config_mod
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
+from mailmax.core.directory.api import BlankPasswordPolicy
 from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginError, PluginSet, build_plugin_set
@@ -103,7 +104,11 @@ class MailMaxService(service.MultiService):
             self._logfile.start()
         log.info("MailMax starting in {data_dir}", data_dir=str(data_dir))
 
-        self.directory = SQLDirectory.open(settings.database_url)
+        self.directory = SQLDirectory.open(
+            settings.database_url,
+            base_dir=settings.data_dir,
+            blank_password_default=BlankPasswordPolicy(settings.server.blank_password),
+        )
         self.async_directory = AsyncDirectory(
             self.directory,
             cache_seconds=settings.server.directory_cache_seconds,
@@ -187,7 +192,7 @@ class MailMaxService(service.MultiService):
             return POP3Factory(authlimit=self.authlimit, logins=self.logins, **common)
         from mailmax.core.imap.server import IMAPFactory
 
-        return IMAPFactory(**common)
+        return IMAPFactory(authlimit=self.authlimit, logins=self.logins, **common)
 
     def _listening(self, port: IListeningPort, listener: ListenerSettings) -> None:
         self.ports.append((listener, port))
