@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from twisted.logger import globalLogPublisher
 
+from mailmax.core.authlimit import AuthLimiter
 from mailmax.core.directory.api import AccountType
 from mailmax.core.smtp import auth
 from mailmax.core.smtp.commands import SMTPReplyError
@@ -254,3 +255,56 @@ def test_trusted_networks_need_no_auth_on_submission() -> None:
     stranger = world.connect(peer="192.0.2.1")
     stranger.cmd("EHLO c")
     assert stranger.cmd("MAIL FROM:<alice@example.test>").startswith("530 5.7.0")
+
+
+def test_failed_logins_are_delayed_and_then_blocked() -> None:
+    """P5: failures answer only after the penalty delay; after block_after failures even the
+    right password is refused with 454 4.7.0 (the limiter shared with POP3 and IMAP)."""
+    world = World(smtp={"max_errors": 100})
+    world.authlimit = AuthLimiter(
+        failure_delay=2.0, max_failure_delay=2.0, block_after=3, clock=world.clock.seconds
+    )
+    world.factory.authlimit = world.authlimit
+    client = tls_client(world)
+
+    def attempt(password: str) -> tuple[str, str]:
+        calls = len(world.clock.getDelayedCalls())
+        client.send(f"AUTH PLAIN {b64(chr(0) + 'alice' + chr(0) + password)}\r\n".encode(), False)
+        world.clock.pump(lambda: len(world.clock.getDelayedCalls()) > calls)  # the penalty wait
+        early = client.read()
+        world.clock.advance(2.0)
+        world.settle()
+        return early, client.read()
+
+    for _ in range(3):
+        assert attempt("bad") == ("", "535 5.7.8 Authentication credentials invalid\r\n")
+    early, late = attempt("alicesecret")
+    assert early == "" and late.startswith("454 4.7.0 Temporary authentication failure")
+    assert client.proto.session.auth_user is None
+
+
+def test_pop_before_smtp_lets_a_recent_mailbox_login_relay() -> None:
+    """P5: with pop_before_smtp_minutes, a POP3/IMAP login from the same IP lets it relay
+    and submit for that many minutes, and no longer."""
+    world = World(service="submission", smtp={"pop_before_smtp_minutes": 10})
+    world.factory.logins.note("192.0.2.10", "alice@example.test")
+    client = world.connect(peer="192.0.2.10")
+    replies = client.send_mail("alice@example.test", ["user@remote.test"], b"hi")
+    assert replies[-1].startswith("250 2.0.0")
+    other = world.connect(peer="192.0.2.11")
+    other.cmd("EHLO c")
+    assert other.cmd("MAIL FROM:<alice@example.test>").startswith("530 5.7.0")
+    world.clock.advance(601)
+    late = world.connect(peer="192.0.2.10")
+    late.cmd("EHLO c")
+    assert late.cmd("MAIL FROM:<alice@example.test>").startswith("530 5.7.0")
+
+
+def test_pop_before_smtp_is_off_by_default() -> None:
+    """P5, P11: without pop_before_smtp_minutes a mailbox login grants nothing."""
+    world = World()
+    world.factory.logins.note("192.0.2.10", "alice@example.test")
+    client = world.connect(peer="192.0.2.10")
+    client.cmd("EHLO c")
+    client.cmd("MAIL FROM:<alice@example.test>")
+    assert client.cmd("RCPT TO:<user@remote.test>") == "554 5.7.1 Relay access denied\r\n"

@@ -23,6 +23,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from mailmax.core import config
+from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.directory.api import Domain, User
 from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.sql import SQLDirectory
@@ -112,6 +113,10 @@ class World:
     display_name: str = ""
     tls: bool = True
     plugins: PluginSet = field(default_factory=lambda: PluginSet([]))
+    #: Failed-login limits; by default no delays (tests of the delays pass their own).
+    authlimit: AuthLimiter = field(
+        default_factory=lambda: AuthLimiter(failure_delay=0.0, max_failure_delay=0.0)
+    )
 
     def __post_init__(self) -> None:
         self.settings = config.parse(
@@ -148,6 +153,8 @@ class World:
             plugins=lambda: self.plugins,
             tls_options=object() if self.tls else None,  # type: ignore[arg-type]
             reactor=self.clock,
+            authlimit=self.authlimit,
+            logins=RecentLogins(clock=self.clock.seconds),
         )
 
     def connect(self, peer: str = "192.0.2.10", implicit_tls: bool = False) -> Client:

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from mailmax.core.authlimit import AuthLimiter, LoginBlocked
 from mailmax.core.smtp import auth
 from mailmax.core.smtp.commands import SMTPReplyError
 from mailmax.core.verdicts import Action
 
 if TYPE_CHECKING:
+    from mailmax.core.directory.api import User
     from mailmax.core.smtp.server import SMTPServer
 
     _Base = SMTPServer
@@ -75,17 +77,15 @@ class LoginMixin(_Base):
         session = self.session
         assert session is not None
         domain = self.listener.default_domain
-        user = None
-        if credentials.digest is not None:
-            found = await self.directory.clear_password(credentials.login, domain)
-            if found is not None and credentials.verify_cram(found[1]):
-                user = found[0]
-        else:
-            assert credentials.password is not None
-            user = await self.directory.authenticate(
-                credentials.login, credentials.password, domain
+        account = AuthLimiter.account_key(credentials.login, domain)
+        try:
+            user = await self.factory.authlimit.attempt(
+                session.peer_ip, account, lambda: self._check(credentials), self.reactor
             )
-        if user is None or not user.enabled or user.smtp_auth_disabled:
+        except LoginBlocked as exc:
+            self._log_login(credentials.login, "blocked")
+            raise SMTPReplyError(454, "4.7.0", f"Temporary authentication failure: {exc}") from None
+        if user is None:
             self._log_login(credentials.login, "failed")
             raise SMTPReplyError(535, "5.7.8", "Authentication credentials invalid")
         verdict = await self._policy("mailmax_auth", username=user.address)
@@ -99,6 +99,23 @@ class LoginMixin(_Base):
         if isinstance(recorded, defer.Deferred):
             recorded.addErrback(lambda f: log.failure("cannot record login", f))
         self._reply(235, "2.7.0", "Authentication successful")
+
+    async def _check(self, credentials: auth.Credentials) -> User | None:
+        """The user the credentials prove, or None (also for accounts that may not use AUTH)."""
+        domain = self.listener.default_domain
+        user = None
+        if credentials.digest is not None:
+            found = await self.directory.clear_password(credentials.login, domain)
+            if found is not None and credentials.verify_cram(found[1]):
+                user = found[0]
+        else:
+            assert credentials.password is not None
+            user = await self.directory.authenticate(
+                credentials.login, credentials.password, domain
+            )
+        if user is None or not user.enabled or user.smtp_auth_disabled:
+            return None
+        return user
 
     def _log_login(self, login: str, outcome: str) -> None:
         assert self.session is not None

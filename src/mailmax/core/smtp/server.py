@@ -18,6 +18,7 @@ from twisted.internet import defer, interfaces, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.hooks import Scope
 from mailmax.core.model import Envelope, Session
 from mailmax.core.smtp import commands
@@ -496,7 +497,11 @@ class SMTPFactory(protocol.ServerFactory):
         plugins: Callable[[], PluginSet],
         tls_options: ssl.CertificateOptions | None,
         reactor: Any = None,
+        authlimit: AuthLimiter | None = None,
+        logins: RecentLogins | None = None,
     ) -> None:
+        """``authlimit`` (failed-login throttling) and ``logins`` (POP/IMAP-before-SMTP) are
+        shared with the other services; each defaults to one of this factory's own."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -508,6 +513,8 @@ class SMTPFactory(protocol.ServerFactory):
         self.plugins = plugins
         self.tls_options = tls_options
         self.reactor = reactor
+        self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
+        self.logins = logins if logins is not None else RecentLogins()
         self.sessions: set[SMTPServer] = set()
         self.shutting_down = False
         self._trusted = [

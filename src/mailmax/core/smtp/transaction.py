@@ -54,6 +54,7 @@ class TransactionMixin(_Base):
             session.service in self.limits.require_auth_on
             and session.auth_user is None
             and not session.trusted
+            and not self._mailbox_login_allows_relay()
         ):
             raise SMTPReplyError(530, "5.7.0", "Authentication required")
         sender, params = commands.parse_mail(arg)
@@ -122,7 +123,7 @@ class TransactionMixin(_Base):
                 raise _relay_denied()
             lookup = await self.directory.lookup_recipient(text)
             kind, mailbox = self._classify(lookup, text)
-        if kind == "relay" and not session.may_relay:
+        if kind == "relay" and not session.may_relay and not self._mailbox_login_allows_relay():
             raise _relay_denied()
         limit = self._recipient_limit(lookup)
         if limit and envelope.size_hint > limit:
@@ -145,6 +146,27 @@ class TransactionMixin(_Base):
             envelope.recipients.append(recipient)
             self.recipient_limits.append(limit)
         self._reply(250, "2.1.5", "Ok")
+
+    def _mailbox_login_allows_relay(self) -> bool:
+        """POP/IMAP-before-SMTP (P5): a recent mailbox login from this IP lets it relay."""
+        session = self.session
+        assert session is not None
+        minutes = self.limits.pop_before_smtp_minutes
+        if not minutes:
+            return False
+        who = self.factory.logins.recent(session.peer_ip, minutes * 60)
+        if who is None:
+            return False
+        if not session.relay_allowed:
+            session.relay_allowed = True
+            log.info(
+                "session {session_id} may relay: {who} logged in from {ip} within {minutes} min",
+                session_id=session.session_id,
+                who=who,
+                ip=session.peer_ip,
+                minutes=minutes,
+            )
+        return True
 
     @staticmethod
     def _classify(lookup: RecipientLookup, text: str) -> tuple[str, str]:
