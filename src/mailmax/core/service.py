@@ -185,7 +185,9 @@ class MailMaxService(service.MultiService):
             "reactor": self.reactor,
         }
         if listener.service in SMTP_SERVICES:
-            return SMTPFactory(spool=self.spool, **common)
+            return SMTPFactory(
+                spool=self.spool, authlimit=self.authlimit, logins=self.logins, **common
+            )
         if listener.service in ("pop3", "pop3s"):
             from mailmax.core.pop3.server import POP3Factory
 
