@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from mailmax.core.store.names import is_inbox
@@ -119,7 +119,7 @@ def parent_set(names: Iterable[str]) -> set[str]:
 
 # ---------------------------------------------------------------------- subscriptions
 @contextlib.contextmanager
-def _locked(root: Path):  # type: ignore[no-untyped-def]
+def _locked(root: Path) -> Iterator[None]:
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / (SUBSCRIPTIONS + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:

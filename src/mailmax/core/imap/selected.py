@@ -59,15 +59,6 @@ class Selected:
     recent: set[int] = field(default_factory=set)
 
 
-def _position(folder: Folder, uid: int) -> int:
-    """The sequence number of ``uid`` (cheap on a freshly opened folder)."""
-    index = getattr(folder, "_index", None)
-    if index is not None and getattr(folder, "_view", None) is None:
-        with folder._lock:
-            return int(index.count(uid)) + 1
-    return bisect.bisect_left(folder.messages(), uid, key=_UID) + 1
-
-
 def _open(store: MailStore, name: str, readonly: bool) -> tuple[Folder, dict[str, Any]]:
     folder = store.open(name)
     try:
@@ -78,7 +69,7 @@ def _open(store: MailStore, name: str, readonly: bool) -> tuple[Folder, dict[str
             "claimed": claimed,
             "recent": waiting if readonly else len(claimed),
             "exists": len(folder),
-            "unseen": _position(folder, first) if first else None,
+            "unseen": folder.position(first) if first else None,
             "keywords": folder.keywords(),
         }
     except BaseException:
