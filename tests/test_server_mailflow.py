@@ -43,3 +43,39 @@ def test_pop3s_login_forms_share_the_directory(mailmax):
             assert pop.pass_("bobsecret").startswith(b"+OK"), login
         finally:
             pop.quit()
+
+
+def test_pop_before_smtp_lets_a_recent_mailbox_login_relay(mailmax_factory):
+    """P5: after a POP3 log-in from this IP, the same IP may relay for the configured minutes."""
+    server = mailmax_factory(smtp={"pop_before_smtp_minutes": 5})
+    with server.smtp() as client:
+        client.ehlo("x.test")
+        client.mail("alice@example.test")
+        assert client.rcpt("someone@remote.test")[0] == 554
+    pop = poplib.POP3_SSL(
+        "localhost", server.ports["pop3s"], timeout=10, context=server.ssl_context()
+    )
+    try:
+        pop.user("alice")
+        pop.pass_("alicesecret")
+    finally:
+        pop.quit()
+    with server.smtp() as client:
+        client.ehlo("x.test")
+        client.mail("alice@example.test")
+        assert client.rcpt("someone@remote.test")[0] == 250
+
+
+def test_without_pop_before_smtp_a_mailbox_login_does_not_open_relaying(mailmax):
+    pop = poplib.POP3_SSL(
+        "localhost", mailmax.ports["pop3s"], timeout=10, context=mailmax.ssl_context()
+    )
+    try:
+        pop.user("alice")
+        pop.pass_("alicesecret")
+    finally:
+        pop.quit()
+    with mailmax.smtp() as client:
+        client.ehlo("x.test")
+        client.mail("alice@example.test")
+        assert client.rcpt("someone@remote.test")[0] == 554
