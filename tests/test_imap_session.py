@@ -296,3 +296,16 @@ def test_nesting_depth_is_bounded(imap: IMAPWorld) -> None:
     assert raw.command(b"b", b'ID ("x" ("y"))') == [b"b BAD Expected a string for the argument"]
     assert raw.command(b"c", b"NOOP") == [b"c OK NOOP completed"]
     raw.close()
+
+
+def test_session_limit_counts_both_listeners(imap: IMAPWorld) -> None:
+    """S3: the per-user session limit covers STARTTLS and implicit-TLS listeners together."""
+    user = imap.new_user()
+    clients = [imap.client(user) for _ in range(3)] + [
+        imap.client(user, tls=True) for _ in range(2)
+    ]
+    extra = imap.client(tls=True)
+    with pytest.raises(imaplib.IMAP4.error, match="LIMIT"):
+        extra.login(user.address, user.password)
+    for client in [*clients, extra]:
+        client.logout()

@@ -18,7 +18,7 @@ import contextlib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.internet import defer, interfaces, protocol, threads
 from twisted.logger import Logger
@@ -539,6 +539,9 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
 class IMAPFactory(protocol.ServerFactory):
     """Builds :class:`IMAPServer` sessions for one listener; runs store calls in threads."""
 
+    #: Sessions per user across all listeners (imap and imaps count together).
+    all_user_sessions: ClassVar[collections.Counter[str]] = collections.Counter()
+
     def __init__(
         self,
         *,
@@ -567,7 +570,8 @@ class IMAPFactory(protocol.ServerFactory):
         #: Successful log-ins by IP, for POP/IMAP-before-SMTP (P5).
         self.logins = logins if logins is not None else RecentLogins()
         self.sessions: set[IMAPServer] = set()
-        self.user_sessions: collections.Counter[str] = collections.Counter()
+        #: Logged-in sessions per user, shared by every IMAP listener of the process.
+        self.user_sessions = IMAPFactory.all_user_sessions
         self.shutting_down = False
         self._waiting: list[defer.Deferred[None]] = []
         self._grace_call: Any = None
