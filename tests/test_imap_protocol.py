@@ -116,6 +116,7 @@ class Rig:
         )
 
     def connect(self, kind: type[StringTransport] = TLSStringTransport) -> Session:
+        """A new in-process connection (its greeting not read yet)."""
         transport = kind(
             hostAddress=IPv4Address("TCP", "127.0.0.1", 143),
             peerAddress=IPv4Address("TCP", "192.0.2.7", 40000),
@@ -127,6 +128,9 @@ class Rig:
         return session
 
     def close(self) -> None:
+        """Drop every session (their per-user counts too) and stop the threads."""
+        for proto in list(self.factory.sessions):
+            proto.connectionLost()
         self.factory._stop_pool()
         self.directory.stop()
         self.sql.close()
