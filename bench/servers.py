@@ -340,14 +340,16 @@ class MailMax(Server):
         self.data_dir = self.dir / "data"
         self.config = self.data_dir / "mailmax.toml"
         mailmax, twistd = tool("mailmax"), tool("twistd")
-        ports = [free_port(self.host) for _ in range(3)]
-        while len(set(ports)) < 3:
-            ports = [free_port(self.host) for _ in range(3)]
+        services = ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps")
+        ports = [free_port(self.host) for _ in services]
+        while len(set(ports)) < len(services):
+            ports = [free_port(self.host) for _ in services]
         self.port = ports[0]
         init = [mailmax, "init", "--data-dir", str(self.data_dir), "--domain", DOMAIN]
-        init += ["--smtp-port", str(ports[0]), "--submission-port", str(ports[1])]
-        init += ["--smtps-port", str(ports[2])]
         options = self._run([mailmax, "init", "--help"], check=False).stdout
+        for service, port in zip(services, ports, strict=True):
+            if f"--{service}-port" in options:
+                init += [f"--{service}-port", str(port)]
         if "--non-interactive" in options:
             init.append("--non-interactive")
         if "--address" in options:

@@ -125,7 +125,15 @@ def test_show_prints_the_effective_configuration(tmp_path):
     assert as_toml == as_json
     assert as_json["smtp"]["max_recipients"] == 100  # a default not written by init
     assert as_json["server"]["hostname"] == "mail.example.test"
-    assert [item["service"] for item in as_json["listeners"]] == ["smtp", "submission", "smtps"]
+    assert [item["service"] for item in as_json["listeners"]] == [
+        "smtp",
+        "submission",
+        "smtps",
+        "pop3",
+        "pop3s",
+        "imap",
+        "imaps",
+    ]
 
 
 def test_show_hides_a_database_password(tmp_path):

@@ -46,6 +46,10 @@ def test_init_creates_a_working_system(tmp_path):
         ("smtp", "127.0.0.1", 2525, "example.com"),
         ("submission", "127.0.0.1", 5587, "example.com"),
         ("smtps", "127.0.0.1", 4465, "example.com"),
+        ("pop3", "127.0.0.1", 1110, "example.com"),
+        ("pop3s", "127.0.0.1", 1995, "example.com"),
+        ("imap", "127.0.0.1", 1143, "example.com"),
+        ("imaps", "127.0.0.1", 1993, "example.com"),
     ]
     assert settings.path(settings.tls.cert) == data / "tls" / "cert.pem"
     assert settings.path(settings.tls.key) == data / "tls" / "key.pem"
@@ -158,7 +162,7 @@ def test_init_validates_before_touching_the_disk(tmp_path):
     single = runner.invoke(cli, [*base, "--domain", "localhost"])
     assert single.exit_code == 1 and "e.g. example.com" in single.stderr
     ports = runner.invoke(cli, [*base, "--smtp-port", "2600", "--submission-port", "2600"])
-    assert ports.exit_code == 1 and "must differ" in ports.stderr
+    assert ports.exit_code == 1 and "every listener needs its own port" in ports.stderr
     port_range = runner.invoke(cli, [*base, "--smtps-port", "70000"])
     assert port_range.exit_code == 2 and "70000" in port_range.stderr
     address = runner.invoke(cli, [*base, "--address", "localhost"])
@@ -188,10 +192,12 @@ def test_the_printed_next_steps_work(tmp_path):
     """S8: the start command and the smtplib example printed by init deliver a message."""
     data = tmp_path / "data"
     smtp, submission, smtps = free_port(), free_port(), free_port()
+    readers = [arg for name in ("pop3", "pop3s", "imap", "imaps")
+               for arg in (f"--{name}-port", str(free_port()))]  # fmt: skip
     out = run_mailmax(
         "init", "--data-dir", str(data), "--domain", "example.test", "--non-interactive",
         "--postmaster-password", "pm secret 123", "--smtp-port", str(smtp),
-        "--submission-port", str(submission), "--smtps-port", str(smtps),
+        "--submission-port", str(submission), "--smtps-port", str(smtps), *readers,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     steps = [line.strip() for line in out.stdout.split("Next steps:", 1)[1].splitlines()]

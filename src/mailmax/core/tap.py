@@ -9,6 +9,8 @@ from twisted.python import usage
 
 from mailmax.core.config import DEFAULT_CONFIG_NAME, ConfigError
 
+SYSTEM_CONFIG = Path("/etc/mailmax/mailmax.toml")
+
 
 class Options(usage.Options):
     """Options of ``twistd mailmax``."""
@@ -17,7 +19,7 @@ class Options(usage.Options):
     longdesc = (
         "Runs MailMax: SMTP (inbound, submission), the queue runner and local delivery. "
         "The config file defaults to $MAILMAX_CONFIG, then DATA_DIR/mailmax.toml, "
-        "then ./mailmax.toml. "
+        "then ./mailmax.toml, then /etc/mailmax/mailmax.toml. "
         "Create a system with `mailmax init --data-dir DIR`."
     )
     optParameters = [
@@ -43,7 +45,10 @@ def config_path(config: str | None, data_dir: str | None) -> Path:
         return Path(data_dir) / DEFAULT_CONFIG_NAME
     if os.environ.get("MAILMAX_CONFIG"):
         return Path(os.environ["MAILMAX_CONFIG"])
-    return Path(DEFAULT_CONFIG_NAME)
+    local = Path(DEFAULT_CONFIG_NAME)
+    if not local.exists() and SYSTEM_CONFIG.exists():
+        return SYSTEM_CONFIG
+    return local
 
 
 def makeService(options: Options):

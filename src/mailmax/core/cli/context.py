@@ -120,10 +120,21 @@ def open_directory(settings: Settings) -> SQLDirectory:
     """Open the directory of ``settings``; a database that cannot be opened is a CLIError."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from mailmax.core.directory.api import BlankPasswordPolicy
+    from mailmax.core.directory.errors import DirectoryError, DirectoryUnavailable
     from mailmax.core.directory.sql import SQLDirectory
 
     try:
-        return SQLDirectory.open(settings.database_url, base_dir=settings.data_dir)
+        return SQLDirectory.open(
+            settings.database_url,
+            base_dir=settings.data_dir,
+            blank_password_default=BlankPasswordPolicy(settings.server.blank_password),
+        )
+    except (DirectoryUnavailable, DirectoryError) as exc:
+        raise CLIError(
+            f"cannot open the database {safe_url(settings.database_url)}: {exc}; "
+            f"check [server] database_url in {settings.source}"
+        ) from None
     except SQLAlchemyError as exc:
         reason = getattr(exc, "orig", None) or exc
         raise CLIError(

@@ -277,6 +277,12 @@ _PORT = click.IntRange(1, 65535)
     "--submission-port", type=_PORT, default=5587, show_default=True, help="Submission port."
 )
 @click.option("--smtps-port", type=_PORT, default=4465, show_default=True, help="SMTPS port.")
+@click.option("--pop3-port", type=_PORT, default=1110, show_default=True, help="POP3 (STLS) port.")
+@click.option("--pop3s-port", type=_PORT, default=1995, show_default=True, help="POP3S port.")
+@click.option(
+    "--imap-port", type=_PORT, default=1143, show_default=True, help="IMAP (STARTTLS) port."
+)
+@click.option("--imaps-port", type=_PORT, default=1993, show_default=True, help="IMAPS port.")
 @click.option(
     "--address",
     default="127.0.0.1",
@@ -302,6 +308,10 @@ def init_command(
     smtp_port: int,
     submission_port: int,
     smtps_port: int,
+    pop3_port: int,
+    pop3s_port: int,
+    imap_port: int,
+    imaps_port: int,
     address: str,
     database_url: str | None,
     force: bool,
@@ -320,12 +330,18 @@ def init_command(
     if ask and hostname is None:
         hostname = _ask_name("Host name of this server", f"mail.{domain}", need_dot=False)
     hostname = check_hostname(hostname or f"mail.{domain}", what="--hostname", need_dot=False)
-    ports = {"smtp": smtp_port, "submission": submission_port, "smtps": smtps_port}
+    ports = {
+        "smtp": smtp_port,
+        "submission": submission_port,
+        "smtps": smtps_port,
+        "pop3": pop3_port,
+        "pop3s": pop3s_port,
+        "imap": imap_port,
+        "imaps": imaps_port,
+    }
     if len(set(ports.values())) < len(ports):
-        raise CLIError(
-            "--smtp-port, --submission-port and --smtps-port must differ "
-            f"(got {smtp_port}, {submission_port}, {smtps_port})"
-        )
+        given = ", ".join(f"--{name}-port {port}" for name, port in ports.items())
+        raise CLIError(f"every listener needs its own port (got {given})")
     data_dir = data_dir.expanduser().absolute()
     plan = Plan(
         data_dir=data_dir,

@@ -27,6 +27,10 @@ def config_text(plan: Plan) -> str:
         "smtp": "inbound mail from other servers",
         "submission": "mail from your users: STARTTLS, then AUTH",
         "smtps": "like submission, with TLS from the first byte",
+        "pop3": "mail reading with POP3 (STLS, then USER/PASS or APOP)",
+        "pop3s": "POP3 with TLS from the first byte",
+        "imap": "mail reading with IMAP4 (STARTTLS, then LOGIN)",
+        "imaps": "IMAP4 with TLS from the first byte",
     }
     listeners = "".join(
         f"\n[[listeners]]\nservice = {_q(name)}  # {about}\naddress = {_q(plan.address)}\n"
@@ -47,7 +51,7 @@ hostname = {_q(plan.hostname)}
 data_dir = {_q(str(plan.data_dir))}
 # Directory database (SQLAlchemy URL): SQLite here; PostgreSQL for several nodes.
 database_url = {_q(plan.database_url)}
-# Log file (JSON lines); empty disables the file log.
+# Log file, one line per event; empty disables it.
 log_file = "mailmax.log"
 
 [tls]
@@ -58,7 +62,7 @@ key = {_q(str(plan.key))}
 min_version = "1.2"
 
 # Listening sockets. Ports below 1024 need root (or CAP_NET_BIND_SERVICE); the standard
-# ports are smtp 25, submission 587 and smtps 465.
+# ports are smtp 25, submission 587, smtps 465, pop3 110, pop3s 995, imap 143, imaps 993.
 {listeners}
 [smtp]
 # Largest message in bytes.
