@@ -10,11 +10,10 @@ keeps it, so swapping in a new set (a reload) never changes a transaction in fli
 
 from __future__ import annotations
 
-import importlib
+import contextvars
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -26,8 +25,21 @@ from mailmax.core.verdicts import Verdict
 
 log = Logger(namespace="mailmax.plugins")
 
-#: Built-in plugins, by name: the module that implements each.
-BUILTIN_PLUGINS: dict[str, str] = {}
+#: The plugin host of the set whose hook is running (see :func:`mailmax.plugin.current_host`).
+CURRENT_HOST: contextvars.ContextVar[Any] = contextvars.ContextVar("mailmax_host", default=None)
+
+#: Built-in plugins, by name: the module that implements each (``mailmax/plugins/<name>``).
+BUILTIN_PLUGINS: dict[str, str] = {
+    "aliases": "mailmax.plugins.aliases",
+    "catchall": "mailmax.plugins.catchall",
+    "forwarding": "mailmax.plugins.forwarding",
+    "monitor": "mailmax.plugins.monitor",
+    "spamtrap": "mailmax.plugins.spamtrap",
+}
+
+#: The built-ins a configuration without ``[plugins] enabled`` runs, in this order.
+#: Resolvers run before the catch-all; spam traps decide before forwarding delivers.
+DEFAULT_ENABLED: tuple[str, ...] = ("aliases", "spamtrap", "forwarding", "monitor", "catchall")
 
 
 @dataclass(frozen=True)
@@ -44,11 +56,23 @@ SYSTEM = Scope()
 
 @dataclass(frozen=True)
 class LoadedPlugin:
-    """One plugin in a set: its name, module and system-level settings."""
+    """One plugin in a set: its name, module and system-level settings.
+
+    ``system_enabled`` is False for a plugin loaded only because a domain or user enables it;
+    ``listeners`` holds the per-listening-address tables of the config file (raw, with an
+    optional ``enabled``); ``schema`` is the plugin's declared settings class (or None);
+    ``origin`` says where the code came from (built-in, installed package, plugins directory,
+    module).
+    """
 
     name: str
-    module: ModuleType
+    module: Any
     settings: Mapping[str, Any] = field(default_factory=dict)
+    system_enabled: bool = True
+    listeners: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    schema: Any = None
+    origin: str = "module"
+    detail: str = ""
 
 
 #: Looks up the effective (enabled, settings) of a plugin for a scope; the default is system-only.
@@ -56,7 +80,7 @@ ScopeResolver = Callable[[LoadedPlugin, Scope], "tuple[bool, Mapping[str, Any]]"
 
 
 def _system_only(plugin: LoadedPlugin, scope: Scope) -> tuple[bool, Mapping[str, Any]]:
-    return True, plugin.settings
+    return plugin.system_enabled, plugin.settings
 
 
 class PluginError(Exception):
@@ -67,10 +91,18 @@ class PluginSet:
     """An immutable, ordered set of loaded plugins and the means to run their hooks."""
 
     def __init__(
-        self, plugins: Iterable[LoadedPlugin], resolver: ScopeResolver = _system_only
+        self,
+        plugins: Iterable[LoadedPlugin],
+        resolver: ScopeResolver = _system_only,
+        *,
+        host: Any = None,
     ) -> None:
         self.plugins: tuple[LoadedPlugin, ...] = tuple(plugins)
         self._resolver = resolver
+        #: What plugins may use of the running server (``mailmax.plugin.current_host()``).
+        self.host = host
+        #: The scope store behind ``resolver`` when the set was built by the platform.
+        self.scopes: Any = None
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs.MailMaxHooks)
         self._by_module: dict[int, LoadedPlugin] = {}
@@ -97,22 +129,50 @@ class PluginSet:
             self._impls[hook] = cached
         return cached
 
+    def hook_order(self) -> dict[str, list[str]]:
+        """Every hook of the contract with the plugins implementing it, in the order they run."""
+        return {
+            name: [plugin.name for plugin, _ in self.implementations(name)]
+            for name in hookspecs_names()
+        }
+
+    def get(self, name: str) -> LoadedPlugin | None:
+        """The plugin called ``name`` in this set, or None."""
+        return next((p for p in self.plugins if p.name == name), None)
+
+    def resolve(self, plugin: LoadedPlugin, scope: Scope) -> tuple[bool, Mapping[str, Any]]:
+        """``(enabled, settings)`` of ``plugin`` in ``scope``.
+
+        Raises :class:`PluginError` when the stored settings for the scope are not valid.
+        """
+        try:
+            return self._resolver(plugin, scope)
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"plugin {plugin.name}: settings for {scope}: {exc}") from exc
+
     def _active(
         self, hook: str, scope: Scope
     ) -> list[tuple[LoadedPlugin, pluggy.HookImpl, Mapping[str, Any]]]:
         out = []
         for plugin, impl in self.implementations(hook):
-            enabled, settings = self._resolver(plugin, scope)
+            enabled, settings = self.resolve(plugin, scope)
             if enabled:
                 out.append((plugin, impl, settings))
         return out
 
-    @staticmethod
-    def _call(impl: pluggy.HookImpl, settings: Mapping[str, Any], kwargs: Mapping[str, Any]) -> Any:
+    def _call(
+        self, impl: pluggy.HookImpl, settings: Mapping[str, Any], kwargs: Mapping[str, Any]
+    ) -> Any:
         args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
         if "config" in impl.argnames:
             args["config"] = settings
-        return impl.function(**args)
+        token = CURRENT_HOST.set(self.host)
+        try:
+            return impl.function(**args)
+        finally:
+            CURRENT_HOST.reset(token)
 
     # ------------------------------------------------------------------ running hooks
     def run_policy(
@@ -124,7 +184,13 @@ class PluginSet:
         is logged with its name and turns into a temporary failure, so nothing is accepted that
         a policy would have refused.
         """
-        active = self._active(hook, scope)
+        try:
+            active = self._active(hook, scope)
+        except PluginError as exc:
+            log.error("{hook} not run: {error}", hook=hook, error=str(exc))
+            return defer.succeed(
+                verdicts.tempfail("Local error in policy configuration, try again later")
+            )
         if not active:
             return defer.succeed(verdicts.cont())
         return defer.ensureDeferred(self._chain(hook, active, kwargs))
@@ -184,24 +250,51 @@ class PluginSet:
         return None
 
 
+def hookspecs_names() -> list[str]:
+    """Every hook name of the contract, in declaration order."""
+    return [name for name in vars(hookspecs.MailMaxHooks) if name.startswith("mailmax_")]
+
+
 def load_plugin(name: str, settings: Mapping[str, Any] | None = None) -> LoadedPlugin:
-    """Import a plugin by name (built-in name or dotted module path)."""
-    module_name = BUILTIN_PLUGINS.get(name, name)
+    """Import a plugin by name (built-in, installed, or dotted module path) and check its
+    system settings against its declared schema."""
+    from mailmax.core.pluginhost import discovery
+    from mailmax.core.pluginhost import settings as schemas
+
+    source = discovery.find(name)
+    module = discovery.import_plugin(source)
+    schema = schemas.schema_of(module)
+    values, reserved = schemas.split_reserved(settings or {})
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PluginError(f"plugin {name!r} cannot be imported ({exc})") from exc
-    return LoadedPlugin(name, module, dict(settings or {}))
+        checked = schemas.validate(name, schema, values)
+    except schemas.SettingsError as exc:
+        raise PluginError(str(exc)) from None
+    return LoadedPlugin(
+        name,
+        module,
+        checked,
+        listeners=dict(reserved.get("listeners") or {}),
+        schema=schema,
+        origin=source.origin,
+        detail=source.detail,
+    )
+
+
+def configure(plugin_set: PluginSet) -> None:
+    """Run every plugin's ``mailmax_configure`` with its system settings; PluginError if one
+    refuses."""
+    for plugin, impl in plugin_set.implementations("mailmax_configure"):
+        try:
+            plugin_set._call(impl, plugin.settings, {})
+        except Exception as exc:
+            raise PluginError(f"plugin {plugin.name!r} refused its settings: {exc}") from exc
 
 
 def build_plugin_set(
-    enabled: Iterable[str], settings: Mapping[str, Mapping[str, Any]]
+    enabled: Iterable[str], settings: Mapping[str, Mapping[str, Any]], *, host: Any = None
 ) -> PluginSet:
-    """Load the named plugins, build the set and let each plugin validate its settings."""
-    plugin_set = PluginSet(load_plugin(name, settings.get(name)) for name in enabled)
-    for plugin, impl in plugin_set.implementations("mailmax_configure"):
-        try:
-            PluginSet._call(impl, plugin.settings, {})
-        except Exception as exc:
-            raise PluginError(f"plugin {plugin.name!r} refused its settings: {exc}") from exc
+    """Load the named plugins, build the set (system scope only) and let each plugin validate
+    its settings."""
+    plugin_set = PluginSet((load_plugin(name, settings.get(name)) for name in enabled), host=host)
+    configure(plugin_set)
     return plugin_set

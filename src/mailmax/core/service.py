@@ -25,10 +25,11 @@ from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSe
 from mailmax.core.directory.api import BlankPasswordPolicy
 from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.sql import SQLDirectory
-from mailmax.core.hooks import PluginError, PluginSet, build_plugin_set
+from mailmax.core.hooks import PluginError, PluginSet
 from mailmax.core.logfile import MailLogFile
+from mailmax.core.pluginhost.recipients import PluginSMTPFactory
+from mailmax.core.pluginhost.runtime import PluginRuntime
 from mailmax.core.queue.runner import QueueRunner
-from mailmax.core.smtp.server import SMTPFactory
 from mailmax.core.spool import Spool
 from mailmax.core.tls import server_options
 
@@ -54,9 +55,8 @@ class MailMaxService(service.MultiService):
         self.async_directory: AsyncDirectory | None = None
         self.spool: Spool | None = None
         self.queue: QueueRunner | None = None
-        self.plugin_set: PluginSet = build_plugin_set(
-            settings.plugins.enabled, settings.plugins.settings
-        )
+        #: Plugin set, its host, reloads and the admin channel (raises PluginError when bad).
+        self.plugins = PluginRuntime(settings, reactor)
         self.ports: list[tuple[ListenerSettings, IListeningPort]] = []
         self.factories: list[Any] = []
         #: Failed-login counters and recent POP3/IMAP log-ins, shared by every protocol.
@@ -66,25 +66,36 @@ class MailMaxService(service.MultiService):
         self._previous_sighup: Any = None
 
     # ------------------------------------------------------------------ plugins
+    @property
+    def plugin_set(self) -> PluginSet:
+        """The plugin set new sessions and deliveries start with."""
+        return self.plugins.plugin_set
+
     def current_plugins(self) -> PluginSet:
         """The plugin set new sessions and deliveries start with."""
-        return self.plugin_set
+        return self.plugins.plugin_set
 
     def reload(self) -> PluginSet:
         """Re-read the config file and swap in a freshly built plugin set, or change nothing.
 
         Raises :class:`ReloadError` saying why when the new configuration or a plugin is bad.
         """
-        source = self.settings.source
         try:
-            new_settings = config_mod.load(source) if source else self.settings
-            new_set = build_plugin_set(new_settings.plugins.enabled, new_settings.plugins.settings)
+            new_set = self.plugins.reload()
         except (config_mod.ConfigError, PluginError) as exc:
             log.error("reload refused, nothing changed: {error}", error=str(exc))
             raise ReloadError(str(exc)) from exc
-        self.plugin_set = new_set
         log.info("reloaded: plugins {names}", names=[p.name for p in new_set.plugins])
         return new_set
+
+    def _admin_reload(self) -> str:
+        from mailmax.core.admin import AdminError
+
+        try:
+            new_set = self.reload()
+        except ReloadError as exc:
+            raise AdminError(f"reload refused, nothing changed: {exc}") from None
+        return "reloaded: plugins " + ", ".join(p.name for p in new_set.plugins)
 
     def _on_sighup(self, signum: int, frame: Any) -> None:
         def attempt() -> None:
@@ -123,6 +134,12 @@ class MailMaxService(service.MultiService):
             reactor=self.reactor,
         )
         self.spool.start()
+        self.plugins.start(
+            directory=self.directory,
+            async_directory=self.async_directory,
+            spool=self.spool,
+            reload=self._admin_reload,
+        )
         self.queue = QueueRunner(
             spool=self.spool,
             directory=self.directory,
@@ -185,7 +202,7 @@ class MailMaxService(service.MultiService):
             "reactor": self.reactor,
         }
         if listener.service in SMTP_SERVICES:
-            return SMTPFactory(
+            return PluginSMTPFactory(
                 spool=self.spool, authlimit=self.authlimit, logins=self.logins, **common
             )
         if listener.service in ("pop3", "pop3s"):
@@ -241,6 +258,7 @@ class MailMaxService(service.MultiService):
         )
         await defer.gatherResults([factory.shutdown(grace) for factory in self.factories])
         await defer.maybeDeferred(super().stopService)
+        await self.plugins.stop()
         if self.spool is not None:
             await self.spool.stop()
         if self.async_directory is not None:

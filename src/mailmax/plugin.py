@@ -1,0 +1,68 @@
+"""The public API for MailMax plugins: everything a plugin needs, from one module.
+
+::
+
+    from mailmax.plugin import Field, PluginSettings, hookimpl, reject
+
+    class Settings(PluginSettings):
+        blocked: list[str] = Field(default_factory=list, description="Refused HELO names.")
+
+    @hookimpl
+    def mailmax_helo(session, helo, config):
+        if helo.lower() in config.blocked:
+            return reject("Go away", 550, "5.7.1")
+
+See ``docs/plugins.md`` for the hooks and how plugins are enabled, configured and tested.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from mailmax.core.directory.api import AccountType, Domain, Lookup, RecipientLookup, User
+from mailmax.core.hooks import CURRENT_HOST, Scope
+from mailmax.core.hookspecs import hookimpl
+from mailmax.core.model import Envelope, Recipient, Session, Stash
+from mailmax.core.pluginhost.host import PluginHost
+from mailmax.core.pluginhost.settings import PluginSettings
+from mailmax.core.verdicts import Action, Verdict, accept, cont, disconnect, reject, tempfail
+
+
+def current_host() -> PluginHost:
+    """The running server's :class:`PluginHost`, inside a hook call.
+
+    Call it at the start of the hook (before the first ``await``). Raises ``RuntimeError``
+    outside a hook or when the plugin set has no host (a set built without a server).
+    """
+    host: Any = CURRENT_HOST.get()
+    if host is None:
+        raise RuntimeError("current_host() is only available while MailMax runs a hook")
+    return host
+
+
+__all__ = [
+    "AccountType",
+    "Action",
+    "Domain",
+    "Envelope",
+    "Field",
+    "Lookup",
+    "PluginHost",
+    "PluginSettings",
+    "Recipient",
+    "RecipientLookup",
+    "Scope",
+    "Session",
+    "Stash",
+    "User",
+    "Verdict",
+    "accept",
+    "cont",
+    "current_host",
+    "disconnect",
+    "hookimpl",
+    "reject",
+    "tempfail",
+]
