@@ -14,7 +14,6 @@ from mailmax.core.directory.api import (
     RecipientLookup,
     User,
 )
-from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.errors import (
     AlreadyExists,
     DirectoryError,
@@ -28,7 +27,21 @@ from mailmax.core.directory.loginnames import (
     valid_user_name,
 )
 from mailmax.core.directory.passwords import hash_password, verify_password
-from mailmax.core.directory.sql import SQLDirectory
+
+_LAZY = {
+    "AsyncDirectory": "mailmax.core.directory.cached",
+    "SQLDirectory": "mailmax.core.directory.sql",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import the SQL and Twisted layers on first use, so light imports stay light."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AccountType",
