@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from mailmax.core.cli import aliases, configcmd, domains, init, unlock, users
+from mailmax.core.cli import aliases, configcmd, domains, init, plugins, reload, unlock, users
 from mailmax.core.cli.context import App, CLIError, config_option, json_option
 from mailmax.core.config import ConfigError
 
@@ -107,6 +107,8 @@ cli.add_command(domains.domain_group)
 users.user_group.add_command(unlock.unlock_command)
 cli.add_command(users.user_group)
 cli.add_command(aliases.alias_group)
+cli.add_command(plugins.plugin_group)
+cli.add_command(reload.reload_command)
 
 
 def main() -> None:

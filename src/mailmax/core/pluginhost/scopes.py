@@ -215,3 +215,37 @@ class ScopeStore:
                 except PluginError as exc:
                     found.append(str(exc))
         return found
+
+
+#: Hooks that run for a connection or a whole message: system and listening-address scopes.
+CONNECTION_HOOKS = frozenset(
+    {"mailmax_connect", "mailmax_helo", "mailmax_auth", "mailmax_mail_from", "mailmax_data"}
+)
+#: Hooks that run for one recipient (mailbox): every scope down to the user.
+RECIPIENT_HOOKS = frozenset({"mailmax_rcpt_to", "mailmax_expand_recipient", "mailmax_deliver"})
+ALL_SCOPES = ("system", "listener", "domain", "user")
+
+
+def implemented_hooks(plugin_object: Any) -> list[str]:
+    """The hook names a plugin module (or object) implements."""
+    return sorted(
+        name
+        for name in dir(plugin_object)
+        if name.startswith("mailmax_")
+        and getattr(getattr(plugin_object, name, None), "mailmax_impl", None) is not None
+    )
+
+
+def scopes_of(plugin_object: Any) -> tuple[str, ...]:
+    """Where a plugin can be switched and configured: its ``SCOPES``, else what its hooks
+    allow (connection hooks: system and listener; the others: system, domain and user)."""
+    declared = getattr(plugin_object, "SCOPES", None)
+    if declared:
+        return tuple(s for s in ALL_SCOPES if s in declared)
+    hooks = set(implemented_hooks(plugin_object)) - {"mailmax_configure"}
+    found = {"system"}
+    if hooks & CONNECTION_HOOKS:
+        found.add("listener")
+    if hooks - CONNECTION_HOOKS:
+        found |= {"domain", "user"} if hooks & RECIPIENT_HOOKS else {"domain"}
+    return tuple(s for s in ALL_SCOPES if s in found)

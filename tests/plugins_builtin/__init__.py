@@ -1,0 +1,1 @@
+"""End-to-end tests of the built-in plugins over real SMTP sessions."""
