@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailmax.testing import TestServer, mailmax_server  # noqa: F401
+from mailmax.testing import TestServer
 from tests.plugins_builtin.support import rcpt, refused, send
 
 

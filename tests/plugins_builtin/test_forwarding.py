@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from mailmax.testing import TestServer, mailmax_server  # noqa: F401
+from mailmax.testing import TestServer
 from tests.plugins_builtin.support import rcpt, send
 
 ALICE, BOB = "alice@example.test", "bob@example.test"

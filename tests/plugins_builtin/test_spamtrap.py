@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from mailmax.testing import TestServer, mailmax_server  # noqa: F401
+from mailmax.testing import TestServer
 from tests.plugins_builtin.support import send
 
 
