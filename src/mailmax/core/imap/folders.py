@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mailmax.core.imap import listing, mutf7, parser, wire
 from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
-from mailmax.core.store import maildir
+from mailmax.core.store import maildir, quota
 from mailmax.core.store.errors import (
     BadFlag,
     BadFolderName,
@@ -321,15 +321,13 @@ class FolderCommands(SessionBase):
         limit = await self.quota_limit()
         if not limit:
             return
-        usage = await self.blocking(maildir.usage_bytes, self.root)
-        if usage + size > limit:
-            exact = functools.partial(maildir.usage_bytes, self.root, exact=True)
-            usage = await self.blocking(exact)
-            if usage + size > limit:
-                raise No(
-                    f"[OVERQUOTA] Mailbox is full: {usage} of {limit} bytes used, "
-                    f"{size} more do not fit"
-                )
+        try:
+            await self.blocking(quota.check_quota, self.root, size, limit)
+        except quota.OverQuota as exc:
+            raise No(
+                f"[OVERQUOTA] Mailbox is full: {exc.usage} of {limit} bytes used, "
+                f"{size} more do not fit"
+            ) from None
 
     async def _quota_line(self) -> str | None:
         limit = await self.quota_limit()
