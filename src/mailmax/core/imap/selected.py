@@ -63,11 +63,16 @@ def _open(store: MailStore, name: str, readonly: bool) -> tuple[Folder, dict[str
     folder = store.open(name)
     try:
         waiting = folder.recent_count()
-        claimed = folder.claim_recent() if waiting and not readonly else []
+        if not waiting:
+            recent: Any = []
+        elif readonly:
+            recent = folder.recent_uids()
+        else:
+            recent = folder.claim_recent()
         first = folder.first_unseen()
         facts = {
-            "claimed": claimed,
-            "recent": waiting if readonly else len(claimed),
+            "recent_uids": recent,
+            "recent": len(recent),
             "exists": len(folder),
             "unseen": folder.position(first) if first else None,
             "keywords": folder.keywords(),
@@ -78,12 +83,15 @@ def _open(store: MailStore, name: str, readonly: bool) -> tuple[Folder, dict[str
     return folder, facts
 
 
-def _refresh(folder: Folder, readonly: bool) -> tuple[Any, list[int], Any, int]:
+def _refresh(folder: Folder, readonly: bool) -> tuple[Any, list[int] | set[int], Any]:
+    """Changes since the last look; the messages this session claimed as recent (read-write),
+    or every recent message (read-only, claiming nothing); the view after expunges/flags."""
     changes = folder.refresh()
-    claimed = folder.claim_recent() if changes.added and not readonly else []
+    recent: list[int] | set[int] = []
+    if changes.added:
+        recent = folder.recent_uids() if readonly else folder.claim_recent()
     view = folder.messages() if (changes.expunged or changes.flags) else None
-    recent = folder.recent_count() if readonly and changes.added else -1
-    return changes, claimed, view, recent
+    return changes, recent, view
 
 
 def _copy(store: MailStore, folder: Folder, uids: list[int], name: str) -> tuple[list, int]:
@@ -114,7 +122,7 @@ class SelectedCommands(SessionBase):
         """A message's flags as the client sees them (``\\Recent`` included)."""
         selected = self.selected
         assert selected is not None
-        if info.uid in selected.recent or (selected.readonly and info.recent):
+        if info.uid in selected.recent:
             return info.flags | _RECENT
         return info.flags
 
@@ -168,7 +176,7 @@ class SelectedCommands(SessionBase):
         if selected is None or not expunges:
             return
         try:
-            changes, claimed, view, recent = await self.blocking(
+            changes, recent, view = await self.blocking(
                 _refresh, selected.folder, selected.readonly
             )
         except UidValidityChanged:
@@ -192,9 +200,11 @@ class SelectedCommands(SessionBase):
                 self.send(b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, uid, flags))
         if changes.added:
             self.send(b"* %d EXISTS" % len(selected.folder))
-            selected.recent.update(claimed)
-            count = recent if recent >= 0 else len(selected.recent)
-            self.send(b"* %d RECENT" % count)
+            if selected.readonly:
+                selected.recent = set(recent)
+            else:
+                selected.recent.update(recent)
+            self.send(b"* %d RECENT" % len(selected.recent))
 
     def _readwrite(self) -> Selected:
         selected = self.selected
@@ -224,7 +234,7 @@ class SelectedCommands(SessionBase):
         if self._closing:
             folder.close()
             return "Closed"
-        self.selected = Selected(folder.name, folder, readonly, set(facts["claimed"]))
+        self.selected = Selected(folder.name, folder, readonly, set(facts["recent_uids"]))
         self.state = "selected"
         # read the message list now, while the client reads the reply: FETCH usually follows
         warming = self.blocking(folder.messages)

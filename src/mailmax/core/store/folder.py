@@ -218,9 +218,34 @@ class Folder:
             return self._index.first_unseen(self.uidnext)
 
     def recent_count(self) -> int:
-        """How many messages are recent (still in ``new/``)."""
+        """How many messages are recent: still in ``new/``, or added by APPEND/COPY and not
+        yet claimed by a session."""
         with self._lock:
-            return self._index.count_where("new", self.uidnext)
+            conn = self._index.conn
+            own_txn = not conn.in_transaction
+            if own_txn:
+                conn.execute("BEGIN")
+            try:
+                in_new = self._index.count_where("new", self.uidnext)
+                return in_new + len(self._index.marked_recent(self.uidnext))
+            finally:
+                if own_txn:
+                    conn.execute("COMMIT")
+
+    def recent_uids(self) -> set[int]:
+        """The UIDs of the recent messages (see :meth:`recent_count`); claims nothing."""
+        with self._lock:
+            conn = self._index.conn
+            own_txn = not conn.in_transaction
+            if own_txn:
+                conn.execute("BEGIN")
+            try:
+                found = set(self._index.uids_where("new", self.uidnext))
+                found.update(self._index.marked_recent(self.uidnext))
+            finally:
+                if own_txn:
+                    conn.execute("COMMIT")
+            return found
 
     def keywords(self) -> list[str]:
         """Keywords ever used in this folder (for IMAP FLAGS / PERMANENTFLAGS)."""
@@ -406,8 +431,9 @@ class Folder:
             return DIRTY
 
     def claim_recent(self) -> list[int]:
-        """Move messages from ``new/`` to ``cur/``; return the UIDs this call moved.
+        """Claim the recent messages; return their UIDs.
 
+        Messages in ``new/`` move to ``cur/``; those APPEND or COPY added lose their mark.
         Only one session wins each message, so ``\\Recent`` is seen by one session only.
         """
         claimed: list[int] = []
@@ -430,9 +456,10 @@ class Folder:
                 self._index.own_change("cur", before)
                 if self._index._modseq_in_txn is not None:
                     self._own.add(self._index._modseq_in_txn)
+                marked = [u for u in self._index.take_recent(self.uidnext) if self.get(u)]
             if claimed:
                 self._changed()
-        return claimed
+        return sorted(claimed + marked) if marked else claimed
 
     def _commit_new(self, items: list[tuple[str, Path, int, float, str, str]]) -> list[int]:
         """Rename tmp files into ``cur/`` and index them: (base, tmp, size, when, letters, kw)."""
@@ -452,6 +479,7 @@ class Folder:
             if self.store.fsync:
                 fsync_dir(self.dir / "cur")
             self._index.insert(rows)
+            self._index.mark_recent(uids)
             self._index.note_keywords({k for *_, kw in items for k in kw.split()})
             self._index.own_change("cur", before)
         return uids
@@ -464,7 +492,8 @@ class Folder:
     ) -> int:
         """Store a message (tmp -> fsync -> rename) and return its UID.
 
-        The new message joins this view at the next :meth:`refresh` (reported as added).
+        The new message joins this view at the next :meth:`refresh` (reported as added); it
+        is recent until a session claims it (:meth:`claim_recent`).
         """
         wanted = frozenset(canonical_flag(f) for f in flags if f.lower() != "\\recent")
         when = time.time() if internaldate is None else float(internaldate)
@@ -479,7 +508,8 @@ class Folder:
     def copy(self, uids: Iterable[int], target: Folder) -> list[tuple[int, int]]:
         """Copy messages with their flags into ``target``; return (source uid, target uid).
 
-        Files are hard-linked when possible (Maildir files never change), else copied.
+        Files are hard-linked when possible (Maildir files never change), else copied. The
+        copies are recent in ``target`` until a session claims them.
         """
         staged: list[tuple[int, tuple[str, Path, int, float, str, str]]] = []
         try:

@@ -32,7 +32,7 @@ log = Logger(namespace="mailmax.store")
 
 INDEX_NAME = "mailmax.index"
 UIDVALIDITY_FILE = "mailmax.uidvalidity"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Stored instead of a directory mtime that must be rescanned next time.
 DIRTY = -1
 #: A directory modified this recently may still change within the same timestamp tick.
@@ -68,7 +68,10 @@ CREATE INDEX messages_deleted ON messages (uid) WHERE instr(letters, 'T') > 0;
 CREATE TABLE expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL, at REAL NOT NULL);
 CREATE INDEX expunged_modseq ON expunged (modseq);
 CREATE TABLE keywords (name TEXT PRIMARY KEY);
+CREATE TABLE recent (uid INTEGER PRIMARY KEY);
 """
+#: Upgrades from older schema versions that keep every row: version -> statements.
+_UPGRADES = {1: ("CREATE TABLE IF NOT EXISTS recent (uid INTEGER PRIMARY KEY)",)}
 
 #: SQLite result codes that mean "try later", not "the file is damaged".
 _TRANSIENT = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY"}
@@ -194,6 +197,8 @@ class FolderIndex:
         version = self._version(conn)
         if version == SCHEMA_VERSION:
             return True
+        if version in _UPGRADES:
+            return self._upgrade(conn)
         if version is not None:
             return False
         conn.execute("BEGIN IMMEDIATE")
@@ -216,6 +221,22 @@ class FolderIndex:
             self.conn = conn
             self.sync(force=True, known=salvage.known)
         return True
+
+    def _upgrade(self, conn: sqlite3.Connection) -> bool:
+        """Bring an index of an older schema version up to date, keeping every row."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._version(conn)  # another session may have upgraded it meanwhile
+            if version in _UPGRADES:
+                for statement in _UPGRADES[version]:
+                    conn.execute(statement)
+                conn.execute("UPDATE state SET version = ? WHERE id = 1", (SCHEMA_VERSION,))
+                version = SCHEMA_VERSION
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return version == SCHEMA_VERSION
 
     @staticmethod
     def _version(conn: sqlite3.Connection) -> int | None:
@@ -448,10 +469,28 @@ class FolderIndex:
         modseq = self.bump_modseq()
         now = time.time()
         self.conn.executemany("DELETE FROM messages WHERE uid = ?", [(u,) for u in uids])
+        self.conn.executemany("DELETE FROM recent WHERE uid = ?", [(u,) for u in uids])
         self.conn.executemany(
             "INSERT OR REPLACE INTO expunged VALUES (?, ?, ?)", [(u, modseq, now) for u in uids]
         )
         self.conn.execute("DELETE FROM expunged WHERE at < ?", (now - EXPUNGED_KEEP_SECONDS,))
+
+    def mark_recent(self, uids: Iterable[int]) -> None:
+        """Make messages that went straight into ``cur/`` recent (inside a write transaction).
+
+        Messages still in ``new/`` are recent anyway; these are the ones APPEND and COPY add.
+        """
+        self.conn.executemany("INSERT OR IGNORE INTO recent VALUES (?)", [(u,) for u in uids])
+
+    def take_recent(self, below: int) -> list[int]:
+        """Forget which messages below ``below`` :meth:`mark_recent` made recent; return them."""
+        cursor = self.conn.execute("DELETE FROM recent WHERE uid < ? RETURNING uid", (below,))
+        return sorted(uid for (uid,) in cursor)
+
+    def marked_recent(self, below: int) -> list[int]:
+        """The UIDs below ``below`` that :meth:`mark_recent` made recent."""
+        cursor = self.conn.execute("SELECT uid FROM recent WHERE uid < ? ORDER BY uid", (below,))
+        return [uid for (uid,) in cursor]
 
     def dir_mtimes(self) -> tuple[int, int]:
         """The stored ``(new, cur)`` directory mtimes."""
