@@ -154,3 +154,40 @@ def test_cache_lifetime_is_bounded_to_two_seconds(tmp_path) -> None:
         cached = AsyncDirectory(directory, cache_seconds=2, reactor=Clock())
         assert cached.sync is directory
         assert cached.cache_seconds == 2
+
+
+def test_blocking_cache_keeps_answers_briefly_and_never_errors(tmp_path) -> None:
+    """S5/A5: local delivery's TTLCache answers from memory within its lifetime, looks up again
+    after it, never keeps an error, and refuses lifetimes over 2 s."""
+    from mailmax.core.directory.cached import TTLCache
+
+    now = [100.0]
+    with SQLDirectory.open(f"sqlite:///{tmp_path / 'd.db'}") as directory:
+        directory.add_domain("example.com", str(tmp_path / "mail"))
+        directory.add_user("bob@example.com")
+        calls: list[str] = []
+
+        def get_user(address: str):
+            calls.append(address)
+            return directory.get_user(address)
+
+        cache = TTLCache(get_user, 1.0, clock=lambda: now[0])
+        assert cache.get("bob@example.com").enabled
+        directory.edit_user("bob@example.com", account_type="disabled")
+        now[0] += 0.9
+        assert cache.get("bob@example.com").enabled  # still the remembered answer
+        now[0] += 0.2
+        assert not cache.get("bob@example.com").enabled  # looked up again after 1 s
+        assert calls == ["bob@example.com", "bob@example.com"]
+
+        def broken(address: str):
+            calls.append(address)
+            raise RuntimeError("database unavailable")
+
+        failing = TTLCache(broken, 1.0, clock=lambda: now[0])
+        for _ in range(2):
+            with pytest.raises(RuntimeError):
+                failing.get("bob@example.com")
+        assert len(calls) == 4  # the error was not remembered
+        with pytest.raises(DirectoryError, match="0 to 2"):
+            TTLCache(get_user, 2.5)

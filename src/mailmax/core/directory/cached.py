@@ -9,13 +9,17 @@ Look-ups (recipients, domains, users, plugin overrides) are cached for ``cache_s
 most 2 s), counted from when the query started, so a change made elsewhere (the CLI, the admin
 API, another node) is seen within ``cache_seconds``. Concurrent misses for the same key share one
 query. Log-ins and clear-password fetches are never cached.
+
+:class:`TTLCache` is the same idea for blocking callers in threads (local delivery): answers are
+kept for a short, bounded time; errors are never kept.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from typing import Any, TypeVar
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 from twisted.internet import defer, threads
 from twisted.python.failure import Failure
@@ -26,6 +30,7 @@ from mailmax.core.directory.errors import DirectoryError
 from mailmax.core.directory.sql import SQLDirectory
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 #: Longest allowed cache lifetime: admin changes must show within 2 seconds.
 MAX_CACHE_SECONDS = 2.0
@@ -181,3 +186,51 @@ class AsyncDirectory:
     def record_login(self, address: str, service: str, ip: str) -> defer.Deferred[None]:
         """See :meth:`SQLDirectory.record_login`."""
         return self.run(self._directory.record_login, address, service, ip)
+
+
+class TTLCache(Generic[K, T]):
+    """Answers of a blocking look-up kept for ``seconds`` (at most 2), safe to use from threads.
+
+    ``get(key)`` returns the remembered answer while it is younger than ``seconds`` (counted
+    from when the look-up started) and calls ``function(key)`` otherwise. An exception is passed
+    on and never remembered. Two threads missing the same key at once may both call
+    ``function``; the later answer wins. ``seconds=0`` disables the cache.
+    """
+
+    #: Entries kept before expired ones are dropped (all of them if none has expired).
+    MAX_ENTRIES = 20_000
+
+    def __init__(
+        self,
+        function: Callable[[K], T],
+        seconds: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 <= seconds <= MAX_CACHE_SECONDS:
+            raise DirectoryError(
+                f"cache lifetime must be 0 to {MAX_CACHE_SECONDS:g} seconds, not {seconds!r}"
+            )
+        self._function = function
+        self._seconds = float(seconds)
+        self._clock = clock
+        self._entries: dict[K, tuple[float, T]] = {}
+
+    def get(self, key: K) -> T:
+        """The answer for ``key``, remembered or freshly looked up (blocking)."""
+        started = self._clock()
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > started:
+            return entry[1]
+        value = self._function(key)
+        if self._seconds > 0:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > started}
+                if len(self._entries) >= self.MAX_ENTRIES:
+                    self._entries = {}
+            self._entries[key] = (started + self._seconds, value)
+        return value
+
+    def clear(self) -> None:
+        """Forget every answer."""
+        self._entries = {}

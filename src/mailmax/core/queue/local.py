@@ -16,7 +16,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core import model
-from mailmax.core.directory.api import Lookup
+from mailmax.core.directory.api import Domain, Lookup, User
+from mailmax.core.directory.cached import TTLCache
 from mailmax.core.hooks import PluginSet, Scope
 from mailmax.core.spool import SpoolEnvelope, SpoolRecipient
 from mailmax.core.store import maildir
@@ -87,13 +88,39 @@ def _verdict_outcome(verdict: Verdict) -> Outcome | None:
     return Outcome("deferred", diagnostic=f"{verdict.code} {verdict.status} {text}")
 
 
-class LocalDelivery:
-    """Delivers a queued message to one local recipient at a time."""
+#: What delivery needs to know of a mailbox: its user, the user's domain and the Maildir root.
+MailboxInfo = tuple[User | None, Domain | None, str]
 
-    def __init__(self, *, directory: Any, in_thread: InThread, fsync: bool = True) -> None:
+
+class LocalDelivery:
+    """Delivers a queued message to one local recipient at a time.
+
+    The user, domain and Maildir of a mailbox are looked up in ``directory`` at most once per
+    ``cache_seconds`` (a change made meanwhile shows within that time).
+    """
+
+    def __init__(
+        self,
+        *,
+        directory: Any,
+        in_thread: InThread,
+        fsync: bool = True,
+        cache_seconds: float = 1.0,
+    ) -> None:
         self.directory = directory
         self.in_thread = in_thread
         self.fsync = fsync
+        self._mailboxes: TTLCache[str, MailboxInfo] = TTLCache(self._look_up, cache_seconds)
+
+    def _look_up(self, mailbox: str) -> MailboxInfo:
+        """Blocking: the user of ``mailbox``, its domain and its Maildir root (uncached)."""
+        user = self.directory.get_user(mailbox)
+        if user is None or not user.enabled:
+            return user, None, ""
+        domain = self.directory.get_domain(user.domain)
+        if domain is None:
+            return user, None, ""
+        return user, domain, str(self.directory.user_maildir(user))
 
     async def deliver(
         self,
@@ -212,16 +239,15 @@ class LocalDelivery:
         prefix: bytes = b"",
     ) -> Outcome:
         """Blocking: check the user and the disk limit, then write into the Maildir (A5)."""
-        user = self.directory.get_user(mailbox)
+        user, domain, maildir_root = self._mailboxes.get(mailbox)
         if user is None:
             return failed(f"<{mailbox}>: user no longer exists", "5.1.1")
         if not user.enabled:
             return failed(f"<{mailbox}>: mailbox disabled", "5.2.1")
-        domain = self.directory.get_domain(user.domain)
         if domain is None:
             return deferred(f"<{mailbox}>: the domain {user.domain} cannot be loaded")
         limit_mb = user.disk_limit_mb or domain.default_box_mb
-        root = Path(self.directory.user_maildir(user))
+        root = Path(maildir_root)
         try:
             try:
                 path = self._write(root, folder, message_path, unique, fresh, limit_mb, prefix)
