@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import Field
 
 from mailmax.core.directory.api import AccountType, Domain, Lookup, RecipientLookup, User
-from mailmax.core.hooks import CURRENT_HOST, Scope
+from mailmax.core.hooks import CURRENT_HOST, PluginError, Scope
 from mailmax.core.hookspecs import hookimpl
 from mailmax.core.model import Envelope, Recipient, Session, Stash
 from mailmax.core.pluginhost.host import PluginHost
@@ -49,6 +49,7 @@ __all__ = [
     "Envelope",
     "Field",
     "Lookup",
+    "PluginError",
     "PluginHost",
     "PluginSettings",
     "Recipient",

@@ -1,0 +1,3 @@
+"""The plugin author's fixtures come from MailMax itself."""
+
+pytest_plugins = ["mailmax.testing"]
