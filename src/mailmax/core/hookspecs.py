@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from mailmax.core.directory.api import Domain
     from mailmax.core.model import Envelope, Recipient, Session
+    from mailmax.core.outbound.route import Route
     from mailmax.core.verdicts import Verdict
 
 PROJECT = "mailmax"
@@ -135,6 +137,55 @@ class MailMaxHooks:
         ``tempfail()`` to retry later, ``reject()`` to bounce it, or ``None`` for no opinion
         (the next plugin decides; with none, the INBOX). May return a Deferred.
         Several plugins: run in plugin order, the first non-``None`` answer wins.
+        """
+
+    # ------------------------------------------------------------------ outbound
+    @hookspec
+    def mailmax_route(
+        self,
+        domain: str,
+        envelope: Envelope,
+        domain_record: Domain | None,
+        config: dict[str, Any],
+    ) -> Route | None:
+        """Choose how the mail for the remote domain ``domain`` is delivered (Q7, Q8, Q10-Q12).
+
+        Scope: ``domain``. Runs in the queue runner before every delivery attempt to the
+        recipients at ``domain`` (``envelope.recipients`` holds only those; ``envelope.size_hint``
+        is the message size in bytes). ``domain_record`` is the directory's record when
+        ``domain`` is one of ours whose mail is passed on (relay-to-host, backup, ETRN), else
+        ``None``. Return a :class:`mailmax.core.outbound.route.Route` (its delivery engines in
+        the order to try, whether to hold the mail for ETRN, ...) or ``None`` for no opinion.
+        May return a Deferred. Several plugins: the first non-``None`` answer wins; with none,
+        the mail goes straight to the domain's MX hosts.
+        """
+
+    @hookspec
+    def mailmax_transit(
+        self, envelope: Envelope, domain: str, message_path: str, config: dict[str, Any]
+    ) -> Verdict | None:
+        """Mail for ``domain`` passes through this server: its route says *transit* (Q13).
+
+        Scope: ``domain``. Routes of relay-to-host, backup MX and ETRN domains are transit
+        routes. Runs once per message and domain, before the first attempt to send the mail or
+        to hold it for ETRN; ``envelope.recipients`` holds the recipients at ``domain`` and
+        ``message_path`` names the queued message file (read it, never change it). Return
+        ``reject()`` to bounce the mail for these recipients, ``tempfail()`` to try again
+        later, ``accept()`` to treat it as handled and send nothing (e.g. a quarantined
+        virus), or ``None`` for no opinion. May return a Deferred. Several plugins: run in
+        plugin order, the first decisive verdict wins.
+        """
+
+    @hookspec
+    def mailmax_etrn(self, session: Session, domain: str, config: dict[str, Any]) -> Verdict | None:
+        """A client asked with ``ETRN domain`` (RFC 1985) to receive the mail held for ``domain``.
+
+        Scope: ``domain`` (for ``ETRN @domain``, each held domain under it in turn). Return
+        ``accept()`` to allow it (the held mail for the domain is sent now), ``reject()`` to
+        refuse (the client gets 459 with the verdict's text), or ``None`` for no opinion.
+        Without an accepting plugin the request is refused and nothing changes. ETRN is
+        offered in the EHLO reply only where a plugin implementing this hook is enabled.
+        Several plugins: run in plugin order, the first decisive verdict wins.
         """
 
     # ------------------------------------------------------------------ lifecycle

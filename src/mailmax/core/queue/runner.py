@@ -1,23 +1,27 @@
-"""The queue runner service: delivers spooled messages, retries, bounces (S4, Q1, Q4, Q5).
+"""The queue runner service: delivers spooled messages, retries, bounces (S4, Q1-Q5, Q9).
 
 Each queued message is handled by one coroutine on the reactor thread at a time; blocking work
 (reading envelopes, directory look-ups, Maildir writes, envelope rewrites) runs in the delivery
-thread pool. Per local recipient the outcome is recorded in the envelope (``spool.save``);
-permanent failures are reported to the sender in one DSN per pass, queued through the spool
-like any other message; a message whose recipients are all done is removed.
+thread pool. Local recipients are stored in their Maildirs (:mod:`.local`); remote ones are
+sent by :class:`~mailmax.core.outbound.delivery.OutboundDelivery`. Per recipient the outcome
+is recorded in the envelope (``spool.save``); permanent failures are reported to the sender
+in one DSN per pass, queued through the spool like any other message; a message whose
+recipients are all done is removed.
 
-Recipient states: ``pending`` -> ``delivered`` | ``deferred`` (retried after
-``queue.retry_minutes``, up to ``queue.max_retries`` times) | ``failed`` (a DSN is due) ->
-``bounced`` (the DSN is queued, or none may be sent). ``relay`` recipients stay ``pending`` for
-outbound delivery.
+Recipient states: ``pending`` -> ``delivered`` | ``deferred`` (tried again on the retry
+schedule of :mod:`mailmax.core.outbound.retry`: the retry queue, then the soft-error queue
+with a warning to the sender) | ``failed`` (a DSN is due) -> ``bounced`` (the DSN is queued,
+or none may be sent). Remote recipients of ETRN domains move to the hold directory
+(:mod:`mailmax.core.outbound.hold`) until :meth:`QueueRunner.release` sends them.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +32,32 @@ from twisted.python.threadpool import ThreadPool
 
 from mailmax.core.config import Settings
 from mailmax.core.hooks import PluginSet
-from mailmax.core.queue import bounce
+from mailmax.core.outbound.delivery import OutboundDelivery, RemoteOutcome, domain_of
+from mailmax.core.outbound.hold import HoldQueue
+from mailmax.core.outbound.retry import Schedule
 from mailmax.core.queue.local import LocalDelivery, Outcome, classify
+from mailmax.core.queue.notices import Notifier, status_of
 from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient
 
 log = Logger(namespace="mailmax.queue")
 
-_STATUS_RE = re.compile(r"^\d{3} ([245]\.\d{1,3}\.\d{1,3})\b")
+__all__ = ["QueueRunner", "count_received", "runner_for", "status_of"]
+
 #: Bytes of the message read to count Received headers (Q5).
 HEADER_READ_LIMIT = 256 * 1024
 #: A message never grows past this many recipients through aliases and forwarding.
 MAX_RECIPIENTS = 1000
+#: Seconds between sweeps of the hold directory for mail held too long.
+HOLD_SWEEP_SECONDS = 3600.0
+#: A queue entry that may be attempted (or retried) again.
+WAITING = ("pending", "deferred")
+
+_RUNNERS: weakref.WeakKeyDictionary[Spool, QueueRunner] = weakref.WeakKeyDictionary()
 
 
-def status_of(diagnostic: str, default: str = "5.0.0") -> str:
-    """The enhanced status code in an SMTP-style reply (``"552 5.2.2 ..."`` -> ``"5.2.2"``)."""
-    match = _STATUS_RE.match(diagnostic)
-    return match.group(1) if match else default
+def runner_for(spool: Spool) -> QueueRunner | None:
+    """The running queue runner of ``spool`` (the SMTP server's way to reach it for ETRN)."""
+    return _RUNNERS.get(spool)
 
 
 def count_received(path: Path) -> int:
@@ -60,8 +73,14 @@ def count_received(path: Path) -> int:
     return count
 
 
+def _load(spool: Spool, queue_id: str) -> tuple[SpoolEnvelope, int]:
+    """Blocking: the envelope and the Received count of a queued message."""
+    envelope = spool.load(queue_id)
+    return envelope, count_received(spool.message_path(queue_id))
+
+
 class QueueRunner(Service):
-    """Delivers every message of the spool to its local recipients."""
+    """Delivers every message of the spool to its local and remote recipients."""
 
     def __init__(
         self,
@@ -71,30 +90,47 @@ class QueueRunner(Service):
         plugins: Callable[[], PluginSet],
         settings: Settings,
         reactor: Any = None,
+        outbound: OutboundDelivery | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
+        queue = settings.queue
         self.spool = spool
         self.directory = directory
         self.plugins = plugins
         self.settings = settings
         self.reactor = reactor
-        self.hostname = settings.server.hostname
-        self._pool = ThreadPool(0, settings.queue.delivery_threads, "mailmax-delivery")
+        self.schedule = Schedule.from_settings(queue)
+        self._pool = ThreadPool(0, queue.delivery_threads, "mailmax-delivery")
         self.local = LocalDelivery(
             directory=directory, in_thread=self._in_thread, fsync=spool.fsync
         )
-        self._semaphore = defer.DeferredSemaphore(settings.queue.delivery_threads * 2)
+        self.outbound = outbound or OutboundDelivery(
+            settings=settings,
+            reactor=reactor,
+            domain_record=lambda name: self._in_thread(directory.get_domain, name),
+        )
+        self.hold = HoldQueue(
+            settings.path(queue.hold_dir),
+            fsync=spool.fsync,
+            reactor=reactor,
+            in_thread=self._in_thread,
+        )
+        self.notices = Notifier(
+            spool=spool, directory=directory, settings=settings, in_thread=self._in_thread
+        )
+        self._semaphore = defer.DeferredSemaphore(
+            queue.delivery_threads * 2 + queue.max_sessions * 2
+        )
         self._active: dict[str, defer.Deferred[None]] = {}
         self._due: dict[str, float] = {}
         self._fresh: set[str] = set()
-        self._loop: task.LoopingCall | None = None
+        self._loops: list[task.LoopingCall] = []
         self._scanning = False
         self._rescan = False
         self._stopping = False
-        self._relay_warned = False
 
     # ------------------------------------------------------------------ service
     def startService(self) -> None:
@@ -102,23 +138,39 @@ class QueueRunner(Service):
         super().startService()
         self._stopping = False
         self._pool.start()
+        _RUNNERS[self.spool] = self
         self.spool.committed.append(self._on_committed)
-        self._loop = task.LoopingCall(self.wake)
-        self._loop.clock = self.reactor
-        self._loop.start(self.settings.queue.scan_interval, now=True)
+        self.hold.open_if_present().addErrback(
+            lambda f: log.failure("cannot open the hold directory", f)
+        )
+        for interval, call in (
+            (self.settings.queue.scan_interval, self.wake),
+            (HOLD_SWEEP_SECONDS, self.sweep_hold),
+        ):
+            loop = task.LoopingCall(call)
+            loop.clock = self.reactor
+            loop.start(interval, now=call is self.wake)
+            self._loops.append(loop)
 
     def stopService(self) -> defer.Deferred[None]:
         """Let deliveries in flight finish, then stop the threads."""
         self._stopping = True
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
         if self._on_committed in self.spool.committed:
             self.spool.committed.remove(self._on_committed)
+        if _RUNNERS.get(self.spool) is self:
+            del _RUNNERS[self.spool]
         super().stopService()
         done = defer.DeferredList(list(self._active.values()))
 
-        def stop_threads(_: Any) -> None:
-            self._pool.stop()
+        def stop_threads(_: Any) -> defer.Deferred[None]:
+            self.outbound.close()
+            stopped = self.hold.stop() if self.hold.running else defer.succeed(None)
+            stopped.addBoth(lambda _: self._pool.stop())
+            return stopped
 
         return done.addCallback(stop_threads)
 
@@ -159,10 +211,10 @@ class QueueRunner(Service):
             self._fresh.add(queue_id)
             self._schedule(queue_id)
 
-    def _schedule(self, queue_id: str) -> None:
+    def _schedule(self, queue_id: str, work: Callable[[], Any] | None = None) -> None:
         if self._stopping or queue_id in self._active:
             return
-        d = self._semaphore.run(self._guarded, queue_id)
+        d = self._semaphore.run(self._guarded, queue_id, work or (lambda: self._process(queue_id)))
         self._active[queue_id] = d
 
         def finished(_: Any) -> None:
@@ -171,51 +223,75 @@ class QueueRunner(Service):
 
         d.addBoth(finished)
 
-    def _guarded(self, queue_id: str) -> defer.Deferred[None]:
-        d = defer.ensureDeferred(self._process(queue_id))
+    def _guarded(self, queue_id: str, work: Callable[[], Any]) -> defer.Deferred[None]:
+        d = defer.ensureDeferred(work())
         d.addErrback(
             lambda f: log.failure("queue {queue_id}: processing failed", f, queue_id=queue_id)
         )
         return d
 
     # ------------------------------------------------------------------ one message
-    async def _process(self, queue_id: str) -> None:
-        if self._stopping:
-            return
+    async def _open(self, spool: Spool, queue_id: str) -> tuple[SpoolEnvelope, int] | None:
         try:
-            envelope = await self._in_thread(self.spool.load, queue_id)
+            return await self._in_thread(_load, spool, queue_id)
         except FileNotFoundError:
             self._due.pop(queue_id, None)
-            return
+            return None
         except ValueError as exc:
             log.error(
                 "queue {queue_id}: unusable envelope ({error}); moved to corrupt/",
                 queue_id=queue_id,
                 error=str(exc),
             )
-            await self._in_thread(self.spool.quarantine, queue_id)
+            await self._in_thread(spool.quarantine, queue_id)
+            return None
+
+    async def _process(self, queue_id: str) -> None:
+        if self._stopping:
             return
+        loaded = await self._open(self.spool, queue_id)
+        if loaded is None:
+            return
+        envelope, hops = loaded
         path = self.spool.message_path(queue_id)
         now = time.time()
-        if any(not r.final and r.state != "failed" for r in envelope.recipients):
-            hops = await self._in_thread(count_received, path)
-            if hops > self.settings.smtp.max_hops:
-                self._too_many_hops(envelope, hops)
+        if hops > self.settings.smtp.max_hops:
+            self._too_many_hops(envelope, hops)
         changed = await self._deliver_local(envelope, path, now)
-        if any(r.state == "failed" for r in envelope.recipients):
-            changed = await self._bounce(envelope, path) or changed
-        if all(r.final for r in envelope.recipients):
-            await self._in_thread(self.spool.remove, queue_id)
+        due = [
+            i
+            for i, r in enumerate(envelope.recipients)
+            if r.kind == "relay" and r.state in WAITING and r.next_attempt <= now
+        ]
+        if due and not self._stopping:
+            if changed:  # local results are on disk before the remote attempt
+                await self._in_thread(self.spool.save, envelope)
+            await self._deliver_remote(envelope, path, due)
+            changed = True
+        await self._finish(self.spool, envelope, path, changed)
+        if envelope.recipients and not all(r.final for r in envelope.recipients):
+            self._due[queue_id] = self._next_due(envelope)
+        else:
             self._due.pop(queue_id, None)
-            return
-        if changed:
-            await self._in_thread(self.spool.save, envelope)
-        self._due[queue_id] = self._next_due(envelope)
+
+    async def _finish(
+        self, spool: Spool, envelope: SpoolEnvelope, path: Path, changed: bool
+    ) -> None:
+        """Bounce the failed recipients, then save the envelope or remove the message."""
+        failures = [r for r in envelope.recipients if r.state == "failed"]
+        if failures and await self.notices.bounce(envelope, path, failures):
+            for recipient in failures:
+                recipient.state = "bounced"
+            changed = True
+        if all(r.final for r in envelope.recipients):
+            await self._in_thread(spool.remove, envelope.id)
+        elif changed:
+            await self._in_thread(spool.save, envelope)
 
     def _too_many_hops(self, envelope: SpoolEnvelope, hops: int) -> None:
         limit = self.settings.smtp.max_hops
         for recipient in envelope.recipients:
-            if recipient.state in ("pending", "deferred"):
+            if recipient.state in WAITING:
                 recipient.state = "failed"
                 recipient.last_error = (
                     f"554 5.4.6 Too many hops ({hops} Received headers, limit {limit}): mail loop?"
@@ -227,6 +303,7 @@ class QueueRunner(Service):
                     error=recipient.last_error,
                 )
 
+    # ------------------------------------------------------------------ local recipients
     async def _deliver_local(self, envelope: SpoolEnvelope, path: Path, now: float) -> bool:
         """Deliver every due local recipient; True when the envelope changed."""
         plugins = self.plugins()
@@ -235,32 +312,25 @@ class QueueRunner(Service):
         index = 0
         while index < len(envelope.recipients) and not self._stopping:
             recipient = envelope.recipients[index]
-            if self._due_local(recipient, now):
+            if (
+                recipient.kind == "local"
+                and recipient.state in WAITING
+                and recipient.next_attempt <= now
+            ):
                 if changed:  # the previous recipient's state is on disk first
                     await self._in_thread(self.spool.save, envelope)
                 outcome = await self.local.deliver(
                     plugins, envelope, index, path, fresh=fresh and recipient.attempts == 0
                 )
-                await self._apply(envelope, recipient, outcome)
+                await self._apply_local(envelope, recipient, outcome, path)
                 changed = True
-            elif recipient.kind == "relay" and recipient.state == "pending":
-                self._warn_relay()
             index += 1
         return changed
 
-    @staticmethod
-    def _due_local(recipient: SpoolRecipient, now: float) -> bool:
-        return (
-            recipient.kind == "local"
-            and recipient.state in ("pending", "deferred")
-            and recipient.next_attempt <= now
-        )
-
-    async def _apply(
-        self, envelope: SpoolEnvelope, recipient: SpoolRecipient, outcome: Outcome
+    async def _apply_local(
+        self, envelope: SpoolEnvelope, recipient: SpoolRecipient, outcome: Outcome, path: Path
     ) -> None:
         """Record ``outcome`` in ``recipient`` and log the delivery line."""
-        queue = self.settings.queue
         if outcome.extra:
             added = await self._add_recipients(envelope, outcome.extra)
             log.info(
@@ -277,18 +347,7 @@ class QueueRunner(Service):
         elif result == "failed":
             recipient.state, recipient.last_error = "failed", outcome.diagnostic
         else:
-            recipient.attempts += 1
-            recipient.last_error = outcome.diagnostic
-            if recipient.attempts > queue.max_retries:
-                recipient.state = "failed"
-                recipient.last_error = (
-                    f"451 4.4.7 Delivery time expired after "
-                    f"{recipient.attempts} attempts; last error: {outcome.diagnostic}"
-                )
-                result = "failed"
-            else:
-                recipient.state = "deferred"
-                recipient.next_attempt = time.time() + queue.retry_minutes * 60
+            result = await self._deferred(envelope, path, [(recipient, outcome.diagnostic, None)])
         log.info(
             "delivery {queue_id} to={rcpt} folder={folder} result={result}{detail}",
             queue_id=envelope.id,
@@ -312,61 +371,182 @@ class QueueRunner(Service):
             added.append(address)
         return added
 
-    async def _bounce(self, envelope: SpoolEnvelope, path: Path) -> bool:
-        """Send one DSN for every failed recipient (Q4); True when states changed."""
-        failures = [r for r in envelope.recipients if r.state == "failed"]
-        if not envelope.sender:
-            log.info(
-                "queue {queue_id}: no bounce for {count} failed recipient(s): the sender "
-                "is the null sender",
-                queue_id=envelope.id,
-                count=len(failures),
+    # ------------------------------------------------------------------ retries
+    async def _deferred(
+        self,
+        envelope: SpoolEnvelope,
+        path: Path,
+        failures: Sequence[tuple[SpoolRecipient, str, float | None]],
+    ) -> str:
+        """Apply the retry schedule to recipients that failed temporarily (Q2, Q3).
+
+        ``failures`` holds (recipient, diagnostic, patient days or None). Recipients that just
+        entered the soft-error queue get the sender one warning. Returns the last result.
+        """
+        now = time.time()
+        warnings: list[tuple[SpoolRecipient, float | None]] = []
+        result = "deferred"
+        for recipient, diagnostic, patient_days in failures:
+            recipient.attempts += 1
+            recipient.last_error = diagnostic
+            patient = None
+            if patient_days is not None:
+                patient = envelope.received_at + patient_days * 86400
+            decision = self.schedule.after_failure(
+                recipient.attempts, now, diagnostic, patient_until=patient
             )
-        else:
-            reports = [
-                bounce.RecipientReport.for_recipient(r, status_of(r.last_error), r.last_error)
-                for r in failures
-            ]
-            try:
-                target = await self._in_thread(classify, self.directory, envelope.sender)
-                made = await self._in_thread(
-                    bounce.make_bounce,
-                    envelope,
-                    reports,
-                    queue_id=self.spool.new_id(),
-                    reporting_mta=self.hostname,
-                    message_path=path,
-                    recipient=target,
-                )
-                if made is not None:
-                    bounce_envelope, message = made
-                    bounce_id = await self.spool.accept(bounce_envelope, [message])
-                    log.info(
-                        "queue {queue_id}: bounce {bounce_id} to <{sender}> for {rcpts}",
-                        queue_id=envelope.id,
-                        bounce_id=bounce_id,
-                        sender=envelope.sender,
-                        rcpts=[r.address for r in failures],
-                    )
-            except Exception:
-                log.failure(
-                    "queue {queue_id}: cannot queue the bounce; will retry", queue_id=envelope.id
-                )
-                return False
-        for recipient in failures:
-            recipient.state = "bounced"
-        return True
+            if decision.retry_at is None:
+                recipient.state, recipient.last_error = "failed", decision.diagnostic
+                result = "failed"
+                continue
+            recipient.state, recipient.next_attempt = "deferred", decision.retry_at
+            result = "deferred" if decision.stage == "retry" else "soft-error"
+            if decision.warn:
+                warnings.append((recipient, decision.until))
+        if warnings:
+            await self.notices.warn(envelope, path, warnings)
+        return result
 
     def _next_due(self, envelope: SpoolEnvelope) -> float:
         due = math.inf
         for recipient in envelope.recipients:
             if recipient.state == "failed":
-                due = min(due, time.time() + self.settings.queue.retry_minutes * 60)
-            elif recipient.kind == "local" and recipient.state in ("pending", "deferred"):
+                due = min(due, time.time() + self.schedule.retry_seconds)
+            elif recipient.state in WAITING:
                 due = min(due, recipient.next_attempt)
         return due
 
-    def _warn_relay(self) -> None:
-        if not self._relay_warned:
-            self._relay_warned = True
-            log.warn("remote delivery is not configured: messages to other domains stay queued")
+    # ------------------------------------------------------------------ remote recipients
+    async def _deliver_remote(
+        self,
+        envelope: SpoolEnvelope,
+        path: Path,
+        due: list[int],
+        released: frozenset[str] = frozenset(),
+    ) -> None:
+        """Send the ``due`` remote recipients and record each result."""
+        outcomes = await self.outbound.deliver(
+            self.plugins(), envelope, path, due, released=released
+        )
+        temporary: list[tuple[SpoolRecipient, str, float | None]] = []
+        held: list[int] = []
+        for index in due:
+            outcome = outcomes[index]
+            recipient = envelope.recipients[index]
+            diagnostic = outcome.diagnostic
+            if outcome.remote and outcome.state in ("deferred", "failed"):
+                diagnostic = f"{diagnostic} (at {outcome.remote})"
+            if outcome.state == "held":
+                held.append(index)
+                continue
+            if outcome.state == "deferred" and released:
+                recipient.attempts += 1
+                recipient.state, recipient.last_error = "deferred", diagnostic
+            elif outcome.state == "deferred":
+                temporary.append((recipient, diagnostic, outcome.route.patient_days))
+            elif outcome.state == "failed":
+                recipient.attempts += 1
+                recipient.state, recipient.last_error = "failed", diagnostic
+            else:
+                if outcome.state == "delivered":
+                    recipient.attempts += 1
+                recipient.state, recipient.last_error = "delivered", ""
+            self._log_remote(envelope, recipient, outcome)
+        if temporary:
+            await self._deferred(envelope, path, temporary)
+            for recipient, _, _ in temporary:
+                self._log_remote(envelope, recipient, None)
+        if held:
+            await self._hold(envelope, path, held)
+
+    def _log_remote(
+        self, envelope: SpoolEnvelope, recipient: SpoolRecipient, outcome: RemoteOutcome | None
+    ) -> None:
+        result = recipient.state if outcome is None else outcome.state
+        detail = recipient.last_error if outcome is None else outcome.diagnostic
+        log.info(
+            "delivery {queue_id} to={rcpt} relay={relay} result={result} ({detail})",
+            queue_id=envelope.id,
+            rcpt=recipient.address,
+            relay=(outcome.remote if outcome else "") or "-",
+            result=result,
+            detail=detail,
+        )
+
+    async def _hold(self, envelope: SpoolEnvelope, path: Path, indexes: list[int]) -> None:
+        """Move the recipients ``indexes`` to the hold directory (ETRN domains)."""
+        try:
+            held_id = await self.hold.hold(envelope, path, indexes)
+        except Exception as exc:
+            log.failure("queue {queue_id}: cannot hold the mail for ETRN", queue_id=envelope.id)
+            failures = [
+                (envelope.recipients[i], f"451 4.3.0 Cannot hold the mail for ETRN: {exc}", None)
+                for i in indexes
+            ]
+            await self._deferred(envelope, path, failures)
+            return
+        for index in indexes:
+            recipient = envelope.recipients[index]
+            recipient.state, recipient.last_error = "delivered", f"held for ETRN as {held_id}"
+            log.info(
+                "delivery {queue_id} to={rcpt} result=held (for ETRN as {held_id})",
+                queue_id=envelope.id,
+                rcpt=recipient.address,
+                held_id=held_id,
+            )
+
+    # ------------------------------------------------------------------ ETRN
+    async def release(self, domains: Iterable[str]) -> int:
+        """Send the mail held for ``domains`` now (ETRN); return how many messages wait."""
+        await self.hold.ensure_open()
+        wanted = frozenset(d.lower() for d in domains)
+        ids = self.hold.ids_for(wanted)
+        for queue_id in ids:
+            self._schedule(f"hold:{queue_id}", partial(self._process_held, queue_id, wanted))
+        log.info("release of {domains}: {count} held message(s)", domains=sorted(wanted),
+                 count=len(ids))  # fmt: skip
+        return len(ids)
+
+    async def _process_held(self, queue_id: str, domains: frozenset[str]) -> None:
+        if self._stopping:
+            return
+        loaded = await self._open(self.hold.spool, queue_id)
+        if loaded is None:
+            return
+        envelope, _hops = loaded
+        path = self.hold.spool.message_path(queue_id)
+        due = [
+            i
+            for i, r in enumerate(envelope.recipients)
+            if r.state in WAITING and domain_of(r.address) in domains
+        ]
+        if due:
+            await self._deliver_remote(envelope, path, due, released=domains)
+        await self._finish(self.hold.spool, envelope, path, bool(due))
+        self.hold.forget(envelope, removed=all(r.final for r in envelope.recipients))
+
+    def sweep_hold(self) -> None:
+        """Bounce held mail that waited longer than ``[queue] hold_days``."""
+        if not self.hold.running or self._stopping:
+            return
+        limit = time.time() - self.settings.queue.hold_days * 86400
+        for queue_id in sorted({i for ids in self.hold.index.values() for i in ids}):
+            self._schedule(f"hold:{queue_id}", partial(self._expire_held, queue_id, limit))
+
+    async def _expire_held(self, queue_id: str, limit: float) -> None:
+        loaded = await self._open(self.hold.spool, queue_id)
+        if loaded is None:
+            return
+        envelope, _hops = loaded
+        if envelope.received_at > limit:
+            return
+        days = self.settings.queue.hold_days
+        for recipient in envelope.recipients:
+            if recipient.state in WAITING:
+                recipient.state = "failed"
+                recipient.last_error = (
+                    f"451 4.4.7 Held for ETRN for {days:g} days; the domain never asked for it"
+                )
+        path = self.hold.spool.message_path(queue_id)
+        await self._finish(self.hold.spool, envelope, path, True)
+        self.hold.forget(envelope, removed=True)

@@ -1,0 +1,81 @@
+"""Where the mail for one destination domain goes: a :class:`Route` of delivery engines.
+
+The ``mailmax_route`` hook answers with a :class:`Route`; without an answer every domain is
+delivered straight to its MX hosts (:func:`direct`). A route lists one or more
+:class:`Engine` s, tried in order within one delivery attempt: the internal engine (MX
+look-up) or a fixed host (a smart host, a relay-to-host delivery address). A route can also
+hold the mail (ETRN domains), restrict MX hosts to those preferred over this server (backup
+MX), and mark the mail as passing through (the ``mailmax_transit`` hook runs for it, Q13).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+TLSPolicy = Literal["none", "may", "encrypt", "verify"]
+TLS_POLICIES: tuple[str, ...] = ("none", "may", "encrypt", "verify")
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """One way to deliver: direct MX delivery (``host`` empty) or a fixed host.
+
+    ``host`` is a host name or an IP address (``[2001:db8::1]`` for IPv6); its addresses are
+    looked up, never its MX records. ``port`` 0 means ``[queue] remote_port`` for direct
+    delivery and 25 for a host. ``tls`` is the STARTTLS policy (``""``: ``[queue] tls``);
+    ``username``/``password`` are sent with AUTH (only over TLS). ``name`` is what logs and
+    the queue show.
+    """
+
+    name: str = "direct"
+    host: str = ""
+    port: int = 0
+    tls: str = ""
+    username: str = ""
+    password: str = ""
+    #: Direct delivery only: use MX hosts with a preference lower than this (backup MX).
+    below_preference: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.tls and self.tls not in TLS_POLICIES:
+            raise ValueError(f"engine {self.name}: tls must be one of {TLS_POLICIES}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"engine {self.name}: port must be 0-65535")
+        if self.username and not self.password:
+            raise ValueError(f"engine {self.name}: a username needs a password")
+
+    @property
+    def direct(self) -> bool:
+        """True for the internal (MX look-up) engine."""
+        return not self.host
+
+    def __repr__(self) -> str:  # never show the password
+        return f"Engine(name={self.name!r}, host={self.host!r}, port={self.port})"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How the mail for one destination domain is delivered.
+
+    ``engines`` are tried in order in every attempt (the next after a failure). ``hold``
+    keeps the mail in the hold directory until ETRN releases it (then the engines deliver
+    it). ``transit`` runs the ``mailmax_transit`` hook first. ``patient_days``: temporary
+    failures are retried every ``retry_minutes`` for that many days, with no warning
+    (backup MX). ``name`` labels the route in logs (``"smart host"``, ``"backup"``...).
+    """
+
+    engines: tuple[Engine, ...] = field(default_factory=lambda: (Engine(),))
+    hold: bool = False
+    transit: bool = False
+    patient_days: float | None = None
+    name: str = "direct"
+
+    def __post_init__(self) -> None:
+        if not self.engines:
+            raise ValueError(f"route {self.name}: at least one delivery engine is needed")
+
+
+def direct() -> Route:
+    """The default route: the internal engine, straight to the domain's MX hosts."""
+    return Route()
