@@ -103,7 +103,8 @@ def find(name: str, plugins_dir: Path | None = None) -> PluginSource:
     source = discover(plugins_dir).get(name)
     if source is not None:
         return source
-    if all(part.isidentifier() for part in name.split(".")):
+    dotted = all(part.isidentifier() for part in name.split("."))
+    if dotted and ("." in name or spec_exists(name)):
         return PluginSource(name, MODULE, name, "")
     raise PluginError(f"plugin {name!r}: no such plugin (not built-in, installed or a module)")
 

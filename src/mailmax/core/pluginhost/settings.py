@@ -95,8 +95,18 @@ def describe_field(schema: Schema, key: str) -> str:
     """What a setting allows: type, description and default."""
     field = schema.model_fields[key]
     parts = [type_name(field.annotation)]
+    words = {
+        "ge": ">=",
+        "gt": ">",
+        "le": "<=",
+        "lt": "<",
+        "min_length": "at least",
+        "max_length": "at most",
+    }
     for meta in field.metadata:  # annotated-types constraints (ge, le, min_length, ...)
-        parts.append(str(meta).replace("(", " ").rstrip(")"))
+        for attr, word in words.items():
+            if getattr(meta, attr, None) is not None:
+                parts.append(f"{word} {getattr(meta, attr)}")
     text = f"{key}: {', '.join(parts)}"
     if field.description:
         text += f" - {field.description}"
