@@ -11,7 +11,17 @@ from typing import Any
 
 import click
 
-from mailmax.core.cli import aliases, configcmd, domains, init, plugins, reload, unlock, users
+from mailmax.core.cli import (
+    aliases,
+    configcmd,
+    domains,
+    init,
+    plugins,
+    queue,
+    reload,
+    unlock,
+    users,
+)
 from mailmax.core.cli.context import App, CLIError, config_option, json_option
 from mailmax.core.config import ConfigError
 
@@ -109,6 +119,7 @@ cli.add_command(users.user_group)
 cli.add_command(aliases.alias_group)
 cli.add_command(plugins.plugin_group)
 cli.add_command(reload.reload_command)
+cli.add_command(queue.queue_group)
 
 
 def main() -> None:

@@ -20,8 +20,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,11 @@ from twisted.python.threadpool import ThreadPool
 
 from mailmax.core.config import Settings
 from mailmax.core.hooks import PluginSet
-from mailmax.core.outbound.delivery import OutboundDelivery, RemoteOutcome, domain_of
+from mailmax.core.outbound.delivery import OutboundDelivery, RemoteOutcome
 from mailmax.core.outbound.hold import HoldQueue
 from mailmax.core.outbound.retry import Schedule
+from mailmax.core.queue.admin import QueueAdminMixin
+from mailmax.core.queue.control import ControlWatcher
 from mailmax.core.queue.local import LocalDelivery, Outcome, classify
 from mailmax.core.queue.notices import Notifier, status_of
 from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient
@@ -79,7 +80,7 @@ def _load(spool: Spool, queue_id: str) -> tuple[SpoolEnvelope, int]:
     return envelope, count_received(spool.message_path(queue_id))
 
 
-class QueueRunner(Service):
+class QueueRunner(QueueAdminMixin, Service):
     """Delivers every message of the spool to its local and remote recipients."""
 
     def __init__(
@@ -121,6 +122,9 @@ class QueueRunner(Service):
         self.notices = Notifier(
             spool=spool, directory=directory, settings=settings, in_thread=self._in_thread
         )
+        self.control_watcher = ControlWatcher(
+            spool.directory, self.control, reactor, self._in_thread
+        )
         self._semaphore = defer.DeferredSemaphore(
             queue.delivery_threads * 2 + queue.max_sessions * 2
         )
@@ -140,9 +144,10 @@ class QueueRunner(Service):
         self._pool.start()
         _RUNNERS[self.spool] = self
         self.spool.committed.append(self._on_committed)
-        self.hold.open_if_present().addErrback(
-            lambda f: log.failure("cannot open the hold directory", f)
-        )
+        opened = self.hold.open_if_present()
+        opened.addCallback(lambda _: self.sweep_hold())
+        opened.addErrback(lambda f: log.failure("cannot open the hold directory", f))
+        self.control_watcher.start()
         for interval, call in (
             (self.settings.queue.scan_interval, self.wake),
             (HOLD_SWEEP_SECONDS, self.sweep_hold),
@@ -159,6 +164,7 @@ class QueueRunner(Service):
             if loop.running:
                 loop.stop()
         self._loops = []
+        self.control_watcher.stop()
         if self._on_committed in self.spool.committed:
             self.spool.committed.remove(self._on_committed)
         if _RUNNERS.get(self.spool) is self:
@@ -494,59 +500,3 @@ class QueueRunner(Service):
                 rcpt=recipient.address,
                 held_id=held_id,
             )
-
-    # ------------------------------------------------------------------ ETRN
-    async def release(self, domains: Iterable[str]) -> int:
-        """Send the mail held for ``domains`` now (ETRN); return how many messages wait."""
-        await self.hold.ensure_open()
-        wanted = frozenset(d.lower() for d in domains)
-        ids = self.hold.ids_for(wanted)
-        for queue_id in ids:
-            self._schedule(f"hold:{queue_id}", partial(self._process_held, queue_id, wanted))
-        log.info("release of {domains}: {count} held message(s)", domains=sorted(wanted),
-                 count=len(ids))  # fmt: skip
-        return len(ids)
-
-    async def _process_held(self, queue_id: str, domains: frozenset[str]) -> None:
-        if self._stopping:
-            return
-        loaded = await self._open(self.hold.spool, queue_id)
-        if loaded is None:
-            return
-        envelope, _hops = loaded
-        path = self.hold.spool.message_path(queue_id)
-        due = [
-            i
-            for i, r in enumerate(envelope.recipients)
-            if r.state in WAITING and domain_of(r.address) in domains
-        ]
-        if due:
-            await self._deliver_remote(envelope, path, due, released=domains)
-        await self._finish(self.hold.spool, envelope, path, bool(due))
-        self.hold.forget(envelope, removed=all(r.final for r in envelope.recipients))
-
-    def sweep_hold(self) -> None:
-        """Bounce held mail that waited longer than ``[queue] hold_days``."""
-        if not self.hold.running or self._stopping:
-            return
-        limit = time.time() - self.settings.queue.hold_days * 86400
-        for queue_id in sorted({i for ids in self.hold.index.values() for i in ids}):
-            self._schedule(f"hold:{queue_id}", partial(self._expire_held, queue_id, limit))
-
-    async def _expire_held(self, queue_id: str, limit: float) -> None:
-        loaded = await self._open(self.hold.spool, queue_id)
-        if loaded is None:
-            return
-        envelope, _hops = loaded
-        if envelope.received_at > limit:
-            return
-        days = self.settings.queue.hold_days
-        for recipient in envelope.recipients:
-            if recipient.state in WAITING:
-                recipient.state = "failed"
-                recipient.last_error = (
-                    f"451 4.4.7 Held for ETRN for {days:g} days; the domain never asked for it"
-                )
-        path = self.hold.spool.message_path(queue_id)
-        await self._finish(self.hold.spool, envelope, path, True)
-        self.hold.forget(envelope, removed=True)
