@@ -76,7 +76,7 @@ def folder_path(root: Path, folder: str = INBOX) -> Path:
         raise InvalidFolder(folder, str(exc)) from None
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -132,24 +132,73 @@ def ensure_maildir(root: Path, folder: str = INBOX, *, fsync: bool = True) -> Pa
 
 
 # ---------------------------------------------------------------------- delivery
+#: Folder directories seen complete (cur/new/tmp) by this process: no checks before each write.
+_complete_dirs: set[str] = set()
+#: Messages up to this size are read and written in one go; larger ones are copied in the kernel.
+_SMALL = 1 << 20
+_host: str | None = None
+
+
 def _host_part() -> str:
-    host = socket.gethostname() or "localhost"
-    return host.replace("/", r"\057").replace(":", r"\072").replace(",", r"\054")
+    global _host
+    if _host is None:
+        host = socket.gethostname() or "localhost"
+        _host = host.replace("/", r"\057").replace(":", r"\072").replace(",", r"\054")
+    return _host
 
 
-def _find_delivered(path: Path, unique: str, name: str, fresh: bool) -> Path | None:
-    exact = path / "new" / name
-    if exact.exists():
-        return exact
-    if fresh:
-        return None
+def _find_delivered(path: str, unique: str, name: str) -> Path | None:
+    exact = os.path.join(path, "new", name)
+    if os.path.lexists(exact):
+        return Path(exact)
     prefix = unique + "."
     for sub in ("new", "cur"):
-        with os.scandir(path / sub) as entries:
+        with os.scandir(os.path.join(path, sub)) as entries:
             for entry in entries:
                 if entry.name.startswith(prefix):
                     return Path(entry.path)
     return None
+
+
+def _folder_dir(root: Path | str, folder: str, fsync: bool) -> str:
+    """The folder's directory, created when this process has not seen it complete."""
+    if folder == INBOX:
+        path = os.fspath(root)
+        if path in _complete_dirs:
+            return path
+    path = os.fspath(ensure_maildir(Path(root), folder, fsync=fsync))
+    _complete_dirs.add(path)
+    return path
+
+
+def _copy(source: Path | bytes, prefix: bytes, out_fd: int) -> int:
+    """Write ``prefix`` and the message (bytes, or the file at ``source``) to ``out_fd``."""
+    if isinstance(source, bytes):
+        _write_all(out_fd, prefix)
+        _write_all(out_fd, source)
+        return len(prefix) + len(source)
+    in_fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(in_fd).st_size
+        if size <= _SMALL:
+            chunks = [prefix]
+            while chunk := os.read(in_fd, _SMALL):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+            _write_all(out_fd, data)
+            return len(data)
+        _write_all(out_fd, prefix)
+        with open(in_fd, "rb", closefd=False) as src, open(out_fd, "wb", closefd=False) as out:
+            shutil.copyfileobj(src, out, _SMALL)
+            return len(prefix) + src.tell()
+    finally:
+        os.close(in_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def deliver(
@@ -162,51 +211,80 @@ def deliver(
     quota_bytes: int = 0,
     prefix: bytes = b"",
     fresh: bool = False,
+    unsynced: set[str] | None = None,
 ) -> Path:
     """Store ``prefix + source`` in ``folder`` atomically, at most once per ``unique``.
 
     Blocking. Writes ``tmp/``, fsyncs, links into ``new/`` and fsyncs ``new/``. If a message
     whose name starts with ``unique`` is already in ``new/`` or ``cur/`` it is returned and
     nothing is written. ``fresh=True`` says the caller knows no earlier attempt can have
-    written ``unique``, which skips the directory scan (the exact name is still checked).
+    written ``unique``, which skips the directory scan (an exact name is still found).
     Raises :class:`OverQuota` when ``quota_bytes > 0`` and the message does not fit.
+
+    With ``unsynced`` (a set), the ``new/`` directory is added to it instead of being fsynced:
+    the delivery is durable only after the caller's :func:`sync_dirs` of that set.
     """
     if not _UNIQUE_RE.fullmatch(unique):
         raise ValueError(f"invalid unique name {unique!r}: use letters, digits, '-' and '_'")
-    root = Path(root)
-    path = ensure_maildir(root, folder, fsync=fsync)
-    size = len(prefix) + (len(source) if isinstance(source, bytes) else os.stat(source).st_size)
-    name = f"{unique}.{_host_part()},S={size}"
-    found = _find_delivered(path, unique, name, fresh)
-    if found is not None:
-        return found
-    if quota_bytes > 0:
-        _check_quota(root, size, quota_bytes)
-    tmp = path / "tmp" / f"{unique}.{os.getpid()}.{secrets.token_hex(4)}"
-    target = path / "new" / name
+    try:
+        return _deliver(root, folder, source, unique, fsync, quota_bytes, prefix, fresh, unsynced)
+    except FileNotFoundError:
+        _complete_dirs.discard(os.fspath(root))  # removed behind our back: check and retry
+        _complete_dirs.discard(os.fspath(folder_path(root, folder)))
+        return _deliver(root, folder, source, unique, fsync, quota_bytes, prefix, fresh, unsynced)
+
+
+def _deliver(
+    root: Path,
+    folder: str,
+    source: Path | bytes,
+    unique: str,
+    fsync: bool,
+    quota_bytes: int,
+    prefix: bytes,
+    fresh: bool,
+    unsynced: set[str] | None,
+) -> Path:
+    path = _folder_dir(root, folder, fsync)
+    if not fresh or quota_bytes > 0:
+        size = len(prefix) + (len(source) if isinstance(source, bytes) else os.stat(source).st_size)
+        found = _find_delivered(path, unique, f"{unique}.{_host_part()},S={size}")
+        if found is not None:
+            return found
+        if quota_bytes > 0:
+            _check_quota(Path(root), size, quota_bytes)
+    tmp = os.path.join(path, "tmp", f"{unique}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with open(fd, "wb") as out:
-            out.write(prefix)
-            if isinstance(source, bytes):
-                out.write(source)
-            else:
-                with open(source, "rb") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
-            out.flush()
+        try:
+            size = _copy(source, prefix, fd)
             if fsync:
-                _fdatasync(out.fileno())
+                _fdatasync(fd)
+        finally:
+            os.close(fd)
+        new_dir = os.path.join(path, "new")
+        target = os.path.join(new_dir, f"{unique}.{_host_part()},S={size}")
         try:
             os.link(tmp, target)
         except FileExistsError:
-            return target  # the same unique was delivered meanwhile by another thread
+            return Path(target)  # delivered before (fresh), or meanwhile by another thread
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    if fsync:
-        _fsync_dir(path / "new")
+    if unsynced is not None:
+        unsynced.add(new_dir)
+    elif fsync:
+        _fsync_dir(new_dir)
     adjust_usage(root, size, 1)
-    return target
+    return Path(target)
+
+
+def sync_dirs(paths: set[str]) -> None:
+    """fsync every directory in ``paths`` (the ``unsynced`` set of :func:`deliver`), then empty
+    it; blocking. Deliveries into them are durable when this returns."""
+    for path in sorted(paths):
+        _fsync_dir(path)
+    paths.clear()
 
 
 # ---------------------------------------------------------------------- usage and quota
