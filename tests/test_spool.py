@@ -307,6 +307,34 @@ def test_save_load_remove(spool: Spool, reactor_thread) -> None:
         spool.load(env.id)
 
 
+def test_remove_many_takes_envelopes_first_with_one_directory_fsync(
+    spool: Spool, reactor_thread, monkeypatch
+) -> None:
+    """Q1: a batch of finished messages leaves the queue with one fsync of env/, made after
+    every envelope is gone and before any message file goes; other messages stay."""
+    results, contents = accept_many(reactor_thread, spool, 6)
+    assert all(ok for ok, _ in results)
+    ids = sorted(contents)
+    events: list[str] = []
+    real_dir = spool_module._fsync_dir
+
+    def sync_dir(path: Path) -> None:
+        real_dir(path)
+        left = [i for i in ids[:4] if spool.message_path(i).exists()]
+        gone = [i for i in ids[:4] if not spool.envelope_path(i).exists()]
+        events.append(f"{Path(path).name} envelopes-gone={len(gone)} messages-left={len(left)}")
+
+    monkeypatch.setattr(spool_module, "_fsync_dir", sync_dir)
+    spool.remove_many(ids[:4])
+    assert events == ["env envelopes-gone=4 messages-left=4"]
+    assert spool.pending_ids() == ids[4:]
+    assert not any(spool.message_path(i).exists() for i in ids[:4])
+    spool.remove_many([])
+    assert len(events) == 1
+    with pytest.raises(ValueError):
+        spool.remove_many(["../x"])
+
+
 def test_load_refuses_bad_ids(spool: Spool) -> None:
     """Q1: ids that are not plain file names never reach the file system."""
     for bad in ("../x", "", "a/b", ".hidden", "x" * 65):

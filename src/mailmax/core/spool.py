@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -49,6 +49,9 @@ FORMAT_VERSION = 1
 
 _ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
 _fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+#: Most buffers one writev() call takes (Linux IOV_MAX).
+_IOV_MAX = 1024
 
 
 def check_id(queue_id: str) -> str:
@@ -101,8 +104,9 @@ class SpoolEnvelope:
 
     def to_json(self) -> bytes:
         """Serialise to JSON bytes (ASCII; undecodable characters survive as escapes)."""
-        data = {"version": FORMAT_VERSION, **asdict(self)}
-        return json.dumps(data, separators=(",", ":")).encode("ascii")
+        data = {"version": FORMAT_VERSION, **vars(self)}
+        data["recipients"] = [vars(recipient) for recipient in self.recipients]
+        return _encode(data).encode("ascii")
 
     @classmethod
     def from_json(cls, data: bytes) -> SpoolEnvelope:
@@ -189,7 +193,7 @@ class _Item:
     stage: str = "written"  # written -> message (renamed) -> committed
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -197,10 +201,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: Path | str) -> None:
     """Remove a file of ours; a missing one or something else in its place is left alone."""
     with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-        path.unlink()
+        os.unlink(path)
+
+
+def _write_chunks(fd: int, chunks: Sequence[bytes]) -> None:
+    """Write every chunk to ``fd`` in order, with as few system calls as possible."""
+    for start in range(0, len(chunks), _IOV_MAX):
+        group = chunks[start : start + _IOV_MAX]
+        written = os.writev(fd, group)
+        expected = sum(len(chunk) for chunk in group)
+        if written < expected:  # a short write: finish the rest plainly
+            rest = memoryview(b"".join(group))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
 
 
 class Spool:
@@ -226,6 +242,7 @@ class Spool:
         self.msg_dir = self.directory / "msg"
         self.env_dir = self.directory / "env"
         self.corrupt_dir = self.directory / "corrupt"
+        self._tmp, self._msg, self._env = str(self.tmp_dir), str(self.msg_dir), str(self.env_dir)
         #: Called on the reactor thread with the ids of each committed batch.
         self.committed: list[Callable[[list[str]], None]] = []
         self._cond = threading.Condition()
@@ -353,6 +370,14 @@ class Spool:
         """Where the envelope of ``queue_id`` is."""
         return self.env_dir / f"{check_id(queue_id)}.json"
 
+    def _paths(self, queue_id: str) -> tuple[str, str]:
+        """The message and envelope file names of a checked id, as strings (hot paths)."""
+        return os.path.join(self._msg, queue_id), os.path.join(self._env, queue_id + ".json")
+
+    def _tmp_paths(self, queue_id: str) -> tuple[str, str]:
+        tmp = os.path.join(self._tmp, queue_id)
+        return tmp + ".msg", tmp + ".env"
+
     # ------------------------------------------------------------------ accept (group commit)
     def accept(self, envelope: SpoolEnvelope, message: Sequence[bytes]) -> defer.Deferred[str]:
         """Queue ``message`` (chunks) with ``envelope``; fire with the id once durable.
@@ -366,7 +391,7 @@ class Spool:
             parts: Sequence[bytes | bytearray | memoryview] = message
             if isinstance(message, bytes | bytearray | memoryview):
                 parts = [message]  # one chunk, not a sequence of ints
-            chunks = [bytes(chunk) for chunk in parts]
+            chunks = [chunk if type(chunk) is bytes else bytes(chunk) for chunk in parts]
             envelope.size = sum(len(chunk) for chunk in chunks)
             data = envelope.to_json()
         except (ValueError, TypeError) as exc:
@@ -407,12 +432,13 @@ class Spool:
     def _commit(self, batch: list[_Item]) -> None:
         """Rename a round of written items into place: messages, fsync, envelopes, fsync."""
         written = [item for item in batch if item.error is None]
+        exists = os.path.lexists
         for item in written:
             try:
-                target = self.msg_dir / item.queue_id
-                if target.exists() or self.envelope_path(item.queue_id).exists():
+                target, envelope = self._paths(item.queue_id)
+                if exists(target) or exists(envelope):
                     raise FileExistsError(errno.EEXIST, "queue id already in use", item.queue_id)
-                os.rename(self.tmp_dir / f"{item.queue_id}.msg", target)
+                os.rename(self._tmp_paths(item.queue_id)[0], target)
                 item.stage = "message"
             except OSError as exc:
                 item.error = exc
@@ -427,8 +453,7 @@ class Spool:
                 self._inflight.update(item.queue_id for item in moved)
             for item in moved:
                 try:
-                    target = self.envelope_path(item.queue_id)
-                    os.rename(self.tmp_dir / f"{item.queue_id}.env", target)
+                    os.rename(self._tmp_paths(item.queue_id)[1], self._paths(item.queue_id)[1])
                     item.stage = "committed"
                 except OSError as exc:
                     item.error = exc
@@ -437,7 +462,7 @@ class Spool:
         except OSError as exc:
             for item in moved:
                 if item.stage == "committed":
-                    _unlink(self.envelope_path(item.queue_id))
+                    _unlink(self._paths(item.queue_id)[1])
                 item.stage, item.error = "message", exc
         self._discard(batch)
 
@@ -447,22 +472,23 @@ class Spool:
             if item.stage == "committed":
                 continue
             item.error = item.error or OSError(errno.EIO, "message not committed")
-            _unlink(self.tmp_dir / f"{item.queue_id}.msg")
-            _unlink(self.tmp_dir / f"{item.queue_id}.env")
+            for path in self._tmp_paths(item.queue_id):
+                _unlink(path)
             if item.stage == "message":
-                _unlink(self.msg_dir / item.queue_id)
+                _unlink(self._paths(item.queue_id)[0])
 
     def _write(self, item: _Item) -> None:
         """Worker thread: write and fsync the two files of one item into tmp/, then hand the
         item (or its error) to the commit thread."""
+        tmp_message, tmp_envelope = self._tmp_paths(item.queue_id)
         try:
-            self._write_file(self.tmp_dir / f"{item.queue_id}.msg", item.chunks)
-            self._write_file(self.tmp_dir / f"{item.queue_id}.env", [item.envelope])
+            self._write_file(tmp_message, item.chunks)
+            self._write_file(tmp_envelope, [item.envelope])
         except BaseException as exc:
             item.error = exc
-            for suffix in (".msg", ".env"):
+            for path in (tmp_message, tmp_envelope):
                 with contextlib.suppress(OSError):
-                    (self.tmp_dir / f"{item.queue_id}{suffix}").unlink()
+                    os.unlink(path)
         finally:
             item.chunks = []
             with self._cond:
@@ -470,13 +496,14 @@ class Spool:
                 self._ready.append(item)
                 self._cond.notify()
 
-    def _write_file(self, path: Path, chunks: Sequence[bytes]) -> None:
+    def _write_file(self, path: Path | str, chunks: Sequence[bytes]) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with open(fd, "wb") as handle:
-            handle.writelines(chunks)
-            handle.flush()
+        try:
+            _write_chunks(fd, chunks)
             if self.fsync:
-                _fdatasync(handle.fileno())
+                _fdatasync(fd)
+        finally:
+            os.close(fd)
 
     def _fire(self, batch: list[_Item]) -> None:
         """Reactor thread: answer every accept of a batch, then tell the subscribers."""
@@ -510,7 +537,8 @@ class Spool:
         Raises ``FileNotFoundError`` when the message is no longer queued and ``ValueError`` when
         the envelope file is unusable.
         """
-        envelope = SpoolEnvelope.from_json(self.envelope_path(queue_id).read_bytes())
+        with open(self._paths(check_id(queue_id))[1], "rb") as handle:
+            envelope = SpoolEnvelope.from_json(handle.read())
         if envelope.id != queue_id:
             raise ValueError(f"envelope file {queue_id}.json names message {envelope.id!r}")
         return envelope
@@ -538,7 +566,16 @@ class Spool:
 
     def remove(self, queue_id: str) -> None:
         """Remove a message whose recipients are all done (blocking)."""
-        _unlink(self.envelope_path(queue_id))
-        if self.fsync:
-            _fsync_dir(self.env_dir)
-        _unlink(self.message_path(queue_id))
+        self.remove_many([queue_id])
+
+    def remove_many(self, queue_ids: Sequence[str]) -> None:
+        """Remove several messages whose recipients are all done, with one directory fsync
+        (blocking). The envelopes go first: a crash before the fsync leaves a message queued,
+        whose next delivery finds the copies already made."""
+        paths = [self._paths(check_id(queue_id)) for queue_id in queue_ids]
+        for _message, envelope in paths:
+            _unlink(envelope)
+        if self.fsync and paths:
+            _fsync_dir(self._env)
+        for message, _envelope in paths:
+            _unlink(message)
