@@ -150,14 +150,16 @@ class MailMaxHooks:
     ) -> Route | None:
         """Choose how the mail for the remote domain ``domain`` is delivered (Q7, Q8, Q10-Q12).
 
-        Scope: ``domain``. Runs in the queue runner before every delivery attempt to the
-        recipients at ``domain`` (``envelope.recipients`` holds only those; ``envelope.size_hint``
-        is the message size in bytes). ``domain_record`` is the directory's record when
-        ``domain`` is one of ours whose mail is passed on (relay-to-host, backup, ETRN), else
-        ``None``. Return a :class:`mailmax.core.outbound.route.Route` (its delivery engines in
-        the order to try, whether to hold the mail for ETRN, ...) or ``None`` for no opinion.
-        May return a Deferred. Several plugins: the first non-``None`` answer wins; with none,
-        the mail goes straight to the domain's MX hosts.
+        Runs in the queue runner before every delivery attempt to the recipients at ``domain``
+        (``envelope.recipients`` holds only those; ``envelope.size_hint`` is the message size in
+        bytes). ``domain_record`` is the directory's record when ``domain`` is one of ours whose
+        mail is passed on (relay-to-host, backup, ETRN), else ``None``. Scope: ``domain`` when it
+        is one of ours; otherwise the sender's domain (the authenticated user's, else the
+        envelope sender's) when that is one of ours, so a domain can have its own smart host;
+        else the system. Return a :class:`mailmax.core.outbound.route.Route` (its delivery
+        engines in the order to try, whether to hold the mail for ETRN, ...) or ``None`` for
+        no opinion. May return a Deferred. Several plugins: the first non-``None`` answer wins;
+        with none, the mail goes straight to the domain's MX hosts.
         """
 
     @hookspec
@@ -177,15 +179,23 @@ class MailMaxHooks:
         """
 
     @hookspec
-    def mailmax_etrn(self, session: Session, domain: str, config: dict[str, Any]) -> Verdict | None:
+    def mailmax_etrn(
+        self,
+        session: Session,
+        domain: str,
+        domain_record: Domain | None,
+        config: dict[str, Any],
+    ) -> Verdict | None:
         """A client asked with ``ETRN domain`` (RFC 1985) to receive the mail held for ``domain``.
 
-        Scope: ``domain`` (for ``ETRN @domain``, each held domain under it in turn). Return
-        ``accept()`` to allow it (the held mail for the domain is sent now), ``reject()`` to
-        refuse (the client gets 459 with the verdict's text), or ``None`` for no opinion.
-        Without an accepting plugin the request is refused and nothing changes. ETRN is
-        offered in the EHLO reply only where a plugin implementing this hook is enabled.
-        Several plugins: run in plugin order, the first decisive verdict wins.
+        Scope: ``domain`` (for ``ETRN @domain``, each held domain under it in turn) and the
+        listening address. ``domain_record`` is the directory's record of ``domain`` (``None``
+        when it is not one of ours). Return ``accept()`` to allow it (the held mail for the
+        domain is sent now), ``reject()`` to refuse (the client gets 459 with the verdict's
+        text), or ``None`` for no opinion. Without an accepting plugin the request is refused
+        and nothing changes. ETRN is offered in the EHLO reply only where a plugin implementing
+        this hook is enabled. May return a Deferred. Several plugins: run in plugin order, the
+        first decisive verdict wins.
         """
 
     # ------------------------------------------------------------------ lifecycle

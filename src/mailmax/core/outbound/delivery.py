@@ -14,6 +14,7 @@ Mail exchangers that are this server (``[server] hostname``, ``[queue] local_nam
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from twisted.logger import Logger
 
 from mailmax.core import model
 from mailmax.core.config import Settings
-from mailmax.core.hooks import PluginSet, Scope
+from mailmax.core.hooks import SYSTEM, PluginSet, Scope
 from mailmax.core.outbound.client import SessionError, SMTPClient, Transaction
 from mailmax.core.outbound.dns import DNSError, DNSPermanentError, Resolver, ip_literal
 from mailmax.core.outbound.pool import SessionPool
@@ -111,6 +112,7 @@ class OutboundDelivery:
         }
         self.local_addresses = set(queue.local_addresses)
         self._tls_cache: dict[tuple[str, str], Any] = {}
+        self._records: dict[str, tuple[float, Any]] = {}
 
     def close(self) -> None:
         """Close the idle connections kept for reuse."""
@@ -171,12 +173,15 @@ class OutboundDelivery:
         recipients: Sequence[SpoolRecipient],
     ) -> Route | RemoteOutcome:
         try:
-            record = None
-            if self.domain_record is not None and ip_literal(domain) is None:
-                record = await self.domain_record(domain)
+            record = await self._record(domain)
+            scope = Scope(domain=domain)
+            if record is None:
+                sender = envelope.auth_user or envelope.sender
+                home = domain_of(sender) if "@" in sender else ""
+                scope = Scope(domain=home) if home and await self._record(home) else SYSTEM
             route = await plugins.first_async(
                 "mailmax_route",
-                Scope(domain=domain),
+                scope,
                 domain=domain,
                 envelope=_hook_envelope(envelope, recipients),
                 domain_record=record,
@@ -190,6 +195,20 @@ class OutboundDelivery:
             log.error("mailmax_route returned {value!r}; expected a Route", value=route)
             return RemoteOutcome("deferred", "451 4.3.0 Local error while routing the message")
         return route
+
+    async def _record(self, domain: str) -> Any:
+        """The directory's record of ``domain`` when it is one of ours (briefly cached)."""
+        if self.domain_record is None or ip_literal(domain) is not None:
+            return None
+        now = time.monotonic()
+        hit = self._records.get(domain)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        record = await self.domain_record(domain)
+        if len(self._records) > 10000:
+            self._records.clear()
+        self._records[domain] = (now + self.settings.server.directory_cache_seconds, record)
+        return record
 
     async def _transit(
         self,

@@ -76,6 +76,23 @@ class Route:
             raise ValueError(f"route {self.name}: at least one delivery engine is needed")
 
 
+def host_port(text: str, default: int = 25) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[IPv6]`` or ``[IPv6]:port`` as (host, port); ValueError else."""
+    value = text.strip()
+    if value.startswith("["):
+        inside, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r}: write an IPv6 host as [address] or [address]:port")
+        value, port = inside, rest[1:]
+    elif value.count(":") == 1:
+        value, port = value.split(":")
+    else:
+        port = ""
+    if not value or (port and (not port.isdigit() or not 0 < int(port) < 65536)):
+        raise ValueError(f"{text!r}: write host or host:port")
+    return value, int(port) if port else default
+
+
 def direct() -> Route:
     """The default route: the internal engine, straight to the domain's MX hosts."""
     return Route()

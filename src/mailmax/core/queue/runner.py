@@ -468,7 +468,12 @@ class QueueRunner(QueueAdminMixin, Service):
     def _log_remote(
         self, envelope: SpoolEnvelope, recipient: SpoolRecipient, outcome: RemoteOutcome | None
     ) -> None:
-        result = recipient.state if outcome is None else outcome.state
+        if outcome is not None:
+            result = outcome.state
+        elif recipient.state == "deferred" and self.schedule.stage(recipient.attempts) == "soft":
+            result = "soft-error"
+        else:
+            result = recipient.state
         detail = recipient.last_error if outcome is None else outcome.diagnostic
         log.info(
             "delivery {queue_id} to={rcpt} relay={relay} result={result} ({detail})",

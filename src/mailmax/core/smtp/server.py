@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.hooks import Scope
 from mailmax.core.model import Envelope, Session
-from mailmax.core.smtp import commands
+from mailmax.core.smtp import commands, etrn
 from mailmax.core.smtp.commands import SMTPReplyError
 from mailmax.core.smtp.data import DataReader
 from mailmax.core.smtp.login import LoginMixin
@@ -415,6 +415,8 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
             lines.append("STARTTLS")
         if self.auth_allowed:
             lines.append("AUTH PLAIN LOGIN" + ("" if session.tls else " CRAM-MD5"))
+        if etrn.offered(self):
+            lines.append("ETRN")
         out = [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
         self._write("\r\n".join(out).encode())
 
@@ -436,6 +438,10 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
     def smtp_HELP(self, arg: str) -> None:
         """HELP: the command list."""
         self._reply(214, "2.0.0", f"Commands: {_COMMANDS}")
+
+    def smtp_ETRN(self, arg: str) -> Any:
+        """ETRN (RFC 1985): send the mail held for a domain (:mod:`mailmax.core.smtp.etrn`)."""
+        return etrn.handle(self, arg)
 
     def smtp_EXPN(self, arg: str) -> None:
         """EXPN is never offered (it discloses list members)."""
