@@ -156,3 +156,23 @@ def test_to_toml_writes_nested_tables_and_arrays():
         "empty": [],
     }
     assert tomllib.loads(to_toml(data)) == data
+
+
+def test_check_refuses_bad_plugin_settings(tmp_path):
+    """M4 + plugin platform: a plugin setting of the wrong type is named with what is allowed."""
+    system = make_system(tmp_path)
+    text = system.config.read_text()
+    system.config.write_text(text + '\n[plugins.settings.forwarding]\nkeep_local_copy = "maybe"\n')
+    code, out, err = check(system.config)
+    assert code == 1 and out == ""
+    assert "forwarding" in err and "keep_local_copy" in err
+
+
+def test_check_refuses_an_unknown_plugin(tmp_path):
+    system = make_system(tmp_path)
+    text = system.config.read_text().replace(
+        'enabled = ["aliases"', 'enabled = ["no_such_plugin", "aliases"'
+    )
+    system.config.write_text(text)
+    code, _, err = check(system.config)
+    assert code == 1 and "no_such_plugin" in err

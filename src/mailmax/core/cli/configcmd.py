@@ -74,12 +74,22 @@ def database_problems(settings: Settings) -> list[str]:
         reason = getattr(exc, "orig", None) or exc
         return [f"[server] database_url: cannot open {shown}: {reason}"]
     try:
-        return _schema_problems(directory.schema_version(), shown)
+        problems = _schema_problems(directory.schema_version(), shown)
+        if not problems:
+            problems = plugin_problems(settings, directory)
+        return problems
     except Exception as exc:
         reason = getattr(exc, "orig", None) or exc
         return [f"[server] database_url: cannot read {shown}: {reason}"]
     finally:
         directory.close()
+
+
+def plugin_problems(settings: Settings, directory: object) -> list[str]:
+    """Every plugin that cannot load or whose system, domain or user settings are refused."""
+    from mailmax.core.pluginhost.reload import check
+
+    return check(settings, directory)
 
 
 def _schema_problems(version: str, shown: str) -> list[str]:

@@ -75,8 +75,8 @@ trusted_networks = []
 dir = {_q(str(plan.queue_dir))}
 
 [plugins]
-# Plugins enabled system-wide, in hook order.
-enabled = []
+# Plugins enabled system-wide, in hook order (see `mailmax plugin list`).
+enabled = ["aliases", "spamtrap", "forwarding", "monitor", "catchall"]
 """
 
 
