@@ -335,6 +335,49 @@ def test_remove_many_takes_envelopes_first_with_one_directory_fsync(
         spool.remove_many(["../x"])
 
 
+def test_files_of_finished_messages_are_reused_not_recreated(
+    tmp_path: Path, reactor_thread, monkeypatch
+) -> None:
+    """Q1: the small files of removed messages wait in free/ and become the next messages'
+    files (same inodes, exact new contents); big ones are unlinked; free/ stays bounded,
+    also across a restart."""
+    monkeypatch.setattr(spool_module, "FREE_FILES", 4)
+    s = Spool(tmp_path / "q", reactor=reactor_thread.reactor, max_batch=4)
+    s.start()
+    try:
+        first = [make_envelope(s) for _ in range(3)]
+        for env in first:
+            reactor_thread.call(s.accept, env, message_for(env.id, 6000))
+        big = make_envelope(s)
+        reactor_thread.call(s.accept, big, [b"x" * (spool_module.FREE_FILE_MAX_BYTES + 1)])
+        inodes = {os.stat(s.message_path(e.id)).st_ino for e in first}
+        inodes |= {os.stat(s.envelope_path(e.id)).st_ino for e in [*first, big]}
+        big_inode = os.stat(s.message_path(big.id)).st_ino
+        s.remove_many([e.id for e in first] + [big.id])
+        free = {os.stat(s.free_dir / name).st_ino for name in os.listdir(s.free_dir)}
+        assert len(free) == 4 and big_inode not in free  # bounded, and no big files kept
+        assert s.pending_ids() == []
+        second = [make_envelope(s) for _ in range(2)]
+        for env in second:
+            reactor_thread.call(s.accept, env, message_for(env.id, 700))
+        reused = {os.stat(s.message_path(e.id)).st_ino for e in second}
+        reused |= {os.stat(s.envelope_path(e.id)).st_ino for e in second}
+        assert reused <= inodes and len(reused) == 4
+        assert os.listdir(s.free_dir) == []
+        for env in second:
+            assert s.message_path(env.id).read_bytes() == b"".join(message_for(env.id, 700))
+            assert s.load(env.id).id == env.id
+        s.remove_many([e.id for e in second])
+    finally:
+        reactor_thread.call(s.stop)
+    (s.free_dir / "stray").write_bytes(b"left by an older run")
+    s.start()
+    try:
+        assert len(os.listdir(s.free_dir)) == 4 and os.listdir(s.tmp_dir) == []
+    finally:
+        reactor_thread.call(s.stop)
+
+
 def test_load_refuses_bad_ids(spool: Spool) -> None:
     """Q1: ids that are not plain file names never reach the file system."""
     for bad in ("../x", "", "a/b", ".hidden", "x" * 65):

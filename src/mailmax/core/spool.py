@@ -6,6 +6,7 @@ Layout under the spool directory::
     msg/<id>       the raw message exactly as received (with our Received header)
     env/<id>.json  the envelope with per-recipient state; its presence is the commit point
     corrupt/       envelopes that could not be used (kept for the admin, never deleted)
+    free/          files of finished messages kept for reuse (their content is garbage)
     lock           held (flock) by the one process using the spool
 
 :meth:`Spool.accept` uses group commit. The reactor thread never touches the disk: it hands
@@ -16,6 +17,11 @@ per target directory, and only then fires the batch's Deferreds on the reactor t
 commits one batch, the workers keep writing the next.
 A crash at any moment leaves each message either fully queued or invisible; :meth:`Spool.start`
 removes the invisible remains.
+
+Files are recycled, like a database's log segments: a finished message's small files move to
+``free/`` and are overwritten by the next messages instead of being unlinked and created anew.
+Creating an inode is the most expensive file-system operation of a queued message (on ext4
+without a journal its allocator scans past every recently deleted inode of the group).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -52,6 +59,9 @@ _fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 #: Most buffers one writev() call takes (Linux IOV_MAX).
 _IOV_MAX = 1024
+#: Files kept in free/ for reuse, and the largest one kept (bigger ones are unlinked).
+FREE_FILES = 256
+FREE_FILE_MAX_BYTES = 64 * 1024
 
 
 def check_id(queue_id: str) -> str:
@@ -242,7 +252,13 @@ class Spool:
         self.msg_dir = self.directory / "msg"
         self.env_dir = self.directory / "env"
         self.corrupt_dir = self.directory / "corrupt"
+        self.free_dir = self.directory / "free"
         self._tmp, self._msg, self._env = str(self.tmp_dir), str(self.msg_dir), str(self.env_dir)
+        self._free_dir = str(self.free_dir)
+        self._free: list[str] = []  # names in free/, the most recently freed last
+        self._free_lock = threading.Lock()
+        self._free_names = itertools.count()
+        self._free_prefix = ""
         #: Called on the reactor thread with the ids of each committed batch.
         self.committed: list[Callable[[list[str]], None]] = []
         self._cond = threading.Condition()
@@ -279,7 +295,8 @@ class Spool:
             return
         _ = self.reactor
         created = False
-        for path in (self.directory, self.tmp_dir, self.msg_dir, self.env_dir, self.corrupt_dir):
+        dirs = (self.directory, self.tmp_dir, self.msg_dir, self.env_dir, self.corrupt_dir)
+        for path in (*dirs, self.free_dir):
             if not path.is_dir():
                 path.mkdir(mode=0o700, parents=True, exist_ok=True)
                 created = True
@@ -321,7 +338,12 @@ class Spool:
     def _clean(self) -> None:
         """Remove what a crash left half-done: tmp files and messages without an envelope."""
         for entry in os.scandir(self.tmp_dir):
-            _unlink(Path(entry.path))
+            _unlink(entry.path)
+        self._free = [e.name for e in os.scandir(self.free_dir) if e.is_file(follow_symlinks=False)]
+        for name in self._free[FREE_FILES:]:
+            _unlink(os.path.join(self._free_dir, name))
+        del self._free[FREE_FILES:]
+        self._free_prefix = f"{time.time_ns():x}"
         envelopes = {e.name[:-5] for e in os.scandir(self.env_dir) if e.name.endswith(".json")}
         messages = {e.name for e in os.scandir(self.msg_dir)}
         for name in messages - envelopes:
@@ -497,13 +519,60 @@ class Spool:
                 self._cond.notify()
 
     def _write_file(self, path: Path | str, chunks: Sequence[bytes]) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        """Write a new file at ``path`` (which must not exist), reusing a free file if any."""
+        fd = self._reuse(path)
+        recycled = fd is not None
+        if fd is None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             _write_chunks(fd, chunks)
+            if recycled:
+                os.ftruncate(fd, sum(len(chunk) for chunk in chunks))
             if self.fsync:
                 _fdatasync(fd)
         finally:
             os.close(fd)
+
+    def _reuse(self, path: Path | str) -> int | None:
+        """Give a free file the name ``path`` (never replacing a file) and open it; None when
+        there is no free file."""
+        while True:
+            with self._free_lock:
+                if not self._free:
+                    return None
+                name = os.path.join(self._free_dir, self._free.pop())
+            try:
+                os.link(name, path)
+            except FileNotFoundError:
+                if os.path.isdir(os.path.dirname(path)):
+                    continue  # removed from free/ behind our back: try the next one
+                self._keep_free(name)
+                raise
+            except OSError:
+                self._keep_free(name)
+                raise
+            os.unlink(name)
+            return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+
+    def _keep_free(self, name: str) -> None:
+        with self._free_lock:
+            self._free.append(os.path.basename(name))
+
+    def _release(self, path: str) -> None:
+        """A finished file: keep it in free/ for reuse when small and there is room, else
+        unlink it. A missing file is fine."""
+        with self._free_lock:
+            room = len(self._free) < FREE_FILES
+            name = f"{self._free_prefix}-{next(self._free_names)}"
+        try:
+            if room and os.stat(path).st_size <= FREE_FILE_MAX_BYTES:
+                os.rename(path, os.path.join(self._free_dir, name))
+                with self._free_lock:
+                    self._free.append(name)
+                return
+        except (FileNotFoundError, IsADirectoryError):
+            return
+        _unlink(path)
 
     def _fire(self, batch: list[_Item]) -> None:
         """Reactor thread: answer every accept of a batch, then tell the subscribers."""
@@ -574,8 +643,8 @@ class Spool:
         whose next delivery finds the copies already made."""
         paths = [self._paths(check_id(queue_id)) for queue_id in queue_ids]
         for _message, envelope in paths:
-            _unlink(envelope)
+            self._release(envelope)
         if self.fsync and paths:
             _fsync_dir(self._env)
         for message, _envelope in paths:
-            _unlink(message)
+            self._release(message)
