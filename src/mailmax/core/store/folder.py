@@ -63,6 +63,14 @@ class FolderChanges:
         return bool(self.added or self.expunged or self.flags)
 
 
+class _FlagCache(dict[tuple[str, str], frozenset[str]]):
+    """(info letters, keywords) -> flags, computed once per distinct pair."""
+
+    def __missing__(self, key: tuple[str, str]) -> frozenset[str]:
+        flags = self[key] = flags_of(*key)
+        return flags
+
+
 class Folder:
     """One open folder: a session's view of its messages, in UID order.
 
@@ -90,15 +98,11 @@ class Folder:
         self._order: tuple[MessageInfo, ...] | None = None
         self._uid_order: tuple[int, ...] | None = None
         self._own: set[int] = set()  # modification sequences of this object's own writes
-        self._flag_cache: dict[tuple[str, str], frozenset[str]] = {}
+        self._flag_cache = _FlagCache()
 
     # ------------------------------------------------------------------ view
     def _flags(self, letters: str, keywords: str) -> frozenset[str]:
-        key = (letters, keywords)
-        flags = self._flag_cache.get(key)
-        if flags is None:
-            flags = self._flag_cache[key] = flags_of(letters, keywords)
-        return flags
+        return self._flag_cache[letters, keywords]
 
     def _info(self, row: Row) -> MessageInfo:
         return MessageInfo(
@@ -114,26 +118,36 @@ class Folder:
         if self._view is not None:
             return self._view
         conn = self._index.conn
-        view: dict[int, MessageInfo] = {}
-        flags, folder_dir = self._flags, self.dir
         own_txn = not conn.in_transaction
         if own_txn:
             conn.execute("BEGIN")
         try:
-            cursor = conn.execute(
+            rows = conn.execute(
                 "SELECT uid, size, letters, keywords, internaldate, in_new, filename "
                 "FROM messages WHERE uid < ? ORDER BY uid",
                 (self.uidnext,),
-            )
-            for uid, size, letters, keywords, when, in_new, filename in cursor:
-                where = ("new/" if in_new else "cur/") + filename
-                view[uid] = MessageInfo(
-                    uid, size, flags(letters, keywords), when, where, folder_dir
-                )
+            ).fetchall()
             gone = self._foreign_expunges()
         finally:
             if own_txn:
                 conn.execute("COMMIT")
+        # the hot loop of opening a big folder: no per-row calls but the tuple constructor
+        new, info_type, folder_dir = tuple.__new__, MessageInfo, self.dir
+        cache = self._flag_cache
+        view = {
+            uid: new(
+                info_type,
+                (
+                    uid,
+                    size,
+                    cache[letters, keywords],
+                    when,
+                    ("new/" if in_new else "cur/") + filename,
+                    folder_dir,
+                ),
+            )
+            for uid, size, letters, keywords, when, in_new, filename in rows
+        }
         if gone:  # expunged elsewhere, not reported yet: keep their places until refresh
             for uid in gone:
                 view[uid] = MessageInfo(uid, 0, frozenset(), 0.0, "", folder_dir)
@@ -464,7 +478,7 @@ class Folder:
     def _commit_new(self, items: list[tuple[str, Path, int, float, str, str]]) -> list[int]:
         """Rename tmp files into ``cur/`` and index them: (base, tmp, size, when, letters, kw)."""
         uids: list[int] = []
-        with self._lock, self._index.write():
+        with self._lock, self._index.write(durable=True):
             before = self._cur_mtime()
             first = self._index.allocate_uids(len(items))
             modseq = self._index.bump_modseq()

@@ -2,9 +2,9 @@
 
 It maps UIDs to message files and keeps what IMAP needs without reading messages: size,
 arrival time, flags (the Maildir info letters, mirrored) and keywords (only here). The
-Maildir stays the truth: :meth:`FolderIndex.sync` compares the ``new/`` and ``cur/``
-directory modification times with the ones seen last and rescans only a directory that
-changed, so a sync of an unchanged folder costs two ``stat`` calls.
+Maildir stays the truth: :meth:`FolderIndex.sync` (:mod:`mailmax.core.store.scan`) rescans a
+directory only when its modification time changed, so a sync of an unchanged folder costs two
+``stat`` calls.
 
 A missing index is built from the Maildir with a new UIDVALIDITY; a damaged one is moved
 aside and rebuilt, keeping UIDVALIDITY and UIDs when enough of it can still be read. Every
@@ -26,17 +26,14 @@ from pathlib import Path
 from twisted.logger import Logger
 
 from mailmax.core.store.errors import StoreError
-from mailmax.core.store.names import base_of, flags_from_letters, letters_for, parse_filename
+from mailmax.core.store.names import flags_from_letters, letters_for
+from mailmax.core.store.scan import DIRTY, SECONDARY_INDEXES, DiskSync
 
 log = Logger(namespace="mailmax.store")
 
 INDEX_NAME = "mailmax.index"
 UIDVALIDITY_FILE = "mailmax.uidvalidity"
 SCHEMA_VERSION = 2
-#: Stored instead of a directory mtime that must be rescanned next time.
-DIRTY = -1
-#: A directory modified this recently may still change within the same timestamp tick.
-RECENT_NS = 2_000_000_000
 #: Expunge records older than this are dropped (sessions idle longer resynchronise fully).
 EXPUNGED_KEEP_SECONDS = 7 * 86400
 
@@ -61,15 +58,11 @@ CREATE TABLE messages (
     keywords TEXT NOT NULL DEFAULT '',
     modseq INTEGER NOT NULL
 );
-CREATE INDEX messages_modseq ON messages (modseq);
-CREATE INDEX messages_new ON messages (uid) WHERE in_new = 1;
-CREATE INDEX messages_unseen ON messages (uid) WHERE instr(letters, 'S') = 0;
-CREATE INDEX messages_deleted ON messages (uid) WHERE instr(letters, 'T') > 0;
 CREATE TABLE expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL, at REAL NOT NULL);
 CREATE INDEX expunged_modseq ON expunged (modseq);
 CREATE TABLE keywords (name TEXT PRIMARY KEY);
 CREATE TABLE recent (uid INTEGER PRIMARY KEY);
-"""
+""" + "".join(f"CREATE INDEX {name} {definition};\n" for name, definition in SECONDARY_INDEXES)
 #: Upgrades from older schema versions that keep every row: version -> statements.
 _UPGRADES = {1: ("CREATE TABLE IF NOT EXISTS recent (uid INTEGER PRIMARY KEY)",)}
 
@@ -129,13 +122,6 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     return "locked" not in str(exc)
 
 
-def _mtime(path: Path) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except FileNotFoundError:
-        return DIRTY
-
-
 @dataclass(slots=True)
 class _Salvage:
     uidvalidity: int
@@ -143,7 +129,7 @@ class _Salvage:
     known: dict[str, tuple[int, str]]  # base -> (uid, keywords)
 
 
-class FolderIndex:
+class FolderIndex(DiskSync):
     """The index of one Maildir folder (``folder_dir`` holds ``cur/new/tmp``)."""
 
     def __init__(self, folder_dir: Path, root: Path, *, fsync: bool = True) -> None:
@@ -152,6 +138,7 @@ class FolderIndex:
         self.path = self.dir / INDEX_NAME
         self.fsync = fsync
         self._modseq_in_txn: int | None = None
+        self._closed = False
         self.conn = self._open()
 
     # ------------------------------------------------------------------ opening
@@ -162,8 +149,18 @@ class FolderIndex:
             str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
         )
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'OFF'}")
+        conn.execute(f"PRAGMA synchronous={self._sync_level()}")
         return conn
+
+    def _sync_level(self, durable: bool = False) -> str:
+        """The ``synchronous`` setting: commits that hand out UIDs are synced to disk.
+
+        Everything else is rebuilt from the Maildir, which stays the truth: in WAL mode
+        ``NORMAL`` may lose the last commits in a power failure but never damages the file.
+        """
+        if not self.fsync:
+            return "OFF"
+        return "FULL" if durable else "NORMAL"
 
     def _open(self) -> sqlite3.Connection:
         salvage: _Salvage | None = None
@@ -277,26 +274,43 @@ class FolderIndex:
             os.replace(self.path, self.dir / (INDEX_NAME + ".damaged"))
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connection.
+
+        Closing the last connection of the process checkpoints the WAL into the database
+        and syncs it: callers on a latency path close in the background.
+        """
+        if self._closed:
+            return
+        self._closed = True
         self.conn.close()
 
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (nested calls join the outer one)."""
+    def write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction (nested calls join the outer one).
+
+        ``durable``: the commit reaches the disk before this returns (use it when the
+        transaction hands out UIDs, which must never be handed out twice).
+        """
         if self.conn.in_transaction:
             yield self.conn
             return
-        self.conn.execute("BEGIN IMMEDIATE")
-        self._modseq_in_txn = None
+        durable = durable and self.fsync
+        if durable:
+            self.conn.execute(f"PRAGMA synchronous={self._sync_level(True)}")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
             self._modseq_in_txn = None
-            raise
-        self.conn.execute("COMMIT")
-        self._modseq_in_txn = None
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        finally:
+            self._modseq_in_txn = None
+            if durable:
+                self.conn.execute(f"PRAGMA synchronous={self._sync_level()}")
 
     def bump_modseq(self) -> int:
         """The modification sequence of the current write transaction (allocated once)."""
@@ -491,154 +505,6 @@ class FolderIndex:
         """The UIDs below ``below`` that :meth:`mark_recent` made recent."""
         cursor = self.conn.execute("SELECT uid FROM recent WHERE uid < ? ORDER BY uid", (below,))
         return [uid for (uid,) in cursor]
-
-    def dir_mtimes(self) -> tuple[int, int]:
-        """The stored ``(new, cur)`` directory mtimes."""
-        return self.conn.execute("SELECT new_mtime, cur_mtime FROM state").fetchone()
-
-    def own_change(self, subdir: str, before: int) -> None:
-        """After this index changed ``subdir`` itself: keep the stored mtime trustworthy.
-
-        ``before`` is the directory's mtime just before the change. When it equalled the
-        stored one nobody else changed the directory, so its new mtime is stored and the next
-        sync skips a rescan. ``new/`` is always left to a rescan: deliveries never take the
-        index lock.
-        """
-        if subdir != "cur":
-            return
-        stored = self.dir_mtimes()[1]
-        if before == stored and stored != DIRTY:
-            self.conn.execute(
-                "UPDATE state SET cur_mtime = ? WHERE id = 1", (_mtime(self.dir / "cur"),)
-            )
-
-    # ------------------------------------------------------------------ disk -> index
-    def sync(self, force: bool = False, known: dict[str, tuple[int, str]] | None = None) -> bool:
-        """Bring the index in line with the Maildir; True when rows changed.
-
-        ``known`` maps unique names to ``(uid, keywords)`` kept from an old index.
-        """
-        new_dir, cur_dir = self.dir / "new", self.dir / "cur"
-        if not force:
-            stored_new, stored_cur = self.dir_mtimes()
-            if (
-                stored_new != DIRTY
-                and stored_cur != DIRTY
-                and _mtime(new_dir) == stored_new
-                and _mtime(cur_dir) == stored_cur
-            ):
-                return False
-        with self.write():
-            stored_new, stored_cur = self.dir_mtimes()
-            now_new, now_cur = _mtime(new_dir), _mtime(cur_dir)
-            scan = set()
-            if force or stored_new == DIRTY or now_new != stored_new:
-                scan.add("new")
-            if force or stored_cur == DIRTY or now_cur != stored_cur:
-                scan.add("cur")
-            if not scan:
-                return False
-            changed = self._rescan(scan, known or {})
-            threshold = time.time_ns() - RECENT_NS
-            self.conn.execute(
-                "UPDATE state SET new_mtime = ?, cur_mtime = ? WHERE id = 1",
-                (
-                    now_new if now_new < threshold else DIRTY,
-                    now_cur if now_cur < threshold else DIRTY,
-                ),
-            )
-        return changed
-
-    def _rescan(self, scan: set[str], known: dict[str, tuple[int, str]]) -> bool:
-        disk: dict[str, tuple[str, str]] = {}  # base -> (subdir, filename)
-        for subdir in sorted(scan):
-            disk.update(self._listdir(subdir))
-        rows = {
-            r.base: r
-            for r in (
-                _row(v)
-                for v in self.conn.execute(
-                    f"SELECT {COLUMNS} FROM messages"
-                    + ("" if len(scan) == 2 else " WHERE in_new = ?"),
-                    () if len(scan) == 2 else (int("new" in scan),),
-                )
-            )
-        }
-        updates: list[tuple[Row, str, str]] = []
-        missing = [r for base, r in rows.items() if base not in disk]
-        if missing and len(scan) == 1:  # moved to the other directory behind our back?
-            other = self._listdir("cur" if "new" in scan else "new")
-            for row in missing:
-                if row.base in other:
-                    updates.append((row, *other[row.base]))
-            missing = [r for r in missing if r.base not in other]
-        gone = [r.uid for r in missing]
-        fresh: list[tuple[str, str, str]] = []
-        for base, (subdir, filename) in disk.items():
-            row = rows.get(base)
-            if row is None and len(scan) == 1:
-                row = self.row_by_base(base)
-            if row is None:
-                fresh.append((base, subdir, filename))
-            elif row.filename != filename or row.subdir != subdir:
-                updates.append((row, subdir, filename))
-        if not (gone or updates or fresh):
-            return False
-        self.delete(gone)
-        for row, subdir, filename in updates:
-            letters = parse_filename(filename).letters
-            self.update_file(row.uid, filename, subdir == "new", letters, row.keywords)
-        if fresh:
-            self._add_fresh(fresh, known)
-        return True
-
-    def _listdir(self, subdir: str) -> dict[str, tuple[str, str]]:
-        found: dict[str, tuple[str, str]] = {}
-        try:
-            with os.scandir(self.dir / subdir) as entries:
-                for entry in entries:
-                    name = entry.name
-                    if name[0] == "." or not entry.is_file():
-                        continue
-                    found[base_of(name)] = (subdir, name)
-        except FileNotFoundError:
-            pass
-        return found
-
-    def _add_fresh(
-        self, fresh: list[tuple[str, str, str]], known: dict[str, tuple[int, str]]
-    ) -> None:
-        modseq = self.bump_modseq()
-        items: list[tuple[float, str, str, str, int, str]] = []
-        for base, subdir, filename in fresh:
-            _, letters, size, when = parse_filename(filename)
-            if size is None or when is None:
-                try:
-                    st = os.stat(self.dir / subdir / filename)
-                except FileNotFoundError:
-                    continue  # vanished while we looked
-                size = st.st_size if size is None else size
-                when = st.st_mtime if when is None else when
-            items.append((when, base, subdir, filename, size, letters))
-        items.sort()
-        fresh_count = sum(1 for item in items if item[1] not in known)
-        next_uid = self.allocate_uids(fresh_count) if fresh_count else 0
-        rows: list[tuple] = []
-        keywords_used: set[str] = set()
-        for when, base, subdir, filename, size, letters in items:
-            kept = known.get(base)
-            if kept is None:
-                uid, keywords = next_uid, ""
-                next_uid += 1
-            else:
-                uid, keywords = kept
-                keywords_used.update(keywords.split())
-            rows.append(
-                (uid, base, filename, int(subdir == "new"), size, when, letters, keywords, modseq)
-            )
-        self._insert_tuples(rows)
-        if keywords_used:
-            self.note_keywords(keywords_used)
 
 
 def flags_of(letters: str, keywords: str) -> frozenset[str]:

@@ -1,0 +1,276 @@
+"""Keeping a folder's index in line with its Maildir: directory mtimes and rescans (S2, S3).
+
+:meth:`DiskSync.sync` compares the ``new/`` and ``cur/`` modification times with the ones
+stored at the last scan and rescans only a directory that changed, so a sync of an unchanged
+folder costs two ``stat`` calls. A stored mtime is trusted only when it is safely older than
+the scan that stored it: a change in the same timestamp tick would leave the mtime as it was.
+File systems with nanosecond timestamps tick every few milliseconds; those that keep whole
+seconds (the mtimes say so) get a two-second margin.
+
+A rescan compares names only (the index keeps the file name of every message): new files get
+UIDs in arrival order, vanished ones are expunged, renamed ones (flags changed by another
+program, moved from ``new/`` to ``cur/``) are updated. Building the index of a large folder
+is one transaction with one bulk insert.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from mailmax.core.store.names import INFO_SEPARATOR, parse_filename
+
+#: Stored instead of a directory mtime that must be rescanned next time.
+DIRTY = -1
+#: A directory mtime this close to the scan (nanosecond file systems) is not trusted yet.
+FINE_MARGIN_NS = 100_000_000
+#: The same for file systems whose mtimes are whole seconds.
+COARSE_MARGIN_NS = 2_000_000_000
+#: Builds at least this big create the secondary indexes after the rows (faster).
+BULK_ROWS = 2000
+#: Secondary indexes of the messages table: (name, definition).
+SECONDARY_INDEXES = (
+    ("messages_modseq", "ON messages (modseq)"),
+    ("messages_new", "ON messages (uid) WHERE in_new = 1"),
+    ("messages_unseen", "ON messages (uid) WHERE instr(letters, 'S') = 0"),
+    ("messages_deleted", "ON messages (uid) WHERE instr(letters, 'T') > 0"),
+)
+#: Single-directory rescans look names up one by one below this many unknown files.
+_LOOKUP_ONE_BY_ONE = 64
+
+_Listing = dict[str, tuple[str, str]]  # base -> (subdir, filename)
+
+
+def mtime(path: Path | str) -> int:
+    """A directory's mtime in nanoseconds, or :data:`DIRTY` when it is missing."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return DIRTY
+
+
+def settled(value: int, scan_start: int) -> bool:
+    """True when any change after ``scan_start`` must give the directory another mtime."""
+    if value == DIRTY:
+        return False
+    margin = COARSE_MARGIN_NS if value % 1_000_000_000 == 0 else FINE_MARGIN_NS
+    return value < scan_start - margin
+
+
+def base_of_name(name: str) -> str:
+    """The unique part of a message file name (without the info part)."""
+    base, sep, _ = name.partition(INFO_SEPARATOR)
+    if not sep and ":" in base:
+        return base.split(":", 1)[0]
+    return base
+
+
+class DiskSync:
+    """Mixed into :class:`~mailmax.core.store.index.FolderIndex`: the Maildir -> index side."""
+
+    dir: Path
+    conn: sqlite3.Connection
+
+    # provided by FolderIndex
+    def write(self, durable: bool = False):  # type: ignore[no-untyped-def]  # pragma: no cover
+        """A write transaction (see FolderIndex)."""
+        raise NotImplementedError
+
+    def bump_modseq(self) -> int:  # pragma: no cover - see FolderIndex
+        """The modification sequence of the current write transaction."""
+        raise NotImplementedError
+
+    def delete(self, uids: list[int]) -> None:  # pragma: no cover - see FolderIndex
+        """Forget expunged messages."""
+        raise NotImplementedError
+
+    def allocate_uids(self, count: int) -> int:  # pragma: no cover - see FolderIndex
+        """Reserve UIDs."""
+        raise NotImplementedError
+
+    def note_keywords(self, keywords: set[str]) -> None:  # pragma: no cover - see FolderIndex
+        """Remember keywords."""
+        raise NotImplementedError
+
+    def _insert_tuples(self, rows: list[tuple]) -> None:  # pragma: no cover - see FolderIndex
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ mtimes
+    def dir_mtimes(self) -> tuple[int, int]:
+        """The stored ``(new, cur)`` directory mtimes."""
+        return self.conn.execute("SELECT new_mtime, cur_mtime FROM state").fetchone()
+
+    def own_change(self, subdir: str, before: int) -> None:
+        """After this index changed ``subdir`` itself: keep the stored mtime trustworthy.
+
+        ``before`` is the directory's mtime just before the change. When it equalled the
+        stored one nobody else changed the directory, so its new mtime is stored and the next
+        sync skips a rescan. ``new/`` is always left to a rescan: deliveries never take the
+        index lock.
+        """
+        if subdir != "cur":
+            return
+        stored = self.dir_mtimes()[1]
+        if before == stored and stored != DIRTY:
+            self.conn.execute(
+                "UPDATE state SET cur_mtime = ? WHERE id = 1", (mtime(self.dir / "cur"),)
+            )
+
+    # ------------------------------------------------------------------ sync
+    def sync(self, force: bool = False, known: dict[str, tuple[int, str]] | None = None) -> bool:
+        """Bring the index in line with the Maildir; True when rows changed.
+
+        ``known`` maps unique names to ``(uid, keywords)`` kept from an old index.
+        """
+        new_dir, cur_dir = self.dir / "new", self.dir / "cur"
+        if not force:
+            stored_new, stored_cur = self.dir_mtimes()
+            if (
+                stored_new != DIRTY
+                and stored_cur != DIRTY
+                and mtime(new_dir) == stored_new
+                and mtime(cur_dir) == stored_cur
+            ):
+                return False
+        with self.write(durable=True):
+            stored_new, stored_cur = self.dir_mtimes()
+            scan_start = time.time_ns()
+            now_new, now_cur = mtime(new_dir), mtime(cur_dir)
+            scan = set()
+            if force or stored_new == DIRTY or now_new != stored_new:
+                scan.add("new")
+            if force or stored_cur == DIRTY or now_cur != stored_cur:
+                scan.add("cur")
+            if not scan:
+                return False
+            changed = self._rescan(scan, known or {})
+            self.conn.execute(
+                "UPDATE state SET new_mtime = ?, cur_mtime = ? WHERE id = 1",
+                (
+                    now_new if settled(now_new, scan_start) else DIRTY,
+                    now_cur if settled(now_cur, scan_start) else DIRTY,
+                ),
+            )
+        return changed
+
+    def _rescan(self, scan: set[str], known: dict[str, tuple[int, str]]) -> bool:
+        disk: _Listing = {}
+        for subdir in sorted(scan):
+            disk.update(self._listdir(subdir))
+        columns = "SELECT base, uid, filename, in_new, keywords FROM messages"
+        if len(scan) == 2:
+            cursor = self.conn.execute(columns)
+        else:
+            cursor = self.conn.execute(columns + " WHERE in_new = ?", (int("new" in scan),))
+        rows = {row[0]: row for row in cursor}  # the rows of the scanned directories
+        updates: list[tuple[tuple, str, str]] = []  # (row, subdir, filename)
+        for base, (subdir, filename) in disk.items():
+            row = rows.get(base)
+            if row is not None and (row[2] != filename or row[3] != (subdir == "new")):
+                updates.append((row, subdir, filename))
+        missing = rows.keys() - disk.keys()
+        if missing and len(scan) == 1:  # moved to the other directory behind our back?
+            other = self._listdir("cur" if "new" in scan else "new")
+            for base in [b for b in missing if b in other]:
+                updates.append((rows[base], *other[base]))
+                missing.discard(base)
+        gone = [rows[base][1] for base in missing]
+        unknown = [base for base in disk if base not in rows]
+        if unknown and len(scan) == 1:  # indexed while it was in the other directory?
+            elsewhere = self._rows_by_base(unknown)
+            updates += [(elsewhere[b], *disk[b]) for b in unknown if b in elsewhere]
+            unknown = [b for b in unknown if b not in elsewhere]
+        if not (gone or updates or unknown):
+            return False
+        self.delete(gone)
+        if updates:
+            modseq = self.bump_modseq()
+            self.conn.executemany(
+                "UPDATE messages SET filename = ?, in_new = ?, letters = ?, modseq = ? "
+                "WHERE uid = ?",
+                [
+                    (name, int(sub == "new"), parse_filename(name).letters, modseq, row[1])
+                    for row, sub, name in updates
+                ],
+            )
+        if unknown:
+            self._add_fresh([(base, *disk[base]) for base in unknown], known)
+        return True
+
+    def _rows_by_base(self, bases: list[str]) -> dict[str, tuple]:
+        """Index rows (base, uid, filename, in_new, keywords) of ``bases``, in any directory."""
+        columns = "SELECT base, uid, filename, in_new, keywords FROM messages"
+        if len(bases) < _LOOKUP_ONE_BY_ONE:
+            found = {}
+            for base in bases:
+                row = self.conn.execute(columns + " WHERE base = ?", (base,)).fetchone()
+                if row is not None:
+                    found[base] = row
+            return found
+        wanted = set(bases)
+        return {row[0]: row for row in self.conn.execute(columns) if row[0] in wanted}
+
+    def _listdir(self, subdir: str) -> _Listing:
+        found: _Listing = {}
+        try:
+            with os.scandir(self.dir / subdir) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name[0] == "." or not entry.is_file():
+                        continue
+                    base, sep, _ = name.partition(INFO_SEPARATOR)
+                    if not sep and ":" in base:
+                        base = base.split(":", 1)[0]
+                    found[base] = (subdir, name)
+        except FileNotFoundError:
+            pass
+        return found
+
+    def _add_fresh(
+        self, fresh: list[tuple[str, str, str]], known: dict[str, tuple[int, str]]
+    ) -> None:
+        modseq = self.bump_modseq()
+        items: list[tuple[float, str, str, str, int, str]] = []
+        for base, subdir, filename in fresh:
+            _, letters, size, when = parse_filename(filename)
+            if size is None or when is None:
+                try:
+                    st = os.stat(self.dir / subdir / filename)
+                except FileNotFoundError:
+                    continue  # vanished while we looked
+                size = st.st_size if size is None else size
+                when = st.st_mtime if when is None else when
+            items.append((when, base, subdir, filename, size, letters))
+        items.sort()
+        fresh_count = sum(1 for item in items if item[1] not in known) if known else len(items)
+        next_uid = self.allocate_uids(fresh_count) if fresh_count else 0
+        rows: list[tuple] = []
+        keywords_used: set[str] = set()
+        for when, base, subdir, filename, size, letters in items:
+            kept = known.get(base) if known else None
+            if kept is None:
+                uid, keywords = next_uid, ""
+                next_uid += 1
+            else:
+                uid, keywords = kept
+                keywords_used.update(keywords.split())
+            rows.append(
+                (uid, base, filename, int(subdir == "new"), size, when, letters, keywords, modseq)
+            )
+        bulk = (
+            len(rows) >= BULK_ROWS
+            and not self.conn.execute("SELECT 1 FROM messages LIMIT 1").fetchone()
+        )
+        if bulk:  # building: the secondary indexes are faster to make afterwards
+            for name, _ in SECONDARY_INDEXES:
+                self.conn.execute(f"DROP INDEX IF EXISTS {name}")
+        try:
+            self._insert_tuples(rows)
+        finally:
+            if bulk:
+                for name, definition in SECONDARY_INDEXES:
+                    self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
+        if keywords_used:
+            self.note_keywords(keywords_used)
