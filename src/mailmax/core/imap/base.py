@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 if TYPE_CHECKING:
     from mailmax.core.config import ListenerSettings, Settings
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
     from mailmax.core.imap.selected import Selected
     from mailmax.core.imap.server import IMAPFactory
     from mailmax.core.model import Session
+    from mailmax.core.store.folder import Folder
     from mailmax.core.store.mailbox import MailStore
+
+log = Logger(namespace="mailmax.imap")
 
 
 class SessionBase:
@@ -102,6 +106,15 @@ class SessionBase:
     def blocking(self, function: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         """Run a blocking call in the store's thread pool."""
         raise NotImplementedError
+
+    def close_later(self, folder: Folder) -> None:
+        """Close a folder in the store's threads without waiting for it.
+
+        Closing the last connection to an index checkpoints and syncs it; no reply waits
+        for that.
+        """
+        closing = self.blocking(folder.close)
+        closing.addErrback(lambda f: log.failure("cannot close folder {name}", f, name=folder.name))
 
     def start_work(self, work: defer.Deferred[Any] | None, tag: str) -> None:
         """Run ``work`` as the current command (input waits until it is done)."""

@@ -275,20 +275,46 @@ class Source:
 META = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE"})
 
 
+_META_FORMATS = {
+    "FLAGS": b"FLAGS %s",
+    "UID": b"UID %d",
+    "RFC822.SIZE": b"RFC822.SIZE %d",
+    "INTERNALDATE": b'INTERNALDATE "%s"',
+}
+_META_VALUES: dict[str, Callable[[MessageInfo, frozenset[str]], object]] = {
+    "FLAGS": lambda info, flags: wire.flag_list(flags),
+    "UID": lambda info, flags: info.uid,
+    "RFC822.SIZE": lambda info, flags: info.size,
+    "INTERNALDATE": lambda info, flags: format_internaldate(info.internaldate).encode(),
+}
+
+MetaRenderer = Callable[[MessageInfo, int, frozenset[str]], bytes]
+
+
+def meta_renderer(items: list[Item]) -> MetaRenderer:
+    """A function answering ``(info, seq, flags)`` when every item comes from the index.
+
+    FETCH 1:* (FLAGS UID) on a big folder calls it once per message: the response is one
+    ``%`` format built once per command.
+    """
+    names = [item.name for item in items]
+    template = b"* %d FETCH (" + b" ".join(_META_FORMATS[name] for name in names) + b")\r\n"
+    flag_list = wire.flag_list
+    if names == ["FLAGS", "UID"]:
+        return lambda info, seq, flags: template % (seq, flag_list(flags), info.uid)
+    if names == ["UID", "FLAGS"]:
+        return lambda info, seq, flags: template % (seq, info.uid, flag_list(flags))
+    values = tuple(_META_VALUES[name] for name in names)
+
+    def render(info: MessageInfo, seq: int, flags: frozenset[str]) -> bytes:
+        return template % (seq, *[value(info, flags) for value in values])
+
+    return render
+
+
 def answer_meta(info: MessageInfo, seq: int, items: list[Item], flags: frozenset[str]) -> bytes:
     """The FETCH response of a message when every item comes from the index."""
-    out = []
-    for item in items:
-        name = item.name
-        if name == "FLAGS":
-            out.append(b"FLAGS " + wire.flag_list(flags))
-        elif name == "UID":
-            out.append(b"UID %d" % info.uid)
-        elif name == "RFC822.SIZE":
-            out.append(b"RFC822.SIZE %d" % info.size)
-        else:
-            out.append(b'INTERNALDATE "%s"' % format_internaldate(info.internaldate).encode())
-    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(out))
+    return meta_renderer(items)(info, seq, flags)
 
 
 def needs_full(items: list[Item]) -> bool:

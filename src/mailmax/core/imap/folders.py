@@ -28,6 +28,7 @@ from mailmax.core.store.errors import (
 from mailmax.core.store.names import folder_parts, is_inbox
 
 if TYPE_CHECKING:
+    from mailmax.core.store.folder import Folder
     from mailmax.core.store.mailbox import MailStore
 
 MIB = 1024 * 1024
@@ -54,25 +55,33 @@ def _rename(store: MailStore, root: Path, old: str, new: str) -> None:
         listing.rename_subscriptions(root, old, new)
 
 
-def _status(store: MailStore, name: str) -> dict[str, int]:
-    with store.open(name) as folder:
-        return {
+def _status(store: MailStore, name: str) -> tuple[dict[str, int], Folder]:
+    """The STATUS facts and the folder, still open (the caller closes it)."""
+    folder = store.open(name)
+    try:
+        facts = {
             "MESSAGES": len(folder),
             "RECENT": folder.recent_count(),
             "UIDNEXT": folder.uidnext,
             "UIDVALIDITY": folder.uidvalidity,
             "UNSEEN": folder.unseen(),
         }
+    except BaseException:
+        folder.close()
+        raise
+    return facts, folder
 
 
 def _append(
     store: MailStore, name: str, data: bytes | Path, flags: list[str], when: float | None
-) -> tuple[int, int]:
+) -> tuple[int, int, Folder]:
+    """Append; return the UID, UIDVALIDITY and the folder, still open (the caller closes it)."""
     folder = store.open(name)
     try:
-        return folder.append(data, flags, when), folder.uidvalidity
-    finally:
+        return folder.append(data, flags, when), folder.uidvalidity, folder
+    except BaseException:
         folder.close()
+        raise
 
 
 class FolderCommands(SessionBase):
@@ -232,7 +241,8 @@ class FolderCommands(SessionBase):
             wanted.append(item.upper())
         name = self.mailbox_name(args[0])
         try:
-            facts = await self.blocking(_status, self.mailstore, name)
+            facts, folder = await self.blocking(_status, self.mailstore, name)
+            self.close_later(folder)
         except FolderNotFound:
             raise No("[NONEXISTENT] No such mailbox") from None
         items = " ".join(f"{item} {facts[item]}" for item in wanted)
@@ -296,11 +306,14 @@ class FolderCommands(SessionBase):
         await self.check_quota(size)
         data = message.path if isinstance(message, parser.FileLiteral) else message
         try:
-            uid, uidvalidity = await self.blocking(_append, self.mailstore, name, data, flags, when)
+            uid, uidvalidity, folder = await self.blocking(
+                _append, self.mailstore, name, data, flags, when
+            )
         except FolderNotFound:
             raise No("[TRYCREATE] No such mailbox") from None
         except BadFlag as exc:
             raise Bad(str(exc)) from None
+        self.close_later(folder)
         await self.blocking(maildir.adjust_usage, self.root, size, 1)
         return f"[APPENDUID {uidvalidity} {uid}] APPEND completed"
 

@@ -47,6 +47,8 @@ _RECENT = frozenset({"\\Recent"})
 _SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 #: Lines other than DONE tolerated during one IDLE.
 MAX_IDLE_NOISE = 20
+#: FETCH responses answered from the index that are joined before they go to the stream.
+META_BATCH = 256
 
 
 @dataclass(slots=True)
@@ -94,12 +96,14 @@ def _refresh(folder: Folder, readonly: bool) -> tuple[Any, list[int] | set[int],
     return changes, recent, view
 
 
-def _copy(store: MailStore, folder: Folder, uids: list[int], name: str) -> tuple[list, int]:
+def _copy(store: MailStore, folder: Folder, uids: list[int], name: str) -> tuple[list, int, Folder]:
+    """Copy; return the UID pairs, the target's UIDVALIDITY and the target, still open."""
     target = store.open(name)
     try:
-        return folder.copy(uids, target), target.uidvalidity
-    finally:
+        return folder.copy(uids, target), target.uidvalidity, target
+    except BaseException:
         target.close()
+        raise
 
 
 def _expunge(folder: Folder, uids: list[int] | None) -> list[int]:
@@ -158,8 +162,7 @@ class SelectedCommands(SessionBase):
         """Forget the selected mailbox and close it (in a thread)."""
         selected, self.selected = self.selected, None
         if selected is not None:
-            closing = self.blocking(selected.folder.close)
-            closing.addErrback(lambda f: log.failure("cannot close a folder", f))
+            self.close_later(selected.folder)
 
     def send_expunged(self, done: Sequence[int], view: Sequence[MessageInfo]) -> None:
         """``* n EXPUNGE`` for UIDs gone from ``view`` (the view after their removal)."""
@@ -272,7 +275,7 @@ class SelectedCommands(SessionBase):
             if not selected.readonly:
                 await self._expunge_and_count(selected, None)
         finally:
-            await self.blocking(selected.folder.close)
+            self.close_later(selected.folder)
         return "CLOSE completed"
 
     async def cmd_UNSELECT(self, tag: str, args: list) -> str:
@@ -362,15 +365,31 @@ class SelectedCommands(SessionBase):
         folder_dir = str(folder.dir)
         flags_of = self.flags_of
 
+        def answers() -> Any:
+            render = fetch.meta_renderer(items)
+            render_seen = fetch.meta_renderer(with_flags) if seen else render
+            recent = selected.recent
+            batch: list[bytes] = []
+            for position in positions:
+                info = view[position]
+                if not info.filename:
+                    gone.append(info.uid)
+                    continue
+                uid = info.uid
+                flags = info.flags | _RECENT if uid in recent else info.flags
+                batch.append((render_seen if uid in seen else render)(info, position + 1, flags))
+                if len(batch) >= META_BATCH:
+                    yield b"".join(batch)
+                    batch = []
+            if batch:
+                yield b"".join(batch)
+
         def chunks() -> Any:
             for position in positions:
                 info = view[position]
                 wanted = with_flags if info.uid in seen else items
                 if not info.filename:
                     gone.append(info.uid)
-                    continue
-                if meta:
-                    yield fetch.answer_meta(info, position + 1, wanted, flags_of(info))
                     continue
                 source = fetch.Source.of(folder, info, folder_dir)
                 try:
@@ -384,7 +403,7 @@ class SelectedCommands(SessionBase):
                     source.close()
 
         try:
-            await self.stream(chunks())
+            await self.stream(answers() if meta else chunks())
         except ConnectionLost:
             return None
         except Exception:  # the reply is cut off mid-way: the connection cannot go on
@@ -488,13 +507,14 @@ class SelectedCommands(SessionBase):
         if not move:
             await self.check_quota(size)
         try:
-            pairs, uidvalidity = await self.blocking(
+            pairs, uidvalidity, opened = await self.blocking(
                 _copy, self.store, selected.folder, uids, target
             )
         except FolderNotFound:
             raise No("[TRYCREATE] No such mailbox") from None
         except BadFolderName as exc:
             raise No(f"[CANNOT] {exc}") from None
+        self.close_later(opened)
         code = ""
         if pairs:
             sources = parser.format_set([s for s, _ in pairs])
