@@ -8,6 +8,7 @@ the same across sessions and restarts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +25,7 @@ class Maildrop:
         self.messages: list[MessageInfo] = list(folder.messages())
         self.deleted: set[int] = set()  # 1-based message numbers marked by DELE
         self._uidl_prefix = f"{folder.uidvalidity:08x}"
+        self._dir = f"{folder.dir}/"
 
     @classmethod
     def open(cls, root: Path, *, fsync: bool = True) -> Maildrop:
@@ -74,6 +76,29 @@ class Maildrop:
         """The message file, opened (follows renames made by IMAP sessions meanwhile)."""
         return self.folder.open_file(info.uid)
 
+    def read_small(self, info: MessageInfo, limit: int) -> bytes | None:
+        """The bytes of a message of at most ``limit`` bytes, or None when it is bigger.
+
+        The common case reads the file the snapshot names directly; a file renamed or
+        removed meanwhile is looked up again (raises MessageGone when it went).
+        """
+        try:
+            fd = os.open(self._dir + info.filename, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            with self.open_message(info) as handle:
+                data = handle.read(limit + 1)
+            return data if len(data) <= limit else None
+        try:
+            data = os.read(fd, limit + 1)
+            while len(data) <= limit:
+                more = os.read(fd, limit + 1 - len(data))
+                if not more:
+                    break
+                data += more
+        finally:
+            os.close(fd)
+        return data if len(data) <= limit else None
+
     # ------------------------------------------------------------------ update state
     def commit(self) -> int:
         """Expunge the messages marked deleted (the UPDATE state); return how many went."""
@@ -82,8 +107,12 @@ class Maildrop:
             return 0
         return len(self.folder.expunge(uids))
 
+    def unlock(self) -> None:
+        """Release the lock: another session may open the mailbox (the index stays open)."""
+        self._lock.release()
+
     def close(self) -> None:
-        """Close the index and release the lock."""
+        """Close the index and release the lock (if :meth:`unlock` did not already)."""
         try:
             self.folder.close()
         finally:

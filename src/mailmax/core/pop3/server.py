@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -49,6 +50,8 @@ _TRANSACTION_COMMANDS = frozenset(
     {"CAPA", "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "QUIT"}
 )
 _timestamps = itertools.count(1)
+#: Control characters other than TAB, refused in commands.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class POP3Server(AuthorizationMixin, TransactionMixin, protocol.Protocol):
@@ -217,7 +220,7 @@ class POP3Server(AuthorizationMixin, TransactionMixin, protocol.Protocol):
         except UnicodeDecodeError:
             self._error("Invalid characters in command")
             return None
-        if any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in text):
+        if _CONTROL.search(text):
             self._error("Invalid characters in command")
             return None
         if self._sasl_pending:

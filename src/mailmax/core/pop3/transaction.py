@@ -96,18 +96,19 @@ class TransactionMixin:
     def _send_message(
         self, info: MessageInfo, status: str, top: TopFilter | None
     ) -> defer.Deferred[bool] | None:
+        drop = self._drop()
+        prefix = status.encode() + b"\r\n"
         try:
-            handle = self._drop().open_message(info)
+            if info.size <= SMALL_MESSAGE:
+                data = drop.read_small(info, SMALL_MESSAGE)
+                if data is not None:
+                    if top is not None:
+                        data = top.feed(data)
+                    self.transport.write(prefix + stuff(data))
+                    return None
+            handle = drop.open_message(info)
         except MessageGone:
             raise POP3Error("[SYS/TEMP] That message was removed by another session") from None
-        prefix = status.encode() + b"\r\n"
-        if info.size <= SMALL_MESSAGE:
-            with handle:
-                data = handle.read()
-            if top is not None:
-                data = top.feed(data)
-            self.transport.write(prefix + stuff(data))
-            return None
         sender = MessageSender(self.transport, handle, self.factory.blocking, top, prefix)
         return sender.start().addErrback(self._stream_failed, info.uid)
 
@@ -147,19 +148,22 @@ class TransactionMixin:
         return defer.ensureDeferred(self._update(drop))
 
     async def _update(self, drop: Maildrop) -> None:
-        def commit_and_close() -> int:
+        def commit_and_unlock() -> int:
             try:
                 return drop.commit()
             finally:
-                drop.close()
+                drop.unlock()
 
         wanted = len(drop.deleted)
         try:
-            removed = await self.factory.blocking(commit_and_close)
+            removed = await self.factory.blocking(commit_and_unlock)
         except Exception:
             log.failure("cannot expunge for {user}", user=self._who())
             self._close("-ERR [SYS/TEMP] Some deleted messages could not be removed")
             return
+        finally:  # closing the index may checkpoint it: the reply does not wait for that
+            closing = self.factory.blocking(drop.close)
+            closing.addErrback(lambda f: log.failure("cannot close the mailbox index", f))
         log.info(
             "quit {user} session {session_id}: {removed} of {wanted} deleted messages removed",
             user=self._who(),
