@@ -66,13 +66,14 @@ def test_limits_total_per_destination_and_retries() -> None:
     assert sessions.active == 3
 
 
-def test_connection_goes_to_the_next_caller_for_the_same_destination() -> None:
-    """Q2: a finished connection is handed to a waiting caller for the same destination."""
+def test_connection_goes_to_the_next_caller_for_the_same_endpoint() -> None:
+    """Q2: a finished connection is handed to a waiting caller that would connect there."""
     clock = Clock()
     sessions = pool(clock, max_per_destination=1)
-    first = granted(sessions.lease("a", False))
+    first = granted(sessions.lease("a", False, ["mx:25"]))
     assert first is not None
-    waiting = sessions.lease("a", False)
+    first.endpoint = "mx:25"
+    waiting = sessions.lease("a", False, ["mx:25"])
     connection = Connection()
     sessions.release(first, connection)
     second = granted(waiting)
@@ -84,13 +85,14 @@ def test_idle_connection_is_reused_then_closed_after_reuse_seconds() -> None:
     """Q2: with nobody waiting, a connection stays idle for reuse_seconds, then closes."""
     clock = Clock()
     sessions = pool(clock)
-    lease = granted(sessions.lease("a", False))
+    lease = granted(sessions.lease("a", False, ["mx:25"]))
     assert lease is not None
+    lease.endpoint = "mx:25"
     connection = Connection()
     sessions.release(lease, connection)
     assert sessions.idle_count == 1 and sessions.active == 1
-    again = granted(sessions.lease("a", False))
-    assert again is not None and again.client is connection
+    again = granted(sessions.lease("a", False, ["other:25", "mx:25"]))
+    assert again is not None and again.client is connection and again.endpoint == "mx:25"
     sessions.release(again, connection)
     clock.advance(2.0)
     assert not connection.open and sessions.idle_count == 0 and sessions.active == 0
@@ -101,11 +103,12 @@ def test_idle_connections_give_way_to_other_destinations() -> None:
     to another destination instead of making it wait."""
     clock = Clock()
     sessions = pool(clock, max_sessions=1)
-    lease = granted(sessions.lease("a", False))
+    lease = granted(sessions.lease("a", False, ["mx-a:25"]))
     assert lease is not None
+    lease.endpoint = "mx-a:25"
     connection = Connection()
     sessions.release(lease, connection)
-    other = granted(sessions.lease("b", False))
+    other = granted(sessions.lease("b", False, ["mx-b:25"]))
     assert other is not None and other.client is None
     assert not connection.open and sessions.active == 1
 
@@ -114,11 +117,37 @@ def test_dead_idle_connection_is_not_handed_out() -> None:
     """Q2: an idle connection the server closed meanwhile is dropped, not reused."""
     clock = Clock()
     sessions = pool(clock)
-    lease = granted(sessions.lease("a", False))
+    lease = granted(sessions.lease("a", False, ["mx:25"]))
     assert lease is not None
+    lease.endpoint = "mx:25"
     connection = Connection()
     sessions.release(lease, connection)
     connection.open = False
-    fresh = granted(sessions.lease("a", False))
+    fresh = granted(sessions.lease("a", False, ["mx:25"]))
     assert fresh is not None and fresh.client is None and sessions.active == 1
     sessions.close()
+
+
+def test_domains_on_the_same_mail_host_share_connections() -> None:
+    """Q2: a connection to an MX host is reused for another domain served by the same host,
+    its slot then counting for that domain (within that domain's limit)."""
+    clock = Clock()
+    sessions = pool(clock, max_per_destination=1)
+    lease = granted(sessions.lease("one.test", False, ["mx:25"]))
+    assert lease is not None
+    lease.endpoint = "mx:25"
+    busy = granted(sessions.lease("two.test", False, ["mx:25"]))
+    assert busy is not None
+    waiting = sessions.lease("two.test", False, ["mx:25"])  # two.test is at its limit
+    connection = Connection()
+    sessions.release(lease, connection)
+    assert granted(waiting) is None and not connection.open  # not for two.test: closed
+    busy.endpoint = "mx:25"
+    sessions.release(busy, Connection())
+    adopted = granted(waiting)
+    assert adopted is not None and adopted.client is not None
+    assert dict(sessions.per_destination) == {"two.test": 1} and sessions.active == 1
+    sessions.release(adopted, adopted.client)
+    other = granted(sessions.lease("three.test", False, ["mx:25"]))
+    assert other is not None and other.client is not None
+    assert dict(sessions.per_destination) == {"three.test": 1}

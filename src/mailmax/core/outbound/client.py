@@ -156,10 +156,11 @@ class _MessageProducer:
         if self.handle is None:
             return
         chunk = self.handle.read(CHUNK_SIZE)
-        if chunk:
+        if len(chunk) == CHUNK_SIZE:
             self.transport.write(self.stuffer(chunk))
             return
-        self.transport.write(self.stuffer.finish())
+        # the last chunk and the end of DATA leave in one write
+        self.transport.write(self.stuffer(chunk) + self.stuffer.finish())
         self._finish(None)
 
     def stopProducing(self) -> None:

@@ -292,7 +292,9 @@ class OutboundDelivery:
             return everyone(state, exc.diagnostic)
         addresses = [envelope.recipients[i].address for i in members]
         destination = (domain if engine.direct else "", engine)
-        lease = await self.pool.lease(destination, retry)
+        profile = (engine.tls or self.queue.tls, engine.username, engine.password)
+        endpoints = [(host.address, host.port, profile) for host in hosts]
+        lease = await self.pool.lease(destination, retry, endpoints)
         client: SMTPClient | None = None
         errors: list[str] = []
         try:
@@ -305,7 +307,8 @@ class OutboundDelivery:
                 except SessionError:
                     client.abort()
                     client = None
-            for host in hosts:
+            for host, endpoint in zip(hosts, endpoints, strict=True):
+                lease.endpoint = endpoint
                 try:
                     client = await self._open(host, engine)
                 except SessionError as exc:

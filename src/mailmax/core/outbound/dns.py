@@ -3,7 +3,8 @@
 The system resolver (``/etc/resolv.conf``) is used unless ``[queue] dns_servers`` names other
 servers; ``/etc/hosts`` answers address look-ups first, as everywhere on the system. Every
 look-up is bounded by ``[queue] dns_timeout``. Answers are cached for their TTL (at most five
-minutes), so a busy queue does not ask again for every message.
+minutes; "no such records" for a minute), and concurrent look-ups of the same name share one
+query, so a busy queue does not ask again for every message.
 
 Errors are split the way delivery needs them: :class:`DNSPermanentError` (the domain does not
 exist or accepts no mail: the recipients bounce) and :class:`DNSTemporaryError` (no answer now:
@@ -12,6 +13,7 @@ try later). Both carry an SMTP-style diagnostic for the queue and the DSN.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 import socket
@@ -25,6 +27,8 @@ from twisted.names import client, dns, error, hosts, resolve
 
 #: Longest time an answer is reused, whatever its TTL.
 MAX_CACHE_SECONDS = 300.0
+#: How long "no records of this type" is remembered.
+NEGATIVE_CACHE_SECONDS = 60.0
 #: Cached answers kept at most (oldest dropped first).
 MAX_CACHE_ENTRIES = 10000
 
@@ -58,6 +62,7 @@ class MXHost:
     implicit: bool = False
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_literal(host: str) -> str | None:
     """The IP address ``host`` names (``192.0.2.1``, ``[192.0.2.1]``, ``[IPv6:2001:db8::1]``),
     or ``None`` when it is a host name."""
@@ -100,6 +105,7 @@ class Resolver:
         self._dns = dns_client
         self._addresses = resolve.ResolverChain([hosts.Resolver(hosts_file.encode()), dns_client])
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._pending: dict[tuple[str, str], list[defer.Deferred[Any]]] = {}
 
     # ------------------------------------------------------------------ public
     async def mx(self, domain: str) -> list[MXHost]:
@@ -187,19 +193,33 @@ class Resolver:
     async def _cached(
         self, kind: str, name: str, lookup: Callable[..., Awaitable[tuple[float, Any]]]
     ) -> Any:
+        """The answer for (``kind``, ``name``): from the cache, from a look-up already under
+        way (every caller waits for the one query), or from a new look-up."""
         key = (kind, name)
-        now = time.monotonic()
         hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        if kind == "MX":
-            ttl, value = await lookup(name)
-        else:
-            ttl, value = await lookup(kind, name)
+        waiting = self._pending.get(key)
+        if waiting is not None:
+            d: defer.Deferred[Any] = defer.Deferred()
+            waiting.append(d)
+            return await d
+        self._pending[key] = waiting = []
+        try:
+            ttl, value = await (lookup(name) if kind == "MX" else lookup(kind, name))
+        except BaseException as exc:
+            del self._pending[key]
+            for d in waiting:
+                d.errback(exc)
+            raise
+        del self._pending[key]
+        ttl = ttl if value else NEGATIVE_CACHE_SECONDS
         if ttl > 0:
             if len(self._cache) >= MAX_CACHE_ENTRIES:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = (time.monotonic() + min(ttl, MAX_CACHE_SECONDS), value)
+        for d in waiting:
+            d.callback(value)
         return value
 
 

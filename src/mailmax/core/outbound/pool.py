@@ -1,18 +1,21 @@
 """Outbound session limits and connection reuse (Q2).
 
-A :class:`Lease` is the right to hold one SMTP session to one destination (a domain, or a
+A :class:`Lease` is the right to hold one SMTP session for one destination (a domain, or a
 smart host). :class:`SessionPool` hands out leases within three limits: all sessions
 (``max_sessions``), sessions busy with retries (``max_retry_sessions``) and sessions per
-destination (``max_per_destination``). A caller that finished a transaction gives its
-connection back: it goes straight to the next caller waiting for the same destination, or
-waits idle for ``reuse_seconds``, still counted against the limits, and is closed as soon as
-its slot is needed elsewhere.
+destination (``max_per_destination``).
+
+Connections are reused by *endpoint* (address, port and the TLS/AUTH profile), so mail for
+several domains served by the same MX host shares connections: a caller names the endpoints it
+would connect to, in order. A finished connection goes straight to the first waiting caller
+that would use its endpoint, or waits idle for ``reuse_seconds`` (still counted against the
+limits, and closed as soon as its slot is needed elsewhere).
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +26,18 @@ from mailmax.core.outbound.client import SMTPClient
 
 @dataclass(eq=False)
 class Lease:
-    """One session slot for ``destination``; ``client`` is a connection handed over for reuse."""
+    """One session slot for ``destination``.
+
+    ``endpoints`` are the endpoints the holder may connect to, in order; ``client`` is a
+    connection handed over for reuse and ``endpoint`` the endpoint of the connection the holder
+    uses (set it after connecting).
+    """
 
     destination: Hashable
     retry: bool
+    endpoints: tuple[Hashable, ...] = ()
     client: SMTPClient | None = None
+    endpoint: Hashable = None
     released: bool = False
 
 
@@ -63,14 +73,17 @@ class SessionPool:
         self._closed = False
 
     # ------------------------------------------------------------------ leases
-    def lease(self, destination: Hashable, retry: bool) -> defer.Deferred[Lease]:
-        """A lease for ``destination``: at once when the limits allow, else when they do."""
-        lease = Lease(destination, retry)
-        idle = self._take_idle(destination, retry)
-        if idle is not None:
-            return defer.succeed(idle)
-        if self._fits(lease) or self._evict_for(lease):
-            self._count(lease, +1)
+    def lease(
+        self, destination: Hashable, retry: bool, endpoints: Sequence[Hashable] = ()
+    ) -> defer.Deferred[Lease]:
+        """A lease for ``destination``: at once when the limits allow, else when they do.
+
+        The lease carries an idle connection to one of ``endpoints`` when there is one.
+        """
+        lease = Lease(destination, retry, tuple(endpoints))
+        if self._adopt_idle(lease) or self._fits(lease) or self._evict_for(lease):
+            if lease.client is None:
+                self._count(lease, +1)
             return defer.succeed(lease)
         d: defer.Deferred[Lease] = defer.Deferred()
         self._waiting.append((lease, d))
@@ -81,9 +94,9 @@ class SessionPool:
         if lease.released:
             return
         lease.client = None
-        if client is not None and self._reusable(client) and not self._closed:
+        if client is not None and client.idle_ok() and not self._closed:
             for index, (waiter, d) in enumerate(self._waiting):
-                if waiter.destination == lease.destination and self._switch(lease, waiter.retry):
+                if lease.endpoint in waiter.endpoints and self._move(lease, waiter):
                     del self._waiting[index]
                     lease.client = client
                     d.callback(lease)
@@ -91,20 +104,27 @@ class SessionPool:
             if self.reuse_seconds > 0 and not self._waiting:
                 idle = _Idle(lease, client)
                 idle.timer = self.reactor.callLater(self.reuse_seconds, self._expire, idle)
-                self._idle.setdefault(lease.destination, []).append(idle)
+                self._idle.setdefault(lease.endpoint, []).append(idle)
                 return
         if client is not None:
             _close(client)
         self._free(lease)
 
-    def _switch(self, lease: Lease, retry: bool) -> bool:
-        """Let ``lease`` count as a retry session or not; False when the limit forbids it."""
-        if lease.retry == retry:
-            return True
-        if retry and self.retrying >= self.max_retry_sessions:
+    def _move(self, held: Lease, wanted: Lease) -> bool:
+        """Let the slot of ``held`` serve ``wanted`` (its destination and retry flag) when the
+        limits allow; ``held`` then stands for ``wanted``."""
+        crowded = self.per_destination[wanted.destination] >= self.max_per_destination
+        if held.destination != wanted.destination and crowded:
             return False
-        self.retrying += 1 if retry else -1
-        lease.retry = retry
+        if wanted.retry and not held.retry and self.retrying >= self.max_retry_sessions:
+            return False
+        self._count(held, -1)
+        held.destination, held.retry, held.endpoints = (
+            wanted.destination,
+            wanted.retry,
+            wanted.endpoints,
+        )
+        self._count(held, +1)
         return True
 
     def _free(self, lease: Lease) -> None:
@@ -116,10 +136,9 @@ class SessionPool:
         index = 0
         while index < len(self._waiting):
             lease, d = self._waiting[index]
-            idle = self._take_idle(lease.destination, lease.retry)
-            if idle is not None:
+            if self._adopt_idle(lease):
                 del self._waiting[index]
-                d.callback(idle)
+                d.callback(lease)
                 continue
             if self._fits(lease) or self._evict_for(lease):
                 del self._waiting[index]
@@ -154,38 +173,46 @@ class SessionPool:
         return True
 
     def _victim(self, lease: Lease) -> _Idle | None:
+        every = [i for items in self._idle.values() for i in items]
         if self.per_destination[lease.destination] >= self.max_per_destination:
-            candidates = self._idle.get(lease.destination, [])
-        else:
-            candidates = [i for items in self._idle.values() for i in items]
-            if lease.retry and self.retrying >= self.max_retry_sessions:
-                candidates = [i for i in candidates if i.lease.retry]
-        return candidates[0] if candidates else None
+            every = [i for i in every if i.lease.destination == lease.destination]
+        elif lease.retry and self.retrying >= self.max_retry_sessions:
+            every = [i for i in every if i.lease.retry]
+        return every[0] if every else None
 
     # ------------------------------------------------------------------ idle connections
-    def _take_idle(self, destination: Hashable, retry: bool) -> Lease | None:
-        items = self._idle.get(destination)
-        while items:
-            idle = items.pop()
-            if idle.timer is not None and idle.timer.active():
-                idle.timer.cancel()
-            if not items:
-                del self._idle[destination]
-            if self._reusable(idle.client) and self._switch(idle.lease, retry):
-                idle.lease.client = idle.client
-                return idle.lease
-            _close(idle.client)
-            self._count(idle.lease, -1)
-            idle.lease.released = True
-            items = self._idle.get(destination)
-        return None
+    def _adopt_idle(self, lease: Lease) -> bool:
+        """Give ``lease`` an idle connection to one of its endpoints (and that connection's
+        slot); False when there is none it may take."""
+        for endpoint in lease.endpoints:
+            items = self._idle.get(endpoint)
+            while items:
+                idle = items.pop()
+                if not items:
+                    del self._idle[endpoint]
+                if idle.timer is not None and idle.timer.active():
+                    idle.timer.cancel()
+                if not idle.client.idle_ok():
+                    _close(idle.client)
+                    self._count(idle.lease, -1)
+                    idle.lease.released = True
+                elif self._move(idle.lease, lease):  # its slot now counts for ``lease``
+                    lease.client, lease.endpoint = idle.client, endpoint
+                    idle.lease.released = True
+                    return True
+                else:
+                    self._idle.setdefault(endpoint, []).append(idle)
+                    idle.timer = self.reactor.callLater(self.reuse_seconds, self._expire, idle)
+                    break
+                items = self._idle.get(endpoint)
+        return False
 
     def _drop_idle(self, idle: _Idle) -> None:
-        items = self._idle.get(idle.lease.destination, [])
+        items = self._idle.get(idle.lease.endpoint, [])
         if idle in items:
             items.remove(idle)
             if not items:
-                del self._idle[idle.lease.destination]
+                del self._idle[idle.lease.endpoint]
         if idle.timer is not None and idle.timer.active():
             idle.timer.cancel()
         _close(idle.client)
@@ -196,10 +223,6 @@ class SessionPool:
         idle.timer = None
         self._drop_idle(idle)
         self._wake()
-
-    @staticmethod
-    def _reusable(client: SMTPClient) -> bool:
-        return client.idle_ok()
 
     @property
     def idle_count(self) -> int:

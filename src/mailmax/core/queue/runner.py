@@ -80,6 +80,40 @@ def _load(spool: Spool, queue_id: str) -> tuple[SpoolEnvelope, int]:
     return envelope, count_received(spool.message_path(queue_id))
 
 
+class BatchRemover:
+    """Removes finished messages in batches: one thread job and one directory fsync for all
+    the messages that finished while the previous batch was being removed."""
+
+    def __init__(self, in_thread: Callable[..., defer.Deferred[Any]]) -> None:
+        self.in_thread = in_thread
+        self._waiting: dict[Spool, list[tuple[str, defer.Deferred[None]]]] = {}
+        self._running = False
+
+    def remove(self, spool: Spool, queue_id: str) -> defer.Deferred[None]:
+        """Fire once the message ``queue_id`` of ``spool`` is removed."""
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.setdefault(spool, []).append((queue_id, d))
+        if not self._running:
+            self._running = True
+            defer.ensureDeferred(self._run())
+        return d
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                spool, items = self._waiting.popitem()
+                try:
+                    await self.in_thread(spool.remove_many, [queue_id for queue_id, _ in items])
+                except Exception as exc:
+                    for _, d in items:
+                        d.errback(exc)
+                else:
+                    for _, d in items:
+                        d.callback(None)
+        finally:
+            self._running = False
+
+
 class QueueRunner(QueueAdminMixin, Service):
     """Delivers every message of the spool to its local and remote recipients."""
 
@@ -125,8 +159,9 @@ class QueueRunner(QueueAdminMixin, Service):
         self.control_watcher = ControlWatcher(
             spool.directory, self.control, reactor, self._in_thread
         )
+        self._remover = BatchRemover(self._in_thread)
         self._semaphore = defer.DeferredSemaphore(
-            queue.delivery_threads * 2 + queue.max_sessions * 2
+            queue.delivery_threads * 2 + queue.max_sessions * 5
         )
         self._active: dict[str, defer.Deferred[None]] = {}
         self._due: dict[str, float] = {}
@@ -290,7 +325,7 @@ class QueueRunner(QueueAdminMixin, Service):
                 recipient.state = "bounced"
             changed = True
         if all(r.final for r in envelope.recipients):
-            await self._in_thread(spool.remove, envelope.id)
+            await self._remover.remove(spool, envelope.id)
         elif changed:
             await self._in_thread(spool.save, envelope)
 
