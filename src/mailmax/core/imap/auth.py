@@ -179,7 +179,8 @@ class AuthCommands(SessionBase):
         try:
             maildir = await self.directory.run(self.directory.sync.user_maildir, user)
             store = MailStore(maildir)
-            await self.blocking(self.prepare_mailbox, store, maildir)
+            inbox = await self.blocking(self.prepare_mailbox, store, maildir)
+            self.close_later(inbox)
         except BaseException:
             self.release_count()
             raise

@@ -113,10 +113,16 @@ class FolderCommands(SessionBase):
             raise No(f"[CANNOT] {exc}") from None
         return name
 
-    def prepare_mailbox(self, store: MailStore, root: Path) -> None:
-        """At log-in (in a thread): INBOX exists; special-use folders on the first log-in."""
-        store.open("INBOX").close()
-        listing.first_login_setup(store, root)
+    def prepare_mailbox(self, store: MailStore, root: Path) -> Folder:
+        """At log-in (in a thread): INBOX exists and is indexed; special-use folders on the
+        first log-in. Returns INBOX, still open: the caller closes it without waiting."""
+        inbox = store.open("INBOX")
+        try:
+            listing.first_login_setup(store, root)
+        except BaseException:
+            inbox.close()
+            raise
+        return inbox
 
     # ------------------------------------------------------------------ folders
     async def cmd_CREATE(self, tag: str, args: list) -> str:

@@ -434,7 +434,7 @@ class FolderIndex(DiskSync):
 
     def insert(self, rows: list[Row]) -> None:
         """Insert new rows (their UIDs below the new uidnext), inside a write transaction."""
-        self._insert_tuples(
+        self.insert_rows(
             [
                 (
                     r.uid,
@@ -451,7 +451,8 @@ class FolderIndex(DiskSync):
             ]
         )
 
-    def _insert_tuples(self, rows: list[tuple]) -> None:
+    def insert_rows(self, rows: list[tuple]) -> None:
+        """Insert row tuples in column order (:data:`COLUMNS`), inside a write transaction."""
         if not rows:
             return
         self.conn.executemany(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from mailmax.core.store.names import INFO_SEPARATOR, parse_filename
@@ -59,42 +60,35 @@ def settled(value: int, scan_start: int) -> bool:
     return value < scan_start - margin
 
 
-def base_of_name(name: str) -> str:
-    """The unique part of a message file name (without the info part)."""
-    base, sep, _ = name.partition(INFO_SEPARATOR)
-    if not sep and ":" in base:
-        return base.split(":", 1)[0]
-    return base
-
-
 class DiskSync:
     """Mixed into :class:`~mailmax.core.store.index.FolderIndex`: the Maildir -> index side."""
 
     dir: Path
     conn: sqlite3.Connection
 
-    # provided by FolderIndex
-    def write(self, durable: bool = False):  # type: ignore[no-untyped-def]  # pragma: no cover
-        """A write transaction (see FolderIndex)."""
+    # ------------------------------------------------------------------ from FolderIndex
+    def write(self, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction (FolderIndex)."""
         raise NotImplementedError
 
-    def bump_modseq(self) -> int:  # pragma: no cover - see FolderIndex
-        """The modification sequence of the current write transaction."""
+    def bump_modseq(self) -> int:
+        """The modification sequence of the current write transaction (FolderIndex)."""
         raise NotImplementedError
 
-    def delete(self, uids: list[int]) -> None:  # pragma: no cover - see FolderIndex
-        """Forget expunged messages."""
+    def delete(self, uids: list[int]) -> None:
+        """Forget expunged messages (FolderIndex)."""
         raise NotImplementedError
 
-    def allocate_uids(self, count: int) -> int:  # pragma: no cover - see FolderIndex
-        """Reserve UIDs."""
+    def allocate_uids(self, count: int) -> int:
+        """Reserve UIDs (FolderIndex)."""
         raise NotImplementedError
 
-    def note_keywords(self, keywords: set[str]) -> None:  # pragma: no cover - see FolderIndex
-        """Remember keywords."""
+    def note_keywords(self, keywords: set[str]) -> None:
+        """Remember keywords (FolderIndex)."""
         raise NotImplementedError
 
-    def _insert_tuples(self, rows: list[tuple]) -> None:  # pragma: no cover - see FolderIndex
+    def insert_rows(self, rows: list[tuple]) -> None:
+        """Insert row tuples in column order (FolderIndex)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ mtimes
@@ -134,7 +128,11 @@ class DiskSync:
                 and mtime(cur_dir) == stored_cur
             ):
                 return False
-        with self.write(durable=True):
+        # UIDs handed out before must never be handed out again to other messages, so a
+        # commit adding to them is synced; the first build is not: redone after a crash, it
+        # gives the same messages the same UIDs (arrival order).
+        handed_out = self.conn.execute("SELECT uidnext FROM state").fetchone()[0] > 1
+        with self.write(durable=handed_out):
             stored_new, stored_cur = self.dir_mtimes()
             scan_start = time.time_ns()
             now_new, now_cur = mtime(new_dir), mtime(cur_dir)
@@ -267,7 +265,7 @@ class DiskSync:
             for name, _ in SECONDARY_INDEXES:
                 self.conn.execute(f"DROP INDEX IF EXISTS {name}")
         try:
-            self._insert_tuples(rows)
+            self.insert_rows(rows)
         finally:
             if bulk:
                 for name, definition in SECONDARY_INDEXES:
