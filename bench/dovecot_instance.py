@@ -6,8 +6,10 @@ passdb and userdb, clear-text passwords), ``index/<user>`` and ``control/<user>`
 index and uidlist files, so nothing is written into the Maildirs) and ``dovecot.log``. It
 listens on 127.0.0.1 only, without TLS; plaintext log-in is allowed (loopback). The mail
 processes run as ``nobody``: Dovecot refuses uid 0, so the Maildir directories and the state
-directories are handed to that user (the message files only need to be readable). The
-system's own Dovecot configuration is not touched.
+directories are handed to that user (the message files only need to be readable). Passwords
+are stored as ARGON2ID hashes (``doveadm pw``, 64 MiB, 3 passes, like MailMax's argon2id), so
+that log-ins cost alike; clear text only if that scheme is missing. The system's own Dovecot
+configuration is not touched.
 
 Usage (runs until Ctrl-C, then stops)::
 
@@ -48,7 +50,7 @@ first_valid_uid = 1
 mail_location = maildir:~/Maildir:INDEX={base}/index/%u:CONTROL={base}/control/%u
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {base}/passwd
+  args = username_format=%u {base}/passwd
 }}
 userdb {{
   driver = passwd-file
@@ -89,6 +91,24 @@ def dovecot_version() -> str:
         return out.stdout.strip() or "?"
     except (OSError, subprocess.TimeoutExpired):
         return "?"
+
+
+def password_hash(password: str) -> str:
+    """``{ARGON2ID}...`` from ``doveadm pw``, or ``{PLAIN}password`` when it cannot make one."""
+    try:
+        out = subprocess.run(
+            ["doveadm", "pw", "-s", "ARGON2ID", "-p", password],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "{PLAIN}" + password
+    hashed = out.stdout.strip()
+    if out.returncode == 0 and hashed.startswith("{ARGON2ID}"):
+        return hashed
+    return "{PLAIN}" + password
 
 
 def _greets(host: str, port: int, prefix: bytes) -> bool:
@@ -134,7 +154,8 @@ class DovecotInstance:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
             for path in (maildir, *(maildir / sub for sub in ("cur", "new", "tmp"))):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
-            lines.append(f"{name}:{{PLAIN}}{password}:{entry.pw_uid}:{entry.pw_gid}::{home}::")
+            secret = password_hash(password)
+            lines.append(f"{name}:{secret}:{entry.pw_uid}:{entry.pw_gid}::{home}::")
         for path in (self.base / "index", self.base / "control", self.base / "home"):
             os.chown(path, entry.pw_uid, entry.pw_gid)
         passwd = self.base / "passwd"
