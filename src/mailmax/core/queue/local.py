@@ -2,18 +2,24 @@
 
 Plugin hooks run on the reactor thread (they may return Deferreds); everything that blocks
 (directory look-ups, Maildir writes) runs in the runner's delivery threads.
+
+Maildir writes are group-committed: the writes asked for while earlier ones are being done
+wait and then go as one thread job, which writes and fsyncs every file, fsyncs each ``new/``
+directory once, and only then answers each delivery. At most ``parallel`` such jobs run at a
+time, so delivery takes few threads and wake-ups away from accepting mail.
 """
 
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mailmax.core import model
 from mailmax.core.directory.api import Domain, Lookup, User
@@ -106,11 +112,13 @@ class LocalDelivery:
         in_thread: InThread,
         fsync: bool = True,
         cache_seconds: float = 1.0,
+        parallel: int = 2,
     ) -> None:
         self.directory = directory
         self.in_thread = in_thread
         self.fsync = fsync
         self._mailboxes: TTLCache[str, MailboxInfo] = TTLCache(self._look_up, cache_seconds)
+        self._writes = StoreBatcher(in_thread, self._store_batch, parallel)
 
     def _look_up(self, mailbox: str) -> MailboxInfo:
         """Blocking: the user of ``mailbox``, its domain and its Maildir root (uncached)."""
@@ -189,9 +197,7 @@ class LocalDelivery:
             log.error("mailmax_deliver returned {value!r}; using INBOX", value=choice)
         unique = f"{envelope.id}-{index}"
         prefix = delivery_headers(envelope.sender, mailbox)
-        outcome = await self.in_thread(
-            self._store, mailbox, folder, message_path, unique, fresh, prefix
-        )
+        outcome = await self._writes.submit((mailbox, folder, message_path, unique, fresh, prefix))
         outcome.extra = extra
         return outcome
 
@@ -229,6 +235,36 @@ class LocalDelivery:
                     merged.append(address)
         return merged
 
+    def _store_batch(self, writes: Sequence[StoreRequest]) -> list[Outcome]:
+        """Blocking: store every request, then fsync each ``new/`` directory written to once.
+
+        A delivery is reported only when its directory is synced; when that fails, the
+        deliveries into it are deferred (the next attempt finds the file and keeps it).
+        """
+        outcomes: list[Outcome] = []
+        written: list[set[str]] = []
+        for request in writes:
+            directories: set[str] = set()
+            try:
+                outcomes.append(self._store(*request, unsynced=directories))
+            except Exception as exc:
+                log.failure("delivery to {mailbox} failed", mailbox=request[0])
+                outcomes.append(deferred(f"Local delivery error: {exc.__class__.__name__}"))
+            written.append(directories)
+        failed: dict[str, str] = {}
+        for directory in sorted(set().union(*written)):
+            try:
+                maildir.sync_dirs({directory})
+            except OSError as exc:
+                failed[directory] = exc.strerror or str(exc)
+        for index, directories in enumerate(written):
+            broken = [failed[d] for d in directories if d in failed]
+            if broken and outcomes[index].result == "delivered":
+                outcomes[index] = deferred(
+                    f"<{writes[index][0]}>: cannot write to the mailbox: {broken[0]}"
+                )
+        return outcomes
+
     def _store(
         self,
         mailbox: str,
@@ -237,8 +273,12 @@ class LocalDelivery:
         unique: str,
         fresh: bool,
         prefix: bytes = b"",
+        *,
+        unsynced: set[str] | None = None,
     ) -> Outcome:
-        """Blocking: check the user and the disk limit, then write into the Maildir (A5)."""
+        """Blocking: check the user and the disk limit, then write into the Maildir (A5).
+
+        With ``unsynced``, the ``new/`` directory is left for the caller to fsync."""
         user, domain, maildir_root = self._mailboxes.get(mailbox)
         if user is None:
             return failed(f"<{mailbox}>: user no longer exists", "5.1.1")
@@ -248,13 +288,14 @@ class LocalDelivery:
             return deferred(f"<{mailbox}>: the domain {user.domain} cannot be loaded")
         limit_mb = user.disk_limit_mb or domain.default_box_mb
         root = Path(maildir_root)
+        args = (message_path, unique, fresh, limit_mb, prefix, unsynced)
         try:
             try:
-                path = self._write(root, folder, message_path, unique, fresh, limit_mb, prefix)
+                path = self._write(root, folder, *args)
             except maildir.InvalidFolder as exc:
                 log.error("{mailbox}: {error}; delivering to INBOX", mailbox=mailbox, error=exc)
                 folder = maildir.INBOX
-                path = self._write(root, folder, message_path, unique, fresh, limit_mb, prefix)
+                path = self._write(root, folder, *args)
         except maildir.OverQuota as exc:
             return failed(
                 f"<{mailbox}>: mailbox full ({exc.usage} of {exc.quota} bytes used, "
@@ -277,6 +318,7 @@ class LocalDelivery:
         fresh: bool,
         limit_mb: int,
         prefix: bytes,
+        unsynced: set[str] | None,
     ) -> Path:
         return maildir.deliver(
             root,
@@ -287,7 +329,59 @@ class LocalDelivery:
             quota_bytes=limit_mb * MIB,
             fresh=fresh,
             prefix=prefix,
+            unsynced=unsynced if self.fsync else None,
         )
+
+
+#: One Maildir write: mailbox, folder, spooled message, unique name, fresh, prefix.
+StoreRequest = tuple[str, str, Path, str, bool, bytes]
+
+
+class StoreBatcher:
+    """Runs blocking work for requests in batches: what is asked while ``parallel`` batches
+    are running waits and goes as the next batch (one thread job for all of it).
+
+    ``work(requests)`` runs in a thread and returns one result per request; each request's
+    Deferred fires with its result, or fails with the batch's exception.
+    """
+
+    def __init__(
+        self,
+        in_thread: InThread,
+        work: Callable[[Sequence[Any]], Sequence[Any]],
+        parallel: int = 1,
+    ) -> None:
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
+        self._in_thread = in_thread
+        self._work = work
+        self._parallel = parallel
+        self._running = 0
+        self._waiting: list[tuple[Any, defer.Deferred[Any]]] = []
+
+    def submit(self, request: Any) -> defer.Deferred[Any]:
+        """Queue ``request``; fire with its result once its batch is done."""
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._waiting.append((request, d))
+        if self._running < self._parallel:
+            self._start()
+        return d
+
+    def _start(self) -> None:
+        batch, self._waiting = self._waiting, []
+        self._running += 1
+        done = self._in_thread(self._work, [request for request, _ in batch])
+        done.addBoth(self._finished, batch)
+
+    def _finished(self, results: Sequence[Any] | Failure, batch: list) -> None:
+        self._running -= 1
+        if self._waiting:
+            self._start()
+        for index, (_, d) in enumerate(batch):
+            if isinstance(results, Failure):
+                d.errback(results)
+            else:
+                d.callback(results[index])
 
 
 def delivery_headers(sender: str, mailbox: str) -> bytes:
