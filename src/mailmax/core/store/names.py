@@ -37,7 +37,8 @@ _SIZE = re.compile(r",S=(\d+)")
 #: microseconds, 4 random) followed by ``-<recipient>``.
 _TIME = re.compile(r"(\d{9,11})\.(?:M(\d{1,6}))?")
 _QUEUE_TIME = re.compile(r"([0-9a-f]{14})[0-9a-f]{4}-")
-_SANE_TIME = (1e8, 1e11)
+#: Delivery times outside this range (seconds) are not believed.
+SANE_TIME = (1e8, 1e11)
 
 
 def is_inbox(name: str) -> bool:
@@ -125,7 +126,7 @@ def parse_filename(filename: str) -> ParsedName:
         when = int(match.group(1)) + int(match.group(2) or 0) / 1_000_000
     elif match := _QUEUE_TIME.match(base):
         when = int(match.group(1), 16) / 1_000_000
-    if when is not None and not _SANE_TIME[0] < when < _SANE_TIME[1]:
+    if when is not None and not SANE_TIME[0] < when < SANE_TIME[1]:
         when = None
     return ParsedName(base, letters, size, when)
 

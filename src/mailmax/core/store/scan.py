@@ -16,12 +16,13 @@ is one transaction with one bulk insert.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from mailmax.core.store.names import INFO_SEPARATOR, parse_filename
+from mailmax.core.store.names import INFO_SEPARATOR, SANE_TIME, parse_filename
 
 #: Stored instead of a directory mtime that must be rescanned next time.
 DIRTY = -1
@@ -37,6 +38,12 @@ SECONDARY_INDEXES = (
     ("messages_new", "ON messages (uid) WHERE in_new = 1"),
     ("messages_unseen", "ON messages (uid) WHERE instr(letters, 'S') = 0"),
     ("messages_deleted", "ON messages (uid) WHERE instr(letters, 'T') > 0"),
+)
+#: The usual message file names: time (classic or queue id), size right after the first comma,
+#: info letters; what does not match goes through :func:`parse_filename`.
+_COMMON_NAME = re.compile(
+    r"(?:(\d{9,11})\.(?:M(\d{1,6}))?|([0-9a-f]{14})[0-9a-f]{4}-)[^,:]*,S=(\d+)"
+    r"(?:[^:]*:2,(.*))?"
 )
 #: Single-directory rescans look names up one by one below this many unknown files.
 _LOOKUP_ONE_BY_ONE = 64
@@ -231,7 +238,18 @@ class DiskSync:
     ) -> None:
         modseq = self.bump_modseq()
         items: list[tuple[float, str, str, str, int, str]] = []
+        common, low, high = _COMMON_NAME.match, *SANE_TIME
         for base, subdir, filename in fresh:
+            match = common(filename)  # the usual names in one step (a big folder has many)
+            if match is not None:
+                seconds, micros, queue, digits, letters = match.groups()
+                if seconds is not None:
+                    when = int(seconds) + int(micros) / 1_000_000 if micros else float(seconds)
+                else:
+                    when = int(queue, 16) / 1_000_000
+                if low < when < high:
+                    items.append((when, base, subdir, filename, int(digits), letters or ""))
+                    continue
             _, letters, size, when = parse_filename(filename)
             if size is None or when is None:
                 try:
