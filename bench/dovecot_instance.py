@@ -167,6 +167,16 @@ class DovecotInstance:
             )
         )
 
+    def drop_index(self, name: str) -> None:
+        """Remove the index and uidlist files of user ``name`` (no session may be running)."""
+        for area in ("index", "control"):
+            directory = self.base / area / name
+            for entry in list(directory.iterdir()) if directory.is_dir() else []:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink(missing_ok=True)
+
     def start(self, timeout: float = 30.0) -> None:
         """Start ``dovecot -F -c CONF`` and wait until IMAP and POP3 greet."""
         with (self.base / "dovecot.out").open("ab") as out:

@@ -221,32 +221,33 @@ class Bench:
             server.start()
             log(f"{name}: imap {server.port_imap}, pop3 {server.port_pop3}")
 
-    def first_select(self) -> None:
-        """The very first log-in and SELECT of every mailbox: the server builds its index."""
-        for name, server in self.servers.items():
-            meter = Meter(server.session_id)
-            for count in sorted(self.sizes, reverse=True):
-                opened: list[imaplib.IMAP4] = []
+    def no_index(self, name: str, server: Any, meter: Meter) -> None:
+        """LOGIN + SELECT of every mailbox after its index was removed: the server builds it."""
+        for count in sorted(self.sizes, reverse=True):
+            meter.settle()  # the last session is over and its folders are closed
+            server.drop_index(user_for(count))
+            opened: list[imaplib.IMAP4] = []
 
-                def work(s: Any = server, n: int = count, out: list = opened) -> int:
-                    out.append(imap_login(s.port_imap, user_for(n)))
-                    return select(out[0], n)
+            def work(s: Any = server, n: int = count, out: list = opened) -> int:
+                out.append(imap_login(s.port_imap, user_for(n)))
+                return select(out[0], n)
 
-                meter.settle()
-                try:
-                    self.record(name, "IMAP LOGIN+SELECT, no index", count, meter.measure(work))
-                finally:
-                    for client in opened:
-                        client.logout()
+            try:
+                self.record(name, "IMAP LOGIN+SELECT, no index", count, meter.measure(work))
+            finally:
+                for client in opened:
+                    client.logout()
 
     def round(self, number: int) -> None:
-        """One measurement of every operation on every server, restarting before each SELECT."""
+        """One measurement of every operation on every server: SELECT without index, then
+        (restarting before each mailbox) LOGIN, SELECT, FETCH; then POP3."""
         names = list(self.servers)
         if number % 2:
             names.reverse()
         for name in names:
             server = self.servers[name]
             meter = Meter(server.session_id)
+            self.no_index(name, server, meter)
             for count in sorted(self.sizes, reverse=True):
                 server.restart()
                 meter.settle()
@@ -447,7 +448,6 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         bench.setup()
-        bench.first_select()
         for number in range(args.runs):
             log(f"round {number + 1}/{args.runs}")
             bench.round(number)

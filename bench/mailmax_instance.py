@@ -127,6 +127,11 @@ class MailMaxInstance:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(maildir, target)
 
+    def drop_index(self, name: str) -> None:
+        """Remove the INBOX index of user ``name`` (no session may have it open)."""
+        for suffix in ("", "-wal", "-shm"):
+            (self.data / "mail" / DOMAIN / name / f"mailmax.index{suffix}").unlink(missing_ok=True)
+
     def start(self, timeout: float = 60.0) -> None:
         """Start twistd and wait until POP3 and IMAP greet."""
         twistd = tool("twistd")
