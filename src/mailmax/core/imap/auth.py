@@ -179,8 +179,7 @@ class AuthCommands(SessionBase):
         try:
             maildir = await self.directory.run(self.directory.sync.user_maildir, user)
             store = MailStore(maildir)
-            inbox = await self.blocking(self.prepare_mailbox, store, maildir)
-            self.close_later(inbox)
+            await self.blocking(self.prepare_mailbox, store, maildir)
         except BaseException:
             self.release_count()
             raise

@@ -132,8 +132,8 @@ class SessionBase:
         """A mailbox argument as a store folder name."""
         raise NotImplementedError
 
-    def prepare_mailbox(self, store: MailStore, root: Path) -> Folder:
-        """Ready a user's mailbox at log-in (blocking); returns INBOX, open."""
+    def prepare_mailbox(self, store: MailStore, root: Path) -> None:
+        """Ready a user's mailbox at log-in (blocking)."""
         raise NotImplementedError
 
     async def check_quota(self, size: int) -> None:

@@ -25,6 +25,7 @@ from mailmax.core.store.errors import (
     FolderNotFound,
     StoreError,
 )
+from mailmax.core.store.files import make_dirs
 from mailmax.core.store.names import folder_parts, is_inbox
 
 if TYPE_CHECKING:
@@ -113,16 +114,13 @@ class FolderCommands(SessionBase):
             raise No(f"[CANNOT] {exc}") from None
         return name
 
-    def prepare_mailbox(self, store: MailStore, root: Path) -> Folder:
-        """At log-in (in a thread): INBOX exists and is indexed; special-use folders on the
-        first log-in. Returns INBOX, still open: the caller closes it without waiting."""
-        inbox = store.open("INBOX")
-        try:
-            listing.first_login_setup(store, root)
-        except BaseException:
-            inbox.close()
-            raise
-        return inbox
+    def prepare_mailbox(self, store: MailStore, root: Path) -> None:
+        """At log-in (in a thread): INBOX exists; special-use folders on the first log-in.
+
+        INBOX is not opened here: a big unindexed INBOX is indexed by the SELECT that follows.
+        """
+        make_dirs(store.folder_dir("INBOX"))
+        listing.first_login_setup(store, root)
 
     # ------------------------------------------------------------------ folders
     async def cmd_CREATE(self, tag: str, args: list) -> str:
