@@ -13,7 +13,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 OPERATIONS = (
-    "IMAP LOGIN+SELECT, no index",
+    "IMAP SELECT, no index",
     "IMAP LOGIN, new process",
     "IMAP SELECT cold",
     "IMAP FETCH 1:* (FLAGS UID)",
