@@ -120,6 +120,19 @@ def test_permanent_failure_bounces_with_a_dsn(outbound: Outbound, tmp_path: Path
         queue.wait_queue_empty()
 
 
+def test_bounce_copy_goes_to_the_postmaster(outbound: Outbound, tmp_path: Path) -> None:
+    """Q4: with bounce_copy_to_postmaster, the postmaster gets the same DSN as the sender."""
+    rcpt = {"gone@example.org": "550 5.1.1 No such user here"}
+    with smtp_sink(tmp_path / "sink", port=outbound.port, rcpt=rcpt):
+        queue = outbound.queue(bounce_copy_to_postmaster=True, postmaster="carol@example.com")
+        queue.submit(["gone@example.org"])
+        (dsn,) = queue.wait_mail("alice@example.com")
+        (copy,) = queue.wait_mail("carol@example.com")
+        assert dsn.split(b"\r\n", 2)[2] == copy.split(b"\r\n", 2)[2]
+        assert parse_dsn(copy)[1][0]["Status"] == "5.1.1"
+        queue.wait_queue_empty()
+
+
 def test_soft_error_queue_warns_the_sender_then_bounces(outbound: Outbound, tmp_path: Path) -> None:
     """Q3: after the retries the message enters the soft-error queue and the sender gets one
     'delayed' warning; after the re-sends it bounces with 4.4.7."""

@@ -114,3 +114,21 @@ def test_restart_with_mail_waiting(
             time.sleep(0.05)
     finally:
         sink.stop()
+
+
+def test_remote_forward_leaves_through_outbound_delivery(
+    mailmax_factory: Callable[..., MailMaxServer], dns: tuple[str, int], tmp_path: Path
+) -> None:
+    """A7: a user's forward to a remote address goes out through the queue's remote delivery
+    (with an SRS sender); the local copy stays."""
+    with smtp_sink(tmp_path / "sink") as sink:
+        server = start_server(mailmax_factory, dns, sink.port)
+        server.cli("plugin", "set", "forwarding", "targets=far@example.org", "--user",
+                   "bob@example.test")  # fmt: skip
+        time.sleep(1.2)  # the directory cache
+        send(server, "bob@example.test")
+        (tx,) = sink.wait_for(1)
+        assert tx["rcpts"] == ["far@example.org"]
+        assert tx["mail_from"].startswith("SRS0=")
+        assert sink.message(tx).endswith(MESSAGE)
+        server.wait_for_mail("bob@example.test")

@@ -3,6 +3,7 @@ delivery engines and rules, with real DNS and receiving SMTP servers on loopback
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -232,3 +233,22 @@ def test_smart_host_with_starttls_and_auth_end_to_end(
         (tx,) = isp.wait_for(1)
         assert tx["tls"] and tx["auth"] == "relay" and tx["rcpts"] == ["far@away.test"]
         assert isp.message(tx).endswith(b"Subject: via isp\r\n\r\nx\r\n")
+
+
+def test_domain_smart_host_set_from_the_cli(
+    mailmax_server: Callable[..., TestServer], tmp_path: Path
+) -> None:
+    """Q7/M1: `mailmax plugin set routing ... --domain D` gives one sending domain its own
+    smart host in a running server; the system setting stays off."""
+    with smtp_sink(tmp_path / "isp") as isp:
+        server = mailmax_server(
+            plugins=[NAME], sections={"smtp": {"trusted_networks": ["127.0.0.1/32"]}}
+        )
+        server.cli("plugin", "set", NAME, "smart_host_enabled=true",
+                   f"smart_host=127.0.0.1:{isp.port}", "smart_host_tls=none",
+                   "--domain", "example.test")  # fmt: skip
+        time.sleep(1.2)  # the directory cache
+        with server.smtp() as client:
+            client.sendmail("alice@example.test", ["far@away.test"], b"Subject: d\r\n\r\nx\r\n")
+        (tx,) = isp.wait_for(1)
+        assert tx["mail_from"] == "alice@example.test" and tx["rcpts"] == ["far@away.test"]

@@ -127,11 +127,13 @@ class OutboundDelivery:
         indexes: Sequence[int],
         *,
         released: frozenset[str] = frozenset(),
+        content: bytes | None = None,
     ) -> dict[int, RemoteOutcome]:
         """Deliver ``envelope.recipients[i]`` for each ``i`` in ``indexes``; never raises.
 
         ``released`` names domains whose held mail is being sent because of ETRN: their
-        routes deliver instead of holding.
+        routes deliver instead of holding. ``content`` is the message when the caller has
+        read it already (else it is streamed from ``message_path``).
         """
         by_domain: dict[str, list[int]] = {}
         for index in indexes:
@@ -160,7 +162,7 @@ class OutboundDelivery:
         for (route, domain), members in groups.items():
             for start in range(0, len(members), size):
                 part = members[start : start + size]
-                work.append(self._group(route, domain, envelope, message_path, part))
+                work.append(self._group(route, domain, envelope, message_path, part, content))
         for outcome in await defer.gatherResults([defer.ensureDeferred(w) for w in work]):
             results.update(outcome)
         return results
@@ -244,6 +246,7 @@ class OutboundDelivery:
         envelope: SpoolEnvelope,
         message_path: Path,
         members: list[int],
+        content: bytes | None = None,
     ) -> dict[int, RemoteOutcome]:
         """Try the route's engines in order for the recipients not yet delivered."""
         retry = any(envelope.recipients[i].attempts > 0 for i in members)
@@ -252,7 +255,7 @@ class OutboundDelivery:
         for engine in route.engines:
             try:
                 outcome = await self._engine(
-                    engine, route, domain, envelope, message_path, pending, retry
+                    engine, route, domain, envelope, (message_path, content), pending, retry
                 )
             except Exception:
                 log.failure("queue {queue_id}: delivery failed", queue_id=envelope.id)
@@ -278,7 +281,7 @@ class OutboundDelivery:
         route: Route,
         domain: str,
         envelope: SpoolEnvelope,
-        message_path: Path,
+        message: tuple[Path, bytes | None],
         members: list[int],
         retry: bool,
     ) -> dict[int, RemoteOutcome]:
@@ -302,7 +305,7 @@ class OutboundDelivery:
                 client = lease.client
                 lease.client = None
                 try:
-                    done = await self._send(client, envelope, addresses, message_path)
+                    done = await self._send(client, envelope, addresses, message)
                     return self._replies(done, members, addresses, route, client.host)
                 except SessionError:
                     client.abort()
@@ -321,7 +324,7 @@ class OutboundDelivery:
                     )
                     continue
                 try:
-                    done = await self._send(client, envelope, addresses, message_path)
+                    done = await self._send(client, envelope, addresses, message)
                 except SessionError as exc:
                     client.abort()
                     client = None
@@ -355,12 +358,17 @@ class OutboundDelivery:
         return out
 
     async def _send(
-        self, client: SMTPClient, envelope: SpoolEnvelope, addresses: list[str], path: Path
+        self,
+        client: SMTPClient,
+        envelope: SpoolEnvelope,
+        addresses: list[str],
+        message: tuple[Path, bytes | None],
     ) -> Transaction:
         done = await client.transaction(
             envelope.sender,
             addresses,
-            path,
+            message[0],
+            content=message[1],
             size=envelope.size,
             eight_bit=envelope.params.get("BODY", "").upper() == "8BITMIME",
         )

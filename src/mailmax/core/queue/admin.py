@@ -54,6 +54,7 @@ class QueueAdminMixin:
     settings: Settings
     reactor: Any
     _active: dict[str, defer.Deferred[None]]
+    _removing: dict[str, defer.Deferred[None]]
     _due: dict[str, float]
     _stopping: bool
     _schedule: Callable[..., None]
@@ -86,7 +87,7 @@ class QueueAdminMixin:
         loaded = await self._open(self.hold.spool, queue_id)
         if loaded is None:
             return
-        envelope, _hops = loaded
+        envelope = loaded.envelope
         path = self.hold.spool.message_path(queue_id)
         due = [
             i
@@ -94,7 +95,9 @@ class QueueAdminMixin:
             if r.state in WAITING and _domain(r.address) in domains
         ]
         if due:
-            await self._deliver_remote(envelope, path, due, released=domains)
+            await self._deliver_remote(
+                envelope, path, due, released=domains, content=loaded.content
+            )
         await self._finish(self.hold.spool, envelope, path, bool(due))
         self.hold.forget(envelope, removed=all(r.final for r in envelope.recipients))
 
@@ -110,7 +113,7 @@ class QueueAdminMixin:
         loaded = await self._open(self.hold.spool, queue_id)
         if loaded is None:
             return
-        envelope, _hops = loaded
+        envelope = loaded.envelope
         expired = envelope.received_at <= limit
         if expired:
             days = self.settings.queue.hold_days
@@ -172,8 +175,8 @@ class QueueAdminMixin:
     async def _control_one(self, spool: Spool, queue_id: str, request: Request) -> bool:
         held = spool is self.hold.spool
         key = f"hold:{queue_id}" if held else queue_id
-        while key in self._active:  # a delivery in progress finishes first
-            await _after(self._active[key])
+        while key in self._active or key in self._removing:  # in progress: finishes first
+            await _after(self._active.get(key) or self._removing[key])
         mine: defer.Deferred[None] = defer.Deferred()
         self._active[key] = mine
         done = False

@@ -21,12 +21,15 @@ import math
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from mailmax.core.config import Settings
@@ -64,7 +67,10 @@ def runner_for(spool: Spool) -> QueueRunner | None:
 def count_received(path: Path) -> int:
     """How many ``Received:`` header fields the message at ``path`` has (blocking)."""
     with open(path, "rb") as handle:
-        head = handle.read(HEADER_READ_LIMIT)
+        return _received(handle.read(HEADER_READ_LIMIT))
+
+
+def _received(head: bytes) -> int:
     count = 0
     for line in head.split(b"\n"):
         if line in (b"", b"\r"):
@@ -74,10 +80,24 @@ def count_received(path: Path) -> int:
     return count
 
 
-def _load(spool: Spool, queue_id: str) -> tuple[SpoolEnvelope, int]:
-    """Blocking: the envelope and the Received count of a queued message."""
+@dataclass
+class Loaded:
+    """A queued message as processing starts: its envelope, its Received count, and (for
+    remote delivery of a message up to :data:`HEADER_READ_LIMIT` bytes) its content."""
+
+    envelope: SpoolEnvelope
+    hops: int
+    content: bytes | None = None
+
+
+def _load(spool: Spool, queue_id: str) -> Loaded:
+    """Blocking: read a queued message's envelope and the head (or all) of its message."""
     envelope = spool.load(queue_id)
-    return envelope, count_received(spool.message_path(queue_id))
+    remote = any(r.kind == "relay" and r.state in WAITING for r in envelope.recipients)
+    with open(spool.message_path(queue_id), "rb") as handle:
+        head = handle.read(HEADER_READ_LIMIT + 1 if remote else HEADER_READ_LIMIT)
+    content = head if remote and len(head) <= HEADER_READ_LIMIT else None
+    return Loaded(envelope, _received(head[:HEADER_READ_LIMIT]), content)
 
 
 class BatchRemover:
@@ -88,6 +108,15 @@ class BatchRemover:
         self.in_thread = in_thread
         self._waiting: dict[Spool, list[tuple[str, defer.Deferred[None]]]] = {}
         self._running = False
+        self._drained: list[defer.Deferred[None]] = []
+
+    def drained(self) -> defer.Deferred[None]:
+        """Fire once every removal asked for so far is done."""
+        if not self._running:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._drained.append(d)
+        return d
 
     def remove(self, spool: Spool, queue_id: str) -> defer.Deferred[None]:
         """Fire once the message ``queue_id`` of ``spool`` is removed."""
@@ -112,6 +141,9 @@ class BatchRemover:
                         d.callback(None)
         finally:
             self._running = False
+            waiters, self._drained = self._drained, []
+            for d in waiters:
+                d.callback(None)
 
 
 class QueueRunner(QueueAdminMixin, Service):
@@ -139,6 +171,8 @@ class QueueRunner(QueueAdminMixin, Service):
         self.reactor = reactor
         self.schedule = Schedule.from_settings(queue)
         self._pool = ThreadPool(0, queue.delivery_threads, "mailmax-delivery")
+        #: Removals fsync the queue directory; their own thread keeps them off the others' way.
+        self._remove_pool = ThreadPool(0, 1, "mailmax-queue-remove")
         self.local = LocalDelivery(
             directory=directory, in_thread=self._in_thread, fsync=spool.fsync
         )
@@ -159,7 +193,9 @@ class QueueRunner(QueueAdminMixin, Service):
         self.control_watcher = ControlWatcher(
             spool.directory, self.control, reactor, self._in_thread
         )
-        self._remover = BatchRemover(self._in_thread)
+        self._remover = BatchRemover(partial(threads.deferToThreadPool, reactor, self._remove_pool))
+        #: Messages done and being removed (never processed again meanwhile).
+        self._removing: dict[str, defer.Deferred[None]] = {}
         self._semaphore = defer.DeferredSemaphore(
             queue.delivery_threads * 2 + queue.max_sessions * 5
         )
@@ -177,6 +213,7 @@ class QueueRunner(QueueAdminMixin, Service):
         super().startService()
         self._stopping = False
         self._pool.start()
+        self._remove_pool.start()
         _RUNNERS[self.spool] = self
         self.spool.committed.append(self._on_committed)
         opened = self.hold.open_if_present()
@@ -209,11 +246,17 @@ class QueueRunner(QueueAdminMixin, Service):
 
         def stop_threads(_: Any) -> defer.Deferred[None]:
             self.outbound.close()
-            stopped = self.hold.stop() if self.hold.running else defer.succeed(None)
-            stopped.addBoth(lambda _: self._pool.stop())
+            stopped = self._remover.drained()
+            if self.hold.running:
+                stopped.addBoth(lambda _: self.hold.stop())
+            stopped.addBoth(lambda _: self._stop_pools())
             return stopped
 
         return done.addCallback(stop_threads)
+
+    def _stop_pools(self) -> None:
+        self._pool.stop()
+        self._remove_pool.stop()
 
     def wake(self) -> None:
         """Deliver every due message now (also called every ``queue.scan_interval``)."""
@@ -237,8 +280,9 @@ class QueueRunner(QueueAdminMixin, Service):
         present = set(ids)
         for queue_id in [q for q in self._due if q not in present]:
             del self._due[queue_id]
+        busy, removing, due = self._active, self._removing, self._due
         for queue_id in ids:
-            if self._due.get(queue_id, 0.0) <= now:
+            if queue_id not in busy and queue_id not in removing and due.get(queue_id, 0.0) <= now:
                 self._schedule(queue_id)
 
     def _scan_done(self, _: Any) -> None:
@@ -253,7 +297,7 @@ class QueueRunner(QueueAdminMixin, Service):
             self._schedule(queue_id)
 
     def _schedule(self, queue_id: str, work: Callable[[], Any] | None = None) -> None:
-        if self._stopping or queue_id in self._active:
+        if self._stopping or queue_id in self._active or queue_id in self._removing:
             return
         d = self._semaphore.run(self._guarded, queue_id, work or (lambda: self._process(queue_id)))
         self._active[queue_id] = d
@@ -272,7 +316,7 @@ class QueueRunner(QueueAdminMixin, Service):
         return d
 
     # ------------------------------------------------------------------ one message
-    async def _open(self, spool: Spool, queue_id: str) -> tuple[SpoolEnvelope, int] | None:
+    async def _open(self, spool: Spool, queue_id: str) -> Loaded | None:
         try:
             return await self._in_thread(_load, spool, queue_id)
         except FileNotFoundError:
@@ -293,7 +337,7 @@ class QueueRunner(QueueAdminMixin, Service):
         loaded = await self._open(self.spool, queue_id)
         if loaded is None:
             return
-        envelope, hops = loaded
+        envelope, hops = loaded.envelope, loaded.hops
         path = self.spool.message_path(queue_id)
         now = time.time()
         if hops > self.settings.smtp.max_hops:
@@ -307,7 +351,7 @@ class QueueRunner(QueueAdminMixin, Service):
         if due and not self._stopping:
             if changed:  # local results are on disk before the remote attempt
                 await self._in_thread(self.spool.save, envelope)
-            await self._deliver_remote(envelope, path, due)
+            await self._deliver_remote(envelope, path, due, content=loaded.content)
             changed = True
         await self._finish(self.spool, envelope, path, changed)
         if envelope.recipients and not all(r.final for r in envelope.recipients):
@@ -325,9 +369,22 @@ class QueueRunner(QueueAdminMixin, Service):
                 recipient.state = "bounced"
             changed = True
         if all(r.final for r in envelope.recipients):
-            await self._remover.remove(spool, envelope.id)
+            self._remove(spool, envelope.id)
         elif changed:
             await self._in_thread(spool.save, envelope)
+
+    def _remove(self, spool: Spool, queue_id: str) -> None:
+        """Remove a finished message in the next batch, without waiting for it."""
+        key = queue_id if spool is self.spool else f"hold:{queue_id}"
+        d = self._remover.remove(spool, queue_id)
+        self._removing[key] = d
+
+        def removed(result: Any) -> None:
+            self._removing.pop(key, None)
+            if isinstance(result, Failure):
+                log.failure("queue {queue_id}: cannot remove it", result, queue_id=queue_id)
+
+        d.addBoth(removed)
 
     def _too_many_hops(self, envelope: SpoolEnvelope, hops: int) -> None:
         limit = self.settings.smtp.max_hops
@@ -464,10 +521,11 @@ class QueueRunner(QueueAdminMixin, Service):
         path: Path,
         due: list[int],
         released: frozenset[str] = frozenset(),
+        content: bytes | None = None,
     ) -> None:
         """Send the ``due`` remote recipients and record each result."""
         outcomes = await self.outbound.deliver(
-            self.plugins(), envelope, path, due, released=released
+            self.plugins(), envelope, path, due, released=released, content=content
         )
         temporary: list[tuple[SpoolRecipient, str, float | None]] = []
         held: list[int] = []
