@@ -287,7 +287,7 @@ class LocalDelivery:
         if domain is None:
             return deferred(f"<{mailbox}>: the domain {user.domain} cannot be loaded")
         limit_mb = user.disk_limit_mb or domain.default_box_mb
-        root = Path(maildir_root)
+        root = maildir_root
         args = (message_path, unique, fresh, limit_mb, prefix, unsynced)
         try:
             try:
@@ -311,7 +311,7 @@ class LocalDelivery:
 
     def _write(
         self,
-        root: Path,
+        root: str,
         folder: str,
         source: Path,
         unique: str,

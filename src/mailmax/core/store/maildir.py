@@ -64,7 +64,7 @@ class OverQuota(MaildirError):
 
 
 # ---------------------------------------------------------------------- folders
-def folder_path(root: Path, folder: str = INBOX) -> Path:
+def folder_path(root: Path | str, folder: str = INBOX) -> Path:
     """The directory of ``folder`` in the mailbox at ``root`` (validates the name)."""
     if not isinstance(folder, str):
         raise InvalidFolder(repr(folder), "a folder name is a string")
@@ -202,7 +202,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def deliver(
-    root: Path,
+    root: Path | str,
     folder: str,
     source: Path | bytes,
     unique: str,
@@ -235,7 +235,7 @@ def deliver(
 
 
 def _deliver(
-    root: Path,
+    root: Path | str,
     folder: str,
     source: Path | bytes,
     unique: str,
@@ -363,13 +363,13 @@ def usage_bytes(root: Path, *, exact: bool = False) -> int:
     return _count(root)[0]
 
 
-def adjust_usage(root: Path, delta_bytes: int, delta_count: int) -> None:
+def adjust_usage(root: Path | str, delta_bytes: int, delta_count: int) -> None:
     """Record a change of usage in ``maildirsize`` (if there is one).
 
     Call after removing messages outside :func:`deliver` (expunge, POP3 DELE) with negative
     numbers, so that the cached usage stays right.
     """
-    path = Path(root) / QUOTA_FILE
+    path = os.path.join(root, QUOTA_FILE)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     except FileNotFoundError:
