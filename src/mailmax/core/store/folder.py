@@ -117,20 +117,13 @@ class Folder:
     def _loaded(self) -> dict[int, MessageInfo]:
         if self._view is not None:
             return self._view
-        conn = self._index.conn
-        own_txn = not conn.in_transaction
-        if own_txn:
-            conn.execute("BEGIN")
-        try:
+        with self._index.snapshot() as conn:
             rows = conn.execute(
                 "SELECT uid, size, letters, keywords, internaldate, in_new, filename "
                 "FROM messages WHERE uid < ? ORDER BY uid",
                 (self.uidnext,),
             ).fetchall()
             gone = self._foreign_expunges()
-        finally:
-            if own_txn:
-                conn.execute("COMMIT")
         # the hot loop of opening a big folder: no per-row calls but the tuple constructor
         new, info_type, folder_dir = tuple.__new__, MessageInfo, self.dir
         cache = self._flag_cache
@@ -234,31 +227,15 @@ class Folder:
     def recent_count(self) -> int:
         """How many messages are recent: still in ``new/``, or added by APPEND/COPY and not
         yet claimed by a session."""
-        with self._lock:
-            conn = self._index.conn
-            own_txn = not conn.in_transaction
-            if own_txn:
-                conn.execute("BEGIN")
-            try:
-                in_new = self._index.count_where("new", self.uidnext)
-                return in_new + len(self._index.marked_recent(self.uidnext))
-            finally:
-                if own_txn:
-                    conn.execute("COMMIT")
+        with self._lock, self._index.snapshot():
+            in_new = self._index.count_where("new", self.uidnext)
+            return in_new + len(self._index.marked_recent(self.uidnext))
 
     def recent_uids(self) -> set[int]:
         """The UIDs of the recent messages (see :meth:`recent_count`); claims nothing."""
-        with self._lock:
-            conn = self._index.conn
-            own_txn = not conn.in_transaction
-            if own_txn:
-                conn.execute("BEGIN")
-            try:
-                found = set(self._index.uids_where("new", self.uidnext))
-                found.update(self._index.marked_recent(self.uidnext))
-            finally:
-                if own_txn:
-                    conn.execute("COMMIT")
+        with self._lock, self._index.snapshot():
+            found = set(self._index.uids_where("new", self.uidnext))
+            found.update(self._index.marked_recent(self.uidnext))
             return found
 
     def keywords(self) -> list[str]:

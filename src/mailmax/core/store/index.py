@@ -312,6 +312,18 @@ class FolderIndex(DiskSync):
             if durable:
                 self.conn.execute(f"PRAGMA synchronous={self._sync_level()}")
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same state (joins an open one)."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        finally:
+            self.conn.execute("COMMIT")
+
     def bump_modseq(self) -> int:
         """The modification sequence of the current write transaction (allocated once)."""
         if self._modseq_in_txn is None:
