@@ -128,7 +128,7 @@ def _serve(config_path: str) -> None:
     settings = parse(
         {
             "server": {"hostname": "mail.example.test"},
-            "smtp": {
+            "pop3": {
                 "allow_plaintext_auth": options.get("allow_plaintext_auth", False),
                 "client_timeout": options.get("client_timeout", 30.0),
             },

@@ -341,13 +341,9 @@ class POP3Factory(protocol.ServerFactory):
         self.reactor = reactor
         self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
         self.logins = logins if logins is not None else RecentLogins()
-        pop3 = getattr(settings, "pop3", None)
-        smtp = settings.smtp
-        self.allow_plaintext_auth: bool = getattr(
-            pop3, "allow_plaintext_auth", smtp.allow_plaintext_auth
-        )
-        self.client_timeout: float = getattr(pop3, "client_timeout", smtp.client_timeout)
-        self.max_line: int = getattr(pop3, "max_line", 2048)
+        self.allow_plaintext_auth: bool = settings.pop3.allow_plaintext_auth
+        self.client_timeout: float = settings.pop3.client_timeout
+        self.max_line: int = settings.pop3.max_line
         self.fsync: bool = settings.spool.fsync
         self.greeting_name = listener.display_name or settings.server.hostname
         self.sessions: set[POP3Server] = set()
