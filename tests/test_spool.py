@@ -378,6 +378,26 @@ def test_files_of_finished_messages_are_reused_not_recreated(
         reactor_thread.call(s.stop)
 
 
+def test_just_committed_envelope_and_header_are_handed_over_once(
+    spool: Spool, reactor_thread
+) -> None:
+    """Q1: the queue runner gets a just-committed message's envelope and header from memory,
+    equal to what is on disk, once; a message whose header is too long is read from disk."""
+    env = make_envelope(spool, 2)
+    chunks = [b"Received: from a by b; id 1\r\n", b"Subject: x\r\n\r\nbody\r\n"]
+    reactor_thread.call(spool.accept, env, chunks)
+    envelope, head = reactor_thread.call(spool.take_recent, env.id)
+    assert head == b"Received: from a by b; id 1\r\nSubject: x\r\n\r\n"
+    assert envelope.to_json() == spool.load(env.id).to_json()
+    envelope.recipients[0].state = "delivered"  # the caller's copy
+    assert reactor_thread.call(spool.take_recent, env.id) is None
+    long_header = make_envelope(spool)
+    big = b"X-Long: " + b"y" * spool_module.RECENT_HEAD_BYTES + b"\r\n\r\nbody"
+    reactor_thread.call(spool.accept, long_header, [big])
+    assert reactor_thread.call(spool.take_recent, long_header.id) is None
+    assert spool.message_path(long_header.id).read_bytes() == big
+
+
 def test_load_refuses_bad_ids(spool: Spool) -> None:
     """Q1: ids that are not plain file names never reach the file system."""
     for bad in ("../x", "", "a/b", ".hidden", "x" * 65):

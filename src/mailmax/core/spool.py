@@ -62,6 +62,10 @@ _IOV_MAX = 1024
 #: Files kept in free/ for reuse, and the largest one kept (bigger ones are unlinked).
 FREE_FILES = 256
 FREE_FILE_MAX_BYTES = 64 * 1024
+#: Just-committed messages whose envelope and header stay in memory for the queue runner.
+RECENT_MESSAGES = 1024
+#: The longest header kept with them (a message with a longer one is not kept).
+RECENT_HEAD_BYTES = 64 * 1024
 
 
 def check_id(queue_id: str) -> str:
@@ -201,6 +205,8 @@ class _Item:
     deferred: defer.Deferred[str]
     error: BaseException | None = None
     stage: str = "written"  # written -> message (renamed) -> committed
+    spooled: SpoolEnvelope | None = None
+    head: bytes | None = None
 
 
 def _fsync_dir(path: Path | str) -> None:
@@ -215,6 +221,23 @@ def _unlink(path: Path | str) -> None:
     """Remove a file of ours; a missing one or something else in its place is left alone."""
     with contextlib.suppress(FileNotFoundError, IsADirectoryError):
         os.unlink(path)
+
+
+def _head(chunks: Sequence[bytes]) -> bytes | None:
+    """The header of a message given as chunks, up to and with the empty line that ends it;
+    None when it is longer than :data:`RECENT_HEAD_BYTES` (or never ends)."""
+    start = b""
+    for chunk in chunks:
+        start += chunk[: RECENT_HEAD_BYTES + 4 - len(start)]
+        if start.startswith((b"\r\n", b"\n")):
+            return start[: 2 if start[:1] == b"\r" else 1]
+        ends = [i for i in (start.find(b"\r\n\r\n"), start.find(b"\n\n")) if i >= 0]
+        if ends:
+            end = min(ends)
+            return start[: end + (4 if start[end : end + 4] == b"\r\n\r\n" else 2)]
+        if len(start) > RECENT_HEAD_BYTES:
+            return None
+    return None
 
 
 def _write_chunks(fd: int, chunks: Sequence[bytes]) -> None:
@@ -265,6 +288,7 @@ class Spool:
         self._writing = 0  # accepts whose files are being written
         self._ready: list[_Item] = []  # written (or failed), waiting for a commit round
         self._inflight: set[str] = set()
+        self._recent: dict[str, tuple[SpoolEnvelope, bytes]] = {}
         self._running = False
         self._stopping = False
         self._pool: ThreadPoolExecutor | None = None
@@ -369,6 +393,7 @@ class Spool:
 
     def _stopped_now(self) -> None:
         self._running = False
+        self._recent.clear()
         self._unlock()
         waiters, self._stop_waiters = self._stop_waiters, []
         for d in waiters:
@@ -422,7 +447,7 @@ class Spool:
         with self._cond:
             if not self._running or self._stopping:
                 return defer.fail(OSError(errno.ESHUTDOWN, "the spool is not running"))
-            item = _Item(envelope.id, data, chunks, d)
+            item = _Item(envelope.id, data, chunks, d, spooled=envelope, head=_head(chunks))
             self._writing += 1
         assert self._pool is not None
         self._pool.submit(self._write, item)
@@ -579,11 +604,17 @@ class Spool:
         done = [item.queue_id for item in batch if item.stage == "committed"]
         with self._cond:
             self._inflight.difference_update(item.queue_id for item in batch)
+        recent = self._recent
         for item in batch:
             if item.stage == "committed":
+                if item.spooled is not None and item.head is not None:
+                    recent[item.queue_id] = (item.spooled, item.head)
                 item.deferred.callback(item.queue_id)
             else:
                 item.deferred.errback(item.error)
+            item.spooled, item.head = None, None
+        while len(recent) > RECENT_MESSAGES:
+            del recent[next(iter(recent))]
         if not done:
             return
         for subscriber in list(self.committed):
@@ -593,6 +624,18 @@ class Spool:
                 log.failure("spool commit subscriber {name} failed", name=repr(subscriber))
 
     # ------------------------------------------------------------------ the runner's side
+    def take_recent(self, queue_id: str) -> tuple[SpoolEnvelope, bytes] | None:
+        """The envelope and the header (with the empty line ending it) of a message committed
+        moments ago, or None when they are not in memory (then read them from disk). Call on
+        the reactor thread; each is handed out once, as a copy of what was written to disk."""
+        recent = self._recent.pop(queue_id, None)
+        if recent is None:
+            return None
+        envelope, head = recent
+        copy = SpoolEnvelope(**vars(envelope))
+        copy.recipients = [SpoolRecipient(**vars(r)) for r in envelope.recipients]
+        return copy, head
+
     def pending_ids(self) -> list[str]:
         """Ids of every complete queued message on disk, oldest first (blocking)."""
         names = [e.name[:-5] for e in os.scandir(self.env_dir) if e.name.endswith(".json")]
