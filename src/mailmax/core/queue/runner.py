@@ -174,7 +174,10 @@ class QueueRunner(QueueAdminMixin, Service):
         #: Removals fsync the queue directory; their own thread keeps them off the others' way.
         self._remove_pool = ThreadPool(0, 1, "mailmax-queue-remove")
         self.local = LocalDelivery(
-            directory=directory, in_thread=self._in_thread, fsync=spool.fsync
+            directory=directory,
+            in_thread=self._in_thread,
+            fsync=spool.fsync,
+            cache_seconds=min(settings.server.directory_cache_seconds, 1.0),
         )
         self.outbound = outbound or OutboundDelivery(
             settings=settings,
@@ -317,6 +320,9 @@ class QueueRunner(QueueAdminMixin, Service):
 
     # ------------------------------------------------------------------ one message
     async def _open(self, spool: Spool, queue_id: str) -> Loaded | None:
+        recent = spool.take_recent(queue_id)  # just accepted: no need to read it back
+        if recent is not None and not any(r.kind == "relay" for r in recent[0].recipients):
+            return Loaded(recent[0], _received(recent[1]))
         try:
             return await self._in_thread(_load, spool, queue_id)
         except FileNotFoundError:
