@@ -96,7 +96,7 @@ class Meter:
         sid = self._session()
         last = session_cpu_seconds(sid) if sid else None
         quiet = 0
-        while last is not None and quiet < 2 and time.monotonic() < deadline:
+        while last is not None and quiet < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
             now = session_cpu_seconds(sid)
             if now is None:
@@ -223,7 +223,7 @@ class Bench:
 
     def no_index(self, name: str, server: Any, meter: Meter) -> None:
         """SELECT of every mailbox after its index was removed: the server builds it."""
-        for count in sorted(self.sizes, reverse=True):
+        for count in sorted(self.sizes):
             meter.settle()  # the last session is over and its folders are closed
             server.drop_index(user_for(count))
             client = imap_login(server.port_imap, user_for(count))
@@ -243,7 +243,7 @@ class Bench:
             server = self.servers[name]
             meter = Meter(server.session_id)
             self.no_index(name, server, meter)
-            for count in sorted(self.sizes, reverse=True):
+            for count in sorted(self.sizes):
                 server.restart()
                 meter.settle()
                 opened: list[imaplib.IMAP4] = []
