@@ -279,16 +279,30 @@ class RelayingPostfix(PostfixInstance):
 
 
 def inject(port: int, rcpts: list[str], size: int, threads: int = 8) -> None:
-    """Send the messages to Postfix over SMTP, several connections at once."""
+    """Send the messages to Postfix over SMTP, several connections at once (a connection
+    that fails is opened again and the message sent again, three times at most)."""
     errors: list[BaseException] = []
 
     def worker(part: list[tuple[int, str]]) -> None:
-        try:
-            with smtplib.SMTP(LOOPBACK, port, timeout=60) as client:
-                for index, rcpt in part:
+        client: smtplib.SMTP | None = None
+        for index, rcpt in part:
+            for attempt in range(3):
+                try:
+                    if client is None:
+                        client = smtplib.SMTP(LOOPBACK, port, timeout=120)
                     client.sendmail(SENDER, [rcpt], message(index, rcpt, size))
-        except BaseException as exc:
-            errors.append(exc)
+                    break
+                except (OSError, smtplib.SMTPException) as exc:
+                    with contextlib.suppress(Exception):
+                        if client is not None:
+                            client.close()
+                    client = None
+                    if attempt == 2:
+                        errors.append(exc)
+                        return
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.quit()
 
     items = list(enumerate(rcpts))
     workers = [threading.Thread(target=worker, args=(items[i::threads],)) for i in range(threads)]

@@ -186,6 +186,23 @@ def test_delivery_engines_and_rules(outbound: Outbound, tmp_path: Path) -> None:
         assert len(mx.transactions()) == 1
 
 
+def test_tls_required_per_destination(outbound: Outbound, tmp_path: Path) -> None:
+    """S4/Q7: a destination can require TLS: its mail never goes out in clear text (it waits),
+    while other destinations keep opportunistic TLS."""
+    with smtp_sink(tmp_path / "mx", port=outbound.port) as mx:
+        queue = outbound.queue()
+        with_routing(queue, {"tls_policies": {"example.org": "encrypt"}})
+        queue_id = queue.submit(["secret@example.org"])
+        queue.submit(["open@implicit.test"])
+        assert mx.wait_for(1)[0]["rcpts"] == ["open@implicit.test"]
+        envelope = queue.wait_for(
+            lambda: (e := queue.spool.load(queue_id)).recipients[0].attempts >= 1 and e,
+            "a deferred attempt",
+        )
+        assert "does not offer STARTTLS" in envelope.recipients[0].last_error
+        assert len(mx.transactions()) == 1
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

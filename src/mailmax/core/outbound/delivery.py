@@ -295,8 +295,13 @@ class OutboundDelivery:
             return everyone(state, exc.diagnostic)
         addresses = [envelope.recipients[i].address for i in members]
         destination = (domain if engine.direct else "", engine)
-        profile = (engine.tls or self.queue.tls, engine.username, engine.password)
-        endpoints = [(host.address, host.port, profile) for host in hosts]
+        policy = engine.tls or self.queue.tls
+        profile = (policy, engine.username, engine.password)
+        # a verified connection is only as good as the name its certificate was checked for
+        endpoints = [
+            (host.address, host.port, profile, host.name if policy == "verify" else "")
+            for host in hosts
+        ]
         lease = await self.pool.lease(destination, retry, endpoints)
         client: SMTPClient | None = None
         errors: list[str] = []

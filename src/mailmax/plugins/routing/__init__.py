@@ -16,6 +16,8 @@ Where the mail for a remote domain goes, decided per message in the queue runner
   internal engine, straight to the MX hosts) and the ``smart_hosts`` by name; ``direct`` may be
   left out. The first ``rules`` entry whose conditions all hold (destination domain, sender,
   size) puts its engine first.
+- **TLS per destination**: ``tls_policies`` maps destination domains to a STARTTLS policy for
+  direct delivery (``verify`` for a bank, ``encrypt`` for ``*.gov``...).
 
 Mail for ETRN domains is left to the ``etrn`` plugin.
 """

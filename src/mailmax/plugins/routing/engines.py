@@ -90,6 +90,11 @@ class Settings(PluginSettings):
     rules: list[Rule] = Field(
         default_factory=list, description="Rules choosing the engine tried first (Q12)."
     )
+    tls_policies: dict[str, TLS] = Field(
+        default_factory=dict,
+        description="STARTTLS for direct delivery per destination domain ('*' wildcards),"
+        ' e.g. {"bank.example": "verify"}; others use [queue] tls.',
+    )
     relay_tls: TLS = Field("may", description="STARTTLS with relay-to-host delivery hosts (Q8).")
     backup_max_days: float = Field(
         30.0, gt=0, description="Backup MX: days to keep retrying the primary (Q10)."
@@ -146,8 +151,21 @@ def choose_route(domain: str, envelope: Envelope, config: Settings) -> Route | N
         if rule.matches(domain, envelope.sender, envelope.size_hint):
             order = [rule.engine, *(name for name in order if name != rule.engine)]
             break
-    if order == [DIRECT]:
+    policy = tls_policy(domain, config.tls_policies)
+    if order == [DIRECT] and not policy:
         return None
     hosts = {h.name: h for h in config.smart_hosts}
-    engines = tuple(Engine() if name == DIRECT else hosts[name].engine() for name in order)
+    direct = Engine(tls=policy)
+    engines = tuple(direct if name == DIRECT else hosts[name].engine() for name in order)
     return Route(engines, name=" > ".join(order))
+
+
+def tls_policy(domain: str, policies: dict[str, str]) -> str:
+    """The STARTTLS policy for direct delivery to ``domain`` ("" for the default): an exact
+    entry first, else the first matching wildcard."""
+    if domain in policies:
+        return policies[domain]
+    for pattern, policy in policies.items():
+        if fnmatch.fnmatchcase(domain, pattern.lower()):
+            return policy
+    return ""
