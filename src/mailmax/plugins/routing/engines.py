@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -160,7 +161,7 @@ def choose_route(domain: str, envelope: Envelope, config: Settings) -> Route | N
     return Route(engines, name=" > ".join(order))
 
 
-def tls_policy(domain: str, policies: dict[str, str]) -> str:
+def tls_policy(domain: str, policies: Mapping[str, str]) -> str:
     """The STARTTLS policy for direct delivery to ``domain`` ("" for the default): an exact
     entry first, else the first matching wildcard."""
     if domain in policies:
