@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import poplib
+import time
 
 
 def test_smtp_in_pop3_out_over_stls(mailmax):
@@ -79,3 +80,29 @@ def test_without_pop_before_smtp_a_mailbox_login_does_not_open_relaying(mailmax)
         client.ehlo("x.test")
         client.mail("alice@example.test")
         assert client.rcpt("someone@remote.test")[0] == 554
+
+
+def test_mail_for_hosted_relay_and_backup_domains_is_accepted_from_anyone(mailmax):
+    """A1/Q8/Q10: we are an MX for our relay-to-host and backup domains, so an untrusted,
+    unauthenticated client may send to them; other remote domains stay closed (P11)."""
+    from mailmax.core.directory.api import DomainType
+
+    directory = mailmax.directory()
+    try:
+        directory.add_domain(
+            "backup.test", str(mailmax.data_dir / "mail" / "backup.test"),
+            type=DomainType.BACKUP, backup_priority=20,
+        )  # fmt: skip
+        directory.add_domain(
+            "inside.test", str(mailmax.data_dir / "mail" / "inside.test"),
+            type=DomainType.RELAY, delivery_host="127.0.0.1:2",
+        )  # fmt: skip
+    finally:
+        directory.close()
+    time.sleep(2.0)  # the server's directory cache
+    with mailmax.smtp() as client:
+        client.ehlo("x.test")
+        client.mail("someone@remote.test")
+        assert client.rcpt("anyone@backup.test")[0] == 250
+        assert client.rcpt("anyone@inside.test")[0] == 250
+        assert client.rcpt("anyone@elsewhere.test")[0] == 554

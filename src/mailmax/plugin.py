@@ -21,10 +21,18 @@ from typing import Any
 
 from pydantic import Field
 
-from mailmax.core.directory.api import AccountType, Domain, Lookup, RecipientLookup, User
+from mailmax.core.directory.api import (
+    AccountType,
+    Domain,
+    DomainType,
+    Lookup,
+    RecipientLookup,
+    User,
+)
 from mailmax.core.hooks import CURRENT_HOST, PluginError, Scope
 from mailmax.core.hookspecs import hookimpl
 from mailmax.core.model import Envelope, Recipient, Session, Stash
+from mailmax.core.outbound.route import Engine, Route, host_port
 from mailmax.core.pluginhost.host import PluginHost
 from mailmax.core.pluginhost.settings import PluginSettings
 from mailmax.core.verdicts import Action, Verdict, accept, cont, disconnect, reject, tempfail
@@ -46,6 +54,8 @@ __all__ = [
     "AccountType",
     "Action",
     "Domain",
+    "DomainType",
+    "Engine",
     "Envelope",
     "Field",
     "Lookup",
@@ -54,6 +64,7 @@ __all__ = [
     "PluginSettings",
     "Recipient",
     "RecipientLookup",
+    "Route",
     "Scope",
     "Session",
     "Stash",
@@ -64,6 +75,7 @@ __all__ = [
     "current_host",
     "disconnect",
     "hookimpl",
+    "host_port",
     "reject",
     "tempfail",
 ]

@@ -32,8 +32,10 @@ CURRENT_HOST: contextvars.ContextVar[Any] = contextvars.ContextVar("mailmax_host
 BUILTIN_PLUGINS: dict[str, str] = {
     "aliases": "mailmax.plugins.aliases",
     "catchall": "mailmax.plugins.catchall",
+    "etrn": "mailmax.plugins.etrn",
     "forwarding": "mailmax.plugins.forwarding",
     "monitor": "mailmax.plugins.monitor",
+    "routing": "mailmax.plugins.routing",
     "spamtrap": "mailmax.plugins.spamtrap",
 }
 

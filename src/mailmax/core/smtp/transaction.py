@@ -123,7 +123,15 @@ class TransactionMixin(_Base):
                 raise _relay_denied()
             lookup = await self.directory.lookup_recipient(text)
             kind, mailbox = self._classify(lookup, text)
-        if kind == "relay" and not session.may_relay and not self._mailbox_login_allows_relay():
+        # Mail for our own relay-to-host, backup-MX and ETRN domains is accepted from anyone
+        # (we are an MX for them); every other remote domain needs relay rights (P11).
+        hosted = lookup is not None and lookup.domain is not None
+        if (
+            kind == "relay"
+            and not hosted
+            and not session.may_relay
+            and not self._mailbox_login_allows_relay()
+        ):
             raise _relay_denied()
         limit = self._recipient_limit(lookup)
         if limit and envelope.size_hint > limit:
@@ -131,7 +139,7 @@ class TransactionMixin(_Base):
             return
         recipient = Recipient(address=text, kind=kind, mailbox=mailbox, params=params)
         scope = Scope(
-            domain=lookup.domain.name if lookup and lookup.domain and kind == "local" else None,
+            domain=lookup.domain.name if lookup and lookup.domain else None,
             user=mailbox or None,
             listener=self.listener.address,
         )

@@ -24,9 +24,7 @@ Mail for ETRN domains is left to the ``etrn`` plugin.
 
 from __future__ import annotations
 
-from mailmax.core.directory.api import Domain, DomainType
-from mailmax.core.outbound.route import Route
-from mailmax.plugin import Envelope, hookimpl
+from mailmax.plugin import Domain, DomainType, Envelope, Route, hookimpl
 from mailmax.plugins.routing.engines import Rule, Settings, SmartHost, backup_route, relay_route
 from mailmax.plugins.routing.engines import choose_route as _choose
 
