@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,9 @@ import pytest
 from twisted.internet import defer
 
 from mailmax.core import spool as spool_module
+from mailmax.core import spoolwriter
 from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient
+from tests.fixtures.ports import wait_until
 from tests.test_spool_reactor import ReactorThread, running_reactor
 
 
@@ -43,9 +46,27 @@ def message_for(queue_id: str, size: int = 3000) -> list[bytes]:
     return [head, (b"x" * 70 + b"\r\n") * (size // 72)]
 
 
+@pytest.fixture(params=[False, True], ids=["threads", "process"])
+def spool(tmp_path: Path, reactor_thread: ReactorThread, request: pytest.FixtureRequest):
+    """A started spool on the helper reactor (writing in threads, or in its writer process),
+    stopped after the test."""
+    s = Spool(
+        tmp_path / "queue",
+        reactor=reactor_thread.reactor,
+        threads=4,
+        max_batch=16,
+        helper=request.param,
+    )
+    reactor_thread.call(s.start)
+    yield s
+    reactor_thread.call(s.stop)
+    assert not s.running
+
+
 @pytest.fixture
-def spool(tmp_path: Path, reactor_thread: ReactorThread):
-    """A started spool on the helper reactor, stopped after the test."""
+def thread_spool(tmp_path: Path, reactor_thread: ReactorThread):
+    """A started spool writing in threads of this process (their file operations can be
+    watched), stopped after the test."""
     s = Spool(tmp_path / "queue", reactor=reactor_thread.reactor, threads=4, max_batch=16)
     s.start()
     yield s
@@ -176,13 +197,14 @@ def test_many_concurrent_accepts_group_commit(spool: Spool, reactor_thread) -> N
 
 
 def test_group_commit_fsyncs_files_before_renames_and_dirs_once(
-    spool: Spool, reactor_thread, monkeypatch
+    thread_spool: Spool, reactor_thread, monkeypatch
 ) -> None:
     """Q1: each file is fsynced before its rename, the message is renamed before the envelope,
     and each directory is fsynced once per batch before any Deferred of the batch fires."""
+    spool = thread_spool
     events: list[tuple[str, str]] = []
     lock = threading.Lock()
-    real_sync, real_dir, real_rename = spool_module._fdatasync, spool_module._fsync_dir, os.rename
+    real_sync, real_dir, real_rename = spoolwriter.fdatasync, spoolwriter.fsync_dir, os.rename
 
     def record(kind: str, path: str) -> None:
         with lock:
@@ -200,8 +222,8 @@ def test_group_commit_fsyncs_files_before_renames_and_dirs_once(
         real_rename(src, dst)
         record("rename", f"{src} -> {dst}")
 
-    monkeypatch.setattr(spool_module, "_fdatasync", sync)
-    monkeypatch.setattr(spool_module, "_fsync_dir", sync_dir)
+    monkeypatch.setattr(spoolwriter, "fdatasync", sync)
+    monkeypatch.setattr(spoolwriter, "fsync_dir", sync_dir)
     monkeypatch.setattr(os, "rename", rename)
     spool.committed.append(lambda ids: record("committed", ",".join(ids)))
     results, contents = accept_many(reactor_thread, spool, 60)
@@ -341,7 +363,7 @@ def test_files_of_finished_messages_are_reused_not_recreated(
     """Q1: the small files of removed messages wait in free/ and become the next messages'
     files (same inodes, exact new contents); big ones are unlinked; free/ stays bounded,
     also across a restart."""
-    monkeypatch.setattr(spool_module, "FREE_FILES", 4)
+    monkeypatch.setattr(spoolwriter, "FREE_FILES", 4)
     s = Spool(tmp_path / "q", reactor=reactor_thread.reactor, max_batch=4)
     s.start()
     try:
@@ -349,7 +371,7 @@ def test_files_of_finished_messages_are_reused_not_recreated(
         for env in first:
             reactor_thread.call(s.accept, env, message_for(env.id, 6000))
         big = make_envelope(s)
-        reactor_thread.call(s.accept, big, [b"x" * (spool_module.FREE_FILE_MAX_BYTES + 1)])
+        reactor_thread.call(s.accept, big, [b"x" * (spoolwriter.FREE_FILE_MAX_BYTES + 1)])
         inodes = {os.stat(s.message_path(e.id)).st_ino for e in first}
         inodes |= {os.stat(s.envelope_path(e.id)).st_ino for e in [*first, big]}
         big_inode = os.stat(s.message_path(big.id)).st_ino
@@ -396,6 +418,39 @@ def test_just_committed_envelope_and_header_are_handed_over_once(
     reactor_thread.call(spool.accept, long_header, [big])
     assert reactor_thread.call(spool.take_recent, long_header.id) is None
     assert spool.message_path(long_header.id).read_bytes() == big
+
+
+def test_a_writer_process_that_dies_fails_its_accepts_and_is_replaced(
+    tmp_path: Path, reactor_thread
+) -> None:
+    """Q1: when the writer process dies, the accepts it had not answered fail with an OSError
+    (the client gets a 451 and sends again), a new writer takes over, and every message
+    reported committed is complete."""
+    s = Spool(tmp_path / "q", reactor=reactor_thread.reactor, helper=True)
+    reactor_thread.call(s.start)
+    try:
+        first = s.writer_pid
+        assert first is not None
+
+        def accept_and_kill() -> defer.Deferred:
+            envelopes = [make_envelope(s) for _ in range(30)]
+            ds = [s.accept(env, message_for(env.id, 20000)) for env in envelopes]
+            os.kill(first, signal.SIGKILL)
+            return defer.DeferredList(ds, consumeErrors=True)
+
+        results = reactor_thread.call(accept_and_kill, timeout=30)
+        failed = [r for ok, r in results if not ok]
+        assert all(f.check(OSError) for f in failed)
+        committed = [r for ok, r in results if ok]
+        assert set(committed) <= set(s.pending_ids())
+        for queue_id in committed:
+            assert s.message_path(queue_id).read_bytes() == b"".join(message_for(queue_id, 20000))
+        wait_until(lambda: s.writer_pid not in (None, first), 10, "a new writer process")
+        env = make_envelope(s)
+        assert reactor_thread.call(s.accept, env, [b"after\r\n"]) == env.id
+    finally:
+        reactor_thread.call(s.stop)
+    assert not s.running
 
 
 def test_load_refuses_bad_ids(spool: Spool) -> None:

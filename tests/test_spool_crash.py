@@ -26,8 +26,8 @@ from twisted.internet import defer, task
 from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient
 from tests.test_spool_crash import expected_content
 
-def main(reactor, directory):
-    spool = Spool(Path(directory), reactor=reactor, threads=4, max_batch=32)
+def main(reactor, directory, helper):
+    spool = Spool(Path(directory), reactor=reactor, threads=4, max_batch=32, helper=helper == "1")
     spool.start()
     def report(queue_id):
         sys.stdout.write(queue_id + "\n")
@@ -41,7 +41,7 @@ def main(reactor, directory):
         one()
     return defer.Deferred()
 
-task.react(main, [sys.argv[1]])
+task.react(main, [sys.argv[1], sys.argv[2]])
 """
 
 
@@ -59,10 +59,10 @@ def reactor_thread() -> Iterator[ReactorThread]:
     yield from running_reactor()
 
 
-def run_and_kill(directory: Path, rng: random.Random) -> list[str]:
+def run_and_kill(directory: Path, rng: random.Random, helper: bool) -> list[str]:
     """Run the accepting child, SIGKILL it at a random moment; return the ids it reported."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(directory)],
+        [sys.executable, "-c", CHILD, str(directory), "1" if helper else "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[1],
@@ -78,14 +78,18 @@ def run_and_kill(directory: Path, rng: random.Random) -> list[str]:
     return [line.decode() for line in lines[:-1]]  # the last piece may be cut short
 
 
-def test_sigkill_at_random_moments_loses_nothing_reported(tmp_path: Path, reactor_thread) -> None:
+@pytest.mark.parametrize("helper", [False, True], ids=["threads", "process"])
+def test_sigkill_at_random_moments_loses_nothing_reported(
+    tmp_path: Path, reactor_thread, helper: bool
+) -> None:
     """Q1: after SIGKILL, every id reported committed is complete on disk and nothing
-    half-written is visible once the spool is reopened."""
+    half-written is visible once the spool is reopened (also when a writer process writes:
+    it stops when the server is gone)."""
     rng = random.Random(os.getpid())
     directory = tmp_path / "queue"
     reported: set[str] = set()
     for _ in range(3):
-        reported.update(run_and_kill(directory, rng))
+        reported.update(run_and_kill(directory, rng, helper))
         spool = Spool(directory, reactor=reactor_thread.reactor)
         spool.start()
         try:

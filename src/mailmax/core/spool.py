@@ -9,19 +9,16 @@ Layout under the spool directory::
     free/          files of finished messages kept for reuse (their content is garbage)
     lock           held (flock) by the one process using the spool
 
-:meth:`Spool.accept` uses group commit. The reactor thread never touches the disk: it hands
-each message to a pool of ``threads`` workers, which write and fsync its two files into
-``tmp/`` in parallel. A commit thread takes every written message waiting (up to
-``max_batch``), renames the batch into place (messages first, then envelopes) with one fsync
-per target directory, and only then fires the batch's Deferreds on the reactor thread. While it
-commits one batch, the workers keep writing the next.
+:meth:`Spool.accept` uses group commit (:mod:`mailmax.core.spoolwriter`). The reactor thread
+never touches the disk: worker threads write and fsync each message's two files into ``tmp/``
+in parallel, a commit thread renames whole batches into place (messages first, then envelopes)
+with one fsync per directory, and only then are the batch's Deferreds fired. In the server the
+writing runs in a helper process (``helper=True``), away from the reactor's interpreter lock.
 A crash at any moment leaves each message either fully queued or invisible; :meth:`Spool.start`
 removes the invisible remains.
 
 Files are recycled, like a database's log segments: a finished message's small files move to
 ``free/`` and are overwritten by the next messages instead of being unlinked and created anew.
-Creating an inode is the most expensive file-system operation of a queued message (on ext4
-without a journal its allocator scans past every recently deleted inode of the group).
 """
 
 from __future__ import annotations
@@ -29,21 +26,23 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import itertools
 import json
 import os
 import re
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from twisted.internet import defer
+from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
+
+from mailmax.core import spoolwriter
 
 log = Logger(namespace="mailmax.spool")
 
@@ -55,13 +54,9 @@ FINAL_STATES = frozenset({"delivered", "bounced"})
 FORMAT_VERSION = 1
 
 _ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
-_fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
-#: Most buffers one writev() call takes (Linux IOV_MAX).
-_IOV_MAX = 1024
-#: Files kept in free/ for reuse, and the largest one kept (bigger ones are unlinked).
-FREE_FILES = 256
-FREE_FILE_MAX_BYTES = 64 * 1024
+_fsync_dir = spoolwriter.fsync_dir
+_unlink = spoolwriter.unlink
 #: Just-committed messages whose envelope and header stay in memory for the queue runner.
 RECENT_MESSAGES = 1024
 #: The longest header kept with them (a message with a longer one is not kept).
@@ -195,34 +190,6 @@ def _validate(raw: Any, spec: _FieldSpec, what: str) -> dict[str, Any]:
     return out
 
 
-@dataclass
-class _Item:
-    """One accept waiting for, or going through, a group commit."""
-
-    queue_id: str
-    envelope: bytes
-    chunks: list[bytes]
-    deferred: defer.Deferred[str]
-    error: BaseException | None = None
-    stage: str = "written"  # written -> message (renamed) -> committed
-    spooled: SpoolEnvelope | None = None
-    head: bytes | None = None
-
-
-def _fsync_dir(path: Path | str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink(path: Path | str) -> None:
-    """Remove a file of ours; a missing one or something else in its place is left alone."""
-    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-        os.unlink(path)
-
-
 def _head(chunks: Sequence[bytes]) -> bytes | None:
     """The header of a message given as chunks, up to and with the empty line that ends it;
     None when it is longer than :data:`RECENT_HEAD_BYTES` (or never ends)."""
@@ -240,20 +207,62 @@ def _head(chunks: Sequence[bytes]) -> bytes | None:
     return None
 
 
-def _write_chunks(fd: int, chunks: Sequence[bytes]) -> None:
-    """Write every chunk to ``fd`` in order, with as few system calls as possible."""
-    for start in range(0, len(chunks), _IOV_MAX):
-        group = chunks[start : start + _IOV_MAX]
-        written = os.writev(fd, group)
-        expected = sum(len(chunk) for chunk in group)
-        if written < expected:  # a short write: finish the rest plainly
-            rest = memoryview(b"".join(group))[written:]
-            while rest:
-                rest = rest[os.write(fd, rest) :]
+@dataclass
+class _Accept:
+    """What the reactor thread keeps of an accept until its result comes."""
+
+    deferred: defer.Deferred[str]
+    envelope: SpoolEnvelope
+    head: bytes | None
+
+
+class _Helper(ProcessProtocol):
+    """The spool's end of the pipe to its writer process."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.buffer = bytearray()
+        self.stopped = False
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        """Replies: committed, failed, stopped."""
+        if childFD != 1:
+            return
+        self.buffer += data
+        try:
+            replies = spoolwriter.parse_replies(self.buffer)
+        except ValueError as exc:
+            log.error("spool writer: {error}; restarting it", error=str(exc))
+            self.pipe.signalProcess("KILL")
+            return
+        results: list[tuple[str, BaseException | None]] = []
+        for kind, queue_id, code, text in replies:
+            if kind == "X":
+                self.stopped = True
+            else:
+                results.append((queue_id, OSError(code, text) if kind == "E" else None))
+        if results:
+            self.spool._answer(results)
+
+    def childConnectionLost(self, childFD: int) -> None:
+        """The writer's output closed: it stopped (or died)."""
+        if childFD == 1:
+            with contextlib.suppress(Exception):
+                self.pipe.reapProcess()  # no SIGCHLD handling when the reactor is not main
+            self.spool._helper_gone(self)
+
+    @property
+    def pipe(self) -> Any:
+        """The process transport."""
+        return self.transport
 
 
 class Spool:
-    """The queue directory shared by the SMTP receiver and the queue runner."""
+    """The queue directory shared by the SMTP receiver and the queue runner.
+
+    With ``helper=True`` the accepts are written by a helper process (see
+    :mod:`mailmax.core.spoolwriter`); otherwise by threads of this process.
+    """
 
     def __init__(
         self,
@@ -263,6 +272,7 @@ class Spool:
         threads: int = 4,
         max_batch: int = 64,
         reactor: Any = None,
+        helper: bool = False,
     ) -> None:
         if threads < 1 or max_batch < 1:
             raise ValueError("threads and max_batch must be at least 1")
@@ -270,29 +280,25 @@ class Spool:
         self.fsync = fsync
         self.threads = threads
         self.max_batch = max_batch
+        self.helper = helper
         self._reactor = reactor
         self.tmp_dir = self.directory / "tmp"
         self.msg_dir = self.directory / "msg"
         self.env_dir = self.directory / "env"
         self.corrupt_dir = self.directory / "corrupt"
         self.free_dir = self.directory / "free"
-        self._tmp, self._msg, self._env = str(self.tmp_dir), str(self.msg_dir), str(self.env_dir)
-        self._free_dir = str(self.free_dir)
-        self._free: list[str] = []  # names in free/, the most recently freed last
-        self._free_lock = threading.Lock()
-        self._free_names = itertools.count()
-        self._free_prefix = ""
+        self._msg, self._env = str(self.msg_dir), str(self.env_dir)
+        self.free = spoolwriter.FreeFiles(str(self.free_dir), taker=not helper)
         #: Called on the reactor thread with the ids of each committed batch.
         self.committed: list[Callable[[list[str]], None]] = []
-        self._cond = threading.Condition()
-        self._writing = 0  # accepts whose files are being written
-        self._ready: list[_Item] = []  # written (or failed), waiting for a commit round
-        self._inflight: set[str] = set()
+        self._accepts: dict[str, _Accept] = {}  # reactor thread only
+        self._inflight: set[str] = set()  # being written: not yet for the runner
+        self._inflight_lock = threading.Lock()
         self._recent: dict[str, tuple[SpoolEnvelope, bytes]] = {}
         self._running = False
         self._stopping = False
-        self._pool: ThreadPoolExecutor | None = None
-        self._coordinator: threading.Thread | None = None
+        self._writer: spoolwriter.GroupCommit | None = None
+        self._helper: _Helper | None = None
         self._stop_waiters: list[defer.Deferred[None]] = []
         self._id_lock = threading.Lock()
         self._last_us = 0
@@ -313,8 +319,13 @@ class Spool:
         """True between :meth:`start` and :meth:`stop`."""
         return self._running
 
+    @property
+    def writer_pid(self) -> int | None:
+        """The process id of the writer process (None when writing in threads)."""
+        return self._helper.pipe.pid if self._helper is not None else None
+
     def start(self) -> None:
-        """Create the directories, remove leftovers, start the commit threads."""
+        """Create the directories, remove leftovers, start the writer (threads or process)."""
         if self._running:
             return
         _ = self.reactor
@@ -330,16 +341,58 @@ class Spool:
         self._lock()
         try:
             self._clean()
+            self._stopping = False
+            if self.helper:
+                self._spawn()
+            else:
+                self._writer = self._thread_writer()
+                self._writer.start()
         except BaseException:
             self._unlock()
             raise
-        self._stopping = False
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="spool-write")
-        self._coordinator = threading.Thread(
-            target=self._coordinate, name="spool-commit", daemon=True
-        )
         self._running = True
-        self._coordinator.start()
+
+    def _thread_writer(self) -> spoolwriter.GroupCommit:
+        def done(batch: list[spoolwriter.WriteItem]) -> None:
+            results = [(item.queue_id, None if item.committed else item.error) for item in batch]
+            self.reactor.callFromThread(self._answer, results)
+
+        return spoolwriter.GroupCommit(
+            str(self.directory),
+            fsync=self.fsync,
+            threads=self.threads,
+            max_batch=self.max_batch,
+            free=self.free,
+            done=done,
+            stopped=lambda: self.reactor.callFromThread(self._stopped_now),
+        )
+
+    def _spawn(self) -> None:
+        """Start the writer process; it inherits nothing but its pipes."""
+        helper = _Helper(self)
+        argv = [sys.executable, "-m", "mailmax.core.spoolwriter"]
+        argv += [] if self.fsync else ["--no-fsync"]
+        argv += [str(self.threads), str(self.max_batch), str(self.directory)]
+        self.reactor.spawnProcess(
+            helper, sys.executable, argv, env=dict(os.environ), childFDs={0: "w", 1: "r", 2: 2}
+        )
+        self._helper = helper
+
+    def _helper_gone(self, helper: _Helper) -> None:
+        if helper is not self._helper:
+            return
+        self._helper = None
+        error = OSError(errno.EIO, "the spool writer stopped")
+        lost: list[tuple[str, BaseException | None]] = [(i, error) for i in self._accepts]
+        if lost:
+            self._answer(lost)
+        if self._stopping:
+            if not helper.stopped:
+                log.error("the spool writer process ended before finishing its work")
+            self._stopped_now()
+        elif self._running:
+            log.error("the spool writer process ended; starting a new one")
+            self._spawn()
 
     def _lock(self) -> None:
         """Take the spool's lock: two processes must never share a queue directory."""
@@ -363,11 +416,7 @@ class Spool:
         """Remove what a crash left half-done: tmp files and messages without an envelope."""
         for entry in os.scandir(self.tmp_dir):
             _unlink(entry.path)
-        self._free = [e.name for e in os.scandir(self.free_dir) if e.is_file(follow_symlinks=False)]
-        for name in self._free[FREE_FILES:]:
-            _unlink(os.path.join(self._free_dir, name))
-        del self._free[FREE_FILES:]
-        self._free_prefix = f"{time.time_ns():x}"
+        self.free.load()
         envelopes = {e.name[:-5] for e in os.scandir(self.env_dir) if e.name.endswith(".json")}
         messages = {e.name for e in os.scandir(self.msg_dir)}
         for name in messages - envelopes:
@@ -381,18 +430,25 @@ class Spool:
             _fsync_dir(self.env_dir)
 
     def stop(self) -> defer.Deferred[None]:
-        """Commit what is already queued, then stop the threads."""
+        """Commit what is already queued, then stop the writer."""
         if not self._running:
             return defer.succeed(None)
         d: defer.Deferred[None] = defer.Deferred()
         self._stop_waiters.append(d)
-        with self._cond:
+        if not self._stopping:
             self._stopping = True
-            self._cond.notify_all()
+            if self._writer is not None:
+                self._writer.stop()
+            elif self._helper is not None:
+                self._helper.pipe.write(spoolwriter.STOP_FRAME)
+                self._helper.pipe.closeStdin()
+            else:
+                self._stopped_now()
         return d
 
     def _stopped_now(self) -> None:
         self._running = False
+        self._writer = None
         self._recent.clear()
         self._unlock()
         waiters, self._stop_waiters = self._stop_waiters, []
@@ -421,10 +477,6 @@ class Spool:
         """The message and envelope file names of a checked id, as strings (hot paths)."""
         return os.path.join(self._msg, queue_id), os.path.join(self._env, queue_id + ".json")
 
-    def _tmp_paths(self, queue_id: str) -> tuple[str, str]:
-        tmp = os.path.join(self._tmp, queue_id)
-        return tmp + ".msg", tmp + ".env"
-
     # ------------------------------------------------------------------ accept (group commit)
     def accept(self, envelope: SpoolEnvelope, message: Sequence[bytes]) -> defer.Deferred[str]:
         """Queue ``message`` (chunks) with ``envelope``; fire with the id once durable.
@@ -434,7 +486,7 @@ class Spool:
         the message could not be stored (nothing of it is then visible in the spool).
         """
         try:
-            check_id(envelope.id)
+            queue_id = check_id(envelope.id)
             parts: Sequence[bytes | bytearray | memoryview] = message
             if isinstance(message, bytes | bytearray | memoryview):
                 parts = [message]  # one chunk, not a sequence of ints
@@ -443,176 +495,39 @@ class Spool:
             data = envelope.to_json()
         except (ValueError, TypeError) as exc:
             return defer.fail(exc)
+        if not self._running or self._stopping:
+            return defer.fail(OSError(errno.ESHUTDOWN, "the spool is not running"))
+        if queue_id in self._accepts:
+            return defer.fail(FileExistsError(errno.EEXIST, "queue id already in use", queue_id))
         d: defer.Deferred[str] = defer.Deferred()
-        with self._cond:
-            if not self._running or self._stopping:
-                return defer.fail(OSError(errno.ESHUTDOWN, "the spool is not running"))
-            item = _Item(envelope.id, data, chunks, d, spooled=envelope, head=_head(chunks))
-            self._writing += 1
-        assert self._pool is not None
-        self._pool.submit(self._write, item)
+        self._accepts[queue_id] = _Accept(d, envelope, _head(chunks))
+        with self._inflight_lock:
+            self._inflight.add(queue_id)
+        if self._writer is not None:
+            self._writer.submit(spoolwriter.WriteItem(queue_id, data, chunks))
+        elif self._helper is not None:
+            self._helper.pipe.writeSequence(spoolwriter.accept_frame(queue_id, data, chunks))
+        else:  # the writer process is being restarted
+            self._answer([(queue_id, OSError(errno.EAGAIN, "the spool writer is restarting"))])
         return d
 
-    def _coordinate(self) -> None:
-        """Commit thread: rename whatever has been written, one directory fsync per round."""
-        while True:
-            with self._cond:
-                while not self._ready and not (self._stopping and self._writing == 0):
-                    self._cond.wait()
-                if not self._ready:
-                    break
-                batch = self._ready[: self.max_batch]
-                del self._ready[: self.max_batch]
-            try:
-                self._commit(batch)
-            except BaseException as exc:  # never leave a Deferred unfired
-                for item in batch:
-                    if item.stage != "committed":
-                        item.error = item.error or exc
-                with contextlib.suppress(Exception):
-                    self._discard(batch)
-            self.reactor.callFromThread(self._fire, batch)
-        assert self._pool is not None
-        self._pool.shutdown(wait=True)
-        self.reactor.callFromThread(self._stopped_now)
-
-    def _commit(self, batch: list[_Item]) -> None:
-        """Rename a round of written items into place: messages, fsync, envelopes, fsync."""
-        written = [item for item in batch if item.error is None]
-        exists = os.path.lexists
-        for item in written:
-            try:
-                target, envelope = self._paths(item.queue_id)
-                if exists(target) or exists(envelope):
-                    raise FileExistsError(errno.EEXIST, "queue id already in use", item.queue_id)
-                os.rename(self._tmp_paths(item.queue_id)[0], target)
-                item.stage = "message"
-            except OSError as exc:
-                item.error = exc
-        moved = [item for item in written if item.stage == "message"]
-        if not moved:
-            self._discard(batch)
-            return
-        try:
-            if self.fsync:
-                _fsync_dir(self.msg_dir)
-            with self._cond:
-                self._inflight.update(item.queue_id for item in moved)
-            for item in moved:
-                try:
-                    os.rename(self._tmp_paths(item.queue_id)[1], self._paths(item.queue_id)[1])
-                    item.stage = "committed"
-                except OSError as exc:
-                    item.error = exc
-            if self.fsync:
-                _fsync_dir(self.env_dir)
-        except OSError as exc:
-            for item in moved:
-                if item.stage == "committed":
-                    _unlink(self._paths(item.queue_id)[1])
-                item.stage, item.error = "message", exc
-        self._discard(batch)
-
-    def _discard(self, batch: list[_Item]) -> None:
-        """Remove every file of the items that did not commit."""
-        for item in batch:
-            if item.stage == "committed":
-                continue
-            item.error = item.error or OSError(errno.EIO, "message not committed")
-            for path in self._tmp_paths(item.queue_id):
-                _unlink(path)
-            if item.stage == "message":
-                _unlink(self._paths(item.queue_id)[0])
-
-    def _write(self, item: _Item) -> None:
-        """Worker thread: write and fsync the two files of one item into tmp/, then hand the
-        item (or its error) to the commit thread."""
-        tmp_message, tmp_envelope = self._tmp_paths(item.queue_id)
-        try:
-            self._write_file(tmp_message, item.chunks)
-            self._write_file(tmp_envelope, [item.envelope])
-        except BaseException as exc:
-            item.error = exc
-            for path in (tmp_message, tmp_envelope):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-        finally:
-            item.chunks = []
-            with self._cond:
-                self._writing -= 1
-                self._ready.append(item)
-                self._cond.notify()
-
-    def _write_file(self, path: Path | str, chunks: Sequence[bytes]) -> None:
-        """Write a new file at ``path`` (which must not exist), reusing a free file if any."""
-        fd = self._reuse(path)
-        recycled = fd is not None
-        if fd is None:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            _write_chunks(fd, chunks)
-            if recycled:
-                os.ftruncate(fd, sum(len(chunk) for chunk in chunks))
-            if self.fsync:
-                _fdatasync(fd)
-        finally:
-            os.close(fd)
-
-    def _reuse(self, path: Path | str) -> int | None:
-        """Give a free file the name ``path`` (never replacing a file) and open it; None when
-        there is no free file."""
-        while True:
-            with self._free_lock:
-                if not self._free:
-                    return None
-                name = os.path.join(self._free_dir, self._free.pop())
-            try:
-                os.link(name, path)
-            except FileNotFoundError:
-                if os.path.isdir(os.path.dirname(path)):
-                    continue  # removed from free/ behind our back: try the next one
-                self._keep_free(name)
-                raise
-            except OSError:
-                self._keep_free(name)
-                raise
-            os.unlink(name)
-            return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-
-    def _keep_free(self, name: str) -> None:
-        with self._free_lock:
-            self._free.append(os.path.basename(name))
-
-    def _release(self, path: str) -> None:
-        """A finished file: keep it in free/ for reuse when small and there is room, else
-        unlink it. A missing file is fine."""
-        with self._free_lock:
-            room = len(self._free) < FREE_FILES
-            name = f"{self._free_prefix}-{next(self._free_names)}"
-        try:
-            if room and os.stat(path).st_size <= FREE_FILE_MAX_BYTES:
-                os.rename(path, os.path.join(self._free_dir, name))
-                with self._free_lock:
-                    self._free.append(name)
-                return
-        except (FileNotFoundError, IsADirectoryError):
-            return
-        _unlink(path)
-
-    def _fire(self, batch: list[_Item]) -> None:
-        """Reactor thread: answer every accept of a batch, then tell the subscribers."""
-        done = [item.queue_id for item in batch if item.stage == "committed"]
-        with self._cond:
-            self._inflight.difference_update(item.queue_id for item in batch)
+    def _answer(self, results: Sequence[tuple[str, BaseException | None]]) -> None:
+        """Reactor thread: answer the accepts of a batch, then tell the subscribers."""
+        done = []
         recent = self._recent
-        for item in batch:
-            if item.stage == "committed":
-                if item.spooled is not None and item.head is not None:
-                    recent[item.queue_id] = (item.spooled, item.head)
-                item.deferred.callback(item.queue_id)
+        with self._inflight_lock:
+            self._inflight.difference_update(queue_id for queue_id, _ in results)
+        for queue_id, error in results:
+            accept = self._accepts.pop(queue_id, None)
+            if accept is None:
+                continue
+            if error is None:
+                done.append(queue_id)
+                if accept.head is not None:
+                    recent[queue_id] = (accept.envelope, accept.head)
+                accept.deferred.callback(queue_id)
             else:
-                item.deferred.errback(item.error)
-            item.spooled, item.head = None, None
+                accept.deferred.errback(error)
         while len(recent) > RECENT_MESSAGES:
             del recent[next(iter(recent))]
         if not done:
@@ -639,7 +554,7 @@ class Spool:
     def pending_ids(self) -> list[str]:
         """Ids of every complete queued message on disk, oldest first (blocking)."""
         names = [e.name[:-5] for e in os.scandir(self.env_dir) if e.name.endswith(".json")]
-        with self._cond:
+        with self._inflight_lock:
             inflight = set(self._inflight)
         return sorted(n for n in names if _ID_RE.fullmatch(n) and n not in inflight)
 
@@ -668,7 +583,7 @@ class Spool:
         target = self.envelope_path(envelope.id)
         tmp = self.tmp_dir / f"{envelope.id}.save-{threading.get_ident()}-{secrets.token_hex(4)}"
         try:
-            self._write_file(tmp, [envelope.to_json()])
+            spoolwriter.write_file(str(tmp), [envelope.to_json()], fsync=self.fsync, free=self.free)
             os.replace(tmp, target)
         except BaseException:
             _unlink(tmp)
@@ -686,8 +601,8 @@ class Spool:
         whose next delivery finds the copies already made."""
         paths = [self._paths(check_id(queue_id)) for queue_id in queue_ids]
         for _message, envelope in paths:
-            self._release(envelope)
+            self.free.release(envelope)
         if self.fsync and paths:
             _fsync_dir(self._env)
         for message, _envelope in paths:
-            self._release(message)
+            self.free.release(message)

@@ -1,0 +1,490 @@
+"""Writing accepted messages into the spool directory: worker threads and group commit.
+
+:class:`GroupCommit` does the blocking work of :meth:`mailmax.core.spool.Spool.accept`:
+``threads`` workers write and fsync each message's two files into ``tmp/`` in parallel; a
+commit thread takes every written message waiting (up to ``max_batch``), renames the batch into
+place (messages first, then envelopes) with one fsync per directory, and only then reports the
+batch. :class:`FreeFiles` lets the files of finished messages be reused.
+
+The spool runs a :class:`GroupCommit` in its own process or, by default in the server, in a
+helper process (``python -m mailmax.core.spoolwriter``) fed through a pipe: each message costs
+a dozen small blocking system calls, and in the server process every one of them would make a
+worker thread wait for the interpreter lock and the reactor thread wait for the worker.
+
+The pipe carries frames. To the helper: ``A`` (accept: id, envelope, message) and ``S`` (finish
+and stop). From it: ``C`` (committed: id), ``E`` (failed: id, errno, text), ``X`` (stopped).
+When its input ends without ``S`` the server is gone: the helper exits at once, and what it
+had not committed is cleaned up by the next start, as after a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import os
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, Any
+
+#: fdatasync where there is one.
+fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+#: Most buffers one writev() call takes (Linux IOV_MAX).
+_IOV_MAX = 1024
+#: Files kept in free/ for reuse, and the largest one kept (bigger ones are unlinked).
+FREE_FILES = 256
+FREE_FILE_MAX_BYTES = 64 * 1024
+#: How often a helper looks for files the server put in free/ when it has none.
+FREE_RESCAN_SECONDS = 0.2
+
+_ACCEPT = struct.Struct(">BII")  # id length, envelope length, message length
+_COMMITTED = struct.Struct(">B")
+_FAILED = struct.Struct(">BiH")  # id length, errno, text length
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory (its entries are durable afterwards)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def unlink(path: str | os.PathLike[str]) -> None:
+    """Remove a file of ours; a missing one or something else in its place is left alone."""
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+        os.unlink(path)
+
+
+def write_chunks(fd: int, chunks: Sequence[bytes]) -> None:
+    """Write every chunk to ``fd`` in order, with as few system calls as possible."""
+    for start in range(0, len(chunks), _IOV_MAX):
+        group = chunks[start : start + _IOV_MAX]
+        written = os.writev(fd, group)
+        expected = sum(len(chunk) for chunk in group)
+        if written < expected:  # a short write: finish the rest plainly
+            rest = memoryview(b"".join(group))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+
+
+class FreeFiles:
+    """Small files of finished messages, kept in ``free/`` to be overwritten by new ones.
+
+    Like a database recycling its log segments: on ext4 without a journal, creating an inode
+    scans past every recently deleted inode of its group, the largest kernel cost of a queued
+    message. Exactly one process takes files from ``free/`` (``taker=True``); another may put
+    files there, and the taker finds them by looking again when it has none left.
+    """
+
+    def __init__(self, directory: str, *, taker: bool, rescan: bool = False) -> None:
+        self.directory = directory
+        self.taker = taker
+        self.rescan = rescan
+        self._names: list[str] = []  # the most recently freed last
+        self._handed: set[str] = set()  # found by a rescan and handed out (maybe still there)
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._prefix = f"{time.time_ns():x}-{os.getpid()}"
+        self._scanned = 0.0
+        self._released = 0
+
+    def load(self) -> None:
+        """Take stock of free/ at start; unlink what is over the limit."""
+        names = self._scan()
+        for name in names[FREE_FILES:]:
+            unlink(os.path.join(self.directory, name))
+        with self._lock:
+            self._names = names[:FREE_FILES] if self.taker else []
+            self._handed = set(self._names)
+            self._released = min(len(names), FREE_FILES)
+
+    def _scan(self) -> list[str]:
+        return [e.name for e in os.scandir(self.directory) if e.is_file(follow_symlinks=False)]
+
+    def take(self, path: str) -> int | None:
+        """Give a free file the name ``path`` (never replacing a file) and open it for
+        writing; None when there is none (or this process does not take files)."""
+        if not self.taker:
+            return None
+        while True:
+            name = self._pop()
+            if name is None:
+                return None
+            source = os.path.join(self.directory, name)
+            try:
+                os.link(source, path)
+            except FileNotFoundError:
+                if os.path.isdir(os.path.dirname(path)):
+                    continue  # removed behind our back: try the next one
+                self._push(name)
+                raise
+            except OSError:
+                self._push(name)
+                raise
+            os.unlink(source)
+            return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+
+    def _pop(self) -> str | None:
+        with self._lock:
+            if not self._names and self.rescan:
+                now = time.monotonic()
+                if now - self._scanned >= FREE_RESCAN_SECONDS:
+                    self._scanned = now
+                    present = self._scan()
+                    self._handed &= set(present)
+                    self._names = [n for n in present if n not in self._handed]
+                    self._handed.update(self._names)
+            return self._names.pop() if self._names else None
+
+    def _push(self, name: str) -> None:
+        with self._lock:
+            self._names.append(name)
+
+    def release(self, path: str) -> None:
+        """A finished file: keep it for reuse when it is small and there is room, else unlink
+        it. A missing file is fine."""
+        with self._lock:
+            self._counter += 1
+            name = f"{self._prefix}-{self._counter}"
+            if self.taker:
+                room = len(self._names) < FREE_FILES
+            else:  # the taker uses them up; count what is there now and then
+                if self._released >= FREE_FILES:
+                    self._released = len(self._scan())
+                room = self._released < FREE_FILES
+        try:
+            if room and os.stat(path).st_size <= FREE_FILE_MAX_BYTES:
+                os.rename(path, os.path.join(self.directory, name))
+                with self._lock:
+                    if self.taker:
+                        self._names.append(name)
+                    self._released += 1
+                return
+        except (FileNotFoundError, IsADirectoryError):
+            return
+        unlink(path)
+
+
+def write_file(path: str, chunks: Sequence[bytes], *, fsync: bool, free: FreeFiles) -> None:
+    """Write a new file at ``path`` (which must not exist) and fdatasync it, reusing a free
+    file if there is one."""
+    fd = free.take(path)
+    recycled = fd is not None
+    if fd is None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        write_chunks(fd, chunks)
+        if recycled:
+            os.ftruncate(fd, sum(len(chunk) for chunk in chunks))
+        if fsync:
+            fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class WriteItem:
+    """One message waiting for, or going through, a group commit."""
+
+    queue_id: str
+    envelope: bytes
+    chunks: list[bytes]
+    token: Any = None  # the caller's, handed back with the result
+    error: BaseException | None = None
+    stage: str = "written"  # written -> message (renamed) -> committed
+
+    @property
+    def committed(self) -> bool:
+        """True once the envelope is in place (and, with fsync, durable)."""
+        return self.stage == "committed"
+
+
+class GroupCommit:
+    """Worker threads write and fsync each item's files; a commit thread puts batches in place.
+
+    ``done(batch)`` is called from the commit thread after each batch with every item of it
+    (committed, or with its ``error``); ``stopped()`` once :meth:`stop` has finished the work.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        fsync: bool,
+        threads: int,
+        max_batch: int,
+        free: FreeFiles,
+        done: Callable[[list[WriteItem]], None],
+        stopped: Callable[[], None],
+    ) -> None:
+        self.fsync = fsync
+        self.threads = threads
+        self.max_batch = max_batch
+        self.free = free
+        self._done = done
+        self._stopped = stopped
+        self._tmp = os.path.join(directory, "tmp")
+        self._msg = os.path.join(directory, "msg")
+        self._env = os.path.join(directory, "env")
+        self._cond = threading.Condition()
+        self._writing = 0
+        self._ready: list[WriteItem] = []
+        self._stopping = False
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the worker and commit threads."""
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="spool-write")
+        threading.Thread(target=self._coordinate, name="spool-commit", daemon=True).start()
+
+    def submit(self, item: WriteItem) -> None:
+        """Write ``item``; raises OSError after :meth:`stop`."""
+        with self._cond:
+            if self._stopping:
+                raise OSError(errno.ESHUTDOWN, "the spool is not running")
+            self._writing += 1
+        assert self._pool is not None
+        self._pool.submit(self._write, item)
+
+    def stop(self) -> None:
+        """Commit what is already submitted, then stop (``stopped`` is called)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+
+    def paths(self, queue_id: str) -> tuple[str, str]:
+        """The message and envelope file names of a queue id."""
+        return os.path.join(self._msg, queue_id), os.path.join(self._env, queue_id + ".json")
+
+    def _tmp_paths(self, queue_id: str) -> tuple[str, str]:
+        tmp = os.path.join(self._tmp, queue_id)
+        return tmp + ".msg", tmp + ".env"
+
+    # ------------------------------------------------------------------ workers
+    def _write(self, item: WriteItem) -> None:
+        """Worker thread: write and fsync the two files of one item into tmp/, then hand the
+        item (or its error) to the commit thread."""
+        tmp_message, tmp_envelope = self._tmp_paths(item.queue_id)
+        try:
+            self.write_file(tmp_message, item.chunks)
+            self.write_file(tmp_envelope, [item.envelope])
+        except BaseException as exc:
+            item.error = exc
+            for path in (tmp_message, tmp_envelope):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        finally:
+            item.chunks = []
+            with self._cond:
+                self._writing -= 1
+                self._ready.append(item)
+                self._cond.notify()
+
+    def write_file(self, path: str, chunks: Sequence[bytes]) -> None:
+        """See :func:`write_file`."""
+        write_file(path, chunks, fsync=self.fsync, free=self.free)
+
+    # ------------------------------------------------------------------ commit thread
+    def _coordinate(self) -> None:
+        """Commit thread: rename whatever has been written, one directory fsync per round."""
+        while True:
+            with self._cond:
+                while not self._ready and not (self._stopping and self._writing == 0):
+                    self._cond.wait()
+                if not self._ready:
+                    break
+                batch = self._ready[: self.max_batch]
+                del self._ready[: self.max_batch]
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # never leave an item unanswered
+                for item in batch:
+                    if not item.committed:
+                        item.error = item.error or exc
+                with contextlib.suppress(Exception):
+                    self._discard(batch)
+            self._done(batch)
+        assert self._pool is not None
+        self._pool.shutdown(wait=True)
+        self._stopped()
+
+    def _commit(self, batch: list[WriteItem]) -> None:
+        """Rename a round of written items into place: messages, fsync, envelopes, fsync."""
+        written = [item for item in batch if item.error is None]
+        exists = os.path.lexists
+        for item in written:
+            try:
+                target, envelope = self.paths(item.queue_id)
+                if exists(target) or exists(envelope):
+                    raise FileExistsError(errno.EEXIST, "queue id already in use", item.queue_id)
+                os.rename(self._tmp_paths(item.queue_id)[0], target)
+                item.stage = "message"
+            except OSError as exc:
+                item.error = exc
+        moved = [item for item in written if item.stage == "message"]
+        if not moved:
+            self._discard(batch)
+            return
+        try:
+            if self.fsync:
+                fsync_dir(self._msg)
+            for item in moved:
+                try:
+                    os.rename(self._tmp_paths(item.queue_id)[1], self.paths(item.queue_id)[1])
+                    item.stage = "committed"
+                except OSError as exc:
+                    item.error = exc
+            if self.fsync:
+                fsync_dir(self._env)
+        except OSError as exc:
+            for item in moved:
+                if item.committed:
+                    unlink(self.paths(item.queue_id)[1])
+                item.stage, item.error = "message", exc
+        self._discard(batch)
+
+    def _discard(self, batch: list[WriteItem]) -> None:
+        """Remove every file of the items that did not commit."""
+        for item in batch:
+            if item.committed:
+                continue
+            item.error = item.error or OSError(errno.EIO, "message not committed")
+            for path in self._tmp_paths(item.queue_id):
+                unlink(path)
+            if item.stage == "message":
+                unlink(self.paths(item.queue_id)[0])
+
+
+# ---------------------------------------------------------------------- the pipe's frames
+def accept_frame(queue_id: str, envelope: bytes, chunks: Sequence[bytes]) -> list[bytes]:
+    """The frame asking the helper to write a message (as pieces, the chunks not copied)."""
+    name = queue_id.encode("ascii")
+    size = sum(len(chunk) for chunk in chunks)
+    return [b"A" + _ACCEPT.pack(len(name), len(envelope), size) + name + envelope, *chunks]
+
+
+#: The frame asking the helper to finish and stop.
+STOP_FRAME = b"S"
+
+
+def parse_replies(buffer: bytearray) -> list[tuple[str, str, int, str]]:
+    """Take every complete reply frame off the front of ``buffer``: (kind, queue id, errno,
+    text); kind is ``C`` (committed), ``E`` (failed) or ``X`` (stopped)."""
+    out: list[tuple[str, str, int, str]] = []
+    view = memoryview(buffer)
+    pos = 0
+    try:
+        while pos < len(buffer):
+            kind = chr(buffer[pos])
+            if kind == "X":
+                out.append(("X", "", 0, ""))
+                pos += 1
+            elif kind == "C":
+                if pos + 2 > len(buffer) or pos + 2 + buffer[pos + 1] > len(buffer):
+                    break
+                end = pos + 2 + buffer[pos + 1]
+                out.append(("C", bytes(view[pos + 2 : end]).decode("ascii"), 0, ""))
+                pos = end
+            elif kind == "E":
+                head = 1 + _FAILED.size
+                if pos + head > len(buffer):
+                    break
+                id_len, code, text_len = _FAILED.unpack_from(buffer, pos + 1)
+                end = pos + head + id_len + text_len
+                if end > len(buffer):
+                    break
+                name = bytes(view[pos + head : pos + head + id_len]).decode("ascii")
+                text = bytes(view[pos + head + id_len : end]).decode("utf-8", "replace")
+                out.append(("E", name, code, text))
+                pos = end
+            else:
+                raise ValueError(f"unexpected byte {kind!r} from the spool writer")
+    finally:
+        view.release()
+    del buffer[:pos]
+    return out
+
+
+def _reply(item: WriteItem) -> bytes:
+    name = item.queue_id.encode("ascii")
+    if item.committed:
+        return b"C" + _COMMITTED.pack(len(name)) + name
+    error = item.error
+    code = error.errno if isinstance(error, OSError) and error.errno else errno.EIO
+    text = (str(error) or error.__class__.__name__).encode("utf-8", "replace")[:2000]
+    return b"E" + _FAILED.pack(len(name), code, len(text)) + name + text
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
+    data = stream.read(size)
+    return data if data is not None and len(data) == size else None
+
+
+def serve(directory: str, fsync: bool, threads: int, max_batch: int) -> int:
+    """The helper process: read frames from stdin, answer on stdout (see the module text)."""
+    out = sys.stdout.buffer
+    out_lock = threading.Lock()
+    finished = threading.Event()
+
+    def send(data: bytes) -> None:
+        with out_lock:
+            out.write(data)
+            out.flush()
+
+    free = FreeFiles(os.path.join(directory, "free"), taker=True, rescan=True)
+    free.load()
+    writer = GroupCommit(
+        directory,
+        fsync=fsync,
+        threads=threads,
+        max_batch=max_batch,
+        free=free,
+        done=lambda batch: send(b"".join(_reply(item) for item in batch)),
+        stopped=finished.set,
+    )
+    writer.start()
+    stream = sys.stdin.buffer
+    while True:
+        kind = stream.read(1)
+        if kind == STOP_FRAME:
+            writer.stop()
+            finished.wait()
+            send(b"X")
+            return 0
+        head = _read_exactly(stream, _ACCEPT.size) if kind == b"A" else None
+        if head is None:
+            os._exit(0)  # the server is gone (or sent garbage): stop where we are
+        id_len, envelope_len, message_len = _ACCEPT.unpack(head)
+        name = _read_exactly(stream, id_len)
+        envelope = _read_exactly(stream, envelope_len)
+        message = _read_exactly(stream, message_len)
+        if name is None or envelope is None or message is None:
+            os._exit(0)
+        item = WriteItem(name.decode("ascii"), envelope, [message])
+        try:
+            writer.submit(item)
+        except OSError as exc:
+            item.error = exc
+            send(_reply(item))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mailmax.core.spoolwriter [--no-fsync] THREADS MAX_BATCH DIRECTORY``."""
+    parser = argparse.ArgumentParser(description="MailMax spool writer (started by the server)")
+    parser.add_argument("--no-fsync", action="store_true")
+    parser.add_argument("threads", type=int)
+    parser.add_argument("max_batch", type=int)
+    parser.add_argument("directory")
+    args = parser.parse_args(argv)
+    return serve(args.directory, not args.no_fsync, args.threads, args.max_batch)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
