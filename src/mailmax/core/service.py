@@ -132,6 +132,7 @@ class MailMaxService(service.MultiService):
             threads=settings.spool.commit_threads,
             max_batch=settings.spool.max_batch,
             reactor=self.reactor,
+            helper=True,
         )
         self.spool.start()
         self.plugins.start(
