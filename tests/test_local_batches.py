@@ -13,9 +13,9 @@ import pytest
 from twisted.internet import defer
 
 from mailmax.core.queue.local import StoreBatcher
-from mailmax.core.spool import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient
 from mailmax.core.store import maildir
-from tests.test_queue_support import QueueHarness, running
+from tests.test_queue_support import QueueHarness, parse_dsn, running
 from tests.test_spool_reactor import ReactorThread, running_reactor
 
 
@@ -48,7 +48,9 @@ def test_requests_made_while_batches_run_go_together() -> None:
     """S4: with one batch at a time, what arrives meanwhile waits and goes as one job; each
     request gets its own result, and a failing job fails each of its requests."""
     threads = ManualThreads()
-    batcher = StoreBatcher(threads, lambda requests: [r * 10 for r in requests], parallel=1)
+    batcher = StoreBatcher(
+        lambda requests: threads(lambda rs: [r * 10 for r in rs], requests), parallel=1
+    )
     results: list[Any] = []
     for n in (1, 2, 3, 4):
         batcher.submit(n).addBoth(results.append)
@@ -59,7 +61,7 @@ def test_requests_made_while_batches_run_go_together() -> None:
     threads.run(1)
     assert results == [10, 20, 30, 40]
 
-    broken = StoreBatcher(threads, lambda requests: 1 / 0, parallel=2)
+    broken = StoreBatcher(lambda requests: threads(lambda rs: 1 / 0, requests), parallel=2)
     failures: list[Any] = []
     for n in (5, 6, 7):
         broken.submit(n).addErrback(lambda f: failures.append(f.type))
@@ -70,7 +72,7 @@ def test_requests_made_while_batches_run_go_together() -> None:
     threads.run(4)
     assert failures == [ZeroDivisionError] * 3
     with pytest.raises(ValueError):
-        StoreBatcher(threads, lambda requests: requests, parallel=0)
+        StoreBatcher(lambda requests: threads(lambda rs: rs, requests), parallel=0)
 
 
 def bob() -> SpoolRecipient:
@@ -155,5 +157,45 @@ def test_no_delivery_is_reported_before_its_directory_is_synced(
         queue.wait_queue_empty()
         assert len(queue.messages("bob@example.com")) == 1
         assert queue.messages("alice@example.com") == []  # no bounce
+    finally:
+        queue.stop()
+
+
+def test_maildir_writes_go_through_the_spool_writer_process(
+    tmp_path: Path, reactor_thread: ReactorThread
+) -> None:
+    """S4/A5: with a writer process, local deliveries are written by it: a burst arrives
+    exactly once, a disk limit still bounces (5.2.2), and the queue empties."""
+    queue = QueueHarness(tmp_path, reactor_thread)
+    queue.spool = Spool(tmp_path / "queue", reactor=reactor_thread.reactor, helper=True)
+    queue.runner = queue.new_runner()
+    assert queue.runner.local.spool is queue.spool
+    queue.start()
+    try:
+        envelopes = [
+            SpoolEnvelope(queue.spool.new_id(), "alice@example.com", [bob()], time.time())
+            for _ in range(30)
+        ]
+
+        def burst() -> defer.Deferred[Any]:
+            return defer.gatherResults(
+                [
+                    queue.spool.accept(env, [b"Subject: t\r\n\r\n", f"n{i}\r\n".encode()])
+                    for i, env in enumerate(envelopes)
+                ]
+            )
+
+        queue.rt.call(burst)
+        messages = queue.wait_mail("bob@example.com", 30)
+        assert sorted(m.split(b"\r\n\r\n", 1)[1] for m in messages) == sorted(
+            f"n{i}\r\n".encode() for i in range(30)
+        )
+        assert all(m.startswith(b"Return-Path: <alice@example.com>\r\n") for m in messages)
+        queue.directory.add_user("carol@example.com", disk_limit_mb=1)
+        queue.submit(["carol@example.com"], body=b"x" * 1_100_000 + b"\r\n")
+        (dsn,) = queue.wait_mail("alice@example.com")
+        assert parse_dsn(dsn)[1][0]["Status"] == "5.2.2"
+        queue.wait_queue_empty()
+        assert len(queue.messages("bob@example.com")) == 30
     finally:
         queue.stop()

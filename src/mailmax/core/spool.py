@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -239,6 +240,8 @@ class _Helper(ProcessProtocol):
         for kind, queue_id, code, text in replies:
             if kind == "X":
                 self.stopped = True
+            elif kind == "J":
+                self.spool._called(json.loads(text))
             else:
                 results.append((queue_id, OSError(code, text) if kind == "E" else None))
         if results:
@@ -292,6 +295,8 @@ class Spool:
         #: Called on the reactor thread with the ids of each committed batch.
         self.committed: list[Callable[[list[str]], None]] = []
         self._accepts: dict[str, _Accept] = {}  # reactor thread only
+        self._calls: dict[int, defer.Deferred[Any]] = {}
+        self._call_numbers = itertools.count(1)
         self._inflight: set[str] = set()  # being written: not yet for the runner
         self._inflight_lock = threading.Lock()
         self._recent: dict[str, tuple[SpoolEnvelope, bytes]] = {}
@@ -386,6 +391,9 @@ class Spool:
         lost: list[tuple[str, BaseException | None]] = [(i, error) for i in self._accepts]
         if lost:
             self._answer(lost)
+        calls, self._calls = self._calls, {}
+        for d in calls.values():
+            d.errback(OSError(errno.EIO, "the spool writer stopped"))
         if self._stopping:
             if not helper.stopped:
                 log.error("the spool writer process ended before finishing its work")
@@ -537,6 +545,27 @@ class Spool:
                 subscriber(done)
             except Exception:
                 log.failure("spool commit subscriber {name} failed", name=repr(subscriber))
+
+    # ------------------------------------------------------------------ the writer process
+    def run_in_writer(self, op: str, args: dict[str, Any]) -> defer.Deferred[Any]:
+        """Run ``op`` of :data:`mailmax.core.spoolwriter.CALLS` in the writer process (only
+        with ``helper=True``); fire with its result, or fail with an OSError."""
+        if self._helper is None:
+            return defer.fail(OSError(errno.EAGAIN, "no spool writer process"))
+        call = next(self._call_numbers)
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._calls[call] = d
+        self._helper.pipe.write(spoolwriter.call_frame(call, op, args))
+        return d
+
+    def _called(self, reply: dict[str, Any]) -> None:
+        d = self._calls.pop(reply["call"], None)
+        if d is None:
+            return
+        if "error" in reply:
+            d.errback(OSError(*reply["error"]))
+        else:
+            d.callback(reply["result"])
 
     # ------------------------------------------------------------------ the runner's side
     def take_recent(self, queue_id: str) -> tuple[SpoolEnvelope, bytes] | None:

@@ -11,8 +11,9 @@ helper process (``python -m mailmax.core.spoolwriter``) fed through a pipe: each
 a dozen small blocking system calls, and in the server process every one of them would make a
 worker thread wait for the interpreter lock and the reactor thread wait for the worker.
 
-The pipe carries frames. To the helper: ``A`` (accept: id, envelope, message) and ``S`` (finish
-and stop). From it: ``C`` (committed: id), ``E`` (failed: id, errno, text), ``X`` (stopped).
+The pipe carries frames. To the helper: ``A`` (accept: id, envelope, message), ``J`` (a call,
+as JSON: Maildir deliveries for the queue runner) and ``S`` (finish and stop). From it: ``C``
+(committed: id), ``E`` (failed: id, errno, text), ``J`` (a call's result) and ``X`` (stopped).
 When its input ends without ``S`` the server is gone: the helper exits at once, and what it
 had not committed is cleaned up by the next start, as after a crash.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import json
 import os
 import struct
 import sys
@@ -43,6 +45,7 @@ FREE_FILE_MAX_BYTES = 64 * 1024
 FREE_RESCAN_SECONDS = 0.2
 
 _ACCEPT = struct.Struct(">BII")  # id length, envelope length, message length
+_CALL = struct.Struct(">I")  # JSON length
 _COMMITTED = struct.Struct(">B")
 _FAILED = struct.Struct(">BiH")  # id length, errno, text length
 
@@ -374,9 +377,30 @@ def accept_frame(queue_id: str, envelope: bytes, chunks: Sequence[bytes]) -> lis
 STOP_FRAME = b"S"
 
 
+def call_frame(call: int, op: str, args: dict[str, Any]) -> bytes:
+    """The frame asking the helper to run ``op`` (see :data:`CALLS`) with ``args``."""
+    data = json.dumps({"call": call, "op": op, "args": args}, separators=(",", ":")).encode()
+    return b"J" + _CALL.pack(len(data)) + data
+
+
+def _deliver(args: dict[str, Any]) -> Any:
+    from mailmax.core.store import maildir
+
+    requests = [
+        (str(r[0]), str(r[1]), str(r[2]), str(r[3]), bool(r[4]), str(r[5]), int(r[6]))
+        for r in args["requests"]
+    ]
+    return maildir.deliver_many(requests, fsync=bool(args["fsync"]))
+
+
+#: What a ``J`` frame may ask for: name -> function of the JSON arguments.
+CALLS: dict[str, Callable[[dict[str, Any]], Any]] = {"deliver": _deliver}
+
+
 def parse_replies(buffer: bytearray) -> list[tuple[str, str, int, str]]:
     """Take every complete reply frame off the front of ``buffer``: (kind, queue id, errno,
-    text); kind is ``C`` (committed), ``E`` (failed) or ``X`` (stopped)."""
+    text); kind is ``C`` (committed), ``E`` (failed), ``J`` (a call's result: text is its
+    JSON) or ``X`` (stopped)."""
     out: list[tuple[str, str, int, str]] = []
     view = memoryview(buffer)
     pos = 0
@@ -386,6 +410,16 @@ def parse_replies(buffer: bytearray) -> list[tuple[str, str, int, str]]:
             if kind == "X":
                 out.append(("X", "", 0, ""))
                 pos += 1
+            elif kind == "J":
+                if pos + 1 + _CALL.size > len(buffer):
+                    break
+                (size,) = _CALL.unpack_from(buffer, pos + 1)
+                end = pos + 1 + _CALL.size + size
+                if end > len(buffer):
+                    break
+                text = bytes(view[pos + 1 + _CALL.size : end]).decode("utf-8")
+                out.append(("J", "", 0, text))
+                pos = end
             elif kind == "C":
                 if pos + 2 > len(buffer) or pos + 2 + buffer[pos + 1] > len(buffer):
                     break
@@ -450,14 +484,36 @@ def serve(directory: str, fsync: bool, threads: int, max_batch: int) -> int:
         stopped=finished.set,
     )
     writer.start()
+    calls = ThreadPoolExecutor(2, thread_name_prefix="spool-call")
+
+    def run(call: dict[str, Any]) -> None:
+        try:
+            reply: dict[str, Any] = {
+                "call": call["call"],
+                "result": CALLS[call["op"]](call["args"]),
+            }
+        except Exception as exc:
+            code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO
+            reply = {"call": call["call"], "error": [code, f"{exc.__class__.__name__}: {exc}"]}
+        data = json.dumps(reply, separators=(",", ":")).encode()
+        send(b"J" + _CALL.pack(len(data)) + data)
+
     stream = sys.stdin.buffer
     while True:
         kind = stream.read(1)
         if kind == STOP_FRAME:
             writer.stop()
+            calls.shutdown(wait=True)
             finished.wait()
             send(b"X")
             return 0
+        if kind == b"J":
+            size = _read_exactly(stream, _CALL.size)
+            data = _read_exactly(stream, _CALL.unpack(size)[0]) if size is not None else None
+            if data is None:
+                os._exit(0)
+            calls.submit(run, json.loads(data))
+            continue
         head = _read_exactly(stream, _ACCEPT.size) if kind == b"A" else None
         if head is None:
             os._exit(0)  # the server is gone (or sent garbage): stop where we are

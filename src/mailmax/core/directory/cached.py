@@ -231,6 +231,13 @@ class TTLCache(Generic[K, T]):
             self._entries[key] = (started + self._seconds, value)
         return value
 
+    def peek(self, key: K) -> T | None:
+        """The remembered answer for ``key`` if it is still fresh, else None (no look-up)."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        return None
+
     def clear(self) -> None:
         """Forget every answer."""
         self._entries = {}

@@ -14,8 +14,9 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -25,7 +26,7 @@ from mailmax.core import model
 from mailmax.core.directory.api import Domain, Lookup, User
 from mailmax.core.directory.cached import TTLCache
 from mailmax.core.hooks import PluginSet, Scope
-from mailmax.core.spool import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient
 from mailmax.core.store import maildir
 from mailmax.core.verdicts import Action, Verdict
 
@@ -113,12 +114,18 @@ class LocalDelivery:
         fsync: bool = True,
         cache_seconds: float = 1.0,
         parallel: int = 2,
+        spool: Spool | None = None,
     ) -> None:
         self.directory = directory
         self.in_thread = in_thread
         self.fsync = fsync
+        self.spool = spool if spool is not None and spool.helper else None
         self._mailboxes: TTLCache[str, MailboxInfo] = TTLCache(self._look_up, cache_seconds)
-        self._writes = StoreBatcher(in_thread, self._store_batch, parallel)
+        if self.spool is not None:
+            run: Callable[[list[Any]], defer.Deferred[Any]] = self._store_in_writer
+        else:
+            run = partial(in_thread, self._store_batch)
+        self._writes = StoreBatcher(run, parallel)
 
     def _look_up(self, mailbox: str) -> MailboxInfo:
         """Blocking: the user of ``mailbox``, its domain and its Maildir root (uncached)."""
@@ -236,101 +243,103 @@ class LocalDelivery:
         return merged
 
     def _store_batch(self, writes: Sequence[StoreRequest]) -> list[Outcome]:
-        """Blocking: store every request, then fsync each ``new/`` directory written to once.
+        """Blocking: check each user, store every message, fsync each ``new/`` once (A5).
 
         A delivery is reported only when its directory is synced; when that fails, the
         deliveries into it are deferred (the next attempt finds the file and keeps it).
         """
-        outcomes: list[Outcome] = []
-        written: list[set[str]] = []
-        for request in writes:
-            directories: set[str] = set()
+        infos = self._look_up_all({write[0] for write in writes})
+        plans = [self._plan(write, infos[write[0]]) for write in writes]
+        requests = [plan for plan in plans if not isinstance(plan, Outcome)]
+        results = iter(maildir.deliver_many(requests, fsync=self.fsync))
+        return [
+            plan if isinstance(plan, Outcome) else self._outcome(write[0], next(results))
+            for write, plan in zip(writes, plans, strict=True)
+        ]
+
+    def _store_in_writer(self, writes: Sequence[StoreRequest]) -> defer.Deferred[list[Outcome]]:
+        """Reactor thread: the same as :meth:`_store_batch`, with the Maildir writes done by the
+        spool's writer process (users looked up in a thread only when not cached)."""
+        mailboxes = {write[0] for write in writes}
+        cached = {mailbox: self._mailboxes.peek(mailbox) for mailbox in mailboxes}
+        if all(info is not None for info in cached.values()):
+            infos: defer.Deferred[dict[str, MailboxInfo | Exception]] = defer.succeed(
+                cast(dict[str, MailboxInfo | Exception], cached)
+            )
+        else:
+            infos = self.in_thread(self._look_up_all, mailboxes)
+        return infos.addCallback(self._write_in_writer, writes)
+
+    def _write_in_writer(
+        self, infos: dict[str, MailboxInfo | Exception], writes: Sequence[StoreRequest]
+    ) -> defer.Deferred[list[Outcome]]:
+        assert self.spool is not None
+        plans = [self._plan(write, infos[write[0]]) for write in writes]
+        requests = [plan for plan in plans if not isinstance(plan, Outcome)]
+        if not requests:
+            return defer.succeed(cast(list[Outcome], plans))
+        done = self.spool.run_in_writer("deliver", {"fsync": self.fsync, "requests": requests})
+
+        def answered(results: list[list[Any]]) -> list[Outcome]:
+            found = iter(results)
+            return [
+                plan if isinstance(plan, Outcome) else self._outcome(write[0], next(found))
+                for write, plan in zip(writes, plans, strict=True)
+            ]
+
+        def lost(failure: Failure) -> list[Outcome]:
+            log.failure("Maildir writes in the spool writer failed", failure)
+            reason = f"Local delivery error: {failure.getErrorMessage()}"
+            return [plan if isinstance(plan, Outcome) else deferred(reason) for plan in plans]
+
+        return done.addCallbacks(answered, lost)
+
+    def _look_up_all(self, mailboxes: set[str]) -> dict[str, MailboxInfo | Exception]:
+        """Blocking: the cached look-up of every mailbox (an error in place of its answer)."""
+        infos: dict[str, MailboxInfo | Exception] = {}
+        for mailbox in mailboxes:
             try:
-                outcomes.append(self._store(*request, unsynced=directories))
+                infos[mailbox] = self._mailboxes.get(mailbox)
             except Exception as exc:
-                log.failure("delivery to {mailbox} failed", mailbox=request[0])
-                outcomes.append(deferred(f"Local delivery error: {exc.__class__.__name__}"))
-            written.append(directories)
-        failed: dict[str, str] = {}
-        for directory in sorted(set().union(*written)):
-            try:
-                maildir.sync_dirs({directory})
-            except OSError as exc:
-                failed[directory] = exc.strerror or str(exc)
-        for index, directories in enumerate(written):
-            broken = [failed[d] for d in directories if d in failed]
-            if broken and outcomes[index].result == "delivered":
-                outcomes[index] = deferred(
-                    f"<{writes[index][0]}>: cannot write to the mailbox: {broken[0]}"
-                )
-        return outcomes
+                log.failure("looking up {mailbox} for delivery failed", mailbox=mailbox)
+                infos[mailbox] = exc
+        return infos
 
-    def _store(
-        self,
-        mailbox: str,
-        folder: str,
-        message_path: Path,
-        unique: str,
-        fresh: bool,
-        prefix: bytes = b"",
-        *,
-        unsynced: set[str] | None = None,
-    ) -> Outcome:
-        """Blocking: check the user and the disk limit, then write into the Maildir (A5).
-
-        With ``unsynced``, the ``new/`` directory is left for the caller to fsync."""
-        user, domain, maildir_root = self._mailboxes.get(mailbox)
+    def _plan(
+        self, write: StoreRequest, info: MailboxInfo | Exception
+    ) -> Outcome | maildir.DeliveryRequest:
+        """The Maildir write for ``write`` after checking its user, or the outcome instead."""
+        mailbox, folder, message_path, unique, fresh, prefix = write
+        if isinstance(info, Exception):
+            return deferred(f"Local delivery error: {info.__class__.__name__}")
+        user, domain, root = info
         if user is None:
             return failed(f"<{mailbox}>: user no longer exists", "5.1.1")
         if not user.enabled:
             return failed(f"<{mailbox}>: mailbox disabled", "5.2.1")
         if domain is None:
             return deferred(f"<{mailbox}>: the domain {user.domain} cannot be loaded")
-        limit_mb = user.disk_limit_mb or domain.default_box_mb
-        root = maildir_root
-        args = (message_path, unique, fresh, limit_mb, prefix, unsynced)
-        try:
-            try:
-                path = self._write(root, folder, *args)
-            except maildir.InvalidFolder as exc:
-                log.error("{mailbox}: {error}; delivering to INBOX", mailbox=mailbox, error=exc)
-                folder = maildir.INBOX
-                path = self._write(root, folder, *args)
-        except maildir.OverQuota as exc:
+        limit = (user.disk_limit_mb or domain.default_box_mb) * MIB
+        return (root, folder, str(message_path), unique, fresh, prefix.decode("latin-1"), limit)
+
+    @staticmethod
+    def _outcome(mailbox: str, result: list[Any]) -> Outcome:
+        """The outcome of one result of :func:`maildir.deliver_many`."""
+        if result[0] == "delivered":
+            _, path, folder, note = result
+            if note:
+                log.error("{mailbox}: {error}; delivering to INBOX", mailbox=mailbox, error=note)
+            return Outcome("delivered", folder=folder, path=Path(path))
+        if result[0] == "over_quota":
+            _, usage, size, quota = result
             return failed(
-                f"<{mailbox}>: mailbox full ({exc.usage} of {exc.quota} bytes used, "
-                f"message {exc.size} bytes)",
+                f"<{mailbox}>: mailbox full ({usage} of {quota} bytes used, message {size} bytes)",
                 "5.2.2",
                 552,
             )
-        except OSError as exc:
-            status = "4.3.1" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "4.3.0"
-            reason = exc.strerror or str(exc)
-            return deferred(f"<{mailbox}>: cannot write to the mailbox: {reason}", status)
-        return Outcome("delivered", folder=folder, path=path)
-
-    def _write(
-        self,
-        root: str,
-        folder: str,
-        source: Path,
-        unique: str,
-        fresh: bool,
-        limit_mb: int,
-        prefix: bytes,
-        unsynced: set[str] | None,
-    ) -> Path:
-        return maildir.deliver(
-            root,
-            folder,
-            source,
-            unique,
-            fsync=self.fsync,
-            quota_bytes=limit_mb * MIB,
-            fresh=fresh,
-            prefix=prefix,
-            unsynced=unsynced if self.fsync else None,
-        )
+        _, code, reason = result
+        status = "4.3.1" if code in (errno.ENOSPC, errno.EDQUOT) else "4.3.0"
+        return deferred(f"<{mailbox}>: cannot write to the mailbox: {reason}", status)
 
 
 #: One Maildir write: mailbox, folder, spooled message, unique name, fresh, prefix.
@@ -338,23 +347,17 @@ StoreRequest = tuple[str, str, Path, str, bool, bytes]
 
 
 class StoreBatcher:
-    """Runs blocking work for requests in batches: what is asked while ``parallel`` batches
-    are running waits and goes as the next batch (one thread job for all of it).
+    """Runs work for requests in batches: what is asked while ``parallel`` batches are
+    running waits and goes as the next batch.
 
-    ``work(requests)`` runs in a thread and returns one result per request; each request's
-    Deferred fires with its result, or fails with the batch's exception.
+    ``run(requests)`` returns a Deferred of one result per request (say, a thread job); each
+    request's Deferred fires with its result, or fails with the batch's failure.
     """
 
-    def __init__(
-        self,
-        in_thread: InThread,
-        work: Callable[[Sequence[Any]], Sequence[Any]],
-        parallel: int = 1,
-    ) -> None:
+    def __init__(self, run: Callable[[list[Any]], defer.Deferred[Any]], parallel: int = 1) -> None:
         if parallel < 1:
             raise ValueError("parallel must be at least 1")
-        self._in_thread = in_thread
-        self._work = work
+        self._run = run
         self._parallel = parallel
         self._running = 0
         self._waiting: list[tuple[Any, defer.Deferred[Any]]] = []
@@ -370,7 +373,7 @@ class StoreBatcher:
     def _start(self) -> None:
         batch, self._waiting = self._waiting, []
         self._running += 1
-        done = self._in_thread(self._work, [request for request, _ in batch])
+        done = defer.maybeDeferred(self._run, [request for request, _ in batch])
         done.addBoth(self._finished, batch)
 
     def _finished(self, results: Sequence[Any] | Failure, batch: list) -> None:

@@ -25,7 +25,9 @@ import secrets
 import shutil
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mailmax.core.store import names
 from mailmax.core.store.errors import BadFolderName
@@ -285,6 +287,61 @@ def sync_dirs(paths: set[str]) -> None:
     for path in sorted(paths):
         _fsync_dir(path)
     paths.clear()
+
+
+#: One write for :func:`deliver_many`: Maildir root, folder, spooled message file, unique
+#: name, fresh, prefix (latin-1 text), disk limit in bytes (0: none).
+DeliveryRequest = tuple[str, str, str, str, bool, str, int]
+
+
+def _deliver_one(request: DeliveryRequest, fsync: bool, unsynced: set[str]) -> list[Any]:
+    root, folder, source, unique, fresh, prefix, quota = request
+    options: dict[str, Any] = {
+        "fsync": fsync,
+        "quota_bytes": quota,
+        "prefix": prefix.encode("latin-1"),
+        "fresh": fresh,
+        "unsynced": unsynced if fsync else None,
+    }
+    try:
+        note = ""
+        try:
+            path = deliver(root, folder, Path(source), unique, **options)
+        except InvalidFolder as exc:
+            note, folder = str(exc), INBOX
+            path = deliver(root, folder, Path(source), unique, **options)
+        return ["delivered", str(path), folder, note]
+    except OverQuota as exc:
+        return ["over_quota", exc.usage, exc.size, exc.quota]
+    except OSError as exc:
+        return ["error", exc.errno or errno.EIO, exc.strerror or str(exc)]
+
+
+def deliver_many(requests: Sequence[DeliveryRequest], *, fsync: bool = True) -> list[list[Any]]:
+    """Store every request with :func:`deliver`, then fsync each ``new/`` directory once.
+
+    Blocking. An invalid folder falls back to INBOX. One result per request, made of plain
+    values (they cross a pipe as JSON): ``["delivered", path, folder, note]`` (``note`` says
+    why the folder changed, else empty), ``["over_quota", usage, size, quota]`` or
+    ``["error", errno, text]``. A delivery is reported only once its directory is synced.
+    """
+    results: list[list[Any]] = []
+    written: list[set[str]] = []
+    for request in requests:
+        directories: set[str] = set()
+        results.append(_deliver_one(request, fsync, directories))
+        written.append(directories)
+    failed: dict[str, OSError] = {}
+    for directory in sorted(set().union(*written)):
+        try:
+            _fsync_dir(directory)
+        except OSError as exc:
+            failed[directory] = exc
+    for index, directories in enumerate(written):
+        broken = [failed[d] for d in directories if d in failed]
+        if broken and results[index][0] == "delivered":
+            results[index] = ["error", broken[0].errno or errno.EIO, broken[0].strerror or ""]
+    return results
 
 
 # ---------------------------------------------------------------------- usage and quota
