@@ -178,6 +178,7 @@ class QueueRunner(QueueAdminMixin, Service):
             in_thread=self._in_thread,
             fsync=spool.fsync,
             cache_seconds=min(settings.server.directory_cache_seconds, 1.0),
+            spool=spool,
         )
         self.outbound = outbound or OutboundDelivery(
             settings=settings,
