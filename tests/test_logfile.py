@@ -78,3 +78,31 @@ def test_log_file_takes_lines_from_threads_whole(tmp_path: Path) -> None:
     ]
     assert len(lines) == 800
     assert all(line.endswith("x" * 200) and "[mailmax.test#info] thread" in line for line in lines)
+
+
+def test_per_message_lines_go_to_the_log_file_only_while_it_is_open(tmp_path: Path) -> None:
+    """L1: a mail_logger line is written once, to the log file, not to twistd's log; other
+    events go to both; without a log file the mail lines go to twistd's log."""
+    from mailmax.core.logfile import mail_logger
+
+    seen: list[str] = []
+
+    def twistd_log(event: dict) -> None:
+        if event.get("log_namespace", "").startswith("mailmax.test"):
+            seen.append(event["log_format"])
+
+    globalLogPublisher.addObserver(twistd_log)
+    mail, other = mail_logger("mailmax.test.mail"), Logger(namespace="mailmax.test.other")
+    logfile = MailLogFile(tmp_path / "mailmax.log")
+    try:
+        logfile.start()
+        mail.info("accepted {queue_id}", queue_id="q1")
+        other.error("something broke")
+        logfile.stop()
+        mail.info("accepted {queue_id}", queue_id="q2")
+    finally:
+        globalLogPublisher.removeObserver(twistd_log)
+    text = (tmp_path / "mailmax.log").read_text()
+    assert text.count("accepted q1") == 1 and "something broke" in text
+    assert "accepted q2" not in text
+    assert seen == ["something broke", "accepted {queue_id}"]

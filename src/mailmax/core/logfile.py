@@ -3,6 +3,11 @@
 Lines look like twistd's (``<time> [<namespace>#<level>] <text>``) but cost a fraction: the
 timestamp is formatted once per second, and a plain ``{name}`` format is filled in with
 ``str.format`` (Twisted's formatter, which also allows ``{name()}``, is the fallback).
+
+The lines written for every message (accepted, delivered) come from :func:`mail_logger`
+loggers. While a log file is open they go to it only, formatted once: the mail log, like an
+MTA's maillog, while twistd's log keeps the server's life, warnings and errors. Without a log
+file they go to twistd's log like every other event.
 """
 
 from __future__ import annotations
@@ -12,7 +17,15 @@ import time
 from pathlib import Path
 from typing import IO, Any, cast
 
-from twisted.logger import ILogObserver, LogLevel, eventAsText, formatEvent, globalLogPublisher
+from twisted.logger import (
+    ILogObserver,
+    Logger,
+    LogLevel,
+    LogPublisher,
+    eventAsText,
+    formatEvent,
+    globalLogPublisher,
+)
 from zope.interface import implementer
 
 #: The timestamp format of twistd's log lines.
@@ -75,6 +88,18 @@ def _text(event: dict[str, Any]) -> str:
         return formatEvent(event)
 
 
+#: Where :func:`mail_logger` loggers send their events.
+MAIL_LOG = LogPublisher()
+_global_observer = cast(ILogObserver, globalLogPublisher)
+MAIL_LOG.addObserver(_global_observer)
+_open_files: list[MailLogFile] = []
+
+
+def mail_logger(namespace: str) -> Logger:
+    """A logger for the per-message lines (see the module text)."""
+    return Logger(namespace=namespace, observer=cast(ILogObserver, MAIL_LOG))
+
+
 class MailLogFile:
     """Appends every event of ``info`` level and above to ``path``, one line per event."""
 
@@ -90,12 +115,20 @@ class MailLogFile:
         self._handle = self.path.open("a", encoding="utf-8", errors="replace", buffering=1)
         self._observer = LineObserver(self._handle, self.level)
         globalLogPublisher.addObserver(cast(ILogObserver, self._observer))
+        MAIL_LOG.addObserver(cast(ILogObserver, self._observer))
+        if not _open_files:
+            MAIL_LOG.removeObserver(_global_observer)
+        _open_files.append(self)
 
     def stop(self) -> None:
         """Unsubscribe and close the file."""
         if self._observer is not None:
             globalLogPublisher.removeObserver(cast(ILogObserver, self._observer))
+            MAIL_LOG.removeObserver(cast(ILogObserver, self._observer))
             self._observer = None
+            _open_files.remove(self)
+            if not _open_files:
+                MAIL_LOG.addObserver(_global_observer)
         if self._handle is not None:
             self._handle.close()
             self._handle = None
