@@ -13,6 +13,7 @@ from twisted.logger import Logger
 
 from mailmax.core.directory.api import Lookup, RecipientLookup
 from mailmax.core.hooks import Scope
+from mailmax.core.logfile import mail_logger
 from mailmax.core.model import Envelope, Recipient
 from mailmax.core.smtp import commands
 from mailmax.core.smtp.commands import Address, SMTPRefusal, SMTPReplyError
@@ -28,6 +29,8 @@ else:
     _Base = object
 
 log = Logger(namespace="mailmax.smtp")
+#: The per-message lines (the mail log; see :mod:`mailmax.core.logfile`).
+mail_log = mail_logger("mailmax.smtp")
 
 _LOCAL = frozenset({Lookup.USER, Lookup.CATCH_ALL, Lookup.ALIAS})
 
@@ -283,7 +286,7 @@ class TransactionMixin(_Base):
             return
         session.messages += 1
         session.bytes_received += result.size
-        log.info(
+        mail_log.info(
             "accepted {queue_id} from <{sender}> to {recipients} size {size} session {session_id}",
             queue_id=queue_id,
             sender=envelope.sender,
