@@ -34,6 +34,7 @@ from twisted.python.threadpool import ThreadPool
 
 from mailmax.core.config import Settings
 from mailmax.core.hooks import PluginSet
+from mailmax.core.logfile import mail_logger
 from mailmax.core.outbound.delivery import OutboundDelivery, RemoteOutcome
 from mailmax.core.outbound.hold import HoldQueue
 from mailmax.core.outbound.retry import Schedule
@@ -44,6 +45,8 @@ from mailmax.core.queue.notices import Notifier, status_of
 from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient
 
 log = Logger(namespace="mailmax.queue")
+#: The per-message lines (the mail log; see :mod:`mailmax.core.logfile`).
+mail_log = mail_logger("mailmax.queue")
 
 __all__ = ["QueueRunner", "count_received", "runner_for", "status_of"]
 
@@ -453,7 +456,7 @@ class QueueRunner(QueueAdminMixin, Service):
             recipient.state, recipient.last_error = "failed", outcome.diagnostic
         else:
             result = await self._deferred(envelope, path, [(recipient, outcome.diagnostic, None)])
-        log.info(
+        mail_log.info(
             "delivery {queue_id} to={rcpt} folder={folder} result={result}{detail}",
             queue_id=envelope.id,
             rcpt=recipient.mailbox or recipient.address,
