@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import ipaddress
 import re
 import time
@@ -17,6 +18,7 @@ def protocol_name(esmtp: bool, tls: bool, authenticated: bool) -> str:
     return "ESMTP" + ("S" if tls else "") + ("A" if authenticated else "")
 
 
+@functools.lru_cache(maxsize=256)
 def address_literal(ip: str) -> str:
     """``[192.0.2.1]`` or ``[IPv6:2001:db8::1]`` for a client IP."""
     try:
@@ -54,13 +56,19 @@ def received_header(
         f"Received: from {helo_text} ({comment})",
         f"\tby {_clean(hostname)} (MailMax) with {protocol} id {_clean(queue_id)}",
     ]
-    date = email.utils.formatdate(when if when is not None else time.time(), localtime=True)
+    date = _date(int(when if when is not None else time.time()))
     if len(recipients) == 1:
         lines.append(f"\tfor <{_clean(recipients[0])}>;")
     else:
         lines[-1] += ";"
     lines.append(f"\t{date}")
     return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace")
+
+
+@functools.lru_cache(maxsize=4)
+def _date(second: int) -> str:
+    """The RFC 5322 date of a second (a message per millisecond would format it 1000 times)."""
+    return email.utils.formatdate(second, localtime=True)
 
 
 def _clean(text: str | None) -> str:
