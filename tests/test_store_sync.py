@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mailmax.core.store.index import INDEX_NAME
+from mailmax.core.store.index import INDEX_NAME, flags_of
 from mailmax.core.store.mailbox import MailStore
 from mailmax.core.store.maildir import deliver
+from mailmax.core.store.names import base_of, parse_filename
 from mailmax.core.store.scan import BULK_ROWS, COARSE_MARGIN_NS, FINE_MARGIN_NS, SECONDARY_INDEXES
 
 MSG = b"From: a@example.test\r\nSubject: sync\r\n\r\nbody\r\n"
@@ -64,3 +65,64 @@ def test_big_folder_index_is_built_in_one_pass(tmp_path: Path) -> None:
     with sqlite3.connect(root / INDEX_NAME) as conn:
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {name for name, _ in SECONDARY_INDEXES} <= names
+
+
+def _expected_rows(root: Path) -> list[tuple[str, str, int, float, str]]:
+    """What every file of ``root`` should give, parsed one by one: (base, file, size, date,
+    letters) in arrival order; a base in both directories counts in new/ only."""
+    found: dict[str, tuple[float, str, str, int, str]] = {}
+    for sub in ("cur", "new"):
+        for entry in os.scandir(root / sub):
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+            parsed = parse_filename(entry.name)
+            size = parsed.size if parsed.size is not None else entry.stat().st_size
+            when = parsed.time if parsed.time is not None else entry.stat().st_mtime
+            found[base_of(entry.name)] = (
+                when,
+                base_of(entry.name),
+                f"{sub}/{entry.name}",
+                size,
+                parsed.letters,
+            )
+    return [
+        (base, name, size, when, letters)
+        for when, base, name, size, letters in sorted(found.values())
+    ]
+
+
+def test_first_build_matches_file_by_file_parsing(tmp_path: Path) -> None:
+    """S3: the first build of an index (the listing parsed in one pass) gives every file the
+    UID, size, date and flags that parsing its name alone gives, for unusual names too."""
+    root = tmp_path / "mixed"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    names = {
+        "cur": [
+            "1700000005.M000123P1Q1.host,S=5:2,FS",
+            "1700000001.M7P1Q2.host,S=7:2,",
+            "1700000003.P1Q3.host,S=9",  # no microseconds, no info
+            f"{0x5F5E1000 * 1_000_000 + 77:014x}abcd-bob@example.test,S=11:2,RS",  # queue id
+            "1700000002.M1P1Q4.host:2,S",  # no size: from stat
+            "oddname:2,T",  # no time, no size
+            "1700000004.M5P1Q5.host,S=3:1,x",  # an info part of another version
+            "1700000006.M5P1Q6.host,S=4:2,S:extra",
+            "12.M1P1Q7.host,S=2:2,S",  # a time nobody believes
+            "1700000007.M1P1Q8.both,S=1:2,S",  # also in new/: new/ wins
+            ".hidden,S=1:2,S",
+        ],
+        "new": ["1700000008.M1P1Q9.host,S=6", "1700000007.M1P1Q8.both,S=1"],
+    }
+    for sub, files in names.items():
+        for name in files:
+            (root / sub / name).write_bytes(MSG)
+    (root / "cur" / "1700000009.M1P1Q10.dir,S=1:2,").mkdir()  # not a message
+    with MailStore(root, fsync=False).open() as folder:
+        got = [
+            (base_of(m.filename.split("/", 1)[1]), m.filename, m.size, m.internaldate, m.flags)
+            for m in folder.messages()
+        ]
+        assert [m.uid for m in folder.messages()] == list(range(1, len(got) + 1))
+    expected = _expected_rows(root)
+    assert [row[:4] for row in got] == [row[:4] for row in expected]
+    assert [row[4] for row in got] == [flags_of(row[4], "") for row in expected]

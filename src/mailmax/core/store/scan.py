@@ -22,7 +22,7 @@ import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from mailmax.core.store.names import INFO_SEPARATOR, SANE_TIME, parse_filename
+from mailmax.core.store.names import INFO_SEPARATOR, SANE_TIME, base_of, parse_filename
 
 #: Stored instead of a directory mtime that must be rescanned next time.
 DIRTY = -1
@@ -161,6 +161,8 @@ class DiskSync:
         return changed
 
     def _rescan(self, scan: set[str], known: dict[str, tuple[int, str]]) -> bool:
+        if len(scan) == 2 and not self.conn.execute("SELECT 1 FROM messages LIMIT 1").fetchone():
+            return self._build(known)  # nothing indexed yet: nothing to compare with
         disk: _Listing = {}
         for subdir in sorted(scan):
             disk.update(self._listdir(subdir))
@@ -233,48 +235,58 @@ class DiskSync:
             pass
         return found
 
+    def _build(self, known: dict[str, tuple[int, str]]) -> bool:
+        """Index every message of a folder whose index has no rows yet; True when any.
+
+        The first build of a big folder: every file is new, so the listing is parsed
+        straight into rows, without the comparisons of a rescan.
+        """
+        items = _parse_listing(self.dir, "cur", _names(self.dir / "cur"))
+        fresh = _parse_listing(self.dir, "new", _names(self.dir / "new"))
+        if fresh:
+            items += fresh
+            if len({item[1] for item in items}) != len(items):  # in both: new/ wins
+                items = list({item[1]: item for item in items}.values())
+        if not items:
+            return False
+        self._insert_fresh(items, known)
+        return True
+
     def _add_fresh(
         self, fresh: list[tuple[str, str, str]], known: dict[str, tuple[int, str]]
     ) -> None:
-        modseq = self.bump_modseq()
-        items: list[tuple[float, str, str, str, int, str]] = []
-        common, low, high = _COMMON_NAME.match, *SANE_TIME
+        items: list[_Item] = []
         for base, subdir, filename in fresh:
-            match = common(filename)  # the usual names in one step (a big folder has many)
-            if match is not None:
-                seconds, micros, queue, digits, letters = match.groups()
-                if seconds is not None:
-                    when = int(seconds) + int(micros) / 1_000_000 if micros else float(seconds)
-                else:
-                    when = int(queue, 16) / 1_000_000
-                if low < when < high:
-                    items.append((when, base, subdir, filename, int(digits), letters or ""))
-                    continue
-            _, letters, size, when = parse_filename(filename)
-            if size is None or when is None:
-                try:
-                    st = os.stat(self.dir / subdir / filename)
-                except FileNotFoundError:
-                    continue  # vanished while we looked
-                size = st.st_size if size is None else size
-                when = st.st_mtime if when is None else when
-            items.append((when, base, subdir, filename, size, letters))
+            item = _parse_one(self.dir, subdir, base, filename)
+            if item is not None:
+                items.append(item)
+        self._insert_fresh(items, known)
+
+    def _insert_fresh(self, items: list[_Item], known: dict[str, tuple[int, str]]) -> None:
+        """Give new messages UIDs in arrival order (or their ``known`` ones) and insert them."""
+        modseq = self.bump_modseq()
         items.sort()
-        fresh_count = sum(1 for item in items if item[1] not in known) if known else len(items)
-        next_uid = self.allocate_uids(fresh_count) if fresh_count else 0
-        rows: list[tuple] = []
+        rows: list[tuple]
         keywords_used: set[str] = set()
-        for when, base, subdir, filename, size, letters in items:
-            kept = known.get(base) if known else None
-            if kept is None:
-                uid, keywords = next_uid, ""
-                next_uid += 1
-            else:
-                uid, keywords = kept
-                keywords_used.update(keywords.split())
-            rows.append(
-                (uid, base, filename, int(subdir == "new"), size, when, letters, keywords, modseq)
-            )
+        if known:
+            fresh_count = sum(1 for item in items if item[1] not in known)
+            next_uid = self.allocate_uids(fresh_count) if fresh_count else 0
+            rows = []
+            for when, base, in_new, filename, size, letters in items:
+                kept = known.get(base)
+                if kept is None:
+                    uid, keywords = next_uid, ""
+                    next_uid += 1
+                else:
+                    uid, keywords = kept
+                    keywords_used.update(keywords.split())
+                rows.append((uid, base, filename, in_new, size, when, letters, keywords, modseq))
+        else:
+            first = self.allocate_uids(len(items)) if items else 0
+            rows = [
+                (uid, base, filename, in_new, size, when, letters, "", modseq)
+                for uid, (when, base, in_new, filename, size, letters) in enumerate(items, first)
+            ]
         bulk = (
             len(rows) >= BULK_ROWS
             and not self.conn.execute("SELECT 1 FROM messages LIMIT 1").fetchone()
@@ -290,3 +302,70 @@ class DiskSync:
                     self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
         if keywords_used:
             self.note_keywords(keywords_used)
+
+
+#: A parsed message file: (arrival time, base, in_new, file name, size, info letters).
+_Item = tuple[float, str, int, str, int, str]
+
+
+def _names(directory: Path) -> list[str]:
+    """The message file names in ``directory`` (dot files and non-files left out)."""
+    try:
+        with os.scandir(directory) as entries:
+            return [e.name for e in entries if e.name[0] != "." and e.is_file()]
+    except FileNotFoundError:
+        return []
+
+
+def _parse_listing(folder_dir: Path, subdir: str, names: list[str]) -> list[_Item]:
+    """Parse the file names of one directory; the usual names take one regex match each."""
+    in_new = int(subdir == "new")
+    common, low, high = _COMMON_NAME.match, *SANE_TIME
+    items: list[_Item] = []
+    append = items.append
+    for name in names:
+        match = common(name)
+        if match is not None:
+            seconds, micros, queue, digits, letters = match.groups()
+            # the ":2," matched is the first ":" of the name, so the base ends there
+            if letters is not None:
+                base = name[: match.start(5) - 3]
+            elif ":" not in name:
+                base, letters = name, ""
+            else:
+                base = None
+            if base is not None:
+                if seconds is not None:
+                    when = int(seconds) + int(micros) / 1_000_000 if micros else float(seconds)
+                else:
+                    when = int(queue, 16) / 1_000_000
+                if low < when < high:
+                    append((when, base, in_new, name, int(digits), letters))
+                    continue
+        item = _parse_one(folder_dir, subdir, base_of(name), name)
+        if item is not None:
+            append(item)
+    return items
+
+
+def _parse_one(folder_dir: Path, subdir: str, base: str, filename: str) -> _Item | None:
+    """One message file: the time and size from its name, else from ``stat``; None if gone."""
+    in_new = int(subdir == "new")
+    match = _COMMON_NAME.match(filename)  # the usual names in one step
+    if match is not None:
+        seconds, micros, queue, digits, letters = match.groups()
+        if seconds is not None:
+            when = int(seconds) + int(micros) / 1_000_000 if micros else float(seconds)
+        else:
+            when = int(queue, 16) / 1_000_000
+        if SANE_TIME[0] < when < SANE_TIME[1]:
+            return (when, base, in_new, filename, int(digits), letters or "")
+    _, letters, size, parsed_when = parse_filename(filename)
+    if size is None or parsed_when is None:
+        try:
+            st = os.stat(folder_dir / subdir / filename)
+        except FileNotFoundError:
+            return None  # vanished while we looked
+        size = st.st_size if size is None else size
+        parsed_when = st.st_mtime if parsed_when is None else parsed_when
+    return (parsed_when, base, in_new, filename, size, letters)
