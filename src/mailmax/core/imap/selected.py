@@ -158,6 +158,14 @@ class SelectedCommands(SessionBase):
             out.extend(range(lo - 1, hi))
         return out
 
+    def _warm(self, folder: Folder) -> None:
+        """Read the message list of ``folder`` in a thread, if it is still selected."""
+        selected = self.selected
+        if self._closing or selected is None or selected.folder is not folder:
+            return
+        warming = self.blocking(folder.messages)
+        warming.addErrback(lambda f: log.failure("cannot read {name}", f, name=folder.name))
+
     def release_selected(self) -> None:
         """Forget the selected mailbox and close it (in a thread)."""
         selected, self.selected = self.selected, None
@@ -239,9 +247,9 @@ class SelectedCommands(SessionBase):
             return "Closed"
         self.selected = Selected(folder.name, folder, readonly, set(facts["recent_uids"]))
         self.state = "selected"
-        # read the message list now, while the client reads the reply: FETCH usually follows
-        warming = self.blocking(folder.messages)
-        warming.addErrback(lambda f: log.failure("cannot read {name}", f, name=folder.name))
+        # read the message list while the client reads the reply (FETCH usually follows),
+        # once the reply is on its way: a thread started now would hold it up
+        self.reactor.callLater(0, self._warm, folder)
         keywords = " ".join(facts["keywords"])
         flags = f"{_SYSTEM_FLAGS} {keywords}".strip()
         self.send(f"* FLAGS ({flags})")
