@@ -32,6 +32,8 @@ log = Logger(namespace="mailmax.imap")
 
 #: Failed log-ins on one connection before the server says BYE.
 MAX_AUTH_FAILURES = 5
+#: Seconds from a log-in to its record in the directory (see ``record_login``).
+RECORD_LOGIN_DELAY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,8 @@ class AuthCommands(SessionBase):
     _auth_failures: int
     _sasl_tag: str | None
     _counted: bool
+    #: A log-in not written to the directory yet: (address, the delayed call that writes it).
+    _login_record: tuple[str, Any] | None = None
 
     # ------------------------------------------------------------------ not authenticated
     @property
@@ -191,10 +195,25 @@ class AuthCommands(SessionBase):
         self.touch()
         self._log_login(user.address, "ok")
         self.factory.logins.note(self.peer_ip, user.address)
-        recorded = self.directory.record_login(user.address, "imap", self.peer_ip)
+        call = self.reactor.callLater(RECORD_LOGIN_DELAY, self.record_login)
+        self._login_record = (user.address, call)
+        return f"[CAPABILITY {self.capabilities()}] Logged in"
+
+    def record_login(self) -> None:
+        """Write this session's log-in to the directory, if not done yet.
+
+        Runs a moment after the log-in (or when the connection ends first), so that the
+        commands a client sends right after logging in do not share the CPU with the write.
+        """
+        pending, self._login_record = self._login_record, None
+        if pending is None:
+            return
+        address, call = pending
+        if call.active():
+            call.cancel()
+        recorded = self.directory.record_login(address, "imap", self.peer_ip)
         if isinstance(recorded, defer.Deferred):
             recorded.addErrback(lambda f: log.failure("cannot record log-in", f))
-        return f"[CAPABILITY {self.capabilities()}] Logged in"
 
     def release_count(self) -> None:
         """Give back this session's place in its user's session count."""

@@ -197,6 +197,7 @@ class IMAPServer(AuthCommands, SelectedCommands, FolderCommands, protocol.Protoc
             if call is not None and call.active():
                 call.cancel()
         self.stop_idle()
+        self.record_login()
         self.release_selected()
         self.release_count()
         self.factory.session_gone(self)
