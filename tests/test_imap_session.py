@@ -78,6 +78,17 @@ def test_login_forms_and_record(imap: IMAPWorld) -> None:
     assert (service, ip) == ("imap", "127.0.0.1")
 
 
+def test_login_recorded_while_the_session_stays(imap: IMAPWorld) -> None:
+    """S5: the log-in of a session that stays connected is recorded a moment later (off the
+    path of the commands that follow it); one that ends first is recorded when it ends."""
+    user = imap.new_user()
+    client = imap.client()
+    assert client.login(user.address, user.password)[0] == "OK"
+    assert client.select("INBOX")[0] == "OK"
+    wait_until(lambda: imap.sql.last_login(user.address), 5, "login record")
+    client.logout()
+
+
 def test_wrong_password_and_unknown_user_look_the_same(imap: IMAPWorld) -> None:
     """A6: a failed log-in says AUTHENTICATIONFAILED whatever the reason."""
     user = imap.new_user()
