@@ -7,10 +7,12 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
-from twisted.internet import defer
+from twisted.internet import defer, threads
+from twisted.python.threadpool import ThreadPool
 
 from mailmax.core import spool as spool_module
 from mailmax.core import spoolwriter
@@ -338,7 +340,7 @@ def test_remove_many_takes_envelopes_first_with_one_directory_fsync(
     assert all(ok for ok, _ in results)
     ids = sorted(contents)
     events: list[str] = []
-    real_dir = spool_module._fsync_dir
+    real_dir = spoolwriter.fsync_dir
 
     def sync_dir(path: Path) -> None:
         real_dir(path)
@@ -346,7 +348,7 @@ def test_remove_many_takes_envelopes_first_with_one_directory_fsync(
         gone = [i for i in ids[:4] if not spool.envelope_path(i).exists()]
         events.append(f"{Path(path).name} envelopes-gone={len(gone)} messages-left={len(left)}")
 
-    monkeypatch.setattr(spool_module, "_fsync_dir", sync_dir)
+    monkeypatch.setattr(spoolwriter, "fsync_dir", sync_dir)
     spool.remove_many(ids[:4])
     assert events == ["env envelopes-gone=4 messages-left=4"]
     assert spool.pending_ids() == ids[4:]
@@ -355,6 +357,35 @@ def test_remove_many_takes_envelopes_first_with_one_directory_fsync(
     assert len(events) == 1
     with pytest.raises(ValueError):
         spool.remove_many(["../x"])
+
+
+def test_remove_soon_removes_off_the_reactor_and_keeps_the_files_for_reuse(
+    spool: Spool, reactor_thread
+) -> None:
+    """Q1: the queue runner's removals run in the writer process when there is one (else in a
+    thread): the finished messages leave the queue, the others stay, and their files wait in
+    free/ to become the next messages' files; a bad id is refused before anything is done."""
+    results, contents = accept_many(reactor_thread, spool, 5)
+    assert all(ok for ok, _ in results)
+    ids = sorted(contents)
+    inodes = {os.stat(spool.message_path(i)).st_ino for i in ids[:3]}
+    in_thread = partial(threads.deferToThreadPool, reactor_thread.reactor, ThreadPool(1, 1))
+    pool = in_thread.args[1]
+    pool.start()
+    try:
+        reactor_thread.call(lambda: spool.remove_soon(ids[:3], in_thread), timeout=30)
+        assert spool.pending_ids() == ids[3:]
+        assert not any(spool.message_path(i).exists() for i in ids[:3])
+        free = {os.stat(spool.free_dir / name).st_ino for name in os.listdir(spool.free_dir)}
+        assert inodes <= free
+        with pytest.raises(ValueError):
+            spool.remove_soon(["../x"], in_thread)
+        _, more = accept_many(reactor_thread, spool, 3)
+        reused = {os.stat(spool.message_path(i)).st_ino for i in more} & inodes
+        assert reused  # the writer takes from free/ at once
+        assert all(spool.message_path(i).read_bytes() == more[i] for i in more)
+    finally:
+        pool.stop()
 
 
 def test_files_of_finished_messages_are_reused_not_recreated(
@@ -500,3 +531,49 @@ def test_a_second_user_of_the_queue_directory_is_refused(spool: Spool, reactor_t
     reactor_thread.call(spool.stop)
     other.start()  # free once the first one stopped
     reactor_thread.call(other.stop)
+
+
+def test_free_files_never_hand_one_file_to_two_writers(tmp_path: Path) -> None:
+    """Q1: writers taking and releasing free files at once, while a rescan lists files being
+    released, never get the same file (two messages in one inode would mix their bytes)."""
+    free_dir, work = tmp_path / "free", tmp_path / "tmp"
+    free_dir.mkdir()
+    work.mkdir()
+    for i in range(4):
+        (free_dir / f"seed-{i}").write_bytes(b"x")
+    free = spoolwriter.FreeFiles(str(free_dir), taker=True, rescan=True)
+    free.load()
+    monkey_interval = spoolwriter.FREE_RESCAN_SECONDS
+    spoolwriter.FREE_RESCAN_SECONDS = 0.0
+    held: set[int] = set()
+    lock = threading.Lock()
+    problems: list[str] = []
+
+    def writer(n: int) -> None:
+        for i in range(300):
+            path = str(work / f"{n}-{i}")
+            fd = free.take(path)
+            if fd is None:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            inode = os.fstat(fd).st_ino
+            with lock:
+                if inode in held:
+                    problems.append(f"inode {inode} handed out twice")
+                held.add(inode)
+            os.write(fd, b"message %d %d" % (n, i))
+            os.close(fd)
+            with lock:
+                held.discard(inode)
+            free.release(path)
+
+    try:
+        workers = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(60)
+    finally:
+        spoolwriter.FREE_RESCAN_SECONDS = monkey_interval
+    assert problems == []
+    assert os.listdir(work) == []
+    assert 0 < len(os.listdir(free_dir)) <= spoolwriter.FREE_FILES

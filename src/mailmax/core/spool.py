@@ -29,7 +29,6 @@ import fcntl
 import itertools
 import json
 import os
-import re
 import secrets
 import sys
 import threading
@@ -54,7 +53,7 @@ FINAL_STATES = frozenset({"delivered", "bounced"})
 #: Version of the envelope file format.
 FORMAT_VERSION = 1
 
-_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
+_ID_RE = spoolwriter.QUEUE_ID
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _fsync_dir = spoolwriter.fsync_dir
 _unlink = spoolwriter.unlink
@@ -626,12 +625,18 @@ class Spool:
 
     def remove_many(self, queue_ids: Sequence[str]) -> None:
         """Remove several messages whose recipients are all done, with one directory fsync
-        (blocking). The envelopes go first: a crash before the fsync leaves a message queued,
-        whose next delivery finds the copies already made."""
-        paths = [self._paths(check_id(queue_id)) for queue_id in queue_ids]
-        for _message, envelope in paths:
-            self.free.release(envelope)
-        if self.fsync and paths:
-            _fsync_dir(self._env)
-        for message, _envelope in paths:
-            self.free.release(message)
+        (blocking; see :func:`mailmax.core.spoolwriter.remove_messages`)."""
+        ids = [check_id(queue_id) for queue_id in queue_ids]
+        spoolwriter.remove_messages(str(self.directory), ids, fsync=self.fsync, free=self.free)
+
+    def remove_soon(
+        self, queue_ids: Sequence[str], in_thread: Callable[..., defer.Deferred[Any]]
+    ) -> defer.Deferred[Any]:
+        """Remove finished messages off the reactor thread: in the writer process when there
+        is one (its next messages reuse the files at once), else by ``in_thread``."""
+        ids = [check_id(queue_id) for queue_id in queue_ids]
+        if self._helper is None:
+            return in_thread(self.remove_many, ids)
+        d = self.run_in_writer("remove", {"ids": ids})
+        d.addErrback(lambda _: in_thread(self.remove_many, ids))  # the writer went away
+        return d

@@ -12,10 +12,10 @@ a dozen small blocking system calls, and in the server process every one of them
 worker thread wait for the interpreter lock and the reactor thread wait for the worker.
 
 The pipe carries frames. To the helper: ``A`` (accept: id, envelope, message), ``J`` (a call,
-as JSON: Maildir deliveries for the queue runner) and ``S`` (finish and stop). From it: ``C``
-(committed: id), ``E`` (failed: id, errno, text), ``J`` (a call's result) and ``X`` (stopped).
-When its input ends without ``S`` the server is gone: the helper exits at once, and what it
-had not committed is cleaned up by the next start, as after a crash.
+as JSON: Maildir deliveries and removals for the queue runner) and ``S`` (finish and stop).
+From it: ``C`` (committed: id), ``E`` (failed: id, errno, text), ``J`` (a call's result) and
+``X`` (stopped). When its input ends without ``S`` the server is gone: the helper exits at
+once, and what it had not committed is cleaned up by the next start, as after a crash.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import struct
 import sys
 import threading
@@ -48,6 +49,8 @@ _ACCEPT = struct.Struct(">BII")  # id length, envelope length, message length
 _CALL = struct.Struct(">I")  # JSON length
 _COMMITTED = struct.Struct(">B")
 _FAILED = struct.Struct(">BiH")  # id length, errno, text length
+#: What a queue id may look like (a plain file name).
+QUEUE_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -112,8 +115,12 @@ class FreeFiles:
         return [e.name for e in os.scandir(self.directory) if e.is_file(follow_symlinks=False)]
 
     def take(self, path: str) -> int | None:
-        """Give a free file the name ``path`` (never replacing a file) and open it for
-        writing; None when there is none (or this process does not take files)."""
+        """Give a free file the name ``path`` (a new name: nothing may be there) and open it
+        for writing; None when there is none (or this process does not take files).
+
+        One atomic rename: when two takers pick the same free file (a rescan can list a file
+        that is being released), one gets it and the other moves on to the next.
+        """
         if not self.taker:
             return None
         while True:
@@ -122,16 +129,15 @@ class FreeFiles:
                 return None
             source = os.path.join(self.directory, name)
             try:
-                os.link(source, path)
+                os.rename(source, path)
             except FileNotFoundError:
                 if os.path.isdir(os.path.dirname(path)):
-                    continue  # removed behind our back: try the next one
+                    continue  # taken or removed behind our back: try the next one
                 self._push(name)
                 raise
             except OSError:
                 self._push(name)
                 raise
-            os.unlink(source)
             return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
 
     def _pop(self) -> str | None:
@@ -173,6 +179,23 @@ class FreeFiles:
         except (FileNotFoundError, IsADirectoryError):
             return
         unlink(path)
+
+
+def remove_messages(
+    directory: str, queue_ids: Sequence[str], *, fsync: bool, free: FreeFiles
+) -> None:
+    """Remove finished messages of the spool in ``directory`` with one directory fsync.
+
+    The envelopes go first: a crash before the fsync leaves a message queued, whose next
+    delivery finds the copies already made. Their files go to ``free`` for reuse.
+    """
+    msg, env = os.path.join(directory, "msg"), os.path.join(directory, "env")
+    for queue_id in queue_ids:
+        free.release(os.path.join(env, queue_id + ".json"))
+    if fsync and queue_ids:
+        fsync_dir(env)
+    for queue_id in queue_ids:
+        free.release(os.path.join(msg, queue_id))
 
 
 def write_file(path: str, chunks: Sequence[bytes], *, fsync: bool, free: FreeFiles) -> None:
@@ -393,7 +416,15 @@ def _deliver(args: dict[str, Any]) -> Any:
     return maildir.deliver_many(requests, fsync=bool(args["fsync"]))
 
 
-#: What a ``J`` frame may ask for: name -> function of the JSON arguments.
+def _checked_id(queue_id: Any) -> str:
+    """A queue id from a call, refused unless it is a plain file name of the spool."""
+    if not isinstance(queue_id, str) or not QUEUE_ID.fullmatch(queue_id):
+        raise ValueError(f"bad queue id {queue_id!r}")
+    return queue_id
+
+
+#: What a ``J`` frame may ask for: name -> function of the JSON arguments. The helper adds
+#: ``remove`` (ids: finished messages to remove, see :func:`remove_messages`).
 CALLS: dict[str, Callable[[dict[str, Any]], Any]] = {"deliver": _deliver}
 
 
@@ -485,12 +516,18 @@ def serve(directory: str, fsync: bool, threads: int, max_batch: int) -> int:
     )
     writer.start()
     calls = ThreadPoolExecutor(2, thread_name_prefix="spool-call")
+    table: dict[str, Callable[[dict[str, Any]], Any]] = {
+        **CALLS,
+        "remove": lambda args: remove_messages(
+            directory, [_checked_id(i) for i in args["ids"]], fsync=fsync, free=free
+        ),
+    }
 
     def run(call: dict[str, Any]) -> None:
         try:
             reply: dict[str, Any] = {
                 "call": call["call"],
-                "result": CALLS[call["op"]](call["args"]),
+                "result": table[call["op"]](call["args"]),
             }
         except Exception as exc:
             code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO

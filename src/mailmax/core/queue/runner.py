@@ -135,7 +135,7 @@ class BatchRemover:
             while self._waiting:
                 spool, items = self._waiting.popitem()
                 try:
-                    await self.in_thread(spool.remove_many, [queue_id for queue_id, _ in items])
+                    await spool.remove_soon([queue_id for queue_id, _ in items], self.in_thread)
                 except Exception as exc:
                     for _, d in items:
                         d.errback(exc)
