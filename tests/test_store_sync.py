@@ -15,7 +15,13 @@ from mailmax.core.store.index import INDEX_NAME, flags_of
 from mailmax.core.store.mailbox import MailStore
 from mailmax.core.store.maildir import deliver
 from mailmax.core.store.names import base_of, parse_filename
-from mailmax.core.store.scan import BULK_ROWS, COARSE_MARGIN_NS, FINE_MARGIN_NS, SECONDARY_INDEXES
+from mailmax.core.store.scan import (
+    BASE_INDEX,
+    BULK_ROWS,
+    COARSE_MARGIN_NS,
+    FINE_MARGIN_NS,
+    SECONDARY_INDEXES,
+)
 
 MSG = b"From: a@example.test\r\nSubject: sync\r\n\r\nbody\r\n"
 
@@ -126,3 +132,79 @@ def test_first_build_matches_file_by_file_parsing(tmp_path: Path) -> None:
     expected = _expected_rows(root)
     assert [row[:4] for row in got] == [row[:4] for row in expected]
     assert [row[4] for row in got] == [flags_of(row[4], "") for row in expected]
+
+
+def _as_version_2(path: Path) -> None:
+    """Rewrite an index as schema version 2 left it: ``base`` a UNIQUE column."""
+    columns = (
+        "uid INTEGER PRIMARY KEY, base TEXT NOT NULL UNIQUE, filename TEXT NOT NULL, "
+        "in_new INTEGER NOT NULL, size INTEGER NOT NULL, internaldate REAL NOT NULL, "
+        "letters TEXT NOT NULL, keywords TEXT NOT NULL DEFAULT '', modseq INTEGER NOT NULL"
+    )
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE old_messages ({columns})")
+        conn.execute("INSERT INTO old_messages SELECT * FROM messages")
+        conn.execute("DROP TABLE messages")
+        conn.execute("ALTER TABLE old_messages RENAME TO messages")
+        for name, definition in SECONDARY_INDEXES:
+            conn.execute(f"CREATE INDEX {name} {definition}")
+        conn.execute("UPDATE state SET version = 2")
+
+
+def _indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+
+
+def test_index_of_version_2_is_upgraded_in_place(tmp_path: Path) -> None:
+    """S3: an index whose ``base`` is a UNIQUE column (version 2) keeps its UIDVALIDITY and
+    UIDs; a big first build into it keeps that constraint and adds no second unique index."""
+    store = MailStore(tmp_path / "bob", fsync=False)
+    for i in range(3):
+        deliver(store.root, "INBOX", MSG, f"{time.time_ns():x}-{i}", fsync=False)
+    with store.open() as folder:
+        folder.expunge([2])
+        uidvalidity = folder.uidvalidity
+    _as_version_2(store.root / INDEX_NAME)
+    with store.open() as folder:
+        assert (folder.uidvalidity, folder.uids()) == (uidvalidity, (1, 3))
+        assert folder.append(MSG) == 4
+    assert not (store.root / (INDEX_NAME + ".damaged")).exists()
+    with sqlite3.connect(store.root / INDEX_NAME) as conn:
+        assert conn.execute("SELECT version FROM state").fetchone()[0] == 3
+
+    empty = MailStore(tmp_path / "carol", fsync=False)
+    with empty.open() as folder:
+        assert len(folder) == 0
+    _as_version_2(empty.root / INDEX_NAME)
+    count = BULK_ROWS + 5
+    for i in range(count):
+        (empty.root / "cur" / f"{1_700_000_000 + i}.M1P1Q{i}.host,S={len(MSG)}:2,").write_bytes(MSG)
+    with empty.open() as folder:
+        assert folder.uids() == tuple(range(1, count + 1))
+    names = _indexes(empty.root / INDEX_NAME)
+    assert BASE_INDEX not in names and any(n.startswith("sqlite_autoindex_messages") for n in names)
+    with pytest.raises(sqlite3.IntegrityError), sqlite3.connect(empty.root / INDEX_NAME) as conn:
+        conn.execute(
+            "INSERT INTO messages SELECT uid + 1000000, base, filename, in_new, size, "
+            "internaldate, letters, keywords, modseq FROM messages LIMIT 1"
+        )
+
+
+def test_new_index_has_a_unique_base_index(tmp_path: Path) -> None:
+    """S3: a new index keeps the unique names in a unique index, also after a big first build."""
+    root = tmp_path / "dave"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True)
+    for i in range(BULK_ROWS + 5):
+        (root / "cur" / f"{1_700_000_000 + i}.M1P1Q{i}.host,S={len(MSG)}").write_bytes(MSG)
+    with MailStore(root, fsync=False).open() as folder:
+        assert len(folder) == BULK_ROWS + 5
+    assert BASE_INDEX in _indexes(root / INDEX_NAME)
+    with pytest.raises(sqlite3.IntegrityError), sqlite3.connect(root / INDEX_NAME) as conn:
+        conn.execute(
+            "INSERT INTO messages SELECT uid + 1000000, base, filename, in_new, size, "
+            "internaldate, letters, keywords, modseq FROM messages LIMIT 1"
+        )

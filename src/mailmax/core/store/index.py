@@ -21,23 +21,27 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 from twisted.logger import Logger
 
 from mailmax.core.store.errors import StoreError
 from mailmax.core.store.names import flags_from_letters, letters_for
-from mailmax.core.store.scan import DIRTY, SECONDARY_INDEXES, DiskSync
+from mailmax.core.store.scan import BASE_INDEX, DIRTY, SECONDARY_INDEXES, DiskSync
 
 log = Logger(namespace="mailmax.store")
 
 INDEX_NAME = "mailmax.index"
 UIDVALIDITY_FILE = "mailmax.uidvalidity"
-SCHEMA_VERSION = 2
+#: 3: the unique index of ``base`` is a named index (version 2 and older: a UNIQUE column),
+#: so that a first build can make it after the rows, like the secondary indexes.
+SCHEMA_VERSION = 3
 #: Expunge records older than this are dropped (sessions idle longer resynchronise fully).
 EXPUNGED_KEEP_SECONDS = 7 * 86400
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     version INTEGER NOT NULL,
@@ -49,7 +53,7 @@ CREATE TABLE state (
 );
 CREATE TABLE messages (
     uid INTEGER PRIMARY KEY,
-    base TEXT NOT NULL UNIQUE,
+    base TEXT NOT NULL,
     filename TEXT NOT NULL,
     in_new INTEGER NOT NULL,
     size INTEGER NOT NULL,
@@ -62,9 +66,16 @@ CREATE TABLE expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL, at REAL
 CREATE INDEX expunged_modseq ON expunged (modseq);
 CREATE TABLE keywords (name TEXT PRIMARY KEY);
 CREATE TABLE recent (uid INTEGER PRIMARY KEY);
-""" + "".join(f"CREATE INDEX {name} {definition};\n" for name, definition in SECONDARY_INDEXES)
+"""
+    + f"CREATE UNIQUE INDEX {BASE_INDEX} ON messages (base);\n"
+    + "".join(f"CREATE INDEX {name} {definition};\n" for name, definition in SECONDARY_INDEXES)
+)
 #: Upgrades from older schema versions that keep every row: version -> statements.
-_UPGRADES = {1: ("CREATE TABLE IF NOT EXISTS recent (uid INTEGER PRIMARY KEY)",)}
+#: (Version 2 files keep their UNIQUE column, which does what the index of version 3 does.)
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    1: ("CREATE TABLE IF NOT EXISTS recent (uid INTEGER PRIMARY KEY)",),
+    2: (),
+}
 
 #: SQLite result codes that mean "try later", not "the file is damaged".
 _TRANSIENT = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY"}
@@ -470,7 +481,7 @@ class FolderIndex(DiskSync):
         self.conn.executemany(
             f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
         )
-        top = max(r[0] for r in rows) + 1
+        top = max(map(itemgetter(0), rows)) + 1
         self.conn.execute("UPDATE state SET uidnext = max(uidnext, ?) WHERE id = 1", (top,))
 
     def allocate_uids(self, count: int) -> int:

@@ -32,6 +32,8 @@ FINE_MARGIN_NS = 100_000_000
 COARSE_MARGIN_NS = 2_000_000_000
 #: Builds at least this big create the secondary indexes after the rows (faster).
 BULK_ROWS = 2000
+#: The unique index of the messages table's ``base`` column (schema version 3).
+BASE_INDEX = "messages_base"
 #: Secondary indexes of the messages table: (name, definition).
 SECONDARY_INDEXES = (
     ("messages_modseq", "ON messages (modseq)"),
@@ -97,6 +99,13 @@ class DiskSync:
     def insert_rows(self, rows: list[tuple]) -> None:
         """Insert row tuples in column order (FolderIndex)."""
         raise NotImplementedError
+
+    def _has_index(self, name: str) -> bool:
+        """True when the index ``name`` exists."""
+        found = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+        ).fetchone()
+        return found is not None
 
     # ------------------------------------------------------------------ mtimes
     def dir_mtimes(self) -> tuple[int, int]:
@@ -291,12 +300,19 @@ class DiskSync:
             len(rows) >= BULK_ROWS
             and not self.conn.execute("SELECT 1 FROM messages LIMIT 1").fetchone()
         )
-        if bulk:  # building: the secondary indexes are faster to make afterwards
+        unique = bulk and self._has_index(BASE_INDEX)  # older schemas: a UNIQUE column
+        if bulk:  # building: the indexes are faster to make afterwards
             for name, _ in SECONDARY_INDEXES:
                 self.conn.execute(f"DROP INDEX IF EXISTS {name}")
+            if unique:
+                self.conn.execute(f"DROP INDEX {BASE_INDEX}")
         try:
             self.insert_rows(rows)
         finally:
+            if unique:
+                self.conn.execute(
+                    f"CREATE UNIQUE INDEX IF NOT EXISTS {BASE_INDEX} ON messages (base)"
+                )
             if bulk:
                 for name, definition in SECONDARY_INDEXES:
                     self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
