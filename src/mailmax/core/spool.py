@@ -43,6 +43,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
 from mailmax.core import spoolwriter
+from mailmax.core.sendnow import write_now
 
 log = Logger(namespace="mailmax.spool")
 
@@ -513,7 +514,7 @@ class Spool:
         if self._writer is not None:
             self._writer.submit(spoolwriter.WriteItem(queue_id, data, chunks))
         elif self._helper is not None:
-            self._helper.pipe.writeSequence(spoolwriter.accept_frame(queue_id, data, chunks))
+            self._to_writer(b"".join(spoolwriter.accept_frame(queue_id, data, chunks)))
         else:  # the writer process is being restarted
             self._answer([(queue_id, OSError(errno.EAGAIN, "the spool writer is restarting"))])
         return d
@@ -554,8 +555,12 @@ class Spool:
         call = next(self._call_numbers)
         d: defer.Deferred[Any] = defer.Deferred()
         self._calls[call] = d
-        self._helper.pipe.write(spoolwriter.call_frame(call, op, args))
+        self._to_writer(spoolwriter.call_frame(call, op, args))
         return d
+
+    def _to_writer(self, frame: bytes) -> None:
+        assert self._helper is not None
+        write_now(self._helper.pipe.pipes[0], frame)
 
     def _called(self, reply: dict[str, Any]) -> None:
         d = self._calls.pop(reply["call"], None)

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.hooks import Scope
 from mailmax.core.model import Envelope, Session
+from mailmax.core.sendnow import write_now
 from mailmax.core.smtp import commands, etrn
 from mailmax.core.smtp.commands import SMTPReplyError
 from mailmax.core.smtp.data import DataReader
@@ -283,7 +284,7 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
     def _write(self, data: bytes) -> None:
         if self._closing:
             return
-        self.transport.write(data + b"\r\n")
+        write_now(self.transport, data + b"\r\n")
 
     def _reply(self, code: int, status: str, text: str) -> None:
         self._write(f"{code} {status} {text}".encode("utf-8", "replace"))
