@@ -426,6 +426,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--final-wait", type=float, default=30.0, help="after each round, s")
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="parent of every server's files (default: the temporary directory)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke run: 3 fixed cells, 1 round of 1 s runs"
     )
     args = parser.parse_args(argv)
@@ -480,7 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: servers get stopped
     started = time.strftime("%Y%m%d-%H%M%S")
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        tempfile.tempdir = str(args.workdir.resolve())  # Postfix's instance too
     env = environment()
+    env["workdir"] = tempfile.gettempdir()
     with tempfile.TemporaryDirectory(prefix="mailmax-bench-") as tmp:
         bench = Bench(args, Path(tmp))
         begin = time.monotonic()
@@ -495,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## SMTP acceptance on {LOOPBACK}, {args.runs} round(s) of {args.seconds} s runs")
     for server in bench.servers:
         print(f"- {server.label}: {bench.versions.get(server.name, '?')}")
+    print(f"- files under {env['workdir']}")
     print(report)
     print(f"\n(total {duration:.0f} s; load average at the end {os.getloadavg()[0]:.2f})")
     args.results_dir.mkdir(parents=True, exist_ok=True)
