@@ -4,10 +4,10 @@ Lines look like twistd's (``<time> [<namespace>#<level>] <text>``) but cost a fr
 timestamp is formatted once per second, and a plain ``{name}`` format is filled in with
 ``str.format`` (Twisted's formatter, which also allows ``{name()}``, is the fallback).
 
-The lines written for every message (accepted, delivered) come from :func:`mail_logger`
-loggers. While a log file is open they go to it only, formatted once: the mail log, like an
-MTA's maillog, while twistd's log keeps the server's life, warnings and errors. Without a log
-file they go to twistd's log like every other event.
+The lines written for every connection and message (SMTP connection, accepted, delivered)
+come from :func:`mail_logger` loggers. While a log file is open they go to it only, formatted
+once: the mail log, like an MTA's maillog, while twistd's log keeps the server's life,
+warnings and errors. Without a log file they go to twistd's log like every other event.
 """
 
 from __future__ import annotations

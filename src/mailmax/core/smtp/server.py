@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.hooks import Scope
+from mailmax.core.logfile import mail_logger
 from mailmax.core.model import Envelope, Session
 from mailmax.core.sendnow import write_now
 from mailmax.core.smtp import commands, etrn
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from mailmax.core.spool import Spool
 
 log = Logger(namespace="mailmax.smtp")
+#: The per-connection and per-message lines (the mail log; see :mod:`mailmax.core.logfile`).
+mail_log = mail_logger("mailmax.smtp")
 
 #: Unprocessed input above this many bytes pauses reading from the client.
 PAUSE_INPUT = 64 * 1024
@@ -105,7 +108,7 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
         if self.factory.is_trusted(peer_ip):
             self.session.trusted = self.session.relay_allowed = True
         self.factory.sessions.add(self)
-        log.info(
+        mail_log.info(
             "connection {session_id} from {peer} on {listener} ({service})",
             session_id=self.session.session_id,
             peer=f"{peer_ip}:{self.session.peer_port}",
