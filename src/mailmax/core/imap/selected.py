@@ -47,6 +47,8 @@ _RECENT = frozenset({"\\Recent"})
 _SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 #: Lines other than DONE tolerated during one IDLE.
 MAX_IDLE_NOISE = 20
+#: Seconds from a SELECT reply to reading the message list in a thread (see cmd_SELECT).
+WARM_DELAY = 0.005
 #: FETCH responses answered from the index that are joined before they go to the stream.
 META_BATCH = 256
 
@@ -248,8 +250,9 @@ class SelectedCommands(SessionBase):
         self.selected = Selected(folder.name, folder, readonly, set(facts["recent_uids"]))
         self.state = "selected"
         # read the message list while the client reads the reply (FETCH usually follows),
-        # once the reply is on its way: a thread started now would hold it up
-        self.reactor.callLater(0, self._warm, folder)
+        # once the reply is on its way: a thread started now would hold it up (the reply
+        # is written after this reactor turn, and calls due now still run in this turn)
+        self.reactor.callLater(WARM_DELAY, self._warm, folder)
         keywords = " ".join(facts["keywords"])
         flags = f"{_SYSTEM_FLAGS} {keywords}".strip()
         self.send(f"* FLAGS ({flags})")
