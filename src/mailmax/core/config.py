@@ -197,7 +197,11 @@ class SpoolSettings(_Section):
     dir: str = Field("queue", description="Queue directory.")
     fsync: bool = Field(True, description="fsync files and directories before replying 250.")
     commit_threads: int = Field(
-        4, ge=1, le=64, description="Threads writing and fsyncing messages."
+        12,
+        ge=1,
+        le=64,
+        description="Threads of the spool writer process writing and fsyncing messages"
+        " (concurrent fsyncs share the file system's journal commits).",
     )
     max_batch: int = Field(64, ge=1, le=4096, description="Most messages one group commit covers.")
 
