@@ -65,6 +65,15 @@ class Selected:
 
 def _open(store: MailStore, name: str, readonly: bool) -> tuple[Folder, dict[str, Any]]:
     folder = store.open(name)
+    early = folder.early
+    if early is not None:  # its index is still being written: the facts are known already
+        return folder, {
+            "recent_uids": [],
+            "recent": 0,
+            "exists": early.count,
+            "unseen": early.first_unseen_position,
+            "keywords": [],
+        }
     try:
         waiting = folder.recent_count()
         if not waiting:

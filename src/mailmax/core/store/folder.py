@@ -87,13 +87,20 @@ class Folder:
         self._lock = threading.RLock()
         self._index = FolderIndex(folder_dir, store.root, fsync=store.fsync)
         self._index.sync()
-        conn = self._index.conn
-        conn.execute("BEGIN")
-        try:  # one snapshot: every row counted is below uidnext
-            self.uidvalidity, self.uidnext, self._modseq = self._index.state()
-            self._count = self._index.count()
-        finally:
-            conn.execute("COMMIT")
+        #: A first build still being written: what it will leave (see firstbuild.py).
+        self.early = self._index.early
+        if self.early is not None:
+            early = self.early
+            self.uidvalidity, self.uidnext, self._modseq = (
+                early.uidvalidity,
+                early.uidnext,
+                early.modseq,
+            )
+            self._count = early.count
+        else:
+            with self._index.snapshot():  # every row counted is below uidnext
+                self.uidvalidity, self.uidnext, self._modseq = self._index.state()
+                self._count = self._index.count()
         self._view: dict[int, MessageInfo] | None = None
         self._order: tuple[MessageInfo, ...] | None = None
         self._uid_order: tuple[int, ...] | None = None

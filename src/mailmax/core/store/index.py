@@ -27,8 +27,9 @@ from pathlib import Path
 from twisted.logger import Logger
 
 from mailmax.core.store.errors import StoreError
+from mailmax.core.store.firstbuild import FirstBuild
 from mailmax.core.store.names import flags_from_letters, letters_for
-from mailmax.core.store.scan import BASE_INDEX, DIRTY, SECONDARY_INDEXES, DiskSync
+from mailmax.core.store.scan import BASE_INDEX, DIRTY, SECONDARY_INDEXES
 
 log = Logger(namespace="mailmax.store")
 
@@ -140,7 +141,7 @@ class _Salvage:
     known: dict[str, tuple[int, str]]  # base -> (uid, keywords)
 
 
-class FolderIndex(DiskSync):
+class FolderIndex(FirstBuild):
     """The index of one Maildir folder (``folder_dir`` holds ``cur/new/tmp``)."""
 
     def __init__(self, folder_dir: Path, root: Path, *, fsync: bool = True) -> None:
@@ -150,6 +151,7 @@ class FolderIndex(DiskSync):
         self.fsync = fsync
         self._modseq_in_txn: int | None = None
         self._closed = False
+        self._init_first_build()
         self.conn = self._open()
 
     # ------------------------------------------------------------------ opening
@@ -293,7 +295,8 @@ class FolderIndex(DiskSync):
         if self._closed:
             return
         self._closed = True
-        self.conn.close()
+        self._built.wait()  # a first build still being written
+        self._conn.close()
 
     # ------------------------------------------------------------------ transactions
     @contextlib.contextmanager

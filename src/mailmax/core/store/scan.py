@@ -100,6 +100,9 @@ class DiskSync:
         """Insert row tuples in column order (FolderIndex)."""
         raise NotImplementedError
 
+    def _announce(self, rows: list[tuple], modseq: int) -> None:
+        """Rows of a first build are about to be written (FirstBuild)."""
+
     def _has_index(self, name: str) -> bool:
         """True when the index ``name`` exists."""
         found = self.conn.execute(
@@ -300,6 +303,7 @@ class DiskSync:
             len(rows) >= BULK_ROWS
             and not self.conn.execute("SELECT 1 FROM messages LIMIT 1").fetchone()
         )
+        self._announce(rows, modseq)
         unique = bulk and self._has_index(BASE_INDEX)  # older schemas: a UNIQUE column
         if bulk:  # building: the indexes are faster to make afterwards
             for name, _ in SECONDARY_INDEXES:
