@@ -12,6 +12,8 @@ import time
 import zipfile
 from pathlib import Path
 
+from tests.fixtures.ports import wait_until
+
 ROOT = Path(__file__).resolve().parents[1]
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 
@@ -157,22 +159,31 @@ def test_example_tac_runs_a_server(mailmax_factory):
     server = mailmax_factory()
     server.stop()
     env = {**os.environ, "MAILMAX_CONFIG": str(server.config_path)}
+    ports = server.data_dir / "run" / "ports.json"
+    ports.unlink(missing_ok=True)  # only the new server's ports count
+    log_path = server.data_dir / "tac-twistd.log"
     proc = subprocess.Popen(
-        [TWISTD, "-ny", str(ROOT / "tac" / "mailmax.tac"), "--pidfile="],
+        [TWISTD, "-ny", str(ROOT / "tac" / "mailmax.tac"), "--pidfile=", f"--logfile={log_path}"],
         cwd=server.data_dir,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
     )
-    try:
-        ports = server.data_dir / "run" / "ports.json"
-        deadline = time.monotonic() + 20
-        while not ports.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
 
-        port = {p["service"]: p["port"] for p in json.loads(ports.read_text())}["smtp"]
-        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-            assert client.ehlo()[0] == 250
+    def smtp_port() -> int:
+        assert proc.poll() is None, "the server exited"
+        return {p["service"]: p["port"] for p in json.loads(ports.read_text())}["smtp"]
+
+    def answers() -> bool:
+        with smtplib.SMTP("127.0.0.1", smtp_port(), timeout=10) as client:
+            return client.ehlo()[0] == 250
+
+    try:
+        try:
+            wait_until(answers, 30, "SMTP of the server started from the .tac file")
+        except TimeoutError as exc:
+            log = log_path.read_text(errors="replace") if log_path.exists() else "(no log)"
+            raise AssertionError(f"{exc}\n--- its log ---\n{log[-4000:]}") from None
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
