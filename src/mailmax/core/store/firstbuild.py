@@ -7,9 +7,9 @@ its own writes the rows and commits. Until then every use of the index connectio
 thread waits for the commit (:attr:`FirstBuild.conn`), so nobody sees a half-built index; other
 connections wait for the write lock as they would for any writer.
 
-A crash before the commit loses nothing that was promised: the first build is not durable
-anyway, and the next one gives the same messages the same UIDs (arrival order) under the same
-UIDVALIDITY, which the schema's own commit made durable before.
+A crash before the commit breaks no promise: the first build is not durable anyway, and the
+next one gives the same messages the same UIDs (arrival order), under the same UIDVALIDITY when
+the schema's earlier commit survived, else under a new one (clients then resynchronise).
 """
 
 from __future__ import annotations
