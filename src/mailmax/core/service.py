@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from mailmax.core import config as config_mod
+from mailmax.core import heap
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
 from mailmax.core.directory.api import BlankPasswordPolicy
@@ -189,7 +190,7 @@ class MailMaxService(service.MultiService):
             d.addCallback(self._listening, listener)
             pending.append(d)
         done = defer.DeferredList(pending, fireOnOneErrback=True, consumeErrors=True)
-        done.addCallback(lambda _: self._write_ports())
+        done.addCallback(lambda _: self._listening_done())
         done.addErrback(self._listen_failed)
 
     def _factory(self, listener: ListenerSettings, tls_options: Any) -> Any:
@@ -232,6 +233,11 @@ class MailMaxService(service.MultiService):
         )
         log.critical("cannot listen: {error}; stopping", error=str(error))
         self.reactor.callLater(0, self.reactor.stop)
+
+    def _listening_done(self) -> None:
+        """Every listener is up: record the ports; keep start-up objects out of full GC passes."""
+        self._write_ports()
+        heap.freeze_startup_objects()
 
     def _write_ports(self) -> None:
         """Record the bound ports in ``<data>/run/ports.json`` (useful with port 0)."""

@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
-from mailmax.core.imap import heap, parser
+from mailmax.core.imap import parser
 from mailmax.core.imap.auth import AuthCommands, IMAPLimits, one_line
 from mailmax.core.imap.errors import Bad, IMAPError
 from mailmax.core.imap.folders import FolderCommands
@@ -578,10 +578,6 @@ class IMAPFactory(protocol.ServerFactory):
         self._grace_call: Any = None
         self._pool: ThreadPool | None = None
         self._pool_trigger: Any = None
-
-    def startFactory(self) -> None:
-        """Listening starts: the start-up objects leave the collector's full passes."""
-        heap.freeze_startup_objects()
 
     def buildProtocol(self, addr: Any) -> IMAPServer:
         """A new session."""
