@@ -117,15 +117,17 @@ class PostfixInstance:
         domain: str = "example.test",
         host: str = LOOPBACK,
         keep: bool = False,
+        parent: Path | None = None,
     ) -> None:
-        """Prepare (but do not start) an instance listening on ``host:port``."""
+        """Prepare (but do not start) an instance listening on ``host:port``, with its files
+        in a new directory under ``parent`` (default: the temporary directory)."""
         if not postfix_available():
             raise RuntimeError(f"{POSTFIX} is not installed")
         self.host = host
         self.port = port or free_port(host)
         self.domain = domain
         self.keep = keep
-        self.base = Path(tempfile.mkdtemp(prefix="mailmax-bench-postfix-"))
+        self.base = Path(tempfile.mkdtemp(prefix="mailmax-bench-postfix-", dir=parent))
         self.config_dir = self.base / "etc"
         self.queue_dir = self.base / "spool"
         self.data_dir = self.base / "data"

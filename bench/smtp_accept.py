@@ -35,7 +35,7 @@ from pathlib import Path
 
 from netutil import LOOPBACK
 from postfix_instance import find_smtp_source
-from servers import BENCH_DIR, SERVERS, Server, wait_delivered
+from servers import BENCH_DIR, SERVERS, Server, spread_subdirectories, wait_delivered
 
 CLIENTS = ("smtp-source", "smtp_load")
 MODE_LABEL = {"persistent": "persistent", "per-connection": "1 msg/conn"}
@@ -279,6 +279,7 @@ class Bench:
         self.rounds.append(
             dict(server=server.name, round=round_no, accepted=expected, delivered=delivered)
             | {"loadavg_1_5_15": [round(v, 2) for v in load]}
+            | {"create_ms_at_start": getattr(server, "create_ms", None)}
         )
         self.say(
             f"  delivered {delivered}/{expected} accepted messages to the Maildir;"
@@ -385,6 +386,14 @@ def render(bench: Bench, summary: dict) -> str:
             value = entry.get("cpu_ms_per_msg")
             row.append(f"{value:.2f}" if value is not None else "-")
         out.append("| " + " | ".join(row) + " |")
+    costs = [
+        f"{labels[r['server']]} {r['create_ms_at_start']:.2f}"
+        for r in bench.rounds
+        if r.get("create_ms_at_start") is not None
+    ]
+    if costs:
+        out.append("\n### creating one file in the server's directory at its start, ms\n")
+        out.append("- " + "; ".join(costs) + " (see bench/README.md)")
     out.append("\n### delivery (messages accepted vs found in the Maildir, all runs)\n")
     for name in names:
         tally = bench.delivery.get(name)
@@ -492,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     env["workdir"] = tempfile.gettempdir()
     with tempfile.TemporaryDirectory(prefix="mailmax-bench-") as tmp:
+        os.chmod(tmp, 0o755)  # Postfix's daemons (user postfix) pass through it
+        env["spread_subdirectories"] = spread_subdirectories(Path(tmp))
         bench = Bench(args, Path(tmp))
         begin = time.monotonic()
         try:
@@ -499,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in bench.servers:
                 server.stop()
+            for server in bench.servers:
+                server.cleanup()
         duration = time.monotonic() - begin
     summary = summarize(bench.records)
     report = render(bench, summary)
