@@ -21,6 +21,7 @@ import sqlite3
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailmax.core.store.names import INFO_SEPARATOR, SANE_TIME, base_of, parse_filename
 
@@ -75,30 +76,31 @@ class DiskSync:
     dir: Path
     conn: sqlite3.Connection
 
-    # ------------------------------------------------------------------ from FolderIndex
-    def write(self, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
-        """A write transaction (FolderIndex)."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by FolderIndex, which mixes this class in
 
-    def bump_modseq(self) -> int:
-        """The modification sequence of the current write transaction (FolderIndex)."""
-        raise NotImplementedError
+        def write(self, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+            """A write transaction."""
+            ...
 
-    def delete(self, uids: list[int]) -> None:
-        """Forget expunged messages (FolderIndex)."""
-        raise NotImplementedError
+        def bump_modseq(self) -> int:
+            """The modification sequence of the current write transaction."""
+            ...
 
-    def allocate_uids(self, count: int) -> int:
-        """Reserve UIDs (FolderIndex)."""
-        raise NotImplementedError
+        def delete(self, uids: list[int]) -> None:
+            """Forget expunged messages."""
+            ...
 
-    def note_keywords(self, keywords: set[str]) -> None:
-        """Remember keywords (FolderIndex)."""
-        raise NotImplementedError
+        def allocate_uids(self, count: int) -> int:
+            """Reserve UIDs."""
+            ...
 
-    def insert_rows(self, rows: list[tuple]) -> None:
-        """Insert row tuples in column order (FolderIndex)."""
-        raise NotImplementedError
+        def note_keywords(self, keywords: set[str]) -> None:
+            """Remember keywords."""
+            ...
+
+        def insert_rows(self, rows: list[tuple]) -> None:
+            """Insert row tuples in column order."""
+            ...
 
     def _announce(self, rows: list[tuple], modseq: int) -> None:
         """Rows of a first build are about to be written (FirstBuild)."""
