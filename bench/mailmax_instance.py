@@ -10,7 +10,6 @@ first start. ``twistd -n mailmax`` runs in its own process group.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import subprocess
@@ -22,19 +21,9 @@ from typing import Any
 from netutil import LOOPBACK, free_port, require_loopback
 from servers import ProcessGroup, tool
 
+from mailmax.core.pluginhost.configedit import toml_value
+
 DOMAIN = "example.test"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def write_toml(path: Path, sections: dict[str, Any]) -> None:
@@ -43,7 +32,7 @@ def write_toml(path: Path, sections: dict[str, Any]) -> None:
     for name, table in sections.items():
         for entry in table if isinstance(table, list) else [table]:
             lines.append(f"[[{name}]]" if isinstance(table, list) else f"[{name}]")
-            lines += [f"{key} = {_toml_value(value)}" for key, value in entry.items()]
+            lines += [f"{key} = {toml_value(value)}" for key, value in entry.items()]
             lines.append("")
     path.write_text("\n".join(lines))
     tomllib.loads(path.read_text())  # never start from a broken file
