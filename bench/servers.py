@@ -190,6 +190,11 @@ class Server:
         self.port = 0
         self.recipient = BENCH_USER
         self.delivered_total = 0
+        self.starts = 0
+        #: What creating a file cost in the directory of the latest start (ms).
+        self.create_ms: float | None = None
+        #: Directories of earlier starts kept outside the work directory, removed by cleanup().
+        self.bases: list[Path] = []
 
     def available(self) -> str | None:
         """None when the server can run here, else the reason it cannot."""
@@ -234,7 +239,7 @@ class Server:
         """A new directory under the work directory for this start (the files of earlier
         starts stay until the end: see :func:`count_maildir`); :attr:`create_ms` says what
         creating a file costs there."""
-        self.starts = getattr(self, "starts", 0) + 1
+        self.starts += 1
         best: tuple[float, Path] | None = None
         for attempt in range(1, FRESH_DIR_ATTEMPTS + 1):  # each lands in a random group
             path = self.workdir / f"{self.name}-{self.starts}-{attempt}"
@@ -318,7 +323,7 @@ class Postfix(Server):
         self.instance = PostfixInstance(
             host=self.host, domain=DOMAIN, keep=True, parent=self.fresh_dir()
         )
-        self.bases = [*getattr(self, "bases", []), self.instance.base]
+        self.bases.append(self.instance.base)
         self.port = self.instance.port
         try:
             self.instance.start(timeout=START_TIMEOUT)
@@ -334,7 +339,7 @@ class Postfix(Server):
 
     def cleanup(self) -> None:
         """Remove the directories of every instance (kept until now: see count_maildir)."""
-        for base in getattr(self, "bases", []):
+        for base in self.bases:
             shutil.rmtree(base, ignore_errors=True)
         self.bases = []
 

@@ -279,7 +279,7 @@ class Bench:
         self.rounds.append(
             dict(server=server.name, round=round_no, accepted=expected, delivered=delivered)
             | {"loadavg_1_5_15": [round(v, 2) for v in load]}
-            | {"create_ms_at_start": getattr(server, "create_ms", None)}
+            | {"create_ms_at_start": server.create_ms}
         )
         self.say(
             f"  delivered {delivered}/{expected} accepted messages to the Maildir;"
