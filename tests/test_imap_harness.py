@@ -56,7 +56,7 @@ def serve(config_path: str) -> None:
     from mailmax.core.authlimit import AuthLimiter
     from mailmax.core.directory.cached import AsyncDirectory
     from mailmax.core.hooks import PluginSet
-    from mailmax.core.imap.server import IMAPFactory
+    from mailmax.core.imap.factory import IMAPFactory
     from mailmax.core.tls import server_options
 
     spec = json.loads(Path(config_path).read_text())

@@ -25,7 +25,8 @@ from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import LoadedPlugin, PluginSet
 from mailmax.core.hookspecs import hookimpl
-from mailmax.core.imap.server import IMAPFactory, IMAPServer
+from mailmax.core.imap.factory import IMAPFactory
+from mailmax.core.imap.server import IMAPServer
 from tests.test_imap_harness import FAST_HASHER
 
 TLS_OPTIONS = object()

@@ -1,6 +1,6 @@
 """IMAP sessions over real sockets: greeting, CAPABILITY, log-in, TLS, limits, LOGOUT (S3, A11).
 
-The server is :class:`mailmax.core.imap.server.IMAPFactory` in a subprocess with a real SQLite
+The server is :class:`mailmax.core.imap.factory.IMAPFactory` in a subprocess with a real SQLite
 directory and real Maildirs (see ``tests/test_imap_harness.py``).
 """
 

@@ -211,7 +211,7 @@ class MailMaxService(service.MultiService):
             from mailmax.core.pop3.server import POP3Factory
 
             return POP3Factory(authlimit=self.authlimit, logins=self.logins, **common)
-        from mailmax.core.imap.server import IMAPFactory
+        from mailmax.core.imap.factory import IMAPFactory
 
         return IMAPFactory(authlimit=self.authlimit, logins=self.logins, **common)
 

@@ -1,5 +1,5 @@
 """IMAP4rev1 server (S3): protocol, parser, FETCH/SEARCH, MIME structure, folder listing.
 
-The service builds :class:`mailmax.core.imap.server.IMAPFactory` for each ``imap``/``imaps``
+The service builds :class:`mailmax.core.imap.factory.IMAPFactory` for each ``imap``/``imaps``
 listener.
 """

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from mailmax.core.directory.cached import AsyncDirectory
     from mailmax.core.hooks import PluginSet
     from mailmax.core.imap.auth import IMAPLimits
+    from mailmax.core.imap.factory import IMAPFactory
     from mailmax.core.imap.parser import CommandReader
     from mailmax.core.imap.selected import Selected
-    from mailmax.core.imap.server import IMAPFactory
     from mailmax.core.model import Session
     from mailmax.core.store.folder import Folder
     from mailmax.core.store.mailbox import MailStore

@@ -1,4 +1,7 @@
-"""Selected-state commands: SELECT/EXAMINE, FETCH, STORE, SEARCH, COPY/MOVE, EXPUNGE, IDLE.
+"""The selected mailbox: SELECT/EXAMINE, CHECK, CLOSE/UNSELECT, EXPUNGE, IDLE and updates.
+
+The commands on sets of its messages (FETCH, STORE, SEARCH, COPY/MOVE, UID) are in
+:mod:`mailmax.core.imap.messages`, built on the helpers here.
 
 Message sequence numbers are positions in the session's :class:`~mailmax.core.store.Folder`
 view, which changes only through this session's own calls and ``refresh()``. Changes made by
@@ -18,23 +21,14 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, task
-from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mailmax.core.imap import fetch, parser, wire
+from mailmax.core.imap import parser, wire
 from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
-from mailmax.core.imap.search import BadCharset, Candidate, Query
 from mailmax.core.store import maildir
-from mailmax.core.store.errors import (
-    BadFlag,
-    BadFolderName,
-    FolderNotFound,
-    MessageGone,
-    StoreError,
-    UidValidityChanged,
-)
+from mailmax.core.store.errors import BadFolderName, FolderNotFound, StoreError, UidValidityChanged
 from mailmax.core.store.folder import Folder, MessageInfo
 
 if TYPE_CHECKING:
@@ -43,14 +37,13 @@ if TYPE_CHECKING:
 log = Logger(namespace="mailmax.imap")
 
 _UID = itemgetter(0)
-_RECENT = frozenset({"\\Recent"})
+#: What a recent message has in its flags besides its stored ones.
+RECENT = frozenset({"\\Recent"})
 _SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 #: Lines other than DONE tolerated during one IDLE.
 MAX_IDLE_NOISE = 20
 #: Seconds from a SELECT reply to reading the message list in a thread (see cmd_SELECT).
 WARM_DELAY = 0.005
-#: FETCH responses answered from the index that are joined before they go to the stream.
-META_BATCH = 256
 
 
 @dataclass(slots=True)
@@ -107,16 +100,6 @@ def _refresh(folder: Folder, readonly: bool) -> tuple[Any, list[int] | set[int],
     return changes, recent, view
 
 
-def _copy(store: MailStore, folder: Folder, uids: list[int], name: str) -> tuple[list, int, Folder]:
-    """Copy; return the UID pairs, the target's UIDVALIDITY and the target, still open."""
-    target = store.open(name)
-    try:
-        return folder.copy(uids, target), target.uidvalidity, target
-    except BaseException:
-        target.close()
-        raise
-
-
 def _expunge(folder: Folder, uids: list[int] | None) -> list[int]:
     return folder.expunge(uids)
 
@@ -138,7 +121,7 @@ class SelectedCommands(SessionBase):
         selected = self.selected
         assert selected is not None
         if info.uid in selected.recent:
-            return info.flags | _RECENT
+            return info.flags | RECENT
         return info.flags
 
     async def view(self) -> Sequence[MessageInfo]:
@@ -329,230 +312,6 @@ class SelectedCommands(SessionBase):
         done = await self._expunge_and_count(selected, uids)
         self.send_expunged(done, await self.view())
         return "EXPUNGE completed"
-
-    # ------------------------------------------------------------------ UID
-    async def cmd_UID(self, tag: str, args: list) -> str | None:
-        """UID FETCH/SEARCH/STORE/COPY/MOVE/EXPUNGE."""
-        if not args or not isinstance(args[0], parser.Atom):
-            raise Bad("Syntax: UID command arguments")
-        sub, rest = args[0].upper(), args[1:]
-        if sub == "FETCH":
-            return await self.cmd_FETCH(tag, rest, uid=True)
-        if sub == "SEARCH":
-            return await self.cmd_SEARCH(tag, rest, uid=True)
-        if sub == "STORE":
-            return await self.cmd_STORE(tag, rest, uid=True)
-        if sub == "COPY":
-            return await self.cmd_COPY(tag, rest, uid=True)
-        if sub == "MOVE":
-            return await self.cmd_MOVE(tag, rest, uid=True)
-        if sub == "EXPUNGE":
-            if len(rest) != 1:
-                raise Bad("Syntax: UID EXPUNGE set")
-            return await self.cmd_EXPUNGE(tag, [], uid_set=rest[0])
-        raise Bad("Unknown UID command")
-
-    # ------------------------------------------------------------------ FETCH
-    async def cmd_FETCH(self, tag: str, args: list, uid: bool = False) -> str | None:
-        """FETCH set items."""
-        if len(args) != 2:
-            raise Bad("Syntax: FETCH set items")
-        try:
-            items = fetch.parse_items(args[1])
-        except parser.ParseError as exc:
-            raise Bad(str(exc)) from None
-        if uid and not any(item.name == "UID" for item in items):
-            items.insert(0, fetch.Item("UID"))
-        selected = self.selected
-        assert selected is not None
-        view = await self.view()
-        positions = self.indices(view, args[0], uid)
-        seen: set[int] = set()
-        if not selected.readonly and any(item.sets_seen for item in items):
-            unseen = [
-                view[i].uid for i in positions if "\\Seen" not in view[i].flags and view[i].filename
-            ]
-            if unseen:
-                changed = await self.blocking(selected.folder.set_flags, unseen, ["\\Seen"], "add")
-                seen = set(changed)
-                view = await self.view()
-        with_flags = (
-            items if any(i.name == "FLAGS" for i in items) else [*items, fetch.Item("FLAGS")]
-        )
-        meta = all(item.name in fetch.META for item in with_flags)
-        gone: list[int] = []
-        folder = selected.folder
-        folder_dir = str(folder.dir)
-        flags_of = self.flags_of
-
-        def answers() -> Any:
-            render = fetch.meta_renderer(items)
-            render_seen = fetch.meta_renderer(with_flags) if seen else render
-            recent = selected.recent
-            batch: list[bytes] = []
-            for position in positions:
-                info = view[position]
-                if not info.filename:
-                    gone.append(info.uid)
-                    continue
-                uid = info.uid
-                flags = info.flags | _RECENT if uid in recent else info.flags
-                batch.append((render_seen if uid in seen else render)(info, position + 1, flags))
-                if len(batch) >= META_BATCH:
-                    yield b"".join(batch)
-                    batch = []
-            if batch:
-                yield b"".join(batch)
-
-        def chunks() -> Any:
-            for position in positions:
-                info = view[position]
-                wanted = with_flags if info.uid in seen else items
-                if not info.filename:
-                    gone.append(info.uid)
-                    continue
-                source = fetch.Source.of(folder, info, folder_dir)
-                try:
-                    try:
-                        source.size  # noqa: B018 - opens the file now
-                    except MessageGone:
-                        gone.append(info.uid)
-                        continue
-                    yield from fetch.answer(info, position + 1, wanted, flags_of(info), source)
-                finally:
-                    source.close()
-
-        try:
-            await self.stream(answers() if meta else chunks())
-        except ConnectionLost:
-            return None
-        except Exception:  # the reply is cut off mid-way: the connection cannot go on
-            log.failure("FETCH failed while sending, closing session {id}", id=self.session_id)
-            self.close()
-            return None
-        if gone and not uid:
-            raise No("[EXPUNGEISSUED] Some messages were expunged by another session")
-        return "FETCH completed"
-
-    # ------------------------------------------------------------------ STORE
-    async def cmd_STORE(self, tag: str, args: list, uid: bool = False) -> str:
-        """STORE set [+-]FLAGS[.SILENT] flags."""
-        if len(args) < 3 or not isinstance(args[1], parser.Atom):
-            raise Bad("Syntax: STORE set [+|-]FLAGS[.SILENT] (flags)")
-        action = args[1].upper()
-        silent = action.endswith(".SILENT")
-        action = action.removesuffix(".SILENT")
-        modes = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
-        if action not in modes:
-            raise Bad("Syntax: STORE set [+|-]FLAGS[.SILENT] (flags)")
-        raw = args[2] if len(args) == 3 and isinstance(args[2], list) else args[2:]
-        if any(not isinstance(flag, parser.Atom) for flag in raw):
-            raise Bad("Flags must be atoms")
-        selected = self._readwrite()
-        view = await self.view()
-        positions = self.indices(view, args[0], uid)
-        uids = [view[i].uid for i in positions if view[i].filename]
-        try:
-            result = await self.blocking(
-                selected.folder.set_flags, uids, [str(f) for f in raw], modes[action]
-            )
-        except BadFlag as exc:
-            raise Bad(str(exc)) from None
-        gone = len(result) < len(positions)
-        if not silent:
-            view = await self.view()
-            for position in positions:
-                info = view[position]
-                if info.uid not in result:
-                    continue
-                flags = wire.flag_list(self.flags_of(info))
-                if uid:
-                    line = b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, info.uid, flags)
-                else:
-                    line = b"* %d FETCH (FLAGS %s)" % (position + 1, flags)
-                self.send(line)
-        if gone and not uid:
-            raise No("[EXPUNGEISSUED] Some messages were expunged by another session")
-        return "STORE completed"
-
-    # ------------------------------------------------------------------ SEARCH
-    async def cmd_SEARCH(self, tag: str, args: list, uid: bool = False) -> str:
-        """SEARCH [CHARSET name] criteria."""
-        view = await self.view()
-        try:
-            query = Query(args, largest_seq=len(view), largest_uid=view[-1].uid if view else 0)
-        except BadCharset:
-            raise No("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset") from None
-        except parser.ParseError as exc:
-            raise Bad(str(exc)) from None
-        found = await self.blocking(self._search, view, query, uid)
-        self.send("* SEARCH" + "".join(f" {n}" for n in found))
-        return "SEARCH completed"
-
-    def _search(self, view: Sequence[MessageInfo], query: Query, uid: bool) -> list[int]:
-        selected = self.selected
-        assert selected is not None
-        folder, flags_of = selected.folder, self.flags_of
-        folder_dir = str(folder.dir)
-        found = []
-        for position, info in enumerate(view):
-            if not info.filename:
-                continue
-            source = fetch.Source.of(folder, info, folder_dir)
-            try:
-                if query.matches(Candidate(position + 1, info, flags_of(info), source)):
-                    found.append(info.uid if uid else position + 1)
-            except MessageGone:
-                continue
-            finally:
-                source.close()
-        return found
-
-    # ------------------------------------------------------------------ COPY, MOVE
-    async def cmd_COPY(self, tag: str, args: list, uid: bool = False, move: bool = False) -> str:
-        """COPY set mailbox (UIDPLUS: COPYUID)."""
-        if len(args) != 2:
-            raise Bad(f"Syntax: {'MOVE' if move else 'COPY'} set mailbox")
-        selected = self._readwrite() if move else self.selected
-        assert selected is not None
-        target = self.mailbox_name(args[1])
-        view = await self.view()
-        positions = self.indices(view, args[0], uid)
-        uids = [view[i].uid for i in positions if view[i].filename]
-        if not uids:
-            if positions and not uid:
-                raise No("[EXPUNGEISSUED] The messages were expunged by another session")
-            return "No messages to copy"
-        size = sum(view[i].size for i in positions)
-        if not move:
-            await self.check_quota(size)
-        try:
-            pairs, uidvalidity, opened = await self.blocking(
-                _copy, self.store, selected.folder, uids, target
-            )
-        except FolderNotFound:
-            raise No("[TRYCREATE] No such mailbox") from None
-        except BadFolderName as exc:
-            raise No(f"[CANNOT] {exc}") from None
-        self.close_later(opened)
-        code = ""
-        if pairs:
-            sources = parser.format_set([s for s, _ in pairs])
-            targets = parser.format_set([t for _, t in pairs])
-            code = f"[COPYUID {uidvalidity} {sources} {targets}] "
-        if not move:
-            if pairs and self.maildir is not None:
-                copied = sum(view[i].size for i in positions if view[i].uid in dict(pairs))
-                await self.blocking(maildir.adjust_usage, self.maildir, copied, len(pairs))
-            return f"{code}COPY completed"
-        self.send(f"* OK {code}Moved")
-        done = await self.blocking(_expunge, selected.folder, [s for s, _ in pairs])
-        self.send_expunged(done, await self.view())
-        return "MOVE completed"
-
-    async def cmd_MOVE(self, tag: str, args: list, uid: bool = False) -> str:
-        """MOVE set mailbox (RFC 6851)."""
-        return await self.cmd_COPY(tag, args, uid=uid, move=True)
 
     # ------------------------------------------------------------------ IDLE
     async def cmd_IDLE(self, tag: str, args: list) -> None:
