@@ -50,7 +50,7 @@ def test_bad_values_say_what_is_allowed(tmp_path):
     assert "listeners.0.service: 'smtpx' is not allowed; use one of" in message
     assert "'localhost' is not an IP address" in message
     assert "listeners.1.port" in message and "65535" in message
-    assert "'10.0.0.0/33' is not a network" in message
+    assert "'10.0.0.0/33' is not an address or network" in message
 
 
 def test_two_listeners_on_one_port_are_refused(tmp_path):

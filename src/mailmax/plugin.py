@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import Field
 
+from mailmax.core.config import check_networks
 from mailmax.core.directory.api import (
     AccountType,
     Domain,
@@ -71,6 +72,7 @@ __all__ = [
     "User",
     "Verdict",
     "accept",
+    "check_networks",
     "cont",
     "current_host",
     "disconnect",

@@ -25,6 +25,22 @@ class ConfigError(Exception):
     """The configuration is not usable; the message names the file, the key and what is allowed."""
 
 
+def check_networks(values: list[str]) -> list[str]:
+    """``values`` unchanged when each is an IP address or network, else :class:`ValueError`.
+
+    An address stands for itself (``192.0.2.7``), a network is written with its prefix length
+    (``198.51.100.0/24``, ``2001:db8::/32``); host bits may be set (``192.0.2.7/24``). The
+    error names the first value that is neither. Meant for a pydantic ``field_validator`` of
+    a ``list[str]`` setting, where the error becomes the setting's message.
+    """
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an address or network") from None
+    return values
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -135,12 +151,7 @@ class SMTPSettings(_Section):
     @field_validator("trusted_networks")
     @classmethod
     def _networks(cls, values: list[str]) -> list[str]:
-        for value in values:
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise ValueError(f"{value!r} is not a network (e.g. 192.0.2.0/24)") from None
-        return values
+        return check_networks(values)
 
 
 class POP3Settings(_Section):

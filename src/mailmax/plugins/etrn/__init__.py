@@ -19,9 +19,20 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from mailmax.core.directory.api import Domain, DomainType
-from mailmax.core.outbound.route import Engine, Route, host_port
-from mailmax.plugin import PluginSettings, Session, Verdict, accept, hookimpl, reject
+from mailmax.plugin import (
+    Domain,
+    DomainType,
+    Engine,
+    PluginSettings,
+    Route,
+    Session,
+    Verdict,
+    accept,
+    check_networks,
+    hookimpl,
+    host_port,
+    reject,
+)
 
 #: Where the plugin can be switched on, off or configured.
 SCOPES = ("system", "listener", "domain")
@@ -44,12 +55,7 @@ class Settings(PluginSettings):
     @field_validator("clients")
     @classmethod
     def _networks(cls, values: list[str]) -> list[str]:
-        for value in values:
-            try:
-                ipaddress.ip_network(value, strict=False)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an address or network") from None
-        return values
+        return check_networks(values)
 
 
 def _is_etrn(record: Domain | None) -> bool:
