@@ -117,6 +117,23 @@ def test_ret_hdrs_and_big_messages_return_headers_only(tmp_path: Path) -> None:
     assert list(msg.iter_parts())[-1].get_content_type() == "text/rfc822-headers"
 
 
+def test_the_returned_message_leaves_out_the_trace_of_a_local_delivery(tmp_path: Path) -> None:
+    """Q4: the trace headers queued for one local delivery (``trace_bytes``) are not part of
+    the original message returned, in full or as headers only."""
+    trace = b"Return-Path: <alice@example.org>\r\nDelivered-To: bob@example.com\r\n"
+    path = tmp_path / "msg"
+    path.write_bytes(trace + ORIGINAL)
+    reports = [RecipientReport("bob@example.com", "5.1.1", "550 5.1.1 No such user")]
+    for ret in ("FULL", "HDRS"):
+        env = envelope(RET=ret)
+        env.trace_bytes = len(trace)
+        msg = parse(build_report(env, reports, reporting_mta="mx", message_path=path))
+        returned = list(msg.iter_parts())[-1]
+        raw = returned.as_bytes()
+        assert b"Message-ID: <orig-1@example.org>" in raw, ret
+        assert b"Delivered-To" not in raw and b"Return-Path" not in raw, ret
+
+
 def test_envid_and_delay_report() -> None:
     """Q4: ENVID is echoed; a delay report says the message is still being retried."""
     reports = [

@@ -93,6 +93,34 @@ def test_deliver_bytes_and_file_atomically(tmp_path: Path) -> None:
     assert [m["Subject"] for m in box] == ["hi"]
 
 
+def test_a_spooled_file_is_linked_or_copied_without_its_skipped_start(tmp_path: Path) -> None:
+    """S4: ``link=True`` stores the file itself (a hard link, same inode, no copy); ``skip``
+    copies the file without its first bytes; a link across file systems falls back to a copy."""
+    root = tmp_path / "box"
+    spooled = tmp_path / "spooled"
+    trace = b"Return-Path: <a@example.org>\r\n"
+    spooled.write_bytes(trace + MESSAGE)
+    linked = deliver(root, "INBOX", spooled, "q1-0", link=True)
+    assert os.path.samefile(linked, spooled) and spooled.stat().st_nlink == 2
+    assert linked.name.endswith(f",S={spooled.stat().st_size}")
+    assert deliver(root, "INBOX", spooled, "q1-0", link=True) == linked  # idempotent
+    copied = deliver(root, "INBOX", spooled, "q2-0", skip=len(trace), prefix=b"X-New: 1\r\n")
+    assert copied.read_bytes() == b"X-New: 1\r\n" + MESSAGE
+    assert copied.name.endswith(f",S={len(MESSAGE) + 10}")
+    with pytest.raises(ValueError):
+        deliver(root, "INBOX", spooled, "q3-0", link=True, skip=1)
+    other_fs = Path("/dev/shm")
+    if not other_fs.is_dir() or os.stat(other_fs).st_dev == os.stat(tmp_path).st_dev:
+        pytest.fail("this test needs /dev/shm on a file system of its own")
+    elsewhere = other_fs / f"mailmax-test-{os.getpid()}"
+    try:
+        elsewhere.write_bytes(MESSAGE)
+        across = deliver(root, "Junk", elsewhere, "q4-0", link=True)
+        assert across.read_bytes() == MESSAGE and not os.path.samefile(across, elsewhere)
+    finally:
+        elsewhere.unlink()
+
+
 def test_deliver_is_idempotent_by_unique(tmp_path: Path) -> None:
     """S4: delivering the same unique name again writes nothing, also after the client moved
     the message to cur/ with flags; another unique name is a new message."""

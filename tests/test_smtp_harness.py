@@ -193,9 +193,9 @@ class World:
         self.clock.pump(lambda: not any(s._busy for s in self.factory.sessions))
 
     def stored(self) -> list[tuple[SpoolEnvelope, bytes]]:
-        """Every message in the spool, oldest first: (envelope, raw message)."""
+        """Every message in the spool, oldest first: (envelope, message as received)."""
         return [
-            (self.spool.load(qid), self.spool.message_path(qid).read_bytes())
+            (self.spool.load(qid), self.spool.message_bytes(self.spool.message_path(qid)))
             for qid in self.spool.pending_ids()
         ]
 

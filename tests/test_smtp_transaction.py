@@ -51,6 +51,24 @@ def test_message_is_stored_byte_exact_with_a_received_header() -> None:
     assert envelope.size == len(stored)
 
 
+def test_a_message_to_one_local_mailbox_is_spooled_with_its_delivery_trace() -> None:
+    """Q1/S4: for one local mailbox the spooled file starts with that delivery's Return-Path and
+    Delivered-To (so delivery can hard-link it); the envelope counts them, readers skip them."""
+    world = World()
+    client = world.connect()
+    client.send_mail("x@remote.test", ["alice@example.test"], b"Subject: one\r\n\r\nhi")
+    client.send_mail("x@remote.test", ["alice@example.test", "bob@example.test"], b"two")
+    one, two = world.spool.pending_ids()
+    trace = b"Return-Path: <x@remote.test>\r\nDelivered-To: alice@example.test\r\n"
+    raw = world.spool.message_path(one).read_bytes()
+    assert raw.startswith(trace + b"Received: from client.example")
+    envelope = world.spool.load(one)
+    assert envelope.trace_bytes == len(trace) and envelope.size == len(raw) - len(trace)
+    assert world.spool.message_bytes(world.spool.message_path(one)) == raw[len(trace) :]
+    raw_two = world.spool.message_path(two).read_bytes()
+    assert raw_two.startswith(b"Received: ") and world.spool.load(two).trace_bytes == 0
+
+
 def test_250_only_after_the_spool_is_durable() -> None:
     """S1: the 250 reply waits for spool.accept; commands pipelined behind it wait too."""
     world = World()

@@ -28,6 +28,10 @@ def test_forwarding_to_local_and_remote_without_a_local_copy(mailmax_server) -> 
     assert send(server, [ALICE], subject="fwd", sender="joe@sender.test") == {}
     (message,) = server.wait_for_mail(BOB)
     assert b"Subject: fwd" in message
+    # alice's delivery trace (written when the message was queued for her) stays behind
+    assert message.startswith(b"Return-Path: <")
+    assert message.count(b"Return-Path:") == 1 and message.count(b"Delivered-To:") == 1
+    assert b"Delivered-To: bob@example.test\r\n" in message
     line = server.wait_for(
         lambda: next((x for x in server.log_text().splitlines() if "(plugin copy)" in x), ""),
         what="the remote copy queued",

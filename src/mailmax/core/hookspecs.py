@@ -137,6 +137,11 @@ class MailMaxHooks:
         ``tempfail()`` to retry later, ``reject()`` to bounce it, or ``None`` for no opinion
         (the next plugin decides; with none, the INBOX). May return a Deferred.
         Several plugins: run in plugin order, the first non-``None`` answer wins.
+
+        ``message_path`` names the queued message file: read it, never change it (it may
+        become the stored message itself, hard-linked into the Maildir). A message queued for
+        this one mailbox already begins with its ``Return-Path`` and ``Delivered-To`` lines;
+        ``host.submit`` leaves those out of the copies it queues.
         """
 
     # ------------------------------------------------------------------ outbound
@@ -171,7 +176,8 @@ class MailMaxHooks:
         Scope: ``domain``. Routes of relay-to-host, backup MX and ETRN domains are transit
         routes. Runs once per message and domain, before the first attempt to send the mail or
         to hold it for ETRN; ``envelope.recipients`` holds the recipients at ``domain`` and
-        ``message_path`` names the queued message file (read it, never change it). Return
+        ``message_path`` names the queued message file (read it, never change it; it may begin
+        with the ``Return-Path`` and ``Delivered-To`` lines of a local delivery). Return
         ``reject()`` to bounce the mail for these recipients, ``tempfail()`` to try again
         later, ``accept()`` to treat it as handled and send nothing (e.g. a quarantined
         virus), or ``None`` for no opinion. May return a Deferred. Several plugins: run in

@@ -3,7 +3,9 @@
 Layout under the spool directory::
 
     tmp/           files being written (anything here at start is a leftover and is removed)
-    msg/<id>       the raw message exactly as received (with our Received header)
+    msg/<id>       the raw message exactly as received (with our Received header); for one
+                   local recipient, first the trace headers of its delivery, so that the
+                   delivery is a hard link (the envelope's ``trace_bytes`` counts them)
     env/<id>.json  the envelope with per-recipient state; its presence is the commit point
     corrupt/       envelopes that could not be used (kept for the admin, never deleted)
     free/          files of finished messages kept for reuse (their content is garbage)
@@ -347,6 +349,15 @@ class Spool:
         """Where the raw message of ``queue_id`` is."""
         return self.msg_dir / check_id(queue_id)
 
+    def message_bytes(self, path: str | os.PathLike[str]) -> bytes:
+        """The message in the file ``path`` as received (blocking): a queued message of this
+        spool without the trace headers its envelope counts, any other file whole."""
+        data = Path(path).read_bytes()
+        if os.path.dirname(os.path.abspath(path)) == os.path.abspath(self._msg):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                data = data[self.load(os.path.basename(path)).trace_bytes :]
+        return data
+
     def envelope_path(self, queue_id: str) -> Path:
         """Where the envelope of ``queue_id`` is."""
         return self.env_dir / f"{check_id(queue_id)}.json"
@@ -360,7 +371,8 @@ class Spool:
         """Queue ``message`` (chunks) with ``envelope``; fire with the id once durable.
 
         Call on the reactor thread. ``message`` is a sequence of bytes chunks (a single bytes
-        object is taken as one chunk). Sets ``envelope.size``. Errbacks with an ``OSError`` when
+        object is taken as one chunk), beginning with ``envelope.trace_bytes`` of trace headers.
+        Sets ``envelope.size`` (the message without them). Errbacks with an ``OSError`` when
         the message could not be stored (nothing of it is then visible in the spool).
         """
         try:
@@ -369,7 +381,10 @@ class Spool:
             if isinstance(message, bytes | bytearray | memoryview):
                 parts = [message]  # one chunk, not a sequence of ints
             chunks = [chunk if type(chunk) is bytes else bytes(chunk) for chunk in parts]
-            envelope.size = sum(len(chunk) for chunk in chunks)
+            total = sum(len(chunk) for chunk in chunks)
+            if not 0 <= envelope.trace_bytes <= total:
+                raise ValueError(f"trace_bytes {envelope.trace_bytes} is outside the message")
+            envelope.size = total - envelope.trace_bytes
             data = envelope.to_json()
         except (ValueError, TypeError) as exc:
             return defer.fail(exc)

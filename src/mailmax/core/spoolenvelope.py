@@ -1,8 +1,9 @@
 """A queued message's envelope (Q1): who sent it, to whom, and how far delivery got.
 
 The spool keeps it as JSON beside the raw message (``env/<id>.json``, see
-:mod:`mailmax.core.spool`); :meth:`SpoolEnvelope.from_json` checks every field, so a damaged
-or hand-edited file is refused with a reason instead of being half understood.
+:mod:`mailmax.core.spool`), which may begin with the trace headers of its one local delivery
+(:attr:`SpoolEnvelope.trace_bytes`). :meth:`SpoolEnvelope.from_json` checks every field, so a
+damaged or hand-edited file is refused with a reason instead of being half understood.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ class SpoolEnvelope:
     session_id: str = ""
     #: ESMTP MAIL parameters as given (``RET``, ``ENVID``, ``BODY``, ``SMTPUTF8``), upper-case keys.
     params: dict[str, str] = field(default_factory=dict)
+    #: Bytes at the start of the message file that are the trace headers of the delivery to
+    #: the first recipient's mailbox (see :func:`mailmax.core.store.maildir.delivery_headers`),
+    #: written at accept so that this delivery can hard-link the file into the Maildir. The
+    #: message as received starts after them; every other use of the file skips them.
+    trace_bytes: int = 0
 
     def to_json(self) -> bytes:
         """Serialise to JSON bytes (ASCII; undecodable characters survive as escapes)."""
@@ -111,6 +117,7 @@ _ENVELOPE_FIELDS: _FieldSpec = {
     "auth_user": ((str, type(None)), None, None),
     "session_id": ((str,), "", None),
     "params": ((dict,), {}, None),
+    "trace_bytes": ((int,), 0, None),
 }
 _RECIPIENT_FIELDS: _FieldSpec = {
     "address": ((str,), _REQUIRED, None),

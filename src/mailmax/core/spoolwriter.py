@@ -138,7 +138,11 @@ class FreeFiles:
             except OSError:
                 self._push(name)
                 raise
-            return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            if os.fstat(fd).st_nlink == 1:
+                return fd
+            os.close(fd)  # linked elsewhere meanwhile (by hand?): not ours to overwrite
+            os.unlink(path)
 
     def _pop(self) -> str | None:
         with self._lock:
@@ -169,7 +173,9 @@ class FreeFiles:
                     self._released = len(self._scan())
                 room = self._released < FREE_FILES
         try:
-            if room and os.stat(path).st_size <= FREE_FILE_MAX_BYTES:
+            info = os.stat(path)
+            # A file also linked elsewhere (a Maildir holds it) must never be overwritten.
+            if room and info.st_size <= FREE_FILE_MAX_BYTES and info.st_nlink == 1:
                 os.rename(path, os.path.join(self.directory, name))
                 with self._lock:
                     if self.taker:
@@ -409,11 +415,14 @@ def call_frame(call: int, op: str, args: dict[str, Any]) -> bytes:
 def _deliver(args: dict[str, Any]) -> Any:
     from mailmax.core.store import maildir
 
-    requests = [
-        (str(r[0]), str(r[1]), str(r[2]), str(r[3]), bool(r[4]), str(r[5]), int(r[6]))
-        for r in args["requests"]
-    ]
+    requests = [_request(r) for r in args["requests"]]
     return maildir.deliver_many(requests, fsync=bool(args["fsync"]))
+
+
+def _request(r: list[Any]) -> Any:
+    """A :data:`mailmax.core.store.maildir.DeliveryRequest` from its JSON form."""
+    texts = (str(r[0]), str(r[1]), str(r[2]), str(r[3]))
+    return (*texts, bool(r[4]), str(r[5]), int(r[6]), int(r[7]), bool(r[8]))
 
 
 def _checked_id(queue_id: Any) -> str:

@@ -402,10 +402,12 @@ class SMTPClient(protocol.Protocol):
         size: int,
         eight_bit: bool = False,
         content: bytes | None = None,
+        skip: int = 0,
     ) -> Transaction:
         """MAIL, RCPT for each recipient, DATA and the message; a reply per recipient.
 
-        The message is ``content`` when given, else it is streamed from the file ``message``.
+        The message is ``content`` when given, else it is streamed from the file ``message``
+        less its first ``skip`` bytes.
 
         Raises :class:`SessionError` when the server refuses the sender or the message as a
         whole before any recipient could be answered, or when the connection fails.
@@ -436,7 +438,7 @@ class SMTPClient(protocol.Protocol):
             data_reply = None
             if any(r.positive for r in replies[1:]):
                 data_reply = await self.command("DATA")
-        return await self._finish(replies, recipients, data_reply, message, content)
+        return await self._finish(replies, recipients, data_reply, message, content, skip)
 
     def _refused_sender(self, reply: Reply) -> None:
         raise SessionError(f"{reply} (MAIL FROM at {self.host})", temporary=not reply.permanent)
@@ -448,6 +450,7 @@ class SMTPClient(protocol.Protocol):
         data_reply: Reply | None,
         message: Path,
         content: bytes | None = None,
+        skip: int = 0,
     ) -> Transaction:
         mail_reply, rcpt_replies = replies[0], replies[1:]
         if not mail_reply.positive:
@@ -474,18 +477,19 @@ class SMTPClient(protocol.Protocol):
                 result.replies[address] = data_reply
             result.reusable = await self._reset()
             return result
-        await self._send_message(message, content)
+        await self._send_message(message, content, skip)
         final = await self.read_reply("reply to the end of the message")
         for address in accepted:
             result.replies[address] = final
         result.reusable = final.code != 421 and not self.broken
         return result
 
-    async def _send_message(self, message: Path, content: bytes | None) -> None:
+    async def _send_message(self, message: Path, content: bytes | None, skip: int = 0) -> None:
         if content is not None:
             self.transport.write(stuff(content))
             return
         handle = open(message, "rb")  # noqa: SIM115 - closed by the producer
+        handle.seek(skip)
         await _MessageProducer(handle, self.transport).start()
 
     async def _abandon_data(self) -> None:

@@ -374,6 +374,7 @@ class OutboundDelivery:
             addresses,
             message[0],
             content=message[1],
+            skip=envelope.trace_bytes,
             size=envelope.size,
             eight_bit=envelope.params.get("BODY", "").upper() == "8BITMIME",
         )

@@ -160,6 +160,7 @@ class HoldQueue:
             params=dict(envelope.params),
         )
         data = await self.in_thread(Path(message_path).read_bytes)
+        data = data[envelope.trace_bytes :]  # a local delivery's trace headers stay behind
         held_id = await self.spool.accept(copy, [data])
         self.note(copy)
         return held_id

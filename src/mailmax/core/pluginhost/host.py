@@ -233,7 +233,7 @@ class PluginHost:
 
         def prepare() -> tuple[list[Any], bytes]:
             classified = [classify(self._sync(), address) for address in recipients]
-            return classified, message_path.read_bytes()
+            return classified, spool.message_bytes(message_path)
 
         classified, message = await self._in_thread(prepare)
         envelope = SpoolEnvelope(

@@ -159,11 +159,14 @@ def _explanation(reports: Sequence[RecipientReport], mta: str, delayed: bool) ->
     return intro + "".join(lines) + "\n"
 
 
-def _original_part(message_path: Path | None, ret: str, size: int) -> MIMEBase | None:
+def _original_part(
+    message_path: Path | None, ret: str, size: int, skip: int = 0
+) -> MIMEBase | None:
     if message_path is None:
         return None
     try:
         with open(message_path, "rb") as handle:
+            handle.seek(skip)  # the trace headers of a local delivery are not the original's
             if ret != "HDRS" and size <= FULL_RETURN_LIMIT:
                 raw = handle.read(FULL_RETURN_LIMIT + 1)
                 if len(raw) <= FULL_RETURN_LIMIT:
@@ -172,7 +175,7 @@ def _original_part(message_path: Path | None, ret: str, size: int) -> MIMEBase |
                     )
                     del whole["MIME-Version"]
                     return whole
-                handle.seek(0)
+                handle.seek(skip)
             head = handle.read(HEADER_LIMIT)
     except FileNotFoundError:
         return None
@@ -209,7 +212,8 @@ def build_report(
     del text["MIME-Version"]
     report.attach(text)
     report.attach(_status_part(original, reports, reporting_mta))
-    returned = _original_part(message_path, original.params.get("RET", "").upper(), original.size)
+    ret = original.params.get("RET", "").upper()
+    returned = _original_part(message_path, ret, original.size, original.trace_bytes)
     if returned is not None:
         report.attach(returned)
     return report.as_bytes(policy=_POLICY)

@@ -28,6 +28,7 @@ from mailmax.core.directory.cached import TTLCache
 from mailmax.core.hooks import PluginSet, Scope
 from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient
 from mailmax.core.store import maildir
+from mailmax.core.store.maildir import delivery_headers
 from mailmax.core.verdicts import Action, Verdict
 
 log = Logger(namespace="mailmax.queue")
@@ -204,7 +205,13 @@ class LocalDelivery:
             log.error("mailmax_deliver returned {value!r}; using INBOX", value=choice)
         unique = f"{envelope.id}-{index}"
         prefix = delivery_headers(envelope.sender, mailbox)
-        outcome = await self._writes.submit((mailbox, folder, message_path, unique, fresh, prefix))
+        skip = envelope.trace_bytes
+        # The file begins with exactly this delivery's trace headers: store it as it is.
+        link = skip > 0 and index == 0 and mailbox == recipient.mailbox and skip == len(prefix)
+        if link:
+            prefix, skip = b"", 0
+        write = (mailbox, folder, message_path, unique, fresh, prefix, skip, link)
+        outcome = await self._writes.submit(write)
         outcome.extra = extra
         return outcome
 
@@ -309,7 +316,7 @@ class LocalDelivery:
         self, write: StoreRequest, info: MailboxInfo | Exception
     ) -> Outcome | maildir.DeliveryRequest:
         """The Maildir write for ``write`` after checking its user, or the outcome instead."""
-        mailbox, folder, message_path, unique, fresh, prefix = write
+        mailbox, folder, message_path, unique, fresh, prefix, skip, link = write
         if isinstance(info, Exception):
             return deferred(f"Local delivery error: {info.__class__.__name__}")
         user, domain, root = info
@@ -320,7 +327,8 @@ class LocalDelivery:
         if domain is None:
             return deferred(f"<{mailbox}>: the domain {user.domain} cannot be loaded")
         limit = (user.disk_limit_mb or domain.default_box_mb) * MIB
-        return (root, folder, str(message_path), unique, fresh, prefix.decode("latin-1"), limit)
+        text = prefix.decode("latin-1")
+        return (root, folder, str(message_path), unique, fresh, text, limit, skip, link)
 
     @staticmethod
     def _outcome(mailbox: str, result: list[Any]) -> Outcome:
@@ -342,8 +350,9 @@ class LocalDelivery:
         return deferred(f"<{mailbox}>: cannot write to the mailbox: {reason}", status)
 
 
-#: One Maildir write: mailbox, folder, spooled message, unique name, fresh, prefix.
-StoreRequest = tuple[str, str, Path, str, bool, bytes]
+#: One Maildir write: mailbox, folder, spooled message, unique name, fresh, prefix, bytes of
+#: the spooled file to leave out, link (see :func:`mailmax.core.store.maildir.deliver`).
+StoreRequest = tuple[str, str, Path, str, bool, bytes, int, bool]
 
 
 class StoreBatcher:
@@ -385,12 +394,6 @@ class StoreBatcher:
                 d.errback(results)
             else:
                 d.callback(results[index])
-
-
-def delivery_headers(sender: str, mailbox: str) -> bytes:
-    """The trace headers final delivery adds on top (RFC 5321 4.4): Return-Path, Delivered-To."""
-    clean = "".join(ch for ch in sender if ch.isprintable() and ch not in "<>\r\n")
-    return f"Return-Path: <{clean}>\r\nDelivered-To: {mailbox}\r\n".encode("utf-8", "replace")
 
 
 def classify(directory: Any, address: str) -> SpoolRecipient:

@@ -99,6 +99,7 @@ def _load(spool: Spool, queue_id: str) -> Loaded:
     envelope = spool.load(queue_id)
     remote = any(r.kind == "relay" and r.state in WAITING for r in envelope.recipients)
     with open(spool.message_path(queue_id), "rb") as handle:
+        handle.seek(envelope.trace_bytes)
         head = handle.read(HEADER_READ_LIMIT + 1 if remote else HEADER_READ_LIMIT)
     content = head if remote and len(head) <= HEADER_READ_LIMIT else None
     return Loaded(envelope, _received(head[:HEADER_READ_LIMIT]), content)

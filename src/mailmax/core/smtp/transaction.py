@@ -20,6 +20,7 @@ from mailmax.core.smtp.commands import Address, SMTPRefusal, SMTPReplyError
 from mailmax.core.smtp.data import DataReader
 from mailmax.core.smtp.received import protocol_name, received_header
 from mailmax.core.spool import SpoolEnvelope, SpoolRecipient
+from mailmax.core.store.maildir import delivery_headers
 
 if TYPE_CHECKING:
     from mailmax.core.smtp.server import SMTPServer
@@ -273,6 +274,12 @@ class TransactionMixin(_Base):
             session_id=session.session_id,
             params=dict(envelope.params),
         )
+        only = envelope.recipients[0]
+        if len(envelope.recipients) == 1 and only.kind == "local" and only.mailbox:
+            # Its delivery will then hard-link the spooled file into the Maildir.
+            trace = delivery_headers(envelope.sender, only.mailbox)
+            spooled.trace_bytes = len(trace)
+            header = trace + header
         try:
             await self.spool.accept(spooled, [header, *result.chunks])
         except OSError as exc:

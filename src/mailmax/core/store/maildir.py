@@ -10,6 +10,11 @@ Delivered files are named ``<unique>.<host>,S=<size>``: ``unique`` is chosen by 
 queue uses ``<queue id>-<recipient index>``, which starts with the time), so delivering the same
 ``unique`` twice finds the first copy instead of writing a second one.
 
+A queued message that already is exactly what a mailbox must hold (the queue wrote the
+mailbox's trace headers when it accepted it) is hard-linked into ``new/`` instead of copied
+(``link=True``): no second copy of its bytes, no second fsync of them. Where a link is not
+possible (another file system) it is copied.
+
 Disk usage is cached in the Maildir++ ``maildirsize`` file (first line the quota, then one
 ``<bytes> <count>`` line per change); it is recounted when it is older than 15 minutes, longer
 than 5120 bytes, or before a delivery is refused for being over quota.
@@ -173,15 +178,18 @@ def _folder_dir(root: Path | str, folder: str, fsync: bool) -> str:
     return path
 
 
-def _copy(source: Path | bytes, prefix: bytes, out_fd: int) -> int:
-    """Write ``prefix`` and the message (bytes, or the file at ``source``) to ``out_fd``."""
+def _copy(source: Path | bytes, prefix: bytes, out_fd: int, skip: int = 0) -> int:
+    """Write ``prefix`` and the message (bytes, or the file at ``source`` less its first
+    ``skip`` bytes) to ``out_fd``."""
     if isinstance(source, bytes):
         _write_all(out_fd, prefix)
         _write_all(out_fd, source)
         return len(prefix) + len(source)
     in_fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        size = os.fstat(in_fd).st_size
+        size = os.fstat(in_fd).st_size - skip
+        if skip:
+            os.lseek(in_fd, skip, os.SEEK_SET)
         if size <= _SMALL:
             chunks = [prefix]
             while chunk := os.read(in_fd, _SMALL):
@@ -192,9 +200,15 @@ def _copy(source: Path | bytes, prefix: bytes, out_fd: int) -> int:
         _write_all(out_fd, prefix)
         with open(in_fd, "rb", closefd=False) as src, open(out_fd, "wb", closefd=False) as out:
             shutil.copyfileobj(src, out, _SMALL)
-            return len(prefix) + src.tell()
+            return len(prefix) + src.tell() - skip
     finally:
         os.close(in_fd)
+
+
+def delivery_headers(sender: str, mailbox: str) -> bytes:
+    """The trace headers final delivery adds on top (RFC 5321 4.4): Return-Path, Delivered-To."""
+    clean = "".join(ch for ch in sender if ch.isprintable() and ch not in "<>\r\n")
+    return f"Return-Path: <{clean}>\r\nDelivered-To: {mailbox}\r\n".encode("utf-8", "replace")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -214,10 +228,15 @@ def deliver(
     prefix: bytes = b"",
     fresh: bool = False,
     unsynced: set[str] | None = None,
+    skip: int = 0,
+    link: bool = False,
 ) -> Path:
     """Store ``prefix + source`` in ``folder`` atomically, at most once per ``unique``.
 
-    Blocking. Writes ``tmp/``, fsyncs, links into ``new/`` and fsyncs ``new/``. If a message
+    Blocking. Writes ``tmp/``, fsyncs, links into ``new/`` and fsyncs ``new/``. ``skip``
+    leaves out the first bytes of a ``source`` file. ``link=True`` says the file ``source`` is
+    durable and already exactly the message to store (no ``prefix``, no ``skip``): it is
+    hard-linked into ``new/``, or copied where that is impossible. If a message
     whose name starts with ``unique`` is already in ``new/`` or ``cur/`` it is returned and
     nothing is written. ``fresh=True`` says the caller knows no earlier attempt can have
     written ``unique``, which skips the directory scan (an exact name is still found).
@@ -229,11 +248,13 @@ def deliver(
     if not _UNIQUE_RE.fullmatch(unique):
         raise ValueError(f"invalid unique name {unique!r}: use letters, digits, '-' and '_'")
     try:
-        return _deliver(root, folder, source, unique, fsync, quota_bytes, prefix, fresh, unsynced)
+        return _deliver(root, folder, source, unique, fsync, quota_bytes, prefix, fresh, unsynced,
+                        skip, link)  # fmt: skip
     except FileNotFoundError:
         _complete_dirs.discard(os.fspath(root))  # removed behind our back: check and retry
         _complete_dirs.discard(os.fspath(folder_path(root, folder)))
-        return _deliver(root, folder, source, unique, fsync, quota_bytes, prefix, fresh, unsynced)
+        return _deliver(root, folder, source, unique, fsync, quota_bytes, prefix, fresh, unsynced,
+                        skip, link)  # fmt: skip
 
 
 def _deliver(
@@ -246,25 +267,44 @@ def _deliver(
     prefix: bytes,
     fresh: bool,
     unsynced: set[str] | None,
+    skip: int = 0,
+    link: bool = False,
 ) -> Path:
+    if link and (prefix or skip or isinstance(source, bytes)):
+        raise ValueError("link=True needs a source file stored as it is")
     path = _folder_dir(root, folder, fsync)
+    size = -1
+    if link:
+        size = os.stat(source).st_size
     if not fresh or quota_bytes > 0:
-        size = len(prefix) + (len(source) if isinstance(source, bytes) else os.stat(source).st_size)
+        size = len(prefix) - skip
+        size += len(source) if isinstance(source, bytes) else os.stat(source).st_size
         found = _find_delivered(path, unique, f"{unique}.{_host_part()},S={size}")
         if found is not None:
             return found
         if quota_bytes > 0:
             _check_quota(Path(root), size, quota_bytes)
+    new_dir = os.path.join(path, "new")
+    if link:
+        target = os.path.join(new_dir, f"{unique}.{_host_part()},S={size}")
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            return Path(target)  # delivered meanwhile by another thread
+        except OSError as exc:
+            if exc.errno not in _NO_LINK:
+                raise
+        else:
+            return _stored(root, new_dir, target, size, fsync, unsynced)
     tmp = os.path.join(path, "tmp", f"{unique}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            size = _copy(source, prefix, fd)
+            size = _copy(source, prefix, fd, skip)
             if fsync:
                 _fdatasync(fd)
         finally:
             os.close(fd)
-        new_dir = os.path.join(path, "new")
         target = os.path.join(new_dir, f"{unique}.{_host_part()},S={size}")
         try:
             os.link(tmp, target)
@@ -273,6 +313,23 @@ def _deliver(
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+    return _stored(root, new_dir, target, size, fsync, unsynced)
+
+
+#: Why a hard link into a Maildir can fail where a copy works: another file system, too many
+#: links, a file system without hard links.
+_NO_LINK = frozenset({errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+
+def _stored(
+    root: Path | str,
+    new_dir: str,
+    target: str,
+    size: int,
+    fsync: bool,
+    unsynced: set[str] | None,
+) -> Path:
+    """A new file is in ``new/``: make it durable (now, or in the caller's batch) and count it."""
     if unsynced is not None:
         unsynced.add(new_dir)
     elif fsync:
@@ -290,18 +347,21 @@ def sync_dirs(paths: set[str]) -> None:
 
 
 #: One write for :func:`deliver_many`: Maildir root, folder, spooled message file, unique
-#: name, fresh, prefix (latin-1 text), disk limit in bytes (0: none).
-DeliveryRequest = tuple[str, str, str, str, bool, str, int]
+#: name, fresh, prefix (latin-1 text), disk limit in bytes (0: none), bytes of the file to
+#: leave out at its start, link (see :func:`deliver`).
+DeliveryRequest = tuple[str, str, str, str, bool, str, int, int, bool]
 
 
 def _deliver_one(request: DeliveryRequest, fsync: bool, unsynced: set[str]) -> list[Any]:
-    root, folder, source, unique, fresh, prefix, quota = request
+    root, folder, source, unique, fresh, prefix, quota, skip, link = request
     options: dict[str, Any] = {
         "fsync": fsync,
         "quota_bytes": quota,
         "prefix": prefix.encode("latin-1"),
         "fresh": fresh,
         "unsynced": unsynced if fsync else None,
+        "skip": skip,
+        "link": link,
     }
     try:
         note = ""
