@@ -6,18 +6,19 @@ Layout under the spool directory::
     msg/<id>       the raw message exactly as received (with our Received header); for one
                    local recipient, first the trace headers of its delivery, so that the
                    delivery is a hard link (the envelope's ``trace_bytes`` counts them)
-    env/<id>.json  the envelope with per-recipient state; its presence is the commit point
+    env/<id>.json  the envelope with per-recipient state (a message is queued when both files
+                   are in place)
     corrupt/       envelopes that could not be used (kept for the admin, never deleted)
     free/          files of finished messages kept for reuse (their content is garbage)
     lock           held (flock) by the one process using the spool
 
 :meth:`Spool.accept` uses group commit (:mod:`mailmax.core.spoolwriter`). The reactor thread
 never touches the disk: worker threads write and fsync each message's two files into ``tmp/``
-in parallel, a commit thread renames whole batches into place (messages first, then envelopes)
-with one fsync per directory, and only then are the batch's Deferreds fired. In the server the
+in parallel, a commit thread renames whole batches into place and fsyncs both directories at
+the same time, and only then are the batch's Deferreds fired. In the server the
 writing runs in a helper process (``helper=True``), away from the reactor's interpreter lock.
 A crash at any moment leaves each message either fully queued or invisible; :meth:`Spool.start`
-removes the invisible remains.
+removes the invisible remains (a file of either kind without the other).
 
 Files are recycled, like a database's log segments: a finished message's small files move to
 ``free/`` and are overwritten by the next messages instead of being unlinked and created anew.
@@ -303,8 +304,10 @@ class Spool:
             log.info("removing {name}: its envelope was never committed", name=name)
             _unlink(self.msg_dir / name)
         for name in envelopes - messages:
-            log.error("envelope {name} has no message file; moved to corrupt/", name=name)
-            os.replace(self.env_dir / f"{name}.json", self.corrupt_dir / f"{name}.json")
+            # A commit cut short (its envelope reached the disk, its message did not), never
+            # reported to the client; or a removal cut short.
+            log.info("removing {name}: its message was never committed", name=name)
+            _unlink(self.env_dir / f"{name}.json")
         if self.fsync:
             _fsync_dir(self.msg_dir)
             _fsync_dir(self.env_dir)

@@ -1,10 +1,12 @@
 """Writing accepted messages into the spool directory: worker threads and group commit.
 
 :class:`GroupCommit` does the blocking work of :meth:`mailmax.core.spool.Spool.accept`:
-``threads`` workers write and fsync each message's two files into ``tmp/`` in parallel; a
-commit thread takes every written message waiting (up to ``max_batch``), renames the batch into
-place (messages first, then envelopes) with one fsync per directory, and only then reports the
-batch. :class:`FreeFiles` lets the files of finished messages be reused.
+``threads`` workers write and fsync the files into ``tmp/`` in parallel, a message's two files
+at the same time; a commit thread takes every written message waiting (up to ``max_batch``),
+renames the batch into place and fsyncs the two directories at the same time, and only then
+reports the batch. So a message waits for two fsyncs in a row, not four: a crash can leave an
+envelope whose message never got into place, which was never reported and is removed at
+start. :class:`FreeFiles` lets the files of finished messages be reused.
 
 The spool runs a :class:`GroupCommit` in its own process or, by default in the server, in a
 helper process (``python -m mailmax.core.spoolwriter``) fed through a pipe: each message costs
@@ -230,7 +232,8 @@ class WriteItem:
     chunks: list[bytes]
     token: Any = None  # the caller's, handed back with the result
     error: BaseException | None = None
-    stage: str = "written"  # written -> message (renamed) -> committed
+    stage: str = "written"  # written -> renamed -> committed
+    unwritten: int = 2  # files still being written
 
     @property
     def committed(self) -> bool:
@@ -270,10 +273,12 @@ class GroupCommit:
         self._ready: list[WriteItem] = []
         self._stopping = False
         self._pool: ThreadPoolExecutor | None = None
+        self._dir_sync: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
         """Start the worker and commit threads."""
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="spool-write")
+        self._dir_sync = ThreadPoolExecutor(1, thread_name_prefix="spool-dirsync")
         threading.Thread(target=self._coordinate, name="spool-commit", daemon=True).start()
 
     def submit(self, item: WriteItem) -> None:
@@ -283,7 +288,8 @@ class GroupCommit:
                 raise OSError(errno.ESHUTDOWN, "the spool is not running")
             self._writing += 1
         assert self._pool is not None
-        self._pool.submit(self._write, item)
+        self._pool.submit(self._write, item, True)
+        self._pool.submit(self._write, item, False)
 
     def stop(self) -> None:
         """Commit what is already submitted, then stop (``stopped`` is called)."""
@@ -300,24 +306,27 @@ class GroupCommit:
         return tmp + ".msg", tmp + ".env"
 
     # ------------------------------------------------------------------ workers
-    def _write(self, item: WriteItem) -> None:
-        """Worker thread: write and fsync the two files of one item into tmp/, then hand the
-        item (or its error) to the commit thread."""
+    def _write(self, item: WriteItem, message: bool) -> None:
+        """Worker thread: write and fsync the message or the envelope of one item into tmp/;
+        the second of the two to finish hands the item (or its error) to the commit thread,
+        which removes what was written of an item that failed."""
         tmp_message, tmp_envelope = self._tmp_paths(item.queue_id)
         try:
-            self.write_file(tmp_message, item.chunks)
-            self.write_file(tmp_envelope, [item.envelope])
+            if message:
+                self.write_file(tmp_message, item.chunks)
+            else:
+                self.write_file(tmp_envelope, [item.envelope])
         except BaseException as exc:
-            item.error = exc
-            for path in (tmp_message, tmp_envelope):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            item.error = item.error or exc
         finally:
-            item.chunks = []
+            if message:
+                item.chunks = []
             with self._cond:
-                self._writing -= 1
-                self._ready.append(item)
-                self._cond.notify()
+                item.unwritten -= 1
+                if not item.unwritten:
+                    self._writing -= 1
+                    self._ready.append(item)
+                    self._cond.notify()
 
     def write_file(self, path: str, chunks: Sequence[bytes]) -> None:
         """See :func:`write_file`."""
@@ -343,12 +352,14 @@ class GroupCommit:
                 with contextlib.suppress(Exception):
                     self._discard(batch)
             self._done(batch)
-        assert self._pool is not None
+        assert self._pool is not None and self._dir_sync is not None
         self._pool.shutdown(wait=True)
+        self._dir_sync.shutdown(wait=True)
         self._stopped()
 
     def _commit(self, batch: list[WriteItem]) -> None:
-        """Rename a round of written items into place: messages, fsync, envelopes, fsync."""
+        """Rename a round of written items into place (each message before its envelope),
+        then fsync both directories at the same time."""
         written = [item for item in batch if item.error is None]
         exists = os.path.lexists
         for item in written:
@@ -356,30 +367,32 @@ class GroupCommit:
                 target, envelope = self.paths(item.queue_id)
                 if exists(target) or exists(envelope):
                     raise FileExistsError(errno.EEXIST, "queue id already in use", item.queue_id)
-                os.rename(self._tmp_paths(item.queue_id)[0], target)
-                item.stage = "message"
+                tmp_message, tmp_envelope = self._tmp_paths(item.queue_id)
+                os.rename(tmp_message, target)
+                try:
+                    os.rename(tmp_envelope, envelope)
+                except OSError:
+                    unlink(target)
+                    raise
+                item.stage = "renamed"
             except OSError as exc:
                 item.error = exc
-        moved = [item for item in written if item.stage == "message"]
-        if not moved:
-            self._discard(batch)
-            return
+        moved = [item for item in written if item.stage == "renamed"]
         try:
-            if self.fsync:
-                fsync_dir(self._msg)
-            for item in moved:
+            if self.fsync and moved:
+                assert self._dir_sync is not None
+                envelopes = self._dir_sync.submit(fsync_dir, self._env)
                 try:
-                    os.rename(self._tmp_paths(item.queue_id)[1], self.paths(item.queue_id)[1])
-                    item.stage = "committed"
-                except OSError as exc:
-                    item.error = exc
-            if self.fsync:
-                fsync_dir(self._env)
+                    fsync_dir(self._msg)
+                finally:
+                    envelopes.result()
+            for item in moved:
+                item.stage = "committed"
         except OSError as exc:
             for item in moved:
-                if item.committed:
-                    unlink(self.paths(item.queue_id)[1])
-                item.stage, item.error = "message", exc
+                unlink(self.paths(item.queue_id)[1])  # the envelope first: never half a message
+                unlink(self.paths(item.queue_id)[0])
+                item.stage, item.error = "written", exc
         self._discard(batch)
 
     def _discard(self, batch: list[WriteItem]) -> None:
@@ -388,10 +401,12 @@ class GroupCommit:
             if item.committed:
                 continue
             item.error = item.error or OSError(errno.EIO, "message not committed")
+            if item.stage == "renamed":  # in place but not durable: not to be delivered
+                unlink(self.paths(item.queue_id)[1])
+                unlink(self.paths(item.queue_id)[0])
+                item.stage = "written"
             for path in self._tmp_paths(item.queue_id):
                 unlink(path)
-            if item.stage == "message":
-                unlink(self.paths(item.queue_id)[0])
 
 
 # ---------------------------------------------------------------------- the pipe's frames
