@@ -26,8 +26,11 @@ from twisted.internet import defer, task
 from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient
 from tests.test_spool_crash import expected_content
 
-def main(reactor, directory, helper):
-    spool = Spool(Path(directory), reactor=reactor, threads=4, max_batch=32, helper=helper == "1")
+def main(reactor, directory, writer):
+    spool = Spool(
+        Path(directory), reactor=reactor, threads=4, max_batch=32, helper=writer != "threads",
+        sync="filesystem" if writer == "process-syncfs" else "files",
+    )
     spool.start()
     def report(queue_id):
         sys.stdout.write(queue_id + "\n")
@@ -59,10 +62,10 @@ def reactor_thread() -> Iterator[ReactorThread]:
     yield from running_reactor()
 
 
-def run_and_kill(directory: Path, rng: random.Random, helper: bool) -> list[str]:
+def run_and_kill(directory: Path, rng: random.Random, writer: str) -> list[str]:
     """Run the accepting child, SIGKILL it at a random moment; return the ids it reported."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(directory), "1" if helper else "0"],
+        [sys.executable, "-c", CHILD, str(directory), writer],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[1],
@@ -78,9 +81,9 @@ def run_and_kill(directory: Path, rng: random.Random, helper: bool) -> list[str]
     return [line.decode() for line in lines[:-1]]  # the last piece may be cut short
 
 
-@pytest.mark.parametrize("helper", [False, True], ids=["threads", "process"])
+@pytest.mark.parametrize("writer", ["threads", "process", "process-syncfs"])
 def test_sigkill_at_random_moments_loses_nothing_reported(
-    tmp_path: Path, reactor_thread, helper: bool
+    tmp_path: Path, reactor_thread, writer: str
 ) -> None:
     """Q1: after SIGKILL, every id reported committed is complete on disk and nothing
     half-written is visible once the spool is reopened (also when a writer process writes:
@@ -89,7 +92,7 @@ def test_sigkill_at_random_moments_loses_nothing_reported(
     directory = tmp_path / "queue"
     reported: set[str] = set()
     for _ in range(3):
-        reported.update(run_and_kill(directory, rng, helper))
+        reported.update(run_and_kill(directory, rng, writer))
         spool = Spool(directory, reactor=reactor_thread.reactor)
         spool.start()
         try:

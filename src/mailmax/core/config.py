@@ -211,10 +211,18 @@ class SpoolSettings(_Section):
         12,
         ge=1,
         le=64,
-        description="Threads of the spool writer process writing and fsyncing messages"
-        " (concurrent fsyncs share the file system's journal commits).",
+        description="Threads of the spool writer process writing messages (and, with sync ="
+        " 'files', fsyncing them: concurrent fsyncs share the disk's cache flushes).",
     )
     max_batch: int = Field(64, ge=1, le=4096, description="Most messages one group commit covers.")
+    sync: Literal["files", "filesystem"] = Field(
+        "filesystem",
+        description="How a group commit makes messages durable: 'files' fsyncs every file and"
+        " directory; 'filesystem' syncs the queue's file system twice per batch (syncfs, Linux;"
+        " elsewhere 'files'), far fewer disk cache flushes, but it also writes out whatever else"
+        " is pending on that file system, so keep the queue on a file system of its own or a"
+        " quiet one.",
+    )
 
 
 class QueueSettings(_Section):

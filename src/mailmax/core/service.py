@@ -132,6 +132,7 @@ class MailMaxService(service.MultiService):
             fsync=settings.spool.fsync,
             threads=settings.spool.commit_threads,
             max_batch=settings.spool.max_batch,
+            sync=settings.spool.sync,
             reactor=self.reactor,
             helper=True,
         )

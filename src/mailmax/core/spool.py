@@ -45,7 +45,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
-from mailmax.core import spoolwriter
+from mailmax.core import spoolfiles, spoolwriter
 from mailmax.core.sendnow import write_now
 from mailmax.core.spoolenvelope import (  # also imported from here by the rest of MailMax
     SpoolEnvelope,
@@ -56,8 +56,8 @@ from mailmax.core.spoolenvelope import (  # also imported from here by the rest 
 log = Logger(namespace="mailmax.spool")
 
 _ID_RE = spoolwriter.QUEUE_ID
-_fsync_dir = spoolwriter.fsync_dir
-_unlink = spoolwriter.unlink
+_fsync_dir = spoolfiles.fsync_dir
+_unlink = spoolfiles.unlink
 #: Just-committed messages whose envelope and header stay in memory for the queue runner.
 RECENT_MESSAGES = 1024
 #: The longest header kept with them (a message with a longer one is not kept).
@@ -137,7 +137,8 @@ class Spool:
     """The queue directory shared by the SMTP receiver and the queue runner.
 
     With ``helper=True`` the accepts are written by a helper process (see
-    :mod:`mailmax.core.spoolwriter`); otherwise by threads of this process.
+    :mod:`mailmax.core.spoolwriter`); otherwise by threads of this process. ``sync`` is how a
+    group commit makes its files durable (:data:`mailmax.core.spoolfiles.SYNC_MODES`).
     """
 
     def __init__(
@@ -149,9 +150,16 @@ class Spool:
         max_batch: int = 64,
         reactor: Any = None,
         helper: bool = False,
+        sync: str = "files",
     ) -> None:
         if threads < 1 or max_batch < 1:
             raise ValueError("threads and max_batch must be at least 1")
+        if sync not in spoolfiles.SYNC_MODES:
+            raise ValueError(f"sync must be one of {spoolfiles.SYNC_MODES}, not {sync!r}")
+        if sync == "filesystem" and not spoolfiles.syncfs_available():
+            log.warn("syncfs is not available here: the spool fsyncs each file instead")
+            sync = "files"
+        self.sync = sync
         self.directory = Path(directory)
         self.fsync = fsync
         self.threads = threads
@@ -164,7 +172,7 @@ class Spool:
         self.corrupt_dir = self.directory / "corrupt"
         self.free_dir = self.directory / "free"
         self._msg, self._env = str(self.msg_dir), str(self.env_dir)
-        self.free = spoolwriter.FreeFiles(str(self.free_dir), taker=not helper)
+        self.free = spoolfiles.FreeFiles(str(self.free_dir), taker=not helper)
         #: Called on the reactor thread with the ids of each committed batch.
         self.committed: list[Callable[[list[str]], None]] = []
         self._accepts: dict[str, _Accept] = {}  # reactor thread only
@@ -243,6 +251,7 @@ class Spool:
             free=self.free,
             done=done,
             stopped=lambda: self.reactor.callFromThread(self._stopped_now),
+            sync=self.sync,
         )
 
     def _spawn(self) -> None:
@@ -250,6 +259,7 @@ class Spool:
         helper = _Helper(self)
         argv = [sys.executable, "-m", "mailmax.core.spoolwriter"]
         argv += [] if self.fsync else ["--no-fsync"]
+        argv += ["--sync", self.sync]
         argv += [str(self.threads), str(self.max_batch), str(self.directory)]
         self.reactor.spawnProcess(
             helper, sys.executable, argv, env=dict(os.environ), childFDs={0: "w", 1: "r", 2: 2}
@@ -504,7 +514,7 @@ class Spool:
         target = self.envelope_path(envelope.id)
         tmp = self.tmp_dir / f"{envelope.id}.save-{threading.get_ident()}-{secrets.token_hex(4)}"
         try:
-            spoolwriter.write_file(str(tmp), [envelope.to_json()], fsync=self.fsync, free=self.free)
+            spoolfiles.write_file(str(tmp), [envelope.to_json()], fsync=self.fsync, free=self.free)
             os.replace(tmp, target)
         except BaseException:
             _unlink(tmp)
@@ -518,9 +528,9 @@ class Spool:
 
     def remove_many(self, queue_ids: Sequence[str]) -> None:
         """Remove several messages whose recipients are all done, with one directory fsync
-        (blocking; see :func:`mailmax.core.spoolwriter.remove_messages`)."""
+        (blocking; see :func:`mailmax.core.spoolfiles.remove_messages`)."""
         ids = [check_id(queue_id) for queue_id in queue_ids]
-        spoolwriter.remove_messages(str(self.directory), ids, fsync=self.fsync, free=self.free)
+        spoolfiles.remove_messages(str(self.directory), ids, fsync=self.fsync, free=self.free)
 
     def remove_soon(
         self, queue_ids: Sequence[str], in_thread: Callable[..., defer.Deferred[Any]]

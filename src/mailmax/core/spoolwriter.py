@@ -8,6 +8,12 @@ reports the batch. So a message waits for two fsyncs in a row, not four: a crash
 envelope whose message never got into place, which was never reported and is removed at
 start. :class:`FreeFiles` lets the files of finished messages be reused.
 
+With ``sync="filesystem"`` (Linux) the workers only write, and the commit thread makes a whole
+batch durable with two ``syncfs`` calls: one for every file of the batch before the renames,
+one for the renames. The disk then flushes its cache twice per batch instead of twice per
+message plus twice per batch; it also writes out whatever else is pending on that file
+system, so this suits a queue directory on a file system of its own or a quiet one.
+
 The spool runs a :class:`GroupCommit` in its own process or, by default in the server, in a
 helper process (``python -m mailmax.core.spoolwriter``) fed through a pipe: each message costs
 a dozen small blocking system calls, and in the server process every one of them would make a
@@ -31,21 +37,20 @@ import re
 import struct
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
-#: fdatasync where there is one.
-fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
-#: Most buffers one writev() call takes (Linux IOV_MAX).
-_IOV_MAX = 1024
-#: Files kept in free/ for reuse, and the largest one kept (bigger ones are unlinked).
-FREE_FILES = 256
-FREE_FILE_MAX_BYTES = 64 * 1024
-#: How often a helper looks for files the server put in free/ when it has none.
-FREE_RESCAN_SECONDS = 0.2
+from mailmax.core.spoolfiles import (
+    SYNC_MODES,
+    FreeFiles,
+    fsync_dir,
+    remove_messages,
+    sync_filesystem,
+    unlink,
+    write_file,
+)
 
 _ACCEPT = struct.Struct(">BII")  # id length, envelope length, message length
 _CALL = struct.Struct(">I")  # JSON length
@@ -53,174 +58,6 @@ _COMMITTED = struct.Struct(">B")
 _FAILED = struct.Struct(">BiH")  # id length, errno, text length
 #: What a queue id may look like (a plain file name).
 QUEUE_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
-
-
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """fsync a directory (its entries are durable afterwards)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def unlink(path: str | os.PathLike[str]) -> None:
-    """Remove a file of ours; a missing one or something else in its place is left alone."""
-    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-        os.unlink(path)
-
-
-def write_chunks(fd: int, chunks: Sequence[bytes]) -> None:
-    """Write every chunk to ``fd`` in order, with as few system calls as possible."""
-    for start in range(0, len(chunks), _IOV_MAX):
-        group = chunks[start : start + _IOV_MAX]
-        written = os.writev(fd, group)
-        expected = sum(len(chunk) for chunk in group)
-        if written < expected:  # a short write: finish the rest plainly
-            rest = memoryview(b"".join(group))[written:]
-            while rest:
-                rest = rest[os.write(fd, rest) :]
-
-
-class FreeFiles:
-    """Small files of finished messages, kept in ``free/`` to be overwritten by new ones.
-
-    Like a database recycling its log segments: on ext4 without a journal, creating an inode
-    scans past every recently deleted inode of its group, the largest kernel cost of a queued
-    message. Exactly one process takes files from ``free/`` (``taker=True``); another may put
-    files there, and the taker finds them by looking again when it has none left.
-    """
-
-    def __init__(self, directory: str, *, taker: bool, rescan: bool = False) -> None:
-        self.directory = directory
-        self.taker = taker
-        self.rescan = rescan
-        self._names: list[str] = []  # the most recently freed last
-        self._handed: set[str] = set()  # found by a rescan and handed out (maybe still there)
-        self._lock = threading.Lock()
-        self._counter = 0
-        self._prefix = f"{time.time_ns():x}-{os.getpid()}"
-        self._scanned = 0.0
-        self._released = 0
-
-    def load(self) -> None:
-        """Take stock of free/ at start; unlink what is over the limit."""
-        names = self._scan()
-        for name in names[FREE_FILES:]:
-            unlink(os.path.join(self.directory, name))
-        with self._lock:
-            self._names = names[:FREE_FILES] if self.taker else []
-            self._handed = set(self._names)
-            self._released = min(len(names), FREE_FILES)
-
-    def _scan(self) -> list[str]:
-        return [e.name for e in os.scandir(self.directory) if e.is_file(follow_symlinks=False)]
-
-    def take(self, path: str) -> int | None:
-        """Give a free file the name ``path`` (a new name: nothing may be there) and open it
-        for writing; None when there is none (or this process does not take files).
-
-        One atomic rename: when two takers pick the same free file (a rescan can list a file
-        that is being released), one gets it and the other moves on to the next.
-        """
-        if not self.taker:
-            return None
-        while True:
-            name = self._pop()
-            if name is None:
-                return None
-            source = os.path.join(self.directory, name)
-            try:
-                os.rename(source, path)
-            except FileNotFoundError:
-                if os.path.isdir(os.path.dirname(path)):
-                    continue  # taken or removed behind our back: try the next one
-                self._push(name)
-                raise
-            except OSError:
-                self._push(name)
-                raise
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            if os.fstat(fd).st_nlink == 1:
-                return fd
-            os.close(fd)  # linked elsewhere meanwhile (by hand?): not ours to overwrite
-            os.unlink(path)
-
-    def _pop(self) -> str | None:
-        with self._lock:
-            if not self._names and self.rescan:
-                now = time.monotonic()
-                if now - self._scanned >= FREE_RESCAN_SECONDS:
-                    self._scanned = now
-                    present = self._scan()
-                    self._handed &= set(present)
-                    self._names = [n for n in present if n not in self._handed]
-                    self._handed.update(self._names)
-            return self._names.pop() if self._names else None
-
-    def _push(self, name: str) -> None:
-        with self._lock:
-            self._names.append(name)
-
-    def release(self, path: str) -> None:
-        """A finished file: keep it for reuse when it is small and there is room, else unlink
-        it. A missing file is fine."""
-        with self._lock:
-            self._counter += 1
-            name = f"{self._prefix}-{self._counter}"
-            if self.taker:
-                room = len(self._names) < FREE_FILES
-            else:  # the taker uses them up; count what is there now and then
-                if self._released >= FREE_FILES:
-                    self._released = len(self._scan())
-                room = self._released < FREE_FILES
-        try:
-            info = os.stat(path)
-            # A file also linked elsewhere (a Maildir holds it) must never be overwritten.
-            if room and info.st_size <= FREE_FILE_MAX_BYTES and info.st_nlink == 1:
-                os.rename(path, os.path.join(self.directory, name))
-                with self._lock:
-                    if self.taker:
-                        self._names.append(name)
-                    self._released += 1
-                return
-        except (FileNotFoundError, IsADirectoryError):
-            return
-        unlink(path)
-
-
-def remove_messages(
-    directory: str, queue_ids: Sequence[str], *, fsync: bool, free: FreeFiles
-) -> None:
-    """Remove finished messages of the spool in ``directory`` with one directory fsync.
-
-    The envelopes go first: a crash before the fsync leaves a message queued, whose next
-    delivery finds the copies already made. Their files go to ``free`` for reuse.
-    """
-    msg, env = os.path.join(directory, "msg"), os.path.join(directory, "env")
-    for queue_id in queue_ids:
-        free.release(os.path.join(env, queue_id + ".json"))
-    if fsync and queue_ids:
-        fsync_dir(env)
-    for queue_id in queue_ids:
-        free.release(os.path.join(msg, queue_id))
-
-
-def write_file(path: str, chunks: Sequence[bytes], *, fsync: bool, free: FreeFiles) -> None:
-    """Write a new file at ``path`` (which must not exist) and fdatasync it, reusing a free
-    file if there is one."""
-    fd = free.take(path)
-    recycled = fd is not None
-    if fd is None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        write_chunks(fd, chunks)
-        if recycled:
-            os.ftruncate(fd, sum(len(chunk) for chunk in chunks))
-        if fsync:
-            fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -258,8 +95,12 @@ class GroupCommit:
         free: FreeFiles,
         done: Callable[[list[WriteItem]], None],
         stopped: Callable[[], None],
+        sync: str = "files",
     ) -> None:
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
         self.fsync = fsync
+        self.sync_filesystem = fsync and sync == "filesystem"
         self.threads = threads
         self.max_batch = max_batch
         self.free = free
@@ -274,6 +115,7 @@ class GroupCommit:
         self._stopping = False
         self._pool: ThreadPoolExecutor | None = None
         self._dir_sync: ThreadPoolExecutor | None = None
+        self._directory = directory
 
     def start(self) -> None:
         """Start the worker and commit threads."""
@@ -288,8 +130,12 @@ class GroupCommit:
                 raise OSError(errno.ESHUTDOWN, "the spool is not running")
             self._writing += 1
         assert self._pool is not None
-        self._pool.submit(self._write, item, True)
-        self._pool.submit(self._write, item, False)
+        if self.sync_filesystem:  # nothing to wait for: one job writes both
+            item.unwritten = 1
+            self._pool.submit(self._write, item, None)
+        else:
+            self._pool.submit(self._write, item, True)
+            self._pool.submit(self._write, item, False)
 
     def stop(self) -> None:
         """Commit what is already submitted, then stop (``stopped`` is called)."""
@@ -306,20 +152,20 @@ class GroupCommit:
         return tmp + ".msg", tmp + ".env"
 
     # ------------------------------------------------------------------ workers
-    def _write(self, item: WriteItem, message: bool) -> None:
-        """Worker thread: write and fsync the message or the envelope of one item into tmp/;
-        the second of the two to finish hands the item (or its error) to the commit thread,
-        which removes what was written of an item that failed."""
+    def _write(self, item: WriteItem, message: bool | None) -> None:
+        """Worker thread: write and fsync the message or the envelope (None: both) of one item
+        into tmp/; the last job of an item hands it (or its error) to the commit thread, which
+        removes what was written of an item that failed."""
         tmp_message, tmp_envelope = self._tmp_paths(item.queue_id)
         try:
-            if message:
+            if message is not False:
                 self.write_file(tmp_message, item.chunks)
-            else:
+            if message is not True:
                 self.write_file(tmp_envelope, [item.envelope])
         except BaseException as exc:
             item.error = item.error or exc
         finally:
-            if message:
+            if message is not False:
                 item.chunks = []
             with self._cond:
                 item.unwritten -= 1
@@ -329,8 +175,8 @@ class GroupCommit:
                     self._cond.notify()
 
     def write_file(self, path: str, chunks: Sequence[bytes]) -> None:
-        """See :func:`write_file`."""
-        write_file(path, chunks, fsync=self.fsync, free=self.free)
+        """See :func:`write_file` (no fsync of its own when the commit syncs the file system)."""
+        write_file(path, chunks, fsync=self.fsync and not self.sync_filesystem, free=self.free)
 
     # ------------------------------------------------------------------ commit thread
     def _coordinate(self) -> None:
@@ -361,6 +207,13 @@ class GroupCommit:
         """Rename a round of written items into place (each message before its envelope),
         then fsync both directories at the same time."""
         written = [item for item in batch if item.error is None]
+        if self.sync_filesystem and written:
+            try:
+                sync_filesystem(self._directory)  # every file of the batch, before its rename
+            except OSError as exc:
+                for item in written:
+                    item.error = exc
+                written = []
         exists = os.path.lexists
         for item in written:
             try:
@@ -379,7 +232,9 @@ class GroupCommit:
                 item.error = exc
         moved = [item for item in written if item.stage == "renamed"]
         try:
-            if self.fsync and moved:
+            if self.sync_filesystem and moved:
+                sync_filesystem(self._directory)
+            elif self.fsync and moved:
                 assert self._dir_sync is not None
                 envelopes = self._dir_sync.submit(fsync_dir, self._env)
                 try:
@@ -516,7 +371,7 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
     return data if data is not None and len(data) == size else None
 
 
-def serve(directory: str, fsync: bool, threads: int, max_batch: int) -> int:
+def serve(directory: str, fsync: bool, threads: int, max_batch: int, sync: str = "files") -> int:
     """The helper process: read frames from stdin, answer on stdout (see the module text)."""
     out = sys.stdout.buffer
     out_lock = threading.Lock()
@@ -537,6 +392,7 @@ def serve(directory: str, fsync: bool, threads: int, max_batch: int) -> int:
         free=free,
         done=lambda batch: send(b"".join(_reply(item) for item in batch)),
         stopped=finished.set,
+        sync=sync,
     )
     writer.start()
     calls = ThreadPoolExecutor(2, thread_name_prefix="spool-call")
@@ -593,14 +449,15 @@ def serve(directory: str, fsync: bool, threads: int, max_batch: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mailmax.core.spoolwriter [--no-fsync] THREADS MAX_BATCH DIRECTORY``."""
+    """``python -m mailmax.core.spoolwriter [--no-fsync] [--sync MODE] THREADS MAX_BATCH DIR``."""
     parser = argparse.ArgumentParser(description="MailMax spool writer (started by the server)")
     parser.add_argument("--no-fsync", action="store_true")
+    parser.add_argument("--sync", choices=SYNC_MODES, default="files")
     parser.add_argument("threads", type=int)
     parser.add_argument("max_batch", type=int)
     parser.add_argument("directory")
     args = parser.parse_args(argv)
-    return serve(args.directory, not args.no_fsync, args.threads, args.max_batch)
+    return serve(args.directory, not args.no_fsync, args.threads, args.max_batch, args.sync)
 
 
 if __name__ == "__main__":
