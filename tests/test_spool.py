@@ -319,6 +319,61 @@ def test_filesystem_sync_covers_the_files_then_the_renames_of_each_batch(
     assert len(syncs) == 2 * sum(1 for kind, _ in events if kind == "committed")
 
 
+def test_after_sync_waits_for_a_sync_of_the_file_system_begun_after_it(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Q1/S4: a change answered through ``after_sync`` (a Maildir link, a removal) is answered
+    only after a sync of the file system that began after it: the next commit's, or one of
+    its own when nothing is being committed, or, once the writer stopped, one made at once."""
+    events: list[str] = []
+    real_syncfs = spoolwriter.sync_filesystem
+
+    def syncfs(path) -> None:
+        events.append("sync-start")
+        real_syncfs(path)
+        events.append("sync-end")
+
+    monkeypatch.setattr(spoolwriter, "sync_filesystem", syncfs)
+    for sub in ("tmp", "msg", "env", "free"):
+        (tmp_path / sub).mkdir()
+    stopped = threading.Event()
+    writer = spoolwriter.GroupCommit(
+        str(tmp_path),
+        fsync=True,
+        threads=2,
+        max_batch=8,
+        free=spoolfiles.FreeFiles(str(tmp_path / "free"), taker=True),
+        done=lambda batch: events.append(f"committed {len(batch)}"),
+        stopped=stopped.set,
+        sync="filesystem",
+    )
+    writer.start()
+    answered = threading.Event()
+
+    def waiter(name: str):
+        def called(error: OSError | None) -> None:
+            events.append(f"{name} {error}")
+            answered.set()
+
+        return called
+
+    writer.after_sync(waiter("alone"))
+    assert answered.wait(10)
+    assert events == ["sync-start", "sync-end", "alone None"]
+    events.clear()
+    answered.clear()
+    writer.submit(spoolwriter.WriteItem("q1", b"{}", [b"message"]))
+    writer.after_sync(waiter("with-commit"))
+    assert answered.wait(10)
+    start = events.index("sync-start")
+    assert events.index("with-commit None") > events.index("sync-end", start)
+    writer.stop()
+    assert stopped.wait(10)
+    events.clear()
+    writer.after_sync(waiter("after-stop"))
+    assert events == ["sync-start", "sync-end", "after-stop None"]
+
+
 def test_failed_write_errbacks_oserror_and_leaves_nothing_visible(
     spool: Spool, reactor_thread
 ) -> None:

@@ -116,6 +116,8 @@ class GroupCommit:
         self._pool: ThreadPoolExecutor | None = None
         self._dir_sync: ThreadPoolExecutor | None = None
         self._directory = directory
+        self._sync_waiters: list[Callable[[OSError | None], None]] = []
+        self._finished = False
 
     def start(self) -> None:
         """Start the worker and commit threads."""
@@ -179,25 +181,59 @@ class GroupCommit:
         write_file(path, chunks, fsync=self.fsync and not self.sync_filesystem, free=self.free)
 
     # ------------------------------------------------------------------ commit thread
+    def after_sync(self, callback: Callable[[OSError | None], None]) -> None:
+        """With ``sync="filesystem"``: call ``callback(None)`` from the commit thread once a
+        sync of the queue's file system that began after this call has ended (``callback(error)``
+        when it failed). Changes made on that file system before this call are then durable,
+        at the cost of no disk flush of their own when messages are being committed anyway."""
+        with self._cond:
+            if not self._finished:
+                self._sync_waiters.append(callback)
+                self._cond.notify()
+                return
+        try:  # the commit thread is gone: sync here
+            sync_filesystem(self._directory)
+        except OSError as exc:
+            callback(exc)
+        else:
+            callback(None)
+
     def _coordinate(self) -> None:
         """Commit thread: rename whatever has been written, one directory fsync per round."""
         while True:
             with self._cond:
-                while not self._ready and not (self._stopping and self._writing == 0):
+                while (
+                    not self._ready
+                    and not self._sync_waiters
+                    and not (self._stopping and self._writing == 0)
+                ):
                     self._cond.wait()
-                if not self._ready:
+                if not self._ready and not self._sync_waiters:
+                    self._finished = True
                     break
                 batch = self._ready[: self.max_batch]
                 del self._ready[: self.max_batch]
+                waiters, self._sync_waiters = self._sync_waiters, []
+            error: OSError | None = None
             try:
-                self._commit(batch)
+                if batch:
+                    self._commit(batch)
+                if waiters and not any(item.committed for item in batch):
+                    sync_filesystem(self._directory)  # nothing committed: sync for them alone
+            except OSError as exc:
+                error = exc
             except BaseException as exc:  # never leave an item unanswered
+                error = OSError(errno.EIO, f"commit failed: {exc}")
+            if error is not None:
                 for item in batch:
                     if not item.committed:
-                        item.error = item.error or exc
+                        item.error = item.error or error
                 with contextlib.suppress(Exception):
                     self._discard(batch)
-            self._done(batch)
+            if batch:
+                self._done(batch)
+            for waiter in waiters:
+                waiter(error if not any(item.committed for item in batch) else None)
         assert self._pool is not None and self._dir_sync is not None
         self._pool.shutdown(wait=True)
         self._dir_sync.shutdown(wait=True)
@@ -282,11 +318,11 @@ def call_frame(call: int, op: str, args: dict[str, Any]) -> bytes:
     return b"J" + _CALL.pack(len(data)) + data
 
 
-def _deliver(args: dict[str, Any]) -> Any:
+def _deliver(args: dict[str, Any], synced_later: Callable[[str], bool] | None = None) -> Any:
     from mailmax.core.store import maildir
 
     requests = [_request(r) for r in args["requests"]]
-    return maildir.deliver_many(requests, fsync=bool(args["fsync"]))
+    return maildir.deliver_many(requests, fsync=bool(args["fsync"]), synced_later=synced_later)
 
 
 def _request(r: list[Any]) -> Any:
@@ -396,31 +432,45 @@ def serve(directory: str, fsync: bool, threads: int, max_batch: int, sync: str =
     )
     writer.start()
     calls = ThreadPoolExecutor(2, thread_name_prefix="spool-call")
+    # With sync="filesystem", Maildir links and removals on the queue's file system need no
+    # fsync of their own: they are answered after the commit thread's next sync.
+    later = writer.sync_filesystem
+    device = os.stat(directory).st_dev
     table: dict[str, Callable[[dict[str, Any]], Any]] = {
         **CALLS,
+        "deliver": lambda args: _deliver(
+            args, (lambda path: os.stat(path).st_dev == device) if later else None
+        ),
         "remove": lambda args: remove_messages(
-            directory, [_checked_id(i) for i in args["ids"]], fsync=fsync, free=free
+            directory, [_checked_id(i) for i in args["ids"]], fsync=fsync and not later, free=free
         ),
     }
 
-    def run(call: dict[str, Any]) -> None:
-        try:
-            reply: dict[str, Any] = {
-                "call": call["call"],
-                "result": table[call["op"]](call["args"]),
-            }
-        except Exception as exc:
-            code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO
-            reply = {"call": call["call"], "error": [code, f"{exc.__class__.__name__}: {exc}"]}
+    def answer(call: dict[str, Any], result: Any, error: Exception | None) -> None:
+        reply: dict[str, Any] = {"call": call["call"], "result": result}
+        if error is not None:
+            code = error.errno if isinstance(error, OSError) and error.errno else errno.EIO
+            reply = {"call": call["call"], "error": [code, f"{error.__class__.__name__}: {error}"]}
         data = json.dumps(reply, separators=(",", ":")).encode()
         send(b"J" + _CALL.pack(len(data)) + data)
+
+    def run(call: dict[str, Any]) -> None:
+        try:
+            result = table[call["op"]](call["args"])
+        except Exception as exc:
+            answer(call, None, exc)
+            return
+        if later:
+            writer.after_sync(lambda error: answer(call, result, error))
+        else:
+            answer(call, result, None)
 
     stream = sys.stdin.buffer
     while True:
         kind = stream.read(1)
         if kind == STOP_FRAME:
+            calls.shutdown(wait=True)  # their answers may wait for the commit thread's sync
             writer.stop()
-            calls.shutdown(wait=True)
             finished.wait()
             send(b"X")
             return 0

@@ -30,7 +30,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -377,13 +377,20 @@ def _deliver_one(request: DeliveryRequest, fsync: bool, unsynced: set[str]) -> l
         return ["error", exc.errno or errno.EIO, exc.strerror or str(exc)]
 
 
-def deliver_many(requests: Sequence[DeliveryRequest], *, fsync: bool = True) -> list[list[Any]]:
+def deliver_many(
+    requests: Sequence[DeliveryRequest],
+    *,
+    fsync: bool = True,
+    synced_later: Callable[[str], bool] | None = None,
+) -> list[list[Any]]:
     """Store every request with :func:`deliver`, then fsync each ``new/`` directory once.
 
     Blocking. An invalid folder falls back to INBOX. One result per request, made of plain
     values (they cross a pipe as JSON): ``["delivered", path, folder, note]`` (``note`` says
     why the folder changed, else empty), ``["over_quota", usage, size, quota]`` or
-    ``["error", errno, text]``. A delivery is reported only once its directory is synced.
+    ``["error", errno, text]``. A delivery is reported only once its directory is synced,
+    except in the directories for which ``synced_later(path)`` is true: the caller makes
+    those durable before it reports them (message files are fsynced all the same).
     """
     results: list[list[Any]] = []
     written: list[set[str]] = []
@@ -393,6 +400,8 @@ def deliver_many(requests: Sequence[DeliveryRequest], *, fsync: bool = True) -> 
         written.append(directories)
     failed: dict[str, OSError] = {}
     for directory in sorted(set().union(*written)):
+        if synced_later is not None and synced_later(directory):
+            continue
         try:
             _fsync_dir(directory)
         except OSError as exc:
