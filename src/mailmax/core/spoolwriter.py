@@ -101,6 +101,9 @@ class GroupCommit:
             raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
         self.fsync = fsync
         self.sync_filesystem = fsync and sync == "filesystem"
+        #: With ``sync_filesystem``, write in the thread calling :meth:`submit` (no hand-over
+        #: to a worker; for a caller that may block, like the writer process's reader).
+        self.write_inline = False
         self.threads = threads
         self.max_batch = max_batch
         self.free = free
@@ -134,7 +137,10 @@ class GroupCommit:
         assert self._pool is not None
         if self.sync_filesystem:  # nothing to wait for: one job writes both
             item.unwritten = 1
-            self._pool.submit(self._write, item, None)
+            if self.write_inline:
+                self._write(item, None)
+            else:
+                self._pool.submit(self._write, item, None)
         else:
             self._pool.submit(self._write, item, True)
             self._pool.submit(self._write, item, False)
@@ -430,6 +436,7 @@ def serve(directory: str, fsync: bool, threads: int, max_batch: int, sync: str =
         stopped=finished.set,
         sync=sync,
     )
+    writer.write_inline = True
     writer.start()
     calls = ThreadPoolExecutor(2, thread_name_prefix="spool-call")
     # With sync="filesystem", Maildir links and removals on the queue's file system need no
