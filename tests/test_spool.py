@@ -266,8 +266,9 @@ def test_filesystem_sync_covers_the_files_then_the_renames_of_each_batch(
     tmp_path: Path, reactor_thread, monkeypatch
 ) -> None:
     """Q1: with ``sync="filesystem"`` no file is fsynced on its own; each batch's files are
-    written before a syncfs that comes before their renames, and a second syncfs comes after
-    the renames and before any Deferred of the batch fires."""
+    written before a syncfs that comes before their renames, and another syncfs (which may also
+    cover the next batch's files) comes after the renames and before any Deferred of the batch
+    fires."""
     assert spoolfiles.syncfs_available(), "syncfs(2) must be available on this machine"
     events: list[tuple[str, str]] = []
     lock = threading.Lock()
@@ -316,7 +317,7 @@ def test_filesystem_sync_covers_the_files_then_the_renames_of_each_batch(
         assert any(written < s < msg_move for s in syncs), queue_id
         assert msg_move < env_move
         assert any(env_move < s < fired for s in syncs), queue_id
-    assert len(syncs) == 2 * sum(1 for kind, _ in events if kind == "committed")
+    assert len(syncs) <= 2 * sum(1 for kind, _ in events if kind == "committed")
 
 
 def test_after_sync_waits_for_a_sync_of_the_file_system_begun_after_it(

@@ -8,11 +8,12 @@ reports the batch. So a message waits for two fsyncs in a row, not four: a crash
 envelope whose message never got into place, which was never reported and is removed at
 start. :class:`FreeFiles` lets the files of finished messages be reused.
 
-With ``sync="filesystem"`` (Linux) the workers only write, and the commit thread makes a whole
-batch durable with two ``syncfs`` calls: one for every file of the batch before the renames,
-one for the renames. The disk then flushes its cache twice per batch instead of twice per
-message plus twice per batch; it also writes out whatever else is pending on that file
-system, so this suits a queue directory on a file system of its own or a quiet one.
+With ``sync="filesystem"`` (Linux) nothing is fsynced on its own: the commit thread syncs the
+queue's file system (``syncfs``), which makes durable the files of the batch written since the
+last sync and the renames of the batch before it. Each message waits for two syncs, but a busy
+spool syncs once per batch instead of fsyncing every file and directory. A sync also writes
+out whatever else is pending on that file system, so this suits a queue directory on a file
+system of its own or a quiet one.
 
 The spool runs a :class:`GroupCommit` in its own process or, by default in the server, in a
 helper process (``python -m mailmax.core.spoolwriter``) fed through a pipe: each message costs
@@ -192,6 +193,8 @@ class GroupCommit:
         sync of the queue's file system that began after this call has ended (``callback(error)``
         when it failed). Changes made on that file system before this call are then durable,
         at the cost of no disk flush of their own when messages are being committed anyway."""
+        if not self.sync_filesystem:
+            raise RuntimeError('after_sync needs sync="filesystem"')
         with self._cond:
             if not self._finished:
                 self._sync_waiters.append(callback)
@@ -205,59 +208,91 @@ class GroupCommit:
             callback(None)
 
     def _coordinate(self) -> None:
-        """Commit thread: rename whatever has been written, one directory fsync per round."""
-        while True:
-            with self._cond:
-                while (
-                    not self._ready
-                    and not self._sync_waiters
-                    and not (self._stopping and self._writing == 0)
-                ):
-                    self._cond.wait()
-                if not self._ready and not self._sync_waiters:
-                    self._finished = True
-                    break
-                batch = self._ready[: self.max_batch]
-                del self._ready[: self.max_batch]
-                waiters, self._sync_waiters = self._sync_waiters, []
-            error: OSError | None = None
-            try:
-                if batch:
-                    self._commit(batch)
-                if waiters and not any(item.committed for item in batch):
-                    sync_filesystem(self._directory)  # nothing committed: sync for them alone
-            except OSError as exc:
-                error = exc
-            except BaseException as exc:  # never leave an item unanswered
-                error = OSError(errno.EIO, f"commit failed: {exc}")
-            if error is not None:
-                for item in batch:
-                    if not item.committed:
-                        item.error = item.error or error
-                with contextlib.suppress(Exception):
-                    self._discard(batch)
-            if batch:
-                self._done(batch)
-            for waiter in waiters:
-                waiter(error if not any(item.committed for item in batch) else None)
+        """Commit thread: commit what has been written, batch after batch, then stop."""
+        if self.sync_filesystem:
+            self._pipeline()
+        else:
+            self._rounds()
         assert self._pool is not None and self._dir_sync is not None
         self._pool.shutdown(wait=True)
         self._dir_sync.shutdown(wait=True)
         self._stopped()
 
-    def _commit(self, batch: list[WriteItem]) -> None:
-        """Rename a round of written items into place (each message before its envelope),
-        then fsync both directories at the same time."""
-        written = [item for item in batch if item.error is None]
-        if self.sync_filesystem and written:
+    def _take(self, renamed: bool = False) -> tuple[list[WriteItem], list[Any]] | None:
+        """Wait for work: the next batch and the sync waiters; None when it is time to stop.
+        ``renamed``: a batch waits for a sync, so there is work even without new items."""
+        with self._cond:
+            while (
+                not self._ready
+                and not self._sync_waiters
+                and not renamed
+                and not (self._stopping and self._writing == 0)
+            ):
+                self._cond.wait()
+            if not self._ready and not self._sync_waiters and not renamed:
+                self._finished = True
+                return None
+            batch = self._ready[: self.max_batch]
+            del self._ready[: self.max_batch]
+            waiters, self._sync_waiters = self._sync_waiters, []
+        return batch, waiters
+
+    def _rounds(self) -> None:
+        """``sync="files"``: rename each batch into place, fsync the directories, answer."""
+        while (work := self._take()) is not None:
+            batch = work[0]
             try:
-                sync_filesystem(self._directory)  # every file of the batch, before its rename
+                self._commit(batch)
+            except BaseException as exc:  # never leave an item unanswered
+                for item in batch:
+                    item.error = item.error or exc
+                with contextlib.suppress(Exception):
+                    self._discard(batch)
+            self._done(batch)
+
+    def _pipeline(self) -> None:
+        """``sync="filesystem"``: each sync of the file system makes durable the files of the
+        batch written since the last one and the renames of the batch before it (and what
+        :meth:`after_sync` waits for). A message waits for two syncs, as with a sync before
+        and a sync after its batch's renames, but a busy spool syncs once per batch."""
+        renamed: list[WriteItem] = []
+        while (work := self._take(bool(renamed))) is not None:
+            batch, waiters = work
+            error: OSError | None = None
+            try:
+                sync_filesystem(self._directory)
             except OSError as exc:
-                for item in written:
-                    item.error = exc
-                written = []
+                error = exc
+            for item in renamed:
+                if error is None:
+                    item.stage = "committed"
+                else:
+                    item.error = error
+            for waiter in waiters:
+                waiter(error)
+            if renamed:
+                self._discard(renamed)  # what the sync did not make durable
+                self._done(renamed)
+            for item in batch:
+                item.error = item.error or error
+            try:
+                renamed = self._rename(batch)
+            except BaseException as exc:  # never leave an item unanswered
+                for item in batch:
+                    item.error = item.error or exc
+                renamed = []
+            failed = [item for item in batch if item.stage != "renamed"]
+            if failed:
+                self._discard(failed)
+                self._done(failed)
+
+    def _rename(self, batch: list[WriteItem]) -> list[WriteItem]:
+        """Rename the written items of ``batch`` into place, each message before its envelope;
+        returns those renamed (the others have their error)."""
         exists = os.path.lexists
-        for item in written:
+        for item in batch:
+            if item.error is not None:
+                continue
             try:
                 target, envelope = self.paths(item.queue_id)
                 if exists(target) or exists(envelope):
@@ -272,11 +307,14 @@ class GroupCommit:
                 item.stage = "renamed"
             except OSError as exc:
                 item.error = exc
-        moved = [item for item in written if item.stage == "renamed"]
+        return [item for item in batch if item.stage == "renamed"]
+
+    def _commit(self, batch: list[WriteItem]) -> None:
+        """``sync="files"``: rename a round of written items into place, then fsync both
+        directories at the same time."""
+        moved = self._rename(batch)
         try:
-            if self.sync_filesystem and moved:
-                sync_filesystem(self._directory)
-            elif self.fsync and moved:
+            if self.fsync and moved:
                 assert self._dir_sync is not None
                 envelopes = self._dir_sync.submit(fsync_dir, self._env)
                 try:
@@ -287,9 +325,7 @@ class GroupCommit:
                 item.stage = "committed"
         except OSError as exc:
             for item in moved:
-                unlink(self.paths(item.queue_id)[1])  # the envelope first: never half a message
-                unlink(self.paths(item.queue_id)[0])
-                item.stage, item.error = "written", exc
+                item.error = exc
         self._discard(batch)
 
     def _discard(self, batch: list[WriteItem]) -> None:
