@@ -13,9 +13,10 @@ Layout under the spool directory::
     lock           held (flock) by the one process using the spool
 
 :meth:`Spool.accept` uses group commit (:mod:`mailmax.core.spoolwriter`). The reactor thread
-never touches the disk: worker threads write and fsync each message's two files into ``tmp/``
-in parallel, a commit thread renames whole batches into place and fsyncs both directories at
-the same time, and only then are the batch's Deferreds fired. In the server the
+never touches the disk: the message's two files are written into ``tmp/`` and made durable,
+then a commit thread renames whole batches into place and makes the renames durable, and only
+then are the batch's Deferreds fired. With ``sync="files"`` that is an fsync of every file
+and directory; with ``sync="filesystem"`` a sync of the file system per batch. In the server the
 writing runs in a helper process (``helper=True``), away from the reactor's interpreter lock.
 A crash at any moment leaves each message either fully queued or invisible; :meth:`Spool.start`
 removes the invisible remains (a file of either kind without the other).

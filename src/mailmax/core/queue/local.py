@@ -204,13 +204,14 @@ class LocalDelivery:
         elif choice is not None:
             log.error("mailmax_deliver returned {value!r}; using INBOX", value=choice)
         unique = f"{envelope.id}-{index}"
-        prefix = delivery_headers(envelope.sender, mailbox)
         skip = envelope.trace_bytes
-        # The file begins with exactly this delivery's trace headers: store it as it is.
-        link = skip > 0 and index == 0 and mailbox == recipient.mailbox and skip == len(prefix)
+        # The SMTP server wrote this very delivery's trace headers first: store the file as it is.
+        link = skip > 0 and index == 0 and mailbox == recipient.mailbox
         if link:
-            prefix, skip = b"", 0
-        write = (mailbox, folder, message_path, unique, fresh, prefix, skip, link)
+            write = (mailbox, folder, message_path, unique, fresh, b"", 0, True)
+        else:
+            prefix = delivery_headers(envelope.sender, mailbox)
+            write = (mailbox, folder, message_path, unique, fresh, prefix, skip, False)
         outcome = await self._writes.submit(write)
         outcome.extra = extra
         return outcome

@@ -31,6 +31,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -247,14 +248,15 @@ def deliver(
     """
     if not _UNIQUE_RE.fullmatch(unique):
         raise ValueError(f"invalid unique name {unique!r}: use letters, digits, '-' and '_'")
+    attempt = partial(
+        _deliver, root, folder, source, unique, fsync, quota_bytes, prefix, fresh, unsynced, skip
+    )
     try:
-        return _deliver(root, folder, source, unique, fsync, quota_bytes, prefix, fresh, unsynced,
-                        skip, link)  # fmt: skip
+        return attempt(link)
     except FileNotFoundError:
         _complete_dirs.discard(os.fspath(root))  # removed behind our back: check and retry
         _complete_dirs.discard(os.fspath(folder_path(root, folder)))
-        return _deliver(root, folder, source, unique, fsync, quota_bytes, prefix, fresh, unsynced,
-                        skip, link)  # fmt: skip
+        return attempt(link)
 
 
 def _deliver(
@@ -267,18 +269,17 @@ def _deliver(
     prefix: bytes,
     fresh: bool,
     unsynced: set[str] | None,
-    skip: int = 0,
-    link: bool = False,
+    skip: int,
+    link: bool,
 ) -> Path:
     if link and (prefix or skip or isinstance(source, bytes)):
         raise ValueError("link=True needs a source file stored as it is")
     path = _folder_dir(root, folder, fsync)
-    size = -1
-    if link:
-        size = os.stat(source).st_size
-    if not fresh or quota_bytes > 0:
+    size = -1  # the copy's size is known once it is written
+    if link or not fresh or quota_bytes > 0:
         size = len(prefix) - skip
         size += len(source) if isinstance(source, bytes) else os.stat(source).st_size
+    if not fresh or quota_bytes > 0:
         found = _find_delivered(path, unique, f"{unique}.{_host_part()},S={size}")
         if found is not None:
             return found
