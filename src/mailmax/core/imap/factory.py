@@ -18,6 +18,7 @@ from twisted.python.threadpool import ThreadPool
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.imap.auth import IMAPLimits
 from mailmax.core.imap.server import IMAPServer
+from mailmax.core.sessions import SessionSet
 
 if TYPE_CHECKING:
     from twisted.internet import ssl
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from mailmax.core.hooks import PluginSet
 
 
-class IMAPFactory(protocol.ServerFactory):
+class IMAPFactory(SessionSet, protocol.ServerFactory):
     """Builds :class:`IMAPServer` sessions for one listener; runs store calls in threads."""
 
     #: Sessions per user across all listeners (imap and imaps count together).
@@ -60,12 +61,9 @@ class IMAPFactory(protocol.ServerFactory):
         self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
         #: Successful log-ins by IP, for POP/IMAP-before-SMTP (P5).
         self.logins = logins if logins is not None else RecentLogins()
-        self.sessions: set[IMAPServer] = set()
+        self.init_sessions()
         #: Logged-in sessions per user, shared by every IMAP listener of the process.
         self.user_sessions = IMAPFactory.all_user_sessions
-        self.shutting_down = False
-        self._waiting: list[defer.Deferred[None]] = []
-        self._grace_call: Any = None
         self._pool: ThreadPool | None = None
         self._pool_trigger: Any = None
 
@@ -89,38 +87,11 @@ class IMAPFactory(protocol.ServerFactory):
         if pool is not None:
             pool.stop()
 
-    def shutdown(self, grace_seconds: float) -> defer.Deferred[None]:
-        """``* BYE`` to every session (after its running command, within the grace period)."""
-        self.shutting_down = True
-        done: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append(done)
-        for session in list(self.sessions):
-            session.shutdown()
-        if self.sessions and self._grace_call is None:
-            self._grace_call = self.reactor.callLater(grace_seconds, self._grace_over)
-        self._maybe_done()
-        return done
-
-    def _grace_over(self) -> None:
-        for session in list(self.sessions):
-            session.force_close()
-
-    def session_gone(self, session: IMAPServer) -> None:
-        """Called by a session when its connection is lost."""
-        self.sessions.discard(session)
-        self._maybe_done()
-
-    def _maybe_done(self) -> None:
-        if not self.shutting_down or self.sessions:
-            return
-        if self._grace_call is not None and self._grace_call.active():
-            self._grace_call.cancel()
+    def all_sessions_gone(self) -> None:
+        """Shutting down and no session left: stop the store's threads."""
         if self._pool_trigger is not None:
             remove = getattr(self.reactor, "removeSystemEventTrigger", None)
             if remove is not None:
                 with contextlib.suppress(ValueError, KeyError):
                     remove(self._pool_trigger)
         self._stop_pool()
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)

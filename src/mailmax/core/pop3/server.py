@@ -27,6 +27,7 @@ from mailmax.core.pop3.authorization import AuthorizationMixin
 from mailmax.core.pop3.errors import POP3Error
 from mailmax.core.pop3.maildrop import Maildrop
 from mailmax.core.pop3.transaction import TransactionMixin
+from mailmax.core.sessions import SessionSet
 from mailmax.core.store.errors import MessageGone
 
 if TYPE_CHECKING:
@@ -312,7 +313,7 @@ class POP3Server(AuthorizationMixin, TransactionMixin, protocol.Protocol):
         return f"<POP3Server {self._sid()} {self.state}>"
 
 
-class POP3Factory(protocol.ServerFactory):
+class POP3Factory(SessionSet, protocol.ServerFactory):
     """Builds :class:`POP3Server` sessions for one listener and can stop them gracefully."""
 
     protocol = POP3Server  # type: ignore[assignment]
@@ -346,10 +347,7 @@ class POP3Factory(protocol.ServerFactory):
         self.max_line: int = settings.pop3.max_line
         self.fsync: bool = settings.spool.fsync
         self.greeting_name = listener.display_name or settings.server.hostname
-        self.sessions: set[POP3Server] = set()
-        self.shutting_down = False
-        self._waiting: list[defer.Deferred[None]] = []
-        self._grace_call: Any = None
+        self.init_sessions()
 
     def buildProtocol(self, addr: Any) -> POP3Server:
         """A new session."""
@@ -373,36 +371,3 @@ class POP3Factory(protocol.ServerFactory):
         domain = username.rpartition("@")[2]
         scope = Scope(domain=domain, user=username, listener=self.listener.address)
         return self.plugins().run_policy(hook, scope, session=session, username=username)
-
-    def shutdown(self, grace_seconds: float) -> defer.Deferred[None]:
-        """Close every session: idle ones now, a command in flight within ``grace_seconds``.
-
-        Sessions that did not QUIT keep their messages (nothing is expunged).
-        """
-        self.shutting_down = True
-        done: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append(done)
-        for session in list(self.sessions):
-            session.shutdown()
-        if self.sessions and self._grace_call is None:
-            self._grace_call = self.reactor.callLater(grace_seconds, self._grace_over)
-        self._maybe_done()
-        return done
-
-    def _grace_over(self) -> None:
-        for session in list(self.sessions):
-            session.force_close()
-
-    def session_gone(self, session: POP3Server) -> None:
-        """Called by a session when its connection is lost."""
-        self.sessions.discard(session)
-        self._maybe_done()
-
-    def _maybe_done(self) -> None:
-        if not self.shutting_down or self.sessions:
-            return
-        if self._grace_call is not None and self._grace_call.active():
-            self._grace_call.cancel()
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)

@@ -23,6 +23,7 @@ from mailmax.core.hooks import Scope
 from mailmax.core.logfile import mail_logger
 from mailmax.core.model import Envelope, Session
 from mailmax.core.sendnow import write_now
+from mailmax.core.sessions import SessionSet
 from mailmax.core.smtp import commands, etrn
 from mailmax.core.smtp.commands import SMTPReplyError
 from mailmax.core.smtp.data import DataReader
@@ -492,7 +493,7 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
         return f"<SMTPServer {session_id} {self._mode}>"
 
 
-class SMTPFactory(protocol.ServerFactory):
+class SMTPFactory(SessionSet, protocol.ServerFactory):
     """Builds :class:`SMTPServer` sessions for one listener and can stop them gracefully."""
 
     noisy = False  # sessions log their own connection line
@@ -525,13 +526,10 @@ class SMTPFactory(protocol.ServerFactory):
         self.reactor = reactor
         self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
         self.logins = logins if logins is not None else RecentLogins()
-        self.sessions: set[SMTPServer] = set()
-        self.shutting_down = False
+        self.init_sessions()
         self._trusted = [
             ipaddress.ip_network(n, strict=False) for n in settings.smtp.trusted_networks
         ]
-        self._waiting: list[defer.Deferred[None]] = []
-        self._grace_call: Any = None
 
     def buildProtocol(self, addr: Any) -> SMTPServer:
         """A new session."""
@@ -548,33 +546,3 @@ class SMTPFactory(protocol.ServerFactory):
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
         return any(address in network for network in self._trusted)
-
-    def shutdown(self, grace_seconds: float) -> defer.Deferred[None]:
-        """Close every session: idle ones now, transactions in flight within ``grace_seconds``."""
-        self.shutting_down = True
-        done: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append(done)
-        for session in list(self.sessions):
-            session.shutdown()
-        if self.sessions and self._grace_call is None:
-            self._grace_call = self.reactor.callLater(grace_seconds, self._grace_over)
-        self._maybe_done()
-        return done
-
-    def _grace_over(self) -> None:
-        for session in list(self.sessions):
-            session.force_close()
-
-    def session_gone(self, session: SMTPServer) -> None:
-        """Called by a session when its connection is lost."""
-        self.sessions.discard(session)
-        self._maybe_done()
-
-    def _maybe_done(self) -> None:
-        if not self.shutting_down or self.sessions:
-            return
-        if self._grace_call is not None and self._grace_call.active():
-            self._grace_call.cancel()
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)
