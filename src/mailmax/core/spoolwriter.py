@@ -68,7 +68,6 @@ class WriteItem:
     queue_id: str
     envelope: bytes
     chunks: list[bytes]
-    token: Any = None  # the caller's, handed back with the result
     error: BaseException | None = None
     stage: str = "written"  # written -> renamed -> committed
     unwritten: int = 2  # files still being written
@@ -80,7 +79,8 @@ class WriteItem:
 
 
 class GroupCommit:
-    """Worker threads write and fsync each item's files; a commit thread puts batches in place.
+    """Worker threads write each item's files (and fsync them with ``sync="files"``); a commit
+    thread puts batches in place and makes them durable.
 
     ``done(batch)`` is called from the commit thread after each batch with every item of it
     (committed, or with its ``error``); ``stopped()`` once :meth:`stop` has finished the work.
@@ -126,7 +126,8 @@ class GroupCommit:
     def start(self) -> None:
         """Start the worker and commit threads."""
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="spool-write")
-        self._dir_sync = ThreadPoolExecutor(1, thread_name_prefix="spool-dirsync")
+        if self.fsync and not self.sync_filesystem:  # the second directory's fsync
+            self._dir_sync = ThreadPoolExecutor(1, thread_name_prefix="spool-dirsync")
         threading.Thread(target=self._coordinate, name="spool-commit", daemon=True).start()
 
     def submit(self, item: WriteItem) -> None:
@@ -213,9 +214,10 @@ class GroupCommit:
             self._pipeline()
         else:
             self._rounds()
-        assert self._pool is not None and self._dir_sync is not None
+        assert self._pool is not None
         self._pool.shutdown(wait=True)
-        self._dir_sync.shutdown(wait=True)
+        if self._dir_sync is not None:
+            self._dir_sync.shutdown(wait=True)
         self._stopped()
 
     def _take(self, renamed: bool = False) -> tuple[list[WriteItem], list[Any]] | None:
