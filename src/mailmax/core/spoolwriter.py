@@ -283,7 +283,7 @@ class GroupCommit:
                 for item in batch:
                     item.error = item.error or exc
                 renamed = []
-            failed = [item for item in batch if item.stage != "renamed"]
+            failed = [item for item in batch if item not in renamed]
             if failed:
                 self._discard(failed)
                 self._done(failed)
