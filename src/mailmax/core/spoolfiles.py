@@ -27,7 +27,7 @@ FREE_FILE_MAX_BYTES = 64 * 1024
 #: How often a helper looks for files the server put in free/ when it has none.
 FREE_RESCAN_SECONDS = 0.2
 #: How a group commit makes its files durable: ``files`` (fsync each file and directory) or
-#: ``filesystem`` (``syncfs`` the queue's file system twice per batch).
+#: ``filesystem`` (``syncfs`` the queue's file system, once per batch when busy).
 SYNC_MODES = ("files", "filesystem")
 _libc_syncfs: Any = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
 

@@ -362,7 +362,7 @@ def call_frame(call: int, op: str, args: dict[str, Any]) -> bytes:
     return b"J" + _CALL.pack(len(data)) + data
 
 
-def _deliver(args: dict[str, Any], synced_later: Callable[[str], bool] | None = None) -> Any:
+def _deliver(args: dict[str, Any], synced_later: Callable[[str], bool] | None) -> Any:
     from mailmax.core.store import maildir
 
     requests = [_request(r) for r in args["requests"]]
@@ -382,9 +382,10 @@ def _checked_id(queue_id: Any) -> str:
     return queue_id
 
 
-#: What a ``J`` frame may ask for: name -> function of the JSON arguments. The helper adds
-#: ``remove`` (ids: finished messages to remove, see :func:`remove_messages`).
-CALLS: dict[str, Callable[[dict[str, Any]], Any]] = {"deliver": _deliver}
+#: What a ``J`` frame may ask for: ``deliver`` (Maildir writes, see
+#: :func:`mailmax.core.store.maildir.deliver_many`) and ``remove`` (ids: finished messages to
+#: remove, see :func:`remove_messages`).
+CALLS = ("deliver", "remove")
 
 
 def parse_replies(buffer: bytearray) -> list[tuple[str, str, int, str]]:
@@ -482,7 +483,6 @@ def serve(directory: str, fsync: bool, threads: int, max_batch: int, sync: str =
     later = writer.sync_filesystem
     device = os.stat(directory).st_dev
     table: dict[str, Callable[[dict[str, Any]], Any]] = {
-        **CALLS,
         "deliver": lambda args: _deliver(
             args, (lambda path: os.stat(path).st_dev == device) if later else None
         ),
