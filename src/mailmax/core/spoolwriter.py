@@ -375,6 +375,23 @@ def _request(r: list[Any]) -> Any:
     return (*texts, bool(r[4]), str(r[5]), int(r[6]), int(r[7]), bool(r[8]))
 
 
+def runs_inline(call: Any, device: int) -> bool:
+    """True for a call that never waits for the disk when the spool syncs its file system
+    (``device``): removals, and hard links into Maildirs on that file system. The writer's
+    reader thread runs those itself; handing them to a worker would cost more than they do."""
+    if not isinstance(call, dict):
+        return False
+    args = call.get("args")
+    if call.get("op") == "remove":
+        return True
+    if call.get("op") != "deliver" or not isinstance(args, dict):
+        return False
+    try:
+        return all(r[8] is True and os.stat(str(r[0])).st_dev == device for r in args["requests"])
+    except (LookupError, TypeError, OSError):
+        return False
+
+
 def _checked_id(queue_id: Any) -> str:
     """A queue id from a call, refused unless it is a plain file name of the spool."""
     if not isinstance(queue_id, str) or not QUEUE_ID.fullmatch(queue_id):
@@ -524,7 +541,11 @@ def serve(directory: str, fsync: bool, threads: int, max_batch: int, sync: str =
             data = _read_exactly(stream, _CALL.unpack(size)[0]) if size is not None else None
             if data is None:
                 os._exit(0)
-            calls.submit(run, json.loads(data))
+            call = json.loads(data)
+            if later and runs_inline(call, device):
+                run(call)
+            else:
+                calls.submit(run, call)
             continue
         head = _read_exactly(stream, _ACCEPT.size) if kind == b"A" else None
         if head is None:
