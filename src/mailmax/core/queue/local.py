@@ -6,7 +6,9 @@ Plugin hooks run on the reactor thread (they may return Deferreds); everything t
 Maildir writes are group-committed: the writes asked for while earlier ones are being done
 wait and then go as one thread job, which writes and fsyncs every file, fsyncs each ``new/``
 directory once, and only then answers each delivery. At most ``parallel`` such jobs run at a
-time, so delivery takes few threads and wake-ups away from accepting mail.
+time, so delivery takes few threads and wake-ups away from accepting mail. With the spool's
+writer process doing the writes one job runs at a time: its answer waits for the writer's
+next sync anyway, and a second job would only wait for the same sync in a smaller batch.
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ class LocalDelivery:
     """Delivers a queued message to one local recipient at a time.
 
     The user, domain and Maildir of a mailbox are looked up in ``directory`` at most once per
-    ``cache_seconds`` (a change made meanwhile shows within that time).
+    ``cache_seconds`` (a change made meanwhile shows within that time). At most ``parallel``
+    Maildir write jobs run at a time (by default one with the spool's writer process, else two).
     """
 
     def __init__(
@@ -114,7 +117,7 @@ class LocalDelivery:
         in_thread: InThread,
         fsync: bool = True,
         cache_seconds: float = 1.0,
-        parallel: int = 2,
+        parallel: int | None = None,
         spool: Spool | None = None,
     ) -> None:
         self.directory = directory
@@ -126,6 +129,8 @@ class LocalDelivery:
             run: Callable[[list[Any]], defer.Deferred[Any]] = self._store_in_writer
         else:
             run = partial(in_thread, self._store_batch)
+        if parallel is None:
+            parallel = 1 if self.spool is not None else 2
         self._writes = StoreBatcher(run, parallel)
 
     def _look_up(self, mailbox: str) -> MailboxInfo:
