@@ -6,6 +6,7 @@ only whether a password is set and whether its clear copy is kept.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -109,7 +110,7 @@ def read_password(password: str | None, from_stdin: bool, *, what: str) -> str:
     if password is not None and from_stdin:
         raise CLIError("give either --password or --password-stdin, not both")
     if from_stdin:
-        line = click.get_text_stream("stdin").readline()
+        line = sys.stdin.readline()
         password = line.removesuffix("\n").removesuffix("\r")
     elif password is None:
         if not interactive():
