@@ -6,7 +6,7 @@
 * ``postfix``: a throwaway instance from ``bench/postfix_instance.py``.
 
 Every server exposes the same small interface: ``start()``, ``stop()``, ``alive()``,
-``harvest()`` (count and remove the messages delivered to its Maildirs so far) and ``version()``.
+``harvest()`` (count the messages delivered to its Maildirs so far) and ``version()``.
 """
 
 from __future__ import annotations

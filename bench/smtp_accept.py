@@ -7,8 +7,9 @@ ratios MailMax/Twisted-floor and MailMax/Postfix compare medians measured in the
 
 Clients: ``smtp-source`` (Postfix's C test client; msg/s only; its message count is sized from
 the rate just measured so a run lasts about ``--seconds``) and ``bench/smtp_load.py`` (asyncio;
-msg/s and per-transaction latency p50/p99). After each run the delivered messages are counted in
-the server's Maildirs (bounded wait) and removed; the totals show that nothing was lost.
+msg/s, per-transaction latency p50/p99 and the p50 of each reply). After each run the delivered
+messages are counted in the server's Maildirs (bounded wait), never removed while measuring; the
+totals show that nothing was lost.
 
 Usage::
 
@@ -36,6 +37,7 @@ from pathlib import Path
 from netutil import LOOPBACK
 from postfix_instance import find_smtp_source
 from servers import BENCH_DIR, SERVERS, Server, spread_subdirectories, wait_delivered
+from smtp_load import STEPS
 
 CLIENTS = ("smtp-source", "smtp_load")
 MODE_LABEL = {"persistent": "persistent", "per-connection": "1 msg/conn"}
@@ -120,6 +122,7 @@ def run_smtp_load(
         "msg_per_s": summary["msg_per_s"],
         "p50_ms": summary["latency_ms"]["p50"],
         "p99_ms": summary["latency_ms"]["p99"],
+        "step_p50_ms": summary.get("step_p50_ms") or {},
         "accepted": summary["completed"],
         "elapsed_s": summary["elapsed_s"],
         "errors": summary["errors"],
@@ -337,6 +340,13 @@ def summarize(records: list[dict]) -> dict[tuple[str, str, str], dict]:
         if p50s:
             entry["p50_ms"] = round(statistics.median(p50s), 2)
             entry["p99_ms"] = round(statistics.median(p99s), 2)
+        steps: dict[str, float] = {}
+        for step in STEPS:
+            values = [r["step_p50_ms"][step] for r in recs if r.get("step_p50_ms", {}).get(step)]
+            if values:
+                steps[step] = round(statistics.median(values), 2)
+        if steps:
+            entry["step_p50_ms"] = steps
         summary[key] = entry
     return summary
 
@@ -374,6 +384,8 @@ def render(bench: Bench, summary: dict) -> str:
                 value = ratio(summary, cell.label, client, a, b)
                 row.append(f"{value:.2f}x" if value is not None else "-")
             out.append("| " + " | ".join(row) + " |")
+    if "smtp_load" in bench.args.clients:
+        out += _step_table(bench, summary, names, labels)
     cpu_client = bench.args.clients[-1]
     out.append(f"\n### server CPU ms per accepted message (median; runs of {cpu_client})\n")
     head = ["cell", *(labels[n] for n in names)]
@@ -410,6 +422,23 @@ def render(bench: Bench, summary: dict) -> str:
         out.append("\n### problems\n")
         out += [f"- {p}" for p in bench.problems[:50]]
     return "\n".join(out)
+
+
+def _step_table(bench: Bench, summary: dict, names: list[str], labels: dict) -> list[str]:
+    """Where a transaction's time goes: the median p50 of each reply, per server and cell."""
+    out = [f"\n### p50 ms per reply from smtp_load.py ({' / '.join(STEPS)})\n"]
+    head = ["cell", *(labels[n] for n in names)]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "---|" * len(head))
+    for cell in bench.cells:
+        row = [cell.label]
+        for name in names:
+            steps = (summary.get((name, cell.label, "smtp_load")) or {}).get("step_p50_ms", {})
+            row.append(
+                " / ".join(f"{steps[s]:.1f}" for s in STEPS) if len(steps) == len(STEPS) else "-"
+            )
+        out.append("| " + " | ".join(row) + " |")
+    return out
 
 
 def _fmt_entry(entry: dict) -> str:

@@ -7,9 +7,11 @@ Two modes:
 * ``per-connection``: every message is connect + EHLO + MAIL/RCPT/DATA + QUIT on a new connection.
 
 It reports messages/s (completed transactions over wall time) and the latency of each whole
-transaction, from writing MAIL to reading the 250 after ".", as p50/p99. The run is bounded by time
-(``--seconds``, new transactions stop at the deadline) and by count (``--max-messages``); a hard
-limit (deadline + ``--grace``) aborts transactions still open after that.
+transaction, from writing MAIL to reading the 250 after ".", as p50/p99, and the p50 of each of
+its replies (MAIL, RCPT, DATA, and the end of data: the message sent, its 250 read). The run is
+bounded by time (``--seconds``, new transactions stop at the deadline) and by count
+(``--max-messages``); a hard limit (deadline + ``--grace``) aborts transactions still open after
+that.
 
 Usage::
 
@@ -30,6 +32,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 MODES = ("persistent", "per-connection")
+#: The replies of one transaction, each timed from the write before it to its last line.
+STEPS = ("MAIL", "RCPT", "DATA", "end of data")
 LINE_WIDTH = 78
 MAX_ERROR_SAMPLES = 5
 
@@ -93,17 +97,22 @@ class LoadResult:
     aborted: bool = False
     error_samples: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    step_ms: dict[str, list[float]] = field(
+        default_factory=lambda: {step: [] for step in STEPS}, repr=False
+    )
 
     @property
     def rate(self) -> float:
         """Completed transactions per second of wall time."""
         return self.completed / self.elapsed if self.elapsed > 0 else 0.0
 
-    def percentile(self, pct: float) -> float | None:
-        """Nearest-rank percentile of the transaction latencies in ms (None without samples)."""
-        if not self.latencies_ms:
+    def percentile(self, pct: float, step: str | None = None) -> float | None:
+        """Nearest-rank percentile in ms of the transaction latencies, or of one ``step``'s
+        (None without samples)."""
+        samples = self.latencies_ms if step is None else self.step_ms[step]
+        if not samples:
             return None
-        ordered = sorted(self.latencies_ms)
+        ordered = sorted(samples)
         rank = max(1, math.ceil(pct / 100 * len(ordered)))
         return ordered[rank - 1]
 
@@ -122,6 +131,7 @@ class LoadResult:
                 "p99": _round(self.percentile(99)),
                 "max": _round(max(self.latencies_ms, default=None)),
             },
+            "step_p50_ms": {step: _round(self.percentile(50, step)) for step in STEPS},
             "aborted": self.aborted,
             "error_samples": self.error_samples,
         }
@@ -130,9 +140,13 @@ class LoadResult:
         """One human-readable line."""
         p50, p99 = self.percentile(50), self.percentile(99)
         lat = f"p50 {p50:.2f} ms, p99 {p99:.2f} ms" if p50 is not None else "no samples"
+        steps = ""
+        if p50 is not None:
+            parts = [f"{step} {self.percentile(50, step):.2f}" for step in STEPS]
+            steps = f" (p50 per reply: {', '.join(parts)} ms)"
         return (
             f"{self.completed} messages in {self.elapsed:.2f} s = {self.rate:.1f} msg/s; "
-            f"txn latency {lat}; {self.connections} connections; {self.errors} errors"
+            f"txn latency {lat}{steps}; {self.connections} connections; {self.errors} errors"
             + ("; ABORTED at the hard limit" if self.aborted else "")
         )
 
@@ -217,10 +231,12 @@ class LoadRun:
 
     async def command(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cmd: str, expect: int
-    ) -> None:
-        """Send one command line and check its reply."""
+    ) -> float:
+        """Send one command line and check its reply; return how long the reply took in ms."""
+        start = time.perf_counter()
         writer.write(cmd.encode() + b"\r\n")
         await self.reply(reader, cmd.split(" ", 1)[0], expect)
+        return (time.perf_counter() - start) * 1000
 
     async def open_session(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Connect, read the greeting and say EHLO (HELO if EHLO is refused)."""
@@ -251,17 +267,21 @@ class LoadRun:
                 await asyncio.wait_for(writer.wait_closed(), self.config.io_timeout)
 
     async def transaction(self, reader, writer, seq: int) -> None:
-        """MAIL, RCPT, DATA, the message and its final dot; record the latency."""
+        """MAIL, RCPT, DATA, the message and its final dot; record the latencies."""
         start = time.perf_counter()
-        await self.command(reader, writer, f"MAIL FROM:<{self.config.sender}>", 250)
-        await self.command(reader, writer, f"RCPT TO:<{self.config.recipient}>", 250)
-        await self.command(reader, writer, "DATA", 354)
+        mail = await self.command(reader, writer, f"MAIL FROM:<{self.config.sender}>", 250)
+        rcpt = await self.command(reader, writer, f"RCPT TO:<{self.config.recipient}>", 250)
+        data = await self.command(reader, writer, "DATA", 354)
+        sent = time.perf_counter()
         writer.write(self.head)
         writer.write(b"Message-Id: <%d.%d@loadgen.localdomain>\r\n" % (seq, time.time_ns()))
         writer.write(self.tail)
         await writer.drain()
         await self.reply(reader, "end of data", 250)
-        self.result.latencies_ms.append((time.perf_counter() - start) * 1000)
+        end = time.perf_counter()
+        self.result.latencies_ms.append((end - start) * 1000)
+        for step, value in zip(STEPS, (mail, rcpt, data, (end - sent) * 1000), strict=True):
+            self.result.step_ms[step].append(value)
         self.result.completed += 1
 
     async def persistent_worker(self) -> None:

@@ -56,6 +56,12 @@ def test_smtp_load_delivers_to_the_twisted_floor(tmp_path: Path) -> None:
     assert completed > 0
     assert float(match.group(2)) > 0
     assert "0 errors" in load.stdout
+    steps = re.search(
+        r"p50 per reply: MAIL ([\d.]+), RCPT ([\d.]+), DATA ([\d.]+), end of data ([\d.]+) ms",
+        load.stdout,
+    )
+    assert steps, load.stdout
+    assert all(float(value) > 0 for value in steps.groups())
     delivered = list((maildir / "new").iterdir())
     assert len(delivered) == completed
     body = delivered[0].read_bytes()
