@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -385,19 +386,16 @@ def render(bench: Bench, summary: dict) -> str:
                 row.append(f"{value:.2f}x" if value is not None else "-")
             out.append("| " + " | ".join(row) + " |")
     if "smtp_load" in bench.args.clients:
-        out += _step_table(bench, summary, names, labels)
+        out += _step_table(bench, summary)
     cpu_client = bench.args.clients[-1]
-    out.append(f"\n### server CPU ms per accepted message (median; runs of {cpu_client})\n")
-    head = ["cell", *(labels[n] for n in names)]
-    out.append("| " + " | ".join(head) + " |")
-    out.append("|" + "---|" * len(head))
-    for cell in bench.cells:
-        row = [cell.label]
-        for name in names:
-            entry = summary.get((name, cell.label, cpu_client)) or {}
-            value = entry.get("cpu_ms_per_msg")
-            row.append(f"{value:.2f}" if value is not None else "-")
-        out.append("| " + " | ".join(row) + " |")
+
+    def cpu(name: str, cell: Cell) -> str:
+        value = (summary.get((name, cell.label, cpu_client)) or {}).get("cpu_ms_per_msg")
+        return f"{value:.2f}" if value is not None else "-"
+
+    out += _server_table(
+        bench, f"server CPU ms per accepted message (median; runs of {cpu_client})", cpu
+    )
     costs = [
         f"{labels[r['server']]} {r['create_ms_at_start']:.2f}"
         for r in bench.rounds
@@ -424,21 +422,29 @@ def render(bench: Bench, summary: dict) -> str:
     return "\n".join(out)
 
 
-def _step_table(bench: Bench, summary: dict, names: list[str], labels: dict) -> list[str]:
-    """Where a transaction's time goes: the median p50 of each reply, per server and cell."""
-    out = [f"\n### p50 ms per reply from smtp_load.py ({' / '.join(STEPS)})\n"]
-    head = ["cell", *(labels[n] for n in names)]
+def _server_table(bench: Bench, title: str, text: Callable[[str, Cell], str]) -> list[str]:
+    """A Markdown table with a row per cell and a column per server; ``text(server, cell)``."""
+    out = [f"\n### {title}\n"]
+    head = ["cell", *(s.label for s in bench.servers)]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     for cell in bench.cells:
-        row = [cell.label]
-        for name in names:
-            steps = (summary.get((name, cell.label, "smtp_load")) or {}).get("step_p50_ms", {})
-            row.append(
-                " / ".join(f"{steps[s]:.1f}" for s in STEPS) if len(steps) == len(STEPS) else "-"
-            )
+        row = [cell.label, *(text(s.name, cell) for s in bench.servers)]
         out.append("| " + " | ".join(row) + " |")
     return out
+
+
+def _step_table(bench: Bench, summary: dict) -> list[str]:
+    """Where a transaction's time goes: the median p50 of each reply, per server and cell."""
+
+    def steps(name: str, cell: Cell) -> str:
+        found = (summary.get((name, cell.label, "smtp_load")) or {}).get("step_p50_ms", {})
+        if len(found) != len(STEPS):
+            return "-"
+        return " / ".join(f"{found[step]:.1f}" for step in STEPS)
+
+    title = f"p50 ms per reply from smtp_load.py ({' / '.join(STEPS)})"
+    return _server_table(bench, title, steps)
 
 
 def _fmt_entry(entry: dict) -> str:
