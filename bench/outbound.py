@@ -44,7 +44,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "src")]
+sys.path[:0] = [str(HERE), str(ROOT)]
 
 from netutil import LOOPBACK, free_port, wait_for_smtp  # noqa: E402
 from postfix_instance import MASTER_CF, PostfixInstance, postfix_available  # noqa: E402

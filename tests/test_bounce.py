@@ -16,7 +16,7 @@ from mailmax.core.queue.bounce import (
     make_bounce,
     wants_report,
 )
-from mailmax.core.spool import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 
 ORIGINAL = (
     b"Received: from client.example.org by mx.example.com; Tue, 1 Oct 2024 10:00:00 +0000\r\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailmax.core.directory.sql import SQLDirectory
-from mailmax.core.spool import SpoolRecipient
+from mailmax.core.spool.envelope import SpoolRecipient
 from tests.test_queue_support import QueueHarness, parse_dsn
 from tests.test_spool_reactor import ReactorThread, running_reactor
 

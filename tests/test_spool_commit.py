@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from mailmax.core import spoolfiles, spoolwriter
-from mailmax.core.spool import Spool
+from mailmax.core.spool import files as spoolfiles
+from mailmax.core.spool import writer as spoolwriter
+from mailmax.core.spool.spool import Spool
 from tests.test_spool import accept_many, reactor_thread, thread_spool  # noqa: F401
 
 

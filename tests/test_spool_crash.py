@@ -16,14 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from mailmax.core.spool import Spool
+from mailmax.core.spool.spool import Spool
 from tests.test_spool_reactor import ReactorThread, running_reactor
 
 CHILD = r"""
 import sys, time
 from pathlib import Path
 from twisted.internet import defer, task
-from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.spool import Spool
+from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 from tests.test_spool_crash import expected_content
 
 def main(reactor, directory, writer):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mailmax.core import spoolwriter
-from mailmax.core.spool import Spool
+from mailmax.core.spool import writer as spoolwriter
+from mailmax.core.spool.spool import Spool
 from tests.test_spool import make_envelope, message_for, reactor_thread  # noqa: F401
 
 SHM = Path("/dev/shm")

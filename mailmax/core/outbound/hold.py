@@ -18,7 +18,9 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mailmax.core.spool import Spool, SpoolEnvelope
+from mailmax.core.spool.spool import Spool
+
+from mailmax.core.spool.envelope import SpoolEnvelope
 
 log = Logger(namespace="mailmax.queue")
 

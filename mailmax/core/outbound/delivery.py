@@ -30,7 +30,7 @@ from mailmax.core.outbound.client import SessionError, SMTPClient, Transaction
 from mailmax.core.outbound.dns import DNSError, DNSPermanentError, Resolver, ip_literal
 from mailmax.core.outbound.pool import SessionPool
 from mailmax.core.outbound.route import Engine, Route, direct
-from mailmax.core.spool import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 from mailmax.core.verdicts import Action
 
 log = Logger(namespace="mailmax.outbound")

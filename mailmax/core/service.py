@@ -31,7 +31,7 @@ from mailmax.core.logfile import MailLogFile
 from mailmax.core.pluginhost.recipients import PluginSMTPFactory
 from mailmax.core.pluginhost.runtime import PluginRuntime
 from mailmax.core.queue.runner import QueueRunner
-from mailmax.core.spool import Spool
+from mailmax.core.spool.spool import Spool
 from mailmax.core.tls import server_options
 
 log = Logger(namespace="mailmax.service")

@@ -1,7 +1,7 @@
 """A queued message's envelope (Q1): who sent it, to whom, and how far delivery got.
 
 The spool keeps it as JSON beside the raw message (``env/<id>.json``, see
-:mod:`mailmax.core.spool`), which may begin with the trace headers of its one local delivery
+:mod:`mailmax.core.spool.spool`), which may begin with the trace headers of its one local delivery
 (:attr:`SpoolEnvelope.trace_bytes`). :meth:`SpoolEnvelope.from_json` checks every field, so a
 damaged or hand-edited file is refused with a reason instead of being half understood.
 """
@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from mailmax.core.spoolwriter import QUEUE_ID
+from mailmax.core.spool.writer import QUEUE_ID
 
 RECIPIENT_KINDS = ("local", "relay")
 RECIPIENT_STATES = ("pending", "delivered", "deferred", "failed", "bounced")

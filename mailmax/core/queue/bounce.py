@@ -22,7 +22,7 @@ from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from mailmax.core.spool import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 
 #: The generator's policy: CRLF, 8-bit allowed, no folding that would break DSN fields.
 _POLICY = policy.SMTP.clone(max_line_length=998, cte_type="8bit")

@@ -12,7 +12,7 @@ Layout under the spool directory::
     free/          files of finished messages kept for reuse (their content is garbage)
     lock           held (flock) by the one process using the spool
 
-:meth:`Spool.accept` uses group commit (:mod:`mailmax.core.spoolwriter`). The reactor thread
+:meth:`Spool.accept` uses group commit (:mod:`mailmax.core.spool.writer`). The reactor thread
 never touches the disk: the message's two files are written into ``tmp/`` and made durable,
 then a commit thread renames whole batches into place and makes the renames durable, and only
 then are the batch's Deferreds fired. With ``sync="files"`` that is an fsync of every file
@@ -46,9 +46,10 @@ from twisted.internet import defer
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
-from mailmax.core import spoolfiles, spoolwriter
+from mailmax.core.spool import files as spoolfiles
+from mailmax.core.spool import writer as spoolwriter
 from mailmax.core.sendnow import write_now
-from mailmax.core.spoolenvelope import (  # also imported from here by the rest of MailMax
+from mailmax.core.spool.envelope import (  # also imported from here by the rest of MailMax
     SpoolEnvelope,
     SpoolRecipient,
     check_id,
@@ -138,8 +139,8 @@ class Spool:
     """The queue directory shared by the SMTP receiver and the queue runner.
 
     With ``helper=True`` the accepts are written by a helper process (see
-    :mod:`mailmax.core.spoolwriter`); otherwise by threads of this process. ``sync`` is how a
-    group commit makes its files durable (:data:`mailmax.core.spoolfiles.SYNC_MODES`).
+    :mod:`mailmax.core.spool.writer`); otherwise by threads of this process. ``sync`` is how a
+    group commit makes its files durable (:data:`mailmax.core.spool.files.SYNC_MODES`).
     """
 
     def __init__(
@@ -258,7 +259,7 @@ class Spool:
     def _spawn(self) -> None:
         """Start the writer process; it inherits nothing but its pipes."""
         helper = _Helper(self)
-        argv = [sys.executable, "-m", "mailmax.core.spoolwriter"]
+        argv = [sys.executable, "-m", "mailmax.core.spool.writer"]
         argv += [] if self.fsync else ["--no-fsync"]
         argv += ["--sync", self.sync]
         argv += [str(self.threads), str(self.max_batch), str(self.directory)]
@@ -447,7 +448,7 @@ class Spool:
 
     # ------------------------------------------------------------------ the writer process
     def run_in_writer(self, op: str, args: dict[str, Any]) -> defer.Deferred[Any]:
-        """Run ``op`` of :data:`mailmax.core.spoolwriter.CALLS` in the writer process (only
+        """Run ``op`` of :data:`mailmax.core.spool.writer.CALLS` in the writer process (only
         with ``helper=True``); fire with its result, or fail with an OSError."""
         if self._helper is None:
             return defer.fail(OSError(errno.EAGAIN, "no spool writer process"))
@@ -529,7 +530,7 @@ class Spool:
 
     def remove_many(self, queue_ids: Sequence[str]) -> None:
         """Remove several messages whose recipients are all done, with one directory fsync
-        (blocking; see :func:`mailmax.core.spoolfiles.remove_messages`)."""
+        (blocking; see :func:`mailmax.core.spool.files.remove_messages`)."""
         ids = [check_id(queue_id) for queue_id in queue_ids]
         spoolfiles.remove_messages(str(self.directory), ids, fsync=self.fsync, free=self.free)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.internet import defer
 
-from mailmax.core.spool import Spool
+from mailmax.core.spool.spool import Spool
 
 
 class BatchRemover:

@@ -16,7 +16,7 @@ out whatever else is pending on that file system, so this suits a queue director
 system of its own or a quiet one.
 
 The spool runs a :class:`GroupCommit` in its own process or, by default in the server, in a
-helper process (``python -m mailmax.core.spoolwriter``) fed through a pipe: each message costs
+helper process (``python -m mailmax.core.spool.writer``) fed through a pipe: each message costs
 a dozen small blocking system calls, and in the server process every one of them would make a
 worker thread wait for the interpreter lock and the reactor thread wait for the worker.
 
@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
-from mailmax.core.spoolfiles import (
+from mailmax.core.spool.files import (
     SYNC_MODES,
     FreeFiles,
     fsync_dir,
@@ -565,7 +565,7 @@ def serve(directory: str, fsync: bool, threads: int, max_batch: int, sync: str =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mailmax.core.spoolwriter [--no-fsync] [--sync MODE] THREADS MAX_BATCH DIR``."""
+    """``python -m mailmax.core.spool.writer [--no-fsync] [--sync MODE] THREADS MAX_BATCH DIR``."""
     parser = argparse.ArgumentParser(description="MailMax spool writer (started by the server)")
     parser.add_argument("--no-fsync", action="store_true")
     parser.add_argument("--sync", choices=SYNC_MODES, default="files")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from mailmax.core.config import ListenerSettings, Settings
     from mailmax.core.directory.cached import AsyncDirectory
     from mailmax.core.hooks import PluginSet
-    from mailmax.core.spool import Spool
+    from mailmax.core.spool.spool import Spool
 
 log = Logger(namespace="mailmax.smtp")
 #: The per-connection and per-message lines (the mail log; see :mod:`mailmax.core.logfile`).

@@ -19,7 +19,7 @@ from mailmax.core.smtp import commands
 from mailmax.core.smtp.commands import Address, SMTPRefusal, SMTPReplyError
 from mailmax.core.smtp.data import DataReader
 from mailmax.core.smtp.received import protocol_name, received_header
-from mailmax.core.spool import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 from mailmax.core.store.maildir import delivery_headers
 
 if TYPE_CHECKING:

@@ -222,7 +222,7 @@ class PluginHost:
         client_ip: str,
     ) -> str:
         from mailmax.core.queue.local import classify
-        from mailmax.core.spool import SpoolEnvelope, check_id
+        from mailmax.core.spool.envelope import SpoolEnvelope, check_id
 
         spool = self.spool
         if queue_id is not None:

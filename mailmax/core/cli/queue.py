@@ -29,7 +29,7 @@ from mailmax.core.queue.control import (
     read_queue,
     submit,
 )
-from mailmax.core.spool import SpoolEnvelope
+from mailmax.core.spool.envelope import SpoolEnvelope
 
 #: Header fields ``queue show`` prints from the message.
 SHOWN_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
