@@ -48,9 +48,10 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 
 from netutil import LOOPBACK, free_port, wait_for_smtp  # noqa: E402
 from postfix_instance import MASTER_CF, PostfixInstance, postfix_available  # noqa: E402
-from tests.fixtures.dns import dns_server  # noqa: E402
 
-from mailmax.core.spool import Spool, SpoolEnvelope, SpoolRecipient  # noqa: E402
+from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient  # noqa: E402
+from mailmax.core.spool.spool import Spool  # noqa: E402
+from tests.fixtures.dns import dns_server  # noqa: E402
 
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SENDER = "bench@sender.test"

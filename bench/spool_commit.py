@@ -37,9 +37,8 @@ from typing import Any
 from twisted.internet import defer, task, threads
 from twisted.python.threadpool import ThreadPool
 
-from mailmax.core.spool.spool import Spool
-
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.spool import Spool
 
 MODES = ("group", "threads", "serial", "nofsync")
 

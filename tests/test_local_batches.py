@@ -13,8 +13,8 @@ import pytest
 from twisted.internet import defer
 
 from mailmax.core.queue.local import StoreBatcher
-from mailmax.core.spool.spool import Spool
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.spool import Spool
 from mailmax.core.store import maildir
 from tests.test_queue_support import QueueHarness, parse_dsn, running
 from tests.test_spool_reactor import ReactorThread, running_reactor

@@ -23,8 +23,8 @@ from mailmax.core.directory.api import Domain, Lookup, RecipientLookup, User
 from mailmax.core.hooks import LoadedPlugin, PluginSet
 from mailmax.core.hookspecs import hookimpl
 from mailmax.core.queue.runner import QueueRunner
-from mailmax.core.spool.spool import Spool
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.spool import Spool
 from tests.test_spool_reactor import ReactorThread
 
 

@@ -29,8 +29,8 @@ from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginSet
 from mailmax.core.smtp.server import SMTPFactory, SMTPServer
-from mailmax.core.spool.spool import Spool
 from mailmax.core.spool.envelope import SpoolEnvelope
+from mailmax.core.spool.spool import Spool
 
 
 @implementer(interfaces.ITLSTransport)

@@ -14,10 +14,10 @@ import pytest
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
-from mailmax.core.spool import spool as spool_module
 from mailmax.core.spool import files as spoolfiles
-from mailmax.core.spool.spool import Spool
+from mailmax.core.spool import spool as spool_module
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.spool import Spool
 from tests.fixtures.ports import wait_until
 from tests.test_spool_reactor import ReactorThread, running_reactor
 

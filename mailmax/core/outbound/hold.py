@@ -18,9 +18,8 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mailmax.core.spool.spool import Spool
-
 from mailmax.core.spool.envelope import SpoolEnvelope
+from mailmax.core.spool.spool import Spool
 
 log = Logger(namespace="mailmax.queue")
 

@@ -22,8 +22,8 @@ from twisted.logger import Logger
 from mailmax.core.config import Settings
 from mailmax.core.outbound.hold import HoldQueue
 from mailmax.core.queue.control import ControlError, Request, Result, change, describe, waits_for
-from mailmax.core.spool.spool import Spool
 from mailmax.core.spool.envelope import SpoolEnvelope
+from mailmax.core.spool.spool import Spool
 
 log = Logger(namespace="mailmax.queue")
 

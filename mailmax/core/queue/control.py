@@ -29,9 +29,8 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from mailmax.core.spool.spool import Spool
-
 from mailmax.core.spool.envelope import SpoolEnvelope, check_id
+from mailmax.core.spool.spool import Spool
 
 log = Logger(namespace="mailmax.queue")
 

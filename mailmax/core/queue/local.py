@@ -28,8 +28,8 @@ from mailmax.core import model
 from mailmax.core.directory.api import Domain, Lookup, User
 from mailmax.core.directory.cached import TTLCache
 from mailmax.core.hooks import PluginSet, Scope
-from mailmax.core.spool.spool import Spool
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.spool import Spool
 from mailmax.core.store import maildir
 from mailmax.core.store.maildir import delivery_headers
 from mailmax.core.verdicts import Action, Verdict

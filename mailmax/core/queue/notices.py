@@ -21,8 +21,8 @@ from mailmax.core.config import Settings
 from mailmax.core.queue import bounce
 from mailmax.core.queue.bounce import RecipientReport
 from mailmax.core.queue.local import classify
-from mailmax.core.spool.spool import Spool
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.spool import Spool
 
 log = Logger(namespace="mailmax.queue")
 

@@ -43,8 +43,8 @@ from mailmax.core.queue.control import ControlWatcher
 from mailmax.core.queue.local import LocalDelivery, Outcome, classify
 from mailmax.core.queue.notices import Notifier, status_of
 from mailmax.core.queue.remover import BatchRemover
-from mailmax.core.spool.spool import Spool
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
+from mailmax.core.spool.spool import Spool
 
 log = Logger(namespace="mailmax.queue")
 #: The per-message lines (the mail log; see :mod:`mailmax.core.logfile`).

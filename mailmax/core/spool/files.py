@@ -1,6 +1,7 @@
 """The spool's file operations: writing and syncing files, and reusing those of finished messages.
 
-Shared by the writer (:mod:`mailmax.core.spool.writer`) and the spool (:mod:`mailmax.core.spool.spool`):
+Shared by the writer (:mod:`mailmax.core.spool.writer`) and the spool
+(:mod:`mailmax.core.spool.spool`):
 :func:`write_file` writes a new file (into a recycled inode when :class:`FreeFiles` has one),
 :func:`fsync_dir` and :func:`sync_filesystem` make changes durable, :func:`remove_messages`
 puts the files of finished messages back into ``free/``.

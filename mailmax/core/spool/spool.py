@@ -46,9 +46,9 @@ from twisted.internet import defer
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
+from mailmax.core.sendnow import write_now
 from mailmax.core.spool import files as spoolfiles
 from mailmax.core.spool import writer as spoolwriter
-from mailmax.core.sendnow import write_now
 from mailmax.core.spool.envelope import (  # also imported from here by the rest of MailMax
     SpoolEnvelope,
     SpoolRecipient,
