@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: each lives in tests/fixtures/ and is registered here."""
+"""Hooks for the whole test run (the shared fixtures are registered in the root conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,6 @@ import sys
 import threading
 
 import pytest
-
-pytest_plugins = [
-    "tests.fixtures.postgres",
-    "tests.fixtures.server",
-]
 
 _status: dict[str, int] = {}
 

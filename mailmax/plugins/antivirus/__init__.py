@@ -1,0 +1,1 @@
+"""antivirus: scan mail with clamd or an external command."""
