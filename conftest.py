@@ -1,4 +1,4 @@
-"""Fixtures every test folder can use: the tests' own (tests/) and each plugin's (mailmax/plugins/*/tests/)."""
+"""Fixtures every test folder can use: tests/ and each plugin's own tests/ folder."""
 
 pytest_plugins = [
     "tests.fixtures.clamd",

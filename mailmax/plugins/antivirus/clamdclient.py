@@ -130,7 +130,8 @@ class ClamdClient:
         except defer.TimeoutError as exc:
             if proto.transport is not None:
                 proto.transport.abortConnection()
-            raise ScannerError(f"clamd at {self.address} gave no answer in {self.timeout:g} s") from exc
+            silent = f"clamd at {self.address} gave no answer in {self.timeout:g} s"
+            raise ScannerError(silent) from exc
 
     async def scan(self, data: bytes) -> ClamdVerdict:
         """Scan ``data`` with INSTREAM; waits for a free slot first."""
