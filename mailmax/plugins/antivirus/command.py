@@ -10,26 +10,18 @@ always removed afterwards; what it prints is kept for the log and never sent to 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shlex
 import shutil
-import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, protocol, task, threads
-from twisted.internet.error import ProcessExitedAlready
+from twisted.internet import defer, threads
 
+from mailmax.core.programs import ProgramError, run_program, split_program
 from mailmax.plugins.antivirus.clamdclient import ScannerError
 from mailmax.plugins.antivirus.mime import attachments, safe_file_name
-
-#: The most output kept from one run, for the log.
-MAX_OUTPUT = 16 * 1024
-#: The environment the command gets: enough to find programs, nothing of the server's.
-ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
 @dataclass(frozen=True)
@@ -57,56 +49,11 @@ class CommandVerdict:
 
 
 def split_command(command: str) -> list[str]:
-    """The argument list of ``command``, its program found on the path; refuses one that is
-    empty, names no ``%d``/``%M``, or whose program cannot be run."""
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        raise ValueError(f"the scanner command cannot be read: {exc}") from exc
-    if not argv:
-        raise ValueError("the scanner command is empty")
+    """The argument list of ``command``; refuses one that cannot work (``ValueError``)."""
+    argv = split_program(command, "scanner")
     if not any("%d" in arg or "%M" in arg for arg in argv):
         raise ValueError("the scanner command must name %d (the attachments) or %M (the message)")
-    program = shutil.which(argv[0], path=ENVIRONMENT["PATH"])
-    if program is None:
-        raise ValueError(f"the scanner program {argv[0]!r} is not an executable file")
-    return [program, *argv[1:]]
-
-
-class _Collect(protocol.ProcessProtocol):
-    def __init__(self, clock: Any) -> None:
-        self.clock = clock
-        self.closed: set[int] = set()
-        self.reaper: task.LoopingCall | None = None
-        self.output = bytearray()
-        self.ended: defer.Deferred[int | None] = defer.Deferred()
-
-    def connectionMade(self) -> None:
-        self.transport.closeStdin()  # type: ignore[union-attr]
-
-    def outReceived(self, data: bytes) -> None:
-        room = MAX_OUTPUT - len(self.output)
-        if room > 0:
-            self.output += data[:room]
-
-    errReceived = outReceived
-
-    def childConnectionLost(self, childFD: int) -> None:
-        self.closed.add(childFD)
-        if {1, 2} <= self.closed and self.reaper is None:
-            # A reactor outside the main thread has no SIGCHLD handler: look for the exit.
-            self.reaper = task.LoopingCall(self._reap)
-            self.reaper.clock = self.clock
-            self.reaper.start(0.02)
-
-    def _reap(self) -> None:
-        with contextlib.suppress(Exception):
-            self.transport.reapProcess()  # type: ignore[union-attr]
-
-    def processEnded(self, reason: Any) -> None:
-        if self.reaper is not None and self.reaper.running:
-            self.reaper.stop()
-        self.ended.callback(getattr(reason.value, "exitCode", None))
+    return argv
 
 
 def _prepare(folder: Path, message: bytes, max_depth: int) -> list[str]:
@@ -162,26 +109,9 @@ class CommandScanner:
     def _in_thread(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
         return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
 
-    async def _run(self, argv: list[str], folder: Path) -> tuple[int | None, str]:
-        collect = _Collect(self.reactor)
+    async def _run(self, argv: list[str], folder: Path) -> tuple[int, str]:
         try:
-            process = self.reactor.spawnProcess(
-                collect, argv[0], argv, env=ENVIRONMENT, path=str(folder)
-            )
-        except OSError as exc:
-            raise ScannerError(f"cannot run the scanner {argv[0]}: {exc}") from exc
-        timer = self.reactor.callLater(self.timeout, self._kill, process)
-        status = await collect.ended
-        output = collect.output.decode("utf-8", "replace")
-        if timer.active():
-            timer.cancel()
-        else:
-            raise ScannerError(f"the scanner {argv[0]} took longer than {self.timeout:g} s")
-        if status is None:
-            raise ScannerError(f"the scanner {argv[0]} was killed by a signal: {output[-200:]}")
-        return int(status), output
-
-    @staticmethod
-    def _kill(process: Any) -> None:
-        with contextlib.suppress(ProcessExitedAlready):
-            process.signalProcess(signal.SIGKILL)
+            result = await run_program(self.reactor, argv, str(folder), self.timeout)
+        except ProgramError as exc:
+            raise ScannerError(f"the scanner failed: {exc}") from exc
+        return result.status, result.output

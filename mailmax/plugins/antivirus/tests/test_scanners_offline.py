@@ -95,7 +95,7 @@ def test_an_unexpected_status_or_a_timeout_is_a_failure_never_clean(
     with pytest.raises(ScannerError, match="failed with status 2"):
         run_scan(reactor_thread, scanner(reactor_thread, "%d", "x", "--exit", "2"), b"Hi\r\n")
     slow = scanner(reactor_thread, "%d", "x", "--sleep", "30", timeout=0.5)
-    with pytest.raises(ScannerError, match=r"longer than 0\.5 s"):
+    with pytest.raises(ScannerError, match=r"longer than 0\.5 s and was stopped"):
         run_scan(reactor_thread, slow, b"Hi\r\n")
 
 
