@@ -94,7 +94,11 @@ class PluginRuntime:
         channel."""
         if self._refresh is not None and self._refresh.running:
             self._refresh.stop()
-        tasks_done = self.lifecycle.stop()
+        grace = self.settings.server.shutdown_grace_seconds
+        tasks_done = self.lifecycle.stop().addTimeout(max(grace, 0.1), self.reactor)
+        tasks_done.addErrback(
+            lambda f: log.warn("scheduled tasks still running at shutdown: {e}", e=f.value)
+        )
         port, self._admin_port = self._admin_port, None
         if port is None:
             return tasks_done

@@ -257,8 +257,12 @@ class Scheduler:
         """Stop every timer; the Deferred fires once the runs in progress have finished."""
         self._cancel()
         self._tasks = []
-        running = list(self._running.values())
-        return defer.gatherResults(running, consumeErrors=True).addCallback(lambda _: None)
+        waits = []
+        for running in self._running.values():
+            wait: defer.Deferred[None] = defer.Deferred()
+            running.addBoth(lambda _, w=wait: None if w.called else w.callback(None))
+            waits.append(wait)
+        return defer.gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
 
     def _cancel(self) -> None:
         for call in self._calls.values():
@@ -320,4 +324,5 @@ class Scheduler:
     def _finished(self, _: Any, task: PlannedTask, done: defer.Deferred[None]) -> None:
         if self._running.get(task.key) is done:
             del self._running[task.key]
-        done.callback(None)
+        if not done.called:  # a waiter may have given up on it (cancelled)
+            done.callback(None)
