@@ -124,6 +124,16 @@ def test_a_reload_restarts_the_schedule_with_the_new_settings(tmp_path: Path) ->
         assert reports(server)[-2:] == [(1, "tally"), (2, "counted")]
         assert metrics(server)["tally.messages"] == 2
 
+        server.sections["plugins.settings.tally"]["report_seconds"] = 0.01
+        server.write_config()
+        checked = server.cli("plugin", "check", check=False)
+        assert checked.returncode == 1
+        assert "task report: the interval must be at least 0.05s, not 0.01" in checked.stderr
+        refused = server.reload()
+        assert refused.returncode == 1
+        assert "task report: the interval must be at least 0.05s" in refused.stderr
+        server.sections["plugins.settings.tally"]["report_seconds"] = 0.2
+
         broken = server.data_dir / "plugins" / "tally" / "migrations" / "versions" / "0003_bad.py"
         broken.write_text(
             '"""A broken step."""\nfrom alembic import op\n\nrevision = "0003"\n'

@@ -46,6 +46,22 @@ def _purge(host: Any) -> defer.Deferred[int]:
     return host._in_thread(storage.kv_purge, engine, host.clock.seconds())
 
 
+def check(plugin_set: PluginSet) -> list[str]:
+    """What :meth:`PluginLifecycle.prepare` would refuse in ``plugin_set`` short of running
+    migrations: bad ``TABLES`` declarations and scheduled tasks (empty when all is well)."""
+    problems: list[str] = []
+    for plugin in plugin_set.plugins:
+        try:
+            storage.tables_of(plugin.name, plugin.module)
+        except PluginError as exc:
+            problems.append(str(exc))
+    try:
+        schedule.plan(plugin_set.plugins)
+    except PluginError as exc:
+        problems.extend(str(exc).splitlines())
+    return problems
+
+
 class PluginLifecycle:
     """Tables, key-value upkeep and schedules of the current plugin set of one host."""
 
