@@ -32,7 +32,7 @@ def plugin_module(name: str, **members: Any) -> types.ModuleType:
 
 
 def test_an_interval_task_runs_once_per_interval() -> None:
-    """P-API: every(60) runs 60 s after the start, then every 60 s, on the given clock."""
+    """Every(60) runs 60 s after the start, then every 60 s, on the given clock."""
     runs: list[float] = []
     clock = task.Clock()
 
@@ -57,7 +57,7 @@ def test_an_interval_task_runs_once_per_interval() -> None:
 
 
 def test_a_failing_task_is_logged_counted_and_runs_again() -> None:
-    """P-API: a task that raises or fails its Deferred does not stop its schedule."""
+    """A task that raises or fails its Deferred does not stop its schedule."""
     calls: list[int] = []
 
     @every(10)
@@ -81,7 +81,7 @@ def test_a_failing_task_is_logged_counted_and_runs_again() -> None:
 
 
 def test_a_task_never_runs_twice_at_once() -> None:
-    """P-API: a run due while the previous one is pending is skipped (and counted)."""
+    """A run due while the previous one is pending is skipped (and counted)."""
     pending: list[defer.Deferred[None]] = []
 
     @every(5)
@@ -102,7 +102,7 @@ def test_a_task_never_runs_twice_at_once() -> None:
 
 
 def test_coroutine_tasks_get_the_host_context_and_settings() -> None:
-    """P-API: a task takes host, config and context by name; current_host() works inside."""
+    """A task takes host, config and context by name; current_host() works inside."""
     seen: list[Any] = []
 
     class Settings(PluginSettings):
@@ -120,7 +120,7 @@ def test_coroutine_tasks_get_the_host_context_and_settings() -> None:
 
 
 def test_daily_tasks_run_at_their_time_of_day() -> None:
-    """P-API: daily("03:00") runs at 03:00 each day, in UTC or the zone given."""
+    """V5: daily("03:00") runs at 03:00 each day, in UTC or the zone given."""
     runs: list[float] = []
 
     @daily("03:00")
@@ -146,7 +146,7 @@ def test_daily_tasks_run_at_their_time_of_day() -> None:
 
 
 def test_bad_schedules_are_refused_saying_why() -> None:
-    """P-API: bad times, zones, arguments and interval settings are refused at load."""
+    """Bad times, zones, arguments and interval settings are refused at load."""
     with pytest.raises(ValueError, match="HH:MM"):
         daily("25:00")
     with pytest.raises(ValueError, match="unknown time zone"):
@@ -171,7 +171,7 @@ def _set(name: str, module: types.ModuleType, host: PluginHost) -> PluginSet:
 
 
 def test_a_reload_stops_the_old_timers_and_starts_the_new_set() -> None:
-    """P-API: after a swap only the new set's tasks run; a run in progress finishes first and
+    """After a swap only the new set's tasks run; a run in progress finishes first and
     the new set's same task does not start beside it."""
     clock = task.Clock()
     host = PluginHost(clock=clock)
@@ -211,7 +211,7 @@ def test_a_reload_stops_the_old_timers_and_starts_the_new_set() -> None:
 
 
 def test_stop_waits_for_runs_in_progress() -> None:
-    """P-API: stopping fires once the running task has finished."""
+    """Stopping fires once the running task has finished."""
     clock = task.Clock()
     host = PluginHost(clock=clock)
     lifecycle = PluginLifecycle(host)
@@ -226,7 +226,7 @@ def test_stop_waits_for_runs_in_progress() -> None:
 
 
 def test_the_tally_report_task_writes_its_table(tmp_path: Path) -> None:
-    """P-API: a plugin's task uses its key-value store and tables, driven by the fake clock."""
+    """A plugin's task uses its key-value store and tables, driven by the fake clock."""
     harness = PluginHarness(
         tally, {"report_seconds": 30}, data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/t.db"
     )

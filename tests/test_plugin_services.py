@@ -12,7 +12,7 @@ from mailmax.plugin import PluginHost
 
 
 def test_counters_and_gauges_are_named_per_plugin() -> None:
-    """P-API: a plugin's metrics carry its name; counters add up, gauges hold the last value."""
+    """A plugin's metrics carry its name; counters add up, gauges hold the last value."""
     metrics = Metrics()
     mine = PluginMetrics(metrics, "tally")
     mine.increment("messages")
@@ -29,7 +29,7 @@ def test_counters_and_gauges_are_named_per_plugin() -> None:
 
 
 def test_bad_metric_use_is_refused_saying_why() -> None:
-    """P-API: bad names, negative increments, and a counter used as a gauge are refused."""
+    """Bad names, negative increments, and a counter used as a gauge are refused."""
     mine = PluginMetrics(Metrics(), "tally")
     with pytest.raises(ValueError, match="lower-case letters"):
         mine.increment("Bad Name")
@@ -41,7 +41,7 @@ def test_bad_metric_use_is_refused_saying_why() -> None:
 
 
 def test_the_number_of_metric_names_is_bounded() -> None:
-    """P-API: beyond the limit new names are dropped and counted; known names still count."""
+    """Beyond the limit new names are dropped and counted; known names still count."""
     metrics = Metrics(limit=3)
     for name in ("a.one", "a.two", "a.three", "a.four", "a.five"):
         metrics.increment(name)
@@ -55,7 +55,7 @@ def test_the_number_of_metric_names_is_bounded() -> None:
 
 
 def test_send_refuses_what_cannot_be_queued(tmp_path) -> None:
-    """P-API: host.send refuses a message over the size limit, without recipients, or with a
+    """Host.send refuses a message over the size limit, without recipients, or with a
     malformed address, before anything is queued."""
     settings = Settings.model_validate({"smtp": {"max_message_size": 2000}})
     host = PluginHost(data_dir=tmp_path, settings=settings)

@@ -75,7 +75,7 @@ def reports(server: TestServer) -> list[tuple[int, str]]:
 
 
 def test_counts_reports_and_notices_over_real_smtp(tmp_path: Path) -> None:
-    """P-API: the key-value store counts messages; the scheduled task writes the plugin's own
+    """The key-value store counts messages; the scheduled task writes the plugin's own
     table (made by its migrations) and mails a notice through the queue; metrics are read
     with `mailmax metrics`; a failing task is logged and counted and the others go on."""
     server = start(tmp_path, {"notify": "postmaster@example.test", "fail_task": True})
@@ -110,7 +110,7 @@ def test_counts_reports_and_notices_over_real_smtp(tmp_path: Path) -> None:
 
 
 def test_a_reload_restarts_the_schedule_with_the_new_settings(tmp_path: Path) -> None:
-    """P-API: after `mailmax reload` the tasks run with the new set's settings; the counts in
+    """After `mailmax reload` the tasks run with the new set's settings; the counts in
     the store and the metrics go on; a reload whose plugin migration fails changes nothing."""
     server = start(tmp_path, {"notify": "postmaster@example.test"})
     try:
@@ -152,7 +152,7 @@ def test_a_reload_restarts_the_schedule_with_the_new_settings(tmp_path: Path) ->
 
 
 def test_the_hosts_dns_resolver_uses_the_configured_servers(tmp_path: Path) -> None:
-    """P-API: a plugin's TXT look-up goes to [queue] dns_servers; its answer decides MAIL."""
+    """Q6: a plugin's TXT look-up goes to [queue] dns_servers; its answer decides MAIL."""
     zones = {
         "policy.test": {
             "policy.test": [("TXT", "zone")],
@@ -182,7 +182,7 @@ def test_the_hosts_dns_resolver_uses_the_configured_servers(tmp_path: Path) -> N
 
 
 def test_plugin_tables_and_store_on_postgresql(tmp_path: Path, pg_url: str) -> None:
-    """P-API: the same plugin on a PostgreSQL directory: its tables are migrated there and
+    """The same plugin on a PostgreSQL directory: its tables are migrated there and
     its counts kept there."""
     server = start(tmp_path, {}, sections={"server": {"database_url": pg_url}})
     try:
@@ -203,7 +203,7 @@ def test_plugin_tables_and_store_on_postgresql(tmp_path: Path, pg_url: str) -> N
 
 
 def test_metrics_without_a_running_server_says_so(tmp_path: Path) -> None:
-    """P-API: `mailmax metrics` with no server exits 1 and says why."""
+    """`mailmax metrics` with no server exits 1 and says why."""
     server = start(tmp_path, {})
     server.stop()
     result = server.cli("metrics", check=False)

@@ -7,6 +7,7 @@ Each test runs against a real SQLite file and a real PostgreSQL database (``db_u
 from __future__ import annotations
 
 import shutil
+import threading
 import types
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def harness(db_url: str, tmp_path: Path):
 
 
 def test_set_get_delete_and_defaults(harness: PluginHarness) -> None:
-    """P-API: values are stored as JSON under a key; absent keys give the default."""
+    """Values are stored as JSON under a key; absent keys give the default."""
     kv = harness.kv
     assert harness.result(kv.get("missing")) is None
     assert harness.result(kv.get("missing", 7)) == 7
@@ -44,7 +45,7 @@ def test_set_get_delete_and_defaults(harness: PluginHarness) -> None:
 
 
 def test_namespaces_are_per_plugin(harness: PluginHarness) -> None:
-    """P-API: two plugins' keys never meet."""
+    """Two plugins' keys never meet."""
     harness.result(harness.host.kv("tally").set("shared", 1))
     harness.result(harness.host.kv("other").set("shared", 2))
     assert harness.result(harness.host.kv("tally").get("shared")) == 1
@@ -53,7 +54,7 @@ def test_namespaces_are_per_plugin(harness: PluginHarness) -> None:
 
 
 def test_items_by_prefix_take_the_prefix_literally(harness: PluginHarness) -> None:
-    """P-API: list by prefix, sorted, bounded; % and _ in a prefix are plain characters."""
+    """List by prefix, sorted, bounded; % and _ in a prefix are plain characters."""
     kv = harness.kv
     for key in ("ip:192.0.2.1", "ip:192.0.2.2", "ip%x", "ipXy", "ip_z", "user:ann"):
         harness.result(kv.set(key, key.upper()))
@@ -65,7 +66,7 @@ def test_items_by_prefix_take_the_prefix_literally(harness: PluginHarness) -> No
 
 
 def test_increment_is_atomic_and_typed(harness: PluginHarness) -> None:
-    """P-API: increment adds to an integer (absent counts as 0); a non-integer is refused."""
+    """Increment adds to an integer (absent counts as 0); a non-integer is refused."""
     kv = harness.kv
     assert harness.result(kv.increment("hits")) == 1
     assert harness.result(kv.increment("hits", 5)) == 6
@@ -75,10 +76,26 @@ def test_increment_is_atomic_and_typed(harness: PluginHarness) -> None:
         harness.result(kv.increment("name"))
 
 
+def test_concurrent_increments_are_never_lost(db_url: str) -> None:
+    """Increments from several threads at once (as from several nodes) all count."""
+    with SQLDirectory.open(db_url) as directory:
+
+        def add(count: int) -> None:
+            for _ in range(count):
+                storage.kv_increment(directory.engine, "tally", "hits", 1, 0.0, None)
+
+        threads = [threading.Thread(target=add, args=(25,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert storage.kv_get(directory.engine, "tally", "hits", 0.0) == (True, 100)
+
+
 def test_expiry_follows_the_clock_and_expired_entries_are_purged(
     harness: PluginHarness, db_url: str
 ) -> None:
-    """P-API: a ttl expires on the reactor's clock; the host purges expired rows every minute."""
+    """A ttl expires on the reactor's clock; the host purges expired rows every minute."""
     kv = harness.kv
     harness.result(kv.set("short", "x", ttl=10))
     harness.result(kv.set("forever", "y"))
@@ -101,7 +118,7 @@ def test_expiry_follows_the_clock_and_expired_entries_are_purged(
 
 
 def test_bad_keys_and_values_are_refused_with_a_reason(harness: PluginHarness) -> None:
-    """P-API: keys of 1-200 characters, JSON values up to 64 KiB; nothing else is stored."""
+    """Keys of 1-200 characters, JSON values up to 64 KiB; nothing else is stored."""
     kv = harness.kv
     with pytest.raises(StorageError, match="1 to 200 characters"):
         kv.set("k" * 201, 1)
@@ -117,7 +134,7 @@ def test_bad_keys_and_values_are_refused_with_a_reason(harness: PluginHarness) -
 
 
 def test_tables_are_created_by_the_plugins_migrations(harness: PluginHarness) -> None:
-    """P-API: TABLES are migrated to the newest script, versioned in the plugin's own table."""
+    """TABLES are migrated to the newest script, versioned in the plugin's own table."""
     with harness.directory.engine.connect() as conn:
         names = set(sa.inspect(conn).get_table_names())
         columns = {c["name"] for c in sa.inspect(conn).get_columns("tally_reports")}
@@ -135,7 +152,7 @@ def test_tables_are_created_by_the_plugins_migrations(harness: PluginHarness) ->
 
 
 def test_an_older_plugin_schema_is_upgraded_keeping_its_rows(db_url: str, tmp_path: Path) -> None:
-    """P-API: a database made by the plugin's first version is upgraded in place."""
+    """A database made by the plugin's first version is upgraded in place."""
     first = tmp_path / "first"
     (first / "versions").mkdir(parents=True)
     shutil.copy(TALLY_MIGRATIONS / "versions" / "0001_reports.py", first / "versions")
@@ -154,7 +171,7 @@ def test_an_older_plugin_schema_is_upgraded_keeping_its_rows(db_url: str, tmp_pa
 
 
 def test_a_schema_newer_than_the_plugin_is_refused(db_url: str, tmp_path: Path) -> None:
-    """P-API: tables at a version the plugin's scripts do not know stop the load, saying why."""
+    """Tables at a version the plugin's scripts do not know stop the load, saying why."""
     PluginHarness(tally, data_dir=tmp_path, database_url=db_url).close()
     with SQLDirectory.open(db_url) as directory, directory.engine.begin() as conn:
         conn.execute(sa.text("UPDATE tally_alembic_version SET version_num = '0099'"))
@@ -163,7 +180,7 @@ def test_a_schema_newer_than_the_plugin_is_refused(db_url: str, tmp_path: Path) 
 
 
 def test_table_names_must_carry_the_plugin_name(tmp_path: Path) -> None:
-    """P-API: a table outside the plugin's name space is refused when the plugin loads."""
+    """A table outside the plugin's name space is refused when the plugin loads."""
     metadata = sa.MetaData()
     sa.Table("users2", metadata, sa.Column("id", sa.Integer, primary_key=True))
     module = types.ModuleType("squatter")
@@ -173,6 +190,6 @@ def test_table_names_must_carry_the_plugin_name(tmp_path: Path) -> None:
 
 
 def test_tables_need_a_database(tmp_path: Path) -> None:
-    """P-API: a plugin with tables in a harness without a database says what is missing."""
+    """A plugin with tables in a harness without a database says what is missing."""
     with pytest.raises(PluginError, match="declares tables but there is no directory"):
         PluginHarness(tally, data_dir=tmp_path)
