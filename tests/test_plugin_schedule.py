@@ -210,6 +210,28 @@ def test_a_reload_stops_the_old_timers_and_starts_the_new_set() -> None:
     assert clock.getDelayedCalls() == []
 
 
+def test_a_reload_keeps_the_next_run_of_an_unchanged_task() -> None:
+    """Reloads more frequent than a task's interval do not postpone it; a new interval does."""
+    clock = task.Clock()
+    host = PluginHost(clock=clock)
+    lifecycle = PluginLifecycle(host)
+    runs: list[float] = []
+
+    def load(seconds: float) -> None:
+        work = every(seconds, name="work")(lambda: runs.append(clock.seconds()))
+        lifecycle.activate(lifecycle.prepare(_set("slowpoke", plugin_module("s", w=work), host)))
+
+    load(100)
+    for _ in range(9):
+        clock.advance(10)
+        load(100)  # a reload every 10 s
+    clock.advance(10)
+    assert runs == [100]
+    load(50)  # the interval changed: counted from this reload
+    assert lifecycle.scheduler.next_run("slowpoke", "work") == 150
+    lifecycle.stop()
+
+
 def test_stop_waits_for_runs_in_progress() -> None:
     """Stopping fires once the running task has finished."""
     clock = task.Clock()

@@ -241,10 +241,26 @@ class Scheduler:
         return call.getTime() if call is not None and call.active() else None
 
     def replace(self, tasks: Iterable[PlannedTask]) -> None:
-        """Stop the timers of the tasks scheduled now and schedule ``tasks`` instead."""
+        """Stop the timers of the tasks scheduled now and schedule ``tasks`` instead.
+
+        A task that keeps its schedule (same plugin, name and timing) keeps its next run, so
+        frequent reloads never postpone a long-interval task for ever.
+        """
+        before = {
+            task.key: (task.describe(), self._calls[task.key].getTime())
+            for task in self._tasks
+            if task.key in self._calls and self._calls[task.key].active()
+        }
         self._cancel()
         self._tasks = list(tasks)
+        now = self.clock.seconds()
         for task in self._tasks:
+            kept = before.get(task.key)
+            if kept is not None and kept[0] == task.describe():
+                self._calls[task.key] = self.clock.callLater(
+                    max(kept[1] - now, 0), self._due, task, kept[1]
+                )
+                continue
             self._schedule(task)
             log.info(
                 "plugin {plugin}: task {name} scheduled {when}",
