@@ -47,8 +47,10 @@ from mailmax.core.verdicts import Action, Verdict, accept, cont, disconnect, rej
 def current_host() -> PluginHost:
     """The running server's :class:`PluginHost`, inside a hook call.
 
-    Call it at the start of the hook (before the first ``await``). Raises ``RuntimeError``
-    outside a hook or when the plugin set has no host (a set built without a server).
+    Call it in the hook's body (anywhere in an ``async def`` hook, and in a scheduled task);
+    a callback added to a Deferred runs later, outside the hook: take the host first. Raises
+    ``RuntimeError`` outside a hook or when the plugin set has no host (a set built without
+    a server).
     """
     host: Any = CURRENT_HOST.get()
     if host is None:

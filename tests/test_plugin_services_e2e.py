@@ -12,6 +12,7 @@ import smtplib
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from mailmax.testing import TestServer, start_server
@@ -152,18 +153,23 @@ def test_a_reload_restarts_the_schedule_with_the_new_settings(tmp_path: Path) ->
 
 
 def test_the_hosts_dns_resolver_uses_the_configured_servers(tmp_path: Path) -> None:
-    """Q6: a plugin's TXT look-up goes to [queue] dns_servers; its answer decides MAIL."""
+    """Q6: a plugin's TXT, A and PTR look-ups go to [queue] dns_servers; the answers decide."""
     zones = {
         "policy.test": {
             "policy.test": [("TXT", "zone")],
             "spam.example.policy.test": [("TXT", "deny")],
             "good.example.policy.test": [("TXT", "ok")],
-        }
+            "listed.example.policy.test": [("A", "127.0.0.2")],
+        },
+        "127.in-addr.arpa": {
+            "127.in-addr.arpa": [("TXT", "zone")],
+            "1.0.0.127.in-addr.arpa": [("PTR", "client.trusted.test")],
+        },
     }
     with dns_server(zones) as (host, port):
         server = start(
             tmp_path,
-            {"policy_zone": "policy.test"},
+            {"policy_zone": "policy.test", "ptr_suffix": ".trusted.test"},
             sections={"queue": {"dns_servers": [f"{host}:{port}"], "dns_timeout": 5.0}},
         )
         try:
@@ -174,9 +180,21 @@ def test_the_hosts_dns_resolver_uses_the_configured_servers(tmp_path: Path) -> N
                     b"5.7.1 Sender domain spam.example is refused by policy",
                 )
                 client.rset()
+                assert client.mail("x@listed.example") == (
+                    550,
+                    b"5.7.1 Sender domain listed.example is listed",
+                )
+                client.rset()
                 assert client.mail("x@good.example")[0] == 250
                 client.rset()
                 assert client.mail("x@unlisted.example")[0] == 250
+            server.sections["plugins.settings.tally"]["ptr_suffix"] = ".elsewhere.test"
+            server.write_config()
+            assert server.reload().returncode == 0
+            with pytest.raises(smtplib.SMTPConnectError) as refused:
+                server.smtp()
+            assert refused.value.smtp_code == 554
+            assert b"No PTR name under .elsewhere.test for 127.0.0.1" in refused.value.smtp_error
         finally:
             server.stop()
 

@@ -1,8 +1,10 @@
 """A test plugin that uses the plugin API's data, schedules and services.
 
 - ``mailmax_data`` counts messages in its key-value store and in a counter metric;
-- ``mailmax_mail_from`` refuses a sender whose domain has the TXT record ``deny`` under
-  ``policy_zone`` (the host's DNS resolver);
+- ``mailmax_mail_from`` refuses a sender whose domain has the TXT record ``deny`` or the
+  address 127.0.0.2 under ``policy_zone`` (the host's DNS resolver);
+- ``mailmax_connect`` refuses a client whose address has no PTR record ending in
+  ``ptr_suffix`` (when set);
 - the task ``report`` (every ``report_seconds``) writes each new count to its table
   ``tally_reports``, sets the gauge ``reported`` and sends a notice to ``notify``;
 - the task ``broken`` raises while ``fail_task`` is on;
@@ -46,22 +48,32 @@ class Settings(PluginSettings):
     notify: str = Field("", description="Who gets a notice with each new count.")
     label: str = Field("tally", description="The word notices and reports start with.")
     policy_zone: str = Field("", description="Zone of the TXT records that refuse senders.")
+    ptr_suffix: str = Field("", description="Clients need a PTR name ending in this.")
     fail_task: bool = Field(False, description="Make the task broken raise.")
 
 
 @hookimpl
-def mailmax_mail_from(sender, config):
+async def mailmax_connect(session, config):
+    if not config.ptr_suffix:
+        return None
+    names = await current_host().dns.ptr(session.peer_ip)
+    if not any(name.endswith(config.ptr_suffix) for name in names):
+        return reject(f"No PTR name under {config.ptr_suffix} for {session.peer_ip}", 554, "5.7.1")
+    return None
+
+
+@hookimpl
+async def mailmax_mail_from(sender, config):
     if not config.policy_zone or "@" not in sender:
         return None
     domain = sender.rpartition("@")[2]
-    d = current_host().dns.txt(f"{domain}.{config.policy_zone}")
-
-    def decide(texts):
-        if "deny" in texts:
-            return reject(f"Sender domain {domain} is refused by policy", 550, "5.7.1")
-        return None
-
-    return d.addCallback(decide)
+    dns = current_host().dns
+    texts = await dns.txt(f"{domain}.{config.policy_zone}")
+    if "deny" in texts:
+        return reject(f"Sender domain {domain} is refused by policy", 550, "5.7.1")
+    if "127.0.0.2" in await dns.a(f"{domain}.{config.policy_zone}"):
+        return reject(f"Sender domain {domain} is listed", 550, "5.7.1")
+    return None
 
 
 @hookimpl
