@@ -302,6 +302,9 @@ def migrate_tables(engine: sa.Engine, name: str, module: Any, tables: PluginTabl
     """
     config, script = _scripts(name, module, tables)
     head = script.get_current_head() or ""
+    with transaction(engine) as conn:  # the common case, without the write lock
+        if tables_version(conn, name) == head:
+            return head
     with transaction(engine, write=True) as conn:
         current = tables_version(conn, name)
         if current == head:
