@@ -44,9 +44,13 @@ class HostResolver:
     """
 
     def __init__(
-        self, *, reactor: Any, servers: Sequence[tuple[str, int]] = (), timeout: float = 30.0,
+        self,
+        *,
+        reactor: Any,
+        servers: Sequence[tuple[str, int]] = (),
+        timeout: float = 30.0,
         ip_versions: str = "both",
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.reactor = reactor
         self.timeout = timeout
         self.servers = list(servers)
