@@ -33,17 +33,24 @@ from mailmax.core.directory.api import (
 from mailmax.core.hooks import CURRENT_HOST, PluginError, Scope
 from mailmax.core.hookspecs import hookimpl
 from mailmax.core.model import Envelope, Recipient, Session, Stash
+from mailmax.core.outbound.dns import DNSTemporaryError, MXHost
 from mailmax.core.outbound.route import Engine, Route, host_port
 from mailmax.core.pluginhost.host import PluginHost
+from mailmax.core.pluginhost.metrics import PluginMetrics
+from mailmax.core.pluginhost.schedule import daily, every
+from mailmax.core.pluginhost.services import HostResolver, PluginContext
 from mailmax.core.pluginhost.settings import PluginSettings
+from mailmax.core.pluginhost.storage import KeyValueStore, PluginTables, StorageError
 from mailmax.core.verdicts import Action, Verdict, accept, cont, disconnect, reject, tempfail
 
 
 def current_host() -> PluginHost:
     """The running server's :class:`PluginHost`, inside a hook call.
 
-    Call it at the start of the hook (before the first ``await``). Raises ``RuntimeError``
-    outside a hook or when the plugin set has no host (a set built without a server).
+    Call it in the hook's body (anywhere in an ``async def`` hook, and in a scheduled task);
+    a callback added to a Deferred runs later, outside the hook: take the host first. Raises
+    ``RuntimeError`` outside a hook or when the plugin set has no host (a set built without
+    a server).
     """
     host: Any = CURRENT_HOST.get()
     if host is None:
@@ -54,28 +61,38 @@ def current_host() -> PluginHost:
 __all__ = [
     "AccountType",
     "Action",
+    "DNSTemporaryError",
     "Domain",
     "DomainType",
     "Engine",
     "Envelope",
     "Field",
+    "HostResolver",
+    "KeyValueStore",
     "Lookup",
+    "MXHost",
+    "PluginContext",
     "PluginError",
     "PluginHost",
+    "PluginMetrics",
     "PluginSettings",
+    "PluginTables",
     "Recipient",
     "RecipientLookup",
     "Route",
     "Scope",
     "Session",
     "Stash",
+    "StorageError",
     "User",
     "Verdict",
     "accept",
     "check_networks",
     "cont",
     "current_host",
+    "daily",
     "disconnect",
+    "every",
     "hookimpl",
     "host_port",
     "reject",

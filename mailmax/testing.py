@@ -20,6 +20,14 @@ End to end (a real ``twistd mailmax`` on 127.0.0.1 with the plugins you name)::
 
 The server has the domain ``example.test`` with the users ``alice`` and ``bob`` (passwords
 ``alicesecret``, ``bobsecret``) and ``postmaster``.
+
+A plugin with a key-value store, tables or scheduled tasks is unit-tested with a database and a
+fake clock, on the server's code path::
+
+    harness = PluginHarness(my_plugin, database_url=f"sqlite:///{tmp_path / 'test.db'}")
+    harness.result(harness.kv.set("greeting", "hello"))
+    harness.advance(60)        # runs the tasks due in the next minute
+    assert harness.metrics()["counters"]["my_plugin.task.flush.runs"] == 1
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 
 from mailmax.core.hooks import LoadedPlugin, PluginSet, Scope, configure
 from mailmax.core.model import Envelope, Recipient, Session
@@ -45,6 +53,7 @@ from mailmax.core.pluginhost import discovery
 from mailmax.core.pluginhost import settings as schemas
 from mailmax.core.pluginhost.configedit import toml_key, toml_value
 from mailmax.core.pluginhost.host import PluginHost
+from mailmax.core.pluginhost.lifecycle import PluginLifecycle
 
 DOMAIN = "example.test"
 USERS = {"alice": "alicesecret", "bob": "bobsecret", "postmaster": "postmastersecret"}
@@ -106,6 +115,8 @@ class PluginHarness:
         host: PluginHost | None = None,
         data_dir: Path | str = ".",
         name: str | None = None,
+        database_url: str | None = None,
+        clock: Any = None,
     ) -> None:
         if isinstance(plugin, str):
             name = name or plugin
@@ -116,9 +127,84 @@ class PluginHarness:
             self.name, plugin, schemas.validate(self.name, schema, settings or {}), schema=schema
         )
         self.overrides = {scope: dict(values) for scope, values in (overrides or {}).items()}
-        self.host = host or PluginHost(data_dir=data_dir)
+        self.clock = clock if clock is not None else task.Clock()
+        self.directory: Any = None
+        if database_url is not None:
+            from mailmax.core.directory.sql import SQLDirectory
+
+            self.directory = SQLDirectory.open(database_url, base_dir=data_dir)
+        self.host = host or PluginHost(
+            data_dir=data_dir, sync_directory=self.directory, clock=self.clock
+        )
         self.plugin_set = PluginSet([self.plugin], self._resolve, host=self.host)
         configure(self.plugin_set)
+        #: The plugin's tables and scheduled tasks, brought up as the server does.
+        self.lifecycle = PluginLifecycle(self.host)
+        try:
+            self.lifecycle.activate(self.lifecycle.prepare(self.plugin_set))
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ data and schedules
+    @property
+    def context(self) -> Any:
+        """The plugin's :class:`~mailmax.core.pluginhost.services.PluginContext` (its
+        ``kv``, ``metrics``, ``log``, ``tables`` and ``transaction()``)."""
+        return self.host.for_plugin(self.name)
+
+    @property
+    def kv(self) -> Any:
+        """The plugin's key-value store."""
+        return self.host.kv(self.name)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on by ``seconds``, running every task that falls due at its time
+        (as a running server would: a task due every minute runs ten times in ten minutes)."""
+        target = self.clock.seconds() + seconds
+        while True:
+            due = [c.getTime() for c in self.clock.getDelayedCalls() if c.getTime() <= target]
+            if not due:
+                break
+            self.clock.advance(max(min(due) - self.clock.seconds(), 0))
+        self.clock.advance(target - self.clock.seconds())
+
+    def run_task(self, name: str) -> Any:
+        """Run the plugin's scheduled task ``name`` once now (its result, or its Deferred)."""
+        for planned in self.lifecycle.scheduler.tasks:
+            if planned.plugin == self.name and planned.name == name:
+                return self.result(self.lifecycle.scheduler.run_now(planned))
+        raise KeyError(f"plugin {self.name} has no scheduled task {name!r}")
+
+    def next_run(self, name: str) -> float | None:
+        """When (clock seconds) the task ``name`` runs next."""
+        return self.lifecycle.scheduler.next_run(self.name, name)
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """The plugin's counters and gauges (full names, ``<plugin>.<name>``)."""
+        return self.host.metrics.snapshot(self.name.lower() + ".")
+
+    def result(self, d: Any) -> Any:
+        """The value of a Deferred that has fired (raises its error); other values as they are.
+
+        A Deferred still pending is returned unchanged."""
+        if not isinstance(d, defer.Deferred):
+            return d
+        out: list[Any] = []
+        d.addBoth(out.append)
+        if not out:
+            return d
+        if hasattr(out[0], "raiseException"):
+            out[0].raiseException()
+        return out[0]
+
+    def close(self) -> None:
+        """Stop the scheduled tasks and close the database."""
+        if hasattr(self, "lifecycle"):
+            self.lifecycle.stop()
+        if self.directory is not None:
+            self.directory.close()
+            self.directory = None
 
     def _resolve(self, plugin: LoadedPlugin, scope: Scope) -> tuple[bool, Any]:
         enabled, merged = True, {k: v for k, v in plugin.settings.items()}
@@ -187,6 +273,12 @@ class TestServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ports: dict[str, int] = {}
 
+    @property
+    def database_url(self) -> str:
+        """The directory's URL: ``[server] database_url`` if set, else ``<data>/mailmax.db``."""
+        url = self.sections.get("server", {}).get("database_url")
+        return url or f"sqlite:///{self.data_dir / 'mailmax.db'}"
+
     def write_config(self) -> None:
         """Write ``sections`` as the config file."""
         self.config_path.write_text(_toml(self.sections))
@@ -196,7 +288,7 @@ class TestServer:
         from mailmax.core.directory.sql import SQLDirectory
 
         self.write_config()
-        with SQLDirectory.open(f"sqlite:///{self.data_dir / 'mailmax.db'}") as directory:
+        with SQLDirectory.open(self.database_url) as directory:
             directory.add_domain(DOMAIN, str(self.data_dir / "mail" / DOMAIN))
             for name, password in USERS.items():
                 directory.add_user(f"{name}@{DOMAIN}", password)
@@ -205,7 +297,7 @@ class TestServer:
         """The server's directory (a SQLDirectory; close it after use)."""
         from mailmax.core.directory.sql import SQLDirectory
 
-        return SQLDirectory.open(f"sqlite:///{self.data_dir / 'mailmax.db'}")
+        return SQLDirectory.open(self.database_url)
 
     def _env(self) -> dict[str, str]:
         paths = [*self.pythonpath, os.environ.get("PYTHONPATH", "")]
@@ -338,7 +430,7 @@ def start_server(
     data_dir.mkdir(parents=True, exist_ok=True)
     folder = data_dir / "plugins"
     for file_name, source in (plugin_files or {}).items():
-        folder.mkdir(exist_ok=True)
+        (folder / file_name).parent.mkdir(parents=True, exist_ok=True)
         (folder / file_name).write_text(source)
     plugin_table: dict[str, Any] = {}
     if plugins is not None:

@@ -6,6 +6,7 @@ A tiny line protocol: the client sends one command line, the server answers one 
 - ``reload``: re-read the config and swap in a freshly built plugin set (see
   :meth:`mailmax.core.service.MailMaxService.reload`); ``ERR`` says why a reload was refused.
 - ``plugins``: the running plugin set, as JSON after ``OK``.
+- ``metrics``: the counters and gauges of plugins and the host, as JSON after ``OK``.
 - ``ping``: ``OK pong``.
 
 Only the owner of the data directory can connect (the socket and ``run/`` are private).

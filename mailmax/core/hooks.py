@@ -172,7 +172,11 @@ class PluginSet:
             args["config"] = settings
         token = CURRENT_HOST.set(self.host)
         try:
-            return impl.function(**args)
+            result = impl.function(**args)
+            if inspect.iscoroutine(result):
+                # started here, so its whole body runs where current_host() is set
+                result = defer.ensureDeferred(result)
+            return result
         finally:
             CURRENT_HOST.reset(token)
 

@@ -16,6 +16,7 @@ from mailmax.core.cli import (
     configcmd,
     domains,
     init,
+    metrics,
     plugins,
     queue,
     reload,
@@ -119,6 +120,7 @@ cli.add_command(users.user_group)
 cli.add_command(aliases.alias_group)
 cli.add_command(plugins.plugin_group)
 cli.add_command(reload.reload_command)
+cli.add_command(metrics.metrics_command)
 cli.add_command(queue.queue_group)
 
 

@@ -180,3 +180,14 @@ logins = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
 )
 sa.Index("ix_logins_user_id_at", logins.c.user_id, logins.c.at)
+
+plugin_kv = sa.Table(
+    "plugin_kv",
+    metadata,
+    sa.Column("plugin", sa.String(100), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("expires", sa.Float, nullable=True),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+sa.Index("ix_plugin_kv_expires", plugin_kv.c.expires)

@@ -10,7 +10,9 @@ One :class:`PluginHost` belongs to one service (never a module global). Plugins 
 - ``host.submit(...)``: queue a new message (a copy of a queued one) with its own sender;
 - ``host.record_event(kind, ...)``: a durable record (one JSON line in
   ``<data>/events/<kind>.jsonl``) that other features read later (:meth:`events`);
-- ``host.secret(name)``: a random per-installation key kept in ``<data>/secrets/``.
+- ``host.secret(name)``: a random per-installation key kept in ``<data>/secrets/``;
+- the services of :class:`~mailmax.core.pluginhost.services.HostServices`: each plugin's
+  key-value store and tables, DNS, sending notices, metrics and the clock.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from mailmax.core.directory.api import Domain, RecipientLookup
+from mailmax.core.pluginhost.services import HostServices
 
 log = Logger(namespace="mailmax.plugins")
 
@@ -63,8 +66,13 @@ class _TTLCache:
             self._items.clear()
 
 
-class PluginHost:
-    """The server's services for plugins (see the module documentation)."""
+class PluginHost(HostServices):
+    """The server's services for plugins (see the module documentation).
+
+    ``clock`` drives key-value expiries and scheduled tasks (default: ``reactor``);
+    ``settings`` are the server's (DNS servers, message size limit); ``metrics`` the
+    process's registry (a new one by default).
+    """
 
     def __init__(
         self,
@@ -76,6 +84,9 @@ class PluginHost:
         spool: Any = None,
         reactor: Any = None,
         cache_seconds: float = 1.0,
+        clock: Any = None,
+        settings: Any = None,
+        metrics: Any = None,
     ) -> None:
         self.hostname = hostname
         self.data_dir = Path(data_dir)
@@ -87,6 +98,7 @@ class PluginHost:
         self.reactor = reactor
         self._cache = _TTLCache(cache_seconds)
         self._events_lock = threading.Lock()
+        self._init_services(settings, clock, metrics)
 
     # ------------------------------------------------------------------ look-ups
     def _sync(self) -> Any:
@@ -217,7 +229,7 @@ class PluginHost:
         self,
         sender: str,
         recipients: list[str],
-        message_path: Path,
+        message: Path | bytes,
         queue_id: str | None,
         client_ip: str,
     ) -> str:
@@ -233,18 +245,19 @@ class PluginHost:
 
         def prepare() -> tuple[list[Any], bytes]:
             classified = [classify(self._sync(), address) for address in recipients]
-            return classified, spool.message_bytes(message_path)
+            data = message if isinstance(message, bytes) else spool.message_bytes(message)
+            return classified, data
 
-        classified, message = await self._in_thread(prepare)
+        classified, data = await self._in_thread(prepare)
         envelope = SpoolEnvelope(
             id=new_id,
             sender=sender,
             recipients=classified,
             received_at=time.time(),
-            size=len(message),
+            size=len(data),
             client_ip=client_ip,
         )
-        await spool.accept(envelope, [message])
+        await spool.accept(envelope, [data])
         log.info(
             "queued {queue_id} from <{sender}> to {rcpts} (plugin copy)",
             queue_id=new_id,

@@ -148,8 +148,10 @@ def build(
 def check(settings: Settings, directory: Any = None) -> list[str]:
     """Every plugin problem of ``settings`` (and the directory's overrides), for
     ``mailmax config check``; empty when all is well."""
+    from mailmax.core.pluginhost import lifecycle
+
     try:
-        build(settings, source=OverrideSource(directory), fresh=False)
+        plugin_set = build(settings, source=OverrideSource(directory), fresh=False)
     except PluginError as exc:
         return str(exc).splitlines()
-    return []
+    return lifecycle.check(plugin_set)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from mailmax.core.config import Settings
 from mailmax.core.hooks import PluginSet
 from mailmax.core.pluginhost import reload as builder
 from mailmax.core.pluginhost.host import PluginHost
+from mailmax.core.pluginhost.lifecycle import PluginLifecycle
 from mailmax.core.pluginhost.scopes import OverrideSource
 
 log = Logger(namespace="mailmax.plugins")
@@ -40,7 +42,10 @@ class PluginRuntime:
             data_dir=settings.data_dir,
             reactor=reactor,
             cache_seconds=settings.server.directory_cache_seconds,
+            settings=settings,
         )
+        #: The current set's tables and scheduled tasks.
+        self.lifecycle = PluginLifecycle(self.host)
         #: The set new sessions and deliveries start with; replaced whole, never changed.
         self.plugin_set: PluginSet = builder.build(settings, source=self.overrides, host=self.host)
         self._refresh: task.LoopingCall | None = None
@@ -63,6 +68,7 @@ class PluginRuntime:
         self.host.spool = spool
         self.overrides.directory = directory
         self.plugin_set = builder.build(self.settings, source=self.overrides, host=self.host)
+        self.lifecycle.activate(self.lifecycle.prepare(self.plugin_set))
         interval = max(self.settings.server.directory_cache_seconds, MIN_REFRESH_SECONDS)
         self._refresh = task.LoopingCall(self._refresh_overrides, async_directory)
         self._refresh.clock = self.reactor
@@ -72,6 +78,7 @@ class PluginRuntime:
                 "reload": reload,
                 "plugins": lambda: admin.plugins_summary(self.plugin_set),
                 "ping": lambda: "pong",
+                "metrics": lambda: json.dumps(self.host.metrics.snapshot()),
             }
         )
         d = admin.listen(self.reactor, self.settings.data_dir, factory)
@@ -83,13 +90,19 @@ class PluginRuntime:
         log.info("admin channel on {path}", path=str(admin.socket_path(self.settings.data_dir)))
 
     def stop(self) -> defer.Deferred[None]:
-        """Stop refreshing and close the admin channel."""
+        """Stop refreshing and the scheduled tasks (letting runs finish); close the admin
+        channel."""
         if self._refresh is not None and self._refresh.running:
             self._refresh.stop()
+        grace = self.settings.server.shutdown_grace_seconds
+        tasks_done = self.lifecycle.stop().addTimeout(max(grace, 0.1), self.reactor)
+        tasks_done.addErrback(
+            lambda f: log.warn("scheduled tasks still running at shutdown: {e}", e=f.value)
+        )
         port, self._admin_port = self._admin_port, None
         if port is None:
-            return defer.succeed(None)
-        d = defer.maybeDeferred(port.stopListening)
+            return tasks_done
+        d = tasks_done.addCallback(lambda _: port.stopListening())
         d.addBoth(lambda _: admin.socket_path(self.settings.data_dir).unlink(missing_ok=True))
         return d
 
@@ -127,7 +140,10 @@ class PluginRuntime:
         source = self.settings.source
         new_settings = config_mod.load(source) if source else self.settings
         new_set = builder.build(new_settings, source=self.overrides, host=self.host, fresh=True)
+        prepared = self.lifecycle.prepare(new_set)
         self.plugin_set = new_set
         self.settings = new_settings
+        self.host.use_settings(new_settings)
         self.host.clear_cache()
+        self.lifecycle.activate(prepared)
         return new_set
