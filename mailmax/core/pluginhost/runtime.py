@@ -118,16 +118,24 @@ class PluginRuntime:
         self._refreshing = False
 
     # ------------------------------------------------------------------ reload
-    def reload(self) -> PluginSet:
-        """Re-read the config file, re-import every plugin and swap the set atomically.
+    def build(self, settings: Settings) -> PluginSet:
+        """A plugin set for ``settings``, every plugin's code imported afresh; the running set
+        stays until :meth:`use`. Raises :class:`PluginError` saying why when a plugin switched on
+        anywhere (system, listener, domain or user) cannot load or refuses its settings."""
+        return builder.build(settings, source=self.overrides, host=self.host, fresh=True)
 
-        Raises :class:`PluginError` (or ConfigError) saying why, and changes nothing, when the
-        configuration, a plugin's code or a setting is bad.
-        """
-        source = self.settings.source
-        new_settings = config_mod.load(source) if source else self.settings
-        new_set = builder.build(new_settings, source=self.overrides, host=self.host, fresh=True)
-        self.plugin_set = new_set
-        self.settings = new_settings
+    def use(self, plugin_set: PluginSet, settings: Settings) -> None:
+        """Swap in ``plugin_set`` (built by :meth:`build` from ``settings``) at once."""
+        self.plugin_set = plugin_set
+        self.settings = settings
         self.host.clear_cache()
+
+    def reload(self, settings: Settings | None = None) -> PluginSet:
+        """Build the set of ``settings`` (default: the config file re-read) and swap it in, or
+        raise :class:`PluginError` (or ConfigError) saying why and change nothing."""
+        if settings is None:
+            source = self.settings.source
+            settings = config_mod.load(source) if source else self.settings
+        new_set = self.build(settings)
+        self.use(new_set, settings)
         return new_set
