@@ -1,8 +1,9 @@
 """The plugin platform of one running service: the current set, its host, reloads, refreshes.
 
 :class:`PluginRuntime` holds the plugin set new sessions and deliveries take
-(:attr:`plugin_set`), swaps in a new one on :meth:`reload` (or keeps the old one and raises
-:class:`~mailmax.core.hooks.PluginError`), re-reads the directory's plugin overrides every
+(:attr:`plugin_set`), builds a new one for a reload (:meth:`build`, which raises
+:class:`~mailmax.core.hooks.PluginError` and changes nothing when a plugin is bad) and swaps
+it in (:meth:`use`), re-reads the directory's plugin overrides every
 ``[server] directory_cache_seconds`` in a thread, and serves the local admin channel.
 """
 
@@ -15,7 +16,6 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from mailmax.core import admin
-from mailmax.core import config as config_mod
 from mailmax.core.config import Settings
 from mailmax.core.hooks import PluginSet
 from mailmax.core.pluginhost import reload as builder
@@ -129,13 +129,3 @@ class PluginRuntime:
         self.plugin_set = plugin_set
         self.settings = settings
         self.host.clear_cache()
-
-    def reload(self, settings: Settings | None = None) -> PluginSet:
-        """Build the set of ``settings`` (default: the config file re-read) and swap it in, or
-        raise :class:`PluginError` (or ConfigError) saying why and change nothing."""
-        if settings is None:
-            source = self.settings.source
-            settings = config_mod.load(source) if source else self.settings
-        new_set = self.build(settings)
-        self.use(new_set, settings)
-        return new_set
