@@ -209,7 +209,8 @@ def test_reload_applies_limits_and_networks_to_new_connections(tmp_path: Path) -
 
 def test_reload_reopens_the_log_file(tmp_path: Path) -> None:
     """After the log file is renamed (log rotation), `mailmax reload` and SIGHUP make new lines
-    go to a new file at the original path; the renamed file gets no more lines."""
+    go to a new file at the original path; the renamed file gets no more lines. A refused
+    reload reopens the file as well."""
     server = start_server(tmp_path / "server")
     try:
         log = server.data_dir / "mailmax.log"
@@ -230,6 +231,17 @@ def test_reload_reopens_the_log_file(tmp_path: Path) -> None:
             client.ehlo("client.test")
         server.wait_for(lambda: "connection " in log.read_text(), what="a line in the new log")
         assert rotated.stat().st_size == size
+
+        # a refused reload reopens the log too, and says why in the new file
+        log.rename(server.data_dir / "mailmax.log.3")
+        server.sections["smtp"] = {"max_hopz": 1}
+        server.write_config()
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_for(
+            lambda: log.exists() and "reload refused, nothing changed" in log.read_text(),
+            what="the refused reload's reason in the new log",
+        )
+        assert "max_hopz" in log.read_text()
     finally:
         server.stop()
 

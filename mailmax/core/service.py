@@ -95,11 +95,14 @@ class MailMaxService(service.MultiService):
 
         Everything that can fail (the file, TLS files, every plugin switched on anywhere, the
         log file) is checked before anything changes. Keys that only a restart applies keep
-        their running values and are named in the report.
+        their running values and are named in the report. The log file is reopened either way
+        (a refused reload after a log rotation still writes its reason to the new file).
         """
         try:
             report = self._reload()
         except (config_mod.ConfigError, PluginError, TLSConfigError, OSError) as exc:
+            with contextlib.suppress(OSError):  # the reason below still reaches twistd's log
+                self._reopen_log(self.settings)
             log.error("reload refused, nothing changed: {error}", error=str(exc))
             raise ReloadError(str(exc)) from exc
         emit = log.warn if report.restart else log.info
