@@ -237,6 +237,15 @@ class AuthSettings(_Section):
         15.0, gt=0, le=1440, description="How long failures are remembered."
     )
 
+    @model_validator(mode="after")
+    def _delays(self) -> AuthSettings:
+        if self.failure_delay > self.max_failure_delay:
+            raise ValueError(
+                f"failure_delay ({self.failure_delay:g}) must not exceed max_failure_delay"
+                f" ({self.max_failure_delay:g})"
+            )
+        return self
+
 
 class SpoolSettings(_Section):
     """The durable queue directory (Q1)."""

@@ -115,10 +115,11 @@ class MailMaxService(service.MultiService):
         difference = configdiff.compare(self.settings, new)
         effective = difference.effective
         tls_options = listener_options(effective)
+        auth_limits = AuthLimiter.from_settings(effective)
         new_set = self.plugins.build(effective)
         self._reopen_log(effective)
         self.plugins.use(new_set, effective)
-        self._apply(effective, tls_options)
+        self._apply(effective, tls_options, auth_limits)
         return configdiff.ReloadReport(
             plugins=[p.name for p in new_set.plugins],
             applied=difference.applied,
@@ -137,7 +138,7 @@ class MailMaxService(service.MultiService):
             self._logfile.stop()
             self._logfile = None
 
-    def _apply(self, settings: Settings, tls_options: list[Any]) -> None:
+    def _apply(self, settings: Settings, tls_options: list[Any], auth_limits: AuthLimiter) -> None:
         """Make ``settings`` the configuration of new sessions, deliveries and log-ins."""
         from mailmax.core.imap.auth import IMAPLimits
         from mailmax.core.imap.factory import IMAPFactory
@@ -149,9 +150,8 @@ class MailMaxService(service.MultiService):
             factory.tls_options = self._tls_holder(index, tls_options[index])
             if isinstance(factory, IMAPFactory):
                 factory.limits = IMAPLimits.from_settings(settings)
-        limits = AuthLimiter.from_settings(settings)
         for name in AUTH_LIMITS:
-            setattr(self.authlimit, name, getattr(limits, name))
+            setattr(self.authlimit, name, getattr(auth_limits, name))
         if self.directory is not None:
             self.directory.blank_password_default = BlankPasswordPolicy(
                 settings.server.blank_password
