@@ -2,7 +2,9 @@
 
 Start order: log file, directory, spool, plugin set, queue runner, then the listeners (so no
 client is accepted before everything it needs is ready). Stop order is the reverse, with a grace
-period for transactions in flight.
+period for transactions in flight. A reload (SIGHUP, ``mailmax reload``, the admin channel)
+re-reads the file, checks everything it needs, then applies the keys that can change live to
+the parts already running and swaps the plugin set (:meth:`MailMaxService.reload`).
 """
 
 from __future__ import annotations
