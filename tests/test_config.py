@@ -59,6 +59,13 @@ def test_two_listeners_on_one_port_are_refused(tmp_path):
         config.load(write(tmp_path, text))
 
 
+def test_auth_delay_above_its_maximum_is_refused():
+    """A first-failure delay longer than the longest delay is refused when the file is read
+    (at start, by `config check` and by a reload), not when the first log-in fails."""
+    with pytest.raises(config.ConfigError, match=r"failure_delay \(30\) must not exceed"):
+        config.parse({"auth": {"failure_delay": 30}})
+
+
 def test_missing_file_and_broken_toml_say_what_to_do(tmp_path):
     with pytest.raises(config.ConfigError, match="mailmax init"):
         config.load(tmp_path / "nope.toml")

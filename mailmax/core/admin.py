@@ -3,7 +3,8 @@
 A tiny line protocol: the client sends one command line, the server answers one line,
 ``OK <text>`` or ``ERR <text>``, and closes. Commands:
 
-- ``reload``: re-read the config and swap in a freshly built plugin set (see
+- ``reload``: re-read the config, apply what can change live and swap in a freshly built
+  plugin set; answers a JSON report (plugins, keys applied, keys needing a restart; see
   :meth:`mailmax.core.service.MailMaxService.reload`); ``ERR`` says why a reload was refused.
 - ``plugins``: the running plugin set, as JSON after ``OK``.
 - ``metrics``: the counters and gauges of plugins and the host, as JSON after ``OK``.

@@ -7,6 +7,7 @@ data directory, and the data directory defaults to the folder holding the config
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import tomllib
 from pathlib import Path
@@ -25,6 +26,17 @@ class ConfigError(Exception):
     """The configuration is not usable; the message names the file, the key and what is allowed."""
 
 
+#: ``json_schema_extra`` of a key a running server applies only when restarted (every other
+#: key is applied by ``mailmax reload``, SIGHUP and the admin channel).
+RESTART: dict[str, Any] = {"reload": "restart"}
+
+
+def needs_restart(model: type[BaseModel], key: str) -> bool:
+    """True when ``key`` of the section ``model`` is applied only by a restart."""
+    extra = model.model_fields[key].json_schema_extra
+    return isinstance(extra, dict) and extra.get("reload") == "restart"
+
+
 def check_networks(values: list[str]) -> list[str]:
     """``values`` unchanged when each is an IP address or network, else :class:`ValueError`.
 
@@ -41,6 +53,15 @@ def check_networks(values: list[str]) -> list[str]:
     return values
 
 
+@functools.lru_cache(maxsize=64)
+def parse_networks(
+    values: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``values`` (checked by :func:`check_networks`) as network objects; cached, so a
+    setting read from the live configuration on every connection is parsed once."""
+    return tuple(ipaddress.ip_network(value, strict=False) for value in values)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,12 +70,19 @@ class ServerSettings(_Section):
     """Identity, storage locations and process behaviour."""
 
     hostname: str = Field(
-        "localhost", description="Name used in greetings, Received headers and bounces."
+        "localhost",
+        description="Name used in greetings, Received headers and bounces.",
+        json_schema_extra=RESTART,
     )
-    data_dir: str = Field("", description="Data directory; empty means the config file's folder.")
+    data_dir: str = Field(
+        "",
+        description="Data directory; empty means the config file's folder.",
+        json_schema_extra=RESTART,
+    )
     database_url: str = Field(
         "sqlite:///mailmax.db",
         description="SQLAlchemy URL of the directory; relative sqlite paths are in the data dir.",
+        json_schema_extra=RESTART,
     )
     log_file: str = Field(
         "mailmax.log", description="Log file, one line per event; empty disables it."
@@ -72,15 +100,23 @@ class ServerSettings(_Section):
         ge=0,
         le=2,
         description="How long directory look-ups are cached (changes show within 2 s).",
+        json_schema_extra=RESTART,
     )
 
 
 class ListenerSettings(_Section):
     """One listening socket."""
 
-    service: ServiceName = Field(description="smtp, submission, smtps, pop3, pop3s, imap or imaps.")
-    address: str = Field("127.0.0.1", description="IP address to listen on.")
-    port: int = Field(ge=0, le=65535, description="TCP port (0 picks a free port).")
+    service: ServiceName = Field(
+        description="smtp, submission, smtps, pop3, pop3s, imap or imaps.",
+        json_schema_extra=RESTART,
+    )
+    address: str = Field(
+        "127.0.0.1", description="IP address to listen on.", json_schema_extra=RESTART
+    )
+    port: int = Field(
+        ge=0, le=65535, description="TCP port (0 picks a free port).", json_schema_extra=RESTART
+    )
     default_domain: str = Field(
         "", description="Domain for bare login names on this address (A11)."
     )
@@ -201,20 +237,40 @@ class AuthSettings(_Section):
         15.0, gt=0, le=1440, description="How long failures are remembered."
     )
 
+    @model_validator(mode="after")
+    def _delays(self) -> AuthSettings:
+        if self.failure_delay > self.max_failure_delay:
+            raise ValueError(
+                f"failure_delay ({self.failure_delay:g}) must not exceed max_failure_delay"
+                f" ({self.max_failure_delay:g})"
+            )
+        return self
+
 
 class SpoolSettings(_Section):
     """The durable queue directory (Q1)."""
 
-    dir: str = Field("queue", description="Queue directory.")
-    fsync: bool = Field(True, description="fsync files and directories before replying 250.")
+    dir: str = Field("queue", description="Queue directory.", json_schema_extra=RESTART)
+    fsync: bool = Field(
+        True,
+        description="fsync files and directories before replying 250.",
+        json_schema_extra=RESTART,
+    )
     commit_threads: int = Field(
         12,
         ge=1,
         le=64,
         description="Threads of the spool writer process writing messages (and, with sync ="
         " 'files', fsyncing them: concurrent fsyncs share the disk's cache flushes).",
+        json_schema_extra=RESTART,
     )
-    max_batch: int = Field(64, ge=1, le=4096, description="Most messages one group commit covers.")
+    max_batch: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Most messages one group commit covers.",
+        json_schema_extra=RESTART,
+    )
     sync: Literal["files", "filesystem"] = Field(
         "filesystem",
         description="How a group commit makes messages durable: 'files' fsyncs every file and"
@@ -222,13 +278,16 @@ class SpoolSettings(_Section):
         " elsewhere 'files'), far fewer disk cache flushes, but it also writes out whatever else"
         " is pending on that file system, so keep the queue on a file system of its own or a"
         " quiet one.",
+        json_schema_extra=RESTART,
     )
 
 
 class QueueSettings(_Section):
     """The queue runner: local delivery, remote delivery, retries and bounces (S4, Q2-Q6)."""
 
-    delivery_threads: int = Field(4, ge=1, le=64, description="Threads writing into mailboxes.")
+    delivery_threads: int = Field(
+        4, ge=1, le=64, description="Threads writing into mailboxes.", json_schema_extra=RESTART
+    )
     scan_interval: float = Field(
         30.0, gt=0, le=3600, description="Seconds between full queue scans."
     )
@@ -298,6 +357,7 @@ class QueueSettings(_Section):
         default_factory=list,
         description='DNS servers to ask instead of the system resolver (Q6): "IP",'
         ' "IP:port" or "[IPv6]:port".',
+        json_schema_extra=RESTART,
     )
     dns_timeout: float = Field(
         30.0, gt=0, le=600, description="Seconds to wait for a DNS answer (Q6)."
@@ -334,6 +394,7 @@ class QueueSettings(_Section):
     hold_dir: str = Field(
         "hold",
         description="Directory of the mail held for ETRN domains (Q9); may be on a bigger disk.",
+        json_schema_extra=RESTART,
     )
     hold_days: float = Field(
         30.0, gt=0, description="Days held mail waits for ETRN before it bounces (Q9)."

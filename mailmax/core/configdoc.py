@@ -1,4 +1,5 @@
-"""Render the configuration reference (every key, its default, what it allows) from the schema.
+"""Render the configuration reference (every key, its default, whether a reload applies it,
+what it allows) from the schema.
 
 ``python -m mailmax.core.configdoc`` prints the Markdown tables that ``docs/configuration.md``
 carries between its ``<!-- reference -->`` markers; a test keeps the two in step.
@@ -54,8 +55,8 @@ def render() -> str:
         out.append("")
         out.append((model.__doc__ or "").strip())
         out.append("")
-        out.append("| key | type | default | meaning |")
-        out.append("|---|---|---|---|")
+        out.append("| key | type | default | on reload | meaning |")
+        out.append("|---|---|---|---|---|")
         for key, field in model.model_fields.items():
             limits = []
             for meta in field.metadata:
@@ -65,8 +66,10 @@ def render() -> str:
             meaning = (field.description or "").replace("|", "\\|")
             if limits:
                 meaning += f" Allowed: {', '.join(limits)}."
+            reload = "restart" if config.needs_restart(model, key) else "live"
             out.append(
-                f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} |"
+                f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {reload} "
+                f"| {meaning} |"
             )
         out.append("")
     return "\n".join(out).rstrip() + "\n"

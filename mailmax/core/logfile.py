@@ -65,6 +65,12 @@ class LineObserver:
         with self._lock:
             self._handle.write(line + "\n")
 
+    def switch(self, handle: IO[str]) -> IO[str]:
+        """Write to ``handle`` from now on; returns the handle written to until now."""
+        with self._lock:
+            old, self._handle = self._handle, handle
+        return old
+
     def _timestamp(self, when: float | None) -> str:
         if when is None:
             return "-"
@@ -109,16 +115,39 @@ class MailLogFile:
         self._handle: IO[str] | None = None
         self._observer: LineObserver | None = None
 
+    def _open(self) -> IO[str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self.path.open("a", encoding="utf-8", errors="replace", buffering=1)
+
     def start(self) -> None:
         """Open the file and subscribe to the global log publisher."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self.path.open("a", encoding="utf-8", errors="replace", buffering=1)
+        self._handle = self._open()
         self._observer = LineObserver(self._handle, self.level)
         globalLogPublisher.addObserver(cast(ILogObserver, self._observer))
         MAIL_LOG.addObserver(cast(ILogObserver, self._observer))
         if not _open_files:
             MAIL_LOG.removeObserver(_global_observer)
         _open_files.append(self)
+
+    def reopen(self, path: Path | None = None) -> None:
+        """Close the file and open ``path`` (default: the same path) in its place, so that
+        after a log rotation (the file renamed away) new lines go to a new file at the path.
+
+        Raises OSError, changing nothing, when the new file cannot be opened."""
+        old_path = self.path
+        self.path = Path(path) if path is not None else self.path
+        try:
+            handle = self._open()
+        except OSError:
+            self.path = old_path
+            raise
+        if self._observer is None:
+            handle.close()
+            return
+        self._observer.switch(handle)
+        if self._handle is not None:
+            self._handle.close()
+        self._handle = handle
 
     def stop(self) -> None:
         """Unsubscribe and close the file."""

@@ -2,12 +2,15 @@
 
 Start order: log file, directory, spool, plugin set, queue runner, then the listeners (so no
 client is accepted before everything it needs is ready). Stop order is the reverse, with a grace
-period for transactions in flight.
+period for transactions in flight. A reload (SIGHUP, ``mailmax reload``, the admin channel)
+re-reads the file, checks everything it needs, then applies the keys that can change live to
+the parts already running and swaps the plugin set (:meth:`MailMaxService.reload`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -20,7 +23,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from mailmax.core import config as config_mod
-from mailmax.core import heap
+from mailmax.core import configdiff, heap
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
 from mailmax.core.directory.api import BlankPasswordPolicy
@@ -32,9 +35,19 @@ from mailmax.core.pluginhost.recipients import PluginSMTPFactory
 from mailmax.core.pluginhost.runtime import PluginRuntime
 from mailmax.core.queue.runner import QueueRunner
 from mailmax.core.spool.spool import Spool
-from mailmax.core.tls import server_options
+from mailmax.core.tls import ReloadableServerOptions, TLSConfigError, listener_options
 
 log = Logger(namespace="mailmax.service")
+
+
+#: The settings of :class:`AuthLimiter` a reload changes (its counters stay).
+AUTH_LIMITS = (
+    "failure_delay",
+    "max_failure_delay",
+    "block_after",
+    "block_seconds",
+    "window_seconds",
+)
 
 
 class ReloadError(Exception):
@@ -64,6 +77,8 @@ class MailMaxService(service.MultiService):
         self.authlimit = AuthLimiter.from_settings(settings)
         self.logins = RecentLogins()
         self._logfile: MailLogFile | None = None
+        #: Per listener, the TLS options a reload can swap (None: no certificate).
+        self._tls: list[ReloadableServerOptions | None] = []
         self._previous_sighup: Any = None
 
     # ------------------------------------------------------------------ plugins
@@ -76,27 +91,94 @@ class MailMaxService(service.MultiService):
         """The plugin set new sessions and deliveries start with."""
         return self.plugins.plugin_set
 
-    def reload(self) -> PluginSet:
-        """Re-read the config file and swap in a freshly built plugin set, or change nothing.
+    def reload(self) -> configdiff.ReloadReport:
+        """Re-read the config file, apply what can change live and swap in a freshly built
+        plugin set; or change nothing and raise :class:`ReloadError` saying why.
 
-        Raises :class:`ReloadError` saying why when the new configuration or a plugin is bad.
+        Everything that can fail (the file, TLS files, every plugin switched on anywhere, the
+        log file) is checked before anything changes. Keys that only a restart applies keep
+        their running values and are named in the report. The log file is reopened either way
+        (a refused reload after a log rotation still writes its reason to the new file).
         """
         try:
-            new_set = self.plugins.reload()
-        except (config_mod.ConfigError, PluginError) as exc:
+            report = self._reload()
+        except (config_mod.ConfigError, PluginError, TLSConfigError, OSError) as exc:
+            with contextlib.suppress(OSError):  # the reason below still reaches twistd's log
+                self._reopen_log(self.settings)
             log.error("reload refused, nothing changed: {error}", error=str(exc))
             raise ReloadError(str(exc)) from exc
-        log.info("reloaded: plugins {names}", names=[p.name for p in new_set.plugins])
-        return new_set
+        emit = log.warn if report.restart else log.info
+        emit("{report}", report="\n".join(report.lines()))
+        return report
+
+    def _reload(self) -> configdiff.ReloadReport:
+        source = self.settings.source
+        new = config_mod.load(source) if source else self.settings
+        difference = configdiff.compare(self.settings, new)
+        effective = difference.effective
+        tls_options = listener_options(effective)
+        auth_limits = AuthLimiter.from_settings(effective)
+        prepared = self.plugins.build(effective)
+        self._reopen_log(effective)
+        self.plugins.use(prepared, effective)
+        self._apply(effective, tls_options, auth_limits)
+        return configdiff.ReloadReport(
+            plugins=[p.name for p in prepared.plugin_set.plugins],
+            applied=difference.applied,
+            restart=difference.restart,
+        )
+
+    def _reopen_log(self, settings: Settings) -> None:
+        """Reopen the log file (after a rotation), at its new path when that changed."""
+        wanted = settings.path(settings.server.log_file) if settings.server.log_file else None
+        if self._logfile is not None and wanted is not None:
+            self._logfile.reopen(wanted)
+        elif wanted is not None:
+            self._logfile = MailLogFile(wanted)
+            self._logfile.start()
+        elif self._logfile is not None:
+            self._logfile.stop()
+            self._logfile = None
+
+    def _apply(self, settings: Settings, tls_options: list[Any], auth_limits: AuthLimiter) -> None:
+        """Make ``settings`` the configuration of new sessions, deliveries and log-ins."""
+        from mailmax.core.imap.auth import IMAPLimits
+        from mailmax.core.imap.factory import IMAPFactory
+
+        self.settings = settings
+        for index, factory in enumerate(self.factories):
+            factory.settings = settings
+            factory.listener = settings.listeners[index]
+            factory.tls_options = self._tls_holder(index, tls_options[index])
+            if isinstance(factory, IMAPFactory):
+                factory.limits = IMAPLimits.from_settings(settings)
+        for name in AUTH_LIMITS:
+            setattr(self.authlimit, name, getattr(auth_limits, name))
+        if self.directory is not None:
+            self.directory.blank_password_default = BlankPasswordPolicy(
+                settings.server.blank_password
+            )
+        if self.queue is not None:
+            self.queue.reconfigure(settings)
+
+    def _tls_holder(self, index: int, options: Any) -> ReloadableServerOptions | None:
+        """The swappable TLS options of listener ``index`` now using ``options`` (None: none)."""
+        if options is None:
+            return None
+        holder = self._tls[index]
+        if holder is None:
+            holder = self._tls[index] = ReloadableServerOptions(options)
+        holder.options = options
+        return holder
 
     def _admin_reload(self) -> str:
         from mailmax.core.admin import AdminError
 
         try:
-            new_set = self.reload()
+            report = self.reload()
         except ReloadError as exc:
             raise AdminError(f"reload refused, nothing changed: {exc}") from None
-        return "reloaded: plugins " + ", ".join(p.name for p in new_set.plugins)
+        return json.dumps(dataclasses.asdict(report))
 
     def _on_sighup(self, signum: int, frame: Any) -> None:
         def attempt() -> None:
@@ -158,29 +240,15 @@ class MailMaxService(service.MultiService):
 
     def _listen(self) -> None:
         settings = self.settings
-        tls_options = None
-        cert, key = settings.path(settings.tls.cert), settings.path(settings.tls.key)
-        if cert.exists() and key.exists():
-            tls_options = server_options(cert, key, settings.tls.min_version)
         pending = []
-        for listener in settings.listeners:
-            options = tls_options
-            if listener.tls_cert or listener.tls_key:
-                options = server_options(
-                    settings.path(listener.tls_cert or settings.tls.cert),
-                    settings.path(listener.tls_key or settings.tls.key),
-                    settings.tls.min_version,
-                )
+        for listener, options in zip(settings.listeners, listener_options(settings), strict=True):
+            self._tls.append(None)
+            holder = self._tls_holder(len(self._tls) - 1, options)
             implicit_tls = listener.service in IMPLICIT_TLS_SERVICES
-            if implicit_tls and options is None:
-                raise config_mod.ConfigError(
-                    f"{settings.source}: listener {listener.address}:{listener.port} "
-                    f"({listener.service}) needs a certificate; {cert} or {key} is missing"
-                )
-            factory = self._factory(listener, options)
+            factory = self._factory(listener, holder)
             if implicit_tls:
                 endpoint = endpoints.SSL4ServerEndpoint(
-                    self.reactor, listener.port, options, interface=listener.address
+                    self.reactor, listener.port, holder, interface=listener.address
                 )
             else:  # an IPv6 interface gives an IPv6 socket
                 endpoint = endpoints.TCP4ServerEndpoint(

@@ -1,4 +1,5 @@
-"""TLS material: server context options, and a self-signed certificate for development."""
+"""TLS material: server context options (swappable by a reload), and a self-signed
+certificate for development."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import ipaddress
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from OpenSSL import SSL
 from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from zope.interface import implementer
+
+from mailmax.core.config import IMPLICIT_TLS_SERVICES, ConfigError, Settings
 
 
 class TLSConfigError(Exception):
@@ -45,6 +52,48 @@ def server_options(
         extraCertChain=chain or None,
         raiseMinimumTo=minimum,
     )
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ReloadableServerOptions:
+    """Server TLS options that a reload can replace: each new TLS connection (an implicit-TLS
+    accept or a STARTTLS) uses the :attr:`options` current at that moment."""
+
+    def __init__(self, options: ssl.CertificateOptions) -> None:
+        self.options = options
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        """A server-side OpenSSL connection with the current certificate."""
+        return SSL.Connection(self.options.getContext(), None)
+
+
+def listener_options(settings: Settings) -> list[ssl.CertificateOptions | None]:
+    """The TLS options of each of ``settings.listeners`` (None: no certificate, no STARTTLS).
+
+    A listener's own ``tls_cert``/``tls_key`` win over ``[tls]``. Raises
+    :class:`TLSConfigError` for a file that cannot be used, and ConfigError when an
+    implicit-TLS listener has no certificate.
+    """
+    cert, key = settings.path(settings.tls.cert), settings.path(settings.tls.key)
+    default = None
+    if cert.exists() and key.exists():
+        default = server_options(cert, key, settings.tls.min_version)
+    found: list[ssl.CertificateOptions | None] = []
+    for listener in settings.listeners:
+        options = default
+        if listener.tls_cert or listener.tls_key:
+            options = server_options(
+                settings.path(listener.tls_cert or settings.tls.cert),
+                settings.path(listener.tls_key or settings.tls.key),
+                settings.tls.min_version,
+            )
+        if listener.service in IMPLICIT_TLS_SERVICES and options is None:
+            raise ConfigError(
+                f"{settings.source}: listener {listener.address}:{listener.port} "
+                f"({listener.service}) needs a certificate; {cert} or {key} is missing"
+            )
+        found.append(options)
+    return found
 
 
 def _pem_blocks(data: bytes) -> list[bytes]:

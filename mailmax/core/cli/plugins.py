@@ -212,7 +212,8 @@ def _switch(name: str, domain: str | None, user: str | None, on: bool) -> None:
             names.append(name)
         elif not on and name in names:
             names.remove(name)
-        configedit_call(lambda: configedit.set_enabled(state.config_path(), names))
+        check = _file_check(settings)
+        configedit_call(lambda: configedit.set_enabled(state.config_path(), names, check))
         verb = "enabled" if on else "disabled"
         state.out.done(
             f"{name} {verb} system-wide in {state.config_path()}; {RELOAD_HINT}",
@@ -224,12 +225,40 @@ def _switch(name: str, domain: str | None, user: str | None, on: bool) -> None:
     _check_scope(plugin, kind)
     source = _source()
     _, values = source.get(name).get((kind, canonical), (None, {}))
+    _check_override(settings, name, (kind, canonical), on, dict(values))
     state.directory().set_plugin_override(name, kind, canonical, enabled=on, settings=dict(values))
     message = f"{name} {'enabled' if on else 'disabled'} for {kind} {canonical}"
     loaded = set(builder.enabled_names(settings)) | set(settings.plugins.settings)
     if on and name not in loaded | set(source.enabled_somewhere()):
         message += f"; the server loads {name} at the next `mailmax reload`"
     state.out.done(message, plugin=name, scope=kind, name=canonical, enabled=on)
+
+
+def _refuse_new_problems(before: list[str], after: list[str]) -> None:
+    added = builder.new_problems(before, after)
+    if added:
+        raise CLIError(
+            "refused, nothing changed: a reload would fail with\n"
+            + "\n".join(f"  {problem}" for problem in added)
+        )
+
+
+def _file_check(settings: Any) -> configedit.Check:
+    """A check for a config-file edit: refuse it when the plugin set it gives has problems the
+    current one has not (a plugin that cannot load or refuses its settings)."""
+    directory = app().directory()
+    before = builder.check(settings, directory)
+    return lambda new: _refuse_new_problems(before, builder.check(new, directory))
+
+
+def _check_override(
+    settings: Any, name: str, scope: tuple[str, str], enabled: bool | None, values: dict
+) -> None:
+    """Refuse a directory override that would give the plugin set new problems."""
+    directory = app().directory()
+    before = builder.check(settings, directory)
+    pending = builder.PendingOverride(directory, name, scope, enabled, values)
+    _refuse_new_problems(before, builder.check(settings, source=pending))
 
 
 def configedit_call(edit: Any) -> Any:
@@ -316,9 +345,8 @@ def _change_settings(
     except schemas.SettingsError as exc:
         raise CLIError(str(exc)) from None
     if kind == "system":
-        new = configedit_call(lambda: configedit.set_settings(state.config_path(), name, changes))
-        for problem in builder.check(new, state.directory()):
-            click.echo(f"warning: {problem}", err=True)
+        check = _file_check(state.settings())
+        configedit_call(lambda: configedit.set_settings(state.config_path(), name, changes, check))
         state.out.done(
             f"{name} settings changed system-wide; {RELOAD_HINT}",
             plugin=name,
@@ -327,6 +355,7 @@ def _change_settings(
         )
         return
     enabled, _ = source.get(name).get((kind, canonical), (None, {}))
+    _check_override(state.settings(), name, (kind, canonical), enabled, own)
     state.directory().set_plugin_override(name, kind, canonical, enabled=enabled, settings=own)
     state.out.done(
         f"{name} settings changed for {kind} {canonical}",
@@ -345,7 +374,8 @@ def _change_settings(
 def set_command(name: str, pairs: tuple[str, ...], domain: str | None, user: str | None) -> None:
     """Set settings of NAME (lists take commas: targets=a@x.example,b@y.example).
 
-    A value the plugin does not allow is refused with what it allows.
+    A value the plugin does not allow, or that would make a reload fail, is refused with the
+    reason, and nothing is written (exit status 1).
     """
     _change_settings(name, domain, user, _parse_pairs(_load(name), pairs))
 

@@ -89,10 +89,7 @@ class OutboundDelivery:
         resolver: Resolver | None = None,
     ) -> None:
         queue = settings.queue
-        self.settings = settings
-        self.queue = queue
         self.reactor = reactor
-        self.helo_name = queue.helo_name or settings.server.hostname
         self.resolver = resolver or Resolver(
             reactor=reactor,
             servers=queue.dns_server_addresses,
@@ -107,12 +104,28 @@ class OutboundDelivery:
             reuse_seconds=queue.reuse_seconds,
         )
         self.domain_record = domain_record
+        self._tls_cache: dict[tuple[str, str], Any] = {}
+        self._records: dict[str, tuple[float, Any]] = {}
+        self.reconfigure(settings)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Use ``settings`` for the deliveries from now on (at start and on a reload); the DNS
+        servers asked stay those of the start."""
+        queue = settings.queue
+        self.settings = settings
+        self.queue = queue
+        self.helo_name = queue.helo_name or settings.server.hostname
+        self.resolver.timeout = queue.dns_timeout
+        self.resolver.ip_versions = queue.ip_versions
+        self.pool.max_sessions = queue.max_sessions
+        self.pool.max_retry_sessions = queue.max_retry_sessions
+        self.pool.max_per_destination = queue.max_per_destination
+        self.pool.reuse_seconds = queue.reuse_seconds
         self.local_names = {
             name.rstrip(".").lower() for name in [settings.server.hostname, *queue.local_names]
         }
         self.local_addresses = set(queue.local_addresses)
-        self._tls_cache: dict[tuple[str, str], Any] = {}
-        self._records: dict[str, tuple[float, Any]] = {}
+        self._tls_cache.clear()
 
     def close(self) -> None:
         """Close the idle connections kept for reuse."""

@@ -5,9 +5,10 @@ Only two shapes are edited, leaving every other line (comments included) as it i
 - the one-line ``enabled = [...]`` array in ``[plugins]`` (the table is added if missing);
 - ``key = value`` lines in a ``[plugins.settings.NAME]`` table (added at the end if missing).
 
-The result is parsed and validated as a whole before it replaces the file (atomically, same
-mode); anything else (a multi-line array, the key in an inline table) is refused with a message
-saying what to change by hand.
+The result is parsed and validated as a whole, and given to the caller's check (the CLI builds
+the plugin set it would give), before it replaces the file (atomically, same mode); anything
+else (a multi-line array, the key in an inline table) is refused with a message saying what to
+change by hand.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mailmax.core import config as config_mod
+
+#: Called with the settings an edit would give, before the file is replaced; raises to refuse.
+Check = Callable[[config_mod.Settings], None]
 
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -117,7 +122,7 @@ def _unset_key(lines: list[str], table: tuple[str, ...], key: str) -> list[str]:
     return lines[:index] + lines[index + 1 :]
 
 
-def _write(path: Path, lines: list[str]) -> config_mod.Settings:
+def _write(path: Path, lines: list[str], check: Check | None = None) -> config_mod.Settings:
     text = "\n".join(lines).rstrip("\n") + "\n"
     try:
         tomllib.loads(text)
@@ -128,6 +133,8 @@ def _write(path: Path, lines: list[str]) -> config_mod.Settings:
     try:
         os.chmod(tmp, path.stat().st_mode & 0o7777)
         settings = config_mod.load(tmp)
+        if check is not None:
+            check(settings)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -139,17 +146,23 @@ def read_lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
 
-def set_enabled(path: Path, names: list[str]) -> config_mod.Settings:
-    """Make ``[plugins] enabled`` the list ``names``; returns the new settings."""
-    return _write(path, _set_key(read_lines(path), ("plugins",), "enabled", names))
+def set_enabled(path: Path, names: list[str], check: Check | None = None) -> config_mod.Settings:
+    """Make ``[plugins] enabled`` the list ``names``; returns the new settings.
+
+    ``check`` sees the new settings before the file is replaced; what it raises leaves the
+    file as it was."""
+    return _write(path, _set_key(read_lines(path), ("plugins",), "enabled", names), check)
 
 
-def set_settings(path: Path, plugin: str, values: dict[str, Any]) -> config_mod.Settings:
-    """Set keys of ``[plugins.settings.PLUGIN]`` (a value of None removes the key)."""
+def set_settings(
+    path: Path, plugin: str, values: dict[str, Any], check: Check | None = None
+) -> config_mod.Settings:
+    """Set keys of ``[plugins.settings.PLUGIN]`` (a value of None removes the key); ``check``
+    as for :func:`set_enabled`."""
     lines = read_lines(path)
     table = ("plugins", "settings", plugin)
     for key, value in values.items():
         lines = (
             _unset_key(lines, table, key) if value is None else _set_key(lines, table, key, value)
         )
-    return _write(path, lines)
+    return _write(path, lines, check)

@@ -4,7 +4,9 @@
 and listener settings and every directory override against its declared schema, runs its
 ``mailmax_configure`` and returns the new, immutable :class:`~mailmax.core.hooks.PluginSet`.
 Anything wrong raises :class:`~mailmax.core.hooks.PluginError` with every problem found, and
-the caller keeps the set it has: a failed reload changes nothing.
+the caller keeps the set it has: a failed reload changes nothing. That includes a plugin
+switched on only for some domain, user or listener: one that cannot load fails the whole
+build, so a policy never stays off unnoticed.
 
 Plugin order (the order hooks run in): the order of ``[plugins] enabled``; then, by name, the
 plugins loaded switched off system-wide: those with a ``[plugins.settings.NAME]`` table but not
@@ -17,8 +19,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from twisted.logger import Logger
-
 from mailmax.core.config import Settings
 from mailmax.core.hooks import (
     DEFAULT_ENABLED,
@@ -30,8 +30,6 @@ from mailmax.core.hooks import (
 from mailmax.core.pluginhost import discovery
 from mailmax.core.pluginhost import settings as schemas
 from mailmax.core.pluginhost.scopes import OverrideSource, ScopeStore
-
-log = Logger(namespace="mailmax.plugins")
 
 
 def enabled_names(settings: Settings) -> list[str]:
@@ -108,7 +106,6 @@ def build(
         raise PluginError(f"[plugins] enabled lists {', '.join(duplicates)} more than once")
     wanted = set(source.enabled_somewhere()) | set(extra) | set(settings.plugins.settings)
     others = sorted(wanted - set(system))
-    from_directory_only = set(others) - set(extra) - set(settings.plugins.settings)
     directory = plugins_dir(settings)
     problems: list[str] = []
     loaded: list[LoadedPlugin] = []
@@ -124,15 +121,7 @@ def build(
                 )
             )
         except PluginError as exc:
-            if name in from_directory_only:
-                log.warn(
-                    "plugin {name} is switched on for some domain or user but cannot be "
-                    "loaded, so it stays off: {error}",
-                    name=name,
-                    error=str(exc),
-                )
-                continue
-            problems.append(str(exc))
+            problems.append(_where_on(name, system, source, exc))
     if problems:
         raise PluginError("\n".join(problems))
     store = ScopeStore(source)
@@ -145,13 +134,59 @@ def build(
     return plugin_set
 
 
-def check(settings: Settings, directory: Any = None) -> list[str]:
-    """Every plugin problem of ``settings`` (and the directory's overrides), for
-    ``mailmax config check``; empty when all is well."""
+def _where_on(name: str, system: list[str], source: OverrideSource, exc: PluginError) -> str:
+    """The problem of a plugin that cannot load, saying where it is switched on."""
+    if name in system:
+        return str(exc)
+    places = [
+        f"{kind} {scope}"
+        for (kind, scope), (enabled, _) in sorted(source.get(name).items())
+        if enabled
+    ]
+    if not places:
+        return str(exc)
+    return f"{exc} (plugin {name} is switched on for {', '.join(places)})"
+
+
+def check(
+    settings: Settings, directory: Any = None, *, source: OverrideSource | None = None
+) -> list[str]:
+    """Every plugin problem of ``settings`` and the directory's overrides (or those of
+    ``source``), for ``mailmax config check`` and the CLI's edits; empty when all is well."""
     from mailmax.core.pluginhost import lifecycle
 
     try:
-        plugin_set = build(settings, source=OverrideSource(directory), fresh=False)
+        plugin_set = build(settings, source=source or OverrideSource(directory), fresh=False)
     except PluginError as exc:
         return str(exc).splitlines()
     return lifecycle.check(plugin_set)
+
+
+class PendingOverride(OverrideSource):
+    """The directory's overrides plus one not written yet, to check a change before making it."""
+
+    def __init__(
+        self,
+        directory: Any,
+        plugin: str,
+        scope: tuple[str, str],
+        enabled: bool | None,
+        values: dict[str, Any],
+    ) -> None:
+        super().__init__(directory)
+        self._pending = (plugin, scope, (enabled, dict(values)))
+
+    def refresh(self, force: bool = False) -> bool:
+        """Re-read the directory's overrides, then lay the pending one over them."""
+        changed = super().refresh(force)
+        plugin, scope, value = self._pending
+        data = dict(self._data)
+        data[plugin] = {**data.get(plugin, {}), scope: value}
+        self._data = data
+        return changed
+
+
+def new_problems(before: list[str], after: list[str]) -> list[str]:
+    """The problems of ``after`` that ``before`` did not have (a change's own problems)."""
+    known = set(before)
+    return [problem for problem in after if problem not in known]

@@ -1,8 +1,9 @@
 """The plugin platform of one running service: the current set, its host, reloads, refreshes.
 
 :class:`PluginRuntime` holds the plugin set new sessions and deliveries take
-(:attr:`plugin_set`), swaps in a new one on :meth:`reload` (or keeps the old one and raises
-:class:`~mailmax.core.hooks.PluginError`), re-reads the directory's plugin overrides every
+(:attr:`plugin_set`), builds a new one for a reload (:meth:`build`, which raises
+:class:`~mailmax.core.hooks.PluginError` and changes nothing when a plugin is bad) and swaps
+it in (:meth:`use`), re-reads the directory's plugin overrides every
 ``[server] directory_cache_seconds`` in a thread, and serves the local admin channel.
 """
 
@@ -16,12 +17,11 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from mailmax.core import admin
-from mailmax.core import config as config_mod
 from mailmax.core.config import Settings
 from mailmax.core.hooks import PluginSet
 from mailmax.core.pluginhost import reload as builder
 from mailmax.core.pluginhost.host import PluginHost
-from mailmax.core.pluginhost.lifecycle import PluginLifecycle
+from mailmax.core.pluginhost.lifecycle import PluginLifecycle, Prepared
 from mailmax.core.pluginhost.scopes import OverrideSource
 
 log = Logger(namespace="mailmax.plugins")
@@ -131,19 +131,19 @@ class PluginRuntime:
         self._refreshing = False
 
     # ------------------------------------------------------------------ reload
-    def reload(self) -> PluginSet:
-        """Re-read the config file, re-import every plugin and swap the set atomically.
+    def build(self, settings: Settings) -> Prepared:
+        """A plugin set for ``settings``, every plugin's code imported afresh, its tables
+        migrated and its tasks planned; the running set stays until :meth:`use`. Raises
+        :class:`PluginError` saying why when a plugin switched on anywhere (system, listener,
+        domain or user) cannot load, refuses its settings, or has bad tables or tasks."""
+        new_set = builder.build(settings, source=self.overrides, host=self.host, fresh=True)
+        return self.lifecycle.prepare(new_set)
 
-        Raises :class:`PluginError` (or ConfigError) saying why, and changes nothing, when the
-        configuration, a plugin's code or a setting is bad.
-        """
-        source = self.settings.source
-        new_settings = config_mod.load(source) if source else self.settings
-        new_set = builder.build(new_settings, source=self.overrides, host=self.host, fresh=True)
-        prepared = self.lifecycle.prepare(new_set)
-        self.plugin_set = new_set
-        self.settings = new_settings
-        self.host.use_settings(new_settings)
+    def use(self, prepared: Prepared, settings: Settings) -> None:
+        """Swap in the plugin set of ``prepared`` (from :meth:`build` for ``settings``) at once,
+        with its scheduled tasks."""
+        self.plugin_set = prepared.plugin_set
+        self.settings = settings
+        self.host.use_settings(settings)
         self.host.clear_cache()
         self.lifecycle.activate(prepared)
-        return new_set

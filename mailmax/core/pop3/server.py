@@ -342,12 +342,33 @@ class POP3Factory(SessionSet, protocol.ServerFactory):
         self.reactor = reactor
         self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
         self.logins = logins if logins is not None else RecentLogins()
-        self.allow_plaintext_auth: bool = settings.pop3.allow_plaintext_auth
-        self.client_timeout: float = settings.pop3.client_timeout
-        self.max_line: int = settings.pop3.max_line
-        self.fsync: bool = settings.spool.fsync
-        self.greeting_name = listener.display_name or settings.server.hostname
         self.init_sessions()
+
+    # The settings sessions read, from the configuration current now (a reload replaces it).
+    @property
+    def allow_plaintext_auth(self) -> bool:
+        """USER/PASS allowed without TLS."""
+        return self.settings.pop3.allow_plaintext_auth
+
+    @property
+    def client_timeout(self) -> float:
+        """Idle seconds before disconnect."""
+        return self.settings.pop3.client_timeout
+
+    @property
+    def max_line(self) -> int:
+        """Longest command line in bytes."""
+        return self.settings.pop3.max_line
+
+    @property
+    def fsync(self) -> bool:
+        """fsync mailbox changes."""
+        return self.settings.spool.fsync
+
+    @property
+    def greeting_name(self) -> str:
+        """The name in the greeting."""
+        return self.listener.display_name or self.settings.server.hostname
 
     def buildProtocol(self, addr: Any) -> POP3Server:
         """A new session."""

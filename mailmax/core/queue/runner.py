@@ -218,6 +218,18 @@ class QueueRunner(QueueAdminMixin, Service):
 
         return done.addCallback(stop_threads)
 
+    def reconfigure(self, settings: Settings) -> None:
+        """Use ``settings`` from now on (a reload): retry schedule, scan interval, bounces and
+        outbound delivery; threads and directories stay those of the start."""
+        self.settings = settings
+        self.schedule = Schedule.from_settings(settings.queue)
+        self.notices.settings = settings
+        self.outbound.reconfigure(settings)
+        scan = self._loops[0] if self._loops else None
+        if scan is not None and scan.interval != settings.queue.scan_interval:
+            scan.stop()
+            scan.start(settings.queue.scan_interval, now=False)
+
     def _stop_pools(self) -> None:
         self._pool.stop()
         self._remove_pool.stop()

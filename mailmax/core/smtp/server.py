@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
+from mailmax.core.config import parse_networks
 from mailmax.core.hooks import Scope
 from mailmax.core.logfile import mail_logger
 from mailmax.core.model import Envelope, Session
@@ -527,17 +528,15 @@ class SMTPFactory(SessionSet, protocol.ServerFactory):
         self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
         self.logins = logins if logins is not None else RecentLogins()
         self.init_sessions()
-        self._trusted = [
-            ipaddress.ip_network(n, strict=False) for n in settings.smtp.trusted_networks
-        ]
 
     def buildProtocol(self, addr: Any) -> SMTPServer:
         """A new session."""
         return SMTPServer(self)
 
     def is_trusted(self, ip: str) -> bool:
-        """True when ``ip`` is in ``[smtp] trusted_networks``."""
-        if not self._trusted or not ip:
+        """True when ``ip`` is in ``[smtp] trusted_networks`` (of the settings current now)."""
+        networks = parse_networks(tuple(self.settings.smtp.trusted_networks))
+        if not networks or not ip:
             return False
         try:
             address = ipaddress.ip_address(ip)
@@ -545,4 +544,4 @@ class SMTPFactory(SessionSet, protocol.ServerFactory):
             return False
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
-        return any(address in network for network in self._trusted)
+        return any(address in network for network in networks)
