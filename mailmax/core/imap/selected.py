@@ -8,8 +8,9 @@ view, which changes only through this session's own calls and ``refresh()``. Cha
 other sessions (deliveries, flags, expunges) are picked up by :meth:`send_updates` after a
 command and reported as EXISTS/RECENT/FETCH/EXPUNGE; after FETCH, STORE and SEARCH nothing is
 reported (RFC 3501 7.4.1 forbids EXPUNGE there), so the numbering the client relies on stays
-put. IDLE polls the folder every ``idle_poll_seconds``; a poll costs two ``stat`` calls when
-nothing changed.
+put. A keyword new to the client, whoever set it, is announced with ``* FLAGS`` before the
+first FETCH showing it. IDLE polls the folder every ``idle_poll_seconds``; a poll costs two
+``stat`` calls when nothing changed.
 """
 
 from __future__ import annotations
