@@ -242,3 +242,40 @@ def test_keyword_stored_by_another_session_is_announced(imap: IMAPWorld) -> None
     ]
     first.close()
     second.close()
+
+
+def test_keywords_per_mailbox_are_bounded(imap: IMAPWorld) -> None:
+    """S3: a mailbox holds at most 256 keywords of at most 100 characters; once full,
+    PERMANENTFLAGS drops ``\\*`` (RFC 3501 7.1) and a new keyword gets NO [LIMIT] from STORE,
+    APPEND and COPY, changing nothing."""
+    user = imap.new_user()
+    imap.deliver(user, message("one"))
+    imap.deliver(user, message("two"))
+    raw = logged_in(imap, user)
+    reply = raw.command(b"k", b"STORE 1 +FLAGS ($" + b"x" * 100 + b")")
+    assert reply[-1].startswith(b"k BAD "), reply
+    many = b" ".join(b"$k%d" % n for n in range(256))
+    events = announced(ok(raw, b"STORE 1 +FLAGS (" + many + b")"))
+    assert [kind for kind, _ in events] == ["FLAGS", "PERMANENTFLAGS", "FETCH"]
+    assert len(events[0][1]) == len(SYSTEM) + 256
+    assert events[1][1] == events[0][1]  # no \* any more
+    reply = raw.command(b"n", b"STORE 2 +FLAGS ($k7 $new)")
+    assert reply[-1].startswith(b"n NO [LIMIT] "), reply
+    assert ok(raw, b"FETCH 2 FLAGS") == [b"* 2 FETCH (FLAGS (\\Recent))"]
+    assert ok(raw, b"STORE 2 +FLAGS ($k7)") == [b"* 2 FETCH (FLAGS (\\Recent $k7))"]
+    reply = raw.command(b"a", b"APPEND INBOX ($new) {6}\r\nHi\r\n\r\n")
+    assert reply[-1].startswith(b"a NO [LIMIT] "), reply
+    ok(raw, b"CREATE Other")
+    ok(raw, b"APPEND Other ($own) {6}\r\nHi\r\n\r\n")
+    reply = raw.command(b"c", b"COPY 1 Other")
+    assert reply[-1].startswith(b"c NO [LIMIT] "), reply
+    ok(raw, b"COPY 2 Other")
+    raw.close()
+    raw = imap.raw()
+    raw.login(user)
+    reply = raw.command(b"s", b"SELECT INBOX")
+    events = announced(reply)
+    assert events[1][1] == events[0][1] and b"\\*" not in events[1][1], reply
+    reply = raw.command(b"o", b"SELECT Other")
+    assert announced(reply)[1][1] == SYSTEM | {b"$own", b"$k7", b"\\*"}, reply
+    raw.close()

@@ -19,7 +19,13 @@ from mailmax.core.imap.errors import Bad, No
 from mailmax.core.imap.search import BadCharset, Candidate, Query
 from mailmax.core.imap.selected import RECENT, SelectedCommands
 from mailmax.core.store import maildir
-from mailmax.core.store.errors import BadFlag, BadFolderName, FolderNotFound, MessageGone
+from mailmax.core.store.errors import (
+    BadFlag,
+    BadFolderName,
+    FolderNotFound,
+    MessageGone,
+    TooManyKeywords,
+)
 
 if TYPE_CHECKING:
     from mailmax.core.store.folder import Folder, MessageInfo
@@ -186,6 +192,8 @@ class MessageCommands(SelectedCommands):
             )
         except BadFlag as exc:
             raise Bad(str(exc)) from None
+        except TooManyKeywords as exc:
+            raise No(f"[LIMIT] Cannot add a keyword: {exc}") from None
         gone = len(result) < len(positions)
         if not silent:
             view = await self.view()
@@ -264,6 +272,8 @@ class MessageCommands(SelectedCommands):
             raise No("[TRYCREATE] No such mailbox") from None
         except BadFolderName as exc:
             raise No(f"[CANNOT] {exc}") from None
+        except TooManyKeywords as exc:
+            raise No(f"[LIMIT] The copies' keywords do not fit: {exc}") from None
         self.close_later(opened)
         code = ""
         if pairs:

@@ -31,6 +31,7 @@ from mailmax.core.imap.errors import Bad, No
 from mailmax.core.store import maildir
 from mailmax.core.store.errors import BadFolderName, FolderNotFound, StoreError, UidValidityChanged
 from mailmax.core.store.folder import Folder, MessageInfo
+from mailmax.core.store.names import MAX_KEYWORDS
 
 if TYPE_CHECKING:
     from mailmax.core.store.mailbox import MailStore
@@ -65,7 +66,12 @@ def _flag_lines(selected: Selected) -> list[str]:
     """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the flags the client knows of."""
     keywords = sorted(selected.known_flags - KNOWN_FLAGS, key=str.lower)
     flags = " ".join([*_SYSTEM_FLAGS, *keywords])
-    permanent = "" if selected.readonly else f"{flags} \\*"
+    if selected.readonly:
+        permanent = ""
+    elif len(keywords) >= MAX_KEYWORDS:  # no new keyword can be made (RFC 3501 7.1)
+        permanent = flags
+    else:
+        permanent = f"{flags} \\*"
     return [f"* FLAGS ({flags})", f"* OK [PERMANENTFLAGS ({permanent})] Limited"]
 
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, NamedTuple
 
-from mailmax.core.store.errors import MessageGone, UidValidityChanged
+from mailmax.core.store.errors import MessageGone, TooManyKeywords, UidValidityChanged
 from mailmax.core.store.files import fsync_dir, link_tmp, write_tmp
 from mailmax.core.store.index import DIRTY, FolderIndex, Row, flags_of, split_flags
-from mailmax.core.store.names import canonical_flag, filename_with
+from mailmax.core.store.names import MAX_KEYWORDS, canonical_flag, filename_with
 
 if TYPE_CHECKING:
     from mailmax.core.store.mailbox import MailStore
@@ -370,6 +370,8 @@ class Folder:
             todo = self._in_view(uids)
             self._index.sync()
             with self._index.write():
+                if mode != "remove":
+                    self._make_keywords(wanted)
                 before = self._cur_mtime()
                 rows = self._index.rows_for(todo)
                 for uid in todo:
@@ -384,13 +386,24 @@ class Folder:
                         except MessageGone:
                             continue
                     result[uid] = flags_now
-                self._index.note_keywords(
-                    {f for f in wanted if not f.startswith("\\") and f != "$Forwarded"}
-                )
                 self._index.own_change("cur", before)
                 if self._index._modseq_in_txn is not None:
                     self._own.add(self._index._modseq_in_txn)
         return result
+
+    def _make_keywords(self, flags: Iterable[str]) -> None:
+        """Note the keywords among ``flags`` (inside a write transaction, before anything
+        changes); raises :class:`TooManyKeywords` when new ones would pass the bound."""
+        keywords = {f for f in flags if not f.startswith("\\") and f != "$Forwarded"}
+        if not keywords:
+            return
+        known = set(self._index.keywords())
+        new = keywords - known
+        if new and len(known) + len(new) > MAX_KEYWORDS:
+            raise TooManyKeywords(
+                f"the mailbox has {len(known)} keywords and may have at most {MAX_KEYWORDS}"
+            )
+        self._index.note_keywords(new)
 
     def _in_view(self, uids: Iterable[int]) -> list[int]:
         """``uids`` that belong to this view, sorted (rows may have gone meanwhile)."""
@@ -463,6 +476,7 @@ class Folder:
         """Rename tmp files into ``cur/`` and index them: (base, tmp, size, when, letters, kw)."""
         uids: list[int] = []
         with self._lock, self._index.write(durable=True):
+            self._make_keywords({k for *_, kw in items for k in kw.split()})
             before = self._cur_mtime()
             first = self._index.allocate_uids(len(items))
             modseq = self._index.bump_modseq()
@@ -478,7 +492,6 @@ class Folder:
                 fsync_dir(self.dir / "cur")
             self._index.insert(rows)
             self._index.mark_recent(uids)
-            self._index.note_keywords({k for *_, kw in items for k in kw.split()})
             self._index.own_change("cur", before)
         return uids
 
