@@ -102,6 +102,9 @@ class Folder:
                 self.uidvalidity, self.uidnext, self._modseq = self._index.state()
                 self._count = self._index.count()
         self._view: dict[int, MessageInfo] | None = None
+        #: The modification sequence the view was read at (it is read when first needed, so
+        #: it may already hold changes made after ``_modseq`` that were never reported).
+        self._view_modseq = self._modseq
         self._order: tuple[MessageInfo, ...] | None = None
         self._uid_order: tuple[int, ...] | None = None
         self._own: set[int] = set()  # modification sequences of this object's own writes
@@ -125,6 +128,7 @@ class Folder:
         if self._view is not None:
             return self._view
         with self._index.snapshot() as conn:
+            self._view_modseq = self._index.state()[2]
             rows = conn.execute(
                 "SELECT uid, size, letters, keywords, internaldate, in_new, filename "
                 "FROM messages WHERE uid < ? ORDER BY uid",
@@ -289,7 +293,7 @@ class Folder:
                     if old is None:
                         continue
                     view[row.uid] = info
-                    if old.flags == info.flags:
+                    if old.flags == info.flags and row.modseq > self._view_modseq:
                         continue
                 changes.flags[row.uid] = info.flags
             if view is not None:
