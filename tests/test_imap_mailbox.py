@@ -71,6 +71,8 @@ def test_store_variants(imap: IMAPWorld) -> None:
     user = with_messages(imap, 2)
     raw = session(imap, user)
     assert raw.command(b"a", b"STORE 1 +FLAGS (\\Flagged $Work)") == [
+        b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)",
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work \\*)] Limited",
         b"* 1 FETCH (FLAGS (\\Flagged \\Recent $Work))",
         b"a OK STORE completed",
     ]

@@ -159,6 +159,25 @@ def test_two_sessions_see_each_others_changes(store: MailStore) -> None:
         two.close()
 
 
+def test_lazy_view_reports_flags_changed_before_it_was_read(store: MailStore) -> None:
+    """S3: flags another session changed after this one opened the folder, but before its
+    view was read, are still reported on refresh (the view already shows them, the client
+    was never told); changed and changed back after the view was read, nothing is."""
+    _deliver(store.root, 3)
+    one, two = store.open(), store.open()
+    try:
+        one.set_flags([1, 3], ["\\Seen"], "add")
+        assert "\\Seen" in two.messages()[0].flags  # the view is read now
+        assert two.refresh().flags == {1: frozenset({"\\Seen"}), 3: frozenset({"\\Seen"})}
+        assert two.refresh().flags == {}
+        one.set_flags([2], ["$Later"], "add")
+        one.set_flags([2], ["$Later"], "remove")
+        assert two.refresh().flags == {}
+    finally:
+        one.close()
+        two.close()
+
+
 def test_lazy_view_keeps_unreported_expunge(store: MailStore) -> None:
     """S3: a view loaded after another session expunged still holds the place until refresh."""
     _deliver(store.root, 3)

@@ -41,7 +41,10 @@ _MACROS = {
     "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
     "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
 }
-_SECTION_ITEM = re.compile(r"(BODY(?:\.PEEK)?)\[(.*)\](?:<([0-9]{1,10})\.([0-9]{1,10})>)?$", re.S)
+#: Item names are case-insensitive (RFC 3501 section 9); clients send ``body.peek[...]``.
+_SECTION_ITEM = re.compile(
+    r"(BODY(?:\.PEEK)?)\[(.*)\](?:<([0-9]{1,10})\.([0-9]{1,10})>)?$", re.S | re.I
+)
 _PATH = re.compile(r"([1-9][0-9]{0,5}(?:\.[1-9][0-9]{0,5}){0,30})(?:\.(.*))?$", re.S)
 
 
@@ -89,7 +92,7 @@ def _item(value: Any) -> Item:
     if upper in _SIMPLE:
         return Item(upper)
     match = _SECTION_ITEM.match(str(value))
-    if match is None or not match.group(1).upper().startswith("BODY"):
+    if match is None:
         raise ParseError(f"Unknown FETCH item {value[:40]!s}")
     kind, inside, origin, count = match.groups()
     partial = (int(origin), int(count)) if origin is not None else None

@@ -24,6 +24,7 @@ from mailmax.core.store.errors import (
     FolderExists,
     FolderNotFound,
     StoreError,
+    TooManyKeywords,
 )
 from mailmax.core.store.files import make_dirs
 from mailmax.core.store.names import folder_parts, is_inbox
@@ -317,6 +318,8 @@ class FolderCommands(SessionBase):
             raise No("[TRYCREATE] No such mailbox") from None
         except BadFlag as exc:
             raise Bad(str(exc)) from None
+        except TooManyKeywords as exc:
+            raise No(f"[LIMIT] Cannot add a keyword: {exc}") from None
         self.close_later(folder)
         await self.blocking(maildir.adjust_usage, self.root, size, 1)
         return f"[APPENDUID {uidvalidity} {uid}] APPEND completed"

@@ -19,7 +19,13 @@ from mailmax.core.imap.errors import Bad, No
 from mailmax.core.imap.search import BadCharset, Candidate, Query
 from mailmax.core.imap.selected import RECENT, SelectedCommands
 from mailmax.core.store import maildir
-from mailmax.core.store.errors import BadFlag, BadFolderName, FolderNotFound, MessageGone
+from mailmax.core.store.errors import (
+    BadFlag,
+    BadFolderName,
+    FolderNotFound,
+    MessageGone,
+    TooManyKeywords,
+)
 
 if TYPE_CHECKING:
     from mailmax.core.store.folder import Folder, MessageInfo
@@ -99,6 +105,14 @@ class MessageCommands(SelectedCommands):
         folder_dir = str(folder.dir)
         flags_of = self.flags_of
 
+        shows_flags = len(with_flags) == len(items)
+        known = selected.known_flags
+
+        def announce(flags: frozenset[str]) -> bytes:
+            if flags <= known:
+                return b""
+            return b"".join(f"{line}\r\n".encode() for line in self.new_keyword_lines(flags))
+
         def answers() -> Any:
             render = fetch.meta_renderer(items)
             render_seen = fetch.meta_renderer(with_flags) if seen else render
@@ -111,6 +125,8 @@ class MessageCommands(SelectedCommands):
                     continue
                 uid = info.uid
                 flags = info.flags | RECENT if uid in recent else info.flags
+                if shows_flags or uid in seen:
+                    batch.append(announce(flags))
                 batch.append((render_seen if uid in seen else render)(info, position + 1, flags))
                 if len(batch) >= META_BATCH:
                     yield b"".join(batch)
@@ -132,7 +148,11 @@ class MessageCommands(SelectedCommands):
                     except MessageGone:
                         gone.append(info.uid)
                         continue
-                    yield from fetch.answer(info, position + 1, wanted, flags_of(info), source)
+                    flags = flags_of(info)
+                    lines = announce(flags) if wanted is with_flags else b""
+                    if lines:
+                        yield lines
+                    yield from fetch.answer(info, position + 1, wanted, flags, source)
                 finally:
                     source.close()
 
@@ -172,6 +192,8 @@ class MessageCommands(SelectedCommands):
             )
         except BadFlag as exc:
             raise Bad(str(exc)) from None
+        except TooManyKeywords as exc:
+            raise No(f"[LIMIT] Cannot add a keyword: {exc}") from None
         gone = len(result) < len(positions)
         if not silent:
             view = await self.view()
@@ -179,11 +201,13 @@ class MessageCommands(SelectedCommands):
                 info = view[position]
                 if info.uid not in result:
                     continue
-                flags = wire.flag_list(self.flags_of(info))
+                flags = self.flags_of(info)
+                self.send_new_keywords(flags)
+                listed = wire.flag_list(flags)
                 if uid:
-                    line = b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, info.uid, flags)
+                    line = b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, info.uid, listed)
                 else:
-                    line = b"* %d FETCH (FLAGS %s)" % (position + 1, flags)
+                    line = b"* %d FETCH (FLAGS %s)" % (position + 1, listed)
                 self.send(line)
         if gone and not uid:
             raise No("[EXPUNGEISSUED] Some messages were expunged by another session")
@@ -248,6 +272,8 @@ class MessageCommands(SelectedCommands):
             raise No("[TRYCREATE] No such mailbox") from None
         except BadFolderName as exc:
             raise No(f"[CANNOT] {exc}") from None
+        except TooManyKeywords as exc:
+            raise No(f"[LIMIT] The copies' keywords do not fit: {exc}") from None
         self.close_later(opened)
         code = ""
         if pairs:

@@ -287,6 +287,10 @@ def command_head(parts: list[Any]) -> tuple[str, str]:
 
 # ---------------------------------------------------------------------- tokens
 _ATOM_END = frozenset(b' ()"{')
+#: Fetch items whose ``[section]`` may hold spaces, lists and quoted strings. Anywhere else
+#: ``[`` and ``]`` are ordinary characters of an atom or astring (RFC 3501 section 9).
+_SECTION_ITEMS = frozenset({b"BODY", b"BODY.PEEK", b"BINARY", b"BINARY.PEEK", b"BINARY.SIZE"})
+_LONGEST_SECTION_ITEM = max(map(len, _SECTION_ITEMS))
 _QUOTED_SPECIAL = {ord("\\"), ord('"')}
 
 
@@ -381,7 +385,11 @@ class _Tokenizer:
         text, pos, start = self.text, self.pos, self.pos
         while pos < len(text):
             ch = text[pos]
-            if ch == 0x5B:  # [ ... ] may hold spaces, lists and quoted strings
+            if (
+                ch == 0x5B
+                and pos - start <= _LONGEST_SECTION_ITEM
+                and text[start:pos].upper() in _SECTION_ITEMS
+            ):
                 pos = self._bracket_end(pos)
                 continue
             if ch in _ATOM_END or ch < 0x20 or ch == 0x7F:
@@ -391,8 +399,6 @@ class _Tokenizer:
             raise ParseError("Expected an argument")
         raw = text[start:pos]
         self.pos = pos
-        if raw.startswith(b"]"):
-            raise ParseError("Unexpected ']'")
         try:
             return Atom(raw.decode("ascii"))
         except UnicodeDecodeError:

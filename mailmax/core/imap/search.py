@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mailmax.core.imap import mime
+from mailmax.core.imap.addresses import Group, Mailbox, parse_address_list
 from mailmax.core.imap.fetch import Source
 from mailmax.core.imap.parser import (
     Atom,
@@ -43,7 +44,7 @@ class BadCharset(Exception):
 class Candidate:
     """One message being tested: what the index knows, and its bytes when needed."""
 
-    __slots__ = ("_body", "_headers", "flags", "info", "seq", "source")
+    __slots__ = ("_addresses", "_body", "_headers", "flags", "info", "seq", "source")
 
     def __init__(self, seq: int, info: MessageInfo, flags: frozenset[str], source: Source) -> None:
         self.seq = seq
@@ -51,6 +52,7 @@ class Candidate:
         self.flags = flags
         self.source = source
         self._headers: dict[str, list[str]] | None = None
+        self._addresses: dict[str, list[str]] = {}
         self._body: str | None = None
 
     def headers(self) -> dict[str, list[str]]:
@@ -62,6 +64,18 @@ class Candidate:
                 found.setdefault(name, []).append(text)
             self._headers = found
         return self._headers
+
+    def addresses(self, name: str) -> list[str] | None:
+        """Each ``name`` field as :func:`address_text`; None when the message has none."""
+        found = self._addresses.get(name)
+        if found is None:
+            found = [
+                address_text(mime.field_value(raw))
+                for field, raw in self.source.top().fields
+                if field == name
+            ]
+            self._addresses[name] = found
+        return found or None
 
     def header_text(self) -> str:
         """Every header line, decoded and case-folded."""
@@ -92,7 +106,7 @@ _FLAG_KEYS = {
     "UNFLAGGED": ("\\Flagged", False),
     "UNSEEN": ("\\Seen", False),
 }
-_HEADER_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject", "TO": "to"}
+_ADDRESS_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "TO": "to"}
 _DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
 
 
@@ -172,8 +186,10 @@ class Query:
             if key == "LARGER":
                 return (lambda c: c.info.size > size), pos
             return (lambda c: c.info.size < size), pos
-        if key in _HEADER_KEYS:
-            return self._header(_HEADER_KEYS[key], self._string(arg())), pos
+        if key in _ADDRESS_KEYS:
+            return self._address(_ADDRESS_KEYS[key], self._string(arg())), pos
+        if key == "SUBJECT":
+            return self._header("subject", self._string(arg())), pos
         if key == "HEADER":
             name = astring(arg(), "header name").decode("latin-1").lower()
             return self._header(name, self._string(arg())), pos
@@ -211,6 +227,44 @@ class Query:
             return not needle or any(needle in v for v in values)
 
         return test
+
+    def _address(self, name: str, needle: str) -> Test:
+        def test(c: Candidate) -> bool:
+            values = c.addresses(name)
+            if values is None:
+                return False
+            return not needle or any(needle in v for v in values)
+
+        return test
+
+
+def address_text(raw: bytes) -> str:
+    """An address field as FROM, TO, CC and BCC search it: the addresses its envelope holds.
+
+    RFC 3501 (6.4.4) matches these keys against the envelope's address structure, so the
+    text is rebuilt from the parsed addresses, each ``name <local@domain>`` (the name
+    RFC 2047-decoded) and groups as ``name: members;``. Comments, folding and spacing inside
+    an address are gone: ``<user (c)@ (c) example.org>`` is found as ``user@example.org``.
+    Case-folded, like every search string.
+    """
+    out: list[str] = []
+    for item in parse_address_list(raw):
+        if isinstance(item, Group):
+            members = ", ".join(_mailbox_text(m) for m in item.members)
+            out.append(f"{mime.decode_header_text(item.name)}: {members};")
+        else:
+            out.append(_mailbox_text(item))
+    if not out:
+        return mime.decode_header_text(raw).casefold()
+    return ", ".join(out).casefold()
+
+
+def _mailbox_text(item: Mailbox) -> str:
+    spec = item.local + b"@" + item.domain if item.domain else item.local
+    address = mime.decode_header_text(spec)
+    if item.name is None:
+        return address
+    return f"{mime.decode_header_text(item.name)} <{address}>"
 
 
 def _all(tests: list[Test]) -> Test:

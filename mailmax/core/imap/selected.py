@@ -8,8 +8,9 @@ view, which changes only through this session's own calls and ``refresh()``. Cha
 other sessions (deliveries, flags, expunges) are picked up by :meth:`send_updates` after a
 command and reported as EXISTS/RECENT/FETCH/EXPUNGE; after FETCH, STORE and SEARCH nothing is
 reported (RFC 3501 7.4.1 forbids EXPUNGE there), so the numbering the client relies on stays
-put. IDLE polls the folder every ``idle_poll_seconds``; a poll costs two ``stat`` calls when
-nothing changed.
+put. A keyword new to the client, whoever set it, is announced with ``* FLAGS`` before the
+first FETCH showing it. IDLE polls the folder every ``idle_poll_seconds``; a poll costs two
+``stat`` calls when nothing changed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mailmax.core.imap.errors import Bad, No
 from mailmax.core.store import maildir
 from mailmax.core.store.errors import BadFolderName, FolderNotFound, StoreError, UidValidityChanged
 from mailmax.core.store.folder import Folder, MessageInfo
+from mailmax.core.store.names import MAX_KEYWORDS
 
 if TYPE_CHECKING:
     from mailmax.core.store.mailbox import MailStore
@@ -39,7 +41,9 @@ log = Logger(namespace="mailmax.imap")
 _UID = itemgetter(0)
 #: What a recent message has in its flags besides its stored ones.
 RECENT = frozenset({"\\Recent"})
-_SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+_SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+#: Flags a client knows of without ``* FLAGS`` naming them as keywords.
+KNOWN_FLAGS = frozenset({*_SYSTEM_FLAGS, "\\Recent"})
 #: Lines other than DONE tolerated during one IDLE.
 MAX_IDLE_NOISE = 20
 #: Seconds from a SELECT reply to reading the message list in a thread (see cmd_SELECT).
@@ -54,6 +58,21 @@ class Selected:
     folder: Folder
     readonly: bool
     recent: set[int] = field(default_factory=set)
+    #: the keywords the client was told of in ``* FLAGS``, with the system flags
+    known_flags: set[str] = field(default_factory=lambda: set(KNOWN_FLAGS))
+
+
+def _flag_lines(selected: Selected) -> list[str]:
+    """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the flags the client knows of."""
+    keywords = sorted(selected.known_flags - KNOWN_FLAGS, key=str.lower)
+    flags = " ".join([*_SYSTEM_FLAGS, *keywords])
+    if selected.readonly:
+        permanent = ""
+    elif len(keywords) >= MAX_KEYWORDS:  # no new keyword can be made (RFC 3501 7.1)
+        permanent = flags
+    else:
+        permanent = f"{flags} \\*"
+    return [f"* FLAGS ({flags})", f"* OK [PERMANENTFLAGS ({permanent})] Limited"]
 
 
 def _open(store: MailStore, name: str, readonly: bool) -> tuple[Folder, dict[str, Any]]:
@@ -123,6 +142,26 @@ class SelectedCommands(SessionBase):
         if info.uid in selected.recent:
             return info.flags | RECENT
         return info.flags
+
+    def new_keyword_lines(self, flags: frozenset[str]) -> list[str]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS ...]`` when ``flags`` hold a keyword the
+        client was not told of, else nothing: to go out before the response showing ``flags``.
+
+        A client may take ``* FLAGS`` as the complete list of the mailbox's flags (RFC 3501
+        7.2.6), so a keyword that a STORE (of this session or another) or a delivery adds is
+        announced before it first appears in a FETCH response.
+        """
+        selected = self.selected
+        assert selected is not None
+        if flags <= selected.known_flags:
+            return []
+        selected.known_flags |= flags
+        return _flag_lines(selected)
+
+    def send_new_keywords(self, flags: frozenset[str]) -> None:
+        """Send :meth:`new_keyword_lines` now."""
+        for line in self.new_keyword_lines(flags):
+            self.send(line)
 
     async def view(self) -> Sequence[MessageInfo]:
         """The selected folder's messages (read in a thread the first time)."""
@@ -201,8 +240,10 @@ class SelectedCommands(SessionBase):
         for uid in sorted(changes.flags):
             position = bisect.bisect_left(view, uid, key=_UID)
             if position < len(view) and view[position].uid == uid:
-                flags = wire.flag_list(self.flags_of(view[position]))
-                self.send(b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, uid, flags))
+                flags = self.flags_of(view[position])
+                self.send_new_keywords(flags)
+                line = b"* %d FETCH (UID %d FLAGS %s)"
+                self.send(line % (position + 1, uid, wire.flag_list(flags)))
         if changes.added:
             self.send(b"* %d EXISTS" % len(selected.folder))
             if selected.readonly:
@@ -239,17 +280,16 @@ class SelectedCommands(SessionBase):
         if self._closing:
             folder.close()
             return "Closed"
-        self.selected = Selected(folder.name, folder, readonly, set(facts["recent_uids"]))
+        selected = Selected(folder.name, folder, readonly, set(facts["recent_uids"]))
+        selected.known_flags.update(facts["keywords"])
+        self.selected = selected
         self.state = "selected"
         # read the message list while the client reads the reply (FETCH usually follows),
         # once the reply is on its way: a thread started now would hold it up (the reply
         # is written after this reactor turn, and calls due now still run in this turn)
         self.reactor.callLater(WARM_DELAY, self._warm, folder)
-        keywords = " ".join(facts["keywords"])
-        flags = f"{_SYSTEM_FLAGS} {keywords}".strip()
-        self.send(f"* FLAGS ({flags})")
-        permanent = "" if readonly else f"{flags} \\*"
-        self.send(f"* OK [PERMANENTFLAGS ({permanent})] Limited")
+        for line in _flag_lines(selected):
+            self.send(line)
         self.send(f"* {facts['exists']} EXISTS")
         self.send(f"* {facts['recent']} RECENT")
         if facts["unseen"]:

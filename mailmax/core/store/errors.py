@@ -23,6 +23,10 @@ class BadFlag(StoreError, ValueError):
     """A flag or keyword cannot be stored."""
 
 
+class TooManyKeywords(StoreError):
+    """The folder has as many keywords as it may have; no new one can be made."""
+
+
 class MessageGone(StoreError):
     """The message was expunged (by this or another session) or its file vanished."""
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, NamedTuple
 
-from mailmax.core.store.errors import MessageGone, UidValidityChanged
+from mailmax.core.store.errors import MessageGone, TooManyKeywords, UidValidityChanged
 from mailmax.core.store.files import fsync_dir, link_tmp, write_tmp
 from mailmax.core.store.index import DIRTY, FolderIndex, Row, flags_of, split_flags
-from mailmax.core.store.names import canonical_flag, filename_with
+from mailmax.core.store.names import MAX_KEYWORDS, canonical_flag, filename_with
 
 if TYPE_CHECKING:
     from mailmax.core.store.mailbox import MailStore
@@ -102,6 +102,9 @@ class Folder:
                 self.uidvalidity, self.uidnext, self._modseq = self._index.state()
                 self._count = self._index.count()
         self._view: dict[int, MessageInfo] | None = None
+        #: The modification sequence the view was read at (it is read when first needed, so
+        #: it may already hold changes made after ``_modseq`` that were never reported).
+        self._view_modseq = self._modseq
         self._order: tuple[MessageInfo, ...] | None = None
         self._uid_order: tuple[int, ...] | None = None
         self._own: set[int] = set()  # modification sequences of this object's own writes
@@ -125,6 +128,7 @@ class Folder:
         if self._view is not None:
             return self._view
         with self._index.snapshot() as conn:
+            self._view_modseq = self._index.state()[2]
             rows = conn.execute(
                 "SELECT uid, size, letters, keywords, internaldate, in_new, filename "
                 "FROM messages WHERE uid < ? ORDER BY uid",
@@ -289,7 +293,7 @@ class Folder:
                     if old is None:
                         continue
                     view[row.uid] = info
-                    if old.flags == info.flags:
+                    if old.flags == info.flags and row.modseq > self._view_modseq:
                         continue
                 changes.flags[row.uid] = info.flags
             if view is not None:
@@ -370,6 +374,8 @@ class Folder:
             todo = self._in_view(uids)
             self._index.sync()
             with self._index.write():
+                if mode != "remove":
+                    self._make_keywords(wanted)
                 before = self._cur_mtime()
                 rows = self._index.rows_for(todo)
                 for uid in todo:
@@ -384,13 +390,24 @@ class Folder:
                         except MessageGone:
                             continue
                     result[uid] = flags_now
-                self._index.note_keywords(
-                    {f for f in wanted if not f.startswith("\\") and f != "$Forwarded"}
-                )
                 self._index.own_change("cur", before)
                 if self._index._modseq_in_txn is not None:
                     self._own.add(self._index._modseq_in_txn)
         return result
+
+    def _make_keywords(self, flags: Iterable[str]) -> None:
+        """Note the keywords among ``flags`` (inside a write transaction, before anything
+        changes); raises :class:`TooManyKeywords` when new ones would pass the bound."""
+        keywords = {f for f in flags if not f.startswith("\\") and f != "$Forwarded"}
+        if not keywords:
+            return
+        known = set(self._index.keywords())
+        new = keywords - known
+        if new and len(known) + len(new) > MAX_KEYWORDS:
+            raise TooManyKeywords(
+                f"the mailbox has {len(known)} keywords and may have at most {MAX_KEYWORDS}"
+            )
+        self._index.note_keywords(new)
 
     def _in_view(self, uids: Iterable[int]) -> list[int]:
         """``uids`` that belong to this view, sorted (rows may have gone meanwhile)."""
@@ -463,6 +480,7 @@ class Folder:
         """Rename tmp files into ``cur/`` and index them: (base, tmp, size, when, letters, kw)."""
         uids: list[int] = []
         with self._lock, self._index.write(durable=True):
+            self._make_keywords({k for *_, kw in items for k in kw.split()})
             before = self._cur_mtime()
             first = self._index.allocate_uids(len(items))
             modseq = self._index.bump_modseq()
@@ -478,7 +496,6 @@ class Folder:
                 fsync_dir(self.dir / "cur")
             self._index.insert(rows)
             self._index.mark_recent(uids)
-            self._index.note_keywords({k for *_, kw in items for k in kw.split()})
             self._index.own_change("cur", before)
         return uids
 

@@ -19,6 +19,7 @@ from mailmax.core.store.errors import (
     FolderNotFound,
     MessageGone,
     StoreError,
+    TooManyKeywords,
     UidValidityChanged,
 )
 from mailmax.core.store.files import fsync_dir, make_dirs, unique_suffix
@@ -37,6 +38,7 @@ __all__ = [
     "MessageGone",
     "MessageInfo",
     "StoreError",
+    "TooManyKeywords",
     "UidValidityChanged",
 ]
 

@@ -27,6 +27,10 @@ FLAG_LETTERS: dict[str, str] = {
 }
 LETTER_FLAGS: dict[str, str] = {letter: flag for flag, letter in FLAG_LETTERS.items()}
 _SYSTEM_BY_LOWER: dict[str, str] = {flag.lower(): flag for flag in FLAG_LETTERS}
+#: Longest keyword, in characters.
+MAX_KEYWORD_LENGTH = 100
+#: Most keywords one folder may have (each is listed in every ``* FLAGS`` response).
+MAX_KEYWORDS = 256
 #: Longest folder name in bytes on disk (one directory name).
 MAX_FOLDER_BYTES = 240
 INFO_SEPARATOR = ":2,"
@@ -93,6 +97,8 @@ def canonical_flag(flag: str) -> str:
         raise BadFlag(f"unknown system flag {flag!r}")
     if any(ord(ch) <= 32 or ord(ch) >= 127 or ch in '(){%*"\\]' for ch in flag):
         raise BadFlag(f"flag {flag!r} contains characters a keyword cannot have")
+    if len(flag) > MAX_KEYWORD_LENGTH:
+        raise BadFlag(f"a keyword may have at most {MAX_KEYWORD_LENGTH} characters")
     return flag
 
 
