@@ -187,8 +187,7 @@ class IMAPSettings(_Section):
 
 
 class AuthSettings(_Section):
-    """Failed log-in throttling shared by SMTP AUTH, POP3 and IMAP, and the cache of
-    successful log-ins."""
+    """Failed log-in throttling shared by SMTP AUTH, POP3 and IMAP; the successful log-in cache."""
 
     failure_delay: float = Field(
         1.0, ge=0, le=60, description="Delay of the reply to the first failure, seconds."

@@ -19,8 +19,8 @@ from twisted.internet import defer, endpoints
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
+from mailmax.core import admin, heap
 from mailmax.core import config as config_mod
-from mailmax.core import heap
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
 from mailmax.core.directory.api import BlankPasswordPolicy
@@ -121,6 +121,7 @@ class MailMaxService(service.MultiService):
             base_dir=settings.data_dir,
             blank_password_default=BlankPasswordPolicy(settings.server.blank_password),
         )
+        self.directory.login_cache_seconds = settings.auth.cache_seconds
         self.async_directory = AsyncDirectory(
             self.directory,
             cache_seconds=settings.server.directory_cache_seconds,
@@ -142,6 +143,7 @@ class MailMaxService(service.MultiService):
             async_directory=self.async_directory,
             spool=self.spool,
             reload=self._admin_reload,
+            admin_commands=admin.auth_commands(self.authlimit),
         )
         self.queue = QueueRunner(
             spool=self.spool,
