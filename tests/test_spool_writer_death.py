@@ -147,3 +147,26 @@ def test_restart_retries_local_deliveries_deferred_by_a_local_failure(
     assert subjects(server) == Counter()
     server.restart()
     wait_until(lambda: subjects(server) == Counter({"load-waiting": 1}), 10, "the retry")
+
+
+def test_settling_keeps_complete_messages_and_removes_the_rest(tmp_path: Path) -> None:
+    """Q1: what a dead writer left: a message with both files in place is kept (it will be
+    answered 250); one cut short anywhere is removed with every file of it (answered 451)."""
+    from mailmax.core.spool.files import settle_unanswered
+
+    for sub in ("msg", "env", "tmp"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "msg" / "complete").write_bytes(b"m")
+    (tmp_path / "env" / "complete.json").write_bytes(b"{}")
+    (tmp_path / "msg" / "halfway").write_bytes(b"m")  # renamed, its envelope not yet
+    (tmp_path / "tmp" / "halfway.env").write_bytes(b"{}")
+    (tmp_path / "tmp" / "written.msg").write_bytes(b"m")  # still in tmp/
+    (tmp_path / "tmp" / "written.env").write_bytes(b"{}")
+    results = settle_unanswered(
+        str(tmp_path), ["complete", "halfway", "written", "none"], fsync=True
+    )
+    assert results["complete"] is None
+    assert all(isinstance(results[i], OSError) for i in ("halfway", "written", "none"))
+    assert sorted(os.listdir(tmp_path / "msg")) == ["complete"]
+    assert sorted(os.listdir(tmp_path / "env")) == ["complete.json"]
+    assert os.listdir(tmp_path / "tmp") == []
