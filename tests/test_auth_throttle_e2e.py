@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.fixtures.server import DOMAIN, USERS, MailMaxServer
+from tests.fixtures.server import DOMAIN, USERS, MailMaxServer, write_config
 
 ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
 AUTH = {
@@ -151,3 +151,13 @@ def test_admin_lists_and_lifts_blocks_of_the_running_server(server: MailMaxServe
     missing = server.cli("auth", "unblock", "192.0.2.77", check=False)
     assert missing.returncode == 1
     assert "no failed logins recorded for 192.0.2.77" in missing.stderr
+
+
+def test_a_reload_applies_new_limits_to_the_running_server(server: MailMaxServer) -> None:
+    """A6: ``[auth]`` changed in the config file applies at ``mailmax reload``."""
+    server.sections["auth"] = {**AUTH, "block_after": 50}
+    write_config(server.config_path, server.sections)
+    server.cli("reload")
+    for _ in range(4):
+        assert smtp_login(server, "127.0.0.8", ALICE, "guess").startswith("535 ")
+    assert ok(smtp_login(server, "127.0.0.8", ALICE, USERS["alice"]))

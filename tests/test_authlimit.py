@@ -204,6 +204,11 @@ def test_settings_and_bad_values() -> None:
     assert (limiter.ip_block_after, limiter.account_delay_after) == (7, 4)
     assert limiter.is_exempt("10.9.8.7") and not limiter.is_exempt("192.0.2.1")
     assert AuthLimiter.from_settings(SimpleNamespace()).failure_delay == 1.0
+    for _ in range(3):
+        limiter.failed("192.0.2.1", "alice")
+    assert limiter.blocked_for("192.0.2.1", "alice") > 0
+    limiter.reconfigure(SimpleNamespace(auth=SimpleNamespace(**{**vars(auth), "block_after": 9})))
+    assert limiter.block_after == 9 and limiter.current()  # the counts stay
     with pytest.raises(ValueError):
         AuthLimiter(failure_delay=5, max_failure_delay=1)
     assert AuthLimiter.account_key(" Alice ", "Example.Test") == "alice@example.test"

@@ -88,23 +88,41 @@ class AuthLimiter:
         self._records: OrderedDict[tuple[str, str], _Record] = OrderedDict()
         self._good: OrderedDict[tuple[str, str], float] = OrderedDict()
 
+    @staticmethod
+    def _options(settings: Any) -> dict[str, Any]:
+        section = getattr(settings, "auth", None)
+        if section is None:
+            return {}
+        return {
+            "failure_delay": getattr(section, "failure_delay", 1.0),
+            "max_failure_delay": getattr(section, "max_failure_delay", 15.0),
+            "block_after": getattr(section, "block_after", 10),
+            "ip_block_after": getattr(section, "ip_block_after", 30),
+            "account_delay_after": getattr(section, "account_delay_after", 5),
+            "block_seconds": 60.0 * getattr(section, "block_minutes", 15.0),
+            "window_seconds": 60.0 * getattr(section, "window_minutes", 15.0),
+            "exempt": getattr(section, "exempt_networks", ()),
+        }
+
     @classmethod
     def from_settings(cls, settings: Any, **kw: Any) -> AuthLimiter:
         """Build from ``settings.auth`` when the configuration has it, else the defaults."""
-        section = getattr(settings, "auth", None)
-        if section is None:
-            return cls(**kw)
-        return cls(
-            failure_delay=getattr(section, "failure_delay", 1.0),
-            max_failure_delay=getattr(section, "max_failure_delay", 15.0),
-            block_after=getattr(section, "block_after", 10),
-            ip_block_after=getattr(section, "ip_block_after", 30),
-            account_delay_after=getattr(section, "account_delay_after", 5),
-            block_seconds=60.0 * getattr(section, "block_minutes", 15.0),
-            window_seconds=60.0 * getattr(section, "window_minutes", 15.0),
-            exempt=getattr(section, "exempt_networks", ()),
-            **kw,
-        )
+        return cls(**cls._options(settings), **kw)
+
+    def reconfigure(self, settings: Any) -> None:
+        """Take the limits of ``settings.auth`` (a reload); the failures counted so far stay."""
+        fresh = AuthLimiter(**self._options(settings))
+        for name in (
+            "failure_delay",
+            "max_failure_delay",
+            "block_after",
+            "ip_block_after",
+            "account_delay_after",
+            "block_seconds",
+            "window_seconds",
+            "exempt",
+        ):
+            setattr(self, name, getattr(fresh, name))
 
     # ------------------------------------------------------------------ bookkeeping
     @staticmethod

@@ -86,6 +86,9 @@ class MailMaxService(service.MultiService):
         except (config_mod.ConfigError, PluginError) as exc:
             log.error("reload refused, nothing changed: {error}", error=str(exc))
             raise ReloadError(str(exc)) from exc
+        self.authlimit.reconfigure(self.plugins.settings)
+        if self.directory is not None:
+            self.directory.login_cache.seconds = self.plugins.settings.auth.cache_seconds
         log.info("reloaded: plugins {names}", names=[p.name for p in new_set.plugins])
         return new_set
 

@@ -72,7 +72,7 @@ class LoginCache:
         """True when ``password`` matched ``stored`` for this user less than ``seconds`` ago."""
         with self._lock:
             entry = self._entries.get(user_id)
-        if entry is None:
+        if entry is None or self.seconds <= 0:
             return False
         cached_hash, digest, expires = entry
         if expires <= self._clock() or not hmac.compare_digest(cached_hash, stored):
