@@ -70,6 +70,8 @@ RECENT_MESSAGES = 1024
 RECENT_HEAD_BYTES = 64 * 1024
 #: How many writer processes a call is sent to before it fails (when they die under it).
 CALL_TRIES = 3
+#: Seconds between attempts to start a writer process when starting one fails.
+RESPAWN_SECONDS = 1.0
 
 
 def _head(chunks: Sequence[bytes]) -> bytes | None:
@@ -294,7 +296,7 @@ class Spool:
                 log.error("the spool writer process ended before finishing its work")
         elif self._running:
             log.error("the spool writer process ended; starting a new one")
-            self._spawn()
+            self._respawn()
         self._replay_calls()
         unanswered = list(self._accepts)
         settled: defer.Deferred[Any] = defer.succeed(None)
@@ -311,6 +313,17 @@ class Spool:
             settled.addErrback(self._settle_failed, unanswered)
         if self._stopping:
             settled.addBoth(lambda _: self._stopped_now())
+
+    def _respawn(self) -> None:
+        """Start a new writer process; while that fails, accepts fail with EAGAIN and it is
+        tried again every :data:`RESPAWN_SECONDS`."""
+        if not self._running or self._stopping or self._helper is not None:
+            return
+        try:
+            self._spawn()
+        except Exception:
+            log.failure("cannot start a spool writer process; trying again soon")
+            self.reactor.callLater(RESPAWN_SECONDS, self._respawn)
 
     def _settle_failed(self, failure: Failure, unanswered: list[str]) -> None:
         log.failure("cannot settle the messages the spool writer left", failure)
