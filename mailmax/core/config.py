@@ -223,19 +223,58 @@ class IMAPSettings(_Section):
 
 
 class AuthSettings(_Section):
-    """Failed log-in throttling shared by SMTP AUTH, POP3 and IMAP."""
+    """Failed log-in throttling shared by SMTP AUTH, POP3 and IMAP; the successful log-in cache."""
 
     failure_delay: float = Field(
-        1.0, ge=0, le=60, description="Delay after the first failure, seconds."
+        1.0, ge=0, le=60, description="Delay of the reply to the first failure, seconds."
     )
     max_failure_delay: float = Field(
         15.0, ge=0, le=300, description="Longest delay after failures."
     )
-    block_after: int = Field(10, ge=1, le=10000, description="Failures before a temporary block.")
+    block_after: int = Field(
+        10,
+        ge=1,
+        le=10000,
+        description="Failures of one account from one IP before that IP may not try that"
+        " account for block_minutes (other addresses still may).",
+    )
+    ip_block_after: int = Field(
+        30,
+        ge=1,
+        le=100000,
+        description="Failures from one IP, whatever the accounts, before that IP is blocked"
+        " for block_minutes (except for accounts that logged in from it before).",
+    )
+    account_delay_after: int = Field(
+        5,
+        ge=1,
+        le=100000,
+        description="Failures of one account, from any IP, before every log-in to it from an"
+        " address it has not logged in from is delayed (doubling up to max_failure_delay);"
+        " an account is never blocked.",
+    )
     block_minutes: float = Field(15.0, ge=0, le=1440, description="How long a block lasts.")
     window_minutes: float = Field(
         15.0, gt=0, le=1440, description="How long failures are remembered."
     )
+    exempt_networks: list[str] = Field(
+        default_factory=list,
+        description="Client networks never delayed or blocked by failed log-ins (say, a"
+        " webmail host); their failures do not count.",
+    )
+    cache_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=3600,
+        description="How long a successful log-in is remembered, so the next one with the"
+        " same password skips the slow password hash; a password change through MailMax ends"
+        " it at once; 0 = off.",
+    )
+
+    @field_validator("exempt_networks")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        return check_networks(values)
 
     @model_validator(mode="after")
     def _delays(self) -> AuthSettings:

@@ -168,6 +168,7 @@ class QueueRunner(QueueAdminMixin, Service):
         self._fresh: set[str] = set()
         self._loops: list[task.LoopingCall] = []
         self._scanning = False
+        self._resume_local = False
         self._rescan = False
         self._stopping = False
 
@@ -176,6 +177,7 @@ class QueueRunner(QueueAdminMixin, Service):
         """Resume the messages on disk, follow new commits, scan periodically."""
         super().startService()
         self._stopping = False
+        self._resume_local = True
         self._pool.start()
         self._remove_pool.start()
         _RUNNERS[self.spool] = self
@@ -257,9 +259,13 @@ class QueueRunner(QueueAdminMixin, Service):
         for queue_id in [q for q in self._due if q not in present]:
             del self._due[queue_id]
         busy, removing, due = self._active, self._removing, self._due
+        resume, self._resume_local = self._resume_local, False
         for queue_id in ids:
             if queue_id not in busy and queue_id not in removing and due.get(queue_id, 0.0) <= now:
-                self._schedule(queue_id)
+                if resume:  # the first scan since start
+                    self._schedule(queue_id, partial(self._process, queue_id, resume=True))
+                else:
+                    self._schedule(queue_id)
 
     def _scan_done(self, _: Any) -> None:
         self._scanning = False
@@ -310,7 +316,9 @@ class QueueRunner(QueueAdminMixin, Service):
             await self._in_thread(spool.quarantine, queue_id)
             return None
 
-    async def _process(self, queue_id: str) -> None:
+    async def _process(self, queue_id: str, *, resume: bool = False) -> None:
+        """Deliver what is due of one message; ``resume`` (the first pass since start): its
+        local recipients deferred by a local failure are due too."""
         if self._stopping:
             return
         loaded = await self._open(self.spool, queue_id)
@@ -321,7 +329,7 @@ class QueueRunner(QueueAdminMixin, Service):
         now = time.time()
         if hops > self.settings.smtp.max_hops:
             self._too_many_hops(envelope, hops)
-        changed = await self._deliver_local(envelope, path, now)
+        changed = await self._deliver_local(envelope, path, now, resume=resume)
         due = [
             i
             for i, r in enumerate(envelope.recipients)
@@ -381,8 +389,12 @@ class QueueRunner(QueueAdminMixin, Service):
                 )
 
     # ------------------------------------------------------------------ local recipients
-    async def _deliver_local(self, envelope: SpoolEnvelope, path: Path, now: float) -> bool:
-        """Deliver every due local recipient; True when the envelope changed."""
+    async def _deliver_local(
+        self, envelope: SpoolEnvelope, path: Path, now: float, *, resume: bool = False
+    ) -> bool:
+        """Deliver every due local recipient; True when the envelope changed. With ``resume``
+        a deferred local recipient is due at once: its delivery failed here (a Maildir, the
+        directory, a plugin), and a restart is when such a failure has most likely gone."""
         plugins = self.plugins()
         fresh = envelope.id in self._fresh
         changed = False
@@ -392,7 +404,7 @@ class QueueRunner(QueueAdminMixin, Service):
             if (
                 recipient.kind == "local"
                 and recipient.state in WAITING
-                and recipient.next_attempt <= now
+                and (recipient.next_attempt <= now or (resume and recipient.state == "deferred"))
             ):
                 if changed:  # the previous recipient's state is on disk first
                     await self._in_thread(self.spool.save, envelope)
