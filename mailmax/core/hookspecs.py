@@ -153,7 +153,7 @@ class MailMaxHooks:
         domain_record: Domain | None,
         config: dict[str, Any],
     ) -> Route | None:
-        """Choose how the mail for the remote domain ``domain`` is delivered (Q7, Q8, Q10-Q12).
+        """Choose how the mail for the remote domain ``domain`` is delivered.
 
         Runs in the queue runner before every delivery attempt to the recipients at ``domain``
         (``envelope.recipients`` holds only those; ``envelope.size_hint`` is the message size in
@@ -171,7 +171,7 @@ class MailMaxHooks:
     def mailmax_transit(
         self, envelope: Envelope, domain: str, message_path: str, config: dict[str, Any]
     ) -> Verdict | None:
-        """Mail for ``domain`` passes through this server: its route says *transit* (Q13).
+        """Mail for ``domain`` passes through this server: its route says *transit*.
 
         Scope: ``domain``. Routes of relay-to-host, backup MX and ETRN domains are transit
         routes. Runs once per message and domain, before the first attempt to send the mail or

@@ -1,4 +1,4 @@
-"""``mailmax alias ...``: user aliases, addresses delivering to one or more targets (A9)."""
+"""``mailmax alias ...``: user aliases, addresses delivering to one or more targets."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def find_alias(address: str) -> list[str]:
 
 @click.group("alias")
 def alias_group() -> None:
-    """Manage user aliases (A9): mail to the alias goes to its targets."""
+    """Manage user aliases: mail to the alias goes to its targets."""
 
 
 @alias_group.command("list")

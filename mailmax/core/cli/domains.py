@@ -1,4 +1,4 @@
-"""``mailmax domain ...``: list, add, show, edit and delete domains; domain aliases (A1-A4)."""
+"""``mailmax domain ...``: list, add, show, edit and delete domains; domain aliases."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def mail_path(mail_dir: str) -> Path:
 
 @click.group("domain")
 def domain_group() -> None:
-    """Manage domains (A1-A4)."""
+    """Manage domains."""
 
 
 @domain_group.command("list")
@@ -195,7 +195,7 @@ def edit_command(name: str, mail_dir: str | None, **options: Any) -> None:
 @yes_option
 @common_options
 def delete_command(name: str, mode: str, yes: bool) -> None:
-    """Delete the domain NAME with its users and aliases (A4)."""
+    """Delete the domain NAME with its users and aliases."""
     state = app()
     domain = find_domain(name)
     users = len(state.directory().list_users(domain=domain.name))
@@ -210,7 +210,7 @@ def delete_command(name: str, mode: str, yes: bool) -> None:
 
 @domain_group.group("alias")
 def alias_group() -> None:
-    """Other names of a domain (A3): mail to user@ALIAS goes to user@DOMAIN."""
+    """Other names of a domain: mail to user@ALIAS goes to user@DOMAIN."""
 
 
 @alias_group.command("list")

@@ -1,4 +1,4 @@
-"""``mailmax init``: the basic system wizard (S8).
+"""``mailmax init``: the basic system wizard.
 
 Creates, in one data directory: the commented config file, the SQLite directory database
 (migrated), the first domain and its mail directory, the queue directory, the users postmaster,

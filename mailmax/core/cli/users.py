@@ -1,4 +1,4 @@
-"""``mailmax user ...``: list, add, show, edit, delete users and set passwords (A5, A6, A10).
+"""``mailmax user ...``: list, add, show, edit, delete users and set passwords.
 
 Passwords are never echoed nor printed, and hashes never leave the directory: ``show`` says
 only whether a password is set and whether its clear copy is kept.
@@ -126,7 +126,7 @@ def read_password(password: str | None, from_stdin: bool, *, what: str) -> str:
 
 @click.group("user")
 def user_group() -> None:
-    """Manage users (A5, A6, A10)."""
+    """Manage users."""
 
 
 @user_group.command("list")
@@ -248,7 +248,7 @@ def passwd_command(
 @yes_option
 @common_options
 def delete_command(address: str, mode: str, yes: bool) -> None:
-    """Delete the user ADDRESS (A10)."""
+    """Delete the user ADDRESS."""
     state = app()
     user = find_user(address)
     delete_flow(

@@ -1,4 +1,4 @@
-"""User aliases and forwards (A9, A7 storage) of the SQL directory.
+"""User aliases and forwarding targets of the SQL directory.
 
 Mixed into :class:`mailmax.core.directory.sql.SQLDirectory`. Targets are addresses; a target
 without ``@`` is in the owner's domain; local targets are stored in canonical form.
@@ -25,10 +25,10 @@ class AliasMixin:
 
     _tx: Callable[..., contextlib.AbstractContextManager[sa.Connection]]
 
-    # --- user aliases (A9) ---------------------------------------------------------------------
+    # --- user aliases ---------------------------------------------------------------------
 
     def add_alias(self, address: str, targets: list[str]) -> None:
-        """Add a user alias delivering to ``targets`` (A9).
+        """Add a user alias delivering to ``targets``.
 
         The alias's domain must be served here (a domain alias stands for its domain); a target
         without ``@`` is in the alias's domain. Refused when a user or an alias has the name.
@@ -141,7 +141,7 @@ class AliasMixin:
                 [{key: owner_id, "position": i, "target": t} for i, t in enumerate(targets)],
             )
 
-    # --- forwards (A7 storage) -----------------------------------------------------------------
+    # --- forwards -----------------------------------------------------------------------------
 
     def set_forward(
         self,

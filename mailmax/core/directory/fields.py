@@ -1,4 +1,4 @@
-"""Checking and converting the editable fields of domains and users (A1, A2, A5).
+"""Checking and converting the editable fields of domains and users.
 
 Values may come typed (from code) or as text (from the CLI or a form): ``"relay"``, ``"25"``,
 ``"yes"``. Each bad value gets a message naming the field and what it accepts.

@@ -1,6 +1,6 @@
-"""User names, domain names and the login-name forms of A11.
+"""User names, domain names and the login-name forms.
 
-User names (A5) are ASCII letters and digits plus ``. _ - + ' ! # $ & * = ? ^ ` { | } ~``
+User names are ASCII letters and digits plus ``. _ - + ' ! # $ & * = ? ^ ` { | } ~``
 (RFC 5322 ``atext`` without ``/`` and ``%``, which separate a user from a domain in login names),
 at most 64 characters; a dot may not start or end a name nor follow another dot. Names are
 case-insensitive and kept in lower case.
@@ -8,7 +8,7 @@ case-insensitive and kept in lower case.
 Domain names are IDNA (UTS #46) names kept in their lower-case ASCII form (``xn--`` labels),
 at most 253 characters, each label 1 to 63 characters.
 
-Login names (A11): ``user``, ``user@domain``, ``user%domain``, ``user/domain`` and
+Login names: ``user``, ``user@domain``, ``user%domain``, ``user/domain`` and
 ``domain/user``; a bare ``user`` is looked up in the listening address's default domain.
 """
 
@@ -98,7 +98,7 @@ def _valid_domain(name: str) -> str | None:
 def parse_login(
     login: str, default_domain: str, is_domain: Callable[[str], bool]
 ) -> tuple[str, str]:
-    """Split a login name into ``(user name, domain)``, both canonical (A11).
+    """Split a login name into ``(user name, domain)``, both canonical.
 
     ``is_domain`` tells whether a canonical domain name is served here (domain aliases
     included); it decides between ``user/domain`` and ``domain/user``. Raises

@@ -1,4 +1,4 @@
-"""SQLDirectory: the blocking directory on SQLite or PostgreSQL (A1-A6, A9-A11, S5).
+"""SQLDirectory: the blocking directory on SQLite or PostgreSQL.
 
 Every public method opens a short transaction of its own; writes are serialised (see
 :mod:`mailmax.core.directory.engine`). Names are case-insensitive: domains are kept in their
@@ -95,7 +95,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
     ) -> SQLDirectory:
         """Open the directory at a SQLAlchemy ``url``; upgrade its schema unless told not to.
 
-        ``blank_password_default`` is the system's blank-password policy (A6), used by domains
+        ``blank_password_default`` is the system's blank-password policy, used by domains
         whose policy is ``system``. ``password_hasher`` replaces the default argon2id
         parameters (stored hashes made with other parameters are redone at the next log-in).
         """
@@ -251,7 +251,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
             return q.make_domain(conn, q.domain_by_id(conn, row["id"]))
 
     def delete_domain(self, name: str, mode: DeleteMode = DeleteMode.DATABASE) -> None:
-        """Delete a domain with its aliases, users and their records (A4).
+        """Delete a domain with its aliases, users and their records.
 
         ``mode``: ``database`` leaves the mail directory alone; ``archive`` renames it to
         ``<mail_dir>.deleted-YYYYMMDD-HHMMSS`` (UTC); ``remove`` deletes it with all mail.
@@ -270,7 +270,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
             dispose(self._path(row["mail_dir"]))
 
     def add_domain_alias(self, alias: str, domain: str) -> None:
-        """Make ``alias`` another name of ``domain`` (A3); refused for real domains and aliases."""
+        """Make ``alias`` another name of ``domain``; refused for real domains and aliases."""
         with self._tx(write=True) as conn:
             row = q.require_domain(conn, domain)
             self._add_domain_aliases(conn, row["id"], row["name"], [alias])
@@ -344,7 +344,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
     def add_user(
         self, address: str, password: str | None = None, *, keep_clear: bool = False, **fields: Any
     ) -> User:
-        """Add a user ``name@domain`` (A5). No password (None or "") means a blank password.
+        """Add a user ``name@domain``. No password (None or "") means a blank password.
 
         With ``keep_clear`` a clear copy of the password is kept beside its hash (for APOP and
         CRAM-MD5). Refused when the name is taken by a user or an alias, when the domain has no
@@ -429,7 +429,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
     def set_password(
         self, address: str, password: str | None, *, keep_clear: bool | None = None
     ) -> None:
-        """Set a user's password; None or "" blanks it (A6).
+        """Set a user's password; None or "" blanks it.
 
         ``keep_clear`` True keeps a clear copy (APOP, CRAM-MD5), False drops it, None leaves the
         user's choice as it is.
@@ -450,7 +450,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
             )
 
     def delete_user(self, address: str, mode: DeleteMode = DeleteMode.DATABASE) -> None:
-        """Delete a user with its forward, overrides and login records (A10).
+        """Delete a user with its forward, overrides and login records.
 
         ``mode`` as for :meth:`delete_domain`, applied to the user's Maildir. A domain whose
         catch-all or monitor account this was has none afterwards. Aliases pointing at the user

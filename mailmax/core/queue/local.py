@@ -257,7 +257,7 @@ class LocalDelivery:
         return merged
 
     def _store_batch(self, writes: Sequence[StoreRequest]) -> list[Outcome]:
-        """Blocking: check each user, store every message, fsync each ``new/`` once (A5).
+        """Blocking: check each user, store every message, fsync each ``new/`` once.
 
         A delivery is reported only when its directory is synced; when that fails, the
         deliveries into it are deferred (the next attempt finds the file and keeps it).

@@ -1,4 +1,4 @@
-"""The queue runner service: delivers spooled messages, retries, bounces (S4, Q1-Q5, Q9).
+"""The queue runner service: delivers spooled messages, retries, bounces.
 
 Each queued message is handled by one coroutine on the reactor thread at a time; blocking work
 (reading envelopes, directory look-ups, Maildir writes, envelope rewrites) runs in the delivery
@@ -52,7 +52,7 @@ mail_log = mail_logger("mailmax.queue")
 
 __all__ = ["QueueRunner", "count_received", "runner_for", "status_of"]
 
-#: Bytes of the message read to count Received headers (Q5).
+#: Bytes of the message read to count Received headers.
 HEADER_READ_LIMIT = 256 * 1024
 #: A message never grows past this many recipients through aliases and forwarding.
 MAX_RECIPIENTS = 1000
@@ -443,7 +443,7 @@ class QueueRunner(QueueAdminMixin, Service):
         path: Path,
         failures: Sequence[tuple[SpoolRecipient, str, float | None]],
     ) -> str:
-        """Apply the retry schedule to recipients that failed temporarily (Q2, Q3).
+        """Apply the retry schedule to recipients that failed temporarily.
 
         ``failures`` holds (recipient, diagnostic, patient days or None). Recipients that just
         entered the soft-error queue get the sender one warning. Returns the last result.

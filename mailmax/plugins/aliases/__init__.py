@@ -1,4 +1,4 @@
-"""aliases: user aliases (A9), also in aliased domains (A3).
+"""aliases: user aliases, also in aliased domains.
 
 An alias is an address with no mailbox of its own that delivers to its targets. The directory
 stores aliases and domain aliases and refuses any that would shadow a user or a real domain
