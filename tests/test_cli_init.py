@@ -178,7 +178,7 @@ def test_init_without_a_terminal_needs_no_flag(tmp_path):
     out = run_mailmax("--json", "init", "--data-dir", str(data), "--domain", "example.test",
                       input="")  # fmt: skip
     assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    report = json.loads(out.stdout)["object"]
     assert report["config"] == str(data / "mailmax.toml")
     assert [u["password_generated"] for u in report["users"]] == [True, True, True]
 

@@ -114,9 +114,9 @@ def report(plan: Plan, done: dict[str, Any]) -> None:
     ]
     start = f"twistd -n mailmax --config {plan.config_file}"
     if out.as_json:
-        out.json(
-            {
-                "ok": True,
+        out.done(
+            f"MailMax is set up in {plan.data_dir}",
+            **{
                 "data_dir": plan.data_dir,
                 "config": plan.config_file,
                 "database_url": safe_url(plan.database_url),
@@ -132,7 +132,7 @@ def report(plan: Plan, done: dict[str, Any]) -> None:
                 "users": users,
                 "moved_aside": done["moved_aside"],
                 "start_command": start,
-            }
+            },
         )
         return
     cert_note = "self-signed, new" if done["new_certificate"] else "existing files kept"

@@ -25,8 +25,12 @@ def unlock_command(address: str) -> None:
     live = holder(root)
     info = clear_lock(root)
     if info is None:
-        state.out.done(f"the mailbox of {user.address} was not locked", address=user.address,
-                       unlocked=False)  # fmt: skip
+        state.out.done(
+            f"the mailbox of {user.address} was not locked",
+            changed=False,
+            address=user.address,
+            unlocked=False,
+        )
         return
     if live is None or is_stale(info):
         how = f"a stale lock ({info.describe()}, no longer running)"

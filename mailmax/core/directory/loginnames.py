@@ -88,6 +88,21 @@ def check_domain_name(name: str) -> str:
     return ascii_name
 
 
+def check_mail_domain(name: str) -> str:
+    """Like :func:`check_domain_name`, for a domain that gets mail: it needs two labels or more.
+
+    The one rule for every domain an admin names (``mailmax init --domain``, ``domain add``,
+    domain aliases, remote alias targets): a single label such as ``nodots`` is no mail domain.
+    """
+    canonical = check_domain_name(name)
+    if "." not in canonical.rstrip("."):
+        raise DirectoryError(
+            f"domain name {name!r} has a single label; a mail domain needs at least two, "
+            "e.g. example.com"
+        )
+    return canonical.rstrip(".")
+
+
 def _valid_domain(name: str) -> str | None:
     try:
         return check_domain_name(name)

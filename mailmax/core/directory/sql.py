@@ -18,7 +18,7 @@ from argon2 import PasswordHasher
 
 from mailmax.core.directory import maildirs, migrations
 from mailmax.core.directory import queries as q
-from mailmax.core.directory.aliasing import AliasMixin
+from mailmax.core.directory.aliasing import MAILBOX_DOMAIN_TYPES, AliasMixin
 from mailmax.core.directory.api import (
     AccountType,
     BlankPasswordPolicy,
@@ -31,7 +31,7 @@ from mailmax.core.directory.api import (
 )
 from mailmax.core.directory.auth import AuthMixin
 from mailmax.core.directory.engine import make_engine, transaction
-from mailmax.core.directory.errors import AlreadyExists, DirectoryError, NotFound
+from mailmax.core.directory.errors import AlreadyExists, DirectoryError, FieldError, NotFound
 from mailmax.core.directory.fields import (
     DOMAIN_FIELDS,
     check_domain,
@@ -43,6 +43,7 @@ from mailmax.core.directory.fields import (
 )
 from mailmax.core.directory.loginnames import (
     check_domain_name,
+    check_mail_domain,
     check_user_name,
     valid_user_name,
 )
@@ -53,9 +54,6 @@ from mailmax.core.directory.schema import (
     domains,
     users,
 )
-
-#: Domain types whose users have mailboxes here; mail for the others is passed on.
-MAILBOX_DOMAIN_TYPES = frozenset({DomainType.NORMAL, DomainType.CLUSTERED})
 
 
 class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
@@ -175,14 +173,15 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
         ``catch_all`` and ``monitor`` name users of the domain, so they are set with
         :meth:`edit_domain` once those users exist.
         """
-        canonical = check_domain_name(name)
+        canonical = check_mail_domain(name)
         new_aliases = fields.pop("aliases", ())
         values = domain_defaults() | domain_values({"mail_dir": mail_dir, **fields})
         for key in ("catch_all", "monitor"):
             if values[key]:
-                raise DirectoryError(
-                    f"{key} must name an existing user of {canonical}: add the domain, "
-                    f"add the user, then set {key} with edit_domain"
+                raise FieldError(
+                    key,
+                    f"{{field}} must name an existing user of {canonical}: add the domain "
+                    "and the user first, then set {field}",
                 )
         check_domain(values)
         with self._tx(write=True) as conn:
@@ -225,15 +224,20 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
         (or be empty to clear them).
         """
         new_aliases = fields.pop("aliases", None)
-        changes = domain_values(fields)
         with self._tx(write=True) as conn:
             row = q.require_domain(conn, name)
+            for key in ("catch_all", "monitor"):
+                value = fields.get(key)
+                if isinstance(value, str) and "@" in value:
+                    fields[key] = self._own_local_part(conn, row, key, value)
+            changes = domain_values(fields)
             check_domain({key: row[key] for key in DOMAIN_FIELDS} | changes)
             for key in ("catch_all", "monitor"):
                 if changes.get(key) and q.user_row(conn, row["id"], changes[key]) is None:
-                    raise NotFound(
-                        f"{key} {changes[key]!r} is not a user of {row['name']}; "
-                        "add the user first or pick an existing one"
+                    raise FieldError(
+                        key,
+                        f"{{field}} {changes[key]!r} is not a user of {row['name']}; "
+                        "add the user first or pick an existing one",
                     )
             if "mail_dir" in changes and changes["mail_dir"] != row["mail_dir"]:
                 self._check_mail_dir_free(conn, changes["mail_dir"], row["id"])
@@ -249,6 +253,20 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
                 )
                 self._add_domain_aliases(conn, row["id"], row["name"], new_aliases)
             return q.make_domain(conn, q.domain_by_id(conn, row["id"]))
+
+    @staticmethod
+    def _own_local_part(conn: sa.Connection, row: q.Row, key: str, address: str) -> str:
+        """The user name of ``address``, which must be in the domain of ``row`` (or an alias)."""
+        local, _, domain = address.strip().rpartition("@")
+        canonical = q.canonical_domain(domain)
+        found = q.find_domain(conn, canonical) if canonical and local else None
+        if found is None or found["id"] != row["id"]:
+            raise FieldError(
+                key,
+                f"{{field}} {address!r} is not an address of {row['name']}: the account "
+                "must be a user of the domain itself",
+            )
+        return local
 
     def delete_domain(self, name: str, mode: DeleteMode = DeleteMode.DATABASE) -> None:
         """Delete a domain with its aliases, users and their records.
@@ -304,7 +322,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
         if isinstance(names, str):
             names = [names]
         for alias in names:
-            canonical = check_domain_name(alias)
+            canonical = check_mail_domain(alias)
             if canonical == domain:
                 raise DirectoryError(f"{canonical} cannot be an alias of itself")
             row = q.find_domain(conn, canonical)
@@ -371,8 +389,8 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
                 ).scalar_one()
                 if count >= drow["max_users"]:
                     raise DirectoryError(
-                        f"{drow['name']} already has {count} users, its limit (max_users); "
-                        "raise the limit or delete a user before adding " + full
+                        f"{drow['name']} already has {count} users, its limit; raise the "
+                        "domain's user limit or delete a user before adding " + full
                     )
             now = time.time()
             result = conn.execute(
