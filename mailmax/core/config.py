@@ -127,7 +127,12 @@ class SMTPSettings(_Section):
     )
     max_errors: int = Field(10, ge=1, le=1000, description="Bad commands before disconnect.")
     allow_vrfy: bool = Field(False, description="Answer VRFY with the user's address.")
-    max_hops: int = Field(50, ge=1, le=500, description="Received headers before 554 5.4.6.")
+    max_hops: int = Field(
+        50,
+        ge=1,
+        le=500,
+        description="Most Received headers an arriving message may carry; more: 554 5.4.6 at DATA.",
+    )
     allow_plaintext_auth: bool = Field(
         False, description="Offer AUTH on connections without TLS (never do this on the Internet)."
     )

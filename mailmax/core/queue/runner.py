@@ -307,8 +307,10 @@ class QueueRunner(QueueAdminMixin, Service):
         envelope, hops = loaded.envelope, loaded.hops
         path = self.spool.message_path(queue_id)
         now = time.time()
-        if hops > self.settings.smtp.max_hops:
-            self._too_many_hops(envelope, hops)
+        # The limit counts the Received headers a message arrives with (the SMTP server refuses
+        # more at DATA); the queued copy also carries this server's own.
+        if hops - 1 > self.settings.smtp.max_hops:
+            self._too_many_hops(envelope, hops - 1)
         changed = await self._deliver_local(envelope, path, now)
         due = [
             i
