@@ -90,3 +90,43 @@ def test_source_text() -> None:
         for path in sorted((ROOT / base).rglob("*")):
             if path.suffix in (".py", ".md", ".tac") and path.is_file():
                 assert found(path.read_text()) == [], path
+
+
+def test_twistd_help_names_every_service_and_the_config_order(tmp_path, monkeypatch) -> None:
+    """`twistd mailmax --help` covers POP3 and IMAP4 and gives the order config_path uses."""
+    from mailmax.core.tap import config_path
+
+    text = " ".join(str(Options()).split())
+    assert "POP3" in text and "IMAP4" in text and "SMTP" in text
+    order = ["--config FILE", "DATA_DIR/mailmax.toml", "$MAILMAX_CONFIG", "./mailmax.toml",
+             "/etc/mailmax/mailmax.toml"]  # fmt: skip
+    places = [text.index(item) for item in order]
+    assert places == sorted(places)
+    monkeypatch.setenv("MAILMAX_CONFIG", str(tmp_path / "env.toml"))
+    assert config_path("given.toml", str(tmp_path)) == Path("given.toml")
+    assert config_path(None, str(tmp_path)) == tmp_path / "mailmax.toml"
+    assert config_path(None, None) == tmp_path / "env.toml"
+
+
+COMMAND = re.compile(r"mailmax((?: [a-z][a-z-]*)+)((?: --?[a-z][a-z-]*)*)")
+
+
+def test_every_command_the_docs_name_exists() -> None:
+    """Each `mailmax ...` command the docs and READMEs name, and its options, exist."""
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    files += sorted((ROOT / "mailmax" / "plugins").glob("*/README.md"))
+    files += sorted((ROOT / "mailmax").rglob("*.py"))
+    checked = 0
+    for path in files:
+        for match in COMMAND.finditer(path.read_text()):
+            command: click.Command = cli
+            for word in match.group(1).split():
+                if not isinstance(command, click.Group):
+                    break  # the rest are arguments
+                assert word in command.commands, f"{path.name}: {match.group(0)!r}"
+                command = command.commands[word]
+            known = {opt for param in command.params for opt in param.opts + param.secondary_opts}
+            for option in match.group(2).split():
+                assert option in known | {"-h", "--help"}, f"{path.name}: {match.group(0)!r}"
+            checked += 1
+    assert checked > 100

@@ -161,7 +161,7 @@ class MailMaxHooks:
         mail is passed on (relay-to-host, backup, ETRN), else ``None``. Scope: ``domain`` when it
         is one of ours; otherwise the sender's domain (the authenticated user's, else the
         envelope sender's) when that is one of ours, so a domain can have its own smart host;
-        else the system. Return a :class:`mailmax.core.outbound.route.Route` (its delivery
+        else the system. Return a ``Route`` from :mod:`mailmax.plugin` (its delivery
         engines in the order to try, whether to hold the mail for ETRN, ...) or ``None`` for
         no opinion. May return a Deferred. Several plugins: the first non-``None`` answer wins;
         with none, the mail goes straight to the domain's MX hosts.

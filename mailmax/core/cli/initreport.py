@@ -112,7 +112,7 @@ def report(plan: Plan, done: dict[str, Any]) -> None:
         }
         for u in FIRST_USERS
     ]
-    start = f"twistd -n mailmax --config {plan.config_file}"
+    start = f"twistd -n --pidfile= mailmax --data-dir {plan.data_dir}"
     if out.as_json:
         out.done(
             f"MailMax is set up in {plan.data_dir}",
