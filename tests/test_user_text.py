@@ -130,3 +130,17 @@ def test_every_command_the_docs_name_exists() -> None:
                 assert option in known | {"-h", "--help"}, f"{path.name}: {match.group(0)!r}"
             checked += 1
     assert checked > 100
+
+
+def test_the_twisted_page_names_tests_that_exist() -> None:
+    """The README says what is Twisted's and what is MailMax's; docs/twisted.md's evidence
+    points at regression tests that exist."""
+    readme = (ROOT / "README.md").read_text()
+    assert "## MailMax and Twisted" in readme and "docs/twisted.md" in readme
+    assert readme.index("## MailMax and Twisted") > readme.index("bash .ci/run")
+    page = (ROOT / "docs" / "twisted.md").read_text()
+    named = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", page)
+    assert len(named) > 15
+    for path, test in named:
+        source = (ROOT / path).read_text()
+        assert not test or f"def {test}(" in source, (path, test)
