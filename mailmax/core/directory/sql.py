@@ -282,7 +282,8 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
             if row["name"] != canonical:
                 raise DirectoryError(
                     f"{canonical} is an alias of {row['name']}; remove the alias "
-                    f"(remove_domain_alias) or delete {row['name']} by its own name"
+                    f"(`mailmax domain alias delete {canonical}`) or delete {row['name']} "
+                    "by its own name"
                 )
             conn.execute(sa.delete(domains).where(domains.c.id == row["id"]))
             dispose(self._path(row["mail_dir"]))
