@@ -399,13 +399,20 @@ class QueueRunner(QueueAdminMixin, Service):
     ) -> None:
         """Record ``outcome`` in ``recipient`` and log the delivery line."""
         if outcome.extra:
-            added = await self._add_recipients(envelope, outcome.extra)
+            added, dropped = await self._add_recipients(envelope, outcome.extra)
             log.info(
                 "queue {queue_id}: {rcpt} expanded to {added}",
                 queue_id=envelope.id,
                 rcpt=recipient.address,
                 added=added,
             )
+            if dropped:  # never lost in silence: the sender learns which copies were not made
+                outcome = Outcome(
+                    "failed",
+                    diagnostic=f"550 5.5.3 <{recipient.address}>: expands to more than "
+                    f"{MAX_RECIPIENTS} recipients; not delivered to {len(dropped)} of its "
+                    f"targets ({', '.join(dropped[:5])}{', ...' if len(dropped) > 5 else ''})",
+                )
         result = outcome.result
         if result in ("delivered", "discarded", "expanded"):
             recipient.state, recipient.last_error = "delivered", ""
@@ -424,19 +431,26 @@ class QueueRunner(QueueAdminMixin, Service):
             detail=f" ({recipient.last_error})" if recipient.last_error else "",
         )
 
-    async def _add_recipients(self, envelope: SpoolEnvelope, addresses: list[str]) -> list[str]:
-        """Append the new addresses (not yet in the envelope) as recipients."""
+    async def _add_recipients(
+        self, envelope: SpoolEnvelope, addresses: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """Append the new addresses (not yet in the envelope) as recipients; return those
+        added and those left out because the envelope holds :data:`MAX_RECIPIENTS`."""
         known = {r.address.lower() for r in envelope.recipients}
         known |= {r.mailbox.lower() for r in envelope.recipients if r.mailbox}
-        added = []
+        added: list[str] = []
+        dropped: list[str] = []
         for address in addresses:
-            if address.lower() in known or len(envelope.recipients) >= MAX_RECIPIENTS:
+            if address.lower() in known:
+                continue
+            known.add(address.lower())
+            if len(envelope.recipients) >= MAX_RECIPIENTS:
+                dropped.append(address)
                 continue
             recipient = await self._in_thread(classify, self.directory, address)
-            known.add(address.lower())
             envelope.recipients.append(recipient)
             added.append(address)
-        return added
+        return added, dropped
 
     # ------------------------------------------------------------------ retries
     async def _deferred(
