@@ -172,8 +172,8 @@ class AliasMixin:
             address = path[-1]
             if address == own:
                 raise DirectoryError(
-                    f"{' -> '.join(path)} would be a loop: mail to {own} would never reach a "
-                    "mailbox; point one of these aliases at a user instead"
+                    f"{' -> '.join(path)} would be a loop: mail to {own} would come back to "
+                    "it; point one of these aliases elsewhere"
                 )
             if address in seen or len(seen) > MAX_LOOP_CHECK:
                 continue
