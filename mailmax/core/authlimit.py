@@ -324,7 +324,7 @@ class AuthLimiter:
 
 
 class RecentLogins:
-    """Who logged in (POP3, IMAP) from which IP and when: POP-before-SMTP (P5).
+    """Who logged in (POP3, IMAP) from which IP and when: POP-before-SMTP.
 
     The SMTP server asks :meth:`recent` whether a client IP logged in within the configured
     minutes; a relaying permission then follows from the mailbox login.

@@ -1,4 +1,4 @@
-"""Log-ins against the directory (A6, A11): login-name forms, passwords, blank-password policy.
+"""Log-ins against the directory: login-name forms, passwords, blank-password policy.
 
 Mixed into :class:`mailmax.core.directory.sql.SQLDirectory`. The slow argon2 work runs outside
 any database transaction. Unknown users and garbled login names cost one dummy verification, so
@@ -131,7 +131,7 @@ class AuthMixin:
         return self.blank_password_default if policy is BlankPasswordPolicy.SYSTEM else policy
 
     def authenticate(self, login: str, password: str, default_domain: str = "") -> User | None:
-        """The user a login name and password identify, or None (A6, A11).
+        """The user a login name and password identify, or None.
 
         Login forms: ``user`` (in ``default_domain``), ``user@domain``, ``user%domain``,
         ``user/domain``, ``domain/user``; a domain alias may stand for its domain. Disabled

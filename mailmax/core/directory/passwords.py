@@ -1,4 +1,4 @@
-"""Password hashing (A6): argon2id for every stored password.
+"""Password hashing: argon2id for every stored password.
 
 A user's password is always stored as an argon2id hash, and log-ins are always checked against
 that hash. When the admin chooses to keep clear text for a user (APOP and CRAM-MD5 need the

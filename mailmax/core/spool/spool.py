@@ -1,4 +1,4 @@
-"""The durable spool (Q1): every accepted message, as a raw file plus a JSON envelope.
+"""The durable spool: every accepted message, as a raw file plus a JSON envelope.
 
 Layout under the spool directory::
 
