@@ -28,9 +28,9 @@ from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginError, PluginSet
 from mailmax.core.logfile import MailLogFile
-from mailmax.core.pluginhost.recipients import PluginSMTPFactory
 from mailmax.core.pluginhost.runtime import PluginRuntime
 from mailmax.core.queue.runner import QueueRunner
+from mailmax.core.smtp.factory import PluginSMTPFactory
 from mailmax.core.spool.spool import Spool
 from mailmax.core.tls import server_options
 

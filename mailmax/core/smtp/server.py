@@ -9,7 +9,6 @@ message is durable.
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,12 +17,10 @@ from twisted.internet import defer, interfaces, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.hooks import Scope
 from mailmax.core.logfile import mail_logger
 from mailmax.core.model import Envelope, Session
 from mailmax.core.sendnow import write_now
-from mailmax.core.sessions import SessionSet
 from mailmax.core.smtp import commands, etrn
 from mailmax.core.smtp.commands import SMTPReplyError
 from mailmax.core.smtp.data import DataReader
@@ -32,12 +29,8 @@ from mailmax.core.smtp.transaction import TransactionMixin
 from mailmax.core.verdicts import Action, Verdict
 
 if TYPE_CHECKING:
-    from twisted.internet import ssl
-
-    from mailmax.core.config import ListenerSettings, Settings
-    from mailmax.core.directory.cached import AsyncDirectory
     from mailmax.core.hooks import PluginSet
-    from mailmax.core.spool.spool import Spool
+    from mailmax.core.smtp.factory import SMTPFactory
 
 log = Logger(namespace="mailmax.smtp")
 #: The per-connection and per-message lines (the mail log; see :mod:`mailmax.core.logfile`).
@@ -491,58 +484,3 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
     def __repr__(self) -> str:
         session_id = self.session.session_id if self.session else "-"
         return f"<SMTPServer {session_id} {self._mode}>"
-
-
-class SMTPFactory(SessionSet, protocol.ServerFactory):
-    """Builds :class:`SMTPServer` sessions for one listener and can stop them gracefully."""
-
-    noisy = False  # sessions log their own connection line
-
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        listener: ListenerSettings,
-        directory: AsyncDirectory,
-        spool: Spool,
-        plugins: Callable[[], PluginSet],
-        tls_options: ssl.CertificateOptions | None,
-        reactor: Any = None,
-        authlimit: AuthLimiter | None = None,
-        logins: RecentLogins | None = None,
-    ) -> None:
-        """``authlimit`` (failed-login throttling) and ``logins`` (POP/IMAP-before-SMTP) are
-        shared with the other services; each defaults to one of this factory's own."""
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
-        self.settings = settings
-        self.listener = listener
-        self.directory = directory
-        self.spool = spool
-        self.plugins = plugins
-        self.tls_options = tls_options
-        self.reactor = reactor
-        self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
-        self.logins = logins if logins is not None else RecentLogins()
-        self.init_sessions()
-        self._trusted = [
-            ipaddress.ip_network(n, strict=False) for n in settings.smtp.trusted_networks
-        ]
-
-    def buildProtocol(self, addr: Any) -> SMTPServer:
-        """A new session."""
-        return SMTPServer(self)
-
-    def is_trusted(self, ip: str) -> bool:
-        """True when ``ip`` is in ``[smtp] trusted_networks``."""
-        if not self._trusted or not ip:
-            return False
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._trusted)
