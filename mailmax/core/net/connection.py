@@ -291,6 +291,7 @@ class Connection(protocol.Protocol):
     def start_tls(self) -> None:
         """Switch to TLS now; input that came before (pipelined in clear text) is dropped."""
         self.discard_input()
+        self._discarding = False
         self.transport.startTLS(self.factory.tls_options)
         if self.session is not None:
             self.session.tls = True
