@@ -28,6 +28,7 @@ from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginError, PluginSet
 from mailmax.core.logfile import MailLogFile
+from mailmax.core.net.limits import ConnectionLimiter
 from mailmax.core.pluginhost.runtime import PluginRuntime
 from mailmax.core.queue.runner import QueueRunner
 from mailmax.core.smtp.factory import PluginSMTPFactory
@@ -63,6 +64,8 @@ class MailMaxService(service.MultiService):
         #: Failed-login counters and recent POP3/IMAP log-ins, shared by every protocol.
         self.authlimit = AuthLimiter.from_settings(settings)
         self.logins = RecentLogins()
+        #: Per-IP connection limits, shared by every listener (counted per service).
+        self.limiter = ConnectionLimiter.from_settings(settings.connections, self.reactor)
         self._logfile: MailLogFile | None = None
         self._previous_sighup: Any = None
 
@@ -163,6 +166,7 @@ class MailMaxService(service.MultiService):
         if cert.exists() and key.exists():
             tls_options = server_options(cert, key, settings.tls.min_version)
         pending = []
+        backlog = settings.connections.backlog
         for listener in settings.listeners:
             options = tls_options
             if listener.tls_cert or listener.tls_key:
@@ -180,11 +184,15 @@ class MailMaxService(service.MultiService):
             factory = self._factory(listener, options)
             if implicit_tls:
                 endpoint = endpoints.SSL4ServerEndpoint(
-                    self.reactor, listener.port, options, interface=listener.address
+                    self.reactor,
+                    listener.port,
+                    options,
+                    backlog=backlog,
+                    interface=listener.address,
                 )
             else:  # an IPv6 interface gives an IPv6 socket
                 endpoint = endpoints.TCP4ServerEndpoint(
-                    self.reactor, listener.port, interface=listener.address
+                    self.reactor, listener.port, backlog=backlog, interface=listener.address
                 )
             self.factories.append(factory)
             d = endpoint.listen(factory)
@@ -203,18 +211,19 @@ class MailMaxService(service.MultiService):
             "plugins": self.current_plugins,
             "tls_options": tls_options,
             "reactor": self.reactor,
+            "authlimit": self.authlimit,
+            "logins": self.logins,
+            "limiter": self.limiter,
         }
         if listener.service in SMTP_SERVICES:
-            return PluginSMTPFactory(
-                spool=self.spool, authlimit=self.authlimit, logins=self.logins, **common
-            )
+            return PluginSMTPFactory(spool=self.spool, **common)
         if listener.service in ("pop3", "pop3s"):
             from mailmax.core.pop3.server import POP3Factory
 
-            return POP3Factory(authlimit=self.authlimit, logins=self.logins, **common)
+            return POP3Factory(**common)
         from mailmax.core.imap.factory import IMAPFactory
 
-        return IMAPFactory(authlimit=self.authlimit, logins=self.logins, **common)
+        return IMAPFactory(**common)
 
     def _listening(self, port: IListeningPort, listener: ListenerSettings) -> None:
         self.ports.append((listener, port))
