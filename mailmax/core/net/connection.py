@@ -342,10 +342,10 @@ class Connection(protocol.Protocol):
         self.abort()
 
     # ------------------------------------------------------------------ closing
-    def say_goodbye(self, reason: str, **values: str) -> None:
-        """Close with the protocol's final line for ``reason`` (see :attr:`farewells`)."""
+    def say_goodbye(self, why: str, **values: str) -> None:
+        """Close with the protocol's final line for ``why`` (see :attr:`farewells`)."""
         host = self.listener.display_name or self.factory.settings.server.hostname
-        self.hang_up(self.farewells[reason].format(host=host, **values))
+        self.hang_up(self.farewells[why].format(host=host, **values))
 
     def hang_up(self, final: str | None = None) -> None:
         """Optionally send a final line, then close (aborting a connection that will not flush)."""
