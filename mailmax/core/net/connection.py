@@ -171,7 +171,8 @@ class Connection(protocol.Protocol):
             return
         self.touch()
         self.take_input(data)
-        self.process()
+        if not self._running:
+            self.process()
 
     def take_input(self, data: bytes) -> None:
         """Keep received bytes until they are handled."""
