@@ -8,10 +8,15 @@ no spool): enough for connection handling.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import socket
+import ssl
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import task
@@ -22,6 +27,7 @@ from mailmax.core.imap.factory import IMAPFactory
 from mailmax.core.net.limits import ConnectionLimiter
 from mailmax.core.pop3.server import POP3Factory
 from mailmax.core.smtp.factory import SMTPFactory
+from mailmax.core.tls import server_options, write_self_signed
 from tests.test_spool_reactor import ReactorThread, running_reactor
 
 #: Each protocol: a command to pipeline before log-in, and the start of the refusal line.
@@ -31,7 +37,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "imap": {"command": b"a CAPABILITY\r\n", "refusal": b"* BYE "},
 }
 #: What each protocol answers to its command (the end of the reply).
-REPLY_ENDS = {"smtp": b"250 ENHANCEDSTATUSCODES\r\n", "pop3": b"\r\n.\r\n", "imap": b"a OK "}
+REPLY_ENDS = {"smtp": b"\r\n250 ", "pop3": b"\r\n.\r\n", "imap": b"a OK "}
 
 
 @dataclass
@@ -48,14 +54,22 @@ class Listener:
         host = self.port.getHost()
         self.address = (host.host, host.port)
 
-    def connect(self, source: str = "127.0.0.1", rcvbuf: int = 0) -> socket.socket:
-        """A client socket connected from ``source`` (any 127.0.0.0/8 address)."""
+    def connect(
+        self, source: str = "127.0.0.1", rcvbuf: int = 0, tls: bool = False
+    ) -> socket.socket:
+        """A client socket connected from ``source`` (any 127.0.0.0/8 address); with ``tls``
+        wrapped in TLS (the test certificate is not verified)."""
         client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         client.bind((source, 0))
         client.settimeout(10)
         client.connect(self.address)
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            client = context.wrap_socket(client, server_hostname="localhost")
         return client
 
     def sessions(self) -> list[Any]:
@@ -100,9 +114,24 @@ def read_until(client: socket.socket, marker: bytes) -> bytes:
     return data
 
 
-def build_listener(rt: ReactorThread, service: str, **connections: Any) -> Listener:
+def _tls_options() -> Any:
+    if not _certificates:
+        folder = Path(tempfile.mkdtemp(prefix="mailmax-net-tls-"))
+        atexit.register(shutil.rmtree, folder, True)
+        write_self_signed(folder / "cert.pem", folder / "key.pem", ["localhost"])
+        _certificates.append(server_options(folder / "cert.pem", folder / "key.pem"))
+    return _certificates[0]
+
+
+_certificates: list[Any] = []
+
+
+def build_listener(
+    rt: ReactorThread, service: str, tls: bool = False, **connections: Any
+) -> Listener:
     """A listener of ``service`` (smtp, pop3 or imap) on 127.0.0.1, port chosen by the system,
-    with ``connections`` as its ``[connections]`` settings."""
+    with ``connections`` as its ``[connections]`` settings; TLS from the first byte with
+    ``tls``."""
     clock = task.Clock()
     settings = parse(
         {
@@ -116,7 +145,7 @@ def build_listener(rt: ReactorThread, service: str, **connections: Any) -> Liste
         "listener": settings.listeners[0],
         "directory": None,
         "plugins": lambda: PluginSet([]),
-        "tls_options": None,
+        "tls_options": _tls_options() if tls else None,
         "reactor": clock,
         "limiter": ConnectionLimiter.from_settings(settings.connections, clock),
     }
@@ -126,7 +155,11 @@ def build_listener(rt: ReactorThread, service: str, **connections: Any) -> Liste
         factory = POP3Factory(**common)
     else:
         factory = IMAPFactory(**common)
-    port = rt.call(rt.reactor.listenTCP, 0, factory, interface="127.0.0.1")
+    if tls:
+        port = rt.call(rt.reactor.listenSSL, 0, factory, _tls_options(), interface="127.0.0.1")
+        port.factory._clock = rt.reactor  # TLS writes are flushed by this reactor
+    else:
+        port = rt.call(rt.reactor.listenTCP, 0, factory, interface="127.0.0.1")
     return Listener(factory, port, rt, clock)
 
 

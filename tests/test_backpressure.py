@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,17 +26,23 @@ def rt() -> Iterator[ReactorThread]:
     yield from running_reactor()
 
 
+def _tcp(transport: Any) -> Any:
+    """The TCP transport under a TLS one."""
+    return getattr(transport, "transport", None) or transport
+
+
 def _fixed_send_buffer(session: Any) -> None:
     """Give the server's socket a small fixed send buffer: without it the kernel keeps growing
     the buffer for a while (and the session resumes each time), which makes the moment the
     session stays blocked depend on the kernel, not on the test's clock."""
-    session.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+    _tcp(session.transport).socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
 
 
 def _held(session: Any) -> tuple[int, int]:
     """(bytes of replies waiting in the transport, bytes of input not handled yet)."""
-    transport = session.transport
-    unsent = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    tcp = _tcp(session.transport)
+    unsent = len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
+    unsent += sum(len(b) for b in getattr(session.transport, "_appSendBuffer", []))
     return unsent, session.pending_input()
 
 
@@ -50,21 +57,22 @@ def _flood(client: socket.socket, command: bytes, blocked: Any, timeout: float =
             raise AssertionError(f"the server never stopped taking commands ({sent} bytes sent)")
         try:
             sent += client.send(payload)
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             select.select([], [client], [], 0.05)
     return sent
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 @pytest.mark.parametrize("service", sorted(PROTOCOLS))
 def test_a_client_that_never_reads_is_paused_bounded_and_dropped(
-    rt: ReactorThread, service: str
+    rt: ReactorThread, service: str, tls: bool
 ) -> None:
     """R: pipelined EHLO / CAPA / CAPABILITY with no reading: the session stops taking commands
     once its send buffer is full, holds less than 512 KiB, and is dropped after send_timeout;
-    another client is served all along."""
-    listener = build_listener(rt, service, send_timeout=30)
+    another client is served all along. The same over TLS."""
+    listener = build_listener(rt, service, tls=tls, send_timeout=30)
     command = PROTOCOLS[service]["command"]
-    flooder = listener.connect(rcvbuf=4096)
+    flooder = listener.connect(rcvbuf=4096, tls=tls)
     assert read_line(flooder)  # the greeting
     listener.wait_for(lambda: len(listener.factory.sessions) == 1)
     (stuck,) = listener.sessions()
@@ -74,13 +82,13 @@ def test_a_client_that_never_reads_is_paused_bounded_and_dropped(
     for _ in range(20):  # keep pushing: nothing more is taken or answered
         try:
             sent += flooder.send(command * 4096)
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             select.select([], [flooder], [], 0.02)
     unsent, unread = rt.call(_held, stuck)
     assert rt.call(lambda: stuck.send_blocked)
     assert unsent + unread < BOUND, (unsent, unread, sent)
 
-    other = listener.connect()
+    other = listener.connect(tls=tls)
     assert read_line(other)
     other.sendall(command)
     assert REPLY_ENDS[service] in read_until(other, REPLY_ENDS[service])
