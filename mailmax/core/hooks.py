@@ -21,23 +21,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core import hookspecs, verdicts
+from mailmax.core.pluginhost import discovery
+from mailmax.core.pluginhost.errors import PluginError
 from mailmax.core.verdicts import Verdict
 
 log = Logger(namespace="mailmax.plugins")
 
 #: The plugin host of the set whose hook is running (see :func:`mailmax.plugin.current_host`).
 CURRENT_HOST: contextvars.ContextVar[Any] = contextvars.ContextVar("mailmax_host", default=None)
-
-#: Built-in plugins, by name: the module that implements each (``mailmax/plugins/<name>``).
-BUILTIN_PLUGINS: dict[str, str] = {
-    "aliases": "mailmax.plugins.aliases",
-    "catchall": "mailmax.plugins.catchall",
-    "etrn": "mailmax.plugins.etrn",
-    "forwarding": "mailmax.plugins.forwarding",
-    "monitor": "mailmax.plugins.monitor",
-    "routing": "mailmax.plugins.routing",
-    "spamtrap": "mailmax.plugins.spamtrap",
-}
 
 #: The built-ins a configuration without ``[plugins] enabled`` runs, in this order.
 #: Resolvers run before the catch-all; spam traps decide before forwarding delivers.
@@ -83,10 +74,6 @@ ScopeResolver = Callable[[LoadedPlugin, Scope], "tuple[bool, Mapping[str, Any]]"
 
 def _system_only(plugin: LoadedPlugin, scope: Scope) -> tuple[bool, Mapping[str, Any]]:
     return plugin.system_enabled, plugin.settings
-
-
-class PluginError(Exception):
-    """A plugin could not be loaded or refused its configuration."""
 
 
 class PluginSet:
@@ -264,7 +251,6 @@ def hookspecs_names() -> list[str]:
 def load_plugin(name: str, settings: Mapping[str, Any] | None = None) -> LoadedPlugin:
     """Import a plugin by name (built-in, installed, or dotted module path) and check its
     system settings against its declared schema."""
-    from mailmax.core.pluginhost import discovery
     from mailmax.core.pluginhost import settings as schemas
 
     source = discovery.find(name)
