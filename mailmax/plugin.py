@@ -34,7 +34,15 @@ from mailmax.core.hooks import CURRENT_HOST, PluginError, Scope
 from mailmax.core.hookspecs import hookimpl
 from mailmax.core.model import Envelope, Recipient, Session, Stash
 from mailmax.core.outbound.route import Engine, Route, host_port
+from mailmax.core.pluginhost.changes import ChangeError, MessageChanges
 from mailmax.core.pluginhost.host import PluginHost
+from mailmax.core.pluginhost.outcomes import (
+    DeliveryDecision,
+    deliver_to,
+    discard,
+    quarantine,
+    redirect,
+)
 from mailmax.core.pluginhost.settings import PluginSettings
 from mailmax.core.verdicts import Action, Verdict, accept, cont, disconnect, reject, tempfail
 
@@ -54,12 +62,15 @@ def current_host() -> PluginHost:
 __all__ = [
     "AccountType",
     "Action",
+    "ChangeError",
+    "DeliveryDecision",
     "Domain",
     "DomainType",
     "Engine",
     "Envelope",
     "Field",
     "Lookup",
+    "MessageChanges",
     "PluginError",
     "PluginHost",
     "PluginSettings",
@@ -75,9 +86,13 @@ __all__ = [
     "check_networks",
     "cont",
     "current_host",
+    "deliver_to",
+    "discard",
     "disconnect",
     "hookimpl",
     "host_port",
+    "quarantine",
+    "redirect",
     "reject",
     "tempfail",
 ]
