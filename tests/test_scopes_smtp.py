@@ -127,6 +127,8 @@ def add_domains(server: TestServer) -> None:
         directory.add_domain(THIRD, str(server.data_dir / "mail" / THIRD))
         directory.add_user(f"dave@{THIRD}", "davesecret")
         directory.add_user(f"quarantine@{THIRD}", "quarantinesecret")
+        for name in ("eve", "fay", "gus"):
+            directory.add_user(f"{name}@{THIRD}", f"{name}secret")
     finally:
         directory.close()
 
@@ -156,6 +158,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server.cli("plugin", "enable", "sorter", "--domain", THIRD)
     server.cli("plugin", "set", "sorter", "mode=quarantine", f"target=quarantine@{THIRD}",
                "--domain", THIRD)  # fmt: skip
+    assert server.reload().returncode == 0  # the overrides are read now, not after a while
     yield server
     server.stop()
 
@@ -336,3 +339,32 @@ def test_delivery_hook_runs_in_the_final_mailboxs_scope(server: TestServer) -> N
     assert server.messages(f"dave@{THIRD}") == []
     note = f"quarantined in quarantine@{THIRD}/Quarantine by sorter: looks bad"
     server.wait_for(lambda: note in server.log_text(), what="the delivery note in the log")
+
+
+def test_each_delivery_outcome_per_user(server: TestServer) -> None:
+    """Per-user settings of one delivery plugin: a folder, a redirect (the target gets its own
+    policy: carol's INBOX), a discard; the mail log names the plugin and its reason."""
+    for user, pairs in (
+        ("eve", ["mode=folder", "target=Sorted"]),
+        ("fay", ["mode=redirect", f"target=carol@{OTHER}"]),
+        ("gus", ["mode=discard"]),
+    ):
+        server.cli("plugin", "set", "sorter", *pairs, "--user", f"{user}@{THIRD}")
+    carol_before = len(server.messages(f"carol@{OTHER}"))
+    assert server.reload().returncode == 0  # the overrides are read now, not after a while
+    with smtp(server) as client:
+        client.ehlo("mta.example.org")
+        for user in ("eve", "fay", "gus"):
+            client.sendmail("x@example.org", [f"{user}@{THIRD}"], message(f"for {user}"))
+    sorted_ = server.wait_for(lambda: server.messages(f"eve@{THIRD}", "Sorted"), what="Sorted")
+    assert headers(sorted_[-1])["Subject"] == "for eve"
+    carol = server.wait_for_mail(f"carol@{OTHER}", carol_before + 1)
+    assert headers(carol[-1])["Subject"] == "for fay"
+    log = server.wait_for(
+        lambda: "discarded by sorter: unwanted" in (text := server.log_text()) and text,
+        what="the discard note",
+    )
+    assert f"redirected to carol@{OTHER} by sorter: away" in log
+    assert "to folder Sorted by sorter: sorted" in log
+    for user in ("eve", "fay", "gus"):
+        assert server.messages(f"{user}@{THIRD}") == []
