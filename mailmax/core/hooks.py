@@ -157,6 +157,14 @@ class PluginSet:
         except Exception as exc:
             raise PluginError(f"plugin {plugin.name}: settings for {scope}: {exc}") from exc
 
+    def scope_free(self, hook: str) -> bool:
+        """True when no implementation of ``hook`` is switched or set narrower than the
+        system (then every scope gets the same plugins and settings)."""
+        check = getattr(self._resolver, "scope_free", None)
+        if check is None:
+            return self._resolver is _system_only
+        return all(check(plugin) for plugin, _ in self.implementations(hook))
+
     def _active(
         self, hook: str, scope: Scope
     ) -> list[tuple[LoadedPlugin, pluggy.HookImpl, Mapping[str, Any]]]:

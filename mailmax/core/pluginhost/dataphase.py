@@ -126,6 +126,8 @@ def group_recipients(
     A recipient whose settings cannot be read forms a group of its own, so that its group's
     hook run gives the temporary failure.
     """
+    if plugins.scope_free(HOOK):  # the common case: one group, nothing to resolve
+        return [(scopes[0], list(recipients))]
     groups: list[tuple[Profile | None, Scope, list[Recipient]]] = []
     for recipient, scope in zip(recipients, scopes, strict=True):
         try:
@@ -157,14 +159,17 @@ async def run_data(
     the group's last plugin, and the result must still meet ``limits``.
     """
     out = []
-    for scope, members in group_recipients(plugins, envelope.recipients, scopes):
-        view = Envelope(
-            sender=envelope.sender,
-            params=envelope.params,
-            recipients=members,
-            size_hint=envelope.size_hint,
-            stash=envelope.stash,
-        )
+    groups = group_recipients(plugins, envelope.recipients, scopes)
+    for scope, members in groups:
+        view = envelope
+        if len(groups) > 1:
+            view = Envelope(
+                sender=envelope.sender,
+                params=envelope.params,
+                recipients=members,
+                size_hint=envelope.size_hint,
+                stash=envelope.stash,
+            )
         changes = MessageChanges()
         verdict = await plugins.run_policy(
             HOOK,
@@ -237,6 +242,11 @@ _SEVERITY = {Action.DISCONNECT: 0, Action.TEMPFAIL: 1, Action.REJECT: 2}
 
 def decide(groups: Sequence[GroupVerdict]) -> DataDecision:
     """One reply for the groups' verdicts (see :class:`DataDecision`)."""
+    if len(groups) == 1:
+        group = groups[0]
+        if group.refused:
+            return DataDecision(group.verdict, refused=[group])
+        return DataDecision(None, [group])
     refused = [g for g in groups if g.refused]
     if refused and len(refused) == len(groups):
         chosen = min(refused, key=lambda g: _SEVERITY.get(g.verdict.action, 3))

@@ -181,6 +181,10 @@ class ScopeStore:
         }
 
     # ------------------------------------------------------------------ resolving
+    def scope_free(self, plugin: LoadedPlugin) -> bool:
+        """True when ``plugin`` has no listener table and no domain or user override."""
+        return not plugin.listeners and not self.source.get(plugin.name)
+
     def __call__(self, plugin: LoadedPlugin, scope: Scope) -> tuple[bool, Any]:
         """``(enabled, settings)`` of ``plugin`` in ``scope`` (the resolver protocol)."""
         if not plugin.listeners and not self.source.get(plugin.name):

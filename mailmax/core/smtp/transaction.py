@@ -185,10 +185,8 @@ class TransactionMixin(_Base):
         homogeneous (None elsewhere), or ``_SPLIT`` once this RCPT has been answered 452."""
         session, envelope = self.session, self.envelope
         assert session is not None and envelope is not None and self.plugins is not None
-        if not self.plugins.implementations(dataphase.HOOK):
-            return None
-        if not dataphase.splits_transactions(session):
-            return None
+        if not dataphase.splits_transactions(session) or self.plugins.scope_free(dataphase.HOOK):
+            return None  # every recipient has the same data-phase plugins
         try:
             profile = dataphase.data_profile(self.plugins, scope)
         except PluginError as exc:
@@ -302,7 +300,7 @@ class TransactionMixin(_Base):
                     dataphase.Limits(reader.max_size, limits.max_hops),
                 )
             )
-            if self.refused(decision.reply()):
+            if decision.refusal is not None and self.refused(decision.refusal):
                 return
             await self._spool_copies(envelope, decision, result.size)
             return
