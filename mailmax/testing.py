@@ -168,8 +168,10 @@ class PluginHarness:
         """The scope the server runs ``hook`` with for these arguments."""
         session = kwargs.get("session")
         listener = session.local_ip if session is not None else None
-        if hook in ("mailmax_connect", "mailmax_helo", "mailmax_auth"):
+        if hook in ("mailmax_connect", "mailmax_helo"):
             return dataphase.connection_scope(listener)
+        if hook == "mailmax_auth" and kwargs.get("username"):
+            return dataphase.login_scope(kwargs["username"], listener)
         if hook == "mailmax_mail_from":
             return dataphase.sender_scope(session or make_session(), listener)
         if hook == "mailmax_rcpt_to" and kwargs.get("recipient") is not None:

@@ -68,6 +68,17 @@ HELOGATE = textwrap.dedent(
     """
 )
 
+AUTHGATE = textwrap.dedent(
+    """
+    from mailmax.plugin import hookimpl, reject
+
+
+    @hookimpl
+    def mailmax_auth(username):
+        return reject(f"{username} may not log in here", 535, "5.7.8")
+    """
+)
+
 RCPTGATE = textwrap.dedent(
     """
     from mailmax.plugin import hookimpl, reject
@@ -114,6 +125,7 @@ PLUGINS = {
     "sendergate.py": SENDERGATE,
     "helogate.py": HELOGATE,
     "rcptgate.py": RCPTGATE,
+    "authgate.py": AUTHGATE,
     "sorter.py": SORTER,
 }
 
@@ -155,6 +167,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server.cli("plugin", "enable", "subjectguard", "--domain", DOMAIN)
     server.cli("plugin", "enable", "sendergate", "--user", f"bob@{DOMAIN}")
     server.cli("plugin", "enable", "rcptgate", "--domain", DOMAIN)
+    server.cli("plugin", "enable", "authgate", "--user", f"dave@{THIRD}")
     server.cli("plugin", "enable", "sorter", "--domain", THIRD)
     server.cli("plugin", "set", "sorter", "mode=quarantine", f"target=quarantine@{THIRD}",
                "--domain", THIRD)  # fmt: skip
@@ -174,6 +187,12 @@ def ports(server: TestServer) -> dict[str, int]:
 def smtp(server: TestServer, address: str = "127.0.0.1", service: str = "smtp") -> smtplib.SMTP:
     """A client on the listener of ``service`` at ``address``."""
     return smtplib.SMTP(address, ports(server)[f"{service}@{address}"], timeout=10)
+
+
+def login(client: smtplib.SMTP, user: str, password: str) -> tuple[int, bytes]:
+    """AUTH PLAIN (smtplib would try CRAM-MD5 first, a failed log-in that slows the next)."""
+    client.esmtp_features["auth"] = "PLAIN"
+    return client.login(user, password)
 
 
 def message(subject: str, to: str = "") -> bytes:
@@ -239,7 +258,7 @@ def test_submission_accepts_once_and_treats_each_copy_per_recipient(server: Test
     before = {a: len(server.messages(a)) for a in (alice, carol, f"postmaster@{DOMAIN}")}
     with smtp(server, service="submission") as client:
         client.ehlo("laptop")
-        client.login(f"postmaster@{DOMAIN}", "postmastersecret")
+        login(client, f"postmaster@{DOMAIN}", "postmastersecret")
         assert client.sendmail(f"postmaster@{DOMAIN}", [alice, carol], message("hello")) == {}
         refused = client.sendmail(
             f"postmaster@{DOMAIN}", [alice, carol], message("forbidden thing")
@@ -259,7 +278,7 @@ def test_all_recipients_refusing_refuses_the_message(server: TestServer) -> None
     """The end of DATA refuses only when every recipient's verdict refuses."""
     with smtp(server, service="submission") as client:
         client.ehlo("laptop")
-        client.login(f"postmaster@{DOMAIN}", "postmastersecret")
+        login(client, f"postmaster@{DOMAIN}", "postmastersecret")
         with pytest.raises(smtplib.SMTPDataError) as refused:
             client.sendmail(
                 f"postmaster@{DOMAIN}", [f"alice@{DOMAIN}", f"bob@{DOMAIN}"], message("forbidden")
@@ -272,16 +291,28 @@ def test_mail_from_runs_in_the_authenticated_senders_scope(server: TestServer) -
     merely claiming to be bob selects no scope."""
     with smtp(server, service="submission") as client:
         client.ehlo("laptop")
-        client.login(f"bob@{DOMAIN}", "bobsecret")
+        login(client, f"bob@{DOMAIN}", "bobsecret")
         code, text = client.mail(f"bob@{DOMAIN}")
         assert code == 550 and b"may not send now" in text
     with smtp(server, service="submission") as client:
         client.ehlo("laptop")
-        client.login(f"alice@{DOMAIN}", "alicesecret")
+        login(client, f"alice@{DOMAIN}", "alicesecret")
         assert client.mail(f"alice@{DOMAIN}")[0] == 250
     with smtp(server) as client:
         client.ehlo("mta.example.org")
         assert client.mail(f"bob@{DOMAIN}")[0] == 250
+
+
+def test_auth_hook_runs_in_the_scope_of_the_user_logging_in(server: TestServer) -> None:
+    """An auth plugin on for one user refuses that user's log-in only."""
+    with smtp(server, service="submission") as client:
+        client.ehlo("laptop")
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            login(client, f"dave@{THIRD}", "davesecret")
+        assert b"may not log in here" in refused.value.smtp_error
+    with smtp(server, service="submission") as client:
+        client.ehlo("laptop")
+        assert login(client, f"eve@{THIRD}", "evesecret")[0] == 235
 
 
 def test_rcpt_hook_of_domain_a_refuses_for_a_only(server: TestServer) -> None:

@@ -66,7 +66,9 @@ class MailMaxHooks:
     ) -> Verdict | None:
         """A client proved its credentials for ``username`` (canonical ``user@domain``).
 
-        Runs after the password check succeeded and before the 235 reply. A REJECT or TEMPFAIL
+        Scope: system, the listening address, and the domain and user of ``username`` (in
+        SMTP, POP3 and IMAP alike). Runs after the password check succeeded and before the
+        success reply. A REJECT or TEMPFAIL
         turns the login into a failure with that reply; the session stays unauthenticated.
         Several plugins: run in plugin order, the first decisive verdict wins.
         """

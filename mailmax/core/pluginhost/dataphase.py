@@ -3,8 +3,9 @@
 The SMTP server and :class:`mailmax.testing.PluginHarness` both use this module, so a plugin
 behaves in its unit tests exactly as in the server:
 
-- connection hooks (``connect``, ``helo``, ``auth``) run with the system and the listening
-  address (:func:`connection_scope`);
+- connection hooks (``connect``, ``helo``) run with the system and the listening address
+  (:func:`connection_scope`); ``auth`` adds the user who just proved their credentials
+  (:func:`login_scope`);
 - ``mail_from`` adds the sender's domain and user when the session is authenticated as a
   local user (:func:`sender_scope`);
 - ``rcpt_to`` and ``data`` run with each recipient's domain and user
@@ -46,6 +47,12 @@ def connection_scope(listener: str | None) -> Scope:
 def _domain_of(address: str) -> str | None:
     local, at, domain = address.rpartition("@")
     return domain.lower() if at and local and domain else None
+
+
+def login_scope(username: str, listener: str | None) -> Scope:
+    """The scope of ``auth``: the listening address plus the user whose credentials were just
+    proven (and their domain), as for POP3 and IMAP log-ins."""
+    return Scope(domain=_domain_of(username), user=username.lower(), listener=listener or None)
 
 
 def sender_scope(session: Session, listener: str | None) -> Scope:

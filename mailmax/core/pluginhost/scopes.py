@@ -233,7 +233,7 @@ ALL_SCOPES = ("system", "listener", "domain", "user")
 HOOK_SCOPES: dict[str, frozenset[str]] = {
     "mailmax_connect": frozenset({"system", "listener"}),
     "mailmax_helo": frozenset({"system", "listener"}),
-    "mailmax_auth": frozenset({"system", "listener"}),
+    "mailmax_auth": frozenset(ALL_SCOPES),  # the user who proved their credentials
     # the authenticated local sender's domain and user
     "mailmax_mail_from": frozenset(ALL_SCOPES),
     "mailmax_rcpt_to": frozenset(ALL_SCOPES),
