@@ -165,3 +165,23 @@ def test_message_changes_are_made_once_with_limits() -> None:
     hops = PluginHarness(plugin(mailmax_data=grow), name="grow", max_hops=2)
     verdict = hops.run("mailmax_data", envelope=envelope, message=MESSAGE)
     assert (verdict.code, verdict.status) == (554, "5.4.6")
+
+
+def test_delivery_outcomes_check_their_arguments() -> None:
+    """A bad folder, mailbox or redirect target is refused where the plugin builds it."""
+    from mailmax.plugin import deliver_to, discard, quarantine, redirect
+
+    assert deliver_to("Junk").note() == "to folder Junk"
+    assert quarantine("virus", mailbox="q@example.com").by("scan").note() == (
+        "quarantined in q@example.com/Quarantine by scan: virus"
+    )
+    assert redirect("a@example.org", reason="away").note() == "redirected to a@example.org: away"
+    assert discard("dup").by("dedup").note() == "discarded by dedup: dup"
+    with pytest.raises(ValueError, match="not a folder name"):
+        deliver_to("../etc")
+    with pytest.raises(ValueError, match="not a mailbox address"):
+        quarantine("x", mailbox="nobody")
+    with pytest.raises(ValueError, match="at least one address"):
+        redirect()
+    with pytest.raises(ValueError, match="not an address"):
+        redirect("nowhere")

@@ -161,7 +161,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         plugins=["aliases"],
         settings=settings,
         plugin_files=PLUGINS,
-        sections={"listeners": listeners, "smtp": {"allow_plaintext_auth": True}},
+        sections={
+            "listeners": listeners,
+            "smtp": {"allow_plaintext_auth": True, "trusted_networks": ["127.0.0.3/32"]},
+        },
     )
     add_domains(server)
     server.cli("plugin", "enable", "subjectguard", "--domain", DOMAIN)
@@ -184,9 +187,12 @@ def ports(server: TestServer) -> dict[str, int]:
     return {f"{i['service']}@{i.get('address', '127.0.0.1')}": i["port"] for i in items}
 
 
-def smtp(server: TestServer, address: str = "127.0.0.1", service: str = "smtp") -> smtplib.SMTP:
-    """A client on the listener of ``service`` at ``address``."""
-    return smtplib.SMTP(address, ports(server)[f"{service}@{address}"], timeout=10)
+def smtp(
+    server: TestServer, address: str = "127.0.0.1", service: str = "smtp", source: str = ""
+) -> smtplib.SMTP:
+    """A client on the listener of ``service`` at ``address`` (from ``source``, if given)."""
+    port = ports(server)[f"{service}@{address}"]
+    return smtplib.SMTP(address, port, timeout=10, source_address=(source, 0) if source else None)
 
 
 def login(client: smtplib.SMTP, user: str, password: str) -> tuple[int, bytes]:
@@ -272,6 +278,19 @@ def test_submission_accepts_once_and_treats_each_copy_per_recipient(server: Test
     bounce = server.wait_for_mail(f"postmaster@{DOMAIN}", before[f"postmaster@{DOMAIN}"] + 1)
     assert b"Subject refused" in bounce[-1] and alice.encode() in bounce[-1]
     assert len(server.messages(alice)) == before[alice] + 1  # the refused copy is not stored
+
+
+def test_a_trusted_client_on_port_25_is_not_split(server: TestServer) -> None:
+    """A client in trusted_networks is a mail client of ours: one transaction for A and B."""
+    rcpts = [f"bob@{DOMAIN}", f"carol@{OTHER}"]
+    before = {a: len(server.messages(a)) for a in rcpts}
+    with smtp(server, source="127.0.0.3") as client:
+        client.ehlo("relay.internal")
+        assert client.sendmail(f"postmaster@{DOMAIN}", rcpts, message("trusted")) == {}
+    bob = server.wait_for_mail(rcpts[0], before[rcpts[0]] + 1)[-1]
+    carol = server.wait_for_mail(rcpts[1], before[rcpts[1]] + 1)[-1]
+    assert headers(bob)["X-Subject-Checked"] == rcpts[0]
+    assert headers(carol)["X-Subject-Checked"] is None
 
 
 def test_all_recipients_refusing_refuses_the_message(server: TestServer) -> None:
