@@ -242,6 +242,8 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         """Forget the current MAIL transaction."""
         self.envelope = None
         self.recipient_limits: list[int] = []
+        self.recipient_scopes: list[Scope] = []
+        self.data_profile: Any = None
 
     @property
     def auth_allowed(self) -> bool:
