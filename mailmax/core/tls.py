@@ -45,10 +45,13 @@ def server_options(
             f"{cert_path} / {key_path}: not a matching PEM certificate and key ({exc})"
         ) from None
     minimum = ssl.TLSVersion.TLSv1_3 if min_version == "1.3" else ssl.TLSVersion.TLSv1_2
-    chain = [ssl.Certificate.loadPEM(block).original for block in _pem_blocks(cert_pem)[1:]]
+    chain = [
+        ssl.Certificate.loadPEM(block).original.to_cryptography()
+        for block in _pem_blocks(cert_pem)[1:]
+    ]
     return ssl.CertificateOptions(
-        privateKey=private.privateKey.original,
-        certificate=private.original,
+        privateKey=private.privateKey.original.to_cryptography_key(),
+        certificate=private.original.to_cryptography(),
         extraCertChain=chain or None,
         raiseMinimumTo=minimum,
     )
