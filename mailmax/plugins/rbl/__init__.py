@@ -44,6 +44,8 @@ SCOPES = ("system", "listener", "domain", "user")
 HEADER = "X-MailMax-RBL"
 #: Cached answers kept at most per process (oldest dropped first).
 MAX_CACHE_ENTRIES = 10000
+#: Look-ups one session keeps at most.
+MAX_SESSION_LOOKUPS = 32
 
 Action = Literal["reject", "tempfail", "header"]
 
@@ -169,6 +171,8 @@ def _start(
     pending = state.started.get(key)
     if pending is not None:
         return pending
+    if len(state.started) >= MAX_SESSION_LOOKUPS:  # a client changing MAIL FROM without end
+        state.started.pop(next(iter(state.started)))
     host = current_host()
     clock = host.clock
     now = clock.seconds()

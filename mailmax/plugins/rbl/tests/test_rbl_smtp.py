@@ -1,5 +1,5 @@
-"""The rbl plugin over real SMTP against the real server and a real DNS server: block lists
-(P1), reverse DNS (P3) and the sender domain (P4)."""
+"""The rbl plugin over real SMTP against the real server and a real DNS server: block lists,
+reverse DNS and the sender domain."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def rcpt_from(
 
 
 def test_listed_client_is_refused_naming_the_list_and_its_reason(server: TestServer) -> None:
-    """P1: 554 5.7.1 at RCPT, with the zone and its TXT reason."""
+    """554 5.7.1 at RCPT, with the zone and its TXT reason."""
     code, text = rcpt_from(server, "127.0.0.5")
     assert code == 554
     assert text.startswith("5.7.1 ")
@@ -125,7 +125,7 @@ def test_unlisted_client_and_answers_outside_the_codes_are_accepted(server: Test
 
 
 def test_client_without_reverse_dns_is_refused(server: TestServer) -> None:
-    """P3: no PTR name, or a name that does not resolve back to the client."""
+    """No PTR name, or a name that does not resolve back to the client."""
     code, text = rcpt_from(server, "127.0.0.10")
     assert (code, text.split()[0]) == (550, "5.7.25")
     assert "no reverse DNS" in text
@@ -134,7 +134,7 @@ def test_client_without_reverse_dns_is_refused(server: TestServer) -> None:
 
 
 def test_sender_domain_must_accept_mail(server: TestServer) -> None:
-    """P4: MX or address records needed; a null MX refuses; the null sender is exempt."""
+    """MX or address records needed; a null MX refuses; the null sender is exempt."""
     assert rcpt_from(server, "127.0.0.6", sender="x@aonly.senders.test")[0] == 250
     code, text = rcpt_from(server, "127.0.0.6", sender="x@missing.senders.test")
     assert (code, text.split()[0]) == (550, "5.1.8")

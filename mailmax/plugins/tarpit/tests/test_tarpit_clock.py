@@ -1,4 +1,4 @@
-"""The tarpit's delays, cut-off and blocks on a fake clock (P7), on the server's code path."""
+"""The tarpit's delays, cut-off and blocks on a fake clock, on the server's code path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The tarpit over real SMTP (P7): a client trying unknown recipients is slowed down, cut off
+"""The tarpit over real SMTP: a client trying unknown recipients is slowed down, cut off
 and blocked (also after a restart), and never slows another client."""
 
 from __future__ import annotations
