@@ -3,8 +3,10 @@ reverse DNS and the sender domain."""
 
 from __future__ import annotations
 
+import json
 import smtplib
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from mailmax.testing import TestServer, start_server
 from tests.fixtures.dns import dns_server
 from tests.fixtures.ports import free_port
 
+DOMAIN = "example.test"
+OTHER = "other.test"
 REASON = "Listed for spam, see https://bl.test/lookup"
 ZONES = {
     "bl.test": {
@@ -59,29 +63,52 @@ def server(tmp_path_factory: pytest.TempPathFactory, dns: tuple[str, int]) -> It
                 "zones": ["bl.test=127.0.0.2-127.0.0.11", "two.test"],
                 "reverse_dns": True,
                 "sender_domain": True,
+                "listeners": {"127.0.0.2": {"enabled": False}},
             }
         },
         sections={
             "queue": {"dns_servers": [f"{dns[0]}:{dns[1]}"], "dns_timeout": 3.0},
             "smtp": {"allow_plaintext_auth": True},
+            "listeners": [
+                {"service": "smtp", "address": address, "port": 0, "default_domain": DOMAIN}
+                for address in ("127.0.0.1", "127.0.0.2")
+            ],
         },
     )
+    directory = started.directory()
+    try:
+        directory.add_domain(OTHER, str(started.data_dir / "mail" / OTHER))
+        directory.add_user(f"carol@{OTHER}", "carolsecret")
+    finally:
+        directory.close()
+    started.cli("plugin", "disable", "rbl", "--domain", OTHER)
     yield started
     started.stop()
 
 
-def client(server: TestServer, source: str) -> smtplib.SMTP:
+def port_of(server: TestServer, listener: str) -> int:
+    """The port of the SMTP listener at ``listener`` (ports.json lists them in order)."""
+    items = json.loads((server.data_dir / "run" / "ports.json").read_text())
+    return next(i["port"] for i in items if i.get("address", "127.0.0.1") == listener)
+
+
+def client(server: TestServer, source: str, listener: str = "127.0.0.1") -> smtplib.SMTP:
     """An SMTP client connected from the loopback address ``source``."""
-    smtp = smtplib.SMTP("127.0.0.1", server.ports["smtp"], source_address=(source, 0), timeout=20)
+    port = port_of(server, listener)
+    smtp = smtplib.SMTP(listener, port, source_address=(source, 0), timeout=20)
     smtp.ehlo("client.test")
     return smtp
 
 
 def rcpt_from(
-    server: TestServer, source: str, rcpt: str = "alice@example.test", sender: str = ""
+    server: TestServer,
+    source: str,
+    rcpt: str = "alice@example.test",
+    sender: str = "",
+    listener: str = "127.0.0.1",
 ) -> tuple[int, str]:
     sender = sender or "someone@good.senders.test"
-    with client(server, source) as smtp:
+    with client(server, source, listener) as smtp:
         assert smtp.mail(sender)[0] == 250
         code, text = smtp.rcpt(rcpt)
         return code, text.decode()
@@ -98,6 +125,13 @@ def test_listed_client_is_refused_naming_the_list_and_its_reason(server: TestSer
 def test_second_list_in_order_refuses_too(server: TestServer) -> None:
     code, text = rcpt_from(server, "127.0.0.8")
     assert (code, "listed at two.test" in text) == (554, True)
+
+
+def test_off_for_one_listener_and_for_one_domain(server: TestServer) -> None:
+    """Switched off for the listener 127.0.0.2 and for the domain other.test only."""
+    assert rcpt_from(server, "127.0.0.5", listener="127.0.0.2")[0] == 250
+    assert rcpt_from(server, "127.0.0.5", f"carol@{OTHER}")[0] == 250
+    assert rcpt_from(server, "127.0.0.5")[0] == 554
 
 
 def test_mail_to_postmaster_from_a_listed_client_gets_through(server: TestServer) -> None:
@@ -189,3 +223,49 @@ def test_dns_timeout_is_a_temporary_failure_or_passes_never_a_refusal(tmp_path: 
             started.stop()
     finally:
         sock.close()
+
+
+def test_reload_with_new_settings_under_load_drops_nothing(server: TestServer) -> None:
+    """Clients keep sending while the lists change and the server reloads: every message is
+    accepted once and stored, and a listed client is refused by the new list."""
+    sent: list[str] = []
+    errors: list[BaseException] = []
+
+    def sender(worker: int) -> None:
+        try:
+            for n in range(8):
+                subject = f"load-{worker}-{n}"
+                with client(server, "127.0.0.6") as smtp:
+                    smtp.sendmail(
+                        "ann@good.senders.test",
+                        ["alice@example.test"],
+                        f"Subject: {subject}\r\n\r\nhi\r\n".encode(),
+                    )
+                sent.append(subject)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=sender, args=(i,)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    server.wait_for(lambda: len(sent) >= 4)
+    table = server.sections["plugins.settings.rbl"]
+    table["zones"] = ["two.test", "bl.test=127.0.0.3"]
+    server.write_config()
+    try:
+        assert server.reload().returncode == 0
+        for worker in workers:
+            worker.join(60)
+        assert errors == [] and len(sent) == 32
+
+        def stored() -> bool:
+            found = [m for m in server.messages("alice@example.test") if b"Subject: load-" in m]
+            return len(found) == 32
+
+        server.wait_for(stored, timeout=30, what="32 messages stored")
+        assert rcpt_from(server, "127.0.0.5")[0] == 250  # 127.0.0.2 is no longer a listing
+        assert rcpt_from(server, "127.0.0.8")[0] == 554
+    finally:
+        table["zones"] = ["bl.test=127.0.0.2-127.0.0.11", "two.test"]
+        server.write_config()
+        assert server.reload().returncode == 0
