@@ -3,7 +3,10 @@ and blocked (also after a restart), and never slows another client."""
 
 from __future__ import annotations
 
+import json
+import smtplib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +21,11 @@ DELAY = 2.0
 class Client:
     """A line-by-line SMTP client on a real socket, bound to a loopback address."""
 
-    def __init__(self, server: TestServer, source: str) -> None:
+    def __init__(self, server: TestServer, source: str, listener: str = "127.0.0.1") -> None:
+        items = json.loads((server.data_dir / "run" / "ports.json").read_text())
+        port = next(i["port"] for i in items if i.get("address", "127.0.0.1") == listener)
         self.sock = socket.create_connection(
-            ("127.0.0.1", server.ports["smtp"]), timeout=20, source_address=(source, 0)
+            (listener, port), timeout=20, source_address=(source, 0)
         )
         self.file = self.sock.makefile("rb")
 
@@ -108,13 +113,27 @@ def test_tarpitted_client_is_slowed_cut_off_and_blocked_without_slowing_others(
     assert greeting("127.0.0.20").startswith("421 4.7.1 Client host [127.0.0.20] blocked")
 
 
-def test_452_replies_are_not_bogus_recipients(tmp_path: Path) -> None:
-    """Recipients over the limit get 452 and never count."""
+def test_452_replies_do_not_count_and_a_listener_without_the_tarpit(tmp_path: Path) -> None:
+    """Recipients over the limit get 452 and never count; on the listener where the tarpit is
+    off, unknown recipients are refused at once and nothing is blocked."""
     started = start_server(
         tmp_path / "limit",
         plugins=["aliases", "tarpit"],
-        settings={"tarpit": {"trigger": 1, "delay": 30, "disconnect_after": 1}},
-        sections={"smtp": {"max_recipients": 1}},
+        settings={
+            "tarpit": {
+                "trigger": 1,
+                "delay": 30,
+                "disconnect_after": 1,
+                "listeners": {"127.0.0.2": {"enabled": False}},
+            }
+        },
+        sections={
+            "smtp": {"max_recipients": 1},
+            "listeners": [
+                {"service": "smtp", "address": address, "port": 0, "default_domain": "example.test"}
+                for address in ("127.0.0.1", "127.0.0.2")
+            ],
+        },
     )
     try:
         client = Client(started, "127.0.0.22")
@@ -126,5 +145,58 @@ def test_452_replies_are_not_bogus_recipients(tmp_path: Path) -> None:
             assert client.command("RCPT TO:<bob@example.test>").startswith("452")
         assert client.command("QUIT").startswith("221")
         client.close()
+
+        untarpitted = Client(started, "127.0.0.23", listener="127.0.0.2")
+        assert untarpitted.reply().startswith("220")
+        untarpitted.command("EHLO x.test")
+        untarpitted.command("MAIL FROM:<a@x.test>")
+        asked = time.monotonic()
+        for n in range(5):
+            assert untarpitted.command(f"RCPT TO:<nobody{n}@example.test>").startswith("550")
+        assert time.monotonic() - asked < 5
+        assert untarpitted.command("QUIT").startswith("221")
+        untarpitted.close()
+        again = Client(started, "127.0.0.23")
+        assert again.reply().startswith("220")
+        again.close()
     finally:
         started.stop()
+
+
+def test_reload_with_new_settings_under_load_drops_nothing(server: TestServer) -> None:
+    """Clients keep sending while the tarpit's settings change and the server reloads."""
+    sent: list[str] = []
+    errors: list[BaseException] = []
+
+    def sender(worker: int) -> None:
+        try:
+            for n in range(8):
+                subject = f"load-{worker}-{n}"
+                with smtplib.SMTP(
+                    "127.0.0.1", server.ports["smtp"], source_address=("127.0.0.24", 0)
+                ) as smtp:
+                    smtp.sendmail(
+                        "ann@good.test",
+                        ["alice@example.test"],
+                        f"Subject: {subject}\r\n\r\nhi\r\n".encode(),
+                    )
+                sent.append(subject)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=sender, args=(i,)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    server.wait_for(lambda: len(sent) >= 4)
+    server.sections["plugins.settings.tarpit"]["trigger"] = 3
+    server.write_config()
+    assert server.reload().returncode == 0
+    for worker in workers:
+        worker.join(60)
+    assert errors == [] and len(sent) == 32
+
+    def stored() -> bool:
+        found = [m for m in server.messages("alice@example.test") if b"Subject: load-" in m]
+        return len(found) == 32
+
+    server.wait_for(stored, timeout=30, what="32 messages stored")
