@@ -3,6 +3,7 @@ reverse DNS and the sender domain."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import smtplib
 import socket
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mailmax.plugins.rbl.lists import query_name
 from mailmax.testing import TestServer, start_server
 from tests.fixtures.dns import dns_server
 from tests.fixtures.ports import free_port
@@ -24,7 +26,9 @@ ZONES = {
         "5.0.0.127.bl.test": [("A", "127.0.0.2"), ("TXT", REASON)],
         "6.0.0.127.bl.test": [("A", "127.0.0.99")],  # outside the accepted codes
         "7.0.0.127.bl.test": [("A", "127.255.255.254")],  # "query refused"
+        query_name("::1", "bl.test"): [("A", "127.0.0.3"), ("TXT", "IPv6 spam source")],
     },
+    "ip6.arpa": {ipaddress.ip_address("::1").reverse_pointer: [("PTR", "v6.clients.test")]},
     "two.test": {"8.0.0.127.two.test": [("A", "127.0.0.4")]},
     "127.in-addr.arpa": {
         **{
@@ -36,6 +40,7 @@ ZONES = {
     "clients.test": {
         **{f"host{n}.clients.test": [("A", f"127.0.0.{n}")] for n in (1, 5, 6, 7, 8, 11)},
         "liar.clients.test": [("A", "127.0.0.200")],
+        "v6.clients.test": [("AAAA", "::1")],
     },
     "senders.test": {
         "good.senders.test": [("MX", 10, "mx.senders.test")],
@@ -71,7 +76,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, dns: tuple[str, int]) -> It
             "smtp": {"allow_plaintext_auth": True},
             "listeners": [
                 {"service": "smtp", "address": address, "port": 0, "default_domain": DOMAIN}
-                for address in ("127.0.0.1", "127.0.0.2")
+                for address in ("127.0.0.1", "127.0.0.2", "::1")
             ],
         },
     )
@@ -125,6 +130,11 @@ def test_listed_client_is_refused_naming_the_list_and_its_reason(server: TestSer
 def test_second_list_in_order_refuses_too(server: TestServer) -> None:
     code, text = rcpt_from(server, "127.0.0.8")
     assert (code, "listed at two.test" in text) == (554, True)
+
+
+def test_ipv6_client_is_looked_up_by_its_reversed_nibbles(server: TestServer) -> None:
+    code, text = rcpt_from(server, "::1", listener="::1")
+    assert code == 554 and "Client host [::1] listed at bl.test: IPv6 spam source" in text
 
 
 def test_off_for_one_listener_and_for_one_domain(server: TestServer) -> None:
