@@ -72,6 +72,37 @@ class Settings(PluginSettings):
         return self
 
 
+#: Seconds a look-up of a client's block is reused (a block set by another node shows after it).
+RECHECK_SECONDS = 2.0
+#: Addresses whose block look-up is remembered at most.
+MAX_REMEMBERED = 10000
+
+
+class RecentBlocks:
+    """Recent answers of the block store, so that a busy server does not ask the directory at
+    every connection."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Any]] = {}
+
+    def get(self, ip: str, now: float) -> tuple[bool, Any]:
+        """(True, block or None) when the answer for ``ip`` is recent."""
+        entry = self._entries.get(ip)
+        if entry is None or not entry[0] <= now < entry[0] + RECHECK_SECONDS:
+            return False, None
+        return True, entry[1]
+
+    def put(self, ip: str, block: Any, now: float) -> None:
+        """Remember the answer for ``ip``."""
+        self._entries.pop(ip, None)
+        if len(self._entries) >= MAX_REMEMBERED:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[ip] = (now, block)
+
+
+RECENT = RecentBlocks()
+
+
 @dataclass
 class Tarpit:
     """A session's refused recipients and how many of its replies were slowed."""
@@ -111,10 +142,14 @@ async def _connect(session: Session, config: Settings) -> Any:
     if _exempt(session, config):
         return None
     host = current_host()
-    block = await host.for_plugin(NAME).kv.get(BLOCK_PREFIX + session.peer_ip)
-    if not block:
+    now = host.clock.seconds()
+    known, block = RECENT.get(session.peer_ip, now)
+    if not known:
+        block = await host.for_plugin(NAME).kv.get(BLOCK_PREFIX + session.peer_ip)
+        RECENT.put(session.peer_ip, block, now)
+    if not block or float(block.get("until", 0)) <= now:
         return None
-    minutes = max(1, math.ceil((float(block.get("until", 0)) - host.clock.seconds()) / 60))
+    minutes = max(1, math.ceil((float(block.get("until", 0)) - now) / 60))
     return tempfail(
         f"Client host [{session.peer_ip}] blocked for {minutes} more minute(s)"
         " after too many unknown recipients",
@@ -134,17 +169,15 @@ async def _refused(session: Session, config: Settings) -> Any:
         now = host.clock.seconds()
         if config.block_minutes:
             seconds = config.block_minutes * 60
-            await context.kv.set(
-                BLOCK_PREFIX + session.peer_ip,
-                {
-                    "ip": session.peer_ip,
-                    "cause": CAUSE,
-                    "reason": f"{state.refused} unknown recipients in one session",
-                    "since": now,
-                    "until": now + seconds,
-                },
-                ttl=seconds,
-            )
+            block = {
+                "ip": session.peer_ip,
+                "cause": CAUSE,
+                "reason": f"{state.refused} unknown recipients in one session",
+                "since": now,
+                "until": now + seconds,
+            }
+            await context.kv.set(BLOCK_PREFIX + session.peer_ip, block, ttl=seconds)
+            RECENT.put(session.peer_ip, block, now)
         context.log.info(
             "{ip}: closed after {count} refused recipients, blocked for {minutes} min",
             ip=session.peer_ip,
