@@ -139,22 +139,23 @@ class AnswerCache:
     """Findings about an address (or a sender domain) reused for ``cache_seconds``."""
 
     def __init__(self) -> None:
-        self._entries: dict[Any, tuple[float, Finding | None]] = {}
+        self._entries: dict[Any, tuple[float, float, Finding | None]] = {}
 
     def get(self, key: Any, now: float) -> tuple[bool, Finding | None]:
         """(True, finding) when a fresh answer is known."""
         entry = self._entries.get(key)
-        if entry is None or entry[0] <= now:
+        if entry is None or not entry[0] <= now < entry[1]:
             return False, None
-        return True, entry[1]
+        return True, entry[2]
 
-    def put(self, key: Any, finding: Finding | None, until: float) -> None:
-        """Keep ``finding`` until ``until`` (temporary findings are never kept)."""
+    def put(self, key: Any, finding: Finding | None, now: float, seconds: float) -> None:
+        """Keep ``finding`` for ``seconds`` from ``now`` (temporary findings are never kept)."""
         if finding is not None and finding.temporary:
             return
+        self._entries.pop(key, None)
         if len(self._entries) >= MAX_CACHE_ENTRIES:
             self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (until, finding)
+        self._entries[key] = (now, now + seconds, finding)
 
 
 CACHE = AnswerCache()
@@ -185,7 +186,7 @@ def _start(
 
         def done(value: Finding | None) -> Finding | None:
             if config.cache_seconds:
-                CACHE.put(key, value, clock.seconds() + config.cache_seconds)
+                CACHE.put(key, value, clock.seconds(), config.cache_seconds)
             return value
 
         def failed(failure: Any) -> Finding:
