@@ -62,7 +62,7 @@ async def _listed_at(dns: Any, ip: str, block: BlockList) -> str | None:
 
 async def dnsbl(dns: Any, ip: str, blocks: Sequence[BlockList]) -> Finding | None:
     """Ask every list at once; the first listing in the lists' order refuses."""
-    results = await defer.DeferredList(
+    results: list[tuple[bool, Any]] = await defer.DeferredList(
         [defer.ensureDeferred(_listed_at(dns, ip, block)) for block in blocks],
         consumeErrors=True,
     )

@@ -15,13 +15,13 @@ import pytest
 
 from mailmax.plugins.rbl.lists import query_name
 from mailmax.testing import TestServer, start_server
-from tests.fixtures.dns import dns_server
+from tests.fixtures.dns import Zones, dns_server
 from tests.fixtures.ports import free_port
 
 DOMAIN = "example.test"
 OTHER = "other.test"
 REASON = "Listed for spam, see https://bl.test/lookup"
-ZONES = {
+ZONES: Zones = {
     "bl.test": {
         "5.0.0.127.bl.test": [("A", "127.0.0.2"), ("TXT", REASON)],
         "6.0.0.127.bl.test": [("A", "127.0.0.99")],  # outside the accepted codes
