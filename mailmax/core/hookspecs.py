@@ -102,6 +102,27 @@ class MailMaxHooks:
         """
 
     @hookspec
+    def mailmax_rcpt_refused(
+        self,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        code: int,
+        status: str,
+        config: dict[str, Any],
+    ) -> Verdict | None:
+        """The server refused RCPT TO ``address`` with ``code`` and ``status`` (an unknown or
+        disabled user, relaying denied); runs before the refusal is sent.
+
+        Scope: system plus the listening address. Nothing is refused here that was not refused
+        already, and ``452`` replies (too many recipients, another transaction) never come
+        here. The reply waits for the answer, so a plugin may hold it (a Deferred that fires
+        later: tarpitting); ``disconnect()`` sends its own reply instead and closes the
+        session; anything else sends the refusal.
+        Several plugins: run in plugin order, the first decisive verdict wins.
+        """
+
+    @hookspec
     def mailmax_data(
         self,
         session: Session,

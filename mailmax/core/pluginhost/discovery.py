@@ -35,8 +35,10 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "etrn": "mailmax.plugins.etrn",
     "forwarding": "mailmax.plugins.forwarding",
     "monitor": "mailmax.plugins.monitor",
+    "rbl": "mailmax.plugins.rbl",
     "routing": "mailmax.plugins.routing",
     "spamtrap": "mailmax.plugins.spamtrap",
+    "tarpit": "mailmax.plugins.tarpit",
 }
 
 #: The entry-point group third-party packages register their plugins in.

@@ -237,6 +237,7 @@ HOOK_SCOPES: dict[str, frozenset[str]] = {
     # the authenticated local sender's domain and user
     "mailmax_mail_from": frozenset(ALL_SCOPES),
     "mailmax_rcpt_to": frozenset(ALL_SCOPES),
+    "mailmax_rcpt_refused": frozenset({"system", "listener"}),
     "mailmax_data": frozenset(ALL_SCOPES),  # each recipient's
     "mailmax_resolve_recipient": frozenset({"system", "domain"}),
     "mailmax_expand_recipient": frozenset({"system", "domain", "user"}),

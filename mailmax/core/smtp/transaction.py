@@ -23,6 +23,7 @@ from mailmax.core.smtp.data import DataReader
 from mailmax.core.smtp.received import protocol_name, received_header
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 from mailmax.core.store.maildir import delivery_headers
+from mailmax.core.verdicts import Action
 
 if TYPE_CHECKING:
     from mailmax.core.smtp.server import SMTPServer
@@ -119,7 +120,31 @@ class TransactionMixin(_Base):
 
     # ------------------------------------------------------------------ RCPT
     async def smtp_RCPT(self, arg: str) -> None:
-        """RCPT TO:<recipient>: a local mailbox, or a remote one when this client may relay."""
+        """RCPT TO:<recipient>: a local mailbox, or a remote one when this client may relay.
+
+        A refused recipient (unknown, disabled, relaying denied) goes to the
+        ``mailmax_rcpt_refused`` plugins before the refusal is sent."""
+        try:
+            await self._rcpt(arg)
+        except SMTPRefusal as refusal:
+            envelope = self.envelope
+            if envelope is None or self.plugins is None:
+                raise
+            if not self.plugins.implementations("mailmax_rcpt_refused"):
+                raise
+            verdict = await self._policy(
+                "mailmax_rcpt_refused",
+                envelope=envelope,
+                address=self._refused_address,
+                code=refusal.code,
+                status=refusal.status,
+            )
+            if verdict.action is Action.DISCONNECT:
+                self.refused(verdict)
+                return
+            raise
+
+    async def _rcpt(self, arg: str) -> None:
         session, envelope = self.session, self.envelope
         assert session is not None
         if envelope is None:
@@ -132,7 +157,7 @@ class TransactionMixin(_Base):
         if len(envelope.recipients) >= self.limits.max_recipients:
             self._reply(452, "4.5.3", "Too many recipients")
             return
-        text = str(address)
+        text = self._refused_address = str(address)
         lookup: RecipientLookup | None = None
         if address.literal:
             # An IP literal is never one of our domains, even when it is our own address.
