@@ -47,7 +47,7 @@ from mailmax.core.pluginhost.outcomes import (
 )
 from mailmax.core.pluginhost.schedule import daily, every
 from mailmax.core.pluginhost.services import HostResolver, PluginContext
-from mailmax.core.pluginhost.settings import PluginSettings
+from mailmax.core.pluginhost.settings import SYSTEM_ONLY, PluginSettings
 from mailmax.core.pluginhost.storage import KeyValueStore, PluginTables, StorageError
 from mailmax.core.verdicts import Action, Verdict, accept, cont, disconnect, reject, tempfail
 
@@ -67,6 +67,7 @@ def current_host() -> PluginHost:
 
 
 __all__ = [
+    "SYSTEM_ONLY",
     "AccountType",
     "Action",
     "ChangeError",
