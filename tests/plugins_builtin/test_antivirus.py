@@ -114,6 +114,15 @@ def test_one_recipient_on_one_off_is_split_on_port_25(mailmax_server, clamd_serv
     assert server.messages("alice@example.test") == []
 
 
+def test_bulk_switch_for_the_users_of_a_domain(mailmax_server, clamd_server) -> None:
+    """V4: `mailmax antivirus users DOMAIN --off` switches every user off; --on back on."""
+    server = start(mailmax_server, clamd_server)
+    server.cli("antivirus", "users", "example.test", "--off")
+    server.wait_for(lambda: data_reply(server, nested_message(), ["alice@example.test"])[0] == 250)
+    server.cli("antivirus", "users", "example.test", "--on")
+    server.wait_for(lambda: data_reply(server, nested_message(), ["bob@example.test"])[0] == 554)
+
+
 def test_system_only_settings_are_refused_per_domain(mailmax_server, clamd_server) -> None:
     """V1: the command, the update command and the socket are set in the config file only."""
     server = start(mailmax_server, clamd_server)
