@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mailmax.plugins.antivirus.mime import attachments
 from mailmax.plugins.antivirus.tests.messages import clean_message, nested_message
 from mailmax.testing import TestServer
 from tests.fixtures.clamd import TEST_VIRUS, TEST_VIRUS_NAME, Clamd
@@ -164,3 +165,88 @@ def test_status_over_the_admin_channel(mailmax_server, clamd_server) -> None:
 
 
 __all__ = ["smtplib"]
+
+
+def submission_server(mailmax_server: Any, clamd: Clamd, **settings: Any) -> TestServer:
+    """A server with port 25 and submission (plain-text AUTH allowed for the test)."""
+    listeners = [
+        {"service": "smtp", "address": "127.0.0.1", "port": 0, "default_domain": "example.test"},
+        {"service": "submission", "address": "127.0.0.1", "port": 0,
+         "default_domain": "example.test"},
+    ]  # fmt: skip
+    return mailmax_server(
+        plugins=[*DEFAULTS, "antivirus"],
+        settings={"antivirus": {"clamd_socket": str(clamd.socket_path), **settings}},
+        sections={"listeners": listeners, "smtp": {"allow_plaintext_auth": True}},
+    )
+
+
+def submit(server: TestServer, sender: str, password: str, rcpts: list[str], message: bytes):
+    """Send over submission as ``sender``; smtplib's refused recipients."""
+    ports = json.loads((server.data_dir / "run" / "ports.json").read_text())
+    port = next(p["port"] for p in ports if p["service"] == "submission")
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("laptop")
+        client.esmtp_features["auth"] = "PLAIN"
+        client.login(sender, password)
+        return client.sendmail(sender, rcpts, crlf(message))
+
+
+def test_submission_is_not_split_and_the_sender_is_told(
+    mailmax_server, clamd_server, tmp_path
+) -> None:
+    """V3, V4: on submission one 250 serves alice (scanning on: her copy is refused and returned
+    to the authenticated local sender) and bob (scanning off: he gets it); the sender, the
+    alert address and alice are told of the virus."""
+    server = submission_server(
+        mailmax_server,
+        clamd_server,
+        notify_sender=True,
+        notify_recipient=True,
+        alert="postmaster@example.test",
+    )
+    server.cli("user", "edit", "bob@example.test", "--no-virus-check")
+    sender = "postmaster@example.test"
+    rcpts = ["alice@example.test", "bob@example.test"]
+    assert submit(server, sender, "postmastersecret", rcpts, nested_message()) == {}
+    (got,) = server.wait_for_mail("bob@example.test")
+    assert TEST_VIRUS in [part.payload for part in attachments(got, 8)]  # as sent, unscanned
+    (notice,) = server.wait_for_mail("alice@example.test")
+    assert b"Subject: Virus found: " + TEST_VIRUS_NAME.encode() in notice
+    told = server.wait_for_mail(sender, 2)  # the notice (sender and alert address are one) and
+    assert any(b"5.7.1" in m and b"alice@example.test" in m for m in told)  # the returned copy
+
+
+def test_an_outside_sender_is_never_told(mailmax_server, clamd_server) -> None:
+    """V3: notify_sender never writes to an unauthenticated (possibly forged) sender."""
+    server = start(mailmax_server, clamd_server, notify_sender=True, notify_recipient=True)
+    code, _ = data_reply(server, nested_message(), ["alice@example.test"])
+    assert code == 554
+    (notice,) = server.wait_for_mail("alice@example.test")
+    assert b"Virus found" in notice
+    assert "virus notice to sender@elsewhere.test" not in server.log_text()
+    queued = server.data_dir / "queue" / "env"
+    server.wait_for(lambda: not list(queued.glob("*.json")), what="an empty queue")
+
+
+def test_definition_update_over_the_admin_channel(mailmax_server, fresh_clamd, tmp_path) -> None:
+    """V5: `mailmax antivirus update` runs the update command (which drops a new signature into
+    clamd's database) and has clamd reload: a message clamd passed before is now refused."""
+    from tests.fixtures.clamd import LATER_CONTENT, LATER_NAME, LATER_SIGNATURE_LINE
+
+    source = tmp_path / "later.ndb"
+    source.write_text(LATER_SIGNATURE_LINE)
+    log = tmp_path / "updates.log"
+    update = (
+        f"{sys.executable} {SCRIPTS / 'drop_signature.py'} {source} {fresh_clamd.database} {log}"
+    )
+    server = start(mailmax_server, fresh_clamd, update_command=update)
+    later = nested_message(LATER_CONTENT, "later.bin")
+    assert data_reply(server, later, ["alice@example.test"])[0] == 250
+    done = server.cli("antivirus", "update", "--json")
+    assert json.loads(done.stdout)["object"]["version"].startswith("ClamAV")
+    fresh_clamd.wait_catches(LATER_CONTENT)
+    code, text = data_reply(server, later, ["alice@example.test"])
+    assert code == 554 and LATER_NAME.encode() in text
+    status = json.loads(server.cli("antivirus", "status", "--json").stdout)
+    assert status["last_update"]["ok"] is True and log.read_text() == "run\n"
