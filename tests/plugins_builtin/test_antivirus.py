@@ -250,3 +250,34 @@ def test_definition_update_over_the_admin_channel(mailmax_server, fresh_clamd, t
     assert code == 554 and LATER_NAME.encode() in text
     status = json.loads(server.cli("antivirus", "status", "--json").stdout)
     assert status["last_update"]["ok"] is True and log.read_text() == "run\n"
+
+
+def test_update_at_start_does_not_delay_start_up(mailmax_server, fresh_clamd, tmp_path) -> None:
+    """V5: with update_at_start the update runs once the server is up, and clamd reloads."""
+    from tests.fixtures.clamd import LATER_CONTENT, LATER_SIGNATURE_LINE
+
+    source = tmp_path / "later.ndb"
+    source.write_text(LATER_SIGNATURE_LINE)
+    log = tmp_path / "updates.log"
+    update = (
+        f"{sys.executable} {SCRIPTS / 'drop_signature.py'} {source} {fresh_clamd.database} {log}"
+    )
+    server = start(mailmax_server, fresh_clamd, update_command=update, update_at_start=True)
+    server.wait_for(log.exists, what="the update at start")
+    fresh_clamd.wait_catches(LATER_CONTENT)
+    status = server.wait_for(
+        lambda: json.loads(server.cli("antivirus", "status", "--json").stdout)["last_update"]
+    )
+    assert status["ok"] is True
+
+
+def test_bad_settings_are_refused_with_what_is_allowed(mailmax_server, clamd_server) -> None:
+    """Settings the plugin cannot use are refused by the CLI, saying why; nothing changes."""
+    server = start(mailmax_server, clamd_server)
+    bad = server.cli("plugin", "set", "antivirus", "update_daily_at=25:00", check=False)
+    assert bad.returncode == 1 and "HH:MM" in bad.stderr + bad.stdout
+    bad = server.cli("plugin", "set", "antivirus", "update_every_hours=6", check=False)
+    assert bad.returncode == 1 and "update_command is empty" in bad.stderr + bad.stdout
+    bad = server.cli("plugin", "set", "antivirus", "alert=nobody", "--domain", "example.test",
+                     check=False)  # fmt: skip
+    assert bad.returncode == 1 and "one e-mail address" in bad.stderr + bad.stdout

@@ -19,6 +19,8 @@ from mailmax.plugins.antivirus.scanning import scanner_for
 from mailmax.plugins.antivirus.updates import DefinitionUpdater, describe
 
 _UPDATERS: dict[tuple[Any, ...], DefinitionUpdater] = {}
+#: When each updater's schedule began (by ``id`` of the updater).
+_SINCE: dict[int, float] = {}
 #: Counter that says an at-start update was already asked for in this process.
 _STARTED = "updates.at_start"
 
@@ -75,22 +77,28 @@ def _last_daily(now: float, at: str) -> float:
     return today if today <= now else today - 86400
 
 
+def update_due(
+    now: float, last: float | None, since: float, every_hours: float, daily_at: str
+) -> bool:
+    """Whether an update is due at ``now``: ``last`` is when the last one started (None: none
+    yet), ``since`` when the schedule began (the server's start or the reload that set it)."""
+    if every_hours and now - (last if last is not None else since) >= every_hours * 3600:
+        return True
+    if daily_at:
+        planned = _last_daily(now, daily_at)
+        return (last if last is not None else since) < planned
+    return False
+
+
 def when_due(host: PluginHost, config: Any) -> Any:
     """Run the update when the schedule says it is due (a task run every minute)."""
     updater = updater_for(host, config)
     if updater is None or not (config.update_daily_at or config.update_every_hours):
         return None
     now = host.clock.seconds()
+    since = _SINCE.setdefault(id(updater), now)
     last = updater.last.started if updater.last is not None else None
-    due = False
-    if config.update_every_hours:
-        if last is None:
-            updater.last_planned = getattr(updater, "last_planned", None) or now
-            last = updater.last_planned
-        due = now - last >= config.update_every_hours * 3600
-    if config.update_daily_at:
-        planned = _last_daily(now, config.update_daily_at)
-        due = due or (last is None and now - planned < 60) or (last is not None and last < planned)
+    due = update_due(now, last, since, config.update_every_hours, config.update_daily_at)
     return _run(host, config) if due else None
 
 
