@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.internet import threads
+
 from mailmax.plugins.antivirus.clamdclient import ClamdClient, ScannerError
 from mailmax.plugins.antivirus.command import CommandScanner, split_command
 from mailmax.plugins.antivirus.mime import attachments
@@ -88,7 +90,10 @@ async def scan_bytes(reactor: Any, config: Any, message: bytes) -> ScanResult:
             if not verdict.infected:
                 return ScanResult("clean", name)
         infected = []
-        for part in attachments(message, config.max_depth):
+        parts = await threads.deferToThreadPool(
+            reactor, reactor.getThreadPool(), attachments, message, config.max_depth
+        )
+        for part in parts:
             found = await scanner.scan(part.payload)
             if found.infected:
                 infected.append((_section(part.path), found.virus))
