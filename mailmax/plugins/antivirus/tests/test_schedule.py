@@ -1,4 +1,4 @@
-"""When definition updates are due (V5), on a fixed clock."""
+"""When definition updates are due, on a fixed clock."""
 
 from __future__ import annotations
 
