@@ -281,3 +281,30 @@ def test_bad_settings_are_refused_with_what_is_allowed(mailmax_server, clamd_ser
     bad = server.cli("plugin", "set", "antivirus", "alert=nobody", "--domain", "example.test",
                      check=False)  # fmt: skip
     assert bad.returncode == 1 and "one e-mail address" in bad.stderr + bad.stdout
+
+
+def test_switched_on_for_one_domain_only(mailmax_server, clamd_server) -> None:
+    """V4: off system-wide, on for example.test: its users' mail is scanned after a reload."""
+    server = mailmax_server(
+        plugins=DEFAULTS, settings={"antivirus": {"clamd_socket": str(clamd_server.socket_path)}}
+    )
+    assert data_reply(server, nested_message(), ["alice@example.test"])[0] == 250
+    server.cli("plugin", "enable", "antivirus", "--domain", "example.test")
+    assert server.reload().returncode == 0
+    code, text = data_reply(server, nested_message(), ["alice@example.test"])
+    assert code == 554 and TEST_VIRUS_NAME.encode() in text
+
+
+def test_quarantine_in_a_named_mailbox(mailmax_server, clamd_server) -> None:
+    """V3: with quarantine_mailbox the infected copy goes to that mailbox's folder."""
+    server = start(
+        mailmax_server,
+        clamd_server,
+        inbound_action="quarantine",
+        quarantine_mailbox="postmaster@example.test",
+        quarantine_folder="Viruses",
+    )
+    assert data_reply(server, nested_message(), ["alice@example.test"])[0] == 250
+    (stored,) = server.wait_for(lambda: server.messages("postmaster@example.test", "Viruses"))
+    assert b"Delivered-To: alice@example.test" in stored or b"alice@example.test" in stored
+    assert server.messages("alice@example.test") == []
