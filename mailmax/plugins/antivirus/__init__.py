@@ -14,6 +14,7 @@ from typing import Any
 from twisted.internet import defer, threads
 
 from mailmax.plugin import (
+    ChangeError,
     Envelope,
     MessageChanges,
     PluginContext,
@@ -103,6 +104,16 @@ async def _announce(
             context.log.error("virus notice to {to} not queued: {e}", to=address, e=exc)
 
 
+def _disinfect(changes: MessageChanges, result: ScanResult) -> bool:
+    """Replace each infected part; False when one cannot be replaced (then refuse)."""
+    try:
+        for section, virus in result.parts:
+            changes.replace_part(section, actions.removed_part(virus))
+    except ChangeError:
+        return False
+    return True
+
+
 async def _data(
     host: PluginHost,
     session: Session,
@@ -128,9 +139,8 @@ async def _data(
         await _announce(host, session, envelope, result, action, config)
         if action == "refuse":
             return reject(f"Virus found: {result.virus}", 554, "5.7.1")
-        if action == "disinfect":
-            for section, virus in result.parts:
-                changes.replace_part(section, actions.removed_part(virus))
+        if action == "disinfect" and not _disinfect(changes, result):
+            return reject(f"Virus found: {result.virus}", 554, "5.7.1")
     envelope.notes[NOTE] = _note(result, direction)
     if config.header:
         value = actions.header_value(result, host.hostname, action)
@@ -172,8 +182,8 @@ async def _transit(
     context = host.for_plugin(NAME)
     queue_id = Path(message_path).name
     found = _infected_note(envelope)
-    if found is None and NOTE in envelope.notes:
-        return None  # scanned when it arrived
+    if found is None and envelope.notes.get(NOTE) in ("clean", "oversize"):
+        return None  # scanned when it arrived (an unscanned message is tried again)
     if found is None:
         data = await threads.deferToThreadPool(
             host.reactor, host.reactor.getThreadPool(), Path(message_path).read_bytes
