@@ -120,6 +120,8 @@ def test_bulk_switch_for_the_users_of_a_domain(mailmax_server, clamd_server) -> 
     server = start(mailmax_server, clamd_server)
     server.cli("antivirus", "users", "example.test", "--off")
     server.wait_for(lambda: data_reply(server, nested_message(), ["alice@example.test"])[0] == 250)
+    unknown = server.cli("antivirus", "users", "nowhere.test", "--on", check=False)
+    assert unknown.returncode == 1 and "no domain 'nowhere.test'" in unknown.stderr
     server.cli("antivirus", "users", "example.test", "--on")
     server.wait_for(lambda: data_reply(server, nested_message(), ["bob@example.test"])[0] == 554)
 

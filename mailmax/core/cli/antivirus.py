@@ -57,6 +57,8 @@ def users_command(domain: str, on: bool) -> None:
     """Switch scanning on or off for every user of DOMAIN (each user's own switch)."""
     state = app()
     directory = state.directory()
+    if directory.get_domain(domain) is None:
+        raise CLIError(f"no domain {domain!r} here; see `mailmax domain list`")
     users = directory.list_users(domain)
     overrides = directory.get_plugin_overrides(PLUGIN)
     for user in users:
