@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import Field
 
+from mailmax.core.admin import AdminError
 from mailmax.core.config import check_networks
 from mailmax.core.directory.api import (
     AccountType,
@@ -70,6 +71,7 @@ __all__ = [
     "SYSTEM_ONLY",
     "AccountType",
     "Action",
+    "AdminError",
     "ChangeError",
     "DNSTemporaryError",
     "DeliveryDecision",

@@ -11,9 +11,8 @@ import calendar
 import time
 from typing import Any
 
-from mailmax.core.admin import AdminError
 from mailmax.core.programs import split_program
-from mailmax.plugin import PluginContext, PluginHost, current_host
+from mailmax.plugin import AdminError, PluginContext, PluginHost, current_host
 from mailmax.plugins.antivirus.clamdclient import ScannerError
 from mailmax.plugins.antivirus.scanning import scanner_for
 from mailmax.plugins.antivirus.updates import DefinitionUpdater, describe
