@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import Field
 
+from mailmax.core.admin import AdminError
 from mailmax.core.config import check_networks
 from mailmax.core.directory.api import (
     AccountType,
@@ -47,7 +48,7 @@ from mailmax.core.pluginhost.outcomes import (
 )
 from mailmax.core.pluginhost.schedule import daily, every
 from mailmax.core.pluginhost.services import HostResolver, PluginContext
-from mailmax.core.pluginhost.settings import PluginSettings
+from mailmax.core.pluginhost.settings import SYSTEM_ONLY, PluginSettings
 from mailmax.core.pluginhost.storage import KeyValueStore, PluginTables, StorageError
 from mailmax.core.verdicts import Action, Verdict, accept, cont, disconnect, reject, tempfail
 
@@ -67,8 +68,10 @@ def current_host() -> PluginHost:
 
 
 __all__ = [
+    "SYSTEM_ONLY",
     "AccountType",
     "Action",
+    "AdminError",
     "ChangeError",
     "DNSTemporaryError",
     "DeliveryDecision",

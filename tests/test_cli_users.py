@@ -197,8 +197,7 @@ def test_installed_command_user_flow(tmp_path):
 
 def test_options_not_enforced_yet_are_refused(system):
     """Settings the server would store and ignore are refused; nothing is written."""
-    for option in (["--daily-messages", "5"], ["--daily-mb", "5"], ["--daily-limits"],
-                   ["--virus-check"], ["--no-virus-check"]):  # fmt: skip
+    for option in (["--daily-messages", "5"], ["--daily-mb", "5"], ["--daily-limits"]):
         err = system.fails("user", "add", "new@example.test", "--password", SECRET, *option)
         assert f"error: {option[0].replace('--no-', '--')}" in err, option
         assert "not enforced yet" in err and "nothing was changed" in err
@@ -206,7 +205,7 @@ def test_options_not_enforced_yet_are_refused(system):
         assert "not enforced yet" in err
     system.fails("user", "show", "new@example.test")
     help_text = system.ok("user", "edit", "--help")
-    assert "--daily" not in help_text and "--virus-check" not in help_text
+    assert "--daily" not in help_text and "--virus-check" in help_text
     for option in (["--session-send-mb", "1"], ["--session-send-messages", "1"],
                    ["--over-limit-notice", "mb"], ["--over-limit-threshold", "3"],
                    ["--home-node", "n2"], ["--type", "clustered"]):  # fmt: skip
@@ -231,3 +230,19 @@ def test_stored_values_of_options_not_enforced_stay_readable(system):
     system.ok("domain", "edit", "example.test", "--max-users", "9")
     shown = system.json("domain", "show", "example.test")
     assert (shown["session_send_mb"], shown["type"], shown["max_users"]) == (3, "clustered", 9)
+
+
+def test_virus_check_is_the_antivirus_switch_of_the_user(system):
+    """V4: --no-virus-check switches the antivirus plugin off for the user, keeping its
+    settings for the user; --virus-check switches it back on."""
+    system.ok("plugin", "set", "antivirus", "notify_recipient=true", "--user", "admin@example.test")
+    system.ok("user", "edit", "admin@example.test", "--no-virus-check")
+    shown = json.loads(
+        system.ok("plugin", "show", "antivirus", "--user", "admin@example.test", "--json")
+    )
+    assert shown["enabled"] is False and shown["settings"]["notify_recipient"]["value"] is True
+    system.ok("user", "edit", "admin@example.test", "--virus-check")
+    shown = json.loads(
+        system.ok("plugin", "show", "antivirus", "--user", "admin@example.test", "--json")
+    )
+    assert shown["enabled"] is True

@@ -32,8 +32,8 @@ FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 def test_versions_are_ordered() -> None:
     """S5: the schema has numbered versions, oldest first; the newest is the head."""
-    assert migrations.versions() == ["0001", "0002", "0003"]
-    assert migrations.head() == "0003"
+    assert migrations.versions() == ["0001", "0002", "0003", "0004"]
+    assert migrations.head() == "0004"
 
 
 def test_a_new_database_gets_the_newest_schema(db_url: str) -> None:
@@ -95,6 +95,38 @@ def test_upgrade_from_the_first_version_keeps_the_data(db_url: str, tmp_path: Pa
         upgraded.set_forward("bob@example.com", ["x@remote.org"])  # a table of version 0002
         upgraded.record_login("bob@example.com", "imap", "192.0.2.1")
         assert upgraded.last_login("bob@example.com")[0] == "imap"
+
+
+def test_virus_check_off_becomes_an_antivirus_override_and_only_that(
+    db_url: str, tmp_path: Path
+) -> None:
+    """V4: upgrading to 0004 switches antivirus off for the users stored with virus_check off;
+    users left at the default get no override (the domain and system switches stay in force)."""
+    engine = make_engine(db_url)
+    with transaction(engine, write=True) as conn:
+        migrations.upgrade(conn, "0003")
+        conn.exec_driver_sql(
+            "INSERT INTO domains (id, name, mail_dir, type, delivery_host, backup_priority, "
+            "home_node, default_box_mb, max_users, session_send_mb, session_send_messages, "
+            "max_message_size, catch_all, monitor, blank_password, over_limit_notice, "
+            "over_limit_threshold, created, updated) VALUES (1, 'example.com', '/srv/ex', "
+            "'normal', '', 0, '', 0, 0, 0, 0, 0, '', '', 'system', 'none', 0, 1, 1)"
+        )
+        for name, check in (("on", True), ("off", False)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO users (domain_id, name, first_name, last_name, account_type, "
+                    "smtp_auth_disabled, disk_limit_mb, daily_send_messages, daily_send_mb, "
+                    "daily_limits_enabled, max_message_size, virus_check, password_hash, "
+                    "password_clear, keep_clear, created, updated) VALUES (1, :name, '', '', "
+                    "'normal', false, 0, 0, 0, false, 0, :check, NULL, NULL, false, 1, 1)"
+                ),
+                {"name": name, "check": check},
+            )
+    engine.dispose()
+    with SQLDirectory.open(db_url, base_dir=tmp_path, password_hasher=FAST) as upgraded:
+        overrides = upgraded.get_plugin_overrides("antivirus")
+    assert overrides == {("user", "off@example.com"): (False, {})}
 
 
 def test_simultaneous_first_opens_migrate_once(db_url: str) -> None:

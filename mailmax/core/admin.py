@@ -12,6 +12,8 @@ A tiny line protocol: the client sends one command line, the server answers one 
 - ``auth-blocked``: the failed-login blocks and account delays in force, as JSON after ``OK``
   (see :meth:`mailmax.core.authlimit.AuthLimiter.current`).
 - ``auth-unblock IP|ACCOUNT``: forget the failed logins of an IP or an account.
+- ``plugin-command NAME ACTION``: a loaded plugin's own command (its ``ADMIN_COMMANDS``; see
+  :meth:`mailmax.core.pluginhost.runtime.PluginRuntime.plugin_command`).
 
 A command may take one argument after a space.
 

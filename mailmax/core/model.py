@@ -8,6 +8,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+#: The longest note a plugin may attach to a message (see :attr:`Envelope.notes`).
+MAX_NOTE = 1000
+
 
 class Stash:
     """Typed per-plugin state: one object per type, so plugins never share free-form dicts.
@@ -88,3 +91,14 @@ class Envelope:
     recipients: list[Recipient] = field(default_factory=list)
     size_hint: int = 0
     stash: Stash = field(default_factory=Stash)
+    #: Short notes plugins attach to the message (``plugin name -> text``): kept with it in
+    #: the spool envelope and given back to the delivery, route and transit hooks. Set by
+    #: ``mailmax_data`` (shared by every recipient group); at most :data:`MAX_NOTE` characters
+    #: each.
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def kept_notes(notes: dict[str, str]) -> dict[str, str]:
+    """The notes of :attr:`Envelope.notes` as the spool keeps them: text only, each cut to
+    :data:`MAX_NOTE` characters (a plugin cannot make the envelope file grow unbounded)."""
+    return {str(name)[:100]: str(text)[:MAX_NOTE] for name, text in notes.items()}

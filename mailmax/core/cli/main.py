@@ -13,6 +13,7 @@ import click
 
 from mailmax.core.cli import (
     aliases,
+    antivirus,
     auth,
     configcmd,
     domains,
@@ -144,6 +145,7 @@ cli.add_command(aliases.alias_group)
 cli.add_command(plugins.plugin_group)
 cli.add_command(reload.reload_command)
 cli.add_command(metrics.metrics_command)
+cli.add_command(antivirus.antivirus_group)
 cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
 

@@ -344,6 +344,8 @@ def _change_settings(
         merged.update(layer)
     where = "system" if kind == "system" else f"{kind} {canonical}"
     try:
+        if kind != "system":
+            schemas.check_scope_keys(name, plugin.schema, own, where)
         schemas.validate(name, plugin.schema, merged, where)
     except schemas.SettingsError as exc:
         raise CLIError(str(exc)) from None

@@ -52,8 +52,8 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = {
         "--daily-limits/--no-daily-limits", default=None, hidden=True,
         help="Switch the daily sending limits on or off (the numbers are kept)."), bool),
     "virus_check": ("virus_check", click.option(
-        "--virus-check/--no-virus-check", default=None, hidden=True,
-        help="Scan this user's mail for viruses."), bool),
+        "--virus-check/--no-virus-check", default=None,
+        help="Switch the antivirus plugin on or off for this user."), bool),
 }  # fmt: skip
 
 COLUMNS = [
@@ -77,7 +77,6 @@ NOT_ENFORCED = {
     "daily_messages": "--daily-messages",
     "daily_mb": "--daily-mb",
     "daily_limits": "--daily-limits",
-    "virus_check": "--virus-check",
 }
 
 
@@ -93,6 +92,16 @@ def given_fields(options: dict[str, Any]) -> dict[str, Any]:
     if any(daily) and "daily_limits_enabled" not in fields:
         fields["daily_limits_enabled"] = True
     return fields
+
+
+def switch_virus_check(address: str, on: bool | None) -> None:
+    """Make ``--virus-check``/``--no-virus-check`` the antivirus plugin's switch for the user
+    (its settings for the user are kept)."""
+    if on is None:
+        return
+    directory = app().directory()
+    _, settings = directory.get_plugin_overrides("antivirus").get(("user", address), (None, {}))
+    directory.set_plugin_override("antivirus", "user", address, enabled=on, settings=settings)
 
 
 def describe(user: User, maildir: Any = None) -> dict[str, Any]:
@@ -184,6 +193,7 @@ def add_command(
     user = state.directory().add_user(
         address, secret, keep_clear=keep_clear_password, **given_fields(options)
     )
+    switch_virus_check(user.address, options.get("virus_check"))
     data = describe(user, state.directory().user_maildir(user))
     state.out.done(f"added user {user.address} (password {data['password']})", **data)
 
@@ -212,6 +222,7 @@ def edit_command(address: str, **options: Any) -> None:
     if not fields:
         raise CLIError("nothing to change; give at least one option (see `mailmax user edit -h`)")
     user = state.directory().edit_user(address, **fields)
+    switch_virus_check(user.address, options.get("virus_check"))
     state.out.done(
         f"changed user {user.address}: {', '.join(sorted(fields))}",
         **describe(user, state.directory().user_maildir(user)),

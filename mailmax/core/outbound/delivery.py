@@ -74,6 +74,7 @@ def _hook_envelope(envelope: SpoolEnvelope, recipients: Sequence[SpoolRecipient]
             model.Recipient(r.address, r.kind, r.mailbox, dict(r.params)) for r in recipients
         ],
         size_hint=envelope.size,
+        notes=dict(envelope.notes),
     )
 
 

@@ -159,6 +159,7 @@ class HoldQueue:
             auth_user=envelope.auth_user,
             session_id=envelope.session_id,
             params=dict(envelope.params),
+            notes=dict(envelope.notes),
         )
         data = await self.in_thread(Path(message_path).read_bytes)
         data = data[envelope.trace_bytes :]  # a local delivery's trace headers stay behind

@@ -176,6 +176,7 @@ async def run_data(
                 recipients=members,
                 size_hint=envelope.size_hint,
                 stash=envelope.stash,
+                notes=envelope.notes,
             )
         changes = MessageChanges()
         verdict = await plugins.run_policy(

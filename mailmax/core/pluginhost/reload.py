@@ -76,6 +76,10 @@ def load(
             f"address; it works per {', '.join(scopes.scopes_of(module))}"
         )
     for address, table in listeners.items():
+        try:
+            schemas.check_scope_keys(name, schema, table, f"listener {address}")
+        except schemas.SettingsError as exc:
+            raise PluginError(str(exc)) from None
         if "enabled" in table and not isinstance(table["enabled"], bool):
             raise PluginError(f"plugin {name} (listener {address}): enabled must be true or false")
     return LoadedPlugin(

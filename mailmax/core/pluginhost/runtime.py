@@ -83,11 +83,42 @@ class PluginRuntime:
                 "metrics": lambda: json.dumps(self.host.metrics.snapshot()),
                 **admin_commands[0],
             },
-            admin_commands[1],
+            {"plugin-command": self.plugin_command, **admin_commands[1]},
         )
         d = admin.listen(self.reactor, self.settings.data_dir, factory)
         d.addCallback(self._admin_listening)
         d.addErrback(lambda f: log.error("admin channel not available: {e}", e=f.getErrorMessage()))
+
+    def plugin_command(self, argument: str) -> Any:
+        """Answer ``plugin-command NAME ACTION`` on the admin channel: call the loaded plugin's
+        ``ADMIN_COMMANDS[ACTION](context, config)`` (its :class:`PluginContext` and system
+        settings), which returns the answer text or a Deferred of it."""
+        name, _, action = argument.partition(" ")
+        action = action.strip()
+        plugin = next((p for p in self.plugin_set.plugins if p.name == name), None)
+        if plugin is None:
+            raise admin.AdminError(
+                f"plugin {name} is not loaded in the running server; switch it on "
+                f"(`mailmax plugin enable {name}`) and run `mailmax reload`"
+            )
+        commands = getattr(plugin.module, "ADMIN_COMMANDS", None) or {}
+        if action not in commands:
+            known = ", ".join(commands) or "none"
+            raise admin.AdminError(
+                f"plugin {name} has no admin command {action!r} (known: {known})"
+            )
+        return defer.maybeDeferred(
+            commands[action], self.host.for_plugin(name), plugin.settings
+        ).addErrback(self._plugin_command_failed, name, action)
+
+    @staticmethod
+    def _plugin_command_failed(failure: Any, name: str, action: str) -> None:
+        if failure.check(admin.AdminError):
+            failure.raiseException()
+        log.failure(
+            "admin command {action} of plugin {name} failed", failure, action=action, name=name
+        )
+        raise admin.AdminError(f"{name} {action} failed: {failure.getErrorMessage()}")
 
     def _admin_listening(self, port: Any) -> None:
         self._admin_port = port

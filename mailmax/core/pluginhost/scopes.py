@@ -153,6 +153,8 @@ class ScopeStore:
         if len(layers) == 1:
             return enabled, plugin.settings
         try:
+            for layer in layers[1:]:
+                schemas.check_scope_keys(plugin.name, plugin.schema, layer.values, layer.source)
             return enabled, schemas.validate(plugin.name, plugin.schema, merged, layers[-1].source)
         except schemas.SettingsError as exc:
             raise PluginError(str(exc)) from None

@@ -21,6 +21,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 #: Keys inside a plugin's settings table that are not settings but scope information.
 RESERVED_KEYS = frozenset({"enabled", "listeners"})
+#: ``json_schema_extra`` of a setting that only the system administrator sets, in the config
+#: file (a program to run, a socket of the server): refused per listening address, domain or
+#: user. ``Field("", description=..., json_schema_extra=SYSTEM_ONLY)``.
+SYSTEM_ONLY = {"mailmax_system_only": True}
 
 
 class SettingsError(ValueError):
@@ -133,6 +137,29 @@ def _error_text(plugin: str, schema: Schema, exc: ValidationError, where: str) -
         line = f"{key}={error.get('input')!r} is not allowed: {message}"
         lines.append(f"{line}; allowed: {allowed}" if allowed else line)
     return f"plugin {plugin} ({where}): " + "; ".join(lines)
+
+
+def system_only_keys(schema: Schema | None) -> list[str]:
+    """The settings of ``schema`` marked :data:`SYSTEM_ONLY`."""
+    if schema is None:
+        return []
+    return [
+        key
+        for key, field in schema.model_fields.items()
+        if isinstance(field.json_schema_extra, dict)
+        and field.json_schema_extra.get("mailmax_system_only")
+    ]
+
+
+def check_scope_keys(plugin: str, schema: Schema | None, keys: Any, where: str) -> None:
+    """Refuse (:class:`SettingsError`) system-only settings among ``keys`` set at ``where``
+    (a listening address, a domain or a user)."""
+    bad = [key for key in keys if key in system_only_keys(schema)]
+    if bad:
+        raise SettingsError(
+            f"plugin {plugin} ({where}): {', '.join(bad)} can only be set system-wide, by the "
+            f"system administrator in [plugins.settings.{plugin}] of the config file"
+        )
 
 
 def validate(

@@ -83,6 +83,7 @@ def to_model(envelope: SpoolEnvelope) -> model.Envelope:
             for r in envelope.recipients
         ],
         size_hint=envelope.size,
+        notes=dict(envelope.notes),
     )
 
 

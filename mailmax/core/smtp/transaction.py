@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from mailmax.core.directory.api import Lookup, RecipientLookup
 from mailmax.core.hooks import PluginError, Scope
 from mailmax.core.logfile import mail_logger
-from mailmax.core.model import Envelope, Recipient
+from mailmax.core.model import Envelope, Recipient, kept_notes
 from mailmax.core.pluginhost import dataphase
 from mailmax.core.smtp import commands
 from mailmax.core.smtp.commands import Address, SMTPRefusal, SMTPReplyError
@@ -385,6 +385,7 @@ class TransactionMixin(_Base):
             auth_user=session.auth_user,
             session_id=session.session_id,
             params=dict(envelope.params),
+            notes=kept_notes(envelope.notes),
         )
         for recipient, verdict in failed:
             note = f" ({verdict.plugin})" if verdict.plugin else ""

@@ -76,6 +76,8 @@ class SpoolEnvelope:
     #: written at accept so that this delivery can hard-link the file into the Maildir. The
     #: message as received starts after them; every other use of the file skips them.
     trace_bytes: int = 0
+    #: The notes plugins attached to the message at acceptance (``plugin -> text``).
+    notes: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         """Serialise to JSON bytes (ASCII; undecodable characters survive as escapes)."""
@@ -118,6 +120,7 @@ _ENVELOPE_FIELDS: _FieldSpec = {
     "session_id": ((str,), "", None),
     "params": ((dict,), {}, None),
     "trace_bytes": ((int,), 0, None),
+    "notes": ((dict,), {}, None),
 }
 _RECIPIENT_FIELDS: _FieldSpec = {
     "address": ((str,), _REQUIRED, None),
