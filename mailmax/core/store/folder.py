@@ -373,7 +373,7 @@ class Folder:
         with self._lock:
             todo = self._in_view(uids)
             self._index.sync()
-            with self._index.write():
+            with self._index.write(durable=self.store.sync_mode == "files"):
                 if mode != "remove":
                     self._make_keywords(wanted)
                 before = self._cur_mtime()
@@ -393,7 +393,19 @@ class Folder:
                 self._index.own_change("cur", before)
                 if self._index._modseq_in_txn is not None:
                     self._own.add(self._index._modseq_in_txn)
+                changed = self._index._modseq_in_txn is not None
+        if changed:
+            self._durable()
         return result
+
+    def _durable(self) -> None:
+        """Make this folder's committed renames, removals and index changes durable
+        (``files`` mode: the index commit was synced already)."""
+        if self.store.sync_mode == "files":
+            fsync_dir(self.dir / "cur")
+            fsync_dir(self.dir / "new")
+        else:
+            self.store.make_durable(self.dir)
 
     def _make_keywords(self, flags: Iterable[str]) -> None:
         """Note the keywords among ``flags`` (inside a write transaction, before anything
@@ -479,7 +491,8 @@ class Folder:
     def _commit_new(self, items: list[tuple[str, Path, int, float, str, str]]) -> list[int]:
         """Rename tmp files into ``cur/`` and index them: (base, tmp, size, when, letters, kw)."""
         uids: list[int] = []
-        with self._lock, self._index.write(durable=True):
+        files = self.store.sync_mode == "files"
+        with self._lock, self._index.write(durable=files):
             self._make_keywords({k for *_, kw in items for k in kw.split()})
             before = self._cur_mtime()
             first = self._index.allocate_uids(len(items))
@@ -492,11 +505,12 @@ class Folder:
                     Row(first + offset, base, name, False, size, when, letters, keywords, modseq)
                 )
                 uids.append(first + offset)
-            if self.store.fsync:
+            if files:
                 fsync_dir(self.dir / "cur")
             self._index.insert(rows)
             self._index.mark_recent(uids)
             self._index.own_change("cur", before)
+        self.store.make_durable(self.dir)
         return uids
 
     def append(
@@ -512,7 +526,8 @@ class Folder:
         """
         wanted = frozenset(canonical_flag(f) for f in flags if f.lower() != "\\recent")
         when = time.time() if internaldate is None else float(internaldate)
-        base, tmp, size = write_tmp(self.dir, data, when, self.store.fsync)
+        files = self.store.sync_mode == "files"
+        base, tmp, size = write_tmp(self.dir, data, when, fsync=files)
         letters, keywords = split_flags(wanted)
         try:
             return self._commit_new([(base, tmp, size, when, letters, keywords)])[0]
@@ -548,7 +563,8 @@ class Folder:
 
     def _stage_copy(self, source: Path, row: Row) -> tuple[str, Path, int, float, str, str]:
         try:
-            base, tmp = link_tmp(self.dir, source, row.internaldate, row.size, self.store.fsync)
+            files = self.store.sync_mode == "files"
+            base, tmp = link_tmp(self.dir, source, row.internaldate, row.size, files)
         except FileNotFoundError:
             raise MessageGone(f"message UID {row.uid} vanished while being copied") from None
         letters = "".join(ch for ch in row.letters if ch.isupper())
@@ -559,7 +575,7 @@ class Folder:
         done: list[int] = []
         with self._lock:
             self._index.sync()
-            with self._index.write():
+            with self._index.write(durable=self.store.sync_mode == "files"):
                 before = self._cur_mtime()
                 if uids is None:
                     todo = self._in_view(self._index.uids_where("deleted", self.uidnext))
@@ -589,6 +605,8 @@ class Folder:
                         self._view.pop(uid, None)
                 self._count -= len(done)
                 self._changed()
+        if done:
+            self._durable()
         return done
 
     def total_size(self) -> int:
