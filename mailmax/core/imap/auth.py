@@ -23,6 +23,7 @@ from mailmax.core.imap import parser
 from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
 from mailmax.core.store.mailbox import MailStore
+from mailmax.core.store.openfolders import OpenFolders
 from mailmax.core.verdicts import Action
 
 if TYPE_CHECKING:
@@ -190,6 +191,7 @@ class AuthCommands(SessionBase):
         if self._closing:
             return "Logged in"
         self.maildir, self.store = Path(maildir), store
+        self.open_folders = OpenFolders(store)
         self.session.auth_user = user.address
         self.state = "auth"
         self.touch()

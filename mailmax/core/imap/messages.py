@@ -29,7 +29,7 @@ from mailmax.core.store.errors import (
 
 if TYPE_CHECKING:
     from mailmax.core.store.folder import Folder, MessageInfo
-    from mailmax.core.store.mailbox import MailStore
+    from mailmax.core.store.openfolders import OpenFolders
 
 log = Logger(namespace="mailmax.imap")
 
@@ -37,14 +37,11 @@ log = Logger(namespace="mailmax.imap")
 META_BATCH = 256
 
 
-def _copy(store: MailStore, folder: Folder, uids: list[int], name: str) -> tuple[list, int, Folder]:
-    """Copy; return the UID pairs, the target's UIDVALIDITY and the target, still open."""
-    target = store.open(name)
-    try:
-        return folder.copy(uids, target), target.uidvalidity, target
-    except BaseException:
-        target.close()
-        raise
+def _copy(folders: OpenFolders, folder: Folder, uids: list[int], name: str) -> tuple[list, int]:
+    """Copy (the target stays open for the next command); return the UID pairs and the
+    target's UIDVALIDITY."""
+    with folders.use(name) as target:
+        return folder.copy(uids, target), target.uidvalidity
 
 
 class MessageCommands(SelectedCommands):
@@ -265,8 +262,8 @@ class MessageCommands(SelectedCommands):
         if not move:
             await self.check_quota(size)
         try:
-            pairs, uidvalidity, opened = await self.blocking(
-                _copy, self.store, selected.folder, uids, target
+            pairs, uidvalidity = await self.blocking(
+                _copy, self.kept_folders, selected.folder, uids, target
             )
         except FolderNotFound:
             raise No("[TRYCREATE] No such mailbox") from None
@@ -274,7 +271,6 @@ class MessageCommands(SelectedCommands):
             raise No(f"[CANNOT] {exc}") from None
         except TooManyKeywords as exc:
             raise No(f"[LIMIT] The copies' keywords do not fit: {exc}") from None
-        self.close_later(opened)
         code = ""
         if pairs:
             sources = parser.format_set([s for s, _ in pairs])

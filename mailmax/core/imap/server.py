@@ -31,7 +31,9 @@ from mailmax.core.imap.messages import MessageCommands
 from mailmax.core.imap.selected import SelectedCommands
 from mailmax.core.imap.stream import Streamer
 from mailmax.core.model import Session
+from mailmax.core.quickack import ack_now
 from mailmax.core.store.mailbox import MailStore
+from mailmax.core.store.openfolders import OpenFolders
 from mailmax.core.verdicts import Action
 
 if TYPE_CHECKING:
@@ -118,6 +120,7 @@ class IMAPServer(
         self.user: User | None = None
         self.maildir: Path | None = None
         self.store: MailStore | None = None
+        self.open_folders: OpenFolders | None = None
         self._busy = False
         self._running = False
         self._paused = False
@@ -196,8 +199,16 @@ class IMAPServer(
         self.stop_idle()
         self.record_login()
         self.release_selected()
+        self.release_open_folders()
         self.release_count()
         self.factory.session_gone(self)
+
+    def release_open_folders(self) -> None:
+        """Close the folders kept open between commands (in the store's threads)."""
+        kept, self.open_folders = self.open_folders, None
+        if kept is not None:
+            closing = self.blocking(kept.close)
+            closing.addErrback(lambda f: log.failure("cannot close kept folders", f))
 
     def dataReceived(self, data: bytes) -> None:
         """Take bytes; handle whatever can be handled now."""
@@ -206,6 +217,8 @@ class IMAPServer(
         self.reader.feed(data)
         self.touch()
         self._process()
+        if self.reader.mid_command:  # e.g. an APPEND literal: let the client send the rest
+            ack_now(self.transport)
 
     # ------------------------------------------------------------------ input loop
     def _process(self) -> None:
