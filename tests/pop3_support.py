@@ -146,6 +146,7 @@ def _serve(config_path: str) -> None:
         failure_delay=options.get("failure_delay", 0.05),
         max_failure_delay=options.get("max_failure_delay", 0.2),
         block_after=options.get("block_after", 50),
+        ip_block_after=options.get("ip_block_after", 50),
         block_seconds=options.get("block_seconds", 60.0),
     )
     plugin_set = build_plugin_set([], {})

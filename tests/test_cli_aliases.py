@@ -29,7 +29,7 @@ def test_alias_crud(system):
         "admin@example.test",
         "x@remote.test",
     ]
-    edited = system.json("alias", "edit", "sales@example.test", "root@example.test")
+    edited = system.changed("alias", "edit", "sales@example.test", "root@example.test")
     assert edited["targets"] == ["root@example.test"]
     system.ok("alias", "delete", "sales@example.test")
     assert system.ok("alias", "list") == "no aliases\n"
@@ -59,3 +59,31 @@ def test_missing_alias_and_domain(system):
 def test_alias_needs_a_target(system):
     """A missing TARGET is a usage error (exit 2)."""
     system.fails("alias", "add", "solo@example.test", code=2)
+
+
+def test_alias_targets_are_checked(system):
+    """A local target must be a user or an alias; a remote one a full address."""
+    err = system.fails("alias", "add", "new3@example.test", "notanaddress")
+    assert "'notanaddress' (notanaddress@example.test) is neither a user nor an alias" in err
+    err = system.fails("alias", "add", "new3@example.test", "ghost@example.test")
+    assert "ghost@example.test is neither a user nor an alias of example.test" in err
+    err = system.fails("alias", "add", "new3@example.test", "someone@nodots")
+    assert "someone@nodots is not a full address" in err
+    assert system.ok("alias", "list") == "no aliases\n"
+    system.ok("alias", "add", "new3@example.test", "admin", "x@remote.test")
+    assert system.json("alias", "show", "new3@example.test")["targets"] == [
+        "admin@example.test",
+        "x@remote.test",
+    ]
+
+
+def test_alias_loops_are_refused(system):
+    """An alias chain that comes back to itself is refused at add and at edit."""
+    system.ok("alias", "add", "loop2@example.test", "admin@example.test")
+    system.ok("alias", "add", "loop1@example.test", "loop2@example.test")
+    err = system.fails("alias", "edit", "loop2@example.test", "loop1@example.test")
+    assert "loop2@example.test -> loop1@example.test -> loop2@example.test would be a loop" in err
+    system.ok("alias", "add", "loop3@example.test", "loop1@example.test")
+    err = system.fails("alias", "edit", "loop2@example.test", "root", "loop3@example.test")
+    assert "loop2@example.test -> loop3@example.test -> loop1@example.test" in err
+    assert system.json("alias", "show", "loop2@example.test")["targets"] == ["admin@example.test"]

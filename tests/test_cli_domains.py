@@ -6,7 +6,9 @@ import json
 import re
 
 import pytest
+from click.testing import CliRunner
 
+from mailmax.core.cli.main import cli
 from tests.test_cli_support import assert_archive_name, make_system, run_mailmax
 
 
@@ -45,7 +47,7 @@ def test_add_list_show_edit(system):
     text = system.ok("domain", "show", "shop.test")
     assert re.search(r"^backup priority: +20$", text, re.M)
 
-    edited = system.json("domain", "edit", "shop.test", "--type", "relay", "--delivery-host",
+    edited = system.changed("domain", "edit", "shop.test", "--type", "relay", "--delivery-host",
                          "mx.inside.test", "--max-message-size", "1000000")  # fmt: skip
     assert (edited["type"], edited["delivery_host"]) == ("relay", "mx.inside.test")
     assert edited["max_message_size"] == 1000000
@@ -57,7 +59,7 @@ def test_catch_all_must_be_an_existing_user(system):
     err = system.fails("domain", "edit", "example.test", "--catch-all", "nobody")
     assert "nobody" in err
     assert (
-        system.json("domain", "edit", "example.test", "--catch-all", "postmaster")["catch_all"]
+        system.changed("domain", "edit", "example.test", "--catch-all", "postmaster")["catch_all"]
         == "postmaster"
     )
 
@@ -111,7 +113,7 @@ def test_delete_database_mode_keeps_the_mail(system):
     system.ok("domain", "add", "keep.test")
     system.ok("user", "add", "ann@keep.test", "--password", "a long secret")
     put_mail(system.mail_dir("keep.test") / "ann")
-    result = system.json("domain", "delete", "keep.test", "--mode", "database", "--yes")
+    result = system.changed("domain", "delete", "keep.test", "--mode", "database", "--yes")
     assert result["mode"] == "database"
     assert (system.mail_dir("keep.test") / "ann" / "new" / "1.msg").is_file()
     assert [d["name"] for d in system.json("domain", "list")] == ["example.test"]
@@ -164,3 +166,47 @@ def test_installed_command_domain_flow(tmp_path):
         "--config", config, "domain", "delete", "flow.test", "--mode", "remove", "--yes"
     )
     assert gone.returncode == 0, gone.stderr
+
+
+def test_one_domain_name_rule_everywhere(system, tmp_path):
+    """A single-label name is refused by `domain add`, `domain alias add` and `init` alike."""
+    for args in (["domain", "add", "nodots"], ["domain", "alias", "add", "nodots", "example.test"]):
+        err = system.fails(*args)
+        assert "'nodots' has a single label; a mail domain needs at least two" in err, args
+    assert not system.mail_dir("nodots").exists()
+    result = CliRunner().invoke(
+        cli, ["init", "--data-dir", str(tmp_path / "other"), "--domain", "nodots",
+              "--non-interactive"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "'nodots' has a single label; a mail domain needs at least two" in result.stderr
+
+
+def test_catch_all_as_users_type_it(system):
+    """--catch-all and --monitor take a user name or the user's full address in the domain."""
+    system.ok("domain", "alias", "add", "mail.example.test", "example.test")
+    edited = system.changed(
+        "domain", "edit", "example.test", "--catch-all", "postmaster@example.test"
+    )
+    assert edited["catch_all"] == "postmaster"
+    shown = system.changed("domain", "edit", "example.test", "--monitor", "Admin@Mail.Example.Test")
+    assert shown["monitor"] == "admin"
+    err = system.fails("domain", "edit", "example.test", "--catch-all", "root@other.test")
+    assert err == (
+        "error: --catch-all 'root@other.test' is not an address of example.test: the account "
+        "must be a user of the domain itself\n"
+    )
+    err = system.fails("domain", "edit", "example.test", "--catch-all", "ghost@example.test")
+    assert "--catch-all 'ghost' is not a user of example.test" in err
+
+
+def test_errors_name_the_options(system):
+    """A refused value names the option that sets it, never an internal field name."""
+    err = system.fails("domain", "add", "relay.test", "--type", "relay")
+    assert "give --delivery-host (e.g. mail.example.net)" in err and "delivery_host" not in err
+    err = system.fails("domain", "add", "backup.test", "--type", "backup")
+    assert "give --backup-priority (e.g. 20)" in err and "backup_priority" not in err
+    err = system.fails("domain", "edit", "example.test", "--delivery-host", "a b")
+    assert err.startswith("error: --delivery-host may not contain spaces")
+    err = system.fails("user", "edit", "admin@example.test", "--first-name", "a\x01b")
+    assert err.startswith("error: --first-name contains control characters")

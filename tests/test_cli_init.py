@@ -8,6 +8,7 @@ import signal
 import socket
 import stat
 import subprocess
+from pathlib import Path
 
 from click.testing import CliRunner
 from cryptography import x509
@@ -66,7 +67,7 @@ def test_init_creates_a_working_system(tmp_path):
     for password in generated.values():
         assert len(password) >= 16 and out.stdout.count(password) == 1
     assert "given admin secret" not in out.stdout + out.stderr
-    assert f"twistd -n mailmax --config {config}" in out.stdout
+    assert f"twistd -n --pidfile= mailmax --data-dir {config.parent}" in out.stdout
     assert "smtplib" in out.stdout and "swaks" in out.stdout
 
     directory = SQLDirectory.open(settings.database_url, base_dir=settings.data_dir)
@@ -178,7 +179,7 @@ def test_init_without_a_terminal_needs_no_flag(tmp_path):
     out = run_mailmax("--json", "init", "--data-dir", str(data), "--domain", "example.test",
                       input="")  # fmt: skip
     assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    report = json.loads(out.stdout)["object"]
     assert report["config"] == str(data / "mailmax.toml")
     assert [u["password_generated"] for u in report["users"]] == [True, True, True]
 
@@ -203,9 +204,10 @@ def test_the_printed_next_steps_work(tmp_path):
     steps = [line.strip() for line in out.stdout.split("Next steps:", 1)[1].splitlines()]
     start = steps[steps.index("1. Start the server:") + 1]
     example = steps[steps.index("or:") - 1]
-    assert start == f"twistd -n mailmax --config {data / 'mailmax.toml'}"
-    # --pidfile= lets several test servers run from one working directory
-    command = shlex.split(start.replace("twistd -n", "twistd -n --pidfile="))
+    assert start == f"twistd -n --pidfile= mailmax --data-dir {data}"
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "&& twistd -n --pidfile= mailmax --data-dir data\n" in readme  # the same command
+    command = shlex.split(start)
     server = subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

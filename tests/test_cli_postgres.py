@@ -27,7 +27,7 @@ def test_init_on_postgresql_and_manage_it(tmp_path, pg_url):
     first = init(tmp_path / "one", pg_url)
     assert first.exit_code == 0, first.output
     assert "mailmaxpw" not in first.output
-    report = json.loads(first.stdout)
+    report = json.loads(first.stdout)["object"]
     assert report["database_url"].startswith("postgresql+psycopg://mailmax:***@")
     assert not (tmp_path / "one" / "mailmax.db").exists()
     system = System(tmp_path / "one", {})
@@ -44,7 +44,7 @@ def test_init_on_postgresql_and_manage_it(tmp_path, pg_url):
     assert "mailmaxpw" not in again.output
     forced = init(tmp_path / "two", pg_url, "--force")
     assert forced.exit_code == 0, forced.output
-    report = json.loads(forced.stdout)
+    report = json.loads(forced.stdout)["object"]
     assert report["mail_dir"] == str(tmp_path / "one" / "mail" / "pg.test")  # the domain's own
     assert not (tmp_path / "two" / "mail" / "pg.test").exists()
     passwords = {u["address"]: u["password"] for u in report["users"]}

@@ -54,6 +54,14 @@ class System:
         """Run a command with --json that must succeed; return the parsed output."""
         return json.loads(self.ok("--json", *args, input=input))
 
+    def changed(self, *args: str, input: str | None = None) -> Any:
+        """Run a changing command with --json; check the shape every such command prints
+        (``ok``, ``changed``, ``message``, ``object``) and return its object."""
+        result = self.json(*args, input=input)
+        assert set(result) == {"ok", "changed", "message", "object"}, result
+        assert result["ok"] is True and isinstance(result["message"], str)
+        return result["object"]
+
     def fails(self, *args: str, code: int = 1, input: str | None = None) -> str:
         """Run a command that must fail with ``code``; return its stderr."""
         result = self.cli(*args, input=input)
@@ -77,7 +85,7 @@ def _init(data_dir: Path, *extra: str) -> System:
          *extra],
     )  # fmt: skip
     assert result.exit_code == 0, (result.output, result.exception)
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)["object"]
     passwords = {u["address"]: u["password"] for u in report["users"]}
     return System(data_dir, passwords)
 

@@ -26,11 +26,10 @@ def authenticates(system, address: str, password: str) -> bool:
 
 def test_add_with_every_field_and_show(system):
     """A5: every user field set on the command line is stored and shown."""
-    added = system.json(
+    added = system.changed(
         "user", "add", "Ann@example.test", "--password", SECRET, "--first-name", "Ann",
         "--last-name", "Lee", "--type", "spamtrap", "--disk-limit-mb", "50",
-        "--max-message-size", "200000", "--no-smtp-auth", "--daily-messages", "100",
-        "--daily-mb", "20", "--no-virus-check",
+        "--max-message-size", "200000", "--no-smtp-auth",
     )  # fmt: skip
     assert added["address"] == "ann@example.test"
     assert added["maildir"] == str(system.mail_dir() / "ann")
@@ -38,8 +37,8 @@ def test_add_with_every_field_and_show(system):
     expected = {
         "first_name": "Ann", "last_name": "Lee", "account_type": "spamtrap",
         "disk_limit_mb": 50, "max_message_size": 200000, "smtp_auth_disabled": True,
-        "daily_send_messages": 100, "daily_send_mb": 20, "daily_limits_enabled": True,
-        "virus_check": False, "password": "set", "clear_password_kept": False,
+        "daily_send_messages": 0, "daily_send_mb": 0, "daily_limits_enabled": False,
+        "virus_check": True, "password": "set", "clear_password_kept": False,
     }  # fmt: skip
     assert {k: shown[k] for k in expected} == expected
     text = system.ok("user", "show", "ann@example.test")
@@ -75,9 +74,9 @@ def test_password_from_stdin_and_passwd(system):
     result = system.json("user", "passwd", "cat@example.test", "--password", "third secret")
     assert result == {
         "ok": True,
+        "changed": True,
         "message": "changed the password of cat@example.test",
-        "address": "cat@example.test",
-        "password": "set",
+        "object": {"address": "cat@example.test", "password": "set"},
     }
     assert authenticates(system, "cat@example.test", "third secret")
 
@@ -128,11 +127,11 @@ def test_list_filters(system):
 
 def test_edit(system):
     """A5: edit changes only the options given; daily limits have an off switch."""
-    system.ok("user", "add", "gil@example.test", "--password", SECRET, "--daily-mb", "5")
-    edited = system.json("user", "edit", "gil@example.test", "--no-daily-limits",
-                         "--first-name", "Gil", "--type", "disabled")  # fmt: skip
-    assert edited["daily_limits_enabled"] is False and edited["daily_send_mb"] == 5
+    system.ok("user", "add", "gil@example.test", "--password", SECRET)
+    edited = system.changed("user", "edit", "gil@example.test", "--first-name", "Gil",
+                            "--type", "disabled")  # fmt: skip
     assert (edited["first_name"], edited["account_type"]) == ("Gil", "disabled")
+    assert edited["last_name"] == "" and edited["maildir"] == str(system.mail_dir() / "gil")
     assert system.fails("user", "edit", "gil@example.test").count("nothing to change") == 1
     err = system.fails("user", "edit", "nobody@example.test", "--first-name", "X")
     assert "nobody@example.test" in err and "mailmax user list" in err
@@ -162,7 +161,7 @@ def test_delete_modes(system):
     system.fails("user", "show", "keep@example.test")
 
     archived = _maildir_with_mail(system, "arch")
-    result = system.json("user", "delete", "arch@example.test", "--mode", "archive", "--yes")
+    result = system.changed("user", "delete", "arch@example.test", "--mode", "archive", "--yes")
     assert not archived.exists()
     (archive,) = [
         p for p in archived.parent.iterdir() if p.name.startswith("arch") and p != archived
@@ -194,3 +193,41 @@ def test_installed_command_user_flow(tmp_path):
     dup = run_mailmax("--config", config, "user", "add", "hal@example.test", "--no-password")
     assert dup.returncode == 1 and dup.stderr.startswith("error: ")
     assert authenticates(system, "hal@example.test", SECRET)
+
+
+def test_options_not_enforced_yet_are_refused(system):
+    """Settings the server would store and ignore are refused; nothing is written."""
+    for option in (["--daily-messages", "5"], ["--daily-mb", "5"], ["--daily-limits"],
+                   ["--virus-check"], ["--no-virus-check"]):  # fmt: skip
+        err = system.fails("user", "add", "new@example.test", "--password", SECRET, *option)
+        assert f"error: {option[0].replace('--no-', '--')}" in err, option
+        assert "not enforced yet" in err and "nothing was changed" in err
+        err = system.fails("user", "edit", "admin@example.test", *option)
+        assert "not enforced yet" in err
+    system.fails("user", "show", "new@example.test")
+    help_text = system.ok("user", "edit", "--help")
+    assert "--daily" not in help_text and "--virus-check" not in help_text
+    for option in (["--session-send-mb", "1"], ["--session-send-messages", "1"],
+                   ["--over-limit-notice", "mb"], ["--over-limit-threshold", "3"],
+                   ["--home-node", "n2"], ["--type", "clustered"]):  # fmt: skip
+        err = system.fails("domain", "add", "new.test", *option)
+        assert "not enforced yet" in err and option[0] in err, option
+        err = system.fails("domain", "edit", "example.test", *option)
+        assert "not enforced yet" in err
+    assert not system.mail_dir("new.test").exists()
+
+
+def test_stored_values_of_options_not_enforced_stay_readable(system):
+    """Values stored before the refusal are still shown, and other edits leave them alone."""
+    directory = system.directory()
+    try:
+        directory.edit_user("admin@example.test", daily_send_mb=7, virus_check=False)
+        directory.edit_domain("example.test", session_send_mb=3, type="clustered")
+    finally:
+        directory.close()
+    system.ok("user", "edit", "admin@example.test", "--first-name", "Ada")
+    shown = system.json("user", "show", "admin@example.test")
+    assert (shown["daily_send_mb"], shown["virus_check"], shown["first_name"]) == (7, False, "Ada")
+    system.ok("domain", "edit", "example.test", "--max-users", "9")
+    shown = system.json("domain", "show", "example.test")
+    assert (shown["session_send_mb"], shown["type"], shown["max_users"]) == (3, "clustered", 9)

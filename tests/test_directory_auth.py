@@ -13,6 +13,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from mailmax.core.directory import BlankPasswordPolicy, SQLDirectory
+from mailmax.core.directory.auth import LoginCache
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
@@ -181,3 +182,61 @@ def test_unknown_users_take_as_long_as_known_ones(db_url: str, tmp_path: Path) -
     # without the dummy check an unknown user would answer over ten times faster
     assert unknown > 0.3 * known
     assert garbled > 0.3 * known
+
+
+class CountingHasher(PasswordHasher):
+    """The real argon2id hasher, counting its verifications."""
+
+    verified = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        type(self).verified += 1
+        return super().verify(hash, password)
+
+
+def test_a_successful_login_is_remembered_briefly(db_url: str, tmp_path: Path) -> None:
+    """A6: the next login with the same password skips argon2; a wrong one never does; a
+    password changed by another process (the CLI) ends what was remembered at once."""
+    hasher = CountingHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    with (
+        SQLDirectory.open(db_url, base_dir=tmp_path, password_hasher=hasher) as directory,
+        SQLDirectory.open(db_url, base_dir=tmp_path, password_hasher=hasher) as admin,
+    ):
+        _populate(directory)
+        CountingHasher.verified = 0
+        assert directory.authenticate("bob", "bobpw", "example.com") is not None
+        assert CountingHasher.verified == 1
+        for _ in range(3):
+            assert directory.authenticate("bob@example.com", "bobpw") is not None
+        assert CountingHasher.verified == 1
+        assert directory.authenticate("bob@example.com", "wrong") is None
+        assert CountingHasher.verified == 2
+        admin.set_password("bob@example.com", "newpw")
+        assert directory.authenticate("bob@example.com", "bobpw") is None
+        assert directory.authenticate("bob@example.com", "newpw") is not None
+        admin.edit_user("bob@example.com", account_type="disabled")
+        assert directory.authenticate("bob@example.com", "newpw") is None
+
+
+def test_the_login_cache_keeps_no_password_and_expires() -> None:
+    """A6: only a keyed hash of the password is kept, and never longer than its lifetime."""
+    now = [0.0]
+    cache = LoginCache(60.0, clock=lambda: now[0], max_entries=2)
+    cache.remember(1, "$argon2id$stored", "s3cret-password")
+    assert "s3cret" not in repr(vars(cache))
+    assert cache.matches(1, "$argon2id$stored", "s3cret-password")
+    assert not cache.matches(1, "$argon2id$stored", "other")
+    assert not cache.matches(1, "$argon2id$changed", "s3cret-password")
+    assert not cache.matches(1, "$argon2id$stored", "s3cret-password")  # forgotten with it
+    cache.remember(1, "$argon2id$stored", "s3cret-password")
+    now[0] = 60.0
+    assert not cache.matches(1, "$argon2id$stored", "s3cret-password")
+    for user_id in (1, 2, 3):
+        cache.remember(user_id, "h", "p")
+    assert not cache.matches(1, "h", "p") and cache.matches(3, "h", "p")  # bounded
+    other = LoginCache(60.0, clock=lambda: now[0])
+    other.remember(1, "h", "p")
+    assert other._digest("p") != cache._digest("p")  # a key of its own
+    off = LoginCache(0.0)
+    off.remember(1, "h", "p")
+    assert not off.matches(1, "h", "p")

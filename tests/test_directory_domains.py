@@ -18,6 +18,7 @@ from mailmax.core.directory import (
     DirectoryError,
     Domain,
     DomainType,
+    FieldError,
     Lookup,
     NotFound,
     SQLDirectory,
@@ -104,7 +105,7 @@ def test_duplicate_domains_are_refused_in_any_case(directory: SQLDirectory) -> N
         ({"type": "sideways"}, "type must be one of normal, etrn, relay, backup, clustered"),
         ({"max_users": -1}, "max_users must be a whole number"),
         ({"max_users": "many"}, "max_users must be a whole number"),
-        ({"catch_all": "bob"}, "add the user, then set catch_all"),
+        ({"catch_all": "bob"}, "and the user first, then set catch_all"),
         ({"colour": "blue"}, "has no field 'colour'"),
         ({"over_limit_notice": "percent", "over_limit_threshold": 120}, "0 to 100"),
         ({"blank_password": "maybe"}, "blank_password must be one of"),
@@ -152,7 +153,7 @@ def test_list_domains_filters_by_name(directory: SQLDirectory) -> None:
 def test_edit_domain_changes_fields_and_checks_catch_all(directory: SQLDirectory) -> None:
     """A2: the catch-all and monitor accounts must be existing users of the domain."""
     directory.add_domain("example.com", "/srv/ex")
-    with pytest.raises(NotFound, match=r"catch_all 'bob' is not a user of example.com"):
+    with pytest.raises(FieldError, match=r"catch_all 'bob' is not a user of example.com"):
         directory.edit_domain("example.com", catch_all="bob")
     directory.add_user("bob@example.com")
     edited = directory.edit_domain("example.com", catch_all="Bob", monitor="bob", default_box_mb=5)

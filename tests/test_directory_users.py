@@ -279,6 +279,7 @@ def test_user_aliases_crud(directory: SQLDirectory) -> None:
 def test_forwards(directory: SQLDirectory) -> None:
     """A7 storage: enabled flag, local or remote targets, keep a local copy or not."""
     directory.add_user("bob@example.com")
+    directory.add_user("carol@example.com")
     assert directory.get_forward("bob@example.com") is None
     directory.set_forward("bob@example.com", ["carol", "Ext@Remote.org"], keep_local_copy=False)
     assert directory.get_forward("BOB@mail.example.com") == (

@@ -95,7 +95,7 @@ def test_queue_commands_with_the_server_running(
     sink.start()
     try:
         done = queue_json(server, "retry", by_rcpt["one@example.org"])
-        assert done["ok"] and done["ids"] == [by_rcpt["one@example.org"]]
+        assert done["ok"] and done["object"]["ids"] == [by_rcpt["one@example.org"]]
         (tx,) = sink.wait_for(1)
         assert tx["rcpts"] == ["one@example.org"]
     finally:
@@ -138,7 +138,8 @@ def test_queue_commands_without_a_server(
     server.stop()
     first, second = (row["id"] for row in rows)
     done = queue_json(server, "retry", "--domain", "example.org")
-    assert done["ids"] == [first, second] and "(when the server runs)" in done["message"]
+    assert done["object"]["ids"] == [first, second]
+    assert "(when the server runs)" in done["message"]
     assert all(row["next_attempt"] == "now" for row in queue_json(server, "list"))
     queue_json(server, "bounce", "--yes", second)
     assert queue_json(server, "show", second)["state"] == "bouncing"

@@ -26,3 +26,18 @@ def test_hook_sections_match_the_contract_docstrings():
     text = GUIDE.read_text()
     body = text.split("<!-- hooks -->\n", 1)[1].split("<!-- /hooks -->", 1)[0]
     assert body == render(), "regenerate with: python -m mailmax.core.hookdoc"
+
+
+def test_signatures_keep_their_types_and_every_type_comes_from_mailmax_plugin():
+    """The reference shows each argument's type; authors import those types from one place."""
+    import mailmax.plugin
+
+    text = GUIDE.read_text()
+    assert "mailmax_rcpt_to(session: Session, envelope: Envelope, recipient: Recipient," in text
+    assert ") -> Route | None" in text
+    known = {"Any", "None", "dict", "list", "str", "bytes", "int", "bool", "float"}
+    for name in hook_names():
+        for word in re.findall(r"\b[A-Za-z_]\w*\b", signature(name).split("(", 1)[1]):
+            if word not in known and word[0].isupper():
+                assert hasattr(mailmax.plugin, word), (name, word)
+    assert "mailmax.core.outbound" not in text

@@ -24,6 +24,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[POP3Process]:
         failure_delay=DELAY,
         max_failure_delay=DELAY,
         block_after=4,
+        ip_block_after=4,
         block_seconds=60.0,
         client_timeout=1.0,
     )
@@ -71,7 +72,7 @@ def test_failed_logins_are_delayed_alike_then_blocked(server: POP3Process) -> No
     reply, elapsed = attempt(server, "alice", PASSWORDS["alice"])
     assert reply.startswith(b"-ERR [SYS/TEMP] too many failed logins; try again in 1 minute")
     assert elapsed >= DELAY
-    assert "blocking ip 127.0.0.2" in server.output()
+    assert "blocking IP 127.0.0.2 for" in server.output()
     client = connect(server)  # another client address is not affected
     client.user("bob")
     assert client.pass_(PASSWORDS["bob"]).startswith(b"+OK")

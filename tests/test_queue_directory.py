@@ -70,3 +70,23 @@ def test_alias_recipient_is_delivered_to_its_targets(queue: QueueHarness) -> Non
     queue.wait_mail("bob@example.com")
     queue.wait_mail("carol@example.com")
     queue.wait_queue_empty()
+
+
+def test_expansion_past_the_recipient_cap_bounces_instead_of_dropping(
+    queue: QueueHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Targets an expansion cannot add (the envelope is full) are reported to the sender."""
+    from mailmax.core.queue import runner
+
+    monkeypatch.setattr(runner, "MAX_RECIPIENTS", 2)
+    queue.directory.add_user("dave@example.com")
+    queue.directory.add_alias("team@example.com", ["bob", "carol", "dave"])
+    envelope_recipient = SpoolRecipient("team@example.com")
+    queue.recipient = lambda address: envelope_recipient  # type: ignore[method-assign]
+    queue.submit(["team@example.com"])
+    (dsn,) = queue.wait_mail("alice@example.com")
+    _, (team,) = parse_dsn(dsn)
+    assert team["Status"] == "5.5.3"
+    assert b"not delivered to 2 of its targets" in dsn
+    queue.wait_mail("bob@example.com")
+    queue.wait_queue_empty()

@@ -404,17 +404,19 @@ def test_just_committed_envelope_and_header_are_handed_over_once(
 def test_a_writer_process_that_dies_fails_its_accepts_and_is_replaced(
     tmp_path: Path, reactor_thread
 ) -> None:
-    """Q1: when the writer process dies, the accepts it had not answered fail with an OSError
-    (the client gets a 451 and sends again), a new writer takes over, and every message
-    reported committed is complete."""
+    """Q1: when the writer process dies, the accepts it had not answered are settled: those
+    complete on disk are made durable and reported committed, the others removed and failed
+    with an OSError (the client gets a 451 and sends again); a new writer takes over."""
     s = Spool(tmp_path / "q", reactor=reactor_thread.reactor, helper=True)
     reactor_thread.call(s.start)
     try:
         first = s.writer_pid
         assert first is not None
 
+        envelopes = []
+
         def accept_and_kill() -> defer.Deferred:
-            envelopes = [make_envelope(s) for _ in range(30)]
+            envelopes.extend(make_envelope(s) for _ in range(30))
             ds = [s.accept(env, message_for(env.id, 20000)) for env in envelopes]
             os.kill(first, signal.SIGKILL)
             return defer.DeferredList(ds, consumeErrors=True)
@@ -422,6 +424,10 @@ def test_a_writer_process_that_dies_fails_its_accepts_and_is_replaced(
         results = reactor_thread.call(accept_and_kill, timeout=30)
         failed = [r for ok, r in results if not ok]
         assert all(f.check(OSError) for f in failed)
+        for env, (ok, _) in zip(envelopes, results, strict=True):
+            if not ok:  # settled before the answer: nothing of it can ever be delivered
+                assert not s.message_path(env.id).exists()
+                assert not s.envelope_path(env.id).exists()
         committed = [r for ok, r in results if ok]
         assert set(committed) <= set(s.pending_ids())
         for queue_id in committed:

@@ -9,6 +9,11 @@ A tiny line protocol: the client sends one command line, the server answers one 
 - ``plugins``: the running plugin set, as JSON after ``OK``.
 - ``metrics``: the counters and gauges of plugins and the host, as JSON after ``OK``.
 - ``ping``: ``OK pong``.
+- ``auth-blocked``: the failed-login blocks and account delays in force, as JSON after ``OK``
+  (see :meth:`mailmax.core.authlimit.AuthLimiter.current`).
+- ``auth-unblock IP|ACCOUNT``: forget the failed logins of an IP or an account.
+
+A command may take one argument after a space.
 
 Only the owner of the data directory can connect (the socket and ``run/`` are private).
 """
@@ -80,14 +85,27 @@ class AdminFactory(protocol.ServerFactory):
     protocol = AdminProtocol
     noisy = False
 
-    def __init__(self, handlers: dict[str, Callable[[], Any]]) -> None:
+    def __init__(
+        self,
+        handlers: dict[str, Callable[[], Any]],
+        with_argument: dict[str, Callable[[str], Any]] | None = None,
+    ) -> None:
         self.handlers = handlers
+        #: Commands that take one argument (``name argument``).
+        self.with_argument = with_argument or {}
 
     def handle(self, command: str) -> Any:
         """The answer text for ``command`` (may be a Deferred); AdminError if refused."""
+        name, _, argument = command.partition(" ")
+        argument = argument.strip()
+        if name in self.with_argument:
+            if not argument:
+                raise AdminError(f"{name} needs an argument")
+            return self.with_argument[name](argument)
         handler = self.handlers.get(command)
         if handler is None:
-            raise AdminError(f"unknown command {command!r}; known: {', '.join(self.handlers)}")
+            known = ", ".join([*self.handlers, *self.with_argument])
+            raise AdminError(f"unknown command {command!r}; known: {known}")
         return handler()
 
 
@@ -159,3 +177,20 @@ def plugins_summary(plugin_set: Any) -> str:
             "hooks": {k: v for k, v in plugin_set.hook_order().items() if v},
         }
     )
+
+
+def auth_commands(
+    limiter: Any,
+) -> tuple[dict[str, Callable[[], Any]], dict[str, Callable[[str], Any]]]:
+    """The admin commands on failed-login throttling of ``limiter`` (an
+    :class:`mailmax.core.authlimit.AuthLimiter`): ``auth-blocked`` and ``auth-unblock``."""
+
+    def unblock(target: str) -> str:
+        if not target or any(ch.isspace() for ch in target):
+            raise AdminError(f"give one IP address or account, not {target!r}")
+        count = limiter.unblock(target)
+        if not count:
+            raise AdminError(f"no failed logins recorded for {target}")
+        return json.dumps({"target": target, "records": count})
+
+    return {"auth-blocked": lambda: json.dumps(limiter.current())}, {"auth-unblock": unblock}

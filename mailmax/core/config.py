@@ -92,7 +92,7 @@ class ServerSettings(_Section):
     )
     blank_password: Literal["fill", "none", "disable"] = Field(
         "disable",
-        description="What a blank password means where the domain says `system` (A6): fill = the"
+        description="What a blank password means where the domain says `system`: fill = the"
         " next password given becomes it, none = no password needed, disable = no log-in.",
     )
     directory_cache_seconds: float = Field(
@@ -117,9 +117,7 @@ class ListenerSettings(_Section):
     port: int = Field(
         ge=0, le=65535, description="TCP port (0 picks a free port).", json_schema_extra=RESTART
     )
-    default_domain: str = Field(
-        "", description="Domain for bare login names on this address (A11)."
-    )
+    default_domain: str = Field("", description="Domain for bare login names on this address.")
     display_name: str = Field("", description="Name shown in this listener's greeting.")
     tls_cert: str = Field("", description="PEM certificate (chain); empty uses [tls].cert.")
     tls_key: str = Field("", description="PEM private key; empty uses [tls].key.")
@@ -143,7 +141,7 @@ class TLSSettings(_Section):
 
 
 class SMTPSettings(_Section):
-    """Limits and switches of the SMTP service (P2, P5, P6, P11, Q5)."""
+    """Limits and switches of the SMTP service."""
 
     max_message_size: int = Field(
         25 * 1024 * 1024, ge=1024, description="Largest message in bytes (advertised with SIZE)."
@@ -164,24 +162,29 @@ class SMTPSettings(_Section):
         8192, ge=1000, le=1048576, description="Longest line inside DATA in bytes (RFC 5321: 1000)."
     )
     max_errors: int = Field(10, ge=1, le=1000, description="Bad commands before disconnect.")
-    allow_vrfy: bool = Field(False, description="Answer VRFY with the user's address (P2).")
-    max_hops: int = Field(50, ge=1, le=500, description="Received headers before 554 5.4.6 (Q5).")
+    allow_vrfy: bool = Field(False, description="Answer VRFY with the user's address.")
+    max_hops: int = Field(
+        50,
+        ge=1,
+        le=500,
+        description="Most Received headers an arriving message may carry; more: 554 5.4.6 at DATA.",
+    )
     allow_plaintext_auth: bool = Field(
         False, description="Offer AUTH on connections without TLS (never do this on the Internet)."
     )
     trusted_networks: list[str] = Field(
-        default_factory=list, description="Client networks allowed to relay without AUTH (P11)."
+        default_factory=list, description="Client networks allowed to relay without AUTH."
     )
     pop_before_smtp_minutes: float = Field(
         0.0,
         ge=0,
         le=1440,
-        description="POP/IMAP-before-SMTP (P5): a POP3/IMAP log-in lets that IP relay for"
+        description="POP/IMAP-before-SMTP: a POP3/IMAP log-in lets that IP relay for"
         " this many minutes; 0 = off.",
     )
     require_auth_on: list[ServiceName] = Field(
         default_factory=lambda: ["submission", "smtps"],
-        description="Services where MAIL FROM needs an authenticated session (P5).",
+        description="Services where MAIL FROM needs an authenticated session.",
     )
 
     @field_validator("trusted_networks")
@@ -191,7 +194,7 @@ class SMTPSettings(_Section):
 
 
 class POP3Settings(_Section):
-    """The POP3 service (S2)."""
+    """The POP3 service."""
 
     allow_plaintext_auth: bool = Field(
         False, description="Allow USER/PASS on connections without TLS (APOP is always allowed)."
@@ -203,7 +206,7 @@ class POP3Settings(_Section):
 
 
 class IMAPSettings(_Section):
-    """The IMAP4 service (S3)."""
+    """The IMAP4 service."""
 
     allow_plaintext_auth: bool = Field(
         False, description="Allow LOGIN/AUTHENTICATE on connections without TLS."
@@ -223,19 +226,58 @@ class IMAPSettings(_Section):
 
 
 class AuthSettings(_Section):
-    """Failed log-in throttling shared by SMTP AUTH, POP3 and IMAP."""
+    """Failed log-in throttling shared by SMTP AUTH, POP3 and IMAP; the successful log-in cache."""
 
     failure_delay: float = Field(
-        1.0, ge=0, le=60, description="Delay after the first failure, seconds."
+        1.0, ge=0, le=60, description="Delay of the reply to the first failure, seconds."
     )
     max_failure_delay: float = Field(
         15.0, ge=0, le=300, description="Longest delay after failures."
     )
-    block_after: int = Field(10, ge=1, le=10000, description="Failures before a temporary block.")
+    block_after: int = Field(
+        10,
+        ge=1,
+        le=10000,
+        description="Failures of one account from one IP before that IP may not try that"
+        " account for block_minutes (other addresses still may).",
+    )
+    ip_block_after: int = Field(
+        30,
+        ge=1,
+        le=100000,
+        description="Failures from one IP, whatever the accounts, before that IP is blocked"
+        " for block_minutes (except for accounts that logged in from it before).",
+    )
+    account_delay_after: int = Field(
+        5,
+        ge=1,
+        le=100000,
+        description="Failures of one account, from any IP, before every log-in to it from an"
+        " address it has not logged in from is delayed (doubling up to max_failure_delay);"
+        " an account is never blocked.",
+    )
     block_minutes: float = Field(15.0, ge=0, le=1440, description="How long a block lasts.")
     window_minutes: float = Field(
         15.0, gt=0, le=1440, description="How long failures are remembered."
     )
+    exempt_networks: list[str] = Field(
+        default_factory=list,
+        description="Client networks never delayed or blocked by failed log-ins (say, a"
+        " webmail host); their failures do not count.",
+    )
+    cache_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=3600,
+        description="How long a successful log-in is remembered, so the next one with the"
+        " same password skips the slow password hash; a password change through MailMax ends"
+        " it at once; 0 = off.",
+    )
+
+    @field_validator("exempt_networks")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        return check_networks(values)
 
     @model_validator(mode="after")
     def _delays(self) -> AuthSettings:
@@ -248,7 +290,7 @@ class AuthSettings(_Section):
 
 
 class SpoolSettings(_Section):
-    """The durable queue directory (Q1)."""
+    """The durable queue directory."""
 
     dir: str = Field("queue", description="Queue directory.", json_schema_extra=RESTART)
     fsync: bool = Field(
@@ -283,7 +325,7 @@ class SpoolSettings(_Section):
 
 
 class QueueSettings(_Section):
-    """The queue runner: local delivery, remote delivery, retries and bounces (S4, Q2-Q6)."""
+    """The queue runner: local delivery, remote delivery, retries and bounces."""
 
     delivery_threads: int = Field(
         4, ge=1, le=64, description="Threads writing into mailboxes.", json_schema_extra=RESTART
@@ -292,42 +334,41 @@ class QueueSettings(_Section):
         30.0, gt=0, le=3600, description="Seconds between full queue scans."
     )
     retry_minutes: float = Field(
-        15.0, gt=0, description="Retry queue: minutes between attempts of a failed delivery (Q2)."
+        15.0, gt=0, description="Retry queue: minutes between attempts of a failed delivery."
     )
     max_retries: int = Field(
         8,
         ge=0,
         description="Retry queue: attempts after the first before a message moves to the"
-        " soft-error queue (Q2).",
+        " soft-error queue.",
     )
     soft_retry_hours: float = Field(
-        4.0, gt=0, description="Soft-error queue: hours between re-sends (Q3)."
+        4.0, gt=0, description="Soft-error queue: hours between re-sends."
     )
     soft_max_resends: int = Field(
         30,
         ge=0,
         description="Soft-error queue: re-sends before the message bounces; 0 = bounce when"
-        " the retries are used up (Q3).",
+        " the retries are used up.",
     )
     soft_error_warning: bool = Field(
         True,
-        description="Tell the sender (a 'delayed' DSN) when a message enters the soft-error"
-        " queue (Q3).",
+        description="Tell the sender (a 'delayed' DSN) when a message enters the soft-error queue.",
     )
     bounce_copy_to_postmaster: bool = Field(
-        False, description="Send a copy of every bounce to the postmaster address (Q4)."
+        False, description="Send a copy of every bounce to the postmaster address."
     )
     postmaster: str = Field(
         "", description="The postmaster address; empty = postmaster@ the server hostname."
     )
     max_sessions: int = Field(
-        20, ge=1, le=1000, description="Most simultaneous outbound SMTP sessions (Q2)."
+        20, ge=1, le=1000, description="Most simultaneous outbound SMTP sessions."
     )
     max_retry_sessions: int = Field(
         10,
         ge=1,
         le=1000,
-        description="Most outbound sessions busy with retries of earlier failures (Q2).",
+        description="Most outbound sessions busy with retries of earlier failures.",
     )
     max_per_destination: int = Field(
         5,
@@ -355,13 +396,11 @@ class QueueSettings(_Section):
     helo_name: str = Field("", description="Name sent with EHLO; empty = the server hostname.")
     dns_servers: list[str] = Field(
         default_factory=list,
-        description='DNS servers to ask instead of the system resolver (Q6): "IP",'
+        description='DNS servers to ask instead of the system resolver: "IP",'
         ' "IP:port" or "[IPv6]:port".',
         json_schema_extra=RESTART,
     )
-    dns_timeout: float = Field(
-        30.0, gt=0, le=600, description="Seconds to wait for a DNS answer (Q6)."
-    )
+    dns_timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for a DNS answer.")
     connect_timeout: float = Field(
         30.0, gt=0, le=600, description="Seconds to wait for a TCP connection to a remote server."
     )
@@ -369,7 +408,7 @@ class QueueSettings(_Section):
         300.0,
         gt=0,
         le=3600,
-        description="Seconds to wait for each reply of a remote SMTP server (Q6).",
+        description="Seconds to wait for each reply of a remote SMTP server.",
     )
     ip_versions: Literal["both", "ipv4", "ipv6"] = Field(
         "both", description="Which addresses of a remote server to connect to (IPv4 first)."
@@ -393,11 +432,11 @@ class QueueSettings(_Section):
     )
     hold_dir: str = Field(
         "hold",
-        description="Directory of the mail held for ETRN domains (Q9); may be on a bigger disk.",
+        description="Directory of the mail held for ETRN domains; may be on a bigger disk.",
         json_schema_extra=RESTART,
     )
     hold_days: float = Field(
-        30.0, gt=0, description="Days held mail waits for ETRN before it bounces (Q9)."
+        30.0, gt=0, description="Days held mail waits for ETRN before it bounces."
     )
 
     @field_validator("dns_servers")

@@ -17,9 +17,24 @@ def hook_names() -> list[str]:
 
 
 def signature(name: str) -> str:
-    """``mailmax_x(a, b, c)``: the hook's arguments without ``self`` or annotations."""
-    params = list(inspect.signature(getattr(hookspecs.MailMaxHooks, name)).parameters)[1:]
-    return f"{name}({', '.join(params)})"
+    """``mailmax_x(a: A, b: B) -> R``: the hook's arguments (without ``self``) and their types,
+    as the contract declares them; the types are importable from :mod:`mailmax.plugin`."""
+    spec = inspect.signature(getattr(hookspecs.MailMaxHooks, name))
+    params = [_typed(p.name, p.annotation) for p in list(spec.parameters.values())[1:]]
+    returns = "" if spec.return_annotation is inspect.Signature.empty else spec.return_annotation
+    text = f"{name}({', '.join(params)})"
+    return f"{text} -> {_type_text(returns)}" if returns else text
+
+
+def _type_text(annotation: object) -> str:
+    """An annotation as it is written in the source (they are strings there)."""
+    return annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+
+
+def _typed(name: str, annotation: object) -> str:
+    if annotation is inspect.Parameter.empty:
+        return name
+    return f"{name}: {_type_text(annotation)}"
 
 
 def render() -> str:

@@ -153,7 +153,7 @@ class MailMaxHooks:
         domain_record: Domain | None,
         config: dict[str, Any],
     ) -> Route | None:
-        """Choose how the mail for the remote domain ``domain`` is delivered (Q7, Q8, Q10-Q12).
+        """Choose how the mail for the remote domain ``domain`` is delivered.
 
         Runs in the queue runner before every delivery attempt to the recipients at ``domain``
         (``envelope.recipients`` holds only those; ``envelope.size_hint`` is the message size in
@@ -161,7 +161,7 @@ class MailMaxHooks:
         mail is passed on (relay-to-host, backup, ETRN), else ``None``. Scope: ``domain`` when it
         is one of ours; otherwise the sender's domain (the authenticated user's, else the
         envelope sender's) when that is one of ours, so a domain can have its own smart host;
-        else the system. Return a :class:`mailmax.core.outbound.route.Route` (its delivery
+        else the system. Return a ``Route`` from :mod:`mailmax.plugin` (its delivery
         engines in the order to try, whether to hold the mail for ETRN, ...) or ``None`` for
         no opinion. May return a Deferred. Several plugins: the first non-``None`` answer wins;
         with none, the mail goes straight to the domain's MX hosts.
@@ -171,7 +171,7 @@ class MailMaxHooks:
     def mailmax_transit(
         self, envelope: Envelope, domain: str, message_path: str, config: dict[str, Any]
     ) -> Verdict | None:
-        """Mail for ``domain`` passes through this server: its route says *transit* (Q13).
+        """Mail for ``domain`` passes through this server: its route says *transit*.
 
         Scope: ``domain``. Routes of relay-to-host, backup MX and ETRN domains are transit
         routes. Runs once per message and domain, before the first attempt to send the mail or

@@ -49,7 +49,7 @@ class Session:
     esmtp: bool = False
     tls: bool = False
     auth_user: str | None = None
-    #: Trust flags, set by connection control (P8) or ``[smtp] trusted_networks``.
+    #: Trust flags, set by connection control or ``[smtp] trusted_networks``.
     trusted: bool = False
     relay_allowed: bool = False
     messages: int = 0
@@ -63,7 +63,7 @@ class Session:
 
     @property
     def may_relay(self) -> bool:
-        """True when this client may send mail to non-local domains (P11)."""
+        """True when this client may send mail to non-local domains."""
         return self.auth_user is not None or self.relay_allowed or self.trusted
 
 

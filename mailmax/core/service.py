@@ -22,8 +22,8 @@ from twisted.internet import defer, endpoints
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
+from mailmax.core import admin, configdiff, heap
 from mailmax.core import config as config_mod
-from mailmax.core import configdiff, heap
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
 from mailmax.core.directory.api import BlankPasswordPolicy
@@ -38,16 +38,6 @@ from mailmax.core.spool.spool import Spool
 from mailmax.core.tls import ReloadableServerOptions, TLSConfigError, listener_options
 
 log = Logger(namespace="mailmax.service")
-
-
-#: The settings of :class:`AuthLimiter` a reload changes (its counters stay).
-AUTH_LIMITS = (
-    "failure_delay",
-    "max_failure_delay",
-    "block_after",
-    "block_seconds",
-    "window_seconds",
-)
 
 
 class ReloadError(Exception):
@@ -117,11 +107,11 @@ class MailMaxService(service.MultiService):
         difference = configdiff.compare(self.settings, new)
         effective = difference.effective
         tls_options = listener_options(effective)
-        auth_limits = AuthLimiter.from_settings(effective)
+        AuthLimiter.from_settings(effective)  # refuses bad [auth] values before any change
         prepared = self.plugins.build(effective)
         self._reopen_log(effective)
         self.plugins.use(prepared, effective)
-        self._apply(effective, tls_options, auth_limits)
+        self._apply(effective, tls_options)
         return configdiff.ReloadReport(
             plugins=[p.name for p in prepared.plugin_set.plugins],
             applied=difference.applied,
@@ -140,7 +130,7 @@ class MailMaxService(service.MultiService):
             self._logfile.stop()
             self._logfile = None
 
-    def _apply(self, settings: Settings, tls_options: list[Any], auth_limits: AuthLimiter) -> None:
+    def _apply(self, settings: Settings, tls_options: list[Any]) -> None:
         """Make ``settings`` the configuration of new sessions, deliveries and log-ins."""
         from mailmax.core.imap.auth import IMAPLimits
         from mailmax.core.imap.factory import IMAPFactory
@@ -152,9 +142,9 @@ class MailMaxService(service.MultiService):
             factory.tls_options = self._tls_holder(index, tls_options[index])
             if isinstance(factory, IMAPFactory):
                 factory.limits = IMAPLimits.from_settings(settings)
-        for name in AUTH_LIMITS:
-            setattr(self.authlimit, name, getattr(auth_limits, name))
+        self.authlimit.reconfigure(settings)
         if self.directory is not None:
+            self.directory.login_cache.seconds = settings.auth.cache_seconds
             self.directory.blank_password_default = BlankPasswordPolicy(
                 settings.server.blank_password
             )
@@ -203,6 +193,7 @@ class MailMaxService(service.MultiService):
             base_dir=settings.data_dir,
             blank_password_default=BlankPasswordPolicy(settings.server.blank_password),
         )
+        self.directory.login_cache_seconds = settings.auth.cache_seconds
         self.async_directory = AsyncDirectory(
             self.directory,
             cache_seconds=settings.server.directory_cache_seconds,
@@ -224,6 +215,7 @@ class MailMaxService(service.MultiService):
             async_directory=self.async_directory,
             spool=self.spool,
             reload=self._admin_reload,
+            admin_commands=admin.auth_commands(self.authlimit),
         )
         self.queue = QueueRunner(
             spool=self.spool,

@@ -17,10 +17,12 @@ class Options(usage.Options):
 
     synopsis = "[--config FILE | --data-dir DIR]"
     longdesc = (
-        "Runs MailMax: SMTP (inbound, submission), the queue runner and local delivery. "
-        "The config file defaults to $MAILMAX_CONFIG, then DATA_DIR/mailmax.toml, "
-        "then ./mailmax.toml, then /etc/mailmax/mailmax.toml. "
-        "Create a system with `mailmax init --data-dir DIR`."
+        "Runs MailMax in one process: SMTP (inbound mail and submission with STARTTLS or "
+        "implicit TLS), POP3 and IMAP4 (each with STARTTLS/STLS or implicit TLS), the queue "
+        "runner with local and remote delivery, and the admin socket that `mailmax reload` "
+        "uses (SIGHUP reloads too). The config file is --config FILE; else, with --data-dir, "
+        "DATA_DIR/mailmax.toml; else $MAILMAX_CONFIG; else ./mailmax.toml; else "
+        "/etc/mailmax/mailmax.toml. Create a system with `mailmax init --data-dir DIR`."
     )
     optParameters = [
         ["config", "c", None, "Path to the mailmax.toml config file."],

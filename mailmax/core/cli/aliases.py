@@ -1,4 +1,4 @@
-"""``mailmax alias ...``: user aliases, addresses delivering to one or more targets (A9)."""
+"""``mailmax alias ...``: user aliases, addresses delivering to one or more targets."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def find_alias(address: str) -> list[str]:
 
 @click.group("alias")
 def alias_group() -> None:
-    """Manage user aliases (A9): mail to the alias goes to its targets."""
+    """Manage user aliases: mail to the alias goes to its targets."""
 
 
 @alias_group.command("list")
@@ -49,7 +49,11 @@ def list_command(domain: str | None) -> None:
 @click.argument("targets", nargs=-1, required=True)
 @common_options
 def add_command(address: str, targets: tuple[str, ...]) -> None:
-    """Add the alias ADDRESS delivering to TARGETS (local users or remote addresses)."""
+    """Add the alias ADDRESS delivering to TARGETS.
+
+    Each target is an existing user or alias here (a bare name is in the alias's domain) or a
+    full remote address. Targets that lead back to ADDRESS are refused (a loop).
+    """
     state = app()
     state.directory().add_alias(address, list(targets))
     _done(f"added alias {address}", address)
@@ -68,7 +72,7 @@ def show_command(address: str) -> None:
 @click.argument("targets", nargs=-1, required=True)
 @common_options
 def edit_command(address: str, targets: tuple[str, ...]) -> None:
-    """Replace the targets of the alias ADDRESS with TARGETS."""
+    """Replace the targets of the alias ADDRESS with TARGETS (checked as for `alias add`)."""
     state = app()
     state.directory().edit_alias(address, list(targets))
     _done(f"changed alias {address}", address)

@@ -1,4 +1,4 @@
-"""``mailmax config check`` and ``mailmax config show`` (M1, M4)."""
+"""``mailmax config check`` and ``mailmax config show``."""
 
 from __future__ import annotations
 

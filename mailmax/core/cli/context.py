@@ -180,6 +180,17 @@ def common_options(func: F) -> F:
     return config_option(json_option(func))
 
 
+def refuse_not_enforced(options: dict[str, Any], names: dict[str, str]) -> None:
+    """Refuse the options of ``names`` (parameter -> option) that were given: the server does
+    not enforce them yet, so storing them would promise what nothing keeps."""
+    given = [option for param, option in names.items() if options.get(param) is not None]
+    if given:
+        raise CLIError(
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} not enforced yet: the "
+            "server would store the value and ignore it, so it is refused; nothing was changed"
+        )
+
+
 def interactive() -> bool:
     """True when a person can answer prompts (stdin is a terminal)."""
     try:

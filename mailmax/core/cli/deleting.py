@@ -1,4 +1,4 @@
-"""The delete flow shared by domains and users (A4, A10): confirm, delete, report the mail."""
+"""The delete flow shared by domains and users: confirm, delete, report the mail."""
 
 from __future__ import annotations
 

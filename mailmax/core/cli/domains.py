@@ -1,4 +1,4 @@
-"""``mailmax domain ...``: list, add, show, edit and delete domains; domain aliases (A1-A4)."""
+"""``mailmax domain ...``: list, add, show, edit and delete domains; domain aliases."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mailmax.core.cli.context import CLIError, app, common_options
+from mailmax.core.cli.context import CLIError, app, common_options, refuse_not_enforced
 from mailmax.core.cli.deleting import delete_flow, mode_option, yes_option
 from mailmax.core.cli.output import Column, to_data
 from mailmax.core.directory.api import BlankPasswordPolicy, Domain, DomainType
@@ -20,21 +20,24 @@ _COUNT = click.IntRange(min=0)
 _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "type_": ("type", click.option(
         "--type", "type_", type=click.Choice([t.value for t in DomainType]),
-        help="normal, etrn (held for ETRN), relay (all mail to --delivery-host), "
-        "backup (backup MX, needs --backup-priority) or clustered.")),
+        help="normal, etrn (held for ETRN), relay (all mail to --delivery-host) or "
+        "backup (backup MX, needs --backup-priority); clustered is not enforced yet.")),
     "delivery_host": ("delivery_host", click.option(
         "--delivery-host", metavar="HOST", help="Relay domains: the host all mail goes to.")),
     "backup_priority": ("backup_priority", click.option(
         "--backup-priority", type=_COUNT, metavar="N",
         help="Backup domains: our MX preference (not zero).")),
     "home_node": ("home_node", click.option(
-        "--home-node", metavar="NODE", help="Clustered domains: the node its users live on.")),
+        "--home-node", metavar="NODE", hidden=True,
+        help="Clustered domains: the node its users live on.")),
     "catch_all": ("catch_all", click.option(
         "--catch-all", metavar="USER",
-        help="Existing user receiving mail for unknown names ('' to turn off).")),
+        help="Existing user (name or name@domain) receiving mail for unknown names "
+        "('' to turn off).")),
     "monitor": ("monitor", click.option(
         "--monitor", metavar="USER",
-        help="Existing user receiving a copy of all the domain's mail ('' to turn off).")),
+        help="Existing user (name or name@domain) receiving a copy of all the domain's mail "
+        "('' to turn off).")),
     "max_message_size": ("max_message_size", click.option(
         "--max-message-size", type=_COUNT, metavar="BYTES",
         help="Largest message in bytes (0: the system limit).")),
@@ -44,20 +47,20 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "max_users": ("max_users", click.option(
         "--max-users", type=_COUNT, metavar="N", help="Most users (0: unlimited).")),
     "session_send_mb": ("session_send_mb", click.option(
-        "--session-send-mb", type=_COUNT, metavar="N",
+        "--session-send-mb", type=_COUNT, metavar="N", hidden=True,
         help="MB a user may send per session (0: unlimited).")),
     "session_send_messages": ("session_send_messages", click.option(
-        "--session-send-messages", type=_COUNT, metavar="N",
+        "--session-send-messages", type=_COUNT, metavar="N", hidden=True,
         help="Messages a user may send per session (0: unlimited).")),
     "blank_password": ("blank_password", click.option(
         "--blank-password", type=click.Choice([p.value for p in BlankPasswordPolicy]),
         help="What a blank password means: system (the system default), fill (the next "
         "password used becomes it), none (no password needed), disable (no login).")),
     "over_limit_notice": ("over_limit_notice", click.option(
-        "--over-limit-notice", type=click.Choice(["none", "percent", "mb"]),
+        "--over-limit-notice", type=click.Choice(["none", "percent", "mb"]), hidden=True,
         help="Warn users near their limit: none, percent left, or MB left.")),
     "over_limit_threshold": ("over_limit_threshold", click.option(
-        "--over-limit-threshold", type=_COUNT, metavar="N",
+        "--over-limit-threshold", type=_COUNT, metavar="N", hidden=True,
         help="Percent or MB left that triggers the notice.")),
 }  # fmt: skip
 
@@ -81,8 +84,21 @@ def field_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+#: Options kept so that scripts get a clear refusal: the server does not enforce them yet.
+NOT_ENFORCED = {
+    "home_node": "--home-node",
+    "session_send_mb": "--session-send-mb",
+    "session_send_messages": "--session-send-messages",
+    "over_limit_notice": "--over-limit-notice",
+    "over_limit_threshold": "--over-limit-threshold",
+}
+
+
 def given_fields(options: dict[str, Any]) -> dict[str, Any]:
     """The Domain fields named by the options actually given on the command line."""
+    refuse_not_enforced(options, NOT_ENFORCED)
+    if options.get("type_") == DomainType.CLUSTERED.value:
+        refuse_not_enforced({"type": "clustered"}, {"type": "--type clustered"})
     fields = {}
     for param, value in options.items():
         if value is None or param not in _FIELDS:
@@ -107,7 +123,7 @@ def mail_path(mail_dir: str) -> Path:
 
 @click.group("domain")
 def domain_group() -> None:
-    """Manage domains (A1-A4)."""
+    """Manage domains."""
 
 
 @domain_group.command("list")
@@ -152,10 +168,9 @@ def add_command(name: str, mail_dir: str | None, **options: Any) -> None:
             with contextlib.suppress(OSError):
                 target.rmdir()
         raise
-    if state.as_json:
-        state.out.json(domain)
-    else:
-        state.out.done(f"added domain {domain.name} (mail in {mail_path(domain.mail_dir)})")
+    state.out.done(
+        f"added domain {domain.name} (mail in {mail_path(domain.mail_dir)})", **_row(domain)
+    )
 
 
 @domain_group.command("show")
@@ -183,10 +198,7 @@ def edit_command(name: str, mail_dir: str | None, **options: Any) -> None:
     if not fields:
         raise CLIError("nothing to change; give at least one option (see `mailmax domain edit -h`)")
     domain = state.directory().edit_domain(name, **fields)
-    if state.as_json:
-        state.out.json(domain)
-    else:
-        state.out.done(f"changed domain {domain.name}: {', '.join(sorted(fields))}")
+    state.out.done(f"changed domain {domain.name}: {', '.join(sorted(fields))}", **_row(domain))
 
 
 @domain_group.command("delete")
@@ -195,7 +207,7 @@ def edit_command(name: str, mail_dir: str | None, **options: Any) -> None:
 @yes_option
 @common_options
 def delete_command(name: str, mode: str, yes: bool) -> None:
-    """Delete the domain NAME with its users and aliases (A4)."""
+    """Delete the domain NAME with its users and aliases."""
     state = app()
     domain = find_domain(name)
     users = len(state.directory().list_users(domain=domain.name))
@@ -210,7 +222,7 @@ def delete_command(name: str, mode: str, yes: bool) -> None:
 
 @domain_group.group("alias")
 def alias_group() -> None:
-    """Other names of a domain (A3): mail to user@ALIAS goes to user@DOMAIN."""
+    """Other names of a domain: mail to user@ALIAS goes to user@DOMAIN."""
 
 
 @alias_group.command("list")

@@ -1,4 +1,4 @@
-"""``mailmax init``: the basic system wizard (S8).
+"""``mailmax init``: the basic system wizard.
 
 Creates, in one data directory: the commented config file, the SQLite directory database
 (migrated), the first domain and its mail directory, the queue directory, the users postmaster,
@@ -37,14 +37,12 @@ _ALPHABET = string.ascii_letters + string.digits
 def check_hostname(value: str, *, what: str, need_dot: bool) -> str:
     """``value`` in canonical form if it is a valid DNS name; else a CLIError saying why."""
     from mailmax.core.directory.errors import DirectoryError
-    from mailmax.core.directory.loginnames import check_domain_name
+    from mailmax.core.directory.loginnames import check_domain_name, check_mail_domain
 
     try:
-        name = check_domain_name(value)
+        name = check_mail_domain(value) if need_dot else check_domain_name(value)
     except DirectoryError as exc:
         raise CLIError(f"{what}: {exc}") from None
-    if need_dot and "." not in name.rstrip("."):
-        raise CLIError(f"{what} {value!r} needs at least two labels, e.g. example.com")
     return name.rstrip(".")
 
 

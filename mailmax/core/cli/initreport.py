@@ -112,11 +112,11 @@ def report(plan: Plan, done: dict[str, Any]) -> None:
         }
         for u in FIRST_USERS
     ]
-    start = f"twistd -n mailmax --config {plan.config_file}"
+    start = f"twistd -n --pidfile= mailmax --data-dir {plan.data_dir}"
     if out.as_json:
-        out.json(
-            {
-                "ok": True,
+        out.done(
+            f"MailMax is set up in {plan.data_dir}",
+            **{
                 "data_dir": plan.data_dir,
                 "config": plan.config_file,
                 "database_url": safe_url(plan.database_url),
@@ -132,7 +132,7 @@ def report(plan: Plan, done: dict[str, Any]) -> None:
                 "users": users,
                 "moved_aside": done["moved_aside"],
                 "start_command": start,
-            }
+            },
         )
         return
     cert_note = "self-signed, new" if done["new_certificate"] else "existing files kept"

@@ -13,6 +13,7 @@ import click
 
 from mailmax.core.cli import (
     aliases,
+    auth,
     configcmd,
     domains,
     init,
@@ -33,6 +34,21 @@ _LIST_HINTS = {
 }
 
 
+#: Domain and user fields whose option is not ``--`` plus the field name with dashes.
+_OPTIONS = {
+    "account_type": "--type",
+    "smtp_auth_disabled": "--smtp-auth/--no-smtp-auth",
+    "daily_send_messages": "--daily-messages",
+    "daily_send_mb": "--daily-mb",
+    "daily_limits_enabled": "--daily-limits",
+}
+
+
+def option_name(field: str) -> str:
+    """The command-line option that sets the domain or user field ``field``."""
+    return _OPTIONS.get(field, "--" + field.replace("_", "-"))
+
+
 def with_list_hint(message: str) -> str:
     """``message`` plus the list command showing what exists, unless it already names one."""
     kind = message.split(" ", 1)[0].lower()
@@ -49,8 +65,15 @@ def _explain(exc: Exception) -> str | None:
         return str(exc)
     from sqlalchemy.exc import SQLAlchemyError
 
-    from mailmax.core.directory.errors import DirectoryError, DirectoryUnavailable, NotFound
+    from mailmax.core.directory.errors import (
+        DirectoryError,
+        DirectoryUnavailable,
+        FieldError,
+        NotFound,
+    )
 
+    if isinstance(exc, FieldError):
+        return exc.named(option_name(exc.field))
     if isinstance(exc, NotFound):
         return with_list_hint(str(exc))
     if isinstance(exc, DirectoryError):
@@ -121,6 +144,7 @@ cli.add_command(aliases.alias_group)
 cli.add_command(plugins.plugin_group)
 cli.add_command(reload.reload_command)
 cli.add_command(metrics.metrics_command)
+cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
 
 

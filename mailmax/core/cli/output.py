@@ -91,10 +91,15 @@ class Output:
         for key, value in data.items():
             click.echo(f"{names[key] + ':':<{width + 1}} {text(value)}".rstrip())
 
-    def done(self, message: str, **data: Any) -> None:
-        """A finished action: the sentence, or (JSON) ``{"ok": true, "message": ..., **data}``."""
+    def done(self, message: str, *, changed: bool = True, **data: Any) -> None:
+        """A finished change: the sentence, or (JSON) the one shape of every changing command,
+        ``{"ok": true, "changed": ..., "message": ..., "object": {...}}``.
+
+        ``changed`` is false when there was nothing to do; ``object`` is what the command made,
+        changed or removed (for ``add`` and ``edit``: the record as ``show --json`` prints it).
+        """
         if self.as_json:
-            self.json({"ok": True, "message": message, **data})
+            self.json({"ok": True, "changed": changed, "message": message, "object": data})
         else:
             click.echo(message)
 

@@ -1,4 +1,4 @@
-"""``mailmax queue ...``: see why mail waits and act on it (S4, Q1-Q4, Q9).
+"""``mailmax queue ...``: see why mail waits and act on it.
 
 ``list`` and ``show`` read the queue directory (and the hold directory of ETRN domains);
 ``retry``, ``delete``, ``bounce`` and ``flush`` change it: directly when no server runs, else

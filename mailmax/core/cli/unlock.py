@@ -1,4 +1,4 @@
-"""``mailmax user unlock ADDRESS``: clear a ghost lock on a user's mailbox (A12).
+"""``mailmax user unlock ADDRESS``: clear a ghost lock on a user's mailbox.
 
 A POP3 session locks its mailbox; a crashed server's lock is stale and taken over by the next
 login on its own, but a session hung inside a running server keeps it. This command removes
@@ -18,15 +18,19 @@ from mailmax.core.store.lock import clear_lock, holder, is_stale
 @click.argument("address")
 @common_options
 def unlock_command(address: str) -> None:
-    """Remove the POP3 lock on the mailbox of the user ADDRESS (A12)."""
+    """Remove the POP3 lock on the mailbox of the user ADDRESS."""
     state = app()
     user = find_user(address)
     root = state.directory().user_maildir(user)
     live = holder(root)
     info = clear_lock(root)
     if info is None:
-        state.out.done(f"the mailbox of {user.address} was not locked", address=user.address,
-                       unlocked=False)  # fmt: skip
+        state.out.done(
+            f"the mailbox of {user.address} was not locked",
+            changed=False,
+            address=user.address,
+            unlocked=False,
+        )
         return
     if live is None or is_stale(info):
         how = f"a stale lock ({info.describe()}, no longer running)"

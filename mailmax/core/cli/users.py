@@ -1,4 +1,4 @@
-"""``mailmax user ...``: list, add, show, edit, delete users and set passwords (A5, A6, A10).
+"""``mailmax user ...``: list, add, show, edit, delete users and set passwords.
 
 Passwords are never echoed nor printed, and hashes never leave the directory: ``show`` says
 only whether a password is set and whether its clear copy is kept.
@@ -18,6 +18,7 @@ from mailmax.core.cli.context import (
     ask_new_password,
     common_options,
     interactive,
+    refuse_not_enforced,
 )
 from mailmax.core.cli.deleting import delete_flow, mode_option, yes_option
 from mailmax.core.cli.output import Column, to_data
@@ -42,16 +43,16 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = {
         "--smtp-auth/--no-smtp-auth", default=None,
         help="Allow or refuse SMTP AUTH for this user."), lambda on: not on),
     "daily_messages": ("daily_send_messages", click.option(
-        "--daily-messages", type=_COUNT, metavar="N",
+        "--daily-messages", type=_COUNT, metavar="N", hidden=True,
         help="Messages the user may send per day (turns the daily limits on)."), int),
     "daily_mb": ("daily_send_mb", click.option(
-        "--daily-mb", type=_COUNT, metavar="N",
+        "--daily-mb", type=_COUNT, metavar="N", hidden=True,
         help="MB the user may send per day (turns the daily limits on)."), int),
     "daily_limits": ("daily_limits_enabled", click.option(
-        "--daily-limits/--no-daily-limits", default=None,
+        "--daily-limits/--no-daily-limits", default=None, hidden=True,
         help="Switch the daily sending limits on or off (the numbers are kept)."), bool),
     "virus_check": ("virus_check", click.option(
-        "--virus-check/--no-virus-check", default=None,
+        "--virus-check/--no-virus-check", default=None, hidden=True,
         help="Scan this user's mail for viruses."), bool),
 }  # fmt: skip
 
@@ -71,8 +72,18 @@ def field_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+#: Options kept so that scripts get a clear refusal: the server does not enforce them yet.
+NOT_ENFORCED = {
+    "daily_messages": "--daily-messages",
+    "daily_mb": "--daily-mb",
+    "daily_limits": "--daily-limits",
+    "virus_check": "--virus-check",
+}
+
+
 def given_fields(options: dict[str, Any]) -> dict[str, Any]:
     """The User fields named by the options given; a non-zero daily limit turns limits on."""
+    refuse_not_enforced(options, NOT_ENFORCED)
     fields = {}
     for param, value in options.items():
         if value is not None and param in _FIELDS:
@@ -126,7 +137,7 @@ def read_password(password: str | None, from_stdin: bool, *, what: str) -> str:
 
 @click.group("user")
 def user_group() -> None:
-    """Manage users (A5, A6, A10)."""
+    """Manage users."""
 
 
 @user_group.command("list")
@@ -174,10 +185,7 @@ def add_command(
         address, secret, keep_clear=keep_clear_password, **given_fields(options)
     )
     data = describe(user, state.directory().user_maildir(user))
-    if state.as_json:
-        state.out.json(data)
-    else:
-        state.out.done(f"added user {user.address} (password {data['password']})")
+    state.out.done(f"added user {user.address} (password {data['password']})", **data)
 
 
 @user_group.command("show")
@@ -204,10 +212,10 @@ def edit_command(address: str, **options: Any) -> None:
     if not fields:
         raise CLIError("nothing to change; give at least one option (see `mailmax user edit -h`)")
     user = state.directory().edit_user(address, **fields)
-    if state.as_json:
-        state.out.json(describe(user))
-    else:
-        state.out.done(f"changed user {user.address}: {', '.join(sorted(fields))}")
+    state.out.done(
+        f"changed user {user.address}: {', '.join(sorted(fields))}",
+        **describe(user, state.directory().user_maildir(user)),
+    )
 
 
 @user_group.command("passwd")
@@ -248,7 +256,7 @@ def passwd_command(
 @yes_option
 @common_options
 def delete_command(address: str, mode: str, yes: bool) -> None:
-    """Delete the user ADDRESS (A10)."""
+    """Delete the user ADDRESS."""
     state = app()
     user = find_user(address)
     delete_flow(

@@ -1,4 +1,4 @@
-"""User aliases and forwards (A9, A7 storage) of the SQL directory.
+"""User aliases and forwarding targets of the SQL directory.
 
 Mixed into :class:`mailmax.core.directory.sql.SQLDirectory`. Targets are addresses; a target
 without ``@`` is in the owner's domain; local targets are stored in canonical form.
@@ -13,11 +13,16 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from mailmax.core.directory import queries as q
+from mailmax.core.directory.api import DomainType
 from mailmax.core.directory.errors import AlreadyExists, DirectoryError, NotFound
 from mailmax.core.directory.loginnames import check_target, check_user_name
 from mailmax.core.directory.schema import alias_targets, aliases, domains, forward_targets, forwards
 
 MAX_TARGETS = 1000
+#: Aliases followed at most when looking for a loop (beyond that, delivery still stops one).
+MAX_LOOP_CHECK = 10000
+#: Domain types whose users have mailboxes here; mail for the others is passed on.
+MAILBOX_DOMAIN_TYPES = frozenset({DomainType.NORMAL, DomainType.CLUSTERED})
 
 
 class AliasMixin:
@@ -25,10 +30,10 @@ class AliasMixin:
 
     _tx: Callable[..., contextlib.AbstractContextManager[sa.Connection]]
 
-    # --- user aliases (A9) ---------------------------------------------------------------------
+    # --- user aliases ---------------------------------------------------------------------
 
     def add_alias(self, address: str, targets: list[str]) -> None:
-        """Add a user alias delivering to ``targets`` (A9).
+        """Add a user alias delivering to ``targets``.
 
         The alias's domain must be served here (a domain alias stands for its domain); a target
         without ``@`` is in the alias's domain. Refused when a user or an alias has the name.
@@ -46,6 +51,7 @@ class AliasMixin:
             if q.alias_row(conn, drow["id"], name) is not None:
                 raise AlreadyExists(f"alias {full} already exists; edit it to change its targets")
             checked = self._check_targets(conn, targets, drow["name"], full)
+            self._check_no_loop(conn, full, checked)
             now = time.time()
             result = conn.execute(
                 sa.insert(aliases).values(domain_id=drow["id"], name=name, created=now, updated=now)
@@ -77,9 +83,9 @@ class AliasMixin:
         with self._tx(write=True) as conn:
             row = self._require_alias(conn, address)
             drow = q.domain_by_id(conn, row["domain_id"])
-            checked = self._check_targets(
-                conn, targets, drow["name"], f"{row['name']}@{drow['name']}"
-            )
+            full = f"{row['name']}@{drow['name']}"
+            checked = self._check_targets(conn, targets, drow["name"], full)
+            self._check_no_loop(conn, full, checked)
             conn.execute(sa.delete(alias_targets).where(alias_targets.c.alias_id == row["id"]))
             conn.execute(
                 sa.update(aliases).where(aliases.c.id == row["id"]).values(updated=time.time())
@@ -112,6 +118,11 @@ class AliasMixin:
     def _check_targets(
         self, conn: sa.Connection, targets: list[str], domain: str, own: str, *, empty: bool = False
     ) -> list[str]:
+        """The targets in canonical form; DirectoryError saying what is wrong with one.
+
+        A target in a domain with mailboxes here must be a user or an alias there; any other
+        target must be a full address in a domain of two labels or more.
+        """
         if isinstance(targets, str):
             targets = [part for part in targets.replace(";", ",").split(",") if part.strip()]
         if not targets and not empty:
@@ -120,16 +131,60 @@ class AliasMixin:
             raise DirectoryError(f"{own} has more than {MAX_TARGETS} targets")
         result: list[str] = []
         for target in targets:
-            checked = check_target(target, domain)
-            local, _, target_domain = checked.rpartition("@")
-            row = q.find_domain(conn, target_domain)
-            if row is not None:  # a local address: canonical case and domain
-                checked = f"{local.lower()}@{row['name']}"
-            if checked == own:
-                raise DirectoryError(f"{own} cannot point to itself")
+            checked = self._check_target(conn, target, domain, own)
             if checked not in result:
                 result.append(checked)
         return result
+
+    @staticmethod
+    def _check_target(conn: sa.Connection, target: str, domain: str, own: str) -> str:
+        checked = check_target(target, domain)
+        local, _, target_domain = checked.rpartition("@")
+        row = q.find_domain(conn, target_domain)
+        given = target.strip()
+        shown = given if given == checked else f"{given!r} ({checked})"
+        if row is None:
+            if "." not in target_domain:
+                raise DirectoryError(
+                    f"target {shown} is not a full address: its domain has a single label; "
+                    "give a local user or alias, or an address such as name@example.com"
+                )
+            return checked
+        if DomainType(row["type"]) not in MAILBOX_DOMAIN_TYPES:
+            return checked  # a relay, backup or ETRN domain: its mail is passed on
+        name = local.lower()
+        if f"{name}@{row['name']}" == own:
+            raise DirectoryError(f"{own} cannot point to itself")
+        if q.user_row(conn, row["id"], name) is None and q.alias_row(conn, row["id"], name) is None:
+            raise NotFound(
+                f"target {shown} is neither a user nor an alias of {row['name']}; add it first "
+                f"(mailmax user add {name}@{row['name']}) or check the spelling"
+            )
+        return f"{name}@{row['name']}"
+
+    @staticmethod
+    def _check_no_loop(conn: sa.Connection, own: str, targets: list[str]) -> None:
+        """Refuse targets through which mail to the alias ``own`` would come back to it."""
+        paths: list[list[str]] = [[own, target] for target in targets]
+        seen = {own}
+        while paths:
+            path = paths.pop()
+            address = path[-1]
+            if address == own:
+                raise DirectoryError(
+                    f"{' -> '.join(path)} would be a loop: mail to {own} would come back to "
+                    "it; point one of these aliases elsewhere"
+                )
+            if address in seen or len(seen) > MAX_LOOP_CHECK:
+                continue
+            seen.add(address)
+            local, _, domain = address.rpartition("@")
+            row = q.find_domain(conn, domain)
+            alias = q.alias_row(conn, row["id"], local) if row is not None else None
+            if alias is not None:
+                paths += [
+                    [*path, next_hop] for next_hop in q.targets_of(conn, [alias["id"]])[alias["id"]]
+                ]
 
     @staticmethod
     def _store_targets(
@@ -141,7 +196,7 @@ class AliasMixin:
                 [{key: owner_id, "position": i, "target": t} for i, t in enumerate(targets)],
             )
 
-    # --- forwards (A7 storage) -----------------------------------------------------------------
+    # --- forwards -----------------------------------------------------------------------------
 
     def set_forward(
         self,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 
 class DomainType(enum.StrEnum):
-    """How mail for a domain is handled (A1)."""
+    """How mail for a domain is handled."""
 
     NORMAL = "normal"
     ETRN = "etrn"
@@ -22,7 +22,7 @@ class DomainType(enum.StrEnum):
 
 
 class AccountType(enum.StrEnum):
-    """A user's account type (A5)."""
+    """A user's account type."""
 
     NORMAL = "normal"
     DISABLED = "disabled"
@@ -30,7 +30,7 @@ class AccountType(enum.StrEnum):
 
 
 class BlankPasswordPolicy(enum.StrEnum):
-    """What a blank password means (A6)."""
+    """What a blank password means."""
 
     FILL = "fill"  # the next password entered at login becomes the password
     NONE = "none"  # no password needed
@@ -39,7 +39,7 @@ class BlankPasswordPolicy(enum.StrEnum):
 
 
 class DeleteMode(enum.StrEnum):
-    """What deleting a domain or user does with its mail (A4, A10)."""
+    """What deleting a domain or user does with its mail."""
 
     DATABASE = "database"  # remove the records, leave the mail directory alone
     ARCHIVE = "archive"  # rename the mail directory with the date
@@ -48,7 +48,7 @@ class DeleteMode(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Domain:
-    """A domain served by this system and its mailbox defaults (A1, A2)."""
+    """A domain served by this system and its mailbox defaults."""
 
     name: str
     mail_dir: str
@@ -66,12 +66,12 @@ class Domain:
     blank_password: BlankPasswordPolicy = BlankPasswordPolicy.SYSTEM
     over_limit_notice: str = "none"  # none / percent / mb
     over_limit_threshold: int = 0
-    aliases: tuple[str, ...] = ()  # domain aliases pointing here (A3)
+    aliases: tuple[str, ...] = ()  # domain aliases pointing here
 
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """A mailbox owner (A5). ``address`` is the canonical ``user@domain``."""
+    """A mailbox owner. ``address`` is the canonical ``user@domain``."""
 
     name: str
     domain: str

@@ -1,4 +1,4 @@
-"""Checking and converting the editable fields of domains and users (A1, A2, A5).
+"""Checking and converting the editable fields of domains and users.
 
 Values may come typed (from code) or as text (from the CLI or a form): ``"relay"``, ``"25"``,
 ``"yes"``. Each bad value gets a message naming the field and what it accepts.
@@ -18,7 +18,7 @@ from mailmax.core.directory.api import (
     DomainType,
     User,
 )
-from mailmax.core.directory.errors import DirectoryError
+from mailmax.core.directory.errors import DirectoryError, FieldError
 from mailmax.core.directory.loginnames import check_user_name
 
 OVER_LIMIT_NOTICES = ("none", "percent", "mb", "system")
@@ -31,7 +31,9 @@ def _int(limit: int = 2**31 - 1) -> Callable[[str, object], int]:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value.strip())
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
-            raise DirectoryError(f"{field} must be a whole number from 0 to {limit}, not {value!r}")
+            raise FieldError(
+                field, f"{{field}} must be a whole number from 0 to {limit}, not {value!r}"
+            )
         return value
 
     return convert
@@ -42,19 +44,19 @@ def _bool(field: str, value: object) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise DirectoryError(f"{field} must be yes or no (true/false), not {value!r}")
+    raise FieldError(field, f"{{field}} must be yes or no (true/false), not {value!r}")
 
 
 def _text(limit: int, *, spaces: bool = True) -> Callable[[str, object], str]:
     def convert(field: str, value: object) -> str:
         if not isinstance(value, str):
-            raise DirectoryError(f"{field} must be text, not {value!r}")
+            raise FieldError(field, f"{{field}} must be text, not {value!r}")
         if len(value) > limit:
-            raise DirectoryError(f"{field} is longer than {limit} characters")
+            raise FieldError(field, f"{{field}} is longer than {limit} characters")
         if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise DirectoryError(f"{field} contains control characters (such as a line break)")
+            raise FieldError(field, "{field} contains control characters (such as a line break)")
         if not spaces and any(c.isspace() for c in value):
-            raise DirectoryError(f"{field} may not contain spaces: {value!r}")
+            raise FieldError(field, f"{{field}} may not contain spaces: {value!r}")
         return value
 
     return convert
@@ -68,7 +70,7 @@ def _choice(
     def convert(field: str, value: object) -> str:
         text = value.strip().lower() if isinstance(value, str) else value
         if text not in names:
-            raise DirectoryError(f"{field} must be one of {', '.join(names)}, not {value!r}")
+            raise FieldError(field, f"{{field}} must be one of {', '.join(names)}, not {value!r}")
         return str(text)
 
     return convert
@@ -77,20 +79,23 @@ def _choice(
 def _mail_dir(field: str, value: object) -> str:
     text = _text(4096)(field, value)
     if not text.strip():
-        raise DirectoryError(f"{field} is empty; give the folder where the domain's mail is kept")
+        raise FieldError(field, "{field} is empty; give the folder where the domain's mail is kept")
     return text
 
 
 def _local_part(field: str, value: object) -> str:
     text = _text(64, spaces=False)(field, value)
-    return check_user_name(text) if text else ""
+    try:
+        return check_user_name(text) if text else ""
+    except DirectoryError as exc:
+        raise FieldError(field, f"{{field}}: {exc}") from None
 
 
 def _over_limit(field: str, value: object) -> str:
     text = value.strip().lower() if isinstance(value, str) else value
     if text not in OVER_LIMIT_NOTICES:
-        raise DirectoryError(
-            f"{field} must be one of {', '.join(OVER_LIMIT_NOTICES)}, not {value!r}"
+        raise FieldError(
+            field, f"{{field}} must be one of {', '.join(OVER_LIMIT_NOTICES)}, not {value!r}"
         )
     return str(text)
 
@@ -165,16 +170,20 @@ def _convert(
 def check_domain(values: Mapping[str, Any]) -> None:
     """Check the rules that tie a domain's fields together (the whole record, after a change)."""
     if values["type"] == DomainType.RELAY and not values["delivery_host"]:
-        raise DirectoryError(
-            "a relay-to-host domain needs a delivery host (delivery_host=mail.example.net)"
+        raise FieldError(
+            "delivery_host",
+            "a relay domain needs a delivery host: give {field} (e.g. mail.example.net)",
         )
     if values["type"] == DomainType.BACKUP and not values["backup_priority"]:
-        raise DirectoryError(
-            "a backup domain needs a non-zero backup priority (backup_priority=20): "
-            "the MX preference of this server"
+        raise FieldError(
+            "backup_priority",
+            "a backup domain needs a non-zero backup priority, the MX preference of this "
+            "server: give {field} (e.g. 20)",
         )
     if values["over_limit_notice"] == "percent" and values["over_limit_threshold"] > 100:
-        raise DirectoryError("an over-limit threshold in percent must be 0 to 100")
+        raise FieldError(
+            "over_limit_threshold", "an over-limit threshold in percent ({field}) must be 0 to 100"
+        )
 
 
 def domain_defaults() -> dict[str, Any]:

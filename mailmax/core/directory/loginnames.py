@@ -1,6 +1,6 @@
-"""User names, domain names and the login-name forms of A11.
+"""User names, domain names and the login-name forms.
 
-User names (A5) are ASCII letters and digits plus ``. _ - + ' ! # $ & * = ? ^ ` { | } ~``
+User names are ASCII letters and digits plus ``. _ - + ' ! # $ & * = ? ^ ` { | } ~``
 (RFC 5322 ``atext`` without ``/`` and ``%``, which separate a user from a domain in login names),
 at most 64 characters; a dot may not start or end a name nor follow another dot. Names are
 case-insensitive and kept in lower case.
@@ -8,7 +8,7 @@ case-insensitive and kept in lower case.
 Domain names are IDNA (UTS #46) names kept in their lower-case ASCII form (``xn--`` labels),
 at most 253 characters, each label 1 to 63 characters.
 
-Login names (A11): ``user``, ``user@domain``, ``user%domain``, ``user/domain`` and
+Login names: ``user``, ``user@domain``, ``user%domain``, ``user/domain`` and
 ``domain/user``; a bare ``user`` is looked up in the listening address's default domain.
 """
 
@@ -88,6 +88,21 @@ def check_domain_name(name: str) -> str:
     return ascii_name
 
 
+def check_mail_domain(name: str) -> str:
+    """Like :func:`check_domain_name`, for a domain that gets mail: it needs two labels or more.
+
+    The one rule for every domain an admin names (``mailmax init --domain``, ``domain add``,
+    domain aliases, remote alias targets): a single label such as ``nodots`` is no mail domain.
+    """
+    canonical = check_domain_name(name)
+    if "." not in canonical.rstrip("."):
+        raise DirectoryError(
+            f"domain name {name!r} has a single label; a mail domain needs at least two, "
+            "e.g. example.com"
+        )
+    return canonical.rstrip(".")
+
+
 def _valid_domain(name: str) -> str | None:
     try:
         return check_domain_name(name)
@@ -98,7 +113,7 @@ def _valid_domain(name: str) -> str | None:
 def parse_login(
     login: str, default_domain: str, is_domain: Callable[[str], bool]
 ) -> tuple[str, str]:
-    """Split a login name into ``(user name, domain)``, both canonical (A11).
+    """Split a login name into ``(user name, domain)``, both canonical.
 
     ``is_domain`` tells whether a canonical domain name is served here (domain aliases
     included); it decides between ``user/domain`` and ``domain/user``. Raises

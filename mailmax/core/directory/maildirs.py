@@ -1,4 +1,4 @@
-"""What deleting a domain or a user does to its mail directory (A4, A10).
+"""What deleting a domain or a user does to its mail directory.
 
 The directory is moved aside *inside* the database transaction that deletes the records: when
 the move fails the records stay, and when the commit fails the directory is moved back. Only

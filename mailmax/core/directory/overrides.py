@@ -1,4 +1,4 @@
-"""Per-domain and per-user plugin overrides, and login tracking (S5), of the SQL directory.
+"""Per-domain and per-user plugin overrides, and login tracking, of the SQL directory.
 
 Mixed into :class:`mailmax.core.directory.sql.SQLDirectory`.
 """
@@ -105,7 +105,7 @@ class OverridesMixin:
                     )
                 )
 
-    # --- login tracking (S5) -------------------------------------------------------------------
+    # --- login tracking -------------------------------------------------------------------
 
     def record_login(self, address: str, service: str, ip: str) -> None:
         """Note a successful login; the newest :attr:`LOGINS_KEPT` per user are kept.

@@ -1,4 +1,4 @@
-"""Password hashing (A6): argon2id for every stored password.
+"""Password hashing: argon2id for every stored password.
 
 A user's password is always stored as an argon2id hash, and log-ins are always checked against
 that hash. When the admin chooses to keep clear text for a user (APOP and CRAM-MD5 need the
@@ -55,8 +55,18 @@ def needs_rehash(stored: str, hasher: PasswordHasher = DEFAULT_HASHER) -> bool:
         return True
 
 
+#: A hash of a random password made by :data:`DEFAULT_HASHER`: verifying against it costs what
+#: verifying a user's password costs, and the first unknown user pays no hash of its own.
+_DEFAULT_DUMMY = (
+    "$argon2id$v=19$m=65536,t=3,p=4$JCrnnFVZs2TGHF6egAlzsg"
+    "$U9ndE5oMdJhQiuVxB8iSlYcGHaySPuu5tKQbv+QXkr0"
+)
+
+
 @functools.cache
 def _dummy_hash(hasher: PasswordHasher) -> str:
+    if not needs_rehash(_DEFAULT_DUMMY, hasher):
+        return _DEFAULT_DUMMY
     return hasher.hash("mailmax-no-such-user")
 
 

@@ -1,4 +1,4 @@
-"""SQLDirectory: the blocking directory on SQLite or PostgreSQL (A1-A6, A9-A11, S5).
+"""SQLDirectory: the blocking directory on SQLite or PostgreSQL.
 
 Every public method opens a short transaction of its own; writes are serialised (see
 :mod:`mailmax.core.directory.engine`). Names are case-insensitive: domains are kept in their
@@ -18,7 +18,7 @@ from argon2 import PasswordHasher
 
 from mailmax.core.directory import maildirs, migrations
 from mailmax.core.directory import queries as q
-from mailmax.core.directory.aliasing import AliasMixin
+from mailmax.core.directory.aliasing import MAILBOX_DOMAIN_TYPES, AliasMixin
 from mailmax.core.directory.api import (
     AccountType,
     BlankPasswordPolicy,
@@ -31,7 +31,7 @@ from mailmax.core.directory.api import (
 )
 from mailmax.core.directory.auth import AuthMixin
 from mailmax.core.directory.engine import make_engine, transaction
-from mailmax.core.directory.errors import AlreadyExists, DirectoryError, NotFound
+from mailmax.core.directory.errors import AlreadyExists, DirectoryError, FieldError, NotFound
 from mailmax.core.directory.fields import (
     DOMAIN_FIELDS,
     check_domain,
@@ -43,6 +43,7 @@ from mailmax.core.directory.fields import (
 )
 from mailmax.core.directory.loginnames import (
     check_domain_name,
+    check_mail_domain,
     check_user_name,
     valid_user_name,
 )
@@ -53,9 +54,6 @@ from mailmax.core.directory.schema import (
     domains,
     users,
 )
-
-#: Domain types whose users have mailboxes here; mail for the others is passed on.
-MAILBOX_DOMAIN_TYPES = frozenset({DomainType.NORMAL, DomainType.CLUSTERED})
 
 
 class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
@@ -95,7 +93,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
     ) -> SQLDirectory:
         """Open the directory at a SQLAlchemy ``url``; upgrade its schema unless told not to.
 
-        ``blank_password_default`` is the system's blank-password policy (A6), used by domains
+        ``blank_password_default`` is the system's blank-password policy, used by domains
         whose policy is ``system``. ``password_hasher`` replaces the default argon2id
         parameters (stored hashes made with other parameters are redone at the next log-in).
         """
@@ -175,14 +173,15 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
         ``catch_all`` and ``monitor`` name users of the domain, so they are set with
         :meth:`edit_domain` once those users exist.
         """
-        canonical = check_domain_name(name)
+        canonical = check_mail_domain(name)
         new_aliases = fields.pop("aliases", ())
         values = domain_defaults() | domain_values({"mail_dir": mail_dir, **fields})
         for key in ("catch_all", "monitor"):
             if values[key]:
-                raise DirectoryError(
-                    f"{key} must name an existing user of {canonical}: add the domain, "
-                    f"add the user, then set {key} with edit_domain"
+                raise FieldError(
+                    key,
+                    f"{{field}} must name an existing user of {canonical}: add the domain "
+                    "and the user first, then set {field}",
                 )
         check_domain(values)
         with self._tx(write=True) as conn:
@@ -225,15 +224,20 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
         (or be empty to clear them).
         """
         new_aliases = fields.pop("aliases", None)
-        changes = domain_values(fields)
         with self._tx(write=True) as conn:
             row = q.require_domain(conn, name)
+            for key in ("catch_all", "monitor"):
+                value = fields.get(key)
+                if isinstance(value, str) and "@" in value:
+                    fields[key] = self._own_local_part(conn, row, key, value)
+            changes = domain_values(fields)
             check_domain({key: row[key] for key in DOMAIN_FIELDS} | changes)
             for key in ("catch_all", "monitor"):
                 if changes.get(key) and q.user_row(conn, row["id"], changes[key]) is None:
-                    raise NotFound(
-                        f"{key} {changes[key]!r} is not a user of {row['name']}; "
-                        "add the user first or pick an existing one"
+                    raise FieldError(
+                        key,
+                        f"{{field}} {changes[key]!r} is not a user of {row['name']}; "
+                        "add the user first or pick an existing one",
                     )
             if "mail_dir" in changes and changes["mail_dir"] != row["mail_dir"]:
                 self._check_mail_dir_free(conn, changes["mail_dir"], row["id"])
@@ -250,8 +254,22 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
                 self._add_domain_aliases(conn, row["id"], row["name"], new_aliases)
             return q.make_domain(conn, q.domain_by_id(conn, row["id"]))
 
+    @staticmethod
+    def _own_local_part(conn: sa.Connection, row: q.Row, key: str, address: str) -> str:
+        """The user name of ``address``, which must be in the domain of ``row`` (or an alias)."""
+        local, _, domain = address.strip().rpartition("@")
+        canonical = q.canonical_domain(domain)
+        found = q.find_domain(conn, canonical) if canonical and local else None
+        if found is None or found["id"] != row["id"]:
+            raise FieldError(
+                key,
+                f"{{field}} {address!r} is not an address of {row['name']}: the account "
+                "must be a user of the domain itself",
+            )
+        return local
+
     def delete_domain(self, name: str, mode: DeleteMode = DeleteMode.DATABASE) -> None:
-        """Delete a domain with its aliases, users and their records (A4).
+        """Delete a domain with its aliases, users and their records.
 
         ``mode``: ``database`` leaves the mail directory alone; ``archive`` renames it to
         ``<mail_dir>.deleted-YYYYMMDD-HHMMSS`` (UTC); ``remove`` deletes it with all mail.
@@ -264,13 +282,14 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
             if row["name"] != canonical:
                 raise DirectoryError(
                     f"{canonical} is an alias of {row['name']}; remove the alias "
-                    f"(remove_domain_alias) or delete {row['name']} by its own name"
+                    f"(`mailmax domain alias delete {canonical}`) or delete {row['name']} "
+                    "by its own name"
                 )
             conn.execute(sa.delete(domains).where(domains.c.id == row["id"]))
             dispose(self._path(row["mail_dir"]))
 
     def add_domain_alias(self, alias: str, domain: str) -> None:
-        """Make ``alias`` another name of ``domain`` (A3); refused for real domains and aliases."""
+        """Make ``alias`` another name of ``domain``; refused for real domains and aliases."""
         with self._tx(write=True) as conn:
             row = q.require_domain(conn, domain)
             self._add_domain_aliases(conn, row["id"], row["name"], [alias])
@@ -304,7 +323,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
         if isinstance(names, str):
             names = [names]
         for alias in names:
-            canonical = check_domain_name(alias)
+            canonical = check_mail_domain(alias)
             if canonical == domain:
                 raise DirectoryError(f"{canonical} cannot be an alias of itself")
             row = q.find_domain(conn, canonical)
@@ -344,7 +363,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
     def add_user(
         self, address: str, password: str | None = None, *, keep_clear: bool = False, **fields: Any
     ) -> User:
-        """Add a user ``name@domain`` (A5). No password (None or "") means a blank password.
+        """Add a user ``name@domain``. No password (None or "") means a blank password.
 
         With ``keep_clear`` a clear copy of the password is kept beside its hash (for APOP and
         CRAM-MD5). Refused when the name is taken by a user or an alias, when the domain has no
@@ -371,8 +390,8 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
                 ).scalar_one()
                 if count >= drow["max_users"]:
                     raise DirectoryError(
-                        f"{drow['name']} already has {count} users, its limit (max_users); "
-                        "raise the limit or delete a user before adding " + full
+                        f"{drow['name']} already has {count} users, its limit; raise the "
+                        "domain's user limit or delete a user before adding " + full
                     )
             now = time.time()
             result = conn.execute(
@@ -429,7 +448,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
     def set_password(
         self, address: str, password: str | None, *, keep_clear: bool | None = None
     ) -> None:
-        """Set a user's password; None or "" blanks it (A6).
+        """Set a user's password; None or "" blanks it.
 
         ``keep_clear`` True keeps a clear copy (APOP, CRAM-MD5), False drops it, None leaves the
         user's choice as it is.
@@ -450,7 +469,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
             )
 
     def delete_user(self, address: str, mode: DeleteMode = DeleteMode.DATABASE) -> None:
-        """Delete a user with its forward, overrides and login records (A10).
+        """Delete a user with its forward, overrides and login records.
 
         ``mode`` as for :meth:`delete_domain`, applied to the user's Maildir. A domain whose
         catch-all or monitor account this was has none afterwards. Aliases pointing at the user

@@ -1,4 +1,4 @@
-"""IMAP4rev1 server (S3): protocol, parser, FETCH/SEARCH, MIME structure, folder listing.
+"""IMAP4rev1 server: protocol, parser, FETCH/SEARCH, MIME structure, folder listing.
 
 The service builds :class:`mailmax.core.imap.factory.IMAPFactory` for each ``imap``/``imaps``
 listener.

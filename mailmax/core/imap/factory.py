@@ -1,4 +1,4 @@
-"""The IMAP server factory: one per ``imap``/``imaps`` listener (S3).
+"""The IMAP server factory: one per ``imap``/``imaps`` listener.
 
 :class:`IMAPFactory` builds a :class:`~mailmax.core.imap.server.IMAPServer` for each
 connection, runs the sessions' blocking mailbox-store calls in its own thread pool, counts
@@ -59,7 +59,7 @@ class IMAPFactory(SessionSet, protocol.ServerFactory):
         self.limits = IMAPLimits.from_settings(settings)
         #: Failed-login throttling, shared with the other listeners when the service gives one.
         self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
-        #: Successful log-ins by IP, for POP/IMAP-before-SMTP (P5).
+        #: Successful log-ins by IP, for POP/IMAP-before-SMTP.
         self.logins = logins if logins is not None else RecentLogins()
         self.init_sessions()
         #: Logged-in sessions per user, shared by every IMAP listener of the process.

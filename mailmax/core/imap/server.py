@@ -1,4 +1,4 @@
-"""The IMAP4rev1 server protocol (S3, A5, A11; RFC 3501 and extensions).
+"""The IMAP4rev1 server protocol (RFC 3501 and extensions).
 
 MailMax's own protocol on :class:`twisted.internet.protocol.Protocol`: Twisted carries bytes,
 TLS and timers; every IMAP behaviour is here and tested. Commands run one at a time, in order

@@ -1,4 +1,4 @@
-"""Outbound delivery (S4, Q2-Q6): MX look-up, the SMTP client, routes, session limits, retries.
+"""Outbound delivery: MX look-up, the SMTP client, routes, session limits, retries.
 
 The queue runner hands the remote recipients of a message to
 :class:`~mailmax.core.outbound.delivery.OutboundDelivery`, which groups them by destination,

@@ -1,4 +1,4 @@
-"""MailMax's SMTP client: one connection to a remote server, driven by coroutines (S4).
+"""MailMax's SMTP client: one connection to a remote server, driven by coroutines.
 
 What it does beyond the basics, and why it is not Twisted's ``SMTPClient``:
 

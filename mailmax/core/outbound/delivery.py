@@ -1,4 +1,4 @@
-"""Remote delivery of one message's due recipients (S4, Q2, Q5-Q8, Q10-Q13).
+"""Remote delivery of one message's due recipients.
 
 For each destination domain the ``mailmax_route`` hook says how its mail goes (direct MX
 delivery by default). Recipients whose routes are equal travel together: one SMTP transaction

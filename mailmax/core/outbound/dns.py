@@ -1,4 +1,4 @@
-"""MX and address look-ups for outbound delivery (S4, Q6), with twisted.names.
+"""MX and address look-ups for outbound delivery, with twisted.names.
 
 The system resolver (``/etc/resolv.conf``) is used unless ``[queue] dns_servers`` names other
 servers; ``/etc/hosts`` answers address look-ups first, as everywhere on the system. Every

@@ -1,4 +1,4 @@
-"""The hold directory (Q9): mail for ETRN domains waits here until the domain asks for it.
+"""The hold directory: mail for ETRN domains waits here until the domain asks for it.
 
 It is a spool of its own (``[queue] hold_dir``, which may be on a bigger disk than the main
 queue), written with the same durability. A message that has recipients at an ETRN domain is

@@ -1,4 +1,4 @@
-"""Outbound session limits and connection reuse (Q2).
+"""Outbound session limits and connection reuse.
 
 A :class:`Lease` is the right to hold one SMTP session for one destination (a domain, or a
 smart host). :class:`SessionPool` hands out leases within three limits: all sessions

@@ -1,4 +1,4 @@
-"""The retry schedule (Q2, Q3): the retry queue, then the soft-error queue, then a bounce.
+"""The retry schedule: the retry queue, then the soft-error queue, then a bounce.
 
 A delivery that fails temporarily is tried again every ``retry_minutes`` for ``max_retries``
 more attempts (the retry queue). After that it moves to the soft-error queue: the sender is

@@ -5,7 +5,7 @@ delivered straight to its MX hosts (:func:`direct`). A route lists one or more
 :class:`Engine` s, tried in order within one delivery attempt: the internal engine (MX
 look-up) or a fixed host (a smart host, a relay-to-host delivery address). A route can also
 hold the mail (ETRN domains), restrict MX hosts to those preferred over this server (backup
-MX), and mark the mail as passing through (the ``mailmax_transit`` hook runs for it, Q13).
+MX), and mark the mail as passing through (the ``mailmax_transit`` hook runs for it).
 """
 
 from __future__ import annotations

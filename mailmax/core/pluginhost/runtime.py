@@ -60,9 +60,11 @@ class PluginRuntime:
         async_directory: Any,
         spool: Any,
         reload: Callable[[], Any],
+        admin_commands: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
     ) -> None:
         """Attach the directory and spool, rebuild the set with the directory's overrides,
-        start refreshing them and open the admin channel (``reload`` answers its reloads)."""
+        start refreshing them and open the admin channel (``reload`` answers its reloads,
+        ``admin_commands`` adds commands without and with an argument)."""
         self.host.sync_directory = directory
         self.host.directory = async_directory
         self.host.spool = spool
@@ -79,7 +81,9 @@ class PluginRuntime:
                 "plugins": lambda: admin.plugins_summary(self.plugin_set),
                 "ping": lambda: "pong",
                 "metrics": lambda: json.dumps(self.host.metrics.snapshot()),
-            }
+                **admin_commands[0],
+            },
+            admin_commands[1],
         )
         d = admin.listen(self.reactor, self.settings.data_dir, factory)
         d.addCallback(self._admin_listening)

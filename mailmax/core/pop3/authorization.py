@@ -1,4 +1,4 @@
-"""POP3 AUTHORIZATION state: CAPA, STLS, USER/PASS, APOP and SASL PLAIN (S2, A6, A11, P5).
+"""POP3 AUTHORIZATION state: CAPA, STLS, USER/PASS, APOP and SASL PLAIN.
 
 Every login goes through the failed-login limits (:mod:`mailmax.core.authlimit`): an unknown
 user, a wrong password and a disabled account get the same reply after the same delay.

@@ -1,4 +1,4 @@
-"""A POP3 session's maildrop: the locked INBOX as it was at login (S2, A12).
+"""A POP3 session's maildrop: the locked INBOX as it was at login.
 
 Every method blocks (files, the index); the server calls :meth:`Maildrop.open` and
 :meth:`Maildrop.commit` in a worker thread. Message numbers are 1-based positions in the

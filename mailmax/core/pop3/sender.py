@@ -1,4 +1,4 @@
-"""Sending a message over POP3: dot-stuffing, TOP's line cut, and a streaming producer (S2).
+"""Sending a message over POP3: dot-stuffing, TOP's line cut, and a streaming producer.
 
 A message is sent byte for byte as stored, with a ``.`` doubled at the start of every line and
 a terminating ``.`` line; both work on chunks, so a message of any size streams in bounded

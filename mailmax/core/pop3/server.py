@@ -1,4 +1,4 @@
-"""The POP3 server protocol and its factory (S2, A6, A11, A12, P5).
+"""The POP3 server protocol and its factory.
 
 RFC 1939 (POP3, APOP), RFC 2449 (CAPA, response codes), RFC 2595 (STLS), RFC 3206 (AUTH and
 SYS response codes), RFC 5034 (SASL PLAIN). One command is handled at a time: input goes into a

@@ -1,4 +1,4 @@
-"""POP3 TRANSACTION and UPDATE states: STAT, LIST, UIDL, RETR, TOP, DELE, NOOP, RSET, QUIT (S2).
+"""POP3 TRANSACTION and UPDATE states: STAT, LIST, UIDL, RETR, TOP, DELE, NOOP, RSET, QUIT.
 
 Messages go out byte for byte as stored, dot-stuffed; small ones in one write, large ones
 streamed by :class:`~mailmax.core.pop3.sender.MessageSender` with flow control.

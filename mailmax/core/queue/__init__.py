@@ -1,1 +1,1 @@
-"""The queue runner: takes messages from the spool and delivers them (S4, Q1, Q4, Q5)."""
+"""The queue runner: takes messages from the spool and delivers them."""

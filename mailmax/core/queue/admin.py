@@ -1,7 +1,7 @@
 """The queue runner's administrative side: ETRN releases, held-mail sweeps, admin requests.
 
 A mixin of :class:`~mailmax.core.queue.runner.QueueRunner`, kept apart so each file has one
-job. Held mail (ETRN domains, Q9) is sent only when :meth:`QueueAdminMixin.release` asks for
+job. Held mail (ETRN domains) is sent only when :meth:`QueueAdminMixin.release` asks for
 its domain; the hourly sweep bounces what waited longer than ``[queue] hold_days`` (and what
 an admin returned to the sender). Admin requests (``mailmax queue retry|delete|bounce``, via
 :mod:`mailmax.core.queue.control`) are carried out between deliveries: a message being

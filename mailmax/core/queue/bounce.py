@@ -1,4 +1,4 @@
-"""Delivery status notifications (RFC 3464) for failed or delayed recipients (Q4).
+"""Delivery status notifications (RFC 3464) for failed or delayed recipients.
 
 A DSN is a ``multipart/report; report-type=delivery-status`` message from the null sender:
 a human-readable explanation, the machine-readable ``message/delivery-status`` part, and the

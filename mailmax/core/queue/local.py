@@ -28,6 +28,7 @@ from mailmax.core import model
 from mailmax.core.directory.api import Domain, Lookup, User
 from mailmax.core.directory.cached import TTLCache
 from mailmax.core.hooks import PluginSet, Scope
+from mailmax.core.queue.loops import leads_somewhere
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 from mailmax.core.spool.spool import Spool
 from mailmax.core.store import maildir
@@ -228,17 +229,28 @@ class LocalDelivery:
             "mailmax_resolve_recipient", Scope(domain=_domain_of(address)), address=address
         )
         if targets:
-            return Outcome("expanded", extra=list(targets))
+            return await self._expansion(plugins, address, list(targets))
         found = await self.in_thread(self.directory.lookup_recipient, address)
         if found.status in (Lookup.USER, Lookup.CATCH_ALL) and found.user is not None:
             return found.user.address
         if found.status is Lookup.ALIAS:
-            return Outcome("expanded", extra=list(found.targets))
+            return await self._expansion(plugins, address, list(found.targets))
         if found.status is Lookup.DISABLED:
             return failed(f"<{address}>: mailbox disabled", "5.2.1")
         if found.status is Lookup.NOT_LOCAL:
             return Outcome("rerouted")
         return failed(f"<{address}>: no such user here", "5.1.1")
+
+    async def _expansion(self, plugins: PluginSet, address: str, targets: list[str]) -> Outcome:
+        """``address`` replaced by ``targets``, or a failure when they only lead back to it."""
+        if await self.in_thread(leads_somewhere, self.directory, plugins, address, targets):
+            return Outcome("expanded", extra=targets)
+        log.warn("alias loop: {address} -> {targets}", address=address, targets=targets)
+        return failed(
+            f"<{address}>: alias loop: its targets lead back to it and never to a mailbox",
+            "5.4.6",
+            554,
+        )
 
     @staticmethod
     def _expand(
@@ -257,7 +269,7 @@ class LocalDelivery:
         return merged
 
     def _store_batch(self, writes: Sequence[StoreRequest]) -> list[Outcome]:
-        """Blocking: check each user, store every message, fsync each ``new/`` once (A5).
+        """Blocking: check each user, store every message, fsync each ``new/`` once.
 
         A delivery is reported only when its directory is synced; when that fails, the
         deliveries into it are deferred (the next attempt finds the file and keeps it).

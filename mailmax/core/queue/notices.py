@@ -1,4 +1,4 @@
-"""The queue's notices to senders (Q3, Q4): bounces, and warnings that delivery goes on.
+"""The queue's notices to senders: bounces, and warnings that delivery goes on.
 
 Both are RFC 3464 delivery status notifications built by :mod:`mailmax.core.queue.bounce`
 and queued through the spool like any other message, from the null sender. A message from
@@ -95,7 +95,7 @@ class Notifier:
         path: Path,
         delayed: Sequence[tuple[SpoolRecipient, float | None]],
     ) -> bool:
-        """Queue a "delayed" DSN: these recipients moved to the soft-error queue (Q3)."""
+        """Queue a "delayed" DSN: these recipients moved to the soft-error queue."""
         if not envelope.sender or not delayed:
             return True
         reports = [

@@ -1,4 +1,4 @@
-"""The queue runner service: delivers spooled messages, retries, bounces (S4, Q1-Q5, Q9).
+"""The queue runner service: delivers spooled messages, retries, bounces.
 
 Each queued message is handled by one coroutine on the reactor thread at a time; blocking work
 (reading envelopes, directory look-ups, Maildir writes, envelope rewrites) runs in the delivery
@@ -52,7 +52,7 @@ mail_log = mail_logger("mailmax.queue")
 
 __all__ = ["QueueRunner", "count_received", "runner_for", "status_of"]
 
-#: Bytes of the message read to count Received headers (Q5).
+#: Bytes of the message read to count Received headers.
 HEADER_READ_LIMIT = 256 * 1024
 #: A message never grows past this many recipients through aliases and forwarding.
 MAX_RECIPIENTS = 1000
@@ -168,6 +168,7 @@ class QueueRunner(QueueAdminMixin, Service):
         self._fresh: set[str] = set()
         self._loops: list[task.LoopingCall] = []
         self._scanning = False
+        self._resume_local = False
         self._rescan = False
         self._stopping = False
 
@@ -176,6 +177,7 @@ class QueueRunner(QueueAdminMixin, Service):
         """Resume the messages on disk, follow new commits, scan periodically."""
         super().startService()
         self._stopping = False
+        self._resume_local = True
         self._pool.start()
         self._remove_pool.start()
         _RUNNERS[self.spool] = self
@@ -257,9 +259,13 @@ class QueueRunner(QueueAdminMixin, Service):
         for queue_id in [q for q in self._due if q not in present]:
             del self._due[queue_id]
         busy, removing, due = self._active, self._removing, self._due
+        resume, self._resume_local = self._resume_local, False
         for queue_id in ids:
             if queue_id not in busy and queue_id not in removing and due.get(queue_id, 0.0) <= now:
-                self._schedule(queue_id)
+                if resume:  # the first scan since start
+                    self._schedule(queue_id, partial(self._process, queue_id, resume=True))
+                else:
+                    self._schedule(queue_id)
 
     def _scan_done(self, _: Any) -> None:
         self._scanning = False
@@ -310,7 +316,9 @@ class QueueRunner(QueueAdminMixin, Service):
             await self._in_thread(spool.quarantine, queue_id)
             return None
 
-    async def _process(self, queue_id: str) -> None:
+    async def _process(self, queue_id: str, *, resume: bool = False) -> None:
+        """Deliver what is due of one message; ``resume`` (the first pass since start): its
+        local recipients deferred by a local failure are due too."""
         if self._stopping:
             return
         loaded = await self._open(self.spool, queue_id)
@@ -319,9 +327,11 @@ class QueueRunner(QueueAdminMixin, Service):
         envelope, hops = loaded.envelope, loaded.hops
         path = self.spool.message_path(queue_id)
         now = time.time()
-        if hops > self.settings.smtp.max_hops:
-            self._too_many_hops(envelope, hops)
-        changed = await self._deliver_local(envelope, path, now)
+        # The limit counts the Received headers a message arrives with (the SMTP server refuses
+        # more at DATA); the queued copy also carries this server's own.
+        if hops - 1 > self.settings.smtp.max_hops:
+            self._too_many_hops(envelope, hops - 1)
+        changed = await self._deliver_local(envelope, path, now, resume=resume)
         due = [
             i
             for i, r in enumerate(envelope.recipients)
@@ -381,8 +391,12 @@ class QueueRunner(QueueAdminMixin, Service):
                 )
 
     # ------------------------------------------------------------------ local recipients
-    async def _deliver_local(self, envelope: SpoolEnvelope, path: Path, now: float) -> bool:
-        """Deliver every due local recipient; True when the envelope changed."""
+    async def _deliver_local(
+        self, envelope: SpoolEnvelope, path: Path, now: float, *, resume: bool = False
+    ) -> bool:
+        """Deliver every due local recipient; True when the envelope changed. With ``resume``
+        a deferred local recipient is due at once: its delivery failed here (a Maildir, the
+        directory, a plugin), and a restart is when such a failure has most likely gone."""
         plugins = self.plugins()
         fresh = envelope.id in self._fresh
         changed = False
@@ -392,7 +406,7 @@ class QueueRunner(QueueAdminMixin, Service):
             if (
                 recipient.kind == "local"
                 and recipient.state in WAITING
-                and recipient.next_attempt <= now
+                and (recipient.next_attempt <= now or (resume and recipient.state == "deferred"))
             ):
                 if changed:  # the previous recipient's state is on disk first
                     await self._in_thread(self.spool.save, envelope)
@@ -409,13 +423,20 @@ class QueueRunner(QueueAdminMixin, Service):
     ) -> None:
         """Record ``outcome`` in ``recipient`` and log the delivery line."""
         if outcome.extra:
-            added = await self._add_recipients(envelope, outcome.extra)
+            added, dropped = await self._add_recipients(envelope, outcome.extra)
             log.info(
                 "queue {queue_id}: {rcpt} expanded to {added}",
                 queue_id=envelope.id,
                 rcpt=recipient.address,
                 added=added,
             )
+            if dropped:  # never lost in silence: the sender learns which copies were not made
+                outcome = Outcome(
+                    "failed",
+                    diagnostic=f"550 5.5.3 <{recipient.address}>: expands to more than "
+                    f"{MAX_RECIPIENTS} recipients; not delivered to {len(dropped)} of its "
+                    f"targets ({', '.join(dropped[:5])}{', ...' if len(dropped) > 5 else ''})",
+                )
         result = outcome.result
         if result in ("delivered", "discarded", "expanded"):
             recipient.state, recipient.last_error = "delivered", ""
@@ -434,19 +455,26 @@ class QueueRunner(QueueAdminMixin, Service):
             detail=f" ({recipient.last_error})" if recipient.last_error else "",
         )
 
-    async def _add_recipients(self, envelope: SpoolEnvelope, addresses: list[str]) -> list[str]:
-        """Append the new addresses (not yet in the envelope) as recipients."""
+    async def _add_recipients(
+        self, envelope: SpoolEnvelope, addresses: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """Append the new addresses (not yet in the envelope) as recipients; return those
+        added and those left out because the envelope holds :data:`MAX_RECIPIENTS`."""
         known = {r.address.lower() for r in envelope.recipients}
         known |= {r.mailbox.lower() for r in envelope.recipients if r.mailbox}
-        added = []
+        added: list[str] = []
+        dropped: list[str] = []
         for address in addresses:
-            if address.lower() in known or len(envelope.recipients) >= MAX_RECIPIENTS:
+            if address.lower() in known:
+                continue
+            known.add(address.lower())
+            if len(envelope.recipients) >= MAX_RECIPIENTS:
+                dropped.append(address)
                 continue
             recipient = await self._in_thread(classify, self.directory, address)
-            known.add(address.lower())
             envelope.recipients.append(recipient)
             added.append(address)
-        return added
+        return added, dropped
 
     # ------------------------------------------------------------------ retries
     async def _deferred(
@@ -455,7 +483,7 @@ class QueueRunner(QueueAdminMixin, Service):
         path: Path,
         failures: Sequence[tuple[SpoolRecipient, str, float | None]],
     ) -> str:
-        """Apply the retry schedule to recipients that failed temporarily (Q2, Q3).
+        """Apply the retry schedule to recipients that failed temporarily.
 
         ``failures`` holds (recipient, diagnostic, patient days or None). Recipients that just
         entered the soft-error queue get the sender one warning. Returns the last result.

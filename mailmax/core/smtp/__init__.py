@@ -1,4 +1,4 @@
-"""MailMax's SMTP server: inbound mail on port 25 and submission on 587/465 (S1, P5, P6, P11).
+"""MailMax's SMTP server: inbound mail on port 25 and submission on 587/465.
 
 Twisted carries the bytes (transport, TLS, reactor, logging); the protocol itself, its parsing,
 its DATA reader and its SASL mechanisms are MailMax's own code.

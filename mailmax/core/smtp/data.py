@@ -61,7 +61,8 @@ class DataResult:
             return SMTPReplyError(
                 554,
                 "5.4.6",
-                f"Too many hops ({self.received_headers} Received headers): mail loop?",
+                f"Too many hops ({self.received_headers} Received headers, limit {max_hops}):"
+                " mail loop?",
             )
         return None
 

@@ -1,4 +1,4 @@
-"""The SMTP command ETRN (RFC 1985): a client asks for the mail held for its domain (Q9).
+"""The SMTP command ETRN (RFC 1985): a client asks for the mail held for its domain.
 
 ``ETRN example.com`` asks for the mail held for one domain, ``ETRN @example.com`` for it and
 every domain under it. Who may ask for what is the plugins' decision (``mailmax_etrn``, the

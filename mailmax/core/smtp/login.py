@@ -1,8 +1,8 @@
-"""SMTP AUTH for a session (RFC 4954; P5, A11): the command, the SASL exchange, the login.
+"""SMTP AUTH for a session (RFC 4954): the command, the SASL exchange, the login.
 
 A mixin of :class:`~mailmax.core.smtp.server.SMTPServer`. The mechanisms themselves live in
 :mod:`mailmax.core.smtp.auth`; the directory checks the password (and resolves the login-name
-forms of A11 with the listener's default domain); plugins may still refuse the login.
+forms with the listener's default domain); plugins may still refuse the login.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ESMTP server protocol and its factory (S1, S7, P2, P5, P6, P11, Q5).
+"""The ESMTP server protocol and its factory.
 
 One command is handled at a time: bytes go into a bounded input buffer, the next line is taken
 only when the previous command has answered (directory look-ups and plugins are asynchronous),
@@ -472,7 +472,7 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
         self.reset_transaction()
 
     async def smtp_VRFY(self, arg: str) -> None:
-        """VRFY: answer only when ``allow_vrfy`` is set (P2)."""
+        """VRFY: answer only when ``allow_vrfy`` is set."""
         if not arg:
             raise SMTPReplyError(501, "5.5.4", "Syntax: VRFY <address>")
         if not self.limits.allow_vrfy:

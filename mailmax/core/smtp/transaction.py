@@ -1,7 +1,7 @@
 """The mail transaction of an SMTP session: MAIL, RCPT, DATA and the commit to the spool.
 
 A mixin of :class:`~mailmax.core.smtp.server.SMTPServer`, kept apart so each file has one job:
-this one decides who may send what to whom (P5, P6, P11, Q5) and when a message is accepted.
+this one decides who may send what to whom and when a message is accepted.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class TransactionMixin(_Base):
             lookup = await self.directory.lookup_recipient(text)
             kind, mailbox = self._classify(lookup, text)
         # Mail for our own relay-to-host, backup-MX and ETRN domains is accepted from anyone
-        # (we are an MX for them); every other remote domain needs relay rights (P11).
+        # (we are an MX for them); every other remote domain needs relay rights.
         hosted = lookup is not None and lookup.domain is not None
         if (
             kind == "relay"
@@ -160,7 +160,7 @@ class TransactionMixin(_Base):
         self._reply(250, "2.1.5", "Ok")
 
     def _mailbox_login_allows_relay(self) -> bool:
-        """POP/IMAP-before-SMTP (P5): a recent mailbox login from this IP lets it relay."""
+        """POP/IMAP-before-SMTP: a recent mailbox login from this IP lets it relay."""
         session = self.session
         assert session is not None
         minutes = self.limits.pop_before_smtp_minutes

@@ -1,4 +1,4 @@
-"""A queued message's envelope (Q1): who sent it, to whom, and how far delivery got.
+"""A queued message's envelope: who sent it, to whom, and how far delivery got.
 
 The spool keeps it as JSON beside the raw message (``env/<id>.json``, see
 :mod:`mailmax.core.spool.spool`), which may begin with the trace headers of its one local delivery

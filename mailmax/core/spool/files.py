@@ -218,3 +218,67 @@ def write_file(path: str, chunks: Sequence[bytes], *, fsync: bool, free: FreeFil
             fdatasync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def settle_unanswered(
+    directory: str, queue_ids: Sequence[str], *, fsync: bool
+) -> dict[str, OSError | None]:
+    """Settle the messages a writer process was committing when it died, before any is
+    answered (blocking; the dead writer can no longer touch them).
+
+    A message whose two files are both in place is complete (each file is renamed into
+    place only once fully written, the message before its envelope): its files and the
+    directories are fsynced and it maps to None (committed). Every other one is removed,
+    its tmp files too, and the removal is made durable before it maps to its error; so it
+    can never be delivered later, not even after a crash. When the directories cannot be
+    synced, the complete ones are removed as well and fail too.
+    """
+    msg, env, tmp = (os.path.join(directory, sub) for sub in ("msg", "env", "tmp"))
+    results: dict[str, OSError | None] = {}
+    kept: list[str] = []
+
+    def remove(queue_id: str) -> None:
+        unlink(os.path.join(env, queue_id + ".json"))  # the envelope first: no half stays queued
+        unlink(os.path.join(msg, queue_id))
+        unlink(os.path.join(tmp, queue_id + ".msg"))
+        unlink(os.path.join(tmp, queue_id + ".env"))
+
+    for queue_id in queue_ids:
+        message, envelope = os.path.join(msg, queue_id), os.path.join(env, queue_id + ".json")
+        if os.path.isfile(message) and os.path.isfile(envelope):
+            try:
+                if fsync:
+                    _fsync_file(message)
+                    _fsync_file(envelope)
+                kept.append(queue_id)
+                continue
+            except OSError as exc:
+                results[queue_id] = exc
+        else:
+            results[queue_id] = OSError(
+                errno.EIO, "the spool writer stopped before the message was committed"
+            )
+        remove(queue_id)
+    if fsync and queue_ids:
+        try:
+            fsync_dir(env)
+            fsync_dir(msg)
+        except OSError as exc:
+            for queue_id in kept:
+                remove(queue_id)
+                results[queue_id] = exc
+            kept = []
+            with contextlib.suppress(OSError):
+                fsync_dir(env)
+                fsync_dir(msg)
+    for queue_id in kept:
+        results[queue_id] = None
+    return results

@@ -1,4 +1,4 @@
-"""The durable spool (Q1): every accepted message, as a raw file plus a JSON envelope.
+"""The durable spool: every accepted message, as a raw file plus a JSON envelope.
 
 Layout under the spool directory::
 
@@ -19,7 +19,10 @@ then are the batch's Deferreds fired. With ``sync="files"`` that is an fsync of 
 and directory; with ``sync="filesystem"`` a sync of the file system per batch. In the server the
 writing runs in a helper process (``helper=True``), away from the reactor's interpreter lock.
 A crash at any moment leaves each message either fully queued or invisible; :meth:`Spool.start`
-removes the invisible remains (a file of either kind without the other).
+removes the invisible remains (a file of either kind without the other). When only the writer
+process dies, a new one takes over at once and every accept the old one had not answered is
+settled before its reply: a message with both files in place is made durable and reported
+committed, any other is removed (durably) and fails, so a failed accept is never delivered.
 
 Files are recycled, like a database's log segments: a finished message's small files move to
 ``free/`` and are overwritten by the next messages instead of being unlinked and created anew.
@@ -42,9 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mailmax.core.sendnow import write_now
 from mailmax.core.spool import files as spoolfiles
@@ -64,6 +68,10 @@ _unlink = spoolfiles.unlink
 RECENT_MESSAGES = 1024
 #: The longest header kept with them (a message with a longer one is not kept).
 RECENT_HEAD_BYTES = 64 * 1024
+#: How many writer processes a call is sent to before it fails (when they die under it).
+CALL_TRIES = 3
+#: Seconds between attempts to start a writer process when starting one fails.
+RESPAWN_SECONDS = 1.0
 
 
 def _head(chunks: Sequence[bytes]) -> bytes | None:
@@ -90,6 +98,15 @@ class _Accept:
     deferred: defer.Deferred[str]
     envelope: SpoolEnvelope
     head: bytes | None
+
+
+@dataclass
+class _Call:
+    """A call to the writer process waiting for its answer."""
+
+    deferred: defer.Deferred[Any]
+    frame: bytes
+    tries: int = 1
 
 
 class _Helper(ProcessProtocol):
@@ -178,7 +195,7 @@ class Spool:
         #: Called on the reactor thread with the ids of each committed batch.
         self.committed: list[Callable[[list[str]], None]] = []
         self._accepts: dict[str, _Accept] = {}  # reactor thread only
-        self._calls: dict[int, defer.Deferred[Any]] = {}
+        self._calls: dict[int, _Call] = {}
         self._call_numbers = itertools.count(1)
         self._inflight: set[str] = set()  # being written: not yet for the runner
         self._inflight_lock = threading.Lock()
@@ -269,23 +286,62 @@ class Spool:
         self._helper = helper
 
     def _helper_gone(self, helper: _Helper) -> None:
+        """The writer process ended: start a new one (unless stopping), hand it the calls in
+        flight again, and settle each accept the old one had not answered before replying."""
         if helper is not self._helper:
             return
         self._helper = None
-        error = OSError(errno.EIO, "the spool writer stopped")
-        lost: list[tuple[str, BaseException | None]] = [(i, error) for i in self._accepts]
-        if lost:
-            self._answer(lost)
-        calls, self._calls = self._calls, {}
-        for d in calls.values():
-            d.errback(OSError(errno.EIO, "the spool writer stopped"))
         if self._stopping:
             if not helper.stopped:
                 log.error("the spool writer process ended before finishing its work")
-            self._stopped_now()
         elif self._running:
             log.error("the spool writer process ended; starting a new one")
+            self._respawn()
+        self._replay_calls()
+        unanswered = list(self._accepts)
+        settled: defer.Deferred[Any] = defer.succeed(None)
+        if unanswered:
+            settled = threads.deferToThreadPool(
+                self.reactor,
+                self.reactor.getThreadPool(),
+                spoolfiles.settle_unanswered,
+                str(self.directory),
+                unanswered,
+                fsync=self.fsync,
+            )
+            settled.addCallback(lambda results: self._answer(list(results.items())))
+            settled.addErrback(self._settle_failed, unanswered)
+        if self._stopping:
+            settled.addBoth(lambda _: self._stopped_now())
+
+    def _respawn(self) -> None:
+        """Start a new writer process; while that fails, accepts fail with EAGAIN and it is
+        tried again every :data:`RESPAWN_SECONDS`."""
+        if not self._running or self._stopping or self._helper is not None:
+            return
+        try:
             self._spawn()
+        except Exception:
+            log.failure("cannot start a spool writer process; trying again soon")
+            self.reactor.callLater(RESPAWN_SECONDS, self._respawn)
+
+    def _settle_failed(self, failure: Failure, unanswered: list[str]) -> None:
+        log.failure("cannot settle the messages the spool writer left", failure)
+        error = OSError(errno.EIO, "the spool writer stopped")
+        self._answer([(queue_id, error) for queue_id in unanswered])
+
+    def _replay_calls(self) -> None:
+        """Send the calls the dead writer had not answered to the new one (they are safe to
+        repeat: a Maildir delivery finds its earlier copy, a removal its missing files); a
+        call that has already been sent :data:`CALL_TRIES` times fails instead."""
+        calls, self._calls = self._calls, {}
+        for number, call in sorted(calls.items()):
+            if self._helper is None or call.tries >= CALL_TRIES:
+                call.deferred.errback(OSError(errno.EIO, "the spool writer stopped"))
+                continue
+            call.tries += 1
+            self._calls[number] = call
+            self._to_writer(call.frame)
 
     def _lock(self) -> None:
         """Take the spool's lock: two processes must never share a queue directory."""
@@ -452,24 +508,24 @@ class Spool:
         with ``helper=True``); fire with its result, or fail with an OSError."""
         if self._helper is None:
             return defer.fail(OSError(errno.EAGAIN, "no spool writer process"))
-        call = next(self._call_numbers)
-        d: defer.Deferred[Any] = defer.Deferred()
-        self._calls[call] = d
-        self._to_writer(spoolwriter.call_frame(call, op, args))
-        return d
+        number = next(self._call_numbers)
+        call = _Call(defer.Deferred(), spoolwriter.call_frame(number, op, args))
+        self._calls[number] = call
+        self._to_writer(call.frame)
+        return call.deferred
 
     def _to_writer(self, frame: bytes) -> None:
         assert self._helper is not None
         write_now(self._helper.pipe.pipes[0], frame)
 
     def _called(self, reply: dict[str, Any]) -> None:
-        d = self._calls.pop(reply["call"], None)
-        if d is None:
+        call = self._calls.pop(reply["call"], None)
+        if call is None:
             return
         if "error" in reply:
-            d.errback(OSError(*reply["error"]))
+            call.deferred.errback(OSError(*reply["error"]))
         else:
-            d.callback(reply["result"])
+            call.deferred.callback(reply["result"])
 
     # ------------------------------------------------------------------ the runner's side
     def take_recent(self, queue_id: str) -> tuple[SpoolEnvelope, bytes] | None:

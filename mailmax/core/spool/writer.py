@@ -331,7 +331,9 @@ class GroupCommit:
         self._discard(batch)
 
     def _discard(self, batch: list[WriteItem]) -> None:
-        """Remove every file of the items that did not commit."""
+        """Remove every file of the items that did not commit; a removal from the queue is
+        made durable before the item is answered (it must never come back after a crash)."""
+        unqueued = False
         for item in batch:
             if item.committed:
                 continue
@@ -340,8 +342,13 @@ class GroupCommit:
                 unlink(self.paths(item.queue_id)[1])
                 unlink(self.paths(item.queue_id)[0])
                 item.stage = "written"
+                unqueued = True
             for path in self._tmp_paths(item.queue_id):
                 unlink(path)
+        if unqueued and self.fsync:
+            with contextlib.suppress(OSError):
+                fsync_dir(self._env)
+                fsync_dir(self._msg)
 
 
 # ---------------------------------------------------------------------- the pipe's frames

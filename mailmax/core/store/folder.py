@@ -1,4 +1,4 @@
-"""Folder: a session's view of one Maildir folder, backed by its index (S2, S3).
+"""Folder: a session's view of one Maildir folder, backed by its index.
 
 Every folder keeps a SQLite index (:mod:`mailmax.core.store.index`) beside its ``cur/new/tmp``,
 so opening a large folder reads a few rows instead of every message. The Maildir stays the

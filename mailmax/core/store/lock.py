@@ -1,4 +1,4 @@
-"""Exclusive mailbox sessions: the POP3 lock and clearing a ghost lock (S2, A12).
+"""Exclusive mailbox sessions: the POP3 lock and clearing a ghost lock.
 
 The lock is the file ``mailmax-pop3.lock`` in the Maildir++ root, holding the owner's pid,
 host, start time and service as JSON, with an exclusive ``flock`` held on it for the whole
@@ -147,7 +147,7 @@ def is_stale(info: LockInfo) -> bool:
 
 
 def clear_lock(root: Path) -> LockInfo | None:
-    """Remove the lock of the mailbox at ``root`` whoever holds it (A12); return what it said.
+    """Remove the lock of the mailbox at ``root`` whoever holds it; return what it said.
 
     Returns None when there was no lock file. A session still running keeps working, but no
     longer keeps others out.

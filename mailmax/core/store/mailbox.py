@@ -1,4 +1,4 @@
-"""MailStore: one user's Maildir++ mailbox and its folders (S2, S3) -- the store's public API.
+"""MailStore: one user's Maildir++ mailbox and its folders -- the store's public API.
 
 Every folder keeps a SQLite index (:mod:`mailmax.core.store.index`) beside its ``cur/new/tmp``,
 so opening a large folder reads a few rows instead of every message; :class:`Folder` is one

@@ -1,4 +1,4 @@
-"""Maildir++ mailboxes: atomic, idempotent delivery and disk usage (A5).
+"""Maildir++ mailboxes: atomic, idempotent delivery and disk usage.
 
 A mailbox root holds ``cur/``, ``new/`` and ``tmp/`` (the INBOX); each folder is a directory
 ``.Name`` (levels joined by dots: ``.Archive.2024``) with its own ``cur/new/tmp`` and an empty

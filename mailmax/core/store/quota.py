@@ -1,4 +1,4 @@
-"""The mailbox disk limit as the sessions check it (A5): does one more message fit?
+"""The mailbox disk limit as the sessions check it: does one more message fit?
 
 Usage comes from the Maildir++ ``maildirsize`` cache (:func:`maildir.usage_bytes`); a message is
 never refused on a cached figure alone: before saying no, the files are counted exactly.

@@ -1,4 +1,4 @@
-"""Keeping a folder's index in line with its Maildir: directory mtimes and rescans (S2, S3).
+"""Keeping a folder's index in line with its Maildir: directory mtimes and rescans.
 
 :meth:`DiskSync.sync` compares the ``new/`` and ``cur/`` modification times with the ones
 stored at the last scan and rescans only a directory that changed, so a sync of an unchanged

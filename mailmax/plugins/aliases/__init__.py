@@ -1,8 +1,8 @@
-"""aliases: user aliases (A9), also in aliased domains (A3).
+"""aliases: user aliases, also in aliased domains.
 
 An alias is an address with no mailbox of its own that delivers to its targets. The directory
 stores aliases and domain aliases and refuses any that would shadow a user or a real domain
-(``mailmax alias add``, ``mailmax domain edit --alias``); this plugin decides where they apply:
+(``mailmax alias add``, ``mailmax domain alias add``); this plugin decides where they apply:
 with it switched off for a domain, mail to that domain's aliases is refused as unknown.
 """
 

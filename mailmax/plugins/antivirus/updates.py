@@ -4,7 +4,7 @@ There is no update command by default: on Debian, the ``clamav-freshclam`` servi
 keep the database fresh. When the administrator names one (``freshclam``, or a script that
 copies signatures from a mirror), :class:`DefinitionUpdater` runs it without a shell and with a
 time limit, asks clamd to reload its database, and keeps the outcome and clamd's version line
-(which names the signature version) for ``mailmax antivirus status``. An update never runs
+(which names the signature version) for status reports. An update never runs
 twice at once: a request while one runs waits for that one. Mail keeps flowing meanwhile:
 clamd reloads in the background and answers scans from the old database until the new one is
 in place.

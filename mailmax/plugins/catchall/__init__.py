@@ -1,4 +1,4 @@
-"""catchall: mail to unknown names of a domain goes to the domain's catch-all account (A2).
+"""catchall: mail to unknown names of a domain goes to the domain's catch-all account.
 
 The catch-all account is a user of the domain, set with ``mailmax domain edit D --catch-all
 USER``. With the plugin switched off for a domain (``mailmax plugin disable catchall --domain

@@ -1,4 +1,4 @@
-"""etrn: mail for ETRN domains is held until the domain's own server asks for it (Q9).
+"""etrn: mail for ETRN domains is held until the domain's own server asks for it.
 
 A domain of type ``etrn`` (``mailmax domain edit D --type etrn``) receives mail here for a site
 that is not always connected. Its mail is not sent: it waits in the hold directory (``[queue]

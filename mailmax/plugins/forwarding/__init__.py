@@ -1,4 +1,4 @@
-"""forwarding: a user's mail also (or only) goes to other addresses, local or remote (A7).
+"""forwarding: a user's mail also (or only) goes to other addresses, local or remote.
 
 Settings (usually per user): ``targets`` (addresses), ``keep_local_copy``; the plugin's on/off
 switch for the user is the forwarding's enabled flag::

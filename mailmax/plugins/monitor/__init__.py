@@ -1,4 +1,4 @@
-"""monitor: the domain's monitor account gets a copy of every message to the domain (A2).
+"""monitor: the domain's monitor account gets a copy of every message to the domain.
 
 The monitor account is a user of the domain, set with ``mailmax domain edit D --monitor
 USER``. Copies go through the same delivery as any recipient, once per message (the recipient

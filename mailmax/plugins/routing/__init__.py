@@ -1,5 +1,4 @@
-"""routing: smart hosts, relay-to-host and backup-MX domains, ordered delivery engines (Q7, Q8,
-Q10, Q11, Q12).
+"""routing: smart hosts, relay-to-host and backup-MX domains, ordered delivery engines.
 
 Where the mail for a remote domain goes, decided per message in the queue runner:
 

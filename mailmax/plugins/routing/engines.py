@@ -42,7 +42,7 @@ class SmartHost(BaseModel):
 
 
 class Rule(BaseModel):
-    """Try ``engine`` first when every given condition holds (Q12)."""
+    """Try ``engine`` first when every given condition holds."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,7 +75,7 @@ class Settings(PluginSettings):
     """Routing settings; the domain level overrides the system level key by key."""
 
     smart_host_enabled: bool = Field(
-        False, description="Send all outbound mail through smart_host (Q7)."
+        False, description="Send all outbound mail through smart_host."
     )
     smart_host: str = Field("", description="The smart host: 'host' or 'host:port'.")
     smart_host_username: str = Field("", description="AUTH user name at the smart host.")
@@ -83,22 +83,22 @@ class Settings(PluginSettings):
     smart_host_tls: TLS = Field("may", description="STARTTLS with the smart host.")
     engines: list[str] = Field(
         default_factory=lambda: [DIRECT],
-        description="Delivery engines in the order tried: 'direct' and smart host names (Q11).",
+        description="Delivery engines in the order tried: 'direct' and smart host names.",
     )
     smart_hosts: list[SmartHost] = Field(
-        default_factory=list, description="Smart hosts the engines and rules name (Q11)."
+        default_factory=list, description="Smart hosts the engines and rules name."
     )
     rules: list[Rule] = Field(
-        default_factory=list, description="Rules choosing the engine tried first (Q12)."
+        default_factory=list, description="Rules choosing the engine tried first."
     )
     tls_policies: dict[str, TLS] = Field(
         default_factory=dict,
         description="STARTTLS for direct delivery per destination domain ('*' wildcards),"
         ' e.g. {"bank.example": "verify"}; others use [queue] tls.',
     )
-    relay_tls: TLS = Field("may", description="STARTTLS with relay-to-host delivery hosts (Q8).")
+    relay_tls: TLS = Field("may", description="STARTTLS with relay-to-host delivery hosts.")
     backup_max_days: float = Field(
-        30.0, gt=0, description="Backup MX: days to keep retrying the primary (Q10)."
+        30.0, gt=0, description="Backup MX: days to keep retrying the primary."
     )
 
     @model_validator(mode="after")
@@ -122,14 +122,14 @@ class Settings(PluginSettings):
 
 
 def relay_route(record: Domain, config: Settings) -> Route:
-    """Relay-to-host (Q8): everything to the domain's delivery host, no MX look-up."""
+    """Relay-to-host: everything to the domain's delivery host, no MX look-up."""
     host, port = host_port(record.delivery_host, 25)
     engine = Engine("delivery host", host, port, config.relay_tls)
     return Route((engine,), transit=True, name="relay-to-host")
 
 
 def backup_route(record: Domain, config: Settings) -> Route:
-    """Backup MX (Q10): only MX hosts preferred over us; patient retries."""
+    """Backup MX: only MX hosts preferred over us; patient retries."""
     engine = Engine("primary MX", below_preference=record.backup_priority or None)
     return Route((engine,), transit=True, patient_days=config.backup_max_days, name="backup MX")
 

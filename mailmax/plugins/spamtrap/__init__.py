@@ -1,4 +1,4 @@
-"""spamtrap: mail to a spam-trap account is accepted, not stored, and recorded (A5, P10).
+"""spamtrap: mail to a spam-trap account is accepted, not stored, and recorded.
 
 A spam trap is a user whose account type is ``spamtrap`` (``mailmax user add ADDRESS
 --type spamtrap``). Senders cannot tell it from a real mailbox; every message to it is
