@@ -71,6 +71,14 @@ class _FlagCache(dict[tuple[str, str], frozenset[str]]):
         return flags
 
 
+@dataclass(slots=True)
+class _FlagBatch:
+    """One flag change's work: outcomes by (old letters, old keywords), index updates."""
+
+    outcomes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    updates: list[tuple[str, int, str, str, int]] = field(default_factory=list)
+
+
 class Folder:
     """One open folder: a session's view of its messages, in UID order.
 
@@ -378,18 +386,23 @@ class Folder:
                     self._make_keywords(wanted)
                 before = self._cur_mtime()
                 rows = self._index.rows_for(todo)
-                for uid in todo:
-                    row = rows.get(uid)
-                    if row is None:
-                        continue
-                    try:
-                        flags_now = self._set_one(row, wanted, mode)
-                    except MessageGone:  # renamed behind our back: look again once
-                        try:
-                            flags_now = self._set_one(self._current_row(uid), wanted, mode)
-                        except MessageGone:
+                batch = _FlagBatch()
+                try:
+                    for uid in todo:
+                        row = rows.get(uid)
+                        if row is None:
                             continue
-                    result[uid] = flags_now
+                        try:
+                            flags_now = self._set_one(row, wanted, mode, batch)
+                        except MessageGone:  # renamed behind our back: look again once
+                            try:
+                                row = self._current_row(uid)
+                                flags_now = self._set_one(row, wanted, mode, batch)
+                            except MessageGone:
+                                continue
+                        result[uid] = flags_now
+                finally:
+                    self._index.update_files(batch.updates)
                 self._index.own_change("cur", before)
                 if self._index._modseq_in_txn is not None:
                     self._own.add(self._index._modseq_in_txn)
@@ -428,22 +441,28 @@ class Folder:
             return sorted({u for u in uids if u in view and view[u].filename})
         return sorted({u for u in uids if 0 < u < self.uidnext})
 
-    def _set_one(self, row: Row, wanted: frozenset[str], mode: FlagMode) -> frozenset[str]:
+    def _set_one(
+        self, row: Row, wanted: frozenset[str], mode: FlagMode, batch: _FlagBatch
+    ) -> frozenset[str]:
         uid = row.uid
-        current = self._flags(row.letters, row.keywords)
-        if mode == "replace":
-            new = wanted
-        elif mode == "add":
-            new = current | wanted
-        else:
-            new = current - wanted
-        letters, keywords = split_flags(new, row.letters)
+        outcome = batch.outcomes.get((row.letters, row.keywords))
+        if outcome is None:
+            current = self._flags(row.letters, row.keywords)
+            if mode == "replace":
+                new = wanted
+            elif mode == "add":
+                new = current | wanted
+            else:
+                new = current - wanted
+            outcome = split_flags(new, row.letters)
+            batch.outcomes[row.letters, row.keywords] = outcome
+        letters, keywords = outcome
         if letters == row.letters and keywords == row.keywords:
-            return current
+            return self._flags(letters, keywords)
         name, in_new = row.filename, row.in_new
         if letters != row.letters:
             name, in_new = self._rename(row, letters), False
-        self._index.update_file(uid, name, in_new, letters, keywords)
+        batch.updates.append((name, int(in_new), letters, keywords, uid))
         flags = self._flags(letters, keywords)
         if self._view is not None and uid in self._view:
             where = ("new/" if in_new else "cur/") + name
