@@ -229,18 +229,21 @@ class MessageCommands(SelectedCommands):
         assert selected is not None
         folder, flags_of = selected.folder, self.flags_of
         folder_dir = str(folder.dir)
+        source_of = fetch.Source.of
         found = []
         for position, info in enumerate(view):
             if not info.filename:
                 continue
-            source = fetch.Source.of(folder, info, folder_dir)
+            candidate = Candidate(
+                position + 1, info, flags_of(info), lambda i=info: source_of(folder, i, folder_dir)
+            )
             try:
-                if query.matches(Candidate(position + 1, info, flags_of(info), source)):
+                if query.matches(candidate):
                     found.append(info.uid if uid else position + 1)
             except MessageGone:
                 continue
             finally:
-                source.close()
+                candidate.close()
         return found
 
     # ------------------------------------------------------------------ COPY, MOVE

@@ -44,16 +44,31 @@ class BadCharset(Exception):
 class Candidate:
     """One message being tested: what the index knows, and its bytes when needed."""
 
-    __slots__ = ("_addresses", "_body", "_headers", "flags", "info", "seq", "source")
+    __slots__ = ("_addresses", "_body", "_headers", "_open", "_source", "flags", "info", "seq")
 
-    def __init__(self, seq: int, info: MessageInfo, flags: frozenset[str], source: Source) -> None:
+    def __init__(
+        self, seq: int, info: MessageInfo, flags: frozenset[str], open_source: Callable[[], Source]
+    ) -> None:
         self.seq = seq
         self.info = info
         self.flags = flags
-        self.source = source
+        self._open = open_source
+        self._source: Source | None = None
         self._headers: dict[str, list[str]] | None = None
         self._addresses: dict[str, list[str]] = {}
         self._body: str | None = None
+
+    @property
+    def source(self) -> Source:
+        """The message's bytes, opened the first time a key needs them."""
+        if self._source is None:
+            self._source = self._open()
+        return self._source
+
+    def close(self) -> None:
+        """Close the message file if a key opened it."""
+        if self._source is not None:
+            self._source.close()
 
     def headers(self) -> dict[str, list[str]]:
         """Decoded, case-folded header values by lower-case field name."""
