@@ -22,6 +22,7 @@ from mailmax.core.authlimit import LoginBlocked
 from mailmax.core.imap import parser
 from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
+from mailmax.core.store.durable import store_sync_mode
 from mailmax.core.store.mailbox import MailStore
 from mailmax.core.store.openfolders import OpenFolders
 from mailmax.core.verdicts import Action
@@ -183,7 +184,7 @@ class AuthCommands(SessionBase):
         self._counted, self.user = True, user
         try:
             maildir = await self.directory.run(self.directory.sync.user_maildir, user)
-            store = MailStore(maildir)
+            store = MailStore(maildir, sync=store_sync_mode(self.settings.spool.sync))
             await self.blocking(self.prepare_mailbox, store, maildir)
         except BaseException:
             self.release_count()

@@ -20,6 +20,13 @@ from mailmax.core.spool.files import sync_filesystem, syncfs_available
 SYNC_MODES = ("filesystem", "files", "none")
 
 
+def store_sync_mode(spool_sync: str) -> str:
+    """The store's sync mode for the ``[spool] sync`` setting (``files`` where no syncfs)."""
+    if spool_sync == "files":
+        return "files"
+    return default_sync_mode(True)
+
+
 def default_sync_mode(fsync: bool) -> str:
     """The sync mode of a store: ``filesystem`` where syncfs exists, else ``files``."""
     if not fsync:
