@@ -44,6 +44,10 @@ def _copy(folders: OpenFolders, folder: Folder, uids: list[int], name: str) -> t
         return folder.copy(uids, target), target.uidvalidity
 
 
+def _no_source() -> fetch.Source:
+    raise AssertionError("a SEARCH on flags only never reads a message")
+
+
 class MessageCommands(SelectedCommands):
     """Mixin of :class:`~mailmax.core.imap.server.IMAPServer` for the selected messages."""
 
@@ -227,6 +231,8 @@ class MessageCommands(SelectedCommands):
     def _search(self, view: Sequence[MessageInfo], query: Query, uid: bool) -> list[int]:
         selected = self.selected
         assert selected is not None
+        if query.flags_only:
+            return self._search_flags(view, query, uid)
         folder, flags_of = selected.folder, self.flags_of
         folder_dir = str(folder.dir)
         source_of = fetch.Source.of
@@ -244,6 +250,25 @@ class MessageCommands(SelectedCommands):
                 continue
             finally:
                 candidate.close()
+        return found
+
+    def _search_flags(self, view: Sequence[MessageInfo], query: Query, uid: bool) -> list[int]:
+        """SEARCH whose keys look at flags only: one verdict per distinct set of flags."""
+        selected = self.selected
+        assert selected is not None
+        recent = selected.recent if query.uses_recent else ()
+        verdicts: dict[tuple[frozenset[str], bool], bool] = {}
+        found = []
+        for position, info in enumerate(view, 1):
+            if not info.filename:
+                continue
+            key = (info.flags, info.uid in recent)
+            hit = verdicts.get(key)
+            if hit is None:
+                flags = info.flags | RECENT if key[1] else info.flags
+                hit = verdicts[key] = query.matches(Candidate(position, info, flags, _no_source))
+            if hit:
+                found.append(info.uid if uid else position)
         return found
 
     # ------------------------------------------------------------------ COPY, MOVE
