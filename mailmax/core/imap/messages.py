@@ -197,22 +197,39 @@ class MessageCommands(SelectedCommands):
             raise No(f"[LIMIT] Cannot add a keyword: {exc}") from None
         gone = len(result) < len(positions)
         if not silent:
-            view = await self.view()
-            for position in positions:
-                info = view[position]
-                if info.uid not in result:
-                    continue
-                flags = self.flags_of(info)
-                self.send_new_keywords(flags)
-                listed = wire.flag_list(flags)
-                if uid:
-                    line = b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, info.uid, listed)
-                else:
-                    line = b"* %d FETCH (FLAGS %s)" % (position + 1, listed)
-                self.send(line)
+            self._send_flags(await self.view(), positions, result, uid)
         if gone and not uid:
             raise No("[EXPUNGEISSUED] Some messages were expunged by another session")
         return "STORE completed"
+
+    def _send_flags(
+        self, view: Sequence[MessageInfo], positions: list[int], result: dict, uid: bool
+    ) -> None:
+        """STORE's ``* n FETCH (FLAGS ...)`` lines, written a few hundred at a time; new
+        keywords are announced before the first line that shows them."""
+        pending: list[bytes] = []
+        listed_for: dict[frozenset[str], bytes] = {}
+        for position in positions:
+            info = view[position]
+            if info.uid not in result:
+                continue
+            flags = self.flags_of(info)
+            listed = listed_for.get(flags)
+            if listed is None:
+                if pending:
+                    self.send(b"\r\n".join(pending))
+                    pending = []
+                self.send_new_keywords(flags)
+                listed = listed_for[flags] = wire.flag_list(flags)
+            if uid:
+                pending.append(b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, info.uid, listed))
+            else:
+                pending.append(b"* %d FETCH (FLAGS %s)" % (position + 1, listed))
+            if len(pending) >= 512:
+                self.send(b"\r\n".join(pending))
+                pending = []
+        if pending:
+            self.send(b"\r\n".join(pending))
 
     # ------------------------------------------------------------------ SEARCH
     async def cmd_SEARCH(self, tag: str, args: list, uid: bool = False) -> str:
