@@ -77,6 +77,7 @@ class _FlagBatch:
 
     outcomes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     updates: list[tuple[str, int, str, str, int]] = field(default_factory=list)
+    view_changed: bool = False
 
 
 class Folder:
@@ -403,6 +404,8 @@ class Folder:
                         result[uid] = flags_now
                 finally:
                     self._index.update_files(batch.updates)
+                    if batch.view_changed:
+                        self._changed()
                 self._index.own_change("cur", before)
                 if self._index._modseq_in_txn is not None:
                     self._own.add(self._index._modseq_in_txn)
@@ -464,10 +467,13 @@ class Folder:
             name, in_new = self._rename(row, letters), False
         batch.updates.append((name, int(in_new), letters, keywords, uid))
         flags = self._flags(letters, keywords)
-        if self._view is not None and uid in self._view:
-            where = ("new/" if in_new else "cur/") + name
-            self._view[uid] = self._view[uid]._replace(flags=flags, filename=where)
-            self._changed()
+        view = self._view
+        if view is not None:
+            old = view.get(uid)
+            if old is not None:
+                where = ("new/" if in_new else "cur/") + name
+                view[uid] = MessageInfo(uid, old.size, flags, old.internaldate, where, self.dir)
+                batch.view_changed = True
         return flags
 
     def _cur_mtime(self) -> int:
