@@ -35,8 +35,16 @@ from mailmax.core.hookspecs import hookimpl
 from mailmax.core.model import Envelope, Recipient, Session, Stash
 from mailmax.core.outbound.dns import DNSTemporaryError, MXHost
 from mailmax.core.outbound.route import Engine, Route, host_port
+from mailmax.core.pluginhost.changes import ChangeError, MessageChanges
 from mailmax.core.pluginhost.host import PluginHost
 from mailmax.core.pluginhost.metrics import PluginMetrics
+from mailmax.core.pluginhost.outcomes import (
+    DeliveryDecision,
+    deliver_to,
+    discard,
+    quarantine,
+    redirect,
+)
 from mailmax.core.pluginhost.schedule import daily, every
 from mailmax.core.pluginhost.services import HostResolver, PluginContext
 from mailmax.core.pluginhost.settings import PluginSettings
@@ -61,7 +69,9 @@ def current_host() -> PluginHost:
 __all__ = [
     "AccountType",
     "Action",
+    "ChangeError",
     "DNSTemporaryError",
+    "DeliveryDecision",
     "Domain",
     "DomainType",
     "Engine",
@@ -71,6 +81,7 @@ __all__ = [
     "KeyValueStore",
     "Lookup",
     "MXHost",
+    "MessageChanges",
     "PluginContext",
     "PluginError",
     "PluginHost",
@@ -91,10 +102,14 @@ __all__ = [
     "cont",
     "current_host",
     "daily",
+    "deliver_to",
+    "discard",
     "disconnect",
     "every",
     "hookimpl",
     "host_port",
+    "quarantine",
+    "redirect",
     "reject",
     "tempfail",
 ]

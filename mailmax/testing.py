@@ -47,13 +47,15 @@ from typing import Any
 
 from twisted.internet import defer, task
 
-from mailmax.core.hooks import LoadedPlugin, PluginSet, Scope, configure
+from mailmax.core.hooks import LoadedPlugin, PluginError, PluginSet, Scope, configure
 from mailmax.core.model import Envelope, Recipient, Session
-from mailmax.core.pluginhost import discovery
+from mailmax.core.pluginhost import dataphase, discovery
 from mailmax.core.pluginhost import settings as schemas
 from mailmax.core.pluginhost.configedit import toml_key, toml_value
 from mailmax.core.pluginhost.host import PluginHost
 from mailmax.core.pluginhost.lifecycle import PluginLifecycle
+from mailmax.core.pluginhost.scopes import HOOK_SCOPES, OverrideSource, ScopeStore, scopes_of
+from mailmax.core.verdicts import cont
 
 DOMAIN = "example.test"
 USERS = {"alice": "alicesecret", "bob": "bobsecret", "postmaster": "postmastersecret"}
@@ -95,15 +97,30 @@ def make_envelope(sender: str = "sender@example.org", recipients: Sequence[str] 
     )
 
 
+class _HarnessOverrides(OverrideSource):
+    """The harness's domain and user overrides, kept in memory like the server's snapshot."""
+
+    def __init__(self, plugin: str, overrides: Mapping[tuple[str, str], Any]) -> None:
+        super().__init__()
+        if overrides:
+            self._data = {plugin: dict(overrides)}
+        self.generation = 1
+
+
 class PluginHarness:
     """One plugin in a plugin set of its own, run the way the server runs it.
 
     ``plugin`` is a module (or any object with hook implementations) or a plugin name
     (built-in, installed, or dotted module path). ``settings`` are its system settings,
-    validated against its declared ``Settings``; ``overrides`` maps a :class:`Scope` to the
-    settings (and ``enabled``) of that scope. ``host`` is the
-    :class:`~mailmax.core.pluginhost.host.PluginHost` hooks get (default: one with a data
-    directory ``data_dir`` and no directory).
+    validated against its declared ``Settings``; ``overrides`` maps a :class:`Scope` (a
+    listening address, a domain or a user) to the settings (and ``enabled``) of that scope,
+    refused like ``mailmax plugin set`` refuses them when the plugin cannot be set there.
+    ``host`` is the :class:`~mailmax.core.pluginhost.host.PluginHost` hooks get (default: one
+    with a data directory ``data_dir`` and no directory).
+
+    Scopes are resolved by the server's own code: :meth:`run` gives each hook the scope the
+    server would (see :mod:`mailmax.core.pluginhost.dataphase`), and ``mailmax_data`` gives a
+    verdict per recipient.
     """
 
     def __init__(
@@ -115,6 +132,8 @@ class PluginHarness:
         host: PluginHost | None = None,
         data_dir: Path | str = ".",
         name: str | None = None,
+        max_message_size: int = 10 * 1024 * 1024,
+        max_hops: int = 50,
         database_url: str | None = None,
         clock: Any = None,
     ) -> None:
@@ -123,10 +142,29 @@ class PluginHarness:
             plugin = discovery.import_plugin(discovery.find(plugin))
         self.name = name or getattr(plugin, "__name__", "plugin").rpartition(".")[2]
         schema = schemas.schema_of(plugin)
+        allowed = scopes_of(plugin)
+        listeners: dict[str, dict[str, Any]] = {}
+        stored: dict[tuple[str, str], tuple[bool | None, dict[str, Any]]] = {}
+        for scope, values in (overrides or {}).items():
+            kind, key = _override_key(scope)
+            if kind not in allowed:
+                raise PluginError(
+                    f"plugin {self.name} cannot be set per {kind}; it works per "
+                    f"{', '.join(allowed)}"
+                )
+            values = dict(values)
+            if kind == "listener":
+                listeners[key] = values
+            else:
+                enabled = values.pop("enabled", None)
+                stored[(kind, key)] = (None if enabled is None else bool(enabled), values)
         self.plugin = LoadedPlugin(
-            self.name, plugin, schemas.validate(self.name, schema, settings or {}), schema=schema
+            self.name,
+            plugin,
+            schemas.validate(self.name, schema, settings or {}),
+            schema=schema,
+            listeners=listeners,
         )
-        self.overrides = {scope: dict(values) for scope, values in (overrides or {}).items()}
         self.clock = clock if clock is not None else task.Clock()
         self.directory: Any = None
         if database_url is not None:
@@ -136,7 +174,13 @@ class PluginHarness:
         self.host = host or PluginHost(
             data_dir=data_dir, sync_directory=self.directory, clock=self.clock
         )
-        self.plugin_set = PluginSet([self.plugin], self._resolve, host=self.host)
+        self.scopes = ScopeStore(_HarnessOverrides(self.name, stored))
+        problems = self.scopes.problems([self.plugin])
+        if problems:
+            raise PluginError("; ".join(problems))
+        self.plugin_set = PluginSet([self.plugin], self.scopes, host=self.host)
+        self.plugin_set.scopes = self.scopes
+        self.limits = dataphase.Limits(max_message_size, max_hops)
         configure(self.plugin_set)
         #: The plugin's tables and scheduled tasks, brought up as the server does.
         self.lifecycle = PluginLifecycle(self.host)
@@ -206,44 +250,122 @@ class PluginHarness:
             self.directory.close()
             self.directory = None
 
-    def _resolve(self, plugin: LoadedPlugin, scope: Scope) -> tuple[bool, Any]:
-        enabled, merged = True, {k: v for k, v in plugin.settings.items()}
-        applies = [
-            s
-            for s in self.overrides
-            if (s.listener in (None, scope.listener))
-            and (s.domain in (None, scope.domain))
-            and (s.user in (None, scope.user))
-        ]
-        for s in sorted(applies, key=lambda s: (s.domain is not None, s.user is not None)):
-            values = dict(self.overrides[s])
-            if "enabled" in values:
-                enabled = bool(values.pop("enabled"))
-            merged.update(values)
-        if not applies:
-            return enabled, plugin.settings
-        return enabled, schemas.validate(plugin.name, plugin.schema, merged, str(scope))
+    def scope_for(self, hook: str, **kwargs: Any) -> Scope:
+        """The scope the server runs ``hook`` with for these arguments."""
+        session = kwargs.get("session")
+        listener = session.local_ip if session is not None else None
+        if hook in ("mailmax_connect", "mailmax_helo"):
+            return dataphase.connection_scope(listener)
+        if hook == "mailmax_auth" and kwargs.get("username"):
+            return dataphase.login_scope(kwargs["username"], listener)
+        if hook == "mailmax_mail_from":
+            return dataphase.sender_scope(session or make_session(), listener)
+        if hook == "mailmax_rcpt_to" and kwargs.get("recipient") is not None:
+            return dataphase.harness_recipient_scope(kwargs["recipient"], listener)
+        if hook in ("mailmax_deliver", "mailmax_expand_recipient") and "mailbox" in kwargs:
+            mailbox = kwargs["mailbox"]
+            return Scope(domain=mailbox.rpartition("@")[2].lower() or None, user=mailbox)
+        if hook == "mailmax_resolve_recipient" and "address" in kwargs:
+            return Scope(domain=kwargs["address"].rpartition("@")[2].lower() or None)
+        return Scope(listener=listener)
 
     def run(self, hook: str, scope: Scope | None = None, **kwargs: Any) -> Any:
         """Run ``hook``: a policy hook gives its Verdict (``cont()`` for no opinion), a
-        delivery hook its answer. A result still pending is returned as a Deferred."""
-        scope = scope or Scope()
+        delivery hook its answer. A result still pending is returned as a Deferred.
+
+        The scope comes from the arguments as in the server (the session's listening address,
+        the authenticated sender, the recipient, the mailbox); an explicit ``scope`` must be
+        one the server could use for this hook (a ``ValueError`` says why not).
+        ``mailmax_data`` answers the one reply for all of ``envelope``'s recipients; see
+        :meth:`data` for each recipient's verdict and message.
+        """
+        if hook == "mailmax_data":
+            if scope is not None:
+                raise ValueError(
+                    "mailmax_data runs with each recipient's scope: give the recipients in "
+                    "envelope (make_envelope(sender, [...])) instead of a scope"
+                )
+            return _settled(defer.ensureDeferred(self._data_reply(kwargs)))
+        scope = self._checked_scope(hook, scope, kwargs)
         if hook in ("mailmax_resolve_recipient",):
             return self.plugin_set.first_result(hook, scope, **kwargs)
         if hook == "mailmax_expand_recipient":
             results = self.plugin_set.all_results(hook, scope, **kwargs)
             return results[0] if results else None
         if hook == "mailmax_deliver":
-            d = defer.ensureDeferred(self.plugin_set.first_async(hook, scope, **kwargs))
-        else:
-            d = self.plugin_set.run_policy(hook, scope, **kwargs)
-        out: list[Any] = []
-        d.addBoth(out.append)
-        if not out:
-            return d
-        if isinstance(out[0], BaseException) or hasattr(out[0], "raiseException"):
-            out[0].raiseException()
-        return out[0]
+            return _settled(
+                defer.ensureDeferred(self.plugin_set.first_async(hook, scope, **kwargs))
+            )
+        return _settled(self.plugin_set.run_policy(hook, scope, **kwargs))
+
+    def data(
+        self, envelope: Envelope, message: bytes, session: Session | None = None
+    ) -> dataphase.DataDecision | defer.Deferred[dataphase.DataDecision]:
+        """Run ``mailmax_data`` as the server does at the end of DATA: one verdict (and one
+        changed message) per group of recipients, and the reply they make together."""
+        return _settled(
+            defer.ensureDeferred(self._decide(envelope, message, session or make_session()))
+        )
+
+    async def _decide(
+        self, envelope: Envelope, message: bytes, session: Session
+    ) -> dataphase.DataDecision:
+        scopes = [
+            dataphase.harness_recipient_scope(r, session.local_ip) for r in envelope.recipients
+        ]
+        groups = await dataphase.run_data(
+            self.plugin_set, session, envelope, message, scopes, self.limits
+        )
+        return dataphase.decide(groups)
+
+    async def _data_reply(self, kwargs: Mapping[str, Any]) -> Any:
+        envelope = kwargs.get("envelope") or make_envelope()
+        if not envelope.recipients:
+            raise ValueError("mailmax_data needs an envelope with recipients")
+        decision = await self._decide(
+            envelope, kwargs.get("message", b""), kwargs.get("session") or make_session()
+        )
+        return decision.reply() if decision.refusal is not None else cont()
+
+    def _checked_scope(self, hook: str, scope: Scope | None, kwargs: Mapping[str, Any]) -> Scope:
+        derived = self.scope_for(hook, **kwargs)
+        if scope is None:
+            return derived
+        honoured = HOOK_SCOPES.get(hook, frozenset({"system"}))
+        for kind, value in (("domain", scope.domain), ("user", scope.user)):
+            if value is not None and kind not in honoured:
+                raise ValueError(f"{hook} never runs with a {kind} scope; the server ignores it")
+        if scope.listener is not None and "listener" not in honoured:
+            raise ValueError(f"{hook} never runs with a listener scope; the server ignores it")
+        recipient = kwargs.get("recipient") if hook == "mailmax_rcpt_to" else None
+        if recipient is not None and derived.domain not in (None, scope.domain or derived.domain):
+            raise ValueError(
+                f"mailmax_rcpt_to for {recipient.address} runs with the scope of "
+                f"domain {derived.domain}, not {scope.domain}"
+            )
+        return scope
+
+
+def _override_key(scope: Scope) -> tuple[str, str]:
+    """The kind and name of an override given as a :class:`Scope`."""
+    if scope.user is not None:
+        return "user", scope.user.lower()
+    if scope.domain is not None:
+        return "domain", scope.domain.lower()
+    if scope.listener is not None:
+        return "listener", scope.listener
+    raise ValueError("an override needs a listener, a domain or a user; system settings go first")
+
+
+def _settled(d: defer.Deferred[Any]) -> Any:
+    """The result of ``d`` when it has fired (raising its failure), else ``d``."""
+    out: list[Any] = []
+    d.addBoth(out.append)
+    if not out:
+        return d
+    if hasattr(out[0], "raiseException"):
+        out[0].raiseException()
+    return out[0]
 
 
 # ---------------------------------------------------------------------- a real server

@@ -68,7 +68,7 @@ def test_bad_values_and_scopes_are_refused_with_what_is_allowed(tmp_path: Path) 
     )
     assert code == 1 and "has no setting 'colour'" in err and "keep_local_copy" in err
     code, _, err = run(path, "plugin", "enable", "aliases", "--user", "ann@example.test")
-    assert code == 1 and "cannot be set per user; it works per system, domain" in err
+    assert code == 1 and "cannot be set per user: it works per system, domain" in err
     code, _, err = run(path, "plugin", "enable", "nosuchplugin", "--domain", "example.test")
     assert code == 1 and "no such plugin" in err and "forwarding" in err
     code, _, err = run(path, "plugin", "show", "forwarding", "--user", "zed@example.test")

@@ -32,10 +32,12 @@ def test_unlock_live_and_absent_lock(tmp_path):
             raise AssertionError("the mailbox should be locked")
         except MailboxInUse:
             pass
-        result = system.json("user", "unlock", "postmaster@example.test")
+        answer = system.json("user", "unlock", "postmaster@example.test")
+        result = answer["object"]
+        assert answer["changed"] is True
         assert result["unlocked"] is True and result["pid"] == child.pid
         assert result["stale"] is False
-        assert "no longer keeps other sessions out" in result["message"]
+        assert "no longer keeps other sessions out" in answer["message"]
         assert not (root / LOCK_NAME).exists()
         with MailboxLock.acquire(root):
             pass

@@ -28,7 +28,8 @@ from mailmax.core.directory.api import Domain, User
 from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginSet
-from mailmax.core.smtp.server import SMTPFactory, SMTPServer
+from mailmax.core.smtp.factory import SMTPFactory
+from mailmax.core.smtp.server import SMTPServer
 from mailmax.core.spool.envelope import SpoolEnvelope
 from mailmax.core.spool.spool import Spool
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from mailmax.core import configdoc, hookdoc
 from mailmax.core.cli.main import cli
-from mailmax.core.hooks import BUILTIN_PLUGINS
+from mailmax.core.pluginhost.discovery import BUILTIN_PLUGINS
 from mailmax.core.tap import Options
 
 ROOT = Path(__file__).resolve().parents[1]

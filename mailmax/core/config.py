@@ -225,6 +225,48 @@ class IMAPSettings(_Section):
     )
 
 
+class ConnectionSettings(_Section):
+    """Limits on connections, per client IP and service (SMTP, submission, POP3, IMAP ...)."""
+
+    max_sessions_per_ip: int = Field(
+        50,
+        ge=0,
+        le=100000,
+        description="Concurrent sessions from one IP per service; 0 = no limit.",
+    )
+    max_new_per_ip_per_minute: int = Field(
+        120,
+        ge=0,
+        le=1000000,
+        description="New connections from one IP per service in any minute; 0 = no limit.",
+    )
+    exempt_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Client networks these connection limits never apply to (log-in throttling"
+        " still does).",
+    )
+    backlog: int = Field(
+        1024,
+        ge=1,
+        le=65535,
+        description="Connections the kernel queues for each listener before they are accepted"
+        " (the system's somaxconn caps it).",
+        json_schema_extra=RESTART,
+    )
+    send_timeout: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client may leave the server's replies unread (the send buffer"
+        " full) before it is disconnected.",
+    )
+
+    @field_validator("exempt_networks")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        return check_networks(values)
+
+
 class AuthSettings(_Section):
     """Failed log-in throttling shared by SMTP AUTH, POP3 and IMAP; the successful log-in cache."""
 
@@ -512,6 +554,7 @@ class Settings(_Section):
     smtp: SMTPSettings = SMTPSettings()
     pop3: POP3Settings = POP3Settings()
     imap: IMAPSettings = IMAPSettings()
+    connections: ConnectionSettings = ConnectionSettings()
     auth: AuthSettings = AuthSettings()
     spool: SpoolSettings = SpoolSettings()
     queue: QueueSettings = QueueSettings()

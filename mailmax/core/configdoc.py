@@ -22,6 +22,7 @@ SECTIONS: list[tuple[str, type[BaseModel], bool]] = [
     ("smtp", config.SMTPSettings, False),
     ("pop3", config.POP3Settings, False),
     ("imap", config.IMAPSettings, False),
+    ("connections", config.ConnectionSettings, False),
     ("auth", config.AuthSettings, False),
     ("spool", config.SpoolSettings, False),
     ("queue", config.QueueSettings, False),

@@ -21,23 +21,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core import hookspecs, verdicts
+from mailmax.core.pluginhost import discovery
+from mailmax.core.pluginhost.errors import PluginError
 from mailmax.core.verdicts import Verdict
 
 log = Logger(namespace="mailmax.plugins")
 
 #: The plugin host of the set whose hook is running (see :func:`mailmax.plugin.current_host`).
 CURRENT_HOST: contextvars.ContextVar[Any] = contextvars.ContextVar("mailmax_host", default=None)
-
-#: Built-in plugins, by name: the module that implements each (``mailmax/plugins/<name>``).
-BUILTIN_PLUGINS: dict[str, str] = {
-    "aliases": "mailmax.plugins.aliases",
-    "catchall": "mailmax.plugins.catchall",
-    "etrn": "mailmax.plugins.etrn",
-    "forwarding": "mailmax.plugins.forwarding",
-    "monitor": "mailmax.plugins.monitor",
-    "routing": "mailmax.plugins.routing",
-    "spamtrap": "mailmax.plugins.spamtrap",
-}
 
 #: The built-ins a configuration without ``[plugins] enabled`` runs, in this order.
 #: Resolvers run before the catch-all; spam traps decide before forwarding delivers.
@@ -85,10 +76,6 @@ def _system_only(plugin: LoadedPlugin, scope: Scope) -> tuple[bool, Mapping[str,
     return plugin.system_enabled, plugin.settings
 
 
-class PluginError(Exception):
-    """A plugin could not be loaded or refused its configuration."""
-
-
 class PluginSet:
     """An immutable, ordered set of loaded plugins and the means to run their hooks."""
 
@@ -108,7 +95,10 @@ class PluginSet:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs.MailMaxHooks)
         self._by_module: dict[int, LoadedPlugin] = {}
+        from mailmax.core.pluginhost.scopes import check_declared_scopes
+
         for plugin in self.plugins:
+            check_declared_scopes(plugin.name, plugin.module)
             try:
                 self.manager.register(plugin.module, name=plugin.name)
             except (pluggy.PluginValidationError, ValueError) as exc:
@@ -153,6 +143,14 @@ class PluginSet:
             raise
         except Exception as exc:
             raise PluginError(f"plugin {plugin.name}: settings for {scope}: {exc}") from exc
+
+    def scope_free(self, hook: str) -> bool:
+        """True when no implementation of ``hook`` is switched or set narrower than the
+        system (then every scope gets the same plugins and settings)."""
+        check = getattr(self._resolver, "scope_free", None)
+        if check is None:
+            return self._resolver is _system_only
+        return all(check(plugin) for plugin, _ in self.implementations(hook))
 
     def _active(
         self, hook: str, scope: Scope
@@ -202,7 +200,10 @@ class PluginSet:
         return defer.ensureDeferred(self._chain(hook, active, kwargs))
 
     async def _chain(self, hook: str, active: list, kwargs: Mapping[str, Any]) -> Verdict:
+        changes = kwargs.get("changes")
         for plugin, impl, settings in active:
+            if changes is not None:
+                changes.begin(plugin.name)
             try:
                 result = self._call(impl, settings, kwargs)
                 if isinstance(result, defer.Deferred) or inspect.isawaitable(result):
@@ -247,13 +248,20 @@ class PluginSet:
 
     async def first_async(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> Any:
         """Run a hook that may be asynchronous; return the first non-``None`` answer."""
-        for _plugin, impl, settings in self._active(hook, scope):
+        _, result = await self.first_async_from(hook, scope, **kwargs)
+        return result
+
+    async def first_async_from(
+        self, hook: str, scope: Scope = SYSTEM, **kwargs: Any
+    ) -> tuple[str, Any]:
+        """Like :meth:`first_async`, with the name of the plugin that answered (``""``: none)."""
+        for plugin, impl, settings in self._active(hook, scope):
             result = self._call(impl, settings, kwargs)
             if isinstance(result, defer.Deferred) or inspect.isawaitable(result):
                 result = await result
             if result is not None:
-                return result
-        return None
+                return plugin.name, result
+        return "", None
 
 
 def hookspecs_names() -> list[str]:
@@ -264,7 +272,6 @@ def hookspecs_names() -> list[str]:
 def load_plugin(name: str, settings: Mapping[str, Any] | None = None) -> LoadedPlugin:
     """Import a plugin by name (built-in, installed, or dotted module path) and check its
     system settings against its declared schema."""
-    from mailmax.core.pluginhost import discovery
     from mailmax.core.pluginhost import settings as schemas
 
     source = discovery.find(name)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from mailmax.core.directory.api import Domain
     from mailmax.core.model import Envelope, Recipient, Session
     from mailmax.core.outbound.route import Route
+    from mailmax.core.pluginhost.changes import MessageChanges
+    from mailmax.core.pluginhost.outcomes import DeliveryDecision
     from mailmax.core.verdicts import Verdict
 
 PROJECT = "mailmax"
@@ -65,7 +67,9 @@ class MailMaxHooks:
     ) -> Verdict | None:
         """A client proved its credentials for ``username`` (canonical ``user@domain``).
 
-        Runs after the password check succeeded and before the 235 reply. A REJECT or TEMPFAIL
+        Scope: system, the listening address, and the domain and user of ``username`` (in
+        SMTP, POP3 and IMAP alike). Runs after the password check succeeded and before the
+        success reply. A REJECT or TEMPFAIL
         turns the login into a failure with that reply; the session stays unauthenticated.
         Several plugins: run in plugin order, the first decisive verdict wins.
         """
@@ -76,7 +80,11 @@ class MailMaxHooks:
     ) -> Verdict | None:
         """MAIL FROM with reverse path ``sender`` (``""``: null sender) passed the core checks.
 
-        Scope: system plus the listening address. ``envelope.params`` holds the ESMTP parameters.
+        Scope: system plus the listening address, plus the sender's domain and user when the
+        session is authenticated as a local user (an unauthenticated sender's address proves
+        nothing, so it never selects a scope). Policies about the sender that depend on the
+        recipient's domain belong in ``mailmax_rcpt_to``, which runs in that recipient's
+        scope. ``envelope.params`` holds the ESMTP parameters.
         A decisive verdict other than ACCEPT answers the command and no transaction starts.
         Several plugins: run in plugin order, the first decisive verdict wins.
         """
@@ -87,21 +95,40 @@ class MailMaxHooks:
     ) -> Verdict | None:
         """RCPT TO ``recipient`` passed the core checks (local user exists, or relaying is allowed).
 
-        Scope: the recipient's (user over domain over system). A decisive verdict other than
+        Scope: the recipient's (user over domain over listening address over system); an
+        alias or catch-all address has its domain's scope. A decisive verdict other than
         ACCEPT refuses this recipient only; ACCEPT or no opinion adds it to ``envelope``.
         Several plugins: run in plugin order, the first decisive verdict wins.
         """
 
     @hookspec
     def mailmax_data(
-        self, session: Session, envelope: Envelope, message: bytes, config: dict[str, Any]
+        self,
+        session: Session,
+        envelope: Envelope,
+        message: bytes,
+        changes: MessageChanges,
+        config: dict[str, Any],
     ) -> Verdict | None:
         """The whole message (``message``, as received, before our Received header) has arrived.
 
-        Runs once per message, before it is written to the spool. A REJECT answers 5xx and the
-        message is dropped; a TEMPFAIL answers 4xx. Work that is the same for every recipient
-        (a virus scan) belongs here, done once.
-        Several plugins: run in plugin order, the first decisive verdict wins.
+        Scope: each recipient's. Recipients whose data-phase plugins and settings are the same
+        form a group; the hook runs once per group, before the message is spooled, and
+        ``envelope.recipients`` holds that group's recipients only. The server then gives one
+        reply: when every group's verdict refuses, that refusal (a TEMPFAIL wins over a REJECT,
+        so no recipient loses mail its plugins only delayed); otherwise 250, and a copy a
+        group refused is returned to the sender (this happens only on sessions of mail
+        clients: on an unauthenticated port-25 session a RCPT whose data-phase plugins differ
+        from the first recipient's gets ``452 4.5.3`` and comes in the next transaction).
+
+        ``changes`` (a :class:`~mailmax.core.pluginhost.changes.MessageChanges`) records
+        changes to the message: ``add_header``, ``remove_header``, ``replace_part`` (a MIME
+        part by its number, ``"1"``, ``"2.1"``) and ``replace_message``. They are made once,
+        after the group's last plugin, and the changed message must still meet the size and
+        hop limits (else 552 5.3.4 / 554 5.4.6 for that group). Groups whose changes differ get
+        their own spooled copy; all are durable before the one 250. ``message`` is always the
+        message as received. Several plugins: run in plugin order, the first decisive verdict
+        wins; the changes of every plugin that ran are made.
         """
 
     # ------------------------------------------------------------------ delivery
@@ -129,14 +156,20 @@ class MailMaxHooks:
     @hookspec
     def mailmax_deliver(
         self, mailbox: str, envelope: Envelope, message_path: str, config: dict[str, Any]
-    ) -> Verdict | str | None:
+    ) -> DeliveryDecision | Verdict | str | None:
         """Decide where ``mailbox``'s copy of the message goes.
 
-        Scope: the mailbox's own. Return a folder name (``"INBOX"``, ``"Junk"``, ...) to store it
-        there, ``accept()`` to say "handled, store nothing" (discard, or delivered elsewhere),
-        ``tempfail()`` to retry later, ``reject()`` to bounce it, or ``None`` for no opinion
-        (the next plugin decides; with none, the INBOX). May return a Deferred.
-        Several plugins: run in plugin order, the first non-``None`` answer wins.
+        Scope: the mailbox's own (a copy that an alias, a forward or a catch-all sent to a
+        mailbox of another domain gets that mailbox's scope). Return a folder name
+        (``"INBOX"``, ``"Junk"``, ...) or ``deliver_to(folder, reason)`` to store it there,
+        ``quarantine(reason, mailbox=..., folder=...)`` to store it in a quarantine folder
+        (the recipient's own, or another local mailbox's) with an ``X-MailMax-Quarantine``
+        header naming the plugin and the reason, ``redirect(address, ...)`` to send it to
+        other addresses instead (each gets its own delivery policy), ``discard(reason)`` or
+        ``accept()`` to store nothing, ``tempfail()`` to retry later, ``reject()`` to bounce
+        it, or ``None`` for no opinion (the next plugin decides; with none, the INBOX). The
+        mail log line of the delivery names the plugin that decided and its reason. May return
+        a Deferred. Several plugins: run in plugin order, the first non-``None`` answer wins.
 
         ``message_path`` names the queued message file: read it, never change it (it may
         become the stored message itself, hard-linked into the Maildir). A message queued for

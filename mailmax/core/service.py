@@ -31,9 +31,10 @@ from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginError, PluginSet
 from mailmax.core.logfile import MailLogFile
-from mailmax.core.pluginhost.recipients import PluginSMTPFactory
+from mailmax.core.net.limits import ConnectionLimiter
 from mailmax.core.pluginhost.runtime import PluginRuntime
 from mailmax.core.queue.runner import QueueRunner
+from mailmax.core.smtp.factory import PluginSMTPFactory
 from mailmax.core.spool.spool import Spool
 from mailmax.core.tls import ReloadableServerOptions, TLSConfigError, listener_options
 
@@ -66,6 +67,8 @@ class MailMaxService(service.MultiService):
         #: Failed-login counters and recent POP3/IMAP log-ins, shared by every protocol.
         self.authlimit = AuthLimiter.from_settings(settings)
         self.logins = RecentLogins()
+        #: Per-IP connection limits, shared by every listener (counted per service).
+        self.limiter = ConnectionLimiter.from_settings(settings.connections, self.reactor)
         self._logfile: MailLogFile | None = None
         #: Per listener, the TLS options a reload can swap (None: no certificate).
         self._tls: list[ReloadableServerOptions | None] = []
@@ -143,6 +146,7 @@ class MailMaxService(service.MultiService):
             if isinstance(factory, IMAPFactory):
                 factory.limits = IMAPLimits.from_settings(settings)
         self.authlimit.reconfigure(settings)
+        self.limiter.reconfigure(settings.connections)
         if self.directory is not None:
             self.directory.login_cache.seconds = settings.auth.cache_seconds
             self.directory.blank_password_default = BlankPasswordPolicy(
@@ -233,6 +237,7 @@ class MailMaxService(service.MultiService):
     def _listen(self) -> None:
         settings = self.settings
         pending = []
+        backlog = settings.connections.backlog
         for listener, options in zip(settings.listeners, listener_options(settings), strict=True):
             self._tls.append(None)
             holder = self._tls_holder(len(self._tls) - 1, options)
@@ -240,11 +245,15 @@ class MailMaxService(service.MultiService):
             factory = self._factory(listener, holder)
             if implicit_tls:
                 endpoint = endpoints.SSL4ServerEndpoint(
-                    self.reactor, listener.port, holder, interface=listener.address
+                    self.reactor,
+                    listener.port,
+                    holder,
+                    backlog=backlog,
+                    interface=listener.address,
                 )
             else:  # an IPv6 interface gives an IPv6 socket
                 endpoint = endpoints.TCP4ServerEndpoint(
-                    self.reactor, listener.port, interface=listener.address
+                    self.reactor, listener.port, backlog=backlog, interface=listener.address
                 )
             self.factories.append(factory)
             d = endpoint.listen(factory)
@@ -263,18 +272,19 @@ class MailMaxService(service.MultiService):
             "plugins": self.current_plugins,
             "tls_options": tls_options,
             "reactor": self.reactor,
+            "authlimit": self.authlimit,
+            "logins": self.logins,
+            "limiter": self.limiter,
         }
         if listener.service in SMTP_SERVICES:
-            return PluginSMTPFactory(
-                spool=self.spool, authlimit=self.authlimit, logins=self.logins, **common
-            )
+            return PluginSMTPFactory(spool=self.spool, **common)
         if listener.service in ("pop3", "pop3s"):
             from mailmax.core.pop3.server import POP3Factory
 
-            return POP3Factory(authlimit=self.authlimit, logins=self.logins, **common)
+            return POP3Factory(**common)
         from mailmax.core.imap.factory import IMAPFactory
 
-        return IMAPFactory(authlimit=self.authlimit, logins=self.logins, **common)
+        return IMAPFactory(**common)
 
     def _listening(self, port: IListeningPort, listener: ListenerSettings) -> None:
         self.ports.append((listener, port))

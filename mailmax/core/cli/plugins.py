@@ -91,8 +91,11 @@ def _scope(domain: str | None, user: str | None) -> tuple[str, str, Scope]:
 def _check_scope(plugin: LoadedPlugin, kind: str) -> None:
     allowed = scopes_of(plugin.module)
     if kind not in allowed:
+        hooks = [h for h in implemented_hooks(plugin.module) if h != "mailmax_configure"]
         raise CLIError(
-            f"plugin {plugin.name} cannot be set per {kind}; it works per {', '.join(allowed)}"
+            f"plugin {plugin.name} cannot be set per {kind}: it works per "
+            f"{', '.join(allowed)} (its hooks {', '.join(hooks) or 'none'} never run with a "
+            f"{kind} scope); nothing was changed"
         )
 
 

@@ -91,10 +91,7 @@ class AuthCommands(SessionBase):
         if self.factory.tls_options is None:
             raise No("STARTTLS is not available here")
         self.tagged(tag, "OK", "Begin TLS negotiation now")
-        self.reader.clear()
-        self.transport.startTLS(self.factory.tls_options)
-        assert self.session is not None
-        self.session.tls = True
+        self.start_tls()
         self._sasl_tag = None
 
     async def cmd_LOGIN(self, tag: str, args: list) -> str:

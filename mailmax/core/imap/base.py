@@ -108,6 +108,10 @@ class SessionBase:
         """Close the connection."""
         raise NotImplementedError
 
+    def start_tls(self) -> None:
+        """Switch to TLS now, dropping input pipelined before it."""
+        raise NotImplementedError
+
     def stream(self, chunks: Iterator[bytes]) -> defer.Deferred[None]:
         """Send a long response from byte chunks."""
         raise NotImplementedError

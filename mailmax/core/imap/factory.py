@@ -10,66 +10,31 @@ from __future__ import annotations
 import collections
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from twisted.internet import defer, protocol, threads
+from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
-from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.imap.auth import IMAPLimits
 from mailmax.core.imap.server import IMAPServer
-from mailmax.core.sessions import SessionSet
-
-if TYPE_CHECKING:
-    from twisted.internet import ssl
-
-    from mailmax.core.config import ListenerSettings, Settings
-    from mailmax.core.directory.cached import AsyncDirectory
-    from mailmax.core.hooks import PluginSet
+from mailmax.core.net.factory import ListenerFactory
 
 
-class IMAPFactory(SessionSet, protocol.ServerFactory):
+class IMAPFactory(ListenerFactory):
     """Builds :class:`IMAPServer` sessions for one listener; runs store calls in threads."""
 
+    protocol = IMAPServer  # type: ignore[assignment]
     #: Sessions per user across all listeners (imap and imaps count together).
     all_user_sessions: ClassVar[collections.Counter[str]] = collections.Counter()
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        listener: ListenerSettings,
-        directory: AsyncDirectory,
-        plugins: Callable[[], PluginSet],
-        tls_options: ssl.CertificateOptions | None,
-        reactor: Any = None,
-        authlimit: AuthLimiter | None = None,
-        logins: RecentLogins | None = None,
-    ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
-        self.settings = settings
-        self.listener = listener
-        self.directory = directory
-        self.plugins = plugins
-        self.tls_options = tls_options
-        self.reactor = reactor
-        self.limits = IMAPLimits.from_settings(settings)
-        #: Failed-login throttling, shared with the other listeners when the service gives one.
-        self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
-        #: Successful log-ins by IP, for POP/IMAP-before-SMTP.
-        self.logins = logins if logins is not None else RecentLogins()
-        self.init_sessions()
+    def __init__(self, **common: Any) -> None:
+        """``common`` is :class:`~mailmax.core.net.factory.ListenerFactory`'s."""
+        super().__init__(**common)
+        self.limits = IMAPLimits.from_settings(self.settings)
         #: Logged-in sessions per user, shared by every IMAP listener of the process.
         self.user_sessions = IMAPFactory.all_user_sessions
         self._pool: ThreadPool | None = None
         self._pool_trigger: Any = None
-
-    def buildProtocol(self, addr: Any) -> IMAPServer:
-        """A new session."""
-        return IMAPServer(self)
 
     def blocking(self, function: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         """Run ``function(*args)`` in this factory's thread pool."""

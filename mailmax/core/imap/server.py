@@ -14,12 +14,11 @@ built by :class:`mailmax.core.imap.factory.IMAPFactory`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from twisted.internet import defer, interfaces, protocol
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -30,7 +29,7 @@ from mailmax.core.imap.folders import FolderCommands
 from mailmax.core.imap.messages import MessageCommands
 from mailmax.core.imap.selected import SelectedCommands
 from mailmax.core.imap.stream import Streamer
-from mailmax.core.model import Session
+from mailmax.core.net.connection import Connection
 from mailmax.core.quickack import ack_now
 from mailmax.core.store.mailbox import MailStore
 from mailmax.core.store.openfolders import OpenFolders
@@ -43,10 +42,6 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="mailmax.imap")
 
-#: Unprocessed input above this many bytes pauses reading from the client.
-PAUSE_INPUT = 256 * 1024
-#: Seconds a closing connection gets to flush before it is aborted.
-ABORT_AFTER = 5.0
 #: Largest literal before log-in (a user name or password).
 PREAUTH_LITERAL = 8 * 1024
 #: Largest literal of any command but APPEND's message.
@@ -95,9 +90,7 @@ _STATES = {
 }
 
 
-class IMAPServer(
-    AuthCommands, MessageCommands, SelectedCommands, FolderCommands, protocol.Protocol
-):
+class IMAPServer(Connection, AuthCommands, MessageCommands, SelectedCommands, FolderCommands):
     """One IMAP session. Handlers are ``cmd_<NAME>(tag, args)``.
 
     A handler returns the text of the tagged OK (``"[CODE] text"`` allowed), or None when it
@@ -105,32 +98,31 @@ class IMAPServer(
     """
 
     factory: IMAPFactory
+    farewells: ClassVar[dict[str, str]] = {
+        "input": "* BYE Too much unprocessed input",
+        "timeout": "* BYE Autologout; idle for too long",
+        "shutdown": "* BYE Server shutting down",
+        "limit": "* BYE {reason}",
+    }
+    pause_input = 256 * 1024
+    max_input = 0  # the command reader bounds what it keeps
+    no_delay = True  # replies end in a small tagged line
 
     def __init__(self, factory: IMAPFactory) -> None:
-        self.factory = factory
+        super().__init__(factory)
         self.settings = factory.settings
         self.limits = factory.limits
-        self.listener = factory.listener
         self.directory = factory.directory
-        self.reactor = factory.reactor
         self.reader = parser.CommandReader()
         self.state = _NOT_AUTH
-        self.session: Session | None = None
         self.plugins: PluginSet | None = None
         self.user: User | None = None
         self.maildir: Path | None = None
         self.store: MailStore | None = None
         self.open_folders: OpenFolders | None = None
-        self._busy = False
-        self._running = False
-        self._paused = False
-        self._closing = False
-        self._shutdown_pending = False
         self._bad_count = 0
         self._auth_failures = 0
         self._sasl_tag: str | None = None
-        self._timer: Any = None
-        self._abort_call: Any = None
         self._counted = False
         self.init_selected()
 
@@ -145,32 +137,13 @@ class IMAPServer(
         """The client's IP address."""
         return self.session.peer_ip if self.session else ""
 
-    def connectionMade(self) -> None:
+    def connection_logger(self) -> Logger:
+        """The IMAP log."""
+        return log
+
+    def session_started(self) -> None:
         """Run the connect policy, then greet."""
         self.plugins = self.factory.plugins()
-        peer, host = self.transport.getPeer(), self.transport.getHost()
-        self.session = Session(
-            session_id=uuid.uuid4().hex[:16],
-            peer_ip=getattr(peer, "host", "") or "",
-            peer_port=getattr(peer, "port", 0) or 0,
-            local_ip=getattr(host, "host", "") or "",
-            local_port=getattr(host, "port", 0) or 0,
-            service=self.listener.service,
-            listener_domain=self.listener.default_domain,
-            tls=interfaces.ISSLTransport.providedBy(self.transport),
-        )
-        self.factory.sessions.add(self)
-        no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if no_delay is not None:  # replies end in a small tagged line: no Nagle delay
-            no_delay(True)
-        log.info(
-            "connection {session_id} from {peer} on {listener} ({service})",
-            session_id=self.session.session_id,
-            peer=f"{self.session.peer_ip}:{self.session.peer_port}",
-            listener=f"{self.listener.address}:{self.session.local_port}",
-            service=self.listener.service,
-        )
-        self.touch()
         self.start_work(defer.ensureDeferred(self._greet()), "*")
 
     async def _greet(self) -> None:
@@ -189,19 +162,13 @@ class IMAPServer(
         name = self.listener.display_name or self.settings.server.hostname
         self.send(f"* OK [CAPABILITY {self.capabilities()}] {name} MailMax IMAP4rev1 ready")
 
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        """Release the mailbox and forget the session."""
-        self._closing = True
-        self.reader.clear()
-        for call in (self._timer, self._abort_call):
-            if call is not None and call.active():
-                call.cancel()
+    def session_ended(self) -> None:
+        """Release the mailbox and the session's counts."""
         self.stop_idle()
         self.record_login()
         self.release_selected()
         self.release_open_folders()
         self.release_count()
-        self.factory.session_gone(self)
 
     def release_open_folders(self) -> None:
         """Close the folders kept open between commands (in the store's threads)."""
@@ -212,39 +179,30 @@ class IMAPServer(
 
     def dataReceived(self, data: bytes) -> None:
         """Take bytes; handle whatever can be handled now."""
-        if self._closing:
-            return
-        self.reader.feed(data)
-        self.touch()
-        self._process()
+        super().dataReceived(data)
         if self.reader.mid_command:  # e.g. an APPEND literal: let the client send the rest
             ack_now(self.transport)
 
-    # ------------------------------------------------------------------ input loop
-    def _process(self) -> None:
-        if self._running:
-            return
-        self._running = True
-        try:
-            while not self._busy and not self._closing:
-                event = self.reader.next_event()
-                if event is None:
-                    break
-                self._handle(event)
-        finally:
-            self._running = False
-        self._flow_control()
+    def take_input(self, data: bytes) -> None:
+        """Frame ``data`` into commands and literals."""
+        self.reader.feed(data)
 
-    def _flow_control(self) -> None:
-        if self._closing:
-            return
-        size = self.reader.pending
-        if size > PAUSE_INPUT and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
-        elif self._paused and size <= PAUSE_INPUT // 2:
-            self._paused = False
-            self.transport.resumeProducing()
+    def pending_input(self) -> int:
+        """Bytes the command reader holds."""
+        return self.reader.pending
+
+    def discard_input(self) -> None:
+        """Forget what the command reader holds."""
+        self.reader.clear()
+
+    # ------------------------------------------------------------------ input loop
+    def handle_next(self) -> bool:
+        """Handle the next command, line or literal request of the reader."""
+        event = self.reader.next_event()
+        if event is None:
+            return False
+        self._handle(event)
+        return True
 
     def _handle(self, event: parser.Event) -> None:
         if isinstance(event, parser.Command):
@@ -264,23 +222,9 @@ class IMAPServer(
                 return
             self._bad(event.tag, f"Command {event.what} too long")
 
-    def start_work(self, work: defer.Deferred[Any] | None, tag: str) -> None:
-        """Run ``work`` as the current command: input waits until it is done."""
-        if work is None:
-            return
-        self._busy = True
-        work.addErrback(self._failed, tag)
-        work.addBoth(self._resume)
-
-    def _resume(self, _: object) -> None:
-        self._busy = False
-        if self._shutdown_pending and not self._closing:
-            self.bye("Server shutting down")
-            return
-        if not self._closing:
-            self._process()
-
-    def _failed(self, failure: Failure, tag: str) -> None:
+    def command_failed(self, failure: Failure, *args: Any) -> None:
+        """Answer a failed command: BAD, its NO, or NO [SERVERBUG] for the unexpected."""
+        tag = args[0] if args else "*"
         if self._closing:
             return
         if failure.check(parser.ParseError):
@@ -353,17 +297,11 @@ class IMAPServer(
         self.tagged(tag, "OK", result)
 
     # ------------------------------------------------------------------ output
-    @property
-    def session_id(self) -> str:
-        """This session's id in logs."""
-        return self.session.session_id if self.session else "-"
-
     def send(self, line: str | bytes) -> None:
         """Write one response line (CRLF added)."""
         if self._closing:
             return
-        data = line.encode("utf-8", "replace") if isinstance(line, str) else line
-        self.transport.write(data + b"\r\n")
+        self.write_line(line.encode("utf-8", "replace") if isinstance(line, str) else line)
 
     def tagged(self, tag: str, status: str, text: str) -> None:
         """The tagged completion of a command."""
@@ -371,7 +309,7 @@ class IMAPServer(
 
     def stream(self, chunks: Any) -> defer.Deferred[None]:
         """Send a long response from an iterator of byte chunks."""
-        return Streamer(self.transport, self.reactor, chunks).start()
+        return Streamer(self.output, self.reactor, chunks).start()
 
     def bye(self, text: str) -> None:
         """``* BYE text``, then close."""
@@ -382,19 +320,7 @@ class IMAPServer(
 
     def close(self) -> None:
         """Close the connection (aborting it if it will not flush)."""
-        if self._closing:
-            return
-        self._closing = True
-        self.reader.clear()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self.transport.loseConnection()
-        self._abort_call = self.reactor.callLater(ABORT_AFTER, self._abort)
-
-    def _abort(self) -> None:
-        abort = getattr(self.transport, "abortConnection", None)
-        if abort is not None:
-            abort()
+        self.hang_up()
 
     def capabilities(self) -> str:
         """The capability list for the current state."""
@@ -420,34 +346,10 @@ class IMAPServer(
             caps.append("AUTH=PLAIN" if self.login_allowed else "LOGINDISABLED")
         return " ".join(caps)
 
-    # ------------------------------------------------------------------ timeouts, shutdown
-    def touch(self) -> None:
-        """Restart the inactivity timer (shorter before log-in)."""
-        if self._closing:
-            return
-        seconds = self.limits.login_timeout if self.state == _NOT_AUTH else self.limits.idle_timeout
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(seconds)
-        else:
-            self._timer = self.reactor.callLater(seconds, self._timed_out)
-
-    def _timed_out(self) -> None:
-        if self._busy:
-            self._timer = self.reactor.callLater(self.limits.login_timeout, self._timed_out)
-            return
-        log.info("session {session_id} timed out", session_id=self.session_id)
-        self.bye("Autologout; idle for too long")
-
-    def shutdown(self) -> None:
-        """The server stops: say BYE now when idle, else after the running command."""
-        if self._busy:
-            self._shutdown_pending = True
-        else:
-            self.bye("Server shutting down")
-
-    def force_close(self) -> None:
-        """The grace period is over."""
-        self.bye("Server shutting down")
+    # ------------------------------------------------------------------ timeouts
+    def idle_timeout(self) -> float:
+        """Seconds of silence allowed: shorter before log-in."""
+        return self.limits.login_timeout if self.state == _NOT_AUTH else self.limits.idle_timeout
 
     def blocking(self, function: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         """Run a blocking call (mailbox store, files) in the store's thread pool."""

@@ -185,6 +185,9 @@ class Transaction:
     replies: dict[str, Reply] = field(default_factory=dict)
     #: True when the connection is still in a clean state for another transaction.
     reusable: bool = False
+    #: Recipients answered ``452`` at RCPT while others were accepted: the server wants them
+    #: in a next transaction (too many recipients, or other content checks), not later.
+    send_again: list[str] = field(default_factory=list)
 
 
 class SMTPClient(protocol.Protocol):
@@ -464,6 +467,10 @@ class SMTPClient(protocol.Protocol):
                 accepted.append(address)
             else:
                 result.replies[address] = reply
+        if accepted:
+            result.send_again = [
+                a for a in recipients if a in result.replies and result.replies[a].code == 452
+            ]
         if data_reply is not None and data_reply.code == 421:
             raise SessionError(f"{data_reply} (DATA at {self.host})")
         if not accepted:

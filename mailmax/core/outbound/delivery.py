@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from mailmax.core import model
 from mailmax.core.config import Settings
 from mailmax.core.hooks import SYSTEM, PluginSet, Scope
-from mailmax.core.outbound.client import SessionError, SMTPClient, Transaction
+from mailmax.core.outbound.client import Reply, SessionError, SMTPClient, Transaction
 from mailmax.core.outbound.dns import DNSError, DNSPermanentError, Resolver, ip_literal
 from mailmax.core.outbound.pool import SessionPool
 from mailmax.core.outbound.route import Engine, Route, direct
@@ -382,7 +382,37 @@ class OutboundDelivery:
         addresses: list[str],
         message: tuple[Path, bytes | None],
     ) -> Transaction:
-        done = await client.transaction(
+        done = await self._transaction(client, envelope, addresses, message)
+        # 452 to some RCPTs while others were taken: send those again at once, in the next
+        # transaction on this connection (each round takes at least one, so this ends).
+        while done.send_again and done.reusable:
+            log.info(
+                "queue {queue_id}: {host} asked for {rcpts} in a new transaction",
+                queue_id=envelope.id,
+                host=client.host,
+                rcpts=",".join(done.send_again),
+            )
+            try:
+                again = await self._transaction(client, envelope, done.send_again, message)
+            except SessionError as exc:  # the first ones are delivered: only these wait
+                reply = Reply(451, (f"4.4.2 {exc.diagnostic}",))
+                done.replies.update(dict.fromkeys(done.send_again, reply))
+                done.send_again, done.reusable = [], False
+                break
+            done.replies.update(again.replies)
+            done.send_again, done.reusable = again.send_again, again.reusable
+        if not done.reusable:
+            client.abort()
+        return done
+
+    @staticmethod
+    async def _transaction(
+        client: SMTPClient,
+        envelope: SpoolEnvelope,
+        addresses: list[str],
+        message: tuple[Path, bytes | None],
+    ) -> Transaction:
+        return await client.transaction(
             envelope.sender,
             addresses,
             message[0],
@@ -391,9 +421,6 @@ class OutboundDelivery:
             size=envelope.size,
             eight_bit=envelope.params.get("BODY", "").upper() == "8BITMIME",
         )
-        if not done.reusable:
-            client.abort()
-        return done
 
     # ------------------------------------------------------------------ hosts
     async def _hosts(self, engine: Engine, route: Route, domain: str) -> list[_Host]:

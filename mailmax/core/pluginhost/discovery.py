@@ -26,7 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailmax.core.hooks import BUILTIN_PLUGINS, PluginError
+from mailmax.core.pluginhost.errors import PluginError
+
+#: Built-in plugins, by name: the module that implements each (``mailmax/plugins/<name>``).
+BUILTIN_PLUGINS: dict[str, str] = {
+    "aliases": "mailmax.plugins.aliases",
+    "catchall": "mailmax.plugins.catchall",
+    "etrn": "mailmax.plugins.etrn",
+    "forwarding": "mailmax.plugins.forwarding",
+    "monitor": "mailmax.plugins.monitor",
+    "routing": "mailmax.plugins.routing",
+    "spamtrap": "mailmax.plugins.spamtrap",
+}
 
 #: The entry-point group third-party packages register their plugins in.
 ENTRY_POINT_GROUP = "mailmax.plugins"

@@ -21,7 +21,6 @@ from twisted.logger import Logger
 
 from mailmax.core.directory.api import Lookup, RecipientLookup
 from mailmax.core.hooks import PluginSet, Scope
-from mailmax.core.smtp.server import SMTPFactory, SMTPServer
 
 log = Logger(namespace="mailmax.plugins")
 
@@ -72,13 +71,3 @@ class PluginRecipients:
         if plugins is None or not plugins.implementations(HOOK):
             return RecipientLookup(Lookup.UNKNOWN_USER, found.address, found.domain)
         return self._directory.run(resolve_sync, plugins, found)
-
-
-class PluginSMTPFactory(SMTPFactory):
-    """The SMTP factory whose sessions resolve recipients with their own plugin set."""
-
-    def buildProtocol(self, addr: Any) -> SMTPServer:
-        """A new session whose recipient look-ups go through :class:`PluginRecipients`."""
-        proto = super().buildProtocol(addr)
-        proto.directory = PluginRecipients(self.directory, lambda: proto.plugins)
-        return proto

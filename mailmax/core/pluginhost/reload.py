@@ -27,7 +27,7 @@ from mailmax.core.hooks import (
     PluginSet,
     configure,
 )
-from mailmax.core.pluginhost import discovery
+from mailmax.core.pluginhost import discovery, scopes
 from mailmax.core.pluginhost import settings as schemas
 from mailmax.core.pluginhost.scopes import OverrideSource, ScopeStore
 
@@ -51,6 +51,7 @@ def load(
     """Import one plugin and validate its system and listener settings."""
     source = discovery.find(name, plugins_directory)
     module = discovery.import_plugin(source, fresh=fresh)
+    scopes.check_declared_scopes(name, module)
     schema = schemas.schema_of(module)
     if raw is not None and not isinstance(raw, dict):
         raise PluginError(f"[plugins.settings.{name}] must be a table, not {raw!r}")
@@ -69,6 +70,11 @@ def load(
         checked = schemas.validate(name, schema, values)
     except schemas.SettingsError as exc:
         raise PluginError(str(exc)) from None
+    if listeners and "listener" not in scopes.scopes_of(module):
+        raise PluginError(
+            f"[plugins.settings.{name}.listeners]: plugin {name} cannot be set per listening "
+            f"address; it works per {', '.join(scopes.scopes_of(module))}"
+        )
     for address, table in listeners.items():
         if "enabled" in table and not isinstance(table["enabled"], bool):
             raise PluginError(f"plugin {name} (listener {address}): enabled must be true or false")

@@ -181,6 +181,10 @@ class ScopeStore:
         }
 
     # ------------------------------------------------------------------ resolving
+    def scope_free(self, plugin: LoadedPlugin) -> bool:
+        """True when ``plugin`` has no listener table and no domain or user override."""
+        return not plugin.listeners and not self.source.get(plugin.name)
+
     def __call__(self, plugin: LoadedPlugin, scope: Scope) -> tuple[bool, Any]:
         """``(enabled, settings)`` of ``plugin`` in ``scope`` (the resolver protocol)."""
         if not plugin.listeners and not self.source.get(plugin.name):
@@ -206,7 +210,14 @@ class ScopeStore:
                     self.effective(plugin, Scope(listener=address))
                 except PluginError as exc:
                     found.append(str(exc))
+            allowed = scopes_of(plugin.module)
             for kind, name in self.source.get(plugin.name):
+                if kind not in allowed:
+                    found.append(
+                        f"plugin {plugin.name} ({kind} {name}): it cannot be set per {kind}; "
+                        f"it works per {', '.join(allowed)}"
+                    )
+                    continue
                 scope = Scope(domain=name) if kind == "domain" else Scope(user=name)
                 if kind == "user":
                     scope = Scope(domain=name.rpartition("@")[2], user=name)
@@ -217,13 +228,25 @@ class ScopeStore:
         return found
 
 
-#: Hooks that run for a connection or a whole message: system and listening-address scopes.
-CONNECTION_HOOKS = frozenset(
-    {"mailmax_connect", "mailmax_helo", "mailmax_auth", "mailmax_mail_from", "mailmax_data"}
-)
-#: Hooks that run for one recipient (mailbox): every scope down to the user.
-RECIPIENT_HOOKS = frozenset({"mailmax_rcpt_to", "mailmax_expand_recipient", "mailmax_deliver"})
 ALL_SCOPES = ("system", "listener", "domain", "user")
+#: The scopes each hook runs with (a hook missing here runs with the system scope only).
+HOOK_SCOPES: dict[str, frozenset[str]] = {
+    "mailmax_connect": frozenset({"system", "listener"}),
+    "mailmax_helo": frozenset({"system", "listener"}),
+    "mailmax_auth": frozenset(ALL_SCOPES),  # the user who proved their credentials
+    # the authenticated local sender's domain and user
+    "mailmax_mail_from": frozenset(ALL_SCOPES),
+    "mailmax_rcpt_to": frozenset(ALL_SCOPES),
+    "mailmax_data": frozenset(ALL_SCOPES),  # each recipient's
+    "mailmax_resolve_recipient": frozenset({"system", "domain"}),
+    "mailmax_expand_recipient": frozenset({"system", "domain", "user"}),
+    "mailmax_deliver": frozenset({"system", "domain", "user"}),
+    "mailmax_route": frozenset({"system", "domain"}),
+    "mailmax_transit": frozenset({"system", "domain"}),
+    "mailmax_etrn": frozenset({"system", "listener", "domain"}),
+}
+#: Hooks that run for a connection: system and listening-address scopes only.
+CONNECTION_HOOKS = frozenset(h for h, s in HOOK_SCOPES.items() if s == {"system", "listener"})
 
 
 def implemented_hooks(plugin_object: Any) -> list[str]:
@@ -236,16 +259,44 @@ def implemented_hooks(plugin_object: Any) -> list[str]:
     )
 
 
+def honoured_scopes(hooks: Sequence[str]) -> set[str]:
+    """Every scope at least one of ``hooks`` runs with."""
+    found = {"system"}
+    for hook in hooks:
+        found |= HOOK_SCOPES.get(hook, frozenset())
+    return found
+
+
+def check_declared_scopes(name: str, plugin_object: Any) -> None:
+    """Refuse (PluginError, saying why) a declared ``SCOPES`` the plugin's hooks cannot honour."""
+    declared = getattr(plugin_object, "SCOPES", None)
+    if declared is None:
+        return
+    if isinstance(declared, str) or not all(isinstance(s, str) for s in declared):
+        raise PluginError(f"plugin {name!r}: SCOPES must be a tuple of names such as 'domain'")
+    unknown = [s for s in declared if s not in ALL_SCOPES]
+    if unknown:
+        raise PluginError(
+            f"plugin {name!r}: unknown scope {unknown[0]!r} in SCOPES; use {', '.join(ALL_SCOPES)}"
+        )
+    hooks = [h for h in implemented_hooks(plugin_object) if h != "mailmax_configure"]
+    honoured = honoured_scopes(hooks)
+    for scope in declared:
+        if scope not in honoured:
+            raise PluginError(
+                f"plugin {name!r} declares the {scope} scope, but none of its hooks "
+                f"({', '.join(hooks) or 'none'}) runs with a {scope} scope: a {scope} "
+                f"setting would never take effect (see the scopes of each hook in the "
+                f"plugin guide)"
+            )
+
+
 def scopes_of(plugin_object: Any) -> tuple[str, ...]:
-    """Where a plugin can be switched and configured: its ``SCOPES``, else what its hooks
-    allow (connection hooks: system and listener; the others: system, domain and user)."""
+    """Where a plugin can be switched and configured: its ``SCOPES``, else every scope one of
+    its hooks runs with."""
     declared = getattr(plugin_object, "SCOPES", None)
     if declared:
         return tuple(s for s in ALL_SCOPES if s in declared)
     hooks = set(implemented_hooks(plugin_object)) - {"mailmax_configure"}
-    found = {"system"}
-    if hooks & CONNECTION_HOOKS:
-        found.add("listener")
-    if hooks - CONNECTION_HOOKS:
-        found |= {"domain", "user"} if hooks & RECIPIENT_HOOKS else {"domain"}
+    found = honoured_scopes(sorted(hooks))
     return tuple(s for s in ALL_SCOPES if s in found)

@@ -47,8 +47,6 @@ class AuthorizationMixin:
     maildrop: Maildrop | None
     _user_name: str | None
     _sasl_pending: bool
-    _inbox: bytearray
-    _discarding: bool
     _closing: bool
     _send: Callable[[str], None]
     _sid: Callable[[], str]
@@ -84,11 +82,7 @@ class AuthorizationMixin:
         if self.factory.tls_options is None:
             raise POP3Error("STLS not available on this port")
         self._send("+OK Begin TLS negotiation")
-        self._inbox.clear()
-        self._discarding = False
-        self.transport.startTLS(self.factory.tls_options)
-        assert self.session is not None
-        self.session.tls = True
+        self.start_tls()
         self._user_name = None
 
     def _require_plaintext(self) -> None:

@@ -13,39 +13,29 @@ import itertools
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from twisted.internet import defer, interfaces, protocol, threads
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.model import Session
+from mailmax.core.net.connection import HTTP_VERBS, Connection
+from mailmax.core.net.factory import ListenerFactory
 from mailmax.core.pop3.authorization import AuthorizationMixin
 from mailmax.core.pop3.errors import POP3Error
 from mailmax.core.pop3.maildrop import Maildrop
 from mailmax.core.pop3.transaction import TransactionMixin
-from mailmax.core.sessions import SessionSet
 from mailmax.core.store.errors import MessageGone
 
 if TYPE_CHECKING:
-    from twisted.internet import ssl
-
-    from mailmax.core.config import ListenerSettings, Settings
     from mailmax.core.directory.api import User
-    from mailmax.core.directory.cached import AsyncDirectory
-    from mailmax.core.hooks import PluginSet
 
 log = Logger(namespace="mailmax.pop3")
 
-PAUSE_INPUT = 64 * 1024
-MAX_INPUT = 1024 * 1024
-ABORT_AFTER = 5.0
 MAX_LOGIN = 320
 MAX_PASSWORD = 1024
-_HTTP_VERBS = frozenset({"GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS"})
 _AUTH_COMMANDS = frozenset({"CAPA", "USER", "PASS", "APOP", "AUTH", "STLS", "QUIT"})
 _TRANSACTION_COMMANDS = frozenset(
     {"CAPA", "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "QUIT"}
@@ -55,157 +45,69 @@ _timestamps = itertools.count(1)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-class POP3Server(AuthorizationMixin, TransactionMixin, protocol.Protocol):
+class POP3Server(AuthorizationMixin, TransactionMixin, Connection):
     """One POP3 session; command handlers are ``pop_<VERB>`` and may return a Deferred."""
 
     factory: POP3Factory
+    farewells: ClassVar[dict[str, str]] = {
+        "input": "-ERR [SYS/PERM] Too much unprocessed input",
+        "timeout": "-ERR [SYS/TEMP] Idle too long, closing connection",
+        "shutdown": "-ERR [SYS/TEMP] Server shutting down, try again later",
+        "limit": "-ERR [SYS/TEMP] {reason}",
+    }
 
     def __init__(self, factory: POP3Factory) -> None:
-        self.factory = factory
-        self.reactor = factory.reactor
+        super().__init__(factory)
         self.directory = factory.directory
-        self.listener = factory.listener
-        self.session: Session | None = None
         self.timestamp = ""
         self.state = "authorization"  # authorization | transaction | closed
         self.user: User | None = None
         self.maildrop: Maildrop | None = None
         self._user_name: str | None = None
         self._sasl_pending = False
-        self._inbox = bytearray()
-        self._busy = False
-        self._running = False
-        self._paused = False
-        self._discarding = False
-        self._closing = False
-        self._shutdown_pending = False
-        self._timer: Any = None
-        self._abort_call: Any = None
 
     # ------------------------------------------------------------------ connection
-    def connectionMade(self) -> None:
+    def connection_logger(self) -> Logger:
+        """The POP3 log."""
+        return log
+
+    def session_started(self) -> None:
         """Greet with the APOP timestamp."""
-        peer, host = self.transport.getPeer(), self.transport.getHost()
-        self.session = Session(
-            session_id=uuid.uuid4().hex[:16],
-            peer_ip=getattr(peer, "host", "") or "",
-            peer_port=getattr(peer, "port", 0) or 0,
-            local_ip=getattr(host, "host", "") or "",
-            local_port=getattr(host, "port", 0) or 0,
-            service=self.listener.service,
-            listener_domain=self.listener.default_domain,
-            tls=interfaces.ISSLTransport.providedBy(self.transport),
-        )
-        self.factory.sessions.add(self)
-        log.info(
-            "connection {session_id} from {peer} on {listener} ({service})",
-            session_id=self.session.session_id,
-            peer=f"{self.session.peer_ip}:{self.session.peer_port}",
-            listener=f"{self.listener.address}:{self.session.local_port}",
-            service=self.listener.service,
-        )
         if self.factory.shutting_down:
-            self._close("-ERR [SYS/TEMP] Server shutting down, try again later")
+            self.say_goodbye("shutdown")
             return
         self.timestamp = self.factory.new_timestamp()
-        self._touch()
         self._send(f"+OK {self.factory.greeting_name} POP3 MailMax ready {self.timestamp}")
 
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        """Release the mailbox (without expunging) and forget the session."""
-        self._closing = True
+    def session_ended(self) -> None:
+        """Release the mailbox (without expunging)."""
         self.state = "closed"
-        self._inbox.clear()
-        for call in (self._timer, self._abort_call):
-            if call is not None and call.active():
-                call.cancel()
         drop, self.maildrop = self.maildrop, None
         if drop is not None:
             try:
                 drop.close()
             except Exception:
                 log.failure("cannot release the mailbox of {user}", user=self._who())
-        self.factory.session_gone(self)
 
-    def dataReceived(self, data: bytes) -> None:
-        """Queue ``data`` and handle what can be handled now."""
-        if self._closing:
-            return
-        self._touch()
-        self._inbox += data
-        self._process()
+    def idle_timeout(self) -> float:
+        """``[pop3] client_timeout``."""
+        return self.factory.client_timeout
 
     # ------------------------------------------------------------------ input loop
-    def _process(self) -> None:
-        if self._running:
-            return
-        self._running = True
-        try:
-            while not self._busy and not self._closing:
-                line = self._next_line()
-                if line is None:
-                    break
-                self._start(self._dispatch(line))
-        finally:
-            self._running = False
-        self._flow_control()
+    def handle_next(self) -> bool:
+        """Start the next command."""
+        line = self.next_line(self.factory.max_line)
+        if line is None:
+            return False
+        self.start_work(self._dispatch(line))
+        return True
 
-    def _flow_control(self) -> None:
-        if self._closing:
-            return
-        size = len(self._inbox)
-        if size > MAX_INPUT:
-            self._close("-ERR [SYS/PERM] Too much unprocessed input")
-        elif size > PAUSE_INPUT and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
-        elif self._paused and size <= PAUSE_INPUT // 2:
-            self._paused = False
-            self.transport.resumeProducing()
+    def line_too_long(self) -> None:
+        """-ERR Line too long."""
+        self._error("Line too long")
 
-    def _next_line(self) -> bytes | None:
-        limit = self.factory.max_line
-        inbox = self._inbox
-        while not self._closing:
-            newline = inbox.find(b"\n")
-            if self._discarding:
-                if newline < 0:
-                    inbox.clear()
-                    return None
-                del inbox[: newline + 1]
-                self._discarding = False
-                continue
-            if newline < 0:
-                if len(inbox) > limit:
-                    inbox.clear()
-                    self._discarding = True
-                    self._error("Line too long")
-                return None
-            line = bytes(inbox[:newline])
-            del inbox[: newline + 1]
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if len(line) > limit:
-                self._error("Line too long")
-                continue
-            return line
-        return None
-
-    def _start(self, result: defer.Deferred[Any] | None) -> None:
-        if result is None:
-            return
-        self._busy = True
-        result.addErrback(self._failed)
-        result.addBoth(self._resume)
-
-    def _resume(self, _: object) -> None:
-        self._busy = False
-        if self._shutdown_pending and not self._closing:
-            self._close("-ERR [SYS/TEMP] Server shutting down, try again later")
-            return
-        self._process()
-
-    def _failed(self, failure: Failure) -> None:
+    def command_failed(self, failure: Failure, *args: Any) -> None:
+        """Answer a refusal; an unexpected failure closes (the reply may be half sent)."""
         if failure.check(POP3Error):
             self._error(failure.value.text)
             return
@@ -229,7 +131,7 @@ class POP3Server(AuthorizationMixin, TransactionMixin, protocol.Protocol):
             return self._sasl_response(text)
         verb, _, arg = text.partition(" ")
         verb = verb.upper()
-        if verb in _HTTP_VERBS:
+        if verb in HTTP_VERBS:
             self._close("-ERR This is a POP3 server")
             return None
         allowed = _AUTH_COMMANDS if self.state == "authorization" else _TRANSACTION_COMMANDS
@@ -251,29 +153,19 @@ class POP3Server(AuthorizationMixin, TransactionMixin, protocol.Protocol):
 
     # ------------------------------------------------------------------ output
     def _send(self, line: str) -> None:
-        if not self._closing:
-            self.transport.write(line.encode("utf-8", "replace") + b"\r\n")
+        self.write_line(line.encode("utf-8", "replace"))
 
     def _error(self, text: str) -> None:
         self._send(f"-ERR {text}")
 
     def _close(self, line: str | None = None) -> None:
-        if self._closing:
-            return
-        if line is not None:
-            self._send(line)
-        self._closing = True
-        self.state = "closed"
-        self._inbox.clear()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self.transport.loseConnection()
-        self._abort_call = self.reactor.callLater(ABORT_AFTER, self._abort)
+        self.hang_up(line)
 
-    def _abort(self) -> None:
-        abort = getattr(self.transport, "abortConnection", None)
-        if abort is not None:
-            abort()
+    def hang_up(self, final: str | None = None) -> None:
+        """Close (see the base); no more commands."""
+        if not self._closing:
+            self.state = "closed"
+        super().hang_up(final)
 
     def _sid(self) -> str:
         return self.session.session_id if self.session else "-"
@@ -281,68 +173,18 @@ class POP3Server(AuthorizationMixin, TransactionMixin, protocol.Protocol):
     def _who(self) -> str:
         return self.user.address if self.user else "-"
 
-    # ------------------------------------------------------------------ timeouts, shutdown
-    def _touch(self) -> None:
-        if self._closing:
-            return
-        timeout = self.factory.client_timeout
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(timeout)
-        else:
-            self._timer = self.reactor.callLater(timeout, self._timed_out)
-
-    def _timed_out(self) -> None:
-        if self._busy:  # sending a message or waiting for the directory, not for the client
-            self._timer = self.reactor.callLater(self.factory.client_timeout, self._timed_out)
-            return
-        log.info("session {session_id} timed out", session_id=self._sid())
-        self._close("-ERR [SYS/TEMP] Idle too long, closing connection")
-
-    def shutdown(self) -> None:
-        """The server stops: close now when idle, else after the current command."""
-        if self._busy:
-            self._shutdown_pending = True
-        else:
-            self._close("-ERR [SYS/TEMP] Server shutting down, try again later")
-
-    def force_close(self) -> None:
-        """The grace period is over."""
-        self._close("-ERR [SYS/TEMP] Server shutting down, try again later")
-
     def __repr__(self) -> str:
         return f"<POP3Server {self._sid()} {self.state}>"
 
 
-class POP3Factory(SessionSet, protocol.ServerFactory):
+class POP3Factory(ListenerFactory):
     """Builds :class:`POP3Server` sessions for one listener and can stop them gracefully."""
 
     protocol = POP3Server  # type: ignore[assignment]
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        listener: ListenerSettings,
-        directory: AsyncDirectory,
-        plugins: Callable[[], PluginSet],
-        tls_options: ssl.CertificateOptions | None,
-        reactor: Any = None,
-        authlimit: AuthLimiter | None = None,
-        logins: RecentLogins | None = None,
-    ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
-        self.settings = settings
-        self.listener = listener
-        self.directory = directory
-        self.plugins = plugins
-        self.tls_options = tls_options
-        self.reactor = reactor
-        self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
-        self.logins = logins if logins is not None else RecentLogins()
-        self.init_sessions()
+    def __init__(self, **common: Any) -> None:
+        """``common`` is :class:`~mailmax.core.net.factory.ListenerFactory`'s."""
+        super().__init__(**common)
 
     # The settings sessions read, from the configuration current now (a reload replaces it).
     @property
@@ -369,10 +211,6 @@ class POP3Factory(SessionSet, protocol.ServerFactory):
     def greeting_name(self) -> str:
         """The name in the greeting."""
         return self.listener.display_name or self.settings.server.hostname
-
-    def buildProtocol(self, addr: Any) -> POP3Server:
-        """A new session."""
-        return POP3Server(self)
 
     def new_timestamp(self) -> str:
         """A unique APOP timestamp: ``<pid.time.counter@hostname>``."""

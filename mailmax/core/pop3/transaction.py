@@ -109,7 +109,7 @@ class TransactionMixin:
             handle = drop.open_message(info)
         except MessageGone:
             raise POP3Error("[SYS/TEMP] That message was removed by another session") from None
-        sender = MessageSender(self.transport, handle, self.factory.blocking, top, prefix)
+        sender = MessageSender(self.output, handle, self.factory.blocking, top, prefix)
         return sender.start().addErrback(self._stream_failed, info.uid)
 
     def _stream_failed(self, failure: Failure, uid: int) -> bool:

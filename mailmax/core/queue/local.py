@@ -28,6 +28,7 @@ from mailmax.core import model
 from mailmax.core.directory.api import Domain, Lookup, User
 from mailmax.core.directory.cached import TTLCache
 from mailmax.core.hooks import PluginSet, Scope
+from mailmax.core.pluginhost.outcomes import DeliveryDecision
 from mailmax.core.queue.loops import leads_somewhere
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 from mailmax.core.spool.spool import Spool
@@ -58,6 +59,8 @@ class Outcome:
     diagnostic: str = ""
     extra: list[str] = field(default_factory=list)
     path: Path | None = None
+    #: What a delivery plugin decided, by whom and why (for the mail log), or ``""``.
+    note: str = ""
 
 
 def deferred(text: str, status: str = "4.3.0", code: int = 451) -> Outcome:
@@ -98,6 +101,12 @@ def _verdict_outcome(verdict: Verdict) -> Outcome | None:
     if verdict.action is Action.REJECT:
         return Outcome("failed", diagnostic=f"{verdict.code} {verdict.status} {text}")
     return Outcome("deferred", diagnostic=f"{verdict.code} {verdict.status} {text}")
+
+
+def _quarantine_header(decision: DeliveryDecision) -> bytes:
+    """The header a quarantined copy is stored with: who quarantined it and why."""
+    why = " ".join(f"{decision.plugin}: {decision.reason}".split())
+    return f"X-MailMax-Quarantine: {why[:900]}\r\n".encode("utf-8", "replace")
 
 
 #: What delivery needs to know of a mailbox: its user, the user's domain and the Maildir root.
@@ -190,7 +199,7 @@ class LocalDelivery:
         if expanded and len(extra) == len(expanded):
             return Outcome("expanded", extra=extra)  # no local copy kept
         try:
-            choice = await plugins.first_async(
+            decider, choice = await plugins.first_async_from(
                 "mailmax_deliver",
                 scope,
                 mailbox=mailbox,
@@ -200,12 +209,25 @@ class LocalDelivery:
         except Exception:
             log.failure("mailmax_deliver failed for {mailbox}", mailbox=mailbox)
             return deferred("Local error in a delivery plugin")
-        folder = maildir.INBOX
+        folder, target, note, header = maildir.INBOX, mailbox, "", b""
         if isinstance(choice, Verdict):
-            verdict_outcome = _verdict_outcome(choice)
+            verdict_outcome = _verdict_outcome(choice.with_plugin(decider))
             if verdict_outcome is not None:
                 verdict_outcome.extra = extra
+                verdict_outcome.note = f"decided by {decider}" if decider else ""
                 return verdict_outcome
+        elif isinstance(choice, DeliveryDecision):
+            decision = choice.by(decider)
+            note = decision.note()
+            if decision.kind == "discard":
+                return Outcome("discarded", extra=extra, note=note)
+            targets = [a for a in decision.addresses if a.lower() != mailbox.lower()]
+            if targets:  # a redirect to the mailbox itself keeps the copy in the INBOX
+                return Outcome("expanded", extra=[*targets, *extra], note=note)
+            folder = decision.folder or maildir.INBOX
+            if decision.kind == "quarantine":
+                target = decision.mailbox or mailbox
+                header = _quarantine_header(decision)
         elif isinstance(choice, str) and choice:
             folder = choice
         elif choice is not None:
@@ -213,14 +235,15 @@ class LocalDelivery:
         unique = f"{envelope.id}-{index}"
         skip = envelope.trace_bytes
         # The SMTP server wrote this very delivery's trace headers first: store the file as it is.
-        link = skip > 0 and index == 0 and mailbox == recipient.mailbox
+        link = skip > 0 and index == 0 and target == recipient.mailbox and not header
         if link:
-            write = (mailbox, folder, message_path, unique, fresh, b"", 0, True)
+            write = (target, folder, message_path, unique, fresh, b"", 0, True)
         else:
-            prefix = delivery_headers(envelope.sender, mailbox)
-            write = (mailbox, folder, message_path, unique, fresh, prefix, skip, False)
+            prefix = delivery_headers(envelope.sender, mailbox) + header
+            write = (target, folder, message_path, unique, fresh, prefix, skip, False)
         outcome = await self._writes.submit(write)
         outcome.extra = extra
+        outcome.note = note
         return outcome
 
     async def _resolve(self, plugins: PluginSet, address: str) -> str | Outcome:

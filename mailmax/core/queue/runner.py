@@ -452,7 +452,8 @@ class QueueRunner(QueueAdminMixin, Service):
             rcpt=recipient.mailbox or recipient.address,
             folder=outcome.folder or "-",
             result=result,
-            detail=f" ({recipient.last_error})" if recipient.last_error else "",
+            detail=(f" ({recipient.last_error})" if recipient.last_error else "")
+            + (f" [{outcome.note}]" if outcome.note else ""),
         )
 
     async def _add_recipients(

@@ -4,6 +4,7 @@ Twisted carries the bytes (transport, TLS, reactor, logging); the protocol itsel
 its DATA reader and its SASL mechanisms are MailMax's own code.
 """
 
-from mailmax.core.smtp.server import SMTPFactory, SMTPServer
+from mailmax.core.smtp.factory import PluginSMTPFactory, SMTPFactory
+from mailmax.core.smtp.server import SMTPServer
 
-__all__ = ["SMTPFactory", "SMTPServer"]
+__all__ = ["PluginSMTPFactory", "SMTPFactory", "SMTPServer"]

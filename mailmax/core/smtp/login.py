@@ -13,6 +13,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core.authlimit import AuthLimiter, LoginBlocked
+from mailmax.core.pluginhost import dataphase
 from mailmax.core.smtp import auth
 from mailmax.core.smtp.commands import SMTPReplyError
 from mailmax.core.verdicts import Action
@@ -88,7 +89,11 @@ class LoginMixin(_Base):
         if user is None:
             self._log_login(credentials.login, "failed")
             raise SMTPReplyError(535, "5.7.8", "Authentication credentials invalid")
-        verdict = await self._policy("mailmax_auth", username=user.address)
+        verdict = await self._policy(
+            "mailmax_auth",
+            dataphase.login_scope(user.address, self.listener.address),
+            username=user.address,
+        )
         if verdict.decisive and verdict.action is not Action.ACCEPT:
             self._log_login(user.address, f"refused by {verdict.plugin or 'policy'}")
             self.refused(verdict)

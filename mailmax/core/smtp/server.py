@@ -1,30 +1,27 @@
-"""The ESMTP server protocol and its factory.
+"""The ESMTP server protocol; its factory is in
+:mod:`mailmax.core.smtp.factory`.
 
-One command is handled at a time: bytes go into a bounded input buffer, the next line is taken
-only when the previous command has answered (directory look-ups and plugins are asynchronous),
-so replies to pipelined commands always come in order. DATA is read in raw mode by
-:class:`~mailmax.core.smtp.data.DataReader`; the 250 reply comes only once the spool says the
-message is durable.
+One command is handled at a time (the connection base,
+:class:`~mailmax.core.net.connection.Connection`, takes the next line only when the previous
+command has answered), so replies to pipelined commands always come in order. DATA is read
+in raw mode by :class:`~mailmax.core.smtp.data.DataReader`; the 250 reply comes only once the
+spool says the message is durable.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from twisted.internet import defer, interfaces, protocol
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mailmax.core.authlimit import AuthLimiter, RecentLogins
-from mailmax.core.config import parse_networks
 from mailmax.core.hooks import Scope
 from mailmax.core.logfile import mail_logger
-from mailmax.core.model import Envelope, Session
+from mailmax.core.model import Envelope
+from mailmax.core.net.connection import HTTP_VERBS, Connection
 from mailmax.core.sendnow import write_now
-from mailmax.core.sessions import SessionSet
 from mailmax.core.smtp import commands, etrn
 from mailmax.core.smtp.commands import SMTPReplyError
 from mailmax.core.smtp.data import DataReader
@@ -33,92 +30,59 @@ from mailmax.core.smtp.transaction import TransactionMixin
 from mailmax.core.verdicts import Action, Verdict
 
 if TYPE_CHECKING:
-    from twisted.internet import ssl
-
-    from mailmax.core.config import ListenerSettings, Settings
-    from mailmax.core.directory.cached import AsyncDirectory
     from mailmax.core.hooks import PluginSet
-    from mailmax.core.spool.spool import Spool
+    from mailmax.core.smtp.factory import SMTPFactory
 
 log = Logger(namespace="mailmax.smtp")
 #: The per-connection and per-message lines (the mail log; see :mod:`mailmax.core.logfile`).
 mail_log = mail_logger("mailmax.smtp")
 
-#: Unprocessed input above this many bytes pauses reading from the client.
-PAUSE_INPUT = 64 * 1024
-#: Unprocessed input above this many bytes (a client ignoring flow control) closes the session.
-MAX_INPUT = 1024 * 1024
-#: Seconds a closing connection gets to flush before it is aborted.
-ABORT_AFTER = 5.0
-_HTTP_VERBS = frozenset({"GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS"})
 _COMMANDS = "HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH"
 
 
-class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
+class SMTPServer(TransactionMixin, LoginMixin, Connection):
     """One SMTP session. Command handlers are ``smtp_<VERB>``; they may return a Deferred."""
 
     factory: SMTPFactory
+    farewells: ClassVar[dict[str, str]] = {
+        "input": "421 4.7.0 Too much unprocessed input",
+        "timeout": "421 4.4.2 {host} Error: timeout exceeded",
+        "shutdown": "421 4.3.2 Service shutting down",
+        "limit": "421 4.7.0 {reason}",
+    }
 
     def __init__(self, factory: SMTPFactory) -> None:
-        self.factory = factory
+        super().__init__(factory)
         self.settings = factory.settings
         self.limits = factory.settings.smtp
-        self.listener = factory.listener
         self.directory = factory.directory
         self.spool = factory.spool
-        self.reactor = factory.reactor
         self.hostname = factory.settings.server.hostname
         self.plugins: PluginSet | None = None
-        self.session: Session | None = None
         self.envelope: Envelope | None = None
-        self._inbox = bytearray()
         self._mode = "command"  # command | data | closed
         self._reader: DataReader | None = None
         self._sasl: Any = None
-        self._busy = False
-        self._running = False
-        self._paused = False
-        self._discarding = False
-        self._closing = False
         self._errors = 0
         self._committing = False
-        self._shutdown_pending = False
-        self._timer: Any = None
-        self._abort_call: Any = None
 
     # ------------------------------------------------------------------ connection
+    def connection_logger(self) -> Logger:
+        """The mail log."""
+        return mail_log
+
     @property
     def in_transaction(self) -> bool:
         """True while DATA is being received or committed to the spool."""
         return self._mode == "data" or self._committing
 
-    def connectionMade(self) -> None:
-        """Build the session, run the connect hook, then greet."""
+    def session_started(self) -> None:
+        """Take the plugin set, mark a trusted client, run the connect hook, then greet."""
         self.plugins = self.factory.plugins()
-        peer, host = self.transport.getPeer(), self.transport.getHost()
-        peer_ip = getattr(peer, "host", "") or ""
-        self.session = Session(
-            session_id=uuid.uuid4().hex[:16],
-            peer_ip=peer_ip,
-            peer_port=getattr(peer, "port", 0) or 0,
-            local_ip=getattr(host, "host", "") or "",
-            local_port=getattr(host, "port", 0) or 0,
-            service=self.listener.service,
-            listener_domain=self.listener.default_domain,
-            tls=interfaces.ISSLTransport.providedBy(self.transport),
-        )
-        if self.factory.is_trusted(peer_ip):
+        assert self.session is not None
+        if self.factory.is_trusted(self.session.peer_ip):
             self.session.trusted = self.session.relay_allowed = True
-        self.factory.sessions.add(self)
-        mail_log.info(
-            "connection {session_id} from {peer} on {listener} ({service})",
-            session_id=self.session.session_id,
-            peer=f"{peer_ip}:{self.session.peer_port}",
-            listener=f"{self.listener.address}:{self.session.local_port}",
-            service=self.listener.service,
-        )
-        self._touch()
-        self._start_async(defer.ensureDeferred(self._greet()))
+        self.start_work(defer.ensureDeferred(self._greet()))
 
     async def _greet(self) -> None:
         verdict = await self._policy("mailmax_connect")
@@ -136,49 +100,37 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
         """The name in the greeting and EHLO reply: the listener's display name or the hostname."""
         return self.listener.display_name or self.hostname
 
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        """Forget the session; let a pending shutdown know."""
-        self._closing = True
+    def session_ended(self) -> None:
+        """Drop the DATA reader."""
         self._mode = "closed"
-        self._inbox.clear()
         self._reader = None
-        for call in (self._timer, self._abort_call):
-            if call is not None and call.active():
-                call.cancel()
-        self.factory.session_gone(self)
 
-    def dataReceived(self, data: bytes) -> None:
-        """Queue ``data``; handle as much as can be handled now."""
-        if self._closing:
-            return
-        self._touch()
+    def take_input(self, data: bytes) -> None:
+        """Keep ``data``; message data with nothing waiting before it goes to the reader now."""
         if self._mode == "data" and not self._inbox and not self._busy and not self._running:
             self._feed_data(data)
         else:
             self._inbox += data
-        self._process()
+
+    def idle_timeout(self) -> float:
+        """``[smtp] client_timeout``."""
+        return self.limits.client_timeout
 
     # ------------------------------------------------------------------ input loop
-    def _process(self) -> None:
-        if self._running:
-            return
-        self._running = True
-        try:
-            while not self._busy and not self._closing:
-                if self._mode == "data":
-                    if not self._inbox:
-                        break
-                    data = bytes(self._inbox)
-                    self._inbox.clear()
-                    self._feed_data(data)
-                    continue
-                line = self._next_line()
-                if line is None:
-                    break
-                self._start_async(self._dispatch(line))
-        finally:
-            self._running = False
-        self._flow_control()
+    def handle_next(self) -> bool:
+        """Feed waiting message data to the DATA reader, or start the next command."""
+        if self._mode == "data":
+            if not self._inbox:
+                return False
+            data = bytes(self._inbox)
+            self._inbox.clear()
+            self._feed_data(data)
+            return True
+        line = self.next_line(self.limits.max_command_line)
+        if line is None:
+            return False
+        self.start_work(self._dispatch(line))
+        return True
 
     def _feed_data(self, data: bytes) -> None:
         assert self._reader is not None
@@ -188,65 +140,14 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
         self._inbox[:0] = rest
         self._mode = "command"
         self._committing = True
-        self._start_async(defer.ensureDeferred(self.finish_message()))
+        self.start_work(defer.ensureDeferred(self.finish_message()))
 
-    def _flow_control(self) -> None:
-        if self._closing:
-            return
-        size = len(self._inbox)
-        if size > MAX_INPUT:
-            self._close(421, "4.7.0", "Too much unprocessed input")
-        elif size > PAUSE_INPUT and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
-        elif self._paused and size <= PAUSE_INPUT // 2:
-            self._paused = False
-            self.transport.resumeProducing()
+    def line_too_long(self) -> None:
+        """500 5.5.2 (counts as an error)."""
+        self._error(SMTPReplyError(500, "5.5.2", "Line too long"))
 
-    def _next_line(self) -> bytes | None:
-        """The next command line without its line end, or ``None`` until one is complete."""
-        limit = self.limits.max_command_line
-        inbox = self._inbox
-        while not self._closing:
-            newline = inbox.find(b"\n")
-            if self._discarding:
-                if newline < 0:
-                    inbox.clear()
-                    return None
-                del inbox[: newline + 1]
-                self._discarding = False
-                continue
-            if newline < 0:
-                if len(inbox) > limit + 1:  # room for the CR of a line of exactly ``limit``
-                    inbox.clear()
-                    self._discarding = True
-                    self._error(SMTPReplyError(500, "5.5.2", "Line too long"))
-                return None
-            line = bytes(inbox[:newline])
-            del inbox[: newline + 1]
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if len(line) > limit:
-                self._error(SMTPReplyError(500, "5.5.2", "Line too long"))
-                continue
-            return line
-        return None
-
-    def _start_async(self, result: defer.Deferred[Any] | None) -> None:
-        if result is None:
-            return
-        self._busy = True
-        result.addErrback(self._command_failed)
-        result.addBoth(self._resume)
-
-    def _resume(self, _: object) -> None:
-        self._busy = False
-        if self._shutdown_pending and not self.in_transaction and not self._closing:
-            self._close(421, "4.3.2", "Service shutting down")
-            return
-        self._process()
-
-    def _command_failed(self, failure: Failure) -> None:
+    def command_failed(self, failure: Failure, *args: Any) -> None:
+        """Reply to a refusal raised by a handler; 451 for anything unexpected."""
         if failure.check(SMTPReplyError):
             self._error(failure.value)
             return
@@ -266,7 +167,7 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
         except SMTPReplyError as exc:
             self._error(exc)
             return None
-        if command.verb in _HTTP_VERBS:
+        if command.verb in HTTP_VERBS:
             self._close(421, "4.7.0", "This is an SMTP server, closing")
             return None
         handler: Callable[[str], Any] | None = getattr(self, f"smtp_{command.verb}", None)
@@ -279,7 +180,7 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
             self._error(exc)
             return None
         except Exception:
-            self._command_failed(Failure())
+            self.command_failed(Failure())
             return None
         if hasattr(result, "__await__") and not isinstance(result, defer.Deferred):
             result = defer.ensureDeferred(result)
@@ -287,9 +188,8 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
 
     # ------------------------------------------------------------------ output
     def _write(self, data: bytes) -> None:
-        if self._closing:
-            return
-        write_now(self.transport, data + b"\r\n")
+        if not self._closing:  # write_line, one call less on the hot path
+            write_now(self.transport, data + b"\r\n")
 
     def _reply(self, code: int, status: str, text: str) -> None:
         self._write(f"{code} {status} {text}".encode("utf-8", "replace"))
@@ -323,49 +223,13 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
 
     def _close(self, code: int | None = None, status: str = "", text: str = "") -> None:
         """Optionally reply, then close the connection (aborting it if it will not flush)."""
-        if self._closing:
-            return
-        if code is not None:
-            self._reply(code, status, text)
-        self._closing = True
-        self._mode = "closed"
-        self._inbox.clear()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self.transport.loseConnection()
-        self._abort_call = self.reactor.callLater(ABORT_AFTER, self._abort)
+        self.hang_up(None if code is None else f"{code} {status} {text}")
 
-    def _abort(self) -> None:
-        abort = getattr(self.transport, "abortConnection", None)
-        if abort is not None:
-            abort()
-
-    # ------------------------------------------------------------------ timeouts, shutdown
-    def _touch(self) -> None:
-        if self._closing:
-            return
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(self.limits.client_timeout)
-        else:
-            self._timer = self.reactor.callLater(self.limits.client_timeout, self._timed_out)
-
-    def _timed_out(self) -> None:
-        if self._busy:  # waiting for us, not for the client
-            self._timer = self.reactor.callLater(self.limits.client_timeout, self._timed_out)
-            return
-        log.info("session {session_id} timed out", session_id=self.session.session_id)
-        self._close(421, "4.4.2", f"{self.hostname} Error: timeout exceeded")
-
-    def shutdown(self) -> None:
-        """The server stops: close now when idle, else after the command or transaction."""
-        if self._busy or self.in_transaction:
-            self._shutdown_pending = True
-        else:
-            self._close(421, "4.3.2", "Service shutting down")
-
-    def force_close(self) -> None:
-        """The grace period is over: say so and close, whatever is going on."""
-        self._close(421, "4.3.2", "Service shutting down")
+    def hang_up(self, final: str | None = None) -> None:
+        """Close (see the base); no more commands nor message data."""
+        if not self._closing:
+            self._mode = "closed"
+        super().hang_up(final)
 
     # ------------------------------------------------------------------ helpers for handlers
     def _policy(self, hook: str, scope: Any = None, **kwargs: Any) -> defer.Deferred[Verdict]:
@@ -378,6 +242,8 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
         """Forget the current MAIL transaction."""
         self.envelope = None
         self.recipient_limits: list[int] = []
+        self.recipient_scopes: list[Scope] = []
+        self.data_profile: Any = None
 
     @property
     def auth_allowed(self) -> bool:
@@ -464,9 +330,7 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
         if self.factory.tls_options is None:
             raise SMTPReplyError(502, "5.5.1", "STARTTLS not available")
         self._reply(220, "2.0.0", "Ready to start TLS")
-        self._inbox.clear()
-        self.transport.startTLS(self.factory.tls_options)
-        session.tls = True
+        self.start_tls()
         session.helo, session.esmtp, session.auth_user = "", False, None
         self._sasl = None
         self.reset_transaction()
@@ -492,56 +356,3 @@ class SMTPServer(TransactionMixin, LoginMixin, protocol.Protocol):
     def __repr__(self) -> str:
         session_id = self.session.session_id if self.session else "-"
         return f"<SMTPServer {session_id} {self._mode}>"
-
-
-class SMTPFactory(SessionSet, protocol.ServerFactory):
-    """Builds :class:`SMTPServer` sessions for one listener and can stop them gracefully."""
-
-    noisy = False  # sessions log their own connection line
-
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        listener: ListenerSettings,
-        directory: AsyncDirectory,
-        spool: Spool,
-        plugins: Callable[[], PluginSet],
-        tls_options: ssl.CertificateOptions | None,
-        reactor: Any = None,
-        authlimit: AuthLimiter | None = None,
-        logins: RecentLogins | None = None,
-    ) -> None:
-        """``authlimit`` (failed-login throttling) and ``logins`` (POP/IMAP-before-SMTP) are
-        shared with the other services; each defaults to one of this factory's own."""
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
-        self.settings = settings
-        self.listener = listener
-        self.directory = directory
-        self.spool = spool
-        self.plugins = plugins
-        self.tls_options = tls_options
-        self.reactor = reactor
-        self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
-        self.logins = logins if logins is not None else RecentLogins()
-        self.init_sessions()
-
-    def buildProtocol(self, addr: Any) -> SMTPServer:
-        """A new session."""
-        return SMTPServer(self)
-
-    def is_trusted(self, ip: str) -> bool:
-        """True when ``ip`` is in ``[smtp] trusted_networks`` (of the settings current now)."""
-        networks = parse_networks(tuple(self.settings.smtp.trusted_networks))
-        if not networks or not ip:
-            return False
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return any(address in network for network in networks)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core.directory.api import Lookup, RecipientLookup
-from mailmax.core.hooks import Scope
+from mailmax.core.hooks import PluginError, Scope
 from mailmax.core.logfile import mail_logger
 from mailmax.core.model import Envelope, Recipient
+from mailmax.core.pluginhost import dataphase
 from mailmax.core.smtp import commands
 from mailmax.core.smtp.commands import Address, SMTPRefusal, SMTPReplyError
 from mailmax.core.smtp.data import DataReader
@@ -34,6 +36,8 @@ log = Logger(namespace="mailmax.smtp")
 mail_log = mail_logger("mailmax.smtp")
 
 _LOCAL = frozenset({Lookup.USER, Lookup.CATCH_ALL, Lookup.ALIAS})
+#: A RCPT already answered (452 or 451) while checking its data-phase plugins.
+_SPLIT = object()
 
 
 def _relay_denied() -> SMTPRefusal:
@@ -44,6 +48,10 @@ class TransactionMixin(_Base):
     """MAIL FROM, RCPT TO and DATA for :class:`SMTPServer`."""
 
     recipient_limits: list[int]
+    #: The scope of each accepted recipient (the data hook runs in each).
+    recipient_scopes: list[Scope]
+    #: The data-phase plugins of the first accepted recipient (on sessions that split).
+    data_profile: Any
 
     # ------------------------------------------------------------------ MAIL
     async def smtp_MAIL(self, arg: str) -> None:
@@ -78,11 +86,18 @@ class TransactionMixin(_Base):
             return
         params.pop("AUTH", None)  # RFC 4954 5: a client's claim, never passed on
         envelope = Envelope(sender=str(sender) if sender else "", params=params, size_hint=size)
-        verdict = await self._policy("mailmax_mail_from", envelope=envelope, sender=envelope.sender)
+        verdict = await self._policy(
+            "mailmax_mail_from",
+            dataphase.sender_scope(session, self.listener.address),
+            envelope=envelope,
+            sender=envelope.sender,
+        )
         if self.refused(verdict):
             return
         self.envelope = envelope
         self.recipient_limits = []
+        self.recipient_scopes = []
+        self.data_profile = None
         self._reply(250, "2.1.0", "Ok")
 
     @staticmethod
@@ -142,11 +157,14 @@ class TransactionMixin(_Base):
             self._reply(552, "5.3.4", f"Message too big for <{text}> (limit {limit} bytes)")
             return
         recipient = Recipient(address=text, kind=kind, mailbox=mailbox, params=params)
-        scope = Scope(
-            domain=lookup.domain.name if lookup and lookup.domain else None,
-            user=mailbox or None,
-            listener=self.listener.address,
+        scope = dataphase.recipient_scope(
+            recipient,
+            lookup.domain.name if lookup and lookup.domain else None,
+            self.listener.address,
         )
+        profile = self._data_profile(scope)
+        if profile is _SPLIT:
+            return
         verdict = await self._policy(
             "mailmax_rcpt_to", scope, envelope=envelope, recipient=recipient
         )
@@ -157,7 +175,31 @@ class TransactionMixin(_Base):
         if all(r.address.lower() != text.lower() for r in envelope.recipients):
             envelope.recipients.append(recipient)
             self.recipient_limits.append(limit)
+            self.recipient_scopes.append(scope)
+            if self.data_profile is None:
+                self.data_profile = profile
         self._reply(250, "2.1.5", "Ok")
+
+    def _data_profile(self, scope: Scope) -> Any:
+        """The recipient's data-phase profile on a session that keeps transactions
+        homogeneous (None elsewhere), or ``_SPLIT`` once this RCPT has been answered 452."""
+        session, envelope = self.session, self.envelope
+        assert session is not None and envelope is not None and self.plugins is not None
+        if not dataphase.splits_transactions(session) or self.plugins.scope_free(dataphase.HOOK):
+            return None  # every recipient has the same data-phase plugins
+        try:
+            profile = dataphase.data_profile(self.plugins, scope)
+        except PluginError as exc:
+            log.error("RCPT not accepted: {error}", error=str(exc))
+            self._reply(451, "4.3.0", "Local error in policy configuration, try again later")
+            return _SPLIT
+        if envelope.recipients and profile != self.data_profile:
+            # Not an error of the client's: never counted toward error limits.
+            self._reply(
+                452, "4.5.3", "Recipient has other content checks: send it in a new transaction"
+            )
+            return _SPLIT
+        return profile
 
     def _mailbox_login_allows_relay(self) -> bool:
         """POP/IMAP-before-SMTP: a recent mailbox login from this IP lets it relay."""
@@ -230,6 +272,7 @@ class TransactionMixin(_Base):
     async def _finish_message(self) -> None:
         reader, envelope, session = self._reader, self.envelope, self.session
         assert reader is not None and envelope is not None and session is not None
+        scopes = self.recipient_scopes
         self._reader = None
         self.reset_transaction()
         result = reader.result
@@ -246,10 +289,55 @@ class TransactionMixin(_Base):
                 self._reply(452, "4.7.0", "Session byte limit reached, reconnect to send more")
             return
         assert self.plugins is not None
-        if self.plugins.implementations("mailmax_data"):  # joining a big message costs a copy
-            verdict = await self._policy("mailmax_data", envelope=envelope, message=result.message)
-            if self.refused(verdict):
+        if self.plugins.implementations(dataphase.HOOK):  # joining a big message costs a copy
+            decision = dataphase.decide(
+                await dataphase.run_data(
+                    self.plugins,
+                    session,
+                    envelope,
+                    result.message,
+                    scopes,
+                    dataphase.Limits(reader.max_size, limits.max_hops),
+                )
+            )
+            if decision.refusal is not None and self.refused(decision.refusal):
                 return
+            await self._spool_copies(envelope, decision, result.size)
+            return
+        copy = self._prepare_copy(envelope, envelope.recipients, result.chunks)
+        await self._commit(envelope, [copy], result.size)
+
+    async def _spool_copies(
+        self, envelope: Envelope, decision: dataphase.DataDecision, size: int
+    ) -> None:
+        """Spool one copy per distinct (changed) message; the recipients refused by their own
+        data verdict ride along in the first copy as failed, so the sender gets them back."""
+        failed = [(r, group.verdict) for group in decision.refused for r in group.recipients]
+        copies = []
+        for index, group in enumerate(decision.copies):
+            copies.append(
+                self._prepare_copy(
+                    envelope, group.recipients, [group.message], failed if index == 0 else []
+                )
+            )
+            if group.changed_by:
+                log.info(
+                    "message changed by {plugins} for {rcpts}",
+                    plugins=",".join(group.changed_by),
+                    rcpts=",".join(r.address for r in group.recipients),
+                )
+        await self._commit(envelope, copies, size)
+
+    def _prepare_copy(
+        self,
+        envelope: Envelope,
+        recipients: list[Recipient],
+        chunks: list[bytes],
+        failed: list[tuple[Recipient, Any]] = (),  # type: ignore[assignment]
+    ) -> tuple[SpoolEnvelope, list[bytes]]:
+        """The spool envelope and the file's chunks (our Received header first) of one copy."""
+        session = self.session
+        assert session is not None
         queue_id = self.spool.new_id()
         header = received_header(
             helo=session.helo,
@@ -257,51 +345,99 @@ class TransactionMixin(_Base):
             hostname=self.hostname,
             protocol=protocol_name(session.esmtp, session.tls, session.auth_user is not None),
             queue_id=queue_id,
-            recipients=[r.address for r in envelope.recipients],
+            recipients=[r.address for r in recipients],
         )
         spooled = SpoolEnvelope(
             id=queue_id,
             sender=envelope.sender,
             recipients=[
                 SpoolRecipient(address=r.address, kind=r.kind, mailbox=r.mailbox, params=r.params)
-                for r in envelope.recipients
+                for r in recipients
             ],
             received_at=time.time(),
-            size=len(header) + result.size,
             client_ip=session.peer_ip,
             helo=session.helo,
             auth_user=session.auth_user,
             session_id=session.session_id,
             params=dict(envelope.params),
         )
-        only = envelope.recipients[0]
-        if len(envelope.recipients) == 1 and only.kind == "local" and only.mailbox:
+        for recipient, verdict in failed:
+            note = f" ({verdict.plugin})" if verdict.plugin else ""
+            spooled.recipients.append(
+                SpoolRecipient(
+                    address=recipient.address,
+                    kind=recipient.kind,
+                    mailbox=recipient.mailbox,
+                    params=recipient.params,
+                    state="failed",
+                    last_error=f"{verdict.code} {verdict.status} {verdict.text}{note}",
+                )
+            )
+        only = recipients[0]
+        if len(recipients) == 1 and only.kind == "local" and only.mailbox:
             # Its delivery will then hard-link the spooled file into the Maildir.
             trace = delivery_headers(envelope.sender, only.mailbox)
             spooled.trace_bytes = len(trace)
             header = trace + header
-        try:
-            await self.spool.accept(spooled, [header, *result.chunks])
-        except OSError as exc:
+        return spooled, [header, *chunks]
+
+    async def _commit(
+        self, envelope: Envelope, copies: list[tuple[SpoolEnvelope, list[bytes]]], size: int
+    ) -> None:
+        """Make every copy durable, then answer once: 250, or 451 with none of them kept."""
+        session = self.session
+        assert session is not None
+        problem = ""
+        if len(copies) == 1:
+            try:
+                await self.spool.accept(*copies[0])
+            except OSError as exc:
+                problem = str(exc)
+        else:
+            results = await defer.DeferredList(
+                [self.spool.accept(spooled, parts) for spooled, parts in copies],
+                consumeErrors=True,
+            )
+            failures = [value for ok, value in results if not ok]
+            if failures:
+                problem = failures[0].getErrorMessage()
+                kept = [c[0].id for c, (ok, _) in zip(copies, results, strict=True) if ok]
+                if kept:  # all or nothing: a 4xx must leave no copy to be delivered
+                    try:
+                        self.spool.remove_many(kept)
+                    except OSError as exc:
+                        log.error("could not withdraw {ids}: {e}", ids=kept, e=str(exc))
+        if problem:
             log.error(
                 "spool failed for {queue_id} in session {session_id}: {error}",
-                queue_id=queue_id,
+                queue_id=copies[0][0].id,
                 session_id=session.session_id,
-                error=str(exc),
+                error=problem,
             )
             self._reply(451, "4.3.0", "Local error writing the message, try again later")
             return
         session.messages += 1
-        session.bytes_received += result.size
-        mail_log.info(
-            "accepted {queue_id} from <{sender}> to {recipients} size {size} session {session_id}",
-            queue_id=queue_id,
-            sender=envelope.sender,
-            recipients=",".join(r.address for r in envelope.recipients),
-            size=result.size,
-            session_id=session.session_id,
-        )
-        self._reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+        session.bytes_received += size
+        for spooled, _ in copies:
+            mail_log.info(
+                "accepted {queue_id} from <{sender}> to {recipients} size {size} "
+                "session {session_id}",
+                queue_id=spooled.id,
+                sender=envelope.sender,
+                recipients=",".join(r.address for r in spooled.recipients if r.state == "pending"),
+                size=size,
+                session_id=session.session_id,
+            )
+            for recipient in spooled.recipients:
+                if recipient.state == "failed":
+                    mail_log.info(
+                        "refused {queue_id} for {rcpt}: {error}; returned to the sender",
+                        queue_id=spooled.id,
+                        rcpt=recipient.address,
+                        error=recipient.last_error,
+                    )
+        ids = " ".join(spooled.id for spooled, _ in copies)
+        self._reply(250, "2.0.0", f"Ok: queued as {ids}")
 
     # ------------------------------------------------------------------ VRFY
     async def vrfy_lookup(self, address: Address) -> None:

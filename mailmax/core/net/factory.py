@@ -1,0 +1,86 @@
+"""The base of the SMTP, POP3 and IMAP server factories: one factory per listener.
+
+:class:`ListenerFactory` holds what every session of a listener shares (settings, the listener,
+the directory, the plugin set of the moment, TLS options, the reactor, log-in throttling), keeps
+its sessions for graceful shutdown (:class:`~mailmax.core.sessions.SessionSet`) and admits new
+connections under the per-IP limits (:class:`~mailmax.core.net.limits.ConnectionLimiter`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import protocol
+
+from mailmax.core.authlimit import AuthLimiter, RecentLogins
+from mailmax.core.net.limits import ConnectionLimiter
+from mailmax.core.sessions import SessionSet
+
+if TYPE_CHECKING:
+    from twisted.internet import ssl
+
+    from mailmax.core.config import ListenerSettings, Settings
+    from mailmax.core.directory.cached import AsyncDirectory
+    from mailmax.core.hooks import PluginSet
+
+
+class ListenerFactory(SessionSet, protocol.ServerFactory):
+    """Builds one session per connection with ``protocol(factory)``.
+
+    ``authlimit`` (failed log-in throttling), ``logins`` (POP/IMAP-before-SMTP) and ``limiter``
+    (per-IP connection limits) are shared by the service's listeners; each defaults to one of
+    this factory's own.
+    """
+
+    noisy = False  # sessions log their own connection line
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        listener: ListenerSettings,
+        directory: AsyncDirectory,
+        plugins: Callable[[], PluginSet],
+        tls_options: ssl.CertificateOptions | None,
+        reactor: Any = None,
+        authlimit: AuthLimiter | None = None,
+        logins: RecentLogins | None = None,
+        limiter: ConnectionLimiter | None = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.settings = settings
+        self.listener = listener
+        self.directory = directory
+        self.plugins = plugins
+        self.tls_options = tls_options
+        self.reactor = reactor
+        self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
+        self.logins = logins if logins is not None else RecentLogins()
+        self.limiter = (
+            limiter
+            if limiter is not None
+            else ConnectionLimiter.from_settings(settings.connections, reactor)
+        )
+        #: Seconds a client may leave replies unread before it is disconnected.
+        self.init_sessions()
+
+    @property
+    def send_timeout(self) -> float:
+        """Seconds a client may leave replies unread (of the settings current now)."""
+        return float(self.settings.connections.send_timeout)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """A new session."""
+        return self.protocol(self)
+
+    def admit(self, ip: str) -> str | None:
+        """None when a connection from ``ip`` may start, else why not (it is then not counted)."""
+        return self.limiter.admit(self.listener.service, ip)
+
+    def release(self, ip: str) -> None:
+        """An admitted connection from ``ip`` has closed."""
+        self.limiter.release(self.listener.service, ip)

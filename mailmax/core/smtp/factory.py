@@ -1,0 +1,50 @@
+"""The SMTP factories: one per ``smtp``/``submission``/``smtps`` listener.
+
+:class:`SMTPFactory` builds an :class:`~mailmax.core.smtp.server.SMTPServer` for each
+connection; :class:`PluginSMTPFactory`, the one the service runs, gives each session a
+directory whose recipient look-ups the session's plugins resolve (aliases, catch-all).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mailmax.core.net.factory import ListenerFactory
+from mailmax.core.net.limits import NetworkList
+from mailmax.core.pluginhost.recipients import PluginRecipients
+from mailmax.core.smtp.server import SMTPServer
+
+if TYPE_CHECKING:
+    from mailmax.core.spool.spool import Spool
+
+
+class SMTPFactory(ListenerFactory):
+    """Builds :class:`SMTPServer` sessions for one listener and can stop them gracefully."""
+
+    protocol = SMTPServer  # type: ignore[assignment]
+
+    def __init__(self, *, spool: Spool, **common: Any) -> None:
+        """``spool`` takes the accepted messages; ``common`` is
+        :class:`~mailmax.core.net.factory.ListenerFactory`'s."""
+        super().__init__(**common)
+        self.spool = spool
+        self._trusted = NetworkList(())
+        self._trusted_from: tuple[str, ...] | None = None
+
+    def is_trusted(self, ip: str) -> bool:
+        """True when ``ip`` is in ``[smtp] trusted_networks`` of the settings current now (a
+        reload applies to the next connection)."""
+        wanted = tuple(self.settings.smtp.trusted_networks)
+        if wanted != self._trusted_from:
+            self._trusted, self._trusted_from = NetworkList(wanted), wanted
+        return ip in self._trusted
+
+
+class PluginSMTPFactory(SMTPFactory):
+    """The SMTP factory whose sessions resolve recipients with their own plugin set."""
+
+    def buildProtocol(self, addr: Any) -> SMTPServer:
+        """A new session whose recipient look-ups go through :class:`PluginRecipients`."""
+        proto = super().buildProtocol(addr)
+        proto.directory = PluginRecipients(self.directory, lambda: proto.plugins)
+        return proto
