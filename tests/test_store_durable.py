@@ -85,3 +85,19 @@ def test_appends_through_a_kept_folder(tmp_path: Path, mode: str) -> None:
         kept.close()
     assert using._index._closed
     assert kept._kept == {}
+
+
+def test_kept_folders_closed_for_idling_are_opened_again(tmp_path: Path) -> None:
+    """S3: closing the kept folders before IDLE keeps the set usable; a final close does not."""
+    store = MailStore(tmp_path / "mail", sync="files")
+    kept = OpenFolders(store)
+    with kept.use("INBOX") as folder:
+        folder.append(b"Subject: one\r\n\r\nbody\r\n")
+    kept.close(final=False)
+    assert folder._index._closed
+    with kept.use("INBOX") as again:
+        assert again is not folder
+        again.append(b"Subject: two\r\n\r\nbody\r\n")
+    assert len(kept._kept) == 1
+    kept.close()
+    assert again._index._closed

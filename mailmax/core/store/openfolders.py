@@ -74,10 +74,11 @@ class OpenFolders:
         for old in evicted:
             old.close()
 
-    def close(self) -> None:
-        """Close every kept folder; folders in use are closed when given back."""
+    def close(self, final: bool = True) -> None:
+        """Close every kept folder; with ``final``, also those in use when they are given
+        back (without: the next :meth:`use` opens and keeps folders again)."""
         with self._lock:
-            self._closed = True
+            self._closed = self._closed or final
             kept = [folder for folder, _ in self._kept.values()]
             self._kept.clear()
         for folder in kept:
