@@ -16,59 +16,18 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from mailmax.core.store.errors import MessageGone, TooManyKeywords, UidValidityChanged
 from mailmax.core.store.files import fsync_dir, link_tmp, write_tmp
-from mailmax.core.store.index import DIRTY, FolderIndex, Row, flags_of, split_flags
+from mailmax.core.store.index import DIRTY, FolderIndex, Row, split_flags
 from mailmax.core.store.names import MAX_KEYWORDS, canonical_flag, filename_with
+from mailmax.core.store.view import FlagCache, FolderChanges, MessageInfo
 
 if TYPE_CHECKING:
     from mailmax.core.store.mailbox import MailStore
 
 FlagMode = Literal["replace", "add", "remove"]
-
-
-class MessageInfo(NamedTuple):
-    """One message of a folder view. ``flags`` holds system flags and keywords."""
-
-    uid: int
-    size: int
-    flags: frozenset[str]
-    internaldate: float
-    #: ``new/<name>`` or ``cur/<name>``, relative to ``folder_dir``.
-    filename: str
-    folder_dir: Path
-
-    @property
-    def path(self) -> Path:
-        """The message file."""
-        return self.folder_dir / self.filename
-
-    @property
-    def recent(self) -> bool:
-        """True while the file is still in ``new/`` (nobody has claimed it)."""
-        return self.filename.startswith("new/")
-
-
-@dataclass(slots=True)
-class FolderChanges:
-    """What :meth:`Folder.refresh` found since this Folder object last looked."""
-
-    added: list[int] = field(default_factory=list)
-    expunged: list[int] = field(default_factory=list)
-    flags: dict[int, frozenset[str]] = field(default_factory=dict)
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.expunged or self.flags)
-
-
-class _FlagCache(dict[tuple[str, str], frozenset[str]]):
-    """(info letters, keywords) -> flags, computed once per distinct pair."""
-
-    def __missing__(self, key: tuple[str, str]) -> frozenset[str]:
-        flags = self[key] = flags_of(*key)
-        return flags
 
 
 @dataclass(slots=True)
@@ -117,7 +76,7 @@ class Folder:
         self._order: tuple[MessageInfo, ...] | None = None
         self._uid_order: tuple[int, ...] | None = None
         self._own: set[int] = set()  # modification sequences of this object's own writes
-        self._flag_cache = _FlagCache()
+        self._flag_cache = FlagCache()
 
     # ------------------------------------------------------------------ view
     def _flags(self, letters: str, keywords: str) -> frozenset[str]:
