@@ -127,11 +127,11 @@ def one_round(port: int, args: argparse.Namespace, results: dict[str, list[float
         client.logout()
 
 
-def setup(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Generate the Maildir; give each server its copies; start them."""
+def setup(args: argparse.Namespace, workdir: Path, servers: dict[str, Any]) -> None:
+    """Generate the Maildir; give each server its copies; start them (each joins ``servers``
+    before it starts, so that the caller stops it also when a later one fails)."""
     master = workdir / "master"
     maildir_gen.generate(master, args.messages, args.size)
-    servers: dict[str, Any] = {}
     for name in args.servers:
         writer = workdir / f"{name}-mail" / WRITER
         maildir_gen.make_dirs(writer)
@@ -144,10 +144,9 @@ def setup(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         else:
             server = DovecotInstance(workdir / "dovecot", users)
             server.prepare()
-        server.start()
         servers[name] = server
+        server.start()
         log(f"{name}: imap {server.port_imap}")
-    return servers
 
 
 def report(args: argparse.Namespace, results: dict[str, dict[str, list[float]]]) -> str:
@@ -209,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, list[float]]] = {}
     servers: dict[str, Any] = {}
     try:
-        servers = setup(args, workdir)
+        setup(args, workdir, servers)
         for number in range(args.runs):
             order = list(servers)[:: -1 if number % 2 else 1]
             for name in order:
