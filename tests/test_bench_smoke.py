@@ -67,3 +67,30 @@ def test_smtp_load_delivers_to_the_twisted_floor(tmp_path: Path) -> None:
     body = delivered[0].read_bytes()
     assert b"To: <bench@example.test>" in body
     assert b"\r\n" not in body  # stored with LF line ends, as Maildir wants
+
+
+def test_imap_write_benchmark_tiny_run(tmp_path: Path) -> None:
+    """S3: ``bench/imap_write.py --tiny`` runs every operation against MailMax, prints a row
+    with a time for each and leaves no work directory behind."""
+    work = tmp_path / "work"
+    work.mkdir()
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "imap_write.py"), "--tiny", "--workdir", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    for operation in (
+        "APPEND (ms per message)",
+        "SELECT",
+        "STORE 1:* +FLAGS",
+        "SEARCH FLAGGED UNSEEN",
+        "STORE 1:* -FLAGS",
+        "EXPUNGE",
+    ):
+        row = re.search(rf"^\| {re.escape(operation)} \| ([\d.]+) \|$", run.stdout, re.M)
+        assert row, f"no row for {operation}:\n{run.stdout}"
+        assert float(row.group(1)) > 0
+    assert list(work.iterdir()) == []

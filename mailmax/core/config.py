@@ -361,7 +361,8 @@ class SpoolSettings(_Section):
         " directory; 'filesystem' syncs the queue's file system twice per batch (syncfs, Linux;"
         " elsewhere 'files'), far fewer disk cache flushes, but it also writes out whatever else"
         " is pending on that file system, so keep the queue on a file system of its own or a"
-        " quiet one.",
+        " quiet one. IMAP changes to mailboxes (APPEND, COPY, flags, EXPUNGE) are made durable"
+        " the same way, one shared sync of the mail file system per batch with 'filesystem'.",
         json_schema_extra=RESTART,
     )
 

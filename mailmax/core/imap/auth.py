@@ -22,7 +22,9 @@ from mailmax.core.authlimit import LoginBlocked
 from mailmax.core.imap import parser
 from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
+from mailmax.core.store.durable import store_sync_mode
 from mailmax.core.store.mailbox import MailStore
+from mailmax.core.store.openfolders import OpenFolders
 from mailmax.core.verdicts import Action
 
 if TYPE_CHECKING:
@@ -179,7 +181,7 @@ class AuthCommands(SessionBase):
         self._counted, self.user = True, user
         try:
             maildir = await self.directory.run(self.directory.sync.user_maildir, user)
-            store = MailStore(maildir)
+            store = MailStore(maildir, sync=store_sync_mode(self.settings.spool.sync))
             await self.blocking(self.prepare_mailbox, store, maildir)
         except BaseException:
             self.release_count()
@@ -187,6 +189,7 @@ class AuthCommands(SessionBase):
         if self._closing:
             return "Logged in"
         self.maildir, self.store = Path(maildir), store
+        self.open_folders = OpenFolders(store)
         self.session.auth_user = user.address
         self.state = "auth"
         self.touch()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mailmax.core.model import Session
     from mailmax.core.store.folder import Folder
     from mailmax.core.store.mailbox import MailStore
+    from mailmax.core.store.openfolders import OpenFolders
 
 log = Logger(namespace="mailmax.imap")
 
@@ -47,6 +48,8 @@ class SessionBase:
     user: User | None
     maildir: Path | None
     store: MailStore | None
+    #: Folders kept open between commands (APPEND, COPY targets) while logged in.
+    open_folders: OpenFolders | None
     selected: Selected | None
     _closing: bool
 
@@ -55,6 +58,12 @@ class SessionBase:
         """The logged-in user's mailbox store."""
         assert self.store is not None, "not logged in"
         return self.store
+
+    @property
+    def kept_folders(self) -> OpenFolders:
+        """The logged-in user's folders kept open between commands."""
+        assert self.open_folders is not None, "not logged in"
+        return self.open_folders
 
     @property
     def root(self) -> Path:

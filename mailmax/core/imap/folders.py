@@ -32,6 +32,7 @@ from mailmax.core.store.names import folder_parts, is_inbox
 if TYPE_CHECKING:
     from mailmax.core.store.folder import Folder
     from mailmax.core.store.mailbox import MailStore
+    from mailmax.core.store.openfolders import OpenFolders
 
 MIB = 1024 * 1024
 _STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
@@ -75,15 +76,20 @@ def _status(store: MailStore, name: str) -> tuple[dict[str, int], Folder]:
 
 
 def _append(
-    store: MailStore, name: str, data: bytes | Path, flags: list[str], when: float | None
-) -> tuple[int, int, Folder]:
-    """Append; return the UID, UIDVALIDITY and the folder, still open (the caller closes it)."""
-    folder = store.open(name)
-    try:
-        return folder.append(data, flags, when), folder.uidvalidity, folder
-    except BaseException:
-        folder.close()
-        raise
+    folders: OpenFolders,
+    root: Path,
+    name: str,
+    data: bytes | Path,
+    flags: list[str],
+    when: float | None,
+    size: int,
+) -> tuple[int, int]:
+    """Append (the folder stays open for the next command); return the UID and UIDVALIDITY."""
+    with folders.use(name) as folder:
+        uid = folder.append(data, flags, when)
+        uidvalidity = folder.uidvalidity
+    maildir.adjust_usage(root, size, 1)
+    return uid, uidvalidity
 
 
 class FolderCommands(SessionBase):
@@ -311,8 +317,8 @@ class FolderCommands(SessionBase):
         await self.check_quota(size)
         data = message.path if isinstance(message, parser.FileLiteral) else message
         try:
-            uid, uidvalidity, folder = await self.blocking(
-                _append, self.mailstore, name, data, flags, when
+            uid, uidvalidity = await self.blocking(
+                _append, self.kept_folders, self.root, name, data, flags, when, size
             )
         except FolderNotFound:
             raise No("[TRYCREATE] No such mailbox") from None
@@ -320,8 +326,6 @@ class FolderCommands(SessionBase):
             raise Bad(str(exc)) from None
         except TooManyKeywords as exc:
             raise No(f"[LIMIT] Cannot add a keyword: {exc}") from None
-        self.close_later(folder)
-        await self.blocking(maildir.adjust_usage, self.root, size, 1)
         return f"[APPENDUID {uidvalidity} {uid}] APPEND completed"
 
     # ------------------------------------------------------------------ quota (RFC 2087)

@@ -29,7 +29,7 @@ from mailmax.core.store.errors import (
 
 if TYPE_CHECKING:
     from mailmax.core.store.folder import Folder, MessageInfo
-    from mailmax.core.store.mailbox import MailStore
+    from mailmax.core.store.openfolders import OpenFolders
 
 log = Logger(namespace="mailmax.imap")
 
@@ -37,14 +37,15 @@ log = Logger(namespace="mailmax.imap")
 META_BATCH = 256
 
 
-def _copy(store: MailStore, folder: Folder, uids: list[int], name: str) -> tuple[list, int, Folder]:
-    """Copy; return the UID pairs, the target's UIDVALIDITY and the target, still open."""
-    target = store.open(name)
-    try:
-        return folder.copy(uids, target), target.uidvalidity, target
-    except BaseException:
-        target.close()
-        raise
+def _copy(folders: OpenFolders, folder: Folder, uids: list[int], name: str) -> tuple[list, int]:
+    """Copy (the target stays open for the next command); return the UID pairs and the
+    target's UIDVALIDITY."""
+    with folders.use(name) as target:
+        return folder.copy(uids, target), target.uidvalidity
+
+
+def _no_source() -> fetch.Source:
+    raise AssertionError("a SEARCH on flags only never reads a message")
 
 
 class MessageCommands(SelectedCommands):
@@ -196,22 +197,39 @@ class MessageCommands(SelectedCommands):
             raise No(f"[LIMIT] Cannot add a keyword: {exc}") from None
         gone = len(result) < len(positions)
         if not silent:
-            view = await self.view()
-            for position in positions:
-                info = view[position]
-                if info.uid not in result:
-                    continue
-                flags = self.flags_of(info)
-                self.send_new_keywords(flags)
-                listed = wire.flag_list(flags)
-                if uid:
-                    line = b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, info.uid, listed)
-                else:
-                    line = b"* %d FETCH (FLAGS %s)" % (position + 1, listed)
-                self.send(line)
+            self._send_flags(await self.view(), positions, result, uid)
         if gone and not uid:
             raise No("[EXPUNGEISSUED] Some messages were expunged by another session")
         return "STORE completed"
+
+    def _send_flags(
+        self, view: Sequence[MessageInfo], positions: list[int], result: dict, uid: bool
+    ) -> None:
+        """STORE's ``* n FETCH (FLAGS ...)`` lines, written a few hundred at a time; new
+        keywords are announced before the first line that shows them."""
+        pending: list[bytes] = []
+        listed_for: dict[frozenset[str], bytes] = {}
+        for position in positions:
+            info = view[position]
+            if info.uid not in result:
+                continue
+            flags = self.flags_of(info)
+            listed = listed_for.get(flags)
+            if listed is None:
+                if pending:
+                    self.send(b"\r\n".join(pending))
+                    pending = []
+                self.send_new_keywords(flags)
+                listed = listed_for[flags] = wire.flag_list(flags)
+            if uid:
+                pending.append(b"* %d FETCH (UID %d FLAGS %s)" % (position + 1, info.uid, listed))
+            else:
+                pending.append(b"* %d FETCH (FLAGS %s)" % (position + 1, listed))
+            if len(pending) >= 512:
+                self.send(b"\r\n".join(pending))
+                pending = []
+        if pending:
+            self.send(b"\r\n".join(pending))
 
     # ------------------------------------------------------------------ SEARCH
     async def cmd_SEARCH(self, tag: str, args: list, uid: bool = False) -> str:
@@ -230,20 +248,44 @@ class MessageCommands(SelectedCommands):
     def _search(self, view: Sequence[MessageInfo], query: Query, uid: bool) -> list[int]:
         selected = self.selected
         assert selected is not None
+        if query.flags_only:
+            return self._search_flags(view, query, uid)
         folder, flags_of = selected.folder, self.flags_of
         folder_dir = str(folder.dir)
+        source_of = fetch.Source.of
         found = []
         for position, info in enumerate(view):
             if not info.filename:
                 continue
-            source = fetch.Source.of(folder, info, folder_dir)
+            candidate = Candidate(
+                position + 1, info, flags_of(info), lambda i=info: source_of(folder, i, folder_dir)
+            )
             try:
-                if query.matches(Candidate(position + 1, info, flags_of(info), source)):
+                if query.matches(candidate):
                     found.append(info.uid if uid else position + 1)
             except MessageGone:
                 continue
             finally:
-                source.close()
+                candidate.close()
+        return found
+
+    def _search_flags(self, view: Sequence[MessageInfo], query: Query, uid: bool) -> list[int]:
+        """SEARCH whose keys look at flags only: one verdict per distinct set of flags."""
+        selected = self.selected
+        assert selected is not None
+        recent = selected.recent if query.uses_recent else ()
+        verdicts: dict[tuple[frozenset[str], bool], bool] = {}
+        found = []
+        for position, info in enumerate(view, 1):
+            if not info.filename:
+                continue
+            key = (info.flags, info.uid in recent)
+            hit = verdicts.get(key)
+            if hit is None:
+                flags = info.flags | RECENT if key[1] else info.flags
+                hit = verdicts[key] = query.matches(Candidate(position, info, flags, _no_source))
+            if hit:
+                found.append(info.uid if uid else position)
         return found
 
     # ------------------------------------------------------------------ COPY, MOVE
@@ -265,8 +307,8 @@ class MessageCommands(SelectedCommands):
         if not move:
             await self.check_quota(size)
         try:
-            pairs, uidvalidity, opened = await self.blocking(
-                _copy, self.store, selected.folder, uids, target
+            pairs, uidvalidity = await self.blocking(
+                _copy, self.kept_folders, selected.folder, uids, target
             )
         except FolderNotFound:
             raise No("[TRYCREATE] No such mailbox") from None
@@ -274,7 +316,6 @@ class MessageCommands(SelectedCommands):
             raise No(f"[CANNOT] {exc}") from None
         except TooManyKeywords as exc:
             raise No(f"[LIMIT] The copies' keywords do not fit: {exc}") from None
-        self.close_later(opened)
         code = ""
         if pairs:
             sources = parser.format_set([s for s, _ in pairs])

@@ -151,6 +151,11 @@ class CommandReader:
         return len(self.buffer)
 
     @property
+    def mid_command(self) -> bool:
+        """True while part of a command has arrived and the rest has not."""
+        return bool(self.buffer or self._parts) or self._state != "line"
+
+    @property
     def in_literal(self) -> bool:
         """True while the bytes of an accepted literal are being read."""
         return self._state == "literal"

@@ -44,16 +44,31 @@ class BadCharset(Exception):
 class Candidate:
     """One message being tested: what the index knows, and its bytes when needed."""
 
-    __slots__ = ("_addresses", "_body", "_headers", "flags", "info", "seq", "source")
+    __slots__ = ("_addresses", "_body", "_headers", "_open", "_source", "flags", "info", "seq")
 
-    def __init__(self, seq: int, info: MessageInfo, flags: frozenset[str], source: Source) -> None:
+    def __init__(
+        self, seq: int, info: MessageInfo, flags: frozenset[str], open_source: Callable[[], Source]
+    ) -> None:
         self.seq = seq
         self.info = info
         self.flags = flags
-        self.source = source
+        self._open = open_source
+        self._source: Source | None = None
         self._headers: dict[str, list[str]] | None = None
         self._addresses: dict[str, list[str]] = {}
         self._body: str | None = None
+
+    @property
+    def source(self) -> Source:
+        """The message's bytes, opened the first time a key needs them."""
+        if self._source is None:
+            self._source = self._open()
+        return self._source
+
+    def close(self) -> None:
+        """Close the message file if a key opened it."""
+        if self._source is not None:
+            self._source.close()
 
     def headers(self) -> dict[str, list[str]]:
         """Decoded, case-folded header values by lower-case field name."""
@@ -117,6 +132,11 @@ class Query:
         self.largest_seq = largest_seq
         self.largest_uid = largest_uid
         self.charset = "UTF-8"
+        #: True while every key looks at flags only: the verdict then depends on a message's
+        #: flags alone and is worked out once per distinct set of flags.
+        self.flags_only = True
+        #: True when a key looks at ``\Recent``.
+        self.uses_recent = False
         position = 0
         if args and isinstance(args[0], Atom) and args[0].upper() == "CHARSET":
             if len(args) < 2:
@@ -172,15 +192,20 @@ class Query:
             return (lambda c: True), pos
         if key in _FLAG_KEYS:
             flag, wanted = _FLAG_KEYS[key]
+            self.uses_recent = self.uses_recent or flag == "\\Recent"
             return (lambda c: (flag in c.flags) is wanted), pos
         if key == "NEW":
+            self.uses_recent = True
             return (lambda c: "\\Recent" in c.flags and "\\Seen" not in c.flags), pos
         if key == "OLD":
+            self.uses_recent = True
             return (lambda c: "\\Recent" not in c.flags), pos
         if key in ("KEYWORD", "UNKEYWORD"):
             word = astring(arg(), "keyword").decode("utf-8", "replace").lower()
             has = key == "KEYWORD"
             return (lambda c: any(f.lower() == word for f in c.flags) is has), pos
+        if key not in ("NOT", "OR"):
+            self.flags_only = False
         if key in ("LARGER", "SMALLER"):
             size = number(arg(), "size")
             if key == "LARGER":

@@ -360,6 +360,9 @@ class SelectedCommands(SessionBase):
             raise Bad("IDLE takes no arguments")
         if self.selected is not None:
             await self.send_updates(True)
+        kept = self.open_folders
+        if kept is not None:  # a session about to sit idle holds no folder it is not using
+            await self.blocking(kept.close, False)
         self.send("+ idling")
         self._idle_tag = tag
         self._idle_noise = 0

@@ -30,7 +30,9 @@ from mailmax.core.imap.messages import MessageCommands
 from mailmax.core.imap.selected import SelectedCommands
 from mailmax.core.imap.stream import Streamer
 from mailmax.core.net.connection import Connection
+from mailmax.core.quickack import ack_now
 from mailmax.core.store.mailbox import MailStore
+from mailmax.core.store.openfolders import OpenFolders
 from mailmax.core.verdicts import Action
 
 if TYPE_CHECKING:
@@ -117,6 +119,7 @@ class IMAPServer(Connection, AuthCommands, MessageCommands, SelectedCommands, Fo
         self.user: User | None = None
         self.maildir: Path | None = None
         self.store: MailStore | None = None
+        self.open_folders: OpenFolders | None = None
         self._bad_count = 0
         self._auth_failures = 0
         self._sasl_tag: str | None = None
@@ -164,7 +167,21 @@ class IMAPServer(Connection, AuthCommands, MessageCommands, SelectedCommands, Fo
         self.stop_idle()
         self.record_login()
         self.release_selected()
+        self.release_open_folders()
         self.release_count()
+
+    def release_open_folders(self) -> None:
+        """Close the folders kept open between commands (in the store's threads)."""
+        kept, self.open_folders = self.open_folders, None
+        if kept is not None:
+            closing = self.blocking(kept.close)
+            closing.addErrback(lambda f: log.failure("cannot close kept folders", f))
+
+    def dataReceived(self, data: bytes) -> None:
+        """Take bytes; handle whatever can be handled now."""
+        super().dataReceived(data)
+        if self.reader.mid_command:  # e.g. an APPEND literal: let the client send the rest
+            ack_now(self.transport)
 
     def take_input(self, data: bytes) -> None:
         """Frame ``data`` into commands and literals."""

@@ -16,12 +16,13 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from mailmax.core.store.errors import MessageGone, TooManyKeywords, UidValidityChanged
 from mailmax.core.store.files import fsync_dir, link_tmp, write_tmp
-from mailmax.core.store.index import DIRTY, FolderIndex, Row, flags_of, split_flags
+from mailmax.core.store.index import DIRTY, FolderIndex, Row, split_flags
 from mailmax.core.store.names import MAX_KEYWORDS, canonical_flag, filename_with
+from mailmax.core.store.view import FlagCache, FolderChanges, MessageInfo
 
 if TYPE_CHECKING:
     from mailmax.core.store.mailbox import MailStore
@@ -29,46 +30,13 @@ if TYPE_CHECKING:
 FlagMode = Literal["replace", "add", "remove"]
 
 
-class MessageInfo(NamedTuple):
-    """One message of a folder view. ``flags`` holds system flags and keywords."""
-
-    uid: int
-    size: int
-    flags: frozenset[str]
-    internaldate: float
-    #: ``new/<name>`` or ``cur/<name>``, relative to ``folder_dir``.
-    filename: str
-    folder_dir: Path
-
-    @property
-    def path(self) -> Path:
-        """The message file."""
-        return self.folder_dir / self.filename
-
-    @property
-    def recent(self) -> bool:
-        """True while the file is still in ``new/`` (nobody has claimed it)."""
-        return self.filename.startswith("new/")
-
-
 @dataclass(slots=True)
-class FolderChanges:
-    """What :meth:`Folder.refresh` found since this Folder object last looked."""
+class _FlagBatch:
+    """One flag change's work: outcomes by (old letters, old keywords), index updates."""
 
-    added: list[int] = field(default_factory=list)
-    expunged: list[int] = field(default_factory=list)
-    flags: dict[int, frozenset[str]] = field(default_factory=dict)
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.expunged or self.flags)
-
-
-class _FlagCache(dict[tuple[str, str], frozenset[str]]):
-    """(info letters, keywords) -> flags, computed once per distinct pair."""
-
-    def __missing__(self, key: tuple[str, str]) -> frozenset[str]:
-        flags = self[key] = flags_of(*key)
-        return flags
+    outcomes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    updates: list[tuple[str, int, str, str, int]] = field(default_factory=list)
+    view_changed: bool = False
 
 
 class Folder:
@@ -108,7 +76,7 @@ class Folder:
         self._order: tuple[MessageInfo, ...] | None = None
         self._uid_order: tuple[int, ...] | None = None
         self._own: set[int] = set()  # modification sequences of this object's own writes
-        self._flag_cache = _FlagCache()
+        self._flag_cache = FlagCache()
 
     # ------------------------------------------------------------------ view
     def _flags(self, letters: str, keywords: str) -> frozenset[str]:
@@ -373,27 +341,46 @@ class Folder:
         with self._lock:
             todo = self._in_view(uids)
             self._index.sync()
-            with self._index.write():
+            with self._index.write(durable=self.store.sync_mode == "files"):
                 if mode != "remove":
                     self._make_keywords(wanted)
                 before = self._cur_mtime()
                 rows = self._index.rows_for(todo)
-                for uid in todo:
-                    row = rows.get(uid)
-                    if row is None:
-                        continue
-                    try:
-                        flags_now = self._set_one(row, wanted, mode)
-                    except MessageGone:  # renamed behind our back: look again once
-                        try:
-                            flags_now = self._set_one(self._current_row(uid), wanted, mode)
-                        except MessageGone:
+                batch = _FlagBatch()
+                try:
+                    for uid in todo:
+                        row = rows.get(uid)
+                        if row is None:
                             continue
-                    result[uid] = flags_now
+                        try:
+                            flags_now = self._set_one(row, wanted, mode, batch)
+                        except MessageGone:  # renamed behind our back: look again once
+                            try:
+                                row = self._current_row(uid)
+                                flags_now = self._set_one(row, wanted, mode, batch)
+                            except MessageGone:
+                                continue
+                        result[uid] = flags_now
+                finally:
+                    self._index.update_files(batch.updates)
+                    if batch.view_changed:
+                        self._changed()
                 self._index.own_change("cur", before)
                 if self._index._modseq_in_txn is not None:
                     self._own.add(self._index._modseq_in_txn)
+                changed = self._index._modseq_in_txn is not None
+        if changed:
+            self._durable()
         return result
+
+    def _durable(self) -> None:
+        """Make this folder's committed renames, removals and index changes durable
+        (``files`` mode: the index commit was synced already)."""
+        if self.store.sync_mode == "files":
+            fsync_dir(self.dir / "cur")
+            fsync_dir(self.dir / "new")
+        else:
+            self.store.make_durable(self.dir)
 
     def _make_keywords(self, flags: Iterable[str]) -> None:
         """Note the keywords among ``flags`` (inside a write transaction, before anything
@@ -416,27 +403,36 @@ class Folder:
             return sorted({u for u in uids if u in view and view[u].filename})
         return sorted({u for u in uids if 0 < u < self.uidnext})
 
-    def _set_one(self, row: Row, wanted: frozenset[str], mode: FlagMode) -> frozenset[str]:
+    def _set_one(
+        self, row: Row, wanted: frozenset[str], mode: FlagMode, batch: _FlagBatch
+    ) -> frozenset[str]:
         uid = row.uid
-        current = self._flags(row.letters, row.keywords)
-        if mode == "replace":
-            new = wanted
-        elif mode == "add":
-            new = current | wanted
-        else:
-            new = current - wanted
-        letters, keywords = split_flags(new, row.letters)
+        outcome = batch.outcomes.get((row.letters, row.keywords))
+        if outcome is None:
+            current = self._flags(row.letters, row.keywords)
+            if mode == "replace":
+                new = wanted
+            elif mode == "add":
+                new = current | wanted
+            else:
+                new = current - wanted
+            outcome = split_flags(new, row.letters)
+            batch.outcomes[row.letters, row.keywords] = outcome
+        letters, keywords = outcome
         if letters == row.letters and keywords == row.keywords:
-            return current
+            return self._flags(letters, keywords)
         name, in_new = row.filename, row.in_new
         if letters != row.letters:
             name, in_new = self._rename(row, letters), False
-        self._index.update_file(uid, name, in_new, letters, keywords)
+        batch.updates.append((name, int(in_new), letters, keywords, uid))
         flags = self._flags(letters, keywords)
-        if self._view is not None and uid in self._view:
-            where = ("new/" if in_new else "cur/") + name
-            self._view[uid] = self._view[uid]._replace(flags=flags, filename=where)
-            self._changed()
+        view = self._view
+        if view is not None:
+            old = view.get(uid)
+            if old is not None:
+                where = ("new/" if in_new else "cur/") + name
+                view[uid] = MessageInfo(uid, old.size, flags, old.internaldate, where, self.dir)
+                batch.view_changed = True
         return flags
 
     def _cur_mtime(self) -> int:
@@ -479,7 +475,8 @@ class Folder:
     def _commit_new(self, items: list[tuple[str, Path, int, float, str, str]]) -> list[int]:
         """Rename tmp files into ``cur/`` and index them: (base, tmp, size, when, letters, kw)."""
         uids: list[int] = []
-        with self._lock, self._index.write(durable=True):
+        files = self.store.sync_mode == "files"
+        with self._lock, self._index.write(durable=files):
             self._make_keywords({k for *_, kw in items for k in kw.split()})
             before = self._cur_mtime()
             first = self._index.allocate_uids(len(items))
@@ -492,11 +489,12 @@ class Folder:
                     Row(first + offset, base, name, False, size, when, letters, keywords, modseq)
                 )
                 uids.append(first + offset)
-            if self.store.fsync:
+            if files:
                 fsync_dir(self.dir / "cur")
             self._index.insert(rows)
             self._index.mark_recent(uids)
             self._index.own_change("cur", before)
+        self.store.make_durable(self.dir)
         return uids
 
     def append(
@@ -512,7 +510,8 @@ class Folder:
         """
         wanted = frozenset(canonical_flag(f) for f in flags if f.lower() != "\\recent")
         when = time.time() if internaldate is None else float(internaldate)
-        base, tmp, size = write_tmp(self.dir, data, when, self.store.fsync)
+        files = self.store.sync_mode == "files"
+        base, tmp, size = write_tmp(self.dir, data, when, fsync=files)
         letters, keywords = split_flags(wanted)
         try:
             return self._commit_new([(base, tmp, size, when, letters, keywords)])[0]
@@ -548,7 +547,8 @@ class Folder:
 
     def _stage_copy(self, source: Path, row: Row) -> tuple[str, Path, int, float, str, str]:
         try:
-            base, tmp = link_tmp(self.dir, source, row.internaldate, row.size, self.store.fsync)
+            files = self.store.sync_mode == "files"
+            base, tmp = link_tmp(self.dir, source, row.internaldate, row.size, files)
         except FileNotFoundError:
             raise MessageGone(f"message UID {row.uid} vanished while being copied") from None
         letters = "".join(ch for ch in row.letters if ch.isupper())
@@ -559,7 +559,7 @@ class Folder:
         done: list[int] = []
         with self._lock:
             self._index.sync()
-            with self._index.write():
+            with self._index.write(durable=self.store.sync_mode == "files"):
                 before = self._cur_mtime()
                 if uids is None:
                     todo = self._in_view(self._index.uids_where("deleted", self.uidnext))
@@ -589,6 +589,8 @@ class Folder:
                         self._view.pop(uid, None)
                 self._count -= len(done)
                 self._changed()
+        if done:
+            self._durable()
         return done
 
     def total_size(self) -> int:

@@ -503,6 +503,18 @@ class FolderIndex(FirstBuild):
             (filename, int(in_new), letters, keywords, self.bump_modseq(), uid),
         )
 
+    def update_files(self, changes: list[tuple[str, int, str, str, int]]) -> None:
+        """:meth:`update_file` for many messages: ``(filename, in_new, letters, keywords,
+        uid)`` each (inside a write transaction)."""
+        if not changes:
+            return
+        modseq = self.bump_modseq()
+        self.conn.executemany(
+            "UPDATE messages SET filename = ?, in_new = ?, letters = ?, keywords = ?, "
+            f"modseq = {int(modseq)} WHERE uid = ?",
+            changes,
+        )
+
     def delete(self, uids: list[int]) -> None:
         """Forget expunged messages and remember that they went (inside a write transaction)."""
         if not uids:

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from mailmax.core.store.durable import SYNC_MODES, default_sync_mode, group_for
 from mailmax.core.store.errors import (
     BadFlag,
     BadFolderName,
@@ -46,9 +47,21 @@ __all__ = [
 class MailStore:
     """One user's Maildir++ root and its folders."""
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True, sync: str | None = None) -> None:
         self.root = Path(root)
         self.fsync = fsync
+        #: How changes are made durable (see :mod:`mailmax.core.store.durable`).
+        self.sync_mode = sync if sync is not None else default_sync_mode(fsync)
+        if self.sync_mode not in SYNC_MODES:
+            raise ValueError(f"unknown sync mode {self.sync_mode!r} (one of {SYNC_MODES})")
+        if self.sync_mode == "none":
+            self.fsync = False
+
+    def make_durable(self, folder_dir: Path) -> None:
+        """In ``filesystem`` mode: wait for a file-system sync covering every change made
+        so far in ``folder_dir`` (shared with other callers); otherwise nothing to do."""
+        if self.sync_mode == "filesystem":
+            group_for(folder_dir).sync(folder_dir)
 
     def folder_dir(self, name: str) -> Path:
         """The directory of a folder (INBOX is the root); raises :class:`BadFolderName`."""
