@@ -31,6 +31,7 @@ from mailmax.core.pluginhost.errors import PluginError
 #: Built-in plugins, by name: the module that implements each (``mailmax/plugins/<name>``).
 BUILTIN_PLUGINS: dict[str, str] = {
     "aliases": "mailmax.plugins.aliases",
+    "bans": "mailmax.plugins.bans",
     "catchall": "mailmax.plugins.catchall",
     "etrn": "mailmax.plugins.etrn",
     "forwarding": "mailmax.plugins.forwarding",
