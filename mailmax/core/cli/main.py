@@ -14,6 +14,7 @@ import click
 from mailmax.core.cli import (
     aliases,
     auth,
+    bans,
     configcmd,
     domains,
     init,
@@ -146,6 +147,7 @@ cli.add_command(reload.reload_command)
 cli.add_command(metrics.metrics_command)
 cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
+cli.add_command(bans.ban_group)
 
 
 def main() -> None:
