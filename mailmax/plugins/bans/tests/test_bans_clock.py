@@ -1,4 +1,4 @@
-"""Bans on the server's code path with a fake clock: expiry, scopes, spam-trap hits (P9, P10)."""
+"""Bans on the server's code path with a fake clock: expiry, scopes, spam-trap hits."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def connect(harness: PluginHarness, ip: str):
 
 
 def test_a_ban_with_an_expiry_stops_holding_when_the_clock_passes_it(harness) -> None:
-    """P9: refused until the expiry, accepted after it, on the reactor's clock."""
+    """refused until the expiry, accepted after it, on the reactor's clock."""
     ban(harness, "*@spam.example", minutes=30)
     verdict = mail_from(harness, "joe@spam.example")
     assert (verdict.action, verdict.code, verdict.status) == (Action.REJECT, 550, "5.7.1")
@@ -71,7 +71,7 @@ def test_a_ban_with_an_expiry_stops_holding_when_the_clock_passes_it(harness) ->
 
 
 def test_wildcards_domains_and_addresses(harness) -> None:
-    """P9: a domain bans its addresses (not its subdomains), * and ? wildcards, any case."""
+    """a domain bans its addresses (not its subdomains), * and ? wildcards, any case."""
     ban(harness, "bad.example")
     ban(harness, "*.worse.example")
     ban(harness, "news-??@shop.example")
@@ -95,7 +95,7 @@ def test_wildcards_domains_and_addresses(harness) -> None:
 
 
 def test_a_domain_ban_refuses_only_that_domains_recipients(harness) -> None:
-    """P9: a ban example.test set is checked at RCPT in the recipient's scope."""
+    """a ban example.test set is checked at RCPT in the recipient's scope."""
     ban(harness, "*@spam.example", scope=store.DOMAIN, scope_value="example.test")
     assert mail_from(harness, "joe@spam.example").action is Action.CONTINUE
     verdict = rcpt(harness, "joe@spam.example", "alice@example.test")
@@ -105,7 +105,7 @@ def test_a_domain_ban_refuses_only_that_domains_recipients(harness) -> None:
 
 
 def test_client_bans_by_address_and_network_and_per_listener(harness) -> None:
-    """P9: an IP or network ban refuses at connect with 554 5.7.1; a listener's only there."""
+    """an IP or network ban refuses at connect with 554 5.7.1; a listener's only there."""
     ban(harness, "198.51.100.0/24")
     ban(harness, "2001:db8::/32")
     ban(harness, "203.0.113.9", scope=store.LISTENER, scope_value="127.0.0.1")
@@ -119,7 +119,7 @@ def test_client_bans_by_address_and_network_and_per_listener(harness) -> None:
 
 
 def test_a_spam_trap_hit_bans_the_client_ip_for_the_configured_time(harness) -> None:
-    """P10: the trap's RCPT is answered as usual; the IP is banned for a day by default."""
+    """the trap's RCPT is answered as usual; the IP is banned for a day by default."""
     assert rcpt(harness, "spam@bad.test", TRAP, ip="192.0.2.66").action is Action.CONTINUE
     assert connect(harness, "192.0.2.66").action is Action.REJECT
     assert mail_from(harness, "spam@bad.test", ip="192.0.2.99").action is Action.CONTINUE
@@ -133,7 +133,7 @@ def test_a_spam_trap_hit_bans_the_client_ip_for_the_configured_time(harness) -> 
 
 
 def test_trusted_and_authenticated_clients_are_never_auto_banned(harness) -> None:
-    """P10: a trap hit from an authenticated or trusted session bans nothing."""
+    """a trap hit from an authenticated or trusted session bans nothing."""
     rcpt(harness, "alice@example.test", TRAP, ip="192.0.2.70", auth_user="alice@example.test")
     rcpt(harness, "x@example.test", TRAP, ip="192.0.2.71", trusted=True)
     assert connect(harness, "192.0.2.70").action is Action.CONTINUE
@@ -149,7 +149,7 @@ def test_a_trap_hit_never_shortens_a_ban_an_admin_set(harness) -> None:
 
 
 def test_banning_the_sender_is_an_option(db_url: str, tmp_path: Path) -> None:
-    """P10: spamtrap_ban_sender also bans the envelope sender, spamtrap_ban_ip off bans no IP."""
+    """spamtrap_ban_sender also bans the envelope sender, spamtrap_ban_ip off bans no IP."""
     harness = PluginHarness(
         bans,
         {"refresh_seconds": 0, "spamtrap_ban_sender": True, "spamtrap_ban_ip": False},

@@ -1,4 +1,4 @@
-"""The bans plugin over real SMTP against a running server, managed with `mailmax ban` (P9, P10).
+"""The bans plugin over real SMTP against a running server, managed with `mailmax ban`.
 
 Clients connect from different loopback addresses (127.0.0.5, ...) to be told apart.
 """
@@ -49,7 +49,7 @@ def server(mailmax_server, db_url: str) -> TestServer:
 
 
 def test_a_system_ban_from_the_cli_holds_without_a_reload_and_is_lifted(server) -> None:
-    """P9: `ban add` with a wildcard refuses the sender within seconds; `ban delete` lifts it."""
+    """`ban add` with a wildcard refuses the sender within seconds; `ban delete` lifts it."""
     assert mail_reply(server, "joe@mx.spam.example")[0] == 250
     out = json.loads(
         server.cli("ban", "add", "*.spam.example", "--reason", "junk", "--json").stdout
@@ -72,7 +72,7 @@ def test_a_system_ban_from_the_cli_holds_without_a_reload_and_is_lifted(server) 
 
 
 def test_a_domains_ban_refuses_only_its_recipients(server) -> None:
-    """P9: a sender banned for example.test still reaches other.test's users."""
+    """a sender banned for example.test still reaches other.test's users."""
     server.cli("domain", "add", "other.test")
     server.cli("user", "add", "carol@other.test", "--password", "carolsecret1")
     server.cli("ban", "add", "spammer@bad.example", "--domain", "example.test")
@@ -103,7 +103,7 @@ def test_a_domains_ban_refuses_only_its_recipients(server) -> None:
 
 
 def test_a_banned_client_gets_554_at_connect(server) -> None:
-    """P9: an IP ban refuses the greeting with 554 5.7.1; other clients are served."""
+    """an IP ban refuses the greeting with 554 5.7.1; other clients are served."""
     server.cli("ban", "add", "127.0.0.5", "--expires", "1h")
     code, text = server.wait_for(
         lambda: (g := greeting(server, "127.0.0.5"))[0] != 220 and g, what="the IP ban"
@@ -115,7 +115,7 @@ def test_a_banned_client_gets_554_at_connect(server) -> None:
 
 
 def test_a_spam_trap_hit_bans_the_client_ip_for_a_day(server) -> None:
-    """P10: the trap is answered like any mailbox; the client's IP is banned, shown with its
+    """the trap is answered like any mailbox; the client's IP is banned, shown with its
     cause, and the admin can lift it."""
     server.cli("user", "add", "trap@example.test", "--type", "spamtrap", "--password", "x" * 16)
     with client(server, "127.0.0.7") as smtp:
