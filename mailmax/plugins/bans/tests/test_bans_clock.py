@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from twisted.internet import task
 
-from mailmax.plugin import Action, Recipient
+from mailmax.plugin import Action, Recipient, Scope
 from mailmax.plugins import bans
 from mailmax.plugins.bans import store
 from mailmax.plugins.bans.patterns import classify
@@ -162,5 +162,30 @@ def test_banning_the_sender_is_an_option(db_url: str, tmp_path: Path) -> None:
         rcpt(harness, "Spam@Bad.test", TRAP, ip="192.0.2.66")
         assert connect(harness, "192.0.2.66").action is Action.CONTINUE
         assert mail_from(harness, "spam@bad.test", ip="192.0.2.8").action is Action.REJECT
+    finally:
+        harness.close()
+
+
+def test_switched_off_for_one_domain_its_traps_and_bans_do_nothing(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Off for other.test: its recipients are not checked and its traps ban no one."""
+    harness = PluginHarness(
+        bans,
+        {"refresh_seconds": 0},
+        overrides={Scope(domain="other.test"): {"enabled": False}},
+        database_url=db_url,
+        data_dir=tmp_path,
+    )
+    try:
+        harness.directory.add_domain("example.test", str(tmp_path / "mail"))
+        harness.directory.add_domain("other.test", str(tmp_path / "other"))
+        harness.directory.add_user("alice@example.test", "alicesecret")
+        harness.directory.add_user("trap@other.test", "x" * 16, account_type="spamtrap")
+        for domain in ("example.test", "other.test"):
+            ban(harness, "bad.example", scope=store.DOMAIN, scope_value=domain)
+        assert rcpt(harness, "x@bad.example", "alice@example.test").action is Action.REJECT
+        assert rcpt(harness, "x@bad.example", "trap@other.test").action is Action.CONTINUE
+        assert connect(harness, "192.0.2.10").action is Action.CONTINUE
     finally:
         harness.close()
