@@ -146,7 +146,8 @@ async def mailmax_rcpt_to(
             return reject(
                 f"Mail from <{envelope.sender}> is refused for {domains[0]}", 550, "5.7.1"
             )
-    if recipient.kind == "local" and recipient.mailbox and not _exempt(session):
+    bans_trap_hits = config.spamtrap_ban_ip or config.spamtrap_ban_sender
+    if bans_trap_hits and recipient.kind == "local" and recipient.mailbox and not _exempt(session):
         user = await host.get_user(recipient.mailbox)
         if user is not None and user.account_type is AccountType.SPAMTRAP:
             await _ban_trap_hit(context, session, envelope.sender, recipient.mailbox, config)

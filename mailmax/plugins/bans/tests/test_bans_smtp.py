@@ -69,6 +69,14 @@ def test_a_system_ban_from_the_cli_holds_without_a_reload_and_is_lifted(server) 
     server.wait_for(lambda: mail_reply(server, "joe@mx.spam.example")[0] == 250, what="lifted")
     assert bans(server) == []
     assert "banned sender *.spam.example" in server.log_text()
+    again = server.cli("ban", "delete", "*.spam.example", check=False)
+    assert again.returncode == 1 and again.stdout == ""
+    assert again.stderr.startswith("error: no ban on *.spam.example system-wide")
+    bad = server.cli("ban", "add", "*@*", check=False)
+    assert bad.returncode == 1 and "would ban every sender" in bad.stderr
+    past = server.cli("ban", "add", "x.example", "--expires", "2020-01-01", check=False)
+    assert past.returncode == 1 and "in the past" in past.stderr
+    assert bans(server) == []
 
 
 def test_a_domains_ban_refuses_only_its_recipients(server) -> None:
