@@ -141,3 +141,17 @@ def test_a_spam_trap_hit_bans_the_client_ip_for_a_day(server) -> None:
     assert mail_reply(server, "spam@bad.test", "127.0.0.8")[0] == 250
     server.cli("ban", "delete", "127.0.0.7")
     server.wait_for(lambda: greeting(server, "127.0.0.7")[0] == 220, what="the lifted ban")
+
+
+def test_spam_trap_settings_change_with_a_reload(mailmax_server) -> None:
+    """`plugin set` + `reload`: the next trap hit bans the sender too, for five minutes."""
+    server = mailmax_server()
+    server.cli("user", "add", "trap@example.test", "--type", "spamtrap", "--password", "x" * 16)
+    server.cli("plugin", "set", "bans", "spamtrap_ban_minutes=5", "spamtrap_ban_sender=true")
+    assert server.reload().returncode == 0
+    with client(server, "127.0.0.9") as smtp:
+        assert smtp.sendmail("Spam@Bad.test", ["trap@example.test"], BODY) == {}
+    entries = {entry["pattern"]: entry for entry in bans(server)}
+    assert set(entries) == {"127.0.0.9", "spam@bad.test"}
+    assert all(e["expires"] - e["added"] == pytest.approx(300) for e in entries.values())
+    assert mail_reply(server, "spam@bad.test", "127.0.0.10")[0] == 550
