@@ -32,7 +32,14 @@ CURRENT_HOST: contextvars.ContextVar[Any] = contextvars.ContextVar("mailmax_host
 
 #: The built-ins a configuration without ``[plugins] enabled`` runs, in this order.
 #: Resolvers run before the catch-all; spam traps decide before forwarding delivers.
-DEFAULT_ENABLED: tuple[str, ...] = ("aliases", "spamtrap", "forwarding", "monitor", "catchall")
+DEFAULT_ENABLED: tuple[str, ...] = (
+    "bans",
+    "aliases",
+    "spamtrap",
+    "forwarding",
+    "monitor",
+    "catchall",
+)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from mailmax.core.cli import (
     aliases,
     antivirus,
     auth,
+    bans,
     configcmd,
     domains,
     init,
@@ -148,6 +149,7 @@ cli.add_command(metrics.metrics_command)
 cli.add_command(antivirus.antivirus_group)
 cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
+cli.add_command(bans.ban_group)
 
 
 def main() -> None:
