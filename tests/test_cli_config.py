@@ -170,9 +170,9 @@ def test_check_refuses_bad_plugin_settings(tmp_path):
 
 def test_check_refuses_an_unknown_plugin(tmp_path):
     system = make_system(tmp_path)
-    text = system.config.read_text().replace(
-        'enabled = ["aliases"', 'enabled = ["no_such_plugin", "aliases"'
-    )
+    text = system.config.read_text()
+    assert "\nenabled = [" in text
+    text = text.replace("\nenabled = [", '\nenabled = ["no_such_plugin", ', 1)
     system.config.write_text(text)
     code, _, err = check(system.config)
     assert code == 1 and "no_such_plugin" in err
