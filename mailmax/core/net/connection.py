@@ -24,6 +24,7 @@ A protocol subclass says how it greets, takes its next command and words its fin
 
 from __future__ import annotations
 
+import abc
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -51,7 +52,7 @@ HTTP_VERBS = frozenset({"GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS"})
 
 
 @implementer(interfaces.IPushProducer)
-class Connection(protocol.Protocol):
+class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
     """One client connection; subclasses implement the protocol on top.
 
     Subclasses implement :meth:`session_started` (greet), :meth:`handle_next` (take and start
@@ -138,9 +139,9 @@ class Connection(protocol.Protocol):
         """Where the connection line of every session goes."""
         return log
 
+    @abc.abstractmethod
     def session_started(self) -> None:
         """The connection is admitted: greet (or start what greets)."""
-        raise NotImplementedError
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         """Forget the session: timers, input, its place in the factory and the IP's count."""
@@ -199,9 +200,9 @@ class Connection(protocol.Protocol):
             self._running = False
         self.flow_control()
 
+    @abc.abstractmethod
     def handle_next(self) -> bool:
         """Take the next command (or piece of input) and start it; False when none is complete."""
-        raise NotImplementedError
 
     def flow_control(self) -> None:
         """Pause reading while too much input waits; close when a client ignores that."""
@@ -250,8 +251,11 @@ class Connection(protocol.Protocol):
         return None
 
     def line_too_long(self) -> None:
-        """A command line over the limit was dropped: tell the client."""
-        raise NotImplementedError
+        """A command line over the limit was dropped (:meth:`next_line`): tell the client.
+
+        A protocol that reads lines with :meth:`next_line` answers in its own words; without
+        that, the connection is closed."""
+        self.hang_up()
 
     # ------------------------------------------------------------------ running commands
     def start_work(self, work: defer.Deferred[Any] | None, *failure_args: Any) -> None:
@@ -265,9 +269,9 @@ class Connection(protocol.Protocol):
         work.addErrback(self.command_failed, *failure_args)
         work.addBoth(self._resume)
 
+    @abc.abstractmethod
     def command_failed(self, failure: Failure, *args: Any) -> None:
         """A command failed unexpectedly: answer it."""
-        raise NotImplementedError
 
     def _resume(self, _: object) -> None:
         self._busy = False
@@ -373,9 +377,9 @@ class Connection(protocol.Protocol):
             self.transport.loseConnection()
 
     # ------------------------------------------------------------------ timeouts, shutdown
+    @abc.abstractmethod
     def idle_timeout(self) -> float:
         """Seconds the client may stay silent now."""
-        raise NotImplementedError
 
     def touch(self) -> None:
         """Restart the inactivity timer."""
