@@ -25,6 +25,8 @@ from twisted.logger import Logger
 from mailmax.core import admin, configdiff, heap
 from mailmax.core import config as config_mod
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
+from mailmax.core.cluster.nodes import Cluster
+from mailmax.core.cluster.peer import PeerListener
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
 from mailmax.core.directory.api import BlankPasswordPolicy
 from mailmax.core.directory.cached import AsyncDirectory
@@ -36,7 +38,12 @@ from mailmax.core.pluginhost.runtime import PluginRuntime
 from mailmax.core.queue.runner import QueueRunner
 from mailmax.core.smtp.factory import PluginSMTPFactory
 from mailmax.core.spool.spool import Spool
-from mailmax.core.tls import ReloadableServerOptions, TLSConfigError, listener_options
+from mailmax.core.tls import (
+    ReloadableServerOptions,
+    TLSConfigError,
+    listener_options,
+    server_options,
+)
 
 log = Logger(namespace="mailmax.service")
 
@@ -73,6 +80,8 @@ class MailMaxService(service.MultiService):
         #: Per listener, the TLS options a reload can swap (None: no certificate).
         self._tls: list[ReloadableServerOptions | None] = []
         self._previous_sighup: Any = None
+        #: This node's cluster (``[cluster]``), or None outside a cluster.
+        self.cluster = Cluster.from_settings(settings)
 
     # ------------------------------------------------------------------ plugins
     @property
@@ -227,8 +236,11 @@ class MailMaxService(service.MultiService):
             plugins=self.current_plugins,
             settings=settings,
             reactor=self.reactor,
+            cluster=self.cluster,
         )
         self.queue.setServiceParent(self)
+        if self.cluster is not None:
+            PeerListener(self, self.cluster).setServiceParent(self)
         super().startService()
         self._listen()
         if hasattr(signal, "SIGHUP"):
@@ -278,13 +290,25 @@ class MailMaxService(service.MultiService):
         }
         if listener.service in SMTP_SERVICES:
             return PluginSMTPFactory(spool=self.spool, **common)
+        factory: Any
         if listener.service in ("pop3", "pop3s"):
             from mailmax.core.pop3.server import POP3Factory
 
-            return POP3Factory(**common)
-        from mailmax.core.imap.factory import IMAPFactory
+            factory = POP3Factory(**common)
+        else:
+            from mailmax.core.imap.factory import IMAPFactory
 
-        return IMAPFactory(**common)
+            factory = IMAPFactory(**common)
+        factory.cluster = self.cluster  # log-ins of users homed elsewhere go there
+        return factory
+
+    def peer_tls_options(self) -> Any:
+        """The ``[tls]`` certificate's server options (None when there is none)."""
+        settings = self.settings
+        cert, key = settings.path(settings.tls.cert), settings.path(settings.tls.key)
+        if not (cert.exists() and key.exists()):
+            return None
+        return server_options(cert, key, settings.tls.min_version)
 
     def _listening(self, port: IListeningPort, listener: ListenerSettings) -> None:
         self.ports.append((listener, port))

@@ -87,6 +87,10 @@ class User:
     virus_check: bool = True
     has_password: bool = True
     clear_password_kept: bool = False
+    #: Clustered domains: the node holding the mailbox ("" = the domain's home node).
+    home_node: str = ""
+    #: True while ``mailmax user move`` copies the mailbox: deliveries wait in the queues.
+    moving: bool = False
 
     @property
     def address(self) -> str:

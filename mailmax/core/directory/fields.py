@@ -129,6 +129,8 @@ USER_FIELDS: dict[str, Callable[[str, object], Any]] = {
     "daily_limits_enabled": _bool,
     "max_message_size": _int(2**62),
     "virus_check": _bool,
+    "home_node": _text(255, spaces=False),
+    "moving": _bool,
 }
 
 _USER_NOT_EDITABLE = {
@@ -213,7 +215,7 @@ def user_from_row(row: Mapping[str, Any], domain: str) -> User:
     """A User from a ``users`` row."""
     values = {name: row[name] for name in USER_FIELDS}
     values["account_type"] = AccountType(values["account_type"])
-    for name in ("smtp_auth_disabled", "daily_limits_enabled", "virus_check"):
+    for name in ("smtp_auth_disabled", "daily_limits_enabled", "virus_check", "moving"):
         values[name] = bool(values[name])
     return User(
         name=row["name"],

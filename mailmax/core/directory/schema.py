@@ -88,6 +88,9 @@ users = sa.Table(
     sa.Column("password_clear", sa.String(1024), nullable=True),
     sa.Column("keep_clear", sa.Boolean, nullable=False),
     *_times(),
+    # --- version 0005
+    sa.Column("home_node", sa.String(255), nullable=False, server_default=""),
+    sa.Column("moving", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("domain_id", "name"),
 )
 

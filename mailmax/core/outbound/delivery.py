@@ -88,6 +88,7 @@ class OutboundDelivery:
         reactor: Any,
         domain_record: Callable[[str], defer.Deferred[Any]] | None = None,
         resolver: Resolver | None = None,
+        node_route: Callable[[str], defer.Deferred[Route | str | None]] | None = None,
     ) -> None:
         queue = settings.queue
         self.reactor = reactor
@@ -105,6 +106,9 @@ class OutboundDelivery:
             reuse_seconds=queue.reuse_seconds,
         )
         self.domain_record = domain_record
+        #: Clustered domains: a recipient's route to its home node, a 4xx reply while it must
+        #: wait, or None (routed by its domain as usual).
+        self.node_route = node_route
         self._tls_cache: dict[tuple[str, str], Any] = {}
         self._records: dict[str, tuple[float, Any]] = {}
         self.reconfigure(settings)
@@ -150,10 +154,17 @@ class OutboundDelivery:
         read it already (else it is streamed from ``message_path``).
         """
         by_domain: dict[str, list[int]] = {}
-        for index in indexes:
-            by_domain.setdefault(domain_of(envelope.recipients[index].address), []).append(index)
         results: dict[int, RemoteOutcome] = {}
         groups: dict[tuple[Route, str], list[int]] = {}
+        for index in indexes:
+            address = envelope.recipients[index].address
+            node = await self._node_route(address)
+            if isinstance(node, RemoteOutcome):
+                results[index] = node
+            elif node is not None:
+                groups.setdefault((node, ""), []).append(index)
+            else:
+                by_domain.setdefault(domain_of(address), []).append(index)
         for domain, members in by_domain.items():
             recipients = [envelope.recipients[i] for i in members]
             route = await self._route(plugins, domain, envelope, recipients)
@@ -211,6 +222,19 @@ class OutboundDelivery:
             log.error("mailmax_route returned {value!r}; expected a Route", value=route)
             return RemoteOutcome("deferred", "451 4.3.0 Local error while routing the message")
         return route
+
+    async def _node_route(self, address: str) -> Route | RemoteOutcome | None:
+        """The home node's route of a clustered mailbox (see :attr:`node_route`)."""
+        if self.node_route is None:
+            return None
+        try:
+            found = await self.node_route(address)
+        except Exception:
+            log.failure("finding the home node of {address} failed", address=address)
+            return RemoteOutcome("deferred", "451 4.3.0 Local error while routing the message")
+        if isinstance(found, str):
+            return RemoteOutcome("deferred", found)
+        return found
 
     async def _record(self, domain: str) -> Any:
         """The directory's record of ``domain`` when it is one of ours (briefly cached)."""

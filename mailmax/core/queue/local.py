@@ -131,8 +131,11 @@ class LocalDelivery:
         cache_seconds: float = 1.0,
         parallel: int | None = None,
         spool: Spool | None = None,
+        cluster: Any = None,
     ) -> None:
         self.directory = directory
+        #: This node's :class:`~mailmax.core.cluster.nodes.Cluster`, or None.
+        self.cluster = cluster
         self.in_thread = in_thread
         self.fsync = fsync
         self.spool = spool if spool is not None and spool.helper else None
@@ -189,6 +192,9 @@ class LocalDelivery:
             if isinstance(resolved, Outcome):
                 return resolved
             mailbox = resolved
+        elsewhere = await self._elsewhere(mailbox)
+        if elsewhere is not None:
+            return elsewhere
         scope = Scope(domain=_domain_of(mailbox), user=mailbox)
         hook_envelope = to_model(envelope)
         try:
@@ -246,6 +252,25 @@ class LocalDelivery:
         outcome.extra = extra
         outcome.note = note
         return outcome
+
+    async def _elsewhere(self, mailbox: str) -> Outcome | None:
+        """For a mailbox that is not stored here now: on to its home node (``rerouted``), or
+        wait while it is being moved; None when it is stored here."""
+        user, domain, _ = await self.in_thread(self._mailboxes.get, mailbox)
+        if user is None:
+            return None
+        if user.moving:
+            return deferred(f"<{mailbox}>: mailbox is being moved between nodes", "4.2.1")
+        if self.cluster is None:
+            return None
+        from mailmax.core.cluster.nodes import Mailbox
+
+        state, home = self.cluster.where(user, domain)
+        if state == Mailbox.ELSEWHERE:
+            return Outcome("rerouted", note=f"home node {home}")
+        if state == Mailbox.UNKNOWN_NODE:
+            return deferred(f"Home node {home!r} of <{mailbox}> is not in [cluster.nodes]", "4.3.5")
+        return None
 
     async def _resolve(self, plugins: PluginSet, address: str) -> str | Outcome:
         """The mailbox of an address given without one, or what to do instead."""

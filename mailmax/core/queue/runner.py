@@ -118,6 +118,7 @@ class QueueRunner(QueueAdminMixin, Service):
         settings: Settings,
         reactor: Any = None,
         outbound: OutboundDelivery | None = None,
+        cluster: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -139,11 +140,13 @@ class QueueRunner(QueueAdminMixin, Service):
             fsync=spool.fsync,
             cache_seconds=min(settings.server.directory_cache_seconds, 1.0),
             spool=spool,
+            cluster=cluster,
         )
         self.outbound = outbound or OutboundDelivery(
             settings=settings,
             reactor=reactor,
             domain_record=lambda name: self._in_thread(directory.get_domain, name),
+            node_route=None if cluster is None else partial(self._node_route, cluster),
         )
         self.hold = HoldQueue(
             settings.path(queue.hold_dir),
@@ -171,6 +174,14 @@ class QueueRunner(QueueAdminMixin, Service):
         self._resume_local = False
         self._rescan = False
         self._stopping = False
+
+    def _node_route(self, cluster: Any, address: str) -> defer.Deferred[Any]:
+        """Clustered domains: the route of ``address`` to its home node (see
+        :func:`mailmax.core.cluster.nodes.route_for_lookup`)."""
+        from mailmax.core.cluster.nodes import route_for_lookup
+
+        found = self._in_thread(self.directory.lookup_recipient, address)
+        return found.addCallback(lambda lookup: route_for_lookup(cluster, lookup))
 
     # ------------------------------------------------------------------ service
     def startService(self) -> None:

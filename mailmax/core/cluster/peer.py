@@ -1,0 +1,125 @@
+"""The node-to-node SMTP listener: where the other nodes hand over mail for mailboxes homed here.
+
+It listens on this node's ``[cluster.nodes.NAME]`` address and ``smtp_port``. A peer must
+start TLS and log in with ``AUTH PLAIN`` as ``node:ITS-NAME`` with the shared secret before
+MAIL; nobody else can log in there. Policy ran on the node that received the message, so no
+plugin runs on this listener (no second virus scan, no DNSBL look-up of a peer's address);
+the message is spooled and delivered here like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+
+from mailmax.core.cluster.nodes import Cluster
+from mailmax.core.config import ListenerSettings, Settings
+from mailmax.core.directory.api import User
+from mailmax.core.hooks import PluginSet
+from mailmax.core.smtp.factory import SMTPFactory
+
+log = Logger(namespace="mailmax.cluster")
+
+
+class PeerDirectory:
+    """The directory as the node-to-node listener sees it: only peer nodes can log in."""
+
+    def __init__(self, directory: Any, cluster: Cluster) -> None:
+        self._directory = directory
+        self._cluster = cluster
+
+    def authenticate(self, login: str, password: str, domain: str = "") -> defer.Deferred[Any]:
+        """The peer pseudo-user for a node's login with the shared secret; None otherwise."""
+        name = self._cluster.peer_name(login, password)
+        return defer.succeed(self._cluster.peer_user(name) if name else None)
+
+    def clear_password(
+        self, login: str, domain: str = ""
+    ) -> defer.Deferred[tuple[User, str] | None]:
+        """No challenge-response logins here."""
+        return defer.succeed(None)
+
+    def record_login(self, address: str, service: str, ip: str) -> None:
+        """Peer logins are not users' logins: nothing to record."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._directory, name)
+
+
+def peer_settings(settings: Settings) -> Settings:
+    """``settings`` with the node-to-node listener's rules: AUTH required (after TLS) for MAIL,
+    no trusted networks."""
+    smtp = settings.smtp.model_copy(
+        update={"require_auth_on": ["smtp"], "allow_plaintext_auth": False, "trusted_networks": []}
+    )
+    return settings.model_copy(update={"smtp": smtp})
+
+
+class PeerListener(service.Service):
+    """Runs the node-to-node SMTP listener of a MailMax node."""
+
+    def __init__(self, mailmax: Any, cluster: Cluster) -> None:
+        self.mailmax = mailmax
+        self.cluster = cluster
+        self.factory: SMTPFactory | None = None
+        self.port: Any = None
+        self._no_plugins = PluginSet([])
+
+    def startService(self) -> None:
+        """Listen on this node's internal address (the server stops when that fails)."""
+        super().startService()
+        mailmax = self.mailmax
+        node = self.cluster.node(self.cluster.name)
+        listener = ListenerSettings(service="smtp", address=node.address, port=node.smtp_port)
+        tls = mailmax.peer_tls_options()
+        if tls is None:
+            raise RuntimeError(
+                "the node-to-node listener needs [tls] cert and key (TLS is required)"
+            )
+        self.factory = SMTPFactory(
+            spool=mailmax.spool,
+            settings=peer_settings(mailmax.settings),
+            listener=listener,
+            directory=PeerDirectory(mailmax.async_directory, self.cluster),
+            plugins=lambda: self._no_plugins,
+            tls_options=tls,
+            reactor=mailmax.reactor,
+            authlimit=mailmax.authlimit,
+            logins=mailmax.logins,
+            limiter=mailmax.limiter,
+        )
+        endpoint = endpoints.TCP4ServerEndpoint(
+            mailmax.reactor, node.smtp_port, interface=node.address
+        )
+        d = endpoint.listen(self.factory)
+        d.addCallback(self._listening)
+        d.addErrback(self._failed)
+
+    def _listening(self, port: Any) -> None:
+        self.port = port
+        log.info(
+            "node {node}: node-to-node SMTP on {address}:{port}",
+            node=self.cluster.name,
+            address=port.getHost().host,
+            port=port.getHost().port,
+        )
+
+    def _failed(self, failure: Any) -> None:
+        log.critical(
+            "node {node}: cannot listen for peers: {error}; stopping",
+            node=self.cluster.name,
+            error=failure.getErrorMessage(),
+        )
+        self.mailmax.reactor.callLater(0, self.mailmax.reactor.stop)
+
+    @defer.inlineCallbacks
+    def stopService(self) -> Any:
+        """Stop listening; let transactions in flight finish within the grace period."""
+        super().stopService()
+        if self.port is not None:
+            yield defer.maybeDeferred(self.port.stopListening)
+        if self.factory is not None:
+            yield self.factory.shutdown(self.mailmax.settings.server.shutdown_grace_seconds)
