@@ -567,6 +567,13 @@ class ClusterNodeSettings(_Section):
     imap_host: str = Field(
         "", description="Host name IMAP referrals send clients to; empty = the address."
     )
+    transfer_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port (TLS) on which it takes mailboxes moved to it; 0 = none.",
+        json_schema_extra=RESTART,
+    )
 
     @field_validator("address")
     @classmethod
@@ -600,7 +607,10 @@ class ClusterSettings(_Section):
         " relay the session to the home node, referral = answer with an RFC 2221 referral.",
     )
     proxy_connect_timeout: float = Field(
-        10.0, gt=0, le=120, description="Seconds to reach the home node for a proxied log-in."
+        10.0,
+        gt=0,
+        le=120,
+        description="Seconds to reach the home node for a proxied log-in.",
     )
     nodes: dict[str, ClusterNodeSettings] = Field(
         default_factory=dict,

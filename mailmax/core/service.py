@@ -27,6 +27,7 @@ from mailmax.core import config as config_mod
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.cluster.nodes import Cluster
 from mailmax.core.cluster.peer import PeerListener
+from mailmax.core.cluster.transfer import TransferListener
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
 from mailmax.core.directory.api import BlankPasswordPolicy
 from mailmax.core.directory.cached import AsyncDirectory
@@ -156,6 +157,8 @@ class MailMaxService(service.MultiService):
                 factory.limits = IMAPLimits.from_settings(settings)
         self.authlimit.reconfigure(settings)
         self.limiter.reconfigure(settings.connections)
+        if self.cluster is not None:  # the keys that may change live (see ClusterSettings)
+            self.cluster.settings = settings.cluster
         if self.directory is not None:
             self.directory.login_cache.seconds = settings.auth.cache_seconds
             self.directory.blank_password_default = BlankPasswordPolicy(
@@ -241,6 +244,7 @@ class MailMaxService(service.MultiService):
         self.queue.setServiceParent(self)
         if self.cluster is not None:
             PeerListener(self, self.cluster).setServiceParent(self)
+            TransferListener(self, self.cluster).setServiceParent(self)
         super().startService()
         self._listen()
         if hasattr(signal, "SIGHUP"):

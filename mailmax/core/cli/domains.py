@@ -21,15 +21,16 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "type_": ("type", click.option(
         "--type", "type_", type=click.Choice([t.value for t in DomainType]),
         help="normal, etrn (held for ETRN), relay (all mail to --delivery-host) or "
-        "backup (backup MX, needs --backup-priority); clustered is not enforced yet.")),
+        "backup (backup MX, needs --backup-priority) or clustered (users live on the nodes "
+        "of a cluster, needs --home-node).")),
     "delivery_host": ("delivery_host", click.option(
         "--delivery-host", metavar="HOST", help="Relay domains: the host all mail goes to.")),
     "backup_priority": ("backup_priority", click.option(
         "--backup-priority", type=_COUNT, metavar="N",
         help="Backup domains: our MX preference (not zero).")),
     "home_node": ("home_node", click.option(
-        "--home-node", metavar="NODE", hidden=True,
-        help="Clustered domains: the node its users live on.")),
+        "--home-node", metavar="NODE",
+        help="Clustered domains: the node its users live on unless they have their own.")),
     "catch_all": ("catch_all", click.option(
         "--catch-all", metavar="USER",
         help="Existing user (name or name@domain) receiving mail for unknown names "
@@ -86,7 +87,6 @@ def field_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 #: Options kept so that scripts get a clear refusal: the server does not enforce them yet.
 NOT_ENFORCED = {
-    "home_node": "--home-node",
     "session_send_mb": "--session-send-mb",
     "session_send_messages": "--session-send-messages",
     "over_limit_notice": "--over-limit-notice",
@@ -97,8 +97,8 @@ NOT_ENFORCED = {
 def given_fields(options: dict[str, Any]) -> dict[str, Any]:
     """The Domain fields named by the options actually given on the command line."""
     refuse_not_enforced(options, NOT_ENFORCED)
-    if options.get("type_") == DomainType.CLUSTERED.value:
-        refuse_not_enforced({"type": "clustered"}, {"type": "--type clustered"})
+    if options.get("type_") == DomainType.CLUSTERED.value or options.get("home_node"):
+        check_cluster_node(options.get("home_node"))
     fields = {}
     for param, value in options.items():
         if value is None or param not in _FIELDS:
@@ -106,6 +106,20 @@ def given_fields(options: dict[str, Any]) -> dict[str, Any]:
         name = _FIELDS[param][0]
         fields[name] = _ENUMS[name](value) if name in _ENUMS else value
     return fields
+
+
+def check_cluster_node(node: str | None) -> None:
+    """Refuse clustered settings on a server that is not a cluster node, and unknown nodes."""
+    cluster = app().settings().cluster
+    if not cluster.enabled:
+        raise CLIError(
+            "this server is not a node of a cluster, so clustered domains and home nodes would "
+            "be ignored: set [cluster] node, secret and [cluster.nodes.NAME] first (see "
+            "docs/cluster.md); nothing was changed"
+        )
+    if node and node not in cluster.nodes:
+        known = ", ".join(sorted(cluster.nodes))
+        raise CLIError(f"no node {node!r} in [cluster.nodes] (the nodes are: {known})")
 
 
 def find_domain(name: str) -> Domain:
@@ -159,10 +173,14 @@ def add_command(name: str, mail_dir: str | None, **options: Any) -> None:
     state = app()
     canonical = check_domain_name(name)
     target = mail_path(mail_dir) if mail_dir else state.settings().data_dir / "mail" / canonical
+    fields = given_fields(options)
+    stored = str(target)
+    if fields.get("type") == DomainType.CLUSTERED and not mail_dir:
+        stored = f"mail/{canonical}"  # under each node's own data directory
     created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)  # fails early on a path mail cannot be written to
     try:
-        domain = state.directory().add_domain(canonical, str(target), **given_fields(options))
+        domain = state.directory().add_domain(canonical, stored, **fields)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):

@@ -24,6 +24,7 @@ from mailmax.core.cli import (
     queue,
     reload,
     unlock,
+    usermove,
     users,
 )
 from mailmax.core.cli.context import App, CLIError, config_option, json_option
@@ -141,6 +142,7 @@ cli.add_command(init.init_command)
 cli.add_command(configcmd.config_group)
 cli.add_command(domains.domain_group)
 users.user_group.add_command(unlock.unlock_command)
+users.user_group.add_command(usermove.move_command)
 cli.add_command(users.user_group)
 cli.add_command(aliases.alias_group)
 cli.add_command(plugins.plugin_group)

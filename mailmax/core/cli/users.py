@@ -51,6 +51,10 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = {
     "daily_limits": ("daily_limits_enabled", click.option(
         "--daily-limits/--no-daily-limits", default=None, hidden=True,
         help="Switch the daily sending limits on or off (the numbers are kept)."), bool),
+    "home_node": ("home_node", click.option(
+        "--home-node", metavar="NODE",
+        help="Clustered domains: the node holding the mailbox (default: the domain's); "
+        "`mailmax user move` changes it."), str),
     "virus_check": ("virus_check", click.option(
         "--virus-check/--no-virus-check", default=None,
         help="Switch the antivirus plugin on or off for this user."), bool),
@@ -190,6 +194,10 @@ def add_command(
     if no_password and (password is not None or password_stdin):
         raise CLIError("--no-password cannot be combined with --password or --password-stdin")
     secret = None if no_password else read_password(password, password_stdin, what=address)
+    if options.get("home_node"):
+        from mailmax.core.cli.domains import check_cluster_node
+
+        check_cluster_node(options["home_node"])
     user = state.directory().add_user(
         address, secret, keep_clear=keep_clear_password, **given_fields(options)
     )
@@ -221,6 +229,11 @@ def edit_command(address: str, **options: Any) -> None:
     fields = given_fields(options)
     if not fields:
         raise CLIError("nothing to change; give at least one option (see `mailmax user edit -h`)")
+    if "home_node" in fields:
+        raise CLIError(
+            "--home-node alone would leave the mail behind; move the mailbox with "
+            f"`mailmax user move {address} --node NODE`; nothing was changed"
+        )
     user = state.directory().edit_user(address, **fields)
     switch_virus_check(user.address, options.get("virus_check"))
     state.out.done(

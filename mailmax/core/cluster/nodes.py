@@ -92,6 +92,10 @@ class Cluster:
         """The pseudo-user a peer node's SMTP session is authenticated as."""
         return User(name=f"node-{name}", domain=PEER_DOMAIN)
 
+    def path(self, value: str) -> Path:
+        """``value`` resolved against the data directory."""
+        return self._base.path(value) if self._base is not None else Path(value)
+
     # ------------------------------------------------------------------ TLS to peers
     def client_tls(self, home: str) -> Any:
         """TLS options for connecting to node ``home`` (checked against ``tls_ca_file`` when
@@ -99,8 +103,7 @@ class Cluster:
         ca_file = self.settings.tls_ca_file
         if not ca_file:
             return ssl.CertificateOptions(raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
-        path = self._base.path(ca_file) if self._base is not None else Path(ca_file)
-        data = path.read_bytes()
+        data = self.path(ca_file).read_bytes()
         marker = b"-----END CERTIFICATE-----"
         blocks = [part + marker for part in data.split(marker) if b"BEGIN CERTIFICATE" in part]
         root = ssl.trustRootFromCertificates([ssl.Certificate.loadPEM(b) for b in blocks])

@@ -182,6 +182,11 @@ def check_domain(values: Mapping[str, Any]) -> None:
             "a backup domain needs a non-zero backup priority, the MX preference of this "
             "server: give {field} (e.g. 20)",
         )
+    if values["type"] == DomainType.CLUSTERED and not values["home_node"]:
+        raise FieldError(
+            "home_node",
+            "a clustered domain needs a home node for users without their own: give {field}",
+        )
     if values["over_limit_notice"] == "percent" and values["over_limit_threshold"] > 100:
         raise FieldError(
             "over_limit_threshold", "an over-limit threshold in percent ({field}) must be 0 to 100"

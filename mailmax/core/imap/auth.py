@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core.authlimit import LoginBlocked
+from mailmax.core.cluster import proxy
 from mailmax.core.imap import parser
 from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
@@ -173,6 +174,9 @@ class AuthCommands(SessionBase):
         if verdict.decisive and verdict.action is not Action.ACCEPT:
             self._log_login(user.address, f"refused by {verdict.plugin or 'policy'}")
             raise No(f"[AUTHENTICATIONFAILED] {one_line(verdict.text) or 'Log-in refused'}")
+        proxied = await self._elsewhere(user, login, password)
+        if proxied is not None:
+            return proxied
         counts = self.factory.user_sessions
         if counts[user.address] >= self.limits.max_sessions_per_user:
             self._log_login(user.address, "refused: too many sessions")
@@ -198,6 +202,34 @@ class AuthCommands(SessionBase):
         call = self.reactor.callLater(RECORD_LOGIN_DELAY, self.record_login)
         self._login_record = (user.address, call)
         return f"[CAPABILITY {self.capabilities()}] Logged in"
+
+    async def _elsewhere(self, user: Any, login: str, password: str) -> str | None:
+        """Clustered domains: for a user homed on another node, refer the client there or
+        relay the session to it (the tagged OK text); None when the mailbox is here."""
+        cluster = getattr(self.factory, "cluster", None)
+        try:
+            home = await proxy.home_elsewhere(cluster, self.directory, user)
+            if not home:
+                return None
+            if cluster.settings.imap_logins == "referral":
+                self._log_login(user.address, f"referred to node {home}")
+                url = proxy.referral(cluster, home, login)
+                raise No(f"[REFERRAL {url}] Your mailbox is on server {home}; log in there")
+            upstream = await proxy.open_home(
+                cluster, home, "imap", user.address, password, self.reactor
+            )
+        except proxy.ProxyError as exc:
+            self._log_login(user.address, f"not proxied ({exc.text})")
+            raise No(f"[{'UNAVAILABLE' if exc.temporary else 'CONTACTADMIN'}] {exc.text}") from None
+        if self._closing:
+            upstream.transport.loseConnection()
+            return "Logged in"
+        self.user, self.state = user, "proxied"
+        self.reader.clear()  # nothing more is handled here
+        self._log_login(user.address, f"ok, proxied to node {home}")
+        # the tagged OK goes out before the join: the home node speaks from then on
+        self.reactor.callLater(0, upstream.join, self)
+        return f"Logged in (mailbox on server {home})"
 
     def record_login(self) -> None:
         """Write this session's log-in to the directory, if not done yet.

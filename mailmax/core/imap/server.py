@@ -344,6 +344,9 @@ class IMAPServer(Connection, AuthCommands, MessageCommands, SelectedCommands, Fo
             if self.factory.tls_options is not None and not self.tls:
                 caps.append("STARTTLS")
             caps.append("AUTH=PLAIN" if self.login_allowed else "LOGINDISABLED")
+            cluster = getattr(self.factory, "cluster", None)
+            if cluster is not None and cluster.settings.imap_logins == "referral":
+                caps.append("LOGIN-REFERRALS")
         return " ".join(caps)
 
     # ------------------------------------------------------------------ timeouts

@@ -89,6 +89,9 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
         self._timer: Any = None
         self._abort_call: Any = None
         self._stall_call: Any = None
+        #: While the session is relayed to another server (a cluster's home node): the
+        #: transport the client's bytes go to (see :mod:`mailmax.core.cluster.proxy`).
+        self.relay_to: Any = None
         #: What a long response (a message being sent) writes to and registers its producer
         #: with: the transport, under this connection's backpressure.
         self.output = _Output(self)
@@ -146,6 +149,9 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         """Forget the session: timers, input, its place in the factory and the IP's count."""
         self._closing = True
+        relay, self.relay_to = self.relay_to, None
+        if relay is not None:
+            relay.loseConnection()
         self.discard_input()
         for call in (self._timer, self._abort_call, self._stall_call):
             if call is not None and call.active():
@@ -168,6 +174,9 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
     # ------------------------------------------------------------------ input
     def dataReceived(self, data: bytes) -> None:
         """Take ``data``; handle whatever can be handled now."""
+        if self.relay_to is not None:
+            self.relay_to.write(data)
+            return
         if self._closing:
             return
         self.touch()

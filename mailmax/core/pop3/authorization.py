@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core.authlimit import AuthLimiter, LoginBlocked
+from mailmax.core.cluster import proxy
 from mailmax.core.pop3.errors import POP3Error
 from mailmax.core.pop3.maildrop import Maildrop
 from mailmax.core.store.lock import MailboxInUse
@@ -112,7 +113,7 @@ class AuthorizationMixin:
         def check() -> defer.Deferred[User | None]:
             return self.directory.authenticate(login, arg, self.listener.default_domain)
 
-        return defer.ensureDeferred(self._login(login, check, "USER/PASS"))
+        return defer.ensureDeferred(self._login(login, check, "USER/PASS", password=arg))
 
     def pop_APOP(self, arg: str) -> defer.Deferred[None]:
         """APOP name digest: MD5 of the greeting's timestamp and the clear-text password."""
@@ -173,7 +174,7 @@ class AuthorizationMixin:
         def check() -> defer.Deferred[User | None]:
             return self.directory.authenticate(login, password, self.listener.default_domain)
 
-        return defer.ensureDeferred(self._login(login, check, "SASL PLAIN"))
+        return defer.ensureDeferred(self._login(login, check, "SASL PLAIN", password=password))
 
     async def _login(
         self,
@@ -181,6 +182,7 @@ class AuthorizationMixin:
         check: Callable[[], Awaitable[User | None]],
         method: str,
         failure: str = "[AUTH] Authentication failed",
+        password: str | None = None,
     ) -> None:
         assert self.session is not None
         ip = self.session.peer_ip
@@ -197,6 +199,8 @@ class AuthorizationMixin:
         if verdict.decisive and verdict.action is not Action.ACCEPT:
             self._log_login(user.address, method, f"refused by {verdict.plugin or 'policy'}")
             raise POP3Error(f"[AUTH] {verdict.text}")
+        if await self._proxied(user, method, password):
+            return
         try:
             root = await self.directory.run(self.directory.sync.user_maildir, user)
             drop = await self.factory.blocking(Maildrop.open, root, fsync=self.factory.fsync)
@@ -219,6 +223,36 @@ class AuthorizationMixin:
             recorded.addErrback(lambda f: log.failure("cannot record login", f))
         count, octets = drop.stat()
         self._send(f"+OK {user.address} has {count} message(s) ({octets} octets)")
+
+    async def _proxied(self, user: User, method: str, password: str | None) -> bool:
+        """Clustered domains: relay the session to the user's home node when that is not this
+        one (True); False when the mailbox is here."""
+        cluster = getattr(self.factory, "cluster", None)
+        try:
+            home = await proxy.home_elsewhere(cluster, self.directory, user)
+            if not home:
+                return False
+            if password is None:
+                raise proxy.ProxyError(
+                    f"APOP cannot be passed on to server {home}, which holds your mailbox; "
+                    "log in with USER/PASS (over TLS)",
+                    temporary=False,
+                )
+            upstream = await proxy.open_home(
+                cluster, home, "pop3", user.address, password, self.reactor
+            )
+        except proxy.ProxyError as exc:
+            self._log_login(user.address, method, f"not proxied ({exc.text})")
+            code = "[SYS/TEMP]" if exc.temporary else "[SYS/PERM]"
+            raise POP3Error(f"{code} {exc.text}") from None
+        if self._closing:
+            upstream.transport.loseConnection()
+            return True
+        self.user, self.state = user, "proxied"
+        self._log_login(user.address, method, f"ok, proxied to node {home}")
+        self._send(f"+OK {user.address} logged in (mailbox on server {home})")
+        upstream.join(self)
+        return True
 
     def _log_login(self, login: str, method: str, outcome: str) -> None:
         log.info(

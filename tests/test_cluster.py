@@ -1,0 +1,272 @@
+"""Clustered domains on two real nodes sharing the PostgreSQL test cluster: mail relayed to the
+home node, POP3/IMAP log-ins proxied or referred there, and mailboxes moved between nodes."""
+
+from __future__ import annotations
+
+import hashlib
+import imaplib
+import os
+import poplib
+import re
+import shutil
+import signal
+import smtplib
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cluster_support import (
+    ADDRESSES,
+    PASSWORDS,
+    SECRET,
+    Node,
+    peer_port,
+    running_nodes,
+    send,
+)
+
+
+@pytest.fixture(scope="module")
+def nodes(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Node]]:
+    """Nodes a and b running on one shared PostgreSQL directory."""
+    yield from running_nodes(postgres, tmp_path_factory)
+
+
+def _subjects(messages: list[bytes]) -> set[bytes]:
+    return {re.search(rb"Subject: ([^\r\n]+)", m).group(1) for m in messages}
+
+
+def _insecure() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
+# ---------------------------------------------------------------------- mail to the home node
+def test_mail_for_a_user_homed_on_b_sent_to_a_lands_in_bs_maildir(nodes) -> None:
+    """C1: a accepts mail for bob (home b), relays it to b, b stores it; a keeps no copy."""
+    a, b = nodes["a"], nodes["b"]
+    send(a, "bob@example.test", "first")
+    send(a, "bob@example.test", "second")
+    stored = b.wait_for_mail("bob@example.test", 2, timeout=30)
+    assert _subjects(stored) == {b"first", b"second"}
+    assert all(b"with ESMTPSA" in m for m in stored)  # taken over TLS from a logged-in peer
+    assert a.messages("bob@example.test") == []
+
+
+def test_mail_for_a_user_homed_on_a_sent_to_b_lands_in_as_maildir(nodes) -> None:
+    """C1: the domain's home node is the home of users without their own (alice: a)."""
+    a, b = nodes["a"], nodes["b"]
+    send(b, "alice@example.test", "via b")
+    [stored] = a.wait_for_mail("alice@example.test", timeout=30)
+    assert b"Subject: via b" in stored
+    assert b.messages("alice@example.test") == []
+
+
+def test_the_node_listener_takes_mail_only_from_nodes_with_the_secret(nodes) -> None:
+    """C1: the node-to-node listener wants TLS and a node's login with the shared secret."""
+    with smtplib.SMTP(ADDRESSES["b"], peer_port(nodes["b"]), timeout=10) as client:
+        client.ehlo("test")
+        assert client.mail("x@elsewhere.test")[0] == 530
+        client.rset()
+        client.starttls(context=_insecure())
+        client.ehlo("test")
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("node:a", "wrong-secret-wrong-secret")
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("bob@example.test", PASSWORDS["bob"])
+        client.login("node:a", SECRET)
+        assert client.mail("x@elsewhere.test")[0] == 250
+
+
+def test_each_node_queues_in_its_own_spool(nodes) -> None:
+    """C5: every node has its own queue directory."""
+    queues = {node.data_dir / "queue" for node in nodes.values()}
+    assert len(queues) == 2 and all(queue.is_dir() for queue in queues)
+
+
+# ---------------------------------------------------------------------- log-ins elsewhere
+def test_pop3_login_on_a_reads_bobs_mailbox_on_b(nodes) -> None:
+    """C2: a checks bob's password, then proxies the POP3 session to b's mailbox."""
+    a = nodes["a"]
+    client = poplib.POP3(a.address, a.ports["pop3"], timeout=10)
+    try:
+        client.user("bob@example.test")
+        assert b"mailbox on server b" in client.pass_(PASSWORDS["bob"])
+        assert client.stat()[0] == 2
+        assert _subjects([b"\r\n".join(client.retr(n)[1]) for n in (1, 2)]) == {
+            b"first",
+            b"second",
+        }
+    finally:
+        client.quit()
+
+
+def test_pop3_login_on_a_with_a_wrong_password_is_refused_on_a(nodes) -> None:
+    """C2: the password is checked on the node the client reached, before any proxying."""
+    a = nodes["a"]
+    client = poplib.POP3(a.address, a.ports["pop3"], timeout=10)
+    try:
+        client.user("bob@example.test")
+        with pytest.raises(poplib.error_proto, match="Authentication failed"):
+            client.pass_("not-bobs-password")
+    finally:
+        client.quit()
+
+
+def test_pop3_apop_for_a_user_homed_elsewhere_says_why_it_is_refused(nodes) -> None:
+    """C2: APOP cannot be passed on to the home node (no password travels): it says so."""
+    a = nodes["a"]
+    client = poplib.POP3(a.address, a.ports["pop3"], timeout=10)
+    try:
+        stamp = re.search(rb"<[^>]+>", client.welcome).group(0)
+        digest = hashlib.md5(stamp + PASSWORDS["dave"].encode()).hexdigest()
+        with pytest.raises(poplib.error_proto, match=r"SYS/PERM.*APOP cannot be passed on"):
+            client._shortcmd(f"APOP dave@example.test {digest}")
+    finally:
+        client.quit()
+
+
+def test_imap_login_on_a_reaches_bobs_mailbox_on_b(nodes) -> None:
+    """C2: IMAP on a (proxy, the default): SELECT and FETCH show bob's mail on b."""
+    a = nodes["a"]
+    with imaplib.IMAP4(a.address, a.ports["imap"], timeout=10) as client:
+        status, text = client.login("bob@example.test", PASSWORDS["bob"])
+        assert status == "OK" and b"mailbox on server b" in text[0]
+        assert client.select("INBOX") == ("OK", [b"2"])
+        status, data = client.fetch("1:2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert _subjects([data[0][1], data[2][1]]) == {b"first", b"second"}
+        client.logout()
+
+
+def test_imap_login_on_b_for_alice_reaches_a_over_imaps(nodes) -> None:
+    """C2: the other way round, with the client on an implicit-TLS port of b."""
+    b = nodes["b"]
+    with imaplib.IMAP4_SSL(
+        b.address, b.ports["imaps"], ssl_context=_insecure(), timeout=10
+    ) as client:
+        assert client.login("alice@example.test", PASSWORDS["alice"])[0] == "OK"
+        assert client.select("INBOX") == ("OK", [b"1"])
+        client.logout()
+
+
+def test_imap_referral_option(nodes) -> None:
+    """C3: with imap_logins = "referral", a advertises LOGIN-REFERRALS and refers bob to b."""
+    a = nodes["a"]
+    text = a.config_path.read_text()
+    a.config_path.write_text(text.replace("[cluster]\n", '[cluster]\nimap_logins = "referral"\n'))
+    _reload(a, referrals=True)
+    try:
+        with imaplib.IMAP4(a.address, a.ports["imap"], timeout=10) as client:
+            assert "LOGIN-REFERRALS" in client.capabilities
+            with pytest.raises(imaplib.IMAP4.error) as refused:
+                client.login("bob@example.test", PASSWORDS["bob"])
+            b_imaps = nodes["b"].ports["imaps"]
+            assert f"[REFERRAL imap://bob%40example.test;AUTH=*@127.0.0.2:{b_imaps}/]" in str(
+                refused.value
+            )
+            assert client.login("alice@example.test", PASSWORDS["alice"])[0] == "OK"  # on a
+    finally:
+        a.config_path.write_text(text)
+        _reload(a, referrals=False)
+
+
+def _reload(node: Node, *, referrals: bool) -> None:
+    """SIGHUP ``node`` and wait until its IMAP capabilities show the new setting."""
+    node.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while True:
+        with imaplib.IMAP4(node.address, node.ports["imap"], timeout=10) as client:
+            if ("LOGIN-REFERRALS" in client.capabilities) == referrals:
+                return
+        assert time.monotonic() < deadline, node.log_text()[-2000:]
+        time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------- moving a mailbox
+def _mailmax(node: Node, *args: str) -> subprocess.Popen[str]:
+    exe = shutil.which("mailmax") or os.path.join(os.path.dirname(sys.executable), "mailmax")
+    return subprocess.Popen(
+        [exe, "--config", str(node.config_path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _moving(node: Node, address: str) -> bool:
+    directory = node.directory()
+    try:
+        return directory.get_user(address).moving
+    finally:
+        directory.close()
+
+
+def test_moving_carol_from_a_to_b_keeps_all_her_mail(nodes) -> None:
+    """C4: carol's mail, folders and flags go to b; mail sent during the move waits and
+    arrives on b; afterwards log-ins and mail on either node reach b."""
+    a, b = nodes["a"], nodes["b"]
+    carol = "carol@example.test"
+    send(b, carol, "before 1")
+    send(a, carol, "before 2")
+    a.wait_for_mail(carol, 2, timeout=30)
+    with imaplib.IMAP4(a.address, a.ports["imap"], timeout=10) as client:
+        client.login(carol, PASSWORDS["carol"])
+        assert client.create("Archive")[0] == "OK"
+        assert client.append("Archive", r"(\Seen)", None, b"Subject: kept\r\n\r\nkept\r\n")[0]
+        client.select("INBOX")
+        client.store("1", "+FLAGS", r"(\Flagged)")
+        validity = client.response("UIDVALIDITY")
+        client.logout()
+
+    mover = _mailmax(a, "user", "move", carol, "--node", "b")
+    deadline = time.monotonic() + 10
+    while not _moving(a, carol):
+        assert mover.poll() is None, mover.communicate()
+        assert time.monotonic() < deadline, "the move never marked carol as moving"
+        time.sleep(0.05)
+    send(a, carol, "during via a")
+    send(b, carol, "during via b")
+    out, err = mover.communicate(timeout=60)
+    assert mover.returncode == 0, err
+    assert "moved carol@example.test from node a to node b" in out
+
+    assert _subjects(b.wait_for_mail(carol, 4)) == {
+        b"before 1",
+        b"before 2",
+        b"during via a",
+        b"during via b",
+    }
+    assert not a.maildir(carol).exists()  # renamed aside, never merged with anything
+    assert any(p.name.startswith("carol.moved-b-") for p in a.maildir(carol).parent.iterdir())
+    with imaplib.IMAP4(b.address, b.ports["imap"], timeout=10) as client:
+        client.login(carol, PASSWORDS["carol"])
+        client.select("INBOX")
+        assert client.response("UIDVALIDITY") == validity
+        assert b"\\Flagged" in client.fetch("1", "(FLAGS)")[1][0]
+        assert client.select("Archive") == ("OK", [b"1"])
+        client.logout()
+    with imaplib.IMAP4(a.address, a.ports["imap"], timeout=10) as client:  # proxied to b now
+        assert b"mailbox on server b" in client.login(carol, PASSWORDS["carol"])[1][0]
+        client.logout()
+
+
+def test_move_refusals_say_why_and_change_nothing(nodes) -> None:
+    """C4: a move run on a node that does not hold the mailbox is refused, and so is changing
+    the home node without moving the mail."""
+    a, b = nodes["a"], nodes["b"]
+    wrong = a.cli("user", "move", "bob@example.test", "--node", "a", check=False)
+    assert wrong.returncode == 1
+    assert "is on node b: run this command there; the mailbox stays where it was" in wrong.stderr
+    edit = b.cli("user", "edit", "bob@example.test", "--home-node", "a", check=False)
+    assert edit.returncode == 1 and "mailmax user move" in edit.stderr
+    directory = a.directory()
+    try:
+        bob = directory.get_user("bob@example.test")
+    finally:
+        directory.close()
+    assert (bob.home_node, bob.moving) == ("b", False)
