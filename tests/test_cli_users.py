@@ -207,12 +207,16 @@ def test_options_not_enforced_yet_are_refused(system):
     help_text = system.ok("user", "edit", "--help")
     assert "--daily" not in help_text and "--virus-check" in help_text
     for option in (["--session-send-mb", "1"], ["--session-send-messages", "1"],
-                   ["--over-limit-notice", "mb"], ["--over-limit-threshold", "3"],
-                   ["--home-node", "n2"], ["--type", "clustered"]):  # fmt: skip
+                   ["--over-limit-notice", "mb"], ["--over-limit-threshold", "3"]):  # fmt: skip
         err = system.fails("domain", "add", "new.test", *option)
         assert "not enforced yet" in err and option[0] in err, option
         err = system.fails("domain", "edit", "example.test", *option)
         assert "not enforced yet" in err
+    for option in (["--home-node", "n2"], ["--type", "clustered"]):  # no [cluster] here
+        err = system.fails("domain", "add", "new.test", *option)
+        assert "not a node of a cluster" in err and "nothing was changed" in err, option
+    err = system.fails("user", "add", "new@example.test", "--password", SECRET, "--home-node", "n")
+    assert "not a node of a cluster" in err
     assert not system.mail_dir("new.test").exists()
 
 
@@ -221,7 +225,7 @@ def test_stored_values_of_options_not_enforced_stay_readable(system):
     directory = system.directory()
     try:
         directory.edit_user("admin@example.test", daily_send_mb=7, virus_check=False)
-        directory.edit_domain("example.test", session_send_mb=3, type="clustered")
+        directory.edit_domain("example.test", session_send_mb=3, type="clustered", home_node="n1")
     finally:
         directory.close()
     system.ok("user", "edit", "admin@example.test", "--first-name", "Ada")

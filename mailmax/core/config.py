@@ -546,7 +546,7 @@ class PluginSettings(_Section):
 
 
 class ClusterNodeSettings(_Section):
-    """One node of a cluster, as every node reaches it (``[cluster.nodes.NAME]``)."""
+    """One node of a cluster, as every node reaches it."""
 
     address: str = Field(description="The node's internal IP address.", json_schema_extra=RESTART)
     smtp_port: int = Field(
@@ -556,16 +556,23 @@ class ClusterNodeSettings(_Section):
         json_schema_extra=RESTART,
     )
     pop3s_port: int = Field(
-        0, ge=0, le=65535, description="Its POP3 over TLS port (for proxied log-ins); 0 = none."
+        0,
+        ge=0,
+        le=65535,
+        description="Its POP3 over TLS port (for proxied log-ins); 0 = none.",
+        json_schema_extra=RESTART,
     )
     imaps_port: int = Field(
         0,
         ge=0,
         le=65535,
         description="Its IMAP over TLS port (proxied log-ins, referrals); 0 = none.",
+        json_schema_extra=RESTART,
     )
     imap_host: str = Field(
-        "", description="Host name IMAP referrals send clients to; empty = the address."
+        "",
+        description="Host name IMAP referrals send clients to; empty = the address.",
+        json_schema_extra=RESTART,
     )
     transfer_port: int = Field(
         0,
@@ -614,7 +621,7 @@ class ClusterSettings(_Section):
     )
     nodes: dict[str, ClusterNodeSettings] = Field(
         default_factory=dict,
-        description="``[cluster.nodes.NAME]`` tables: every node, this one too.",
+        description="`[cluster.nodes.NAME]` tables: every node, this one too.",
         json_schema_extra=RESTART,
     )
 

@@ -27,6 +27,8 @@ SECTIONS: list[tuple[str, type[BaseModel], bool]] = [
     ("spool", config.SpoolSettings, False),
     ("queue", config.QueueSettings, False),
     ("plugins", config.PluginSettings, False),
+    ("cluster", config.ClusterSettings, False),
+    ("cluster.nodes.NAME", config.ClusterNodeSettings, False),
 ]
 
 
