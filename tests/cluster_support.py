@@ -7,6 +7,7 @@ domain's mail directory is relative (``mail/example.test``), under each node's d
 
 from __future__ import annotations
 
+import shutil
 import smtplib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,8 @@ from tests.fixtures.postgres import new_database
 from tests.fixtures.server import DOMAIN, MailMaxServer, write_config
 
 SECRET = "cluster-test-secret-0123456789"
+#: A test plugin on both nodes: a note made where mail arrives picks its folder where it is stored.
+NOTETAG = Path(__file__).parent / "plugins" / "notetag.py"
 ADDRESSES = {"a": "127.0.0.1", "b": "127.0.0.2"}
 PASSWORDS = {
     "alice": "alicesecret",
@@ -95,10 +98,13 @@ def cluster_nodes(base: Path, url: str, **cluster: Any) -> dict[str, Node]:
             "imap": {"allow_plaintext_auth": True},
             "queue": {"scan_interval": 0.5, "retry_minutes": 0.01},
             "auth": {"failure_delay": 0.0, "max_failure_delay": 0.0},
+            "plugins": {"enabled": ["notetag"]},
             "cluster": {"node": name, "secret": SECRET, **cluster},
         }
         node = Node(name, data_dir, sections, url)
         node.prepare()
+        (data_dir / "plugins").mkdir()
+        shutil.copy(NOTETAG, data_dir / "plugins" / "notetag.py")
         # nested tables: [cluster.nodes.a] ...
         text = node.config_path.read_text()
         for other, settings in nodes.items():

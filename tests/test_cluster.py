@@ -28,6 +28,7 @@ from tests.cluster_support import (
     running_nodes,
     send,
 )
+from tests.fixtures.ports import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,16 @@ def test_mail_for_a_user_homed_on_a_sent_to_b_lands_in_as_maildir(nodes) -> None
     [stored] = a.wait_for_mail("alice@example.test", timeout=30)
     assert b"Subject: via b" in stored
     assert b.messages("alice@example.test") == []
+
+
+def test_notes_made_where_mail_arrives_travel_to_the_home_node(nodes) -> None:
+    """C1: policy runs once, on a; what it noted (here: a test plugin's folder choice) is
+    what b's delivery acts on."""
+    a, b = nodes["a"], nodes["b"]
+    send(a, "bob@example.test", "tag me")
+    wait_until(lambda: b.messages("bob@example.test", "Tagged"), 30, "the tagged copy on b")
+    [stored] = b.messages("bob@example.test", "Tagged")
+    assert b"Subject: tag me" in stored
 
 
 def test_the_node_listener_takes_mail_only_from_nodes_with_the_secret(nodes) -> None:

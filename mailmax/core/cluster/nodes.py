@@ -76,7 +76,7 @@ class Cluster:
             username=PEER_LOGIN_PREFIX + self.name,
             password=self.settings.secret,
         )
-        return Route(engines=(engine,), name=f"cluster node {home}")
+        return Route(engines=(engine,), name=f"cluster node {home}", pass_notes=True)
 
     def peer_name(self, login: str, password: str) -> str | None:
         """The node a node-to-node login proves, or None."""

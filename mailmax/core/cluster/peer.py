@@ -19,9 +19,16 @@ from mailmax.core.cluster.nodes import Cluster
 from mailmax.core.config import ListenerSettings, Settings
 from mailmax.core.directory.api import User
 from mailmax.core.hooks import PluginSet
+from mailmax.core.model import kept_notes
+from mailmax.core.outbound.route import NOTES_PARAMETER, parse_notes
+from mailmax.core.smtp.commands import SMTPReplyError
 from mailmax.core.smtp.factory import SMTPFactory
+from mailmax.core.smtp.server import SMTPServer
 
 log = Logger(namespace="mailmax.cluster")
+
+#: Longest command line on the node-to-node listener (the MAIL command carries the notes).
+PEER_COMMAND_LINE = 65536
 
 
 class PeerDirectory:
@@ -51,11 +58,46 @@ class PeerDirectory:
 
 def peer_settings(settings: Settings) -> Settings:
     """``settings`` with the node-to-node listener's rules: AUTH required (after TLS) for MAIL,
-    no trusted networks."""
+    no trusted networks, room for the notes in the MAIL command."""
     smtp = settings.smtp.model_copy(
-        update={"require_auth_on": ["smtp"], "allow_plaintext_auth": False, "trusted_networks": []}
+        update={
+            "require_auth_on": ["smtp"],
+            "allow_plaintext_auth": False,
+            "trusted_networks": [],
+            "max_command_line": PEER_COMMAND_LINE,
+        }
     )
     return settings.model_copy(update={"smtp": smtp})
+
+
+class PeerSMTPServer(SMTPServer):
+    """An SMTP session of a peer node: the notes plugins attached to the message on the node
+    that received it (``X-MAILMAX-NOTES`` on MAIL, from logged-in peers only) are kept with it,
+    so delivery here acts on the checks made there."""
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        """MAIL FROM with the peer's notes taken out of the parameters."""
+        words = arg.split(" ")
+        prefix = NOTES_PARAMETER + "="
+        given = [w for w in words if w.upper().startswith(prefix)]
+        notes: dict[str, str] = {}
+        if given:
+            if self.session is None or self.session.auth_user is None:
+                raise SMTPReplyError(530, "5.7.0", "Authentication required")
+            try:
+                notes = parse_notes(given[-1][len(prefix) :])
+            except ValueError as exc:
+                raise SMTPReplyError(501, "5.5.4", str(exc)) from None
+            arg = " ".join(w for w in words if w not in given)
+        await super().smtp_MAIL(arg)
+        if notes and self.envelope is not None:
+            self.envelope.notes.update(kept_notes(notes))
+
+
+class PeerSMTPFactory(SMTPFactory):
+    """Builds :class:`PeerSMTPServer` sessions."""
+
+    protocol = PeerSMTPServer  # type: ignore[assignment]
 
 
 class PeerListener(service.Service):
@@ -79,7 +121,7 @@ class PeerListener(service.Service):
             raise RuntimeError(
                 "the node-to-node listener needs [tls] cert and key (TLS is required)"
             )
-        self.factory = SMTPFactory(
+        self.factory = PeerSMTPFactory(
             spool=mailmax.spool,
             settings=peer_settings(mailmax.settings),
             listener=listener,

@@ -406,8 +406,11 @@ class SMTPClient(protocol.Protocol):
         eight_bit: bool = False,
         content: bytes | None = None,
         skip: int = 0,
+        mail_params: str = "",
     ) -> Transaction:
         """MAIL, RCPT for each recipient, DATA and the message; a reply per recipient.
+
+        ``mail_params`` (`` KEY=VALUE...``) is added to the MAIL command as it is.
 
         The message is ``content`` when given, else it is streamed from the file ``message``
         less its first ``skip`` bytes.
@@ -427,6 +430,7 @@ class SMTPClient(protocol.Protocol):
             mail += f" SIZE={size}"
         if eight_bit and self.offers("8BITMIME"):
             mail += " BODY=8BITMIME"
+        mail += mail_params
         rcpts = [f"RCPT TO:<{address}>" for address in recipients]
         if self.offers("PIPELINING"):
             self.transport.write("".join(f"{c}\r\n" for c in [mail, *rcpts, "DATA"]).encode())

@@ -29,7 +29,7 @@ from mailmax.core.hooks import SYSTEM, PluginSet, Scope
 from mailmax.core.outbound.client import Reply, SessionError, SMTPClient, Transaction
 from mailmax.core.outbound.dns import DNSError, DNSPermanentError, Resolver, ip_literal
 from mailmax.core.outbound.pool import SessionPool
-from mailmax.core.outbound.route import Engine, Route, direct
+from mailmax.core.outbound.route import Engine, Route, direct, notes_parameter
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 from mailmax.core.verdicts import Action
 
@@ -348,7 +348,7 @@ class OutboundDelivery:
                 client = lease.client
                 lease.client = None
                 try:
-                    done = await self._send(client, envelope, addresses, message)
+                    done = await self._send(client, envelope, addresses, message, route)
                     return self._replies(done, members, addresses, route, client.host)
                 except SessionError:
                     client.abort()
@@ -367,7 +367,7 @@ class OutboundDelivery:
                     )
                     continue
                 try:
-                    done = await self._send(client, envelope, addresses, message)
+                    done = await self._send(client, envelope, addresses, message, route)
                 except SessionError as exc:
                     client.abort()
                     client = None
@@ -406,8 +406,10 @@ class OutboundDelivery:
         envelope: SpoolEnvelope,
         addresses: list[str],
         message: tuple[Path, bytes | None],
+        route: Route,
     ) -> Transaction:
-        done = await self._transaction(client, envelope, addresses, message)
+        extra = notes_parameter(envelope.notes) if route.pass_notes else ""
+        done = await self._transaction(client, envelope, addresses, message, extra)
         # 452 to some RCPTs while others were taken: send those again at once, in the next
         # transaction on this connection (each round takes at least one, so this ends).
         while done.send_again and done.reusable:
@@ -418,7 +420,7 @@ class OutboundDelivery:
                 rcpts=",".join(done.send_again),
             )
             try:
-                again = await self._transaction(client, envelope, done.send_again, message)
+                again = await self._transaction(client, envelope, done.send_again, message, extra)
             except SessionError as exc:  # the first ones are delivered: only these wait
                 reply = Reply(451, (f"4.4.2 {exc.diagnostic}",))
                 done.replies.update(dict.fromkeys(done.send_again, reply))
@@ -436,6 +438,7 @@ class OutboundDelivery:
         envelope: SpoolEnvelope,
         addresses: list[str],
         message: tuple[Path, bytes | None],
+        extra: str = "",
     ) -> Transaction:
         return await client.transaction(
             envelope.sender,
@@ -445,6 +448,7 @@ class OutboundDelivery:
             skip=envelope.trace_bytes,
             size=envelope.size,
             eight_bit=envelope.params.get("BODY", "").upper() == "8BITMIME",
+            mail_params=extra,
         )
 
     # ------------------------------------------------------------------ hosts

@@ -10,6 +10,9 @@ MX), and mark the mail as passing through (the ``mailmax_transit`` hook runs for
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -63,6 +66,8 @@ class Route:
     it). ``transit`` runs the ``mailmax_transit`` hook first. ``patient_days``: temporary
     failures are retried every ``retry_minutes`` for that many days, with no warning
     (backup MX). ``name`` labels the route in logs (``"smart host"``, ``"backup"``...).
+    ``pass_notes``: the destination is a node of this server's cluster, which trusts the notes
+    plugins attached to the message here: they go along (see :func:`notes_parameter`).
     """
 
     engines: tuple[Engine, ...] = field(default_factory=lambda: (Engine(),))
@@ -70,6 +75,7 @@ class Route:
     transit: bool = False
     patient_days: float | None = None
     name: str = "direct"
+    pass_notes: bool = False
 
     def __post_init__(self) -> None:
         if not self.engines:
@@ -91,6 +97,31 @@ def host_port(text: str, default: int = 25) -> tuple[str, int]:
     if not value or (port and (not port.isdigit() or not 0 < int(port) < 65536)):
         raise ValueError(f"{text!r}: write host or host:port")
     return value, int(port) if port else default
+
+
+#: The MAIL parameter that carries a message's plugin notes to a peer node.
+NOTES_PARAMETER = "X-MAILMAX-NOTES"
+
+
+def notes_parameter(notes: dict[str, str]) -> str:
+    """`` X-MAILMAX-NOTES=...`` for the MAIL command (``""`` without notes): the notes as JSON
+    in unpadded URL-safe base64, which is a valid ESMTP parameter value."""
+    if not notes:
+        return ""
+    data = base64.urlsafe_b64encode(json.dumps(notes, sort_keys=True).encode()).rstrip(b"=")
+    return f" {NOTES_PARAMETER}={data.decode()}"
+
+
+def parse_notes(value: str) -> dict[str, str]:
+    """The notes of a :func:`notes_parameter` value (ValueError when it is not one)."""
+    try:
+        data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        notes = json.loads(data)
+    except (ValueError, binascii.Error) as exc:
+        raise ValueError(f"bad {NOTES_PARAMETER} value: {exc}") from None
+    if not isinstance(notes, dict):
+        raise ValueError(f"bad {NOTES_PARAMETER} value: not an object")
+    return {str(name): str(text) for name, text in notes.items()}
 
 
 def direct() -> Route:
