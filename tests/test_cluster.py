@@ -11,14 +11,17 @@ import re
 import shutil
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from mailmax.core.store.maildir import deliver
 from tests.cluster_support import (
     ADDRESSES,
     PASSWORDS,
@@ -140,6 +143,40 @@ def test_pop3_apop_for_a_user_homed_elsewhere_says_why_it_is_refused(nodes) -> N
             client._shortcmd(f"APOP dave@example.test {digest}")
     finally:
         client.quit()
+
+
+def _rss(pid: int) -> int:
+    """Resident memory of process ``pid`` in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+
+
+def test_a_proxied_session_buffers_little_while_the_client_does_not_read(nodes) -> None:
+    """C2: a 20 MB message RETRieved through a's proxy by a client that does not read: a
+    stops reading from b instead of holding the message (backpressure), then passes it all."""
+    a, b = nodes["a"], nodes["b"]
+    line = b"x" * 998 + b"\r\n"
+    deliver(b.maildir("dave@example.test"), "INBOX", b"Subject: big\r\n\r\n" + line * 20_000,
+            "big-1", fsync=False)  # fmt: skip
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        sock.settimeout(10)
+        sock.connect((a.address, a.ports["pop3"]))
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(f"USER dave@example.test\r\nPASS {PASSWORDS['dave']}\r\n".encode())
+        assert reader.readline().startswith(b"+OK") and reader.readline().startswith(b"+OK")
+        before = _rss(a.proc.pid)
+        sock.sendall(b"RETR 1\r\n")
+        peak = before
+        for _ in range(20):  # the window in which a would take in the whole message
+            time.sleep(0.05)
+            peak = max(peak, _rss(a.proc.pid))
+        assert peak - before < 8 * 1024 * 1024, (before, peak)
+        size = 0
+        while (chunk := reader.readline()) != b".\r\n":
+            size += len(chunk)
+        assert size > 20_000 * 1000
 
 
 def test_imap_login_on_a_reaches_bobs_mailbox_on_b(nodes) -> None:

@@ -119,15 +119,10 @@ class Upstream(protocol.Protocol):
         """Join this connection with the client's session ``connection`` (see module doc)."""
         client = connection.transport
         self.client = client
-        connection.relay_to = self.transport
-        if connection._timer is not None and connection._timer.active():
-            connection._timer.cancel()
-        client.unregisterProducer()
+        pipelined = connection.relay(self.transport)  # sent behind the log-in: for the home node
         client.registerProducer(self.transport, True)
         self.transport.registerProducer(client, True)
-        self._on_lost = lambda: connection.hang_up()
-        pipelined = bytes(connection._inbox)  # sent behind the log-in: for the home node
-        connection._inbox.clear()
+        self._on_lost = connection.hang_up
         if pipelined:
             self.transport.write(pipelined)
         rest = b"".join(line + b"\r\n" for line in self._lines) + bytes(self._buffer)

@@ -227,6 +227,7 @@ class AuthCommands(SessionBase):
         self.user, self.state = user, "proxied"
         self.reader.clear()  # nothing more is handled here
         self._log_login(user.address, f"ok, proxied to node {home}")
+        self.factory.logins.note(self.peer_ip, user.address)
         # the tagged OK goes out before the join: the home node speaks from then on
         self.reactor.callLater(0, upstream.join, self)
         return f"Logged in (mailbox on server {home})"

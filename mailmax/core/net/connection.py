@@ -302,6 +302,19 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
         if not self._closing:
             write_now(self.transport, data + b"\r\n")
 
+    def relay(self, to: Any) -> bytes:
+        """From now on pass every byte the client sends to the transport ``to`` and handle
+        none here (the session goes on elsewhere: a cluster's home node). The inactivity timer
+        stops and the transport's producer is released (the caller registers its own). Returns
+        what was received and not handled yet."""
+        self.relay_to = to
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self.transport.unregisterProducer()
+        pending = bytes(self._inbox)
+        self._inbox.clear()
+        return pending
+
     def start_tls(self) -> None:
         """Switch to TLS now; input that came before (pipelined in clear text) is dropped."""
         self.discard_input()

@@ -250,6 +250,7 @@ class AuthorizationMixin:
             return True
         self.user, self.state = user, "proxied"
         self._log_login(user.address, method, f"ok, proxied to node {home}")
+        self.factory.logins.note(self.session.peer_ip, user.address)
         self._send(f"+OK {user.address} logged in (mailbox on server {home})")
         upstream.join(self)
         return True

@@ -256,16 +256,19 @@ class LocalDelivery:
     async def _elsewhere(self, mailbox: str) -> Outcome | None:
         """For a mailbox that is not stored here now: on to its home node (``rerouted``), or
         wait while it is being moved; None when it is stored here."""
-        user, domain, _ = await self.in_thread(self._mailboxes.get, mailbox)
-        if user is None:
-            return None
-        if user.moving:
-            return deferred(f"<{mailbox}>: mailbox is being moved between nodes", "4.2.1")
-        if self.cluster is None:
+        if self.cluster is None:  # only a cluster's nodes move mailboxes
             return None
         from mailmax.core.cluster.nodes import Mailbox
 
+        info = self._mailboxes.peek(mailbox)
+        if info is None:
+            info = await self.in_thread(self._mailboxes.get, mailbox)
+        user, domain, _ = info
+        if user is None:
+            return None
         state, home = self.cluster.where(user, domain)
+        if state == Mailbox.MOVING:
+            return deferred(f"<{mailbox}>: mailbox is being moved between nodes", "4.2.1")
         if state == Mailbox.ELSEWHERE:
             return Outcome("rerouted", note=f"home node {home}")
         if state == Mailbox.UNKNOWN_NODE:
