@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import imaplib
-import os
 import poplib
 import re
-import shutil
 import signal
 import smtplib
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from mailmax.core.cli.main import cli
 from mailmax.core.store.maildir import deliver
 from tests.cluster_support import (
     ADDRESSES,
@@ -236,14 +235,9 @@ def _reload(node: Node, *, referrals: bool) -> None:
 
 
 # ---------------------------------------------------------------------- moving a mailbox
-def _mailmax(node: Node, *args: str) -> subprocess.Popen[str]:
-    exe = shutil.which("mailmax") or os.path.join(os.path.dirname(sys.executable), "mailmax")
-    return subprocess.Popen(
-        [exe, "--config", str(node.config_path), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _mailmax(node: Node, *args: str) -> Result:
+    """Run the ``mailmax`` command in this process against ``node``'s config."""
+    return CliRunner().invoke(cli, ["--config", str(node.config_path), *args])
 
 
 def _moving(node: Node, address: str) -> bool:
@@ -271,17 +265,15 @@ def test_moving_carol_from_a_to_b_keeps_all_her_mail(nodes) -> None:
         validity = client.response("UIDVALIDITY")
         client.logout()
 
-    mover = _mailmax(a, "user", "move", carol, "--node", "b")
-    deadline = time.monotonic() + 10
-    while not _moving(a, carol):
-        assert mover.poll() is None, mover.communicate()
-        assert time.monotonic() < deadline, "the move never marked carol as moving"
-        time.sleep(0.05)
-    send(a, carol, "during via a")
-    send(b, carol, "during via b")
-    out, err = mover.communicate(timeout=60)
-    assert mover.returncode == 0, err
-    assert "moved carol@example.test from node a to node b" in out
+    with ThreadPoolExecutor(1) as pool:
+        mover = pool.submit(_mailmax, a, "user", "move", carol, "--node", "b")
+        wait_until(lambda: _moving(a, carol) or mover.done(), 10, "carol marked as moving")
+        assert not mover.done(), mover.result().output
+        send(a, carol, "during via a")
+        send(b, carol, "during via b")
+        moved = mover.result(timeout=60)
+    assert moved.exit_code == 0, moved.output
+    assert "moved carol@example.test from node a to node b" in moved.output
 
     assert _subjects(b.wait_for_mail(carol, 4)) == {
         b"before 1",
@@ -307,11 +299,11 @@ def test_move_refusals_say_why_and_change_nothing(nodes) -> None:
     """C4: a move run on a node that does not hold the mailbox is refused, and so is changing
     the home node without moving the mail."""
     a, b = nodes["a"], nodes["b"]
-    wrong = a.cli("user", "move", "bob@example.test", "--node", "a", check=False)
-    assert wrong.returncode == 1
-    assert "is on node b: run this command there; the mailbox stays where it was" in wrong.stderr
-    edit = b.cli("user", "edit", "bob@example.test", "--home-node", "a", check=False)
-    assert edit.returncode == 1 and "mailmax user move" in edit.stderr
+    wrong = _mailmax(a, "user", "move", "bob@example.test", "--node", "a")
+    assert wrong.exit_code == 1
+    assert "is on node b: run this command there; the mailbox stays where it was" in wrong.output
+    edit = _mailmax(b, "user", "edit", "bob@example.test", "--home-node", "a")
+    assert edit.exit_code == 1 and "mailmax user move" in edit.output
     directory = a.directory()
     try:
         bob = directory.get_user("bob@example.test")
