@@ -96,7 +96,7 @@ def cluster_nodes(base: Path, url: str, **cluster: Any) -> dict[str, Node]:
             ],
             "pop3": {"allow_plaintext_auth": True},
             "imap": {"allow_plaintext_auth": True},
-            "queue": {"scan_interval": 0.5, "retry_minutes": 0.01},
+            "queue": {"scan_interval": 0.5, "retry_minutes": 0.01, "max_retries": 1000},
             "auth": {"failure_delay": 0.0, "max_failure_delay": 0.0},
             "plugins": {"enabled": ["notetag"]},
             "cluster": {"node": name, "secret": SECRET, **cluster},

@@ -102,6 +102,23 @@ def test_each_node_queues_in_its_own_spool(nodes) -> None:
     assert len(queues) == 2 and all(queue.is_dir() for queue in queues)
 
 
+def test_clustered_domains_from_the_command_line(nodes) -> None:
+    """C1: on a node, `domain add --type clustered` stores a mail directory relative to each
+    node's data directory; an unknown home node is refused with the known ones."""
+    a = nodes["a"]
+    added = _mailmax(a, "domain", "add", "other.test", "--type", "clustered", "--home-node", "b")
+    assert added.exit_code == 0, added.output
+    unknown = _mailmax(a, "user", "add", "x@other.test", "--password", "pw12345678",
+                       "--home-node", "zz")  # fmt: skip
+    assert unknown.exit_code == 1 and "no node 'zz' in [cluster.nodes]" in unknown.output
+    assert "the nodes are: a, b" in unknown.output
+    directory = a.directory()
+    try:
+        assert directory.get_domain("other.test").mail_dir == "mail/other.test"
+    finally:
+        directory.close()
+
+
 # ---------------------------------------------------------------------- log-ins elsewhere
 def test_pop3_login_on_a_reads_bobs_mailbox_on_b(nodes) -> None:
     """C2: a checks bob's password, then proxies the POP3 session to b's mailbox."""
@@ -232,6 +249,22 @@ def _reload(node: Node, *, referrals: bool) -> None:
                 return
         assert time.monotonic() < deadline, node.log_text()[-2000:]
         time.sleep(0.1)
+
+
+def test_mail_waits_on_a_while_its_home_node_is_down(nodes) -> None:
+    """C1: with b stopped, a still accepts mail for bob and keeps it queued; it reaches b's
+    Maildir once b is back."""
+    a, b = nodes["a"], nodes["b"]
+    had = len(b.messages("bob@example.test"))
+    b.stop()
+    try:
+        send(a, "bob@example.test", "while b was down")
+        wait_until(lambda: "result=deferred" in a.log_text(), 30, "a deferring the relay")
+    finally:
+        b.start(timeout=60)
+    stored = b.wait_for_mail("bob@example.test", had + 1, timeout=30)
+    assert b"while b was down" in b"".join(stored)
+    assert a.messages("bob@example.test") == []
 
 
 # ---------------------------------------------------------------------- moving a mailbox
