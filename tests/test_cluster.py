@@ -51,7 +51,7 @@ def _insecure() -> ssl.SSLContext:
 
 # ---------------------------------------------------------------------- mail to the home node
 def test_mail_for_a_user_homed_on_b_sent_to_a_lands_in_bs_maildir(nodes) -> None:
-    """C1: a accepts mail for bob (home b), relays it to b, b stores it; a keeps no copy."""
+    """Q14: a accepts mail for bob (home b), relays it to b, b stores it; a keeps no copy."""
     a, b = nodes["a"], nodes["b"]
     send(a, "bob@example.test", "first")
     send(a, "bob@example.test", "second")
@@ -62,7 +62,7 @@ def test_mail_for_a_user_homed_on_b_sent_to_a_lands_in_bs_maildir(nodes) -> None
 
 
 def test_mail_for_a_user_homed_on_a_sent_to_b_lands_in_as_maildir(nodes) -> None:
-    """C1: the domain's home node is the home of users without their own (alice: a)."""
+    """Q14: the domain's home node is the home of users without their own (alice: a)."""
     a, b = nodes["a"], nodes["b"]
     send(b, "alice@example.test", "via b")
     [stored] = a.wait_for_mail("alice@example.test", timeout=30)
@@ -71,7 +71,7 @@ def test_mail_for_a_user_homed_on_a_sent_to_b_lands_in_as_maildir(nodes) -> None
 
 
 def test_notes_made_where_mail_arrives_travel_to_the_home_node(nodes) -> None:
-    """C1: policy runs once, on a; what it noted (here: a test plugin's folder choice) is
+    """Q14: policy runs once, on a; what it noted (here: a test plugin's folder choice) is
     what b's delivery acts on."""
     a, b = nodes["a"], nodes["b"]
     send(a, "bob@example.test", "tag me")
@@ -81,7 +81,7 @@ def test_notes_made_where_mail_arrives_travel_to_the_home_node(nodes) -> None:
 
 
 def test_the_node_listener_takes_mail_only_from_nodes_with_the_secret(nodes) -> None:
-    """C1: the node-to-node listener wants TLS and a node's login with the shared secret."""
+    """Q14: the node-to-node listener wants TLS and a node's login with the shared secret."""
     with smtplib.SMTP(ADDRESSES["b"], peer_port(nodes["b"]), timeout=10) as client:
         client.ehlo("test")
         assert client.mail("x@elsewhere.test")[0] == 530
@@ -97,13 +97,13 @@ def test_the_node_listener_takes_mail_only_from_nodes_with_the_secret(nodes) -> 
 
 
 def test_each_node_queues_in_its_own_spool(nodes) -> None:
-    """C5: every node has its own queue directory."""
+    """Q14: every node has its own queue directory."""
     queues = {node.data_dir / "queue" for node in nodes.values()}
     assert len(queues) == 2 and all(queue.is_dir() for queue in queues)
 
 
 def test_clustered_domains_from_the_command_line(nodes) -> None:
-    """C1: on a node, `domain add --type clustered` stores a mail directory relative to each
+    """Q14: on a node, `domain add --type clustered` stores a mail directory relative to each
     node's data directory; an unknown home node is refused with the known ones."""
     a = nodes["a"]
     added = _mailmax(a, "domain", "add", "other.test", "--type", "clustered", "--home-node", "b")
@@ -121,7 +121,7 @@ def test_clustered_domains_from_the_command_line(nodes) -> None:
 
 # ---------------------------------------------------------------------- log-ins elsewhere
 def test_pop3_login_on_a_reads_bobs_mailbox_on_b(nodes) -> None:
-    """C2: a checks bob's password, then proxies the POP3 session to b's mailbox."""
+    """Q14: a checks bob's password, then proxies the POP3 session to b's mailbox."""
     a = nodes["a"]
     client = poplib.POP3(a.address, a.ports["pop3"], timeout=10)
     try:
@@ -137,7 +137,7 @@ def test_pop3_login_on_a_reads_bobs_mailbox_on_b(nodes) -> None:
 
 
 def test_pop3_login_on_a_with_a_wrong_password_is_refused_on_a(nodes) -> None:
-    """C2: the password is checked on the node the client reached, before any proxying."""
+    """Q14: the password is checked on the node the client reached, before any proxying."""
     a = nodes["a"]
     client = poplib.POP3(a.address, a.ports["pop3"], timeout=10)
     try:
@@ -149,7 +149,7 @@ def test_pop3_login_on_a_with_a_wrong_password_is_refused_on_a(nodes) -> None:
 
 
 def test_pop3_apop_for_a_user_homed_elsewhere_says_why_it_is_refused(nodes) -> None:
-    """C2: APOP cannot be passed on to the home node (no password travels): it says so."""
+    """Q14: APOP cannot be passed on to the home node (no password travels): it says so."""
     a = nodes["a"]
     client = poplib.POP3(a.address, a.ports["pop3"], timeout=10)
     try:
@@ -168,7 +168,7 @@ def _rss(pid: int) -> int:
 
 
 def test_a_proxied_session_buffers_little_while_the_client_does_not_read(nodes) -> None:
-    """C2: a 20 MB message RETRieved through a's proxy by a client that does not read: a
+    """Q14: a 20 MB message RETRieved through a's proxy by a client that does not read: a
     stops reading from b instead of holding the message (backpressure), then passes it all."""
     a, b = nodes["a"], nodes["b"]
     line = b"x" * 998 + b"\r\n"
@@ -196,7 +196,7 @@ def test_a_proxied_session_buffers_little_while_the_client_does_not_read(nodes) 
 
 
 def test_imap_login_on_a_reaches_bobs_mailbox_on_b(nodes) -> None:
-    """C2: IMAP on a (proxy, the default): SELECT and FETCH show bob's mail on b."""
+    """Q14: IMAP on a (proxy, the default): SELECT and FETCH show bob's mail on b."""
     a = nodes["a"]
     with imaplib.IMAP4(a.address, a.ports["imap"], timeout=10) as client:
         status, text = client.login("bob@example.test", PASSWORDS["bob"])
@@ -208,7 +208,7 @@ def test_imap_login_on_a_reaches_bobs_mailbox_on_b(nodes) -> None:
 
 
 def test_imap_login_on_b_for_alice_reaches_a_over_imaps(nodes) -> None:
-    """C2: the other way round, with the client on an implicit-TLS port of b."""
+    """Q14: the other way round, with the client on an implicit-TLS port of b."""
     b = nodes["b"]
     with imaplib.IMAP4_SSL(
         b.address, b.ports["imaps"], ssl_context=_insecure(), timeout=10
@@ -219,7 +219,7 @@ def test_imap_login_on_b_for_alice_reaches_a_over_imaps(nodes) -> None:
 
 
 def test_imap_referral_option(nodes) -> None:
-    """C3: with imap_logins = "referral", a advertises LOGIN-REFERRALS and refers bob to b."""
+    """Q14: with imap_logins = "referral", a advertises LOGIN-REFERRALS and refers bob to b."""
     a = nodes["a"]
     text = a.config_path.read_text()
     a.config_path.write_text(text.replace("[cluster]\n", '[cluster]\nimap_logins = "referral"\n'))
@@ -252,7 +252,7 @@ def _reload(node: Node, *, referrals: bool) -> None:
 
 
 def test_mail_waits_on_a_while_its_home_node_is_down(nodes) -> None:
-    """C1: with b stopped, a still accepts mail for bob and keeps it queued; it reaches b's
+    """Q14: with b stopped, a still accepts mail for bob and keeps it queued; it reaches b's
     Maildir once b is back."""
     a, b = nodes["a"], nodes["b"]
     had = len(b.messages("bob@example.test"))
@@ -282,7 +282,7 @@ def _moving(node: Node, address: str) -> bool:
 
 
 def test_moving_carol_from_a_to_b_keeps_all_her_mail(nodes) -> None:
-    """C4: carol's mail, folders and flags go to b; mail sent during the move waits and
+    """Q14: carol's mail, folders and flags go to b; mail sent during the move waits and
     arrives on b; afterwards log-ins and mail on either node reach b."""
     a, b = nodes["a"], nodes["b"]
     carol = "carol@example.test"
@@ -329,7 +329,7 @@ def test_moving_carol_from_a_to_b_keeps_all_her_mail(nodes) -> None:
 
 
 def test_move_refusals_say_why_and_change_nothing(nodes) -> None:
-    """C4: a move run on a node that does not hold the mailbox is refused, and so is changing
+    """Q14: a move run on a node that does not hold the mailbox is refused, and so is changing
     the home node without moving the mail."""
     a, b = nodes["a"], nodes["b"]
     wrong = _mailmax(a, "user", "move", "bob@example.test", "--node", "a")

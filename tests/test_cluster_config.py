@@ -24,7 +24,7 @@ def cluster(**keys) -> Cluster:
 
 
 def test_a_server_without_a_node_name_is_not_in_a_cluster() -> None:
-    """C1: no [cluster] node, no cluster (every mailbox is local)."""
+    """Q14: no [cluster] node, no cluster (every mailbox is local)."""
     assert Cluster.from_settings(config.parse({})) is None
 
 
@@ -40,13 +40,13 @@ def test_a_server_without_a_node_name_is_not_in_a_cluster() -> None:
     ],
 )
 def test_an_incomplete_cluster_section_is_refused_with_the_reason(keys, message) -> None:
-    """C1: a node that cannot work is refused when the config is read."""
+    """Q14: a node that cannot work is refused when the config is read."""
     with pytest.raises(config.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         config.parse({"cluster": keys})
 
 
 def test_where_a_mailbox_lives() -> None:
-    """C1: the user's own home node wins over the domain's; other domains are local."""
+    """Q14: the user's own home node wins over the domain's; other domains are local."""
     node = cluster()
     clustered = Domain("example.test", "mail/example.test", DomainType.CLUSTERED, home_node="a")
     normal = Domain("plain.test", "/srv/plain")
@@ -63,7 +63,7 @@ def test_where_a_mailbox_lives() -> None:
 
 
 def test_only_a_known_node_with_the_secret_logs_in_on_the_node_listener() -> None:
-    """C1: node logins are node:NAME with the shared secret."""
+    """Q14: node logins are node:NAME with the shared secret."""
     node = cluster()
     assert node.peer_name("node:b", "s" * 16) == "b"
     assert node.peer_name("node:b", "t" * 16) is None
@@ -72,7 +72,7 @@ def test_only_a_known_node_with_the_secret_logs_in_on_the_node_listener() -> Non
 
 
 def test_the_route_to_a_home_node_is_its_listener_with_tls_and_the_secret() -> None:
-    """C1: never an MX look-up: one engine, the node's address, STARTTLS required, AUTH."""
+    """Q14: never an MX look-up: one engine, the node's address, STARTTLS required, AUTH."""
     route = cluster().relay_route("b")
     [engine] = route.engines
     assert (engine.host, engine.port, engine.tls, engine.username) == (
@@ -85,7 +85,7 @@ def test_the_route_to_a_home_node_is_its_listener_with_tls_and_the_secret() -> N
 
 
 def test_notes_travel_as_a_valid_mail_parameter() -> None:
-    """C1: the notes survive the trip; a bad value is refused."""
+    """Q14: the notes survive the trip; a bad value is refused."""
     notes = {"antivirus": "infected: Eicar-Test-Signature", "x": "é ü = +"}
     text = notes_parameter(notes)
     keyword, _, value = text.strip().partition("=")
@@ -98,7 +98,7 @@ def test_notes_travel_as_a_valid_mail_parameter() -> None:
 
 
 def test_referral_urls_name_the_home_nodes_imap_server() -> None:
-    """C3: RFC 2221 referral with the login URL-encoded."""
+    """Q14: RFC 2221 referral with the login URL-encoded."""
     assert referral(cluster(), "b", "bob@example.test") == (
         "imap://bob%40example.test;AUTH=*@b.test:993/"
     )
