@@ -26,8 +26,6 @@ from mailmax.core import admin, configdiff, heap
 from mailmax.core import config as config_mod
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.cluster.nodes import Cluster
-from mailmax.core.cluster.peer import PeerListener
-from mailmax.core.cluster.transfer import TransferListener
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
 from mailmax.core.directory.api import BlankPasswordPolicy
 from mailmax.core.directory.cached import AsyncDirectory
@@ -243,6 +241,9 @@ class MailMaxService(service.MultiService):
         )
         self.queue.setServiceParent(self)
         if self.cluster is not None:
+            from mailmax.core.cluster.peer import PeerListener
+            from mailmax.core.cluster.transfer import TransferListener
+
             PeerListener(self, self.cluster).setServiceParent(self)
             TransferListener(self, self.cluster).setServiceParent(self)
         super().startService()

@@ -118,9 +118,13 @@ class PeerListener(service.Service):
         listener = ListenerSettings(service="smtp", address=node.address, port=node.smtp_port)
         tls = mailmax.peer_tls_options()
         if tls is None:
-            raise RuntimeError(
-                "the node-to-node listener needs [tls] cert and key (TLS is required)"
+            log.critical(
+                "node {node}: the node-to-node listener needs the [tls] certificate and key (TLS"
+                " is required between nodes); stopping",
+                node=self.cluster.name,
             )
+            mailmax.reactor.callLater(0, mailmax.reactor.stop)
+            return
         self.factory = PeerSMTPFactory(
             spool=mailmax.spool,
             settings=peer_settings(mailmax.settings),

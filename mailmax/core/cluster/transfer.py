@@ -158,6 +158,8 @@ class TransferListener(service.Service):
         if not node.transfer_port:
             return
         tls = self.mailmax.peer_tls_options()
+        if tls is None:
+            return  # the node-to-node listener says why and stops the server
         site = server.Site(MailboxResource(self.cluster, self.mailmax.directory))
         site.noisy = False
         endpoint = endpoints.SSL4ServerEndpoint(

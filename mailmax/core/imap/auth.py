@@ -174,7 +174,7 @@ class AuthCommands(SessionBase):
         if verdict.decisive and verdict.action is not Action.ACCEPT:
             self._log_login(user.address, f"refused by {verdict.plugin or 'policy'}")
             raise No(f"[AUTHENTICATIONFAILED] {one_line(verdict.text) or 'Log-in refused'}")
-        proxied = await self._elsewhere(user, login, password)
+        proxied = await self._elsewhere(user, password)
         if proxied is not None:
             return proxied
         counts = self.factory.user_sessions
@@ -203,7 +203,7 @@ class AuthCommands(SessionBase):
         self._login_record = (user.address, call)
         return f"[CAPABILITY {self.capabilities()}] Logged in"
 
-    async def _elsewhere(self, user: Any, login: str, password: str) -> str | None:
+    async def _elsewhere(self, user: Any, password: str) -> str | None:
         """Clustered domains: for a user homed on another node, refer the client there or
         relay the session to it (the tagged OK text); None when the mailbox is here."""
         cluster = getattr(self.factory, "cluster", None)
@@ -213,7 +213,7 @@ class AuthCommands(SessionBase):
                 return None
             if cluster.settings.imap_logins == "referral":
                 self._log_login(user.address, f"referred to node {home}")
-                url = proxy.referral(cluster, home, login)
+                url = proxy.referral(cluster, home, user.address)
                 raise No(f"[REFERRAL {url}] Your mailbox is on server {home}; log in there")
             upstream = await proxy.open_home(
                 cluster, home, "imap", user.address, password, self.reactor
@@ -228,8 +228,14 @@ class AuthCommands(SessionBase):
         self.reader.clear()  # nothing more is handled here
         self._log_login(user.address, f"ok, proxied to node {home}")
         self.factory.logins.note(self.peer_ip, user.address)
-        # the tagged OK goes out before the join: the home node speaks from then on
-        self.reactor.callLater(0, upstream.join, self)
+
+        def join() -> None:  # after the tagged OK is out: the home node speaks from then on
+            if self._closing:
+                upstream.transport.loseConnection()
+            else:
+                upstream.join(self)
+
+        self.reactor.callLater(0, join)
         return f"Logged in (mailbox on server {home})"
 
     def record_login(self) -> None:
