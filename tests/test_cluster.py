@@ -112,6 +112,11 @@ def test_clustered_domains_from_the_command_line(nodes) -> None:
                        "--home-node", "zz")  # fmt: skip
     assert unknown.exit_code == 1 and "no node 'zz' in [cluster.nodes]" in unknown.output
     assert "the nodes are: a, b" in unknown.output
+    plain = _mailmax(a, "domain", "add", "plain.test")
+    assert plain.exit_code == 0, plain.output
+    ignored = _mailmax(a, "user", "add", "x@plain.test", "--password", "pw12345678",
+                       "--home-node", "b")  # fmt: skip
+    assert ignored.exit_code == 1 and "for users of clustered domains" in ignored.output
     directory = a.directory()
     try:
         assert directory.get_domain("other.test").mail_dir == "mail/other.test"

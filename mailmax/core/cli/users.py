@@ -22,7 +22,7 @@ from mailmax.core.cli.context import (
 )
 from mailmax.core.cli.deleting import delete_flow, mode_option, yes_option
 from mailmax.core.cli.output import Column, to_data
-from mailmax.core.directory.api import AccountType, User
+from mailmax.core.directory.api import AccountType, DomainType, User
 
 _COUNT = click.IntRange(min=0)
 
@@ -198,6 +198,12 @@ def add_command(
         from mailmax.core.cli.domains import check_cluster_node
 
         check_cluster_node(options["home_node"])
+        domain = state.directory().get_domain(address.rpartition("@")[2])
+        if domain is not None and domain.type is not DomainType.CLUSTERED:
+            raise CLIError(
+                f"--home-node is for users of clustered domains; {domain.name} is "
+                f"{domain.type.value}, so every node would ignore it; nothing was changed"
+            )
     user = state.directory().add_user(
         address, secret, keep_clear=keep_clear_password, **given_fields(options)
     )
