@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mailmax.core.ldapsettings import LDAPSourceSettings, check_source_names
+
 ServiceName = Literal["smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"]
 
 #: Services whose socket is TLS from the first byte.
@@ -559,9 +561,17 @@ class Settings(_Section):
     spool: SpoolSettings = SpoolSettings()
     queue: QueueSettings = QueueSettings()
     plugins: PluginSettings = PluginSettings()
+    ldap: dict[str, LDAPSourceSettings] = Field(
+        default_factory=dict, description="``[ldap.NAME]`` tables: LDAP user sources."
+    )
 
     #: Where the file was read from; set by :func:`load`.
     source: str = Field("", exclude=True)
+
+    @field_validator("ldap")
+    @classmethod
+    def _ldap_names(cls, sources: dict[str, LDAPSourceSettings]) -> dict[str, LDAPSourceSettings]:
+        return check_source_names(sources)
 
     @model_validator(mode="after")
     def _unique_listeners(self) -> Settings:

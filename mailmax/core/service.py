@@ -28,6 +28,7 @@ from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
 from mailmax.core.directory.api import BlankPasswordPolicy
 from mailmax.core.directory.cached import AsyncDirectory
+from mailmax.core.directory.mixed import Directory, build_ldap_sources
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginError, PluginSet
 from mailmax.core.logfile import MailLogFile
@@ -192,11 +193,12 @@ class MailMaxService(service.MultiService):
             self._logfile.start()
         log.info("MailMax starting in {data_dir}", data_dir=str(data_dir))
 
-        self.directory = SQLDirectory.open(
+        self.directory = Directory.open(
             settings.database_url,
             base_dir=settings.data_dir,
             blank_password_default=BlankPasswordPolicy(settings.server.blank_password),
         )
+        self.directory.ldap_sources = build_ldap_sources(settings.ldap)
         self.directory.login_cache_seconds = settings.auth.cache_seconds
         self.async_directory = AsyncDirectory(
             self.directory,

@@ -122,14 +122,16 @@ def open_directory(settings: Settings) -> SQLDirectory:
 
     from mailmax.core.directory.api import BlankPasswordPolicy
     from mailmax.core.directory.errors import DirectoryError, DirectoryUnavailable
-    from mailmax.core.directory.sql import SQLDirectory
+    from mailmax.core.directory.mixed import Directory, build_ldap_sources
 
     try:
-        return SQLDirectory.open(
+        directory = Directory.open(
             settings.database_url,
             base_dir=settings.data_dir,
             blank_password_default=BlankPasswordPolicy(settings.server.blank_password),
         )
+        directory.ldap_sources = build_ldap_sources(settings.ldap)
+        return directory
     except (DirectoryUnavailable, DirectoryError) as exc:
         raise CLIError(
             f"cannot open the database {safe_url(settings.database_url)}: {exc}; "

@@ -59,6 +59,10 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "over_limit_notice": ("over_limit_notice", click.option(
         "--over-limit-notice", type=click.Choice(["none", "percent", "mb"]), hidden=True,
         help="Warn users near their limit: none, percent left, or MB left.")),
+    "user_source": ("user_source", click.option(
+        "--user-source", metavar="SOURCE",
+        help="Where the domain's users come from: sql (the default) or ldap:NAME, an "
+        "[ldap.NAME] table of the config file.")),
     "over_limit_threshold": ("over_limit_threshold", click.option(
         "--over-limit-threshold", type=_COUNT, metavar="N", hidden=True,
         help="Percent or MB left that triggers the notice.")),
@@ -99,6 +103,16 @@ def given_fields(options: dict[str, Any]) -> dict[str, Any]:
     refuse_not_enforced(options, NOT_ENFORCED)
     if options.get("type_") == DomainType.CLUSTERED.value:
         refuse_not_enforced({"type": "clustered"}, {"type": "--type clustered"})
+    source = options.get("user_source")
+    if source and source.strip().lower().startswith("ldap:"):
+        name = source.strip().lower().removeprefix("ldap:")
+        settings = app().settings()
+        if name not in settings.ldap:
+            known = ", ".join(f"ldap:{n}" for n in sorted(settings.ldap)) or "none"
+            raise CLIError(
+                f"--user-source {source}: there is no [ldap.{name}] table in"
+                f" {settings.source} (configured: {known}); add it first; nothing was changed"
+            )
     fields = {}
     for param, value in options.items():
         if value is None or param not in _FIELDS:

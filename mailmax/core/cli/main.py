@@ -19,6 +19,7 @@ from mailmax.core.cli import (
     configcmd,
     domains,
     init,
+    ldap,
     metrics,
     plugins,
     queue,
@@ -150,6 +151,7 @@ cli.add_command(antivirus.antivirus_group)
 cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
 cli.add_command(bans.ban_group)
+cli.add_command(ldap.ldap_group)
 
 
 def main() -> None:

@@ -50,6 +50,8 @@ domains = sa.Table(
     sa.Column("over_limit_notice", sa.String(16), nullable=False),
     sa.Column("over_limit_threshold", sa.Integer, nullable=False),
     *_times(),
+    # --- version 0005
+    sa.Column("user_source", sa.String(70), nullable=False, server_default=""),
 )
 
 domain_aliases = sa.Table(

@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core.authlimit import LoginBlocked
+from mailmax.core.directory.errors import DirectoryUnavailable
 from mailmax.core.imap import parser
 from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
@@ -155,6 +156,9 @@ class AuthCommands(SessionBase):
         except LoginBlocked as exc:
             self._log_login(login, "blocked")
             raise No(f"[UNAVAILABLE] {exc}") from None
+        except DirectoryUnavailable as exc:
+            self._log_login(login, f"directory unavailable ({exc})")
+            raise No("[UNAVAILABLE] The user directory is not answering; try again later") from None
         if user is None or not user.enabled:
             self._log_login(login, "failed")
             self._auth_failures += 1

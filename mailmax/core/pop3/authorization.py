@@ -17,6 +17,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core.authlimit import AuthLimiter, LoginBlocked
+from mailmax.core.directory.errors import DirectoryUnavailable
+from mailmax.core.directory.mixed import ClearPasswordNotKept
 from mailmax.core.pop3.errors import POP3Error
 from mailmax.core.pop3.maildrop import Maildrop
 from mailmax.core.store.lock import MailboxInUse
@@ -190,6 +192,14 @@ class AuthorizationMixin:
         except LoginBlocked as exc:
             self._log_login(login, method, "blocked")
             raise POP3Error(f"[SYS/TEMP] {exc}") from None
+        except DirectoryUnavailable as exc:
+            self._log_login(login, method, f"directory unavailable ({exc})")
+            raise POP3Error(
+                "[SYS/TEMP] The user directory is not answering; try again later"
+            ) from None
+        except ClearPasswordNotKept as exc:
+            self._log_login(login, method, "refused: no clear password")
+            raise POP3Error(f"[AUTH] {method} is not available: {exc}") from None
         if user is None:
             self._log_login(login, method, "failed")
             raise POP3Error(failure)

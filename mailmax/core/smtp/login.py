@@ -13,6 +13,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core.authlimit import AuthLimiter, LoginBlocked
+from mailmax.core.directory.errors import DirectoryUnavailable
+from mailmax.core.directory.mixed import ClearPasswordNotKept
 from mailmax.core.pluginhost import dataphase
 from mailmax.core.smtp import auth
 from mailmax.core.smtp.commands import SMTPReplyError
@@ -86,6 +88,19 @@ class LoginMixin(_Base):
         except LoginBlocked as exc:
             self._log_login(credentials.login, "blocked")
             raise SMTPReplyError(454, "4.7.0", f"Temporary authentication failure: {exc}") from None
+        except DirectoryUnavailable as exc:
+            self._log_login(credentials.login, f"directory unavailable ({exc})")
+            raise SMTPReplyError(
+                454,
+                "4.7.0",
+                "Temporary authentication failure: the user directory is not"
+                " answering; try again later",
+            ) from None
+        except ClearPasswordNotKept as exc:
+            self._log_login(credentials.login, "refused: no clear password")
+            raise SMTPReplyError(
+                534, "5.7.9", f"Authentication mechanism is too weak: {exc}"
+            ) from None
         if user is None:
             self._log_login(credentials.login, "failed")
             raise SMTPReplyError(535, "5.7.8", "Authentication credentials invalid")
