@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
 from mailmax.core.directory.api import Lookup
 from mailmax.core.directory.errors import DirectoryError, DirectoryUnavailable
@@ -21,10 +22,16 @@ def _source(slapd: Slapd, **overrides: object) -> LDAPUserSource:
     return LDAPUserSource("corp", LDAPSourceSettings(**slapd.source(**overrides)))
 
 
+#: Cheap argon2 parameters: the hashing is not what these tests are about.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+
+
 @pytest.fixture
 def directory(tmp_path: Path, slapd_server: Slapd) -> Iterator[Directory]:
     """A SQLite directory with example.test in SQL and ldap.test from the test slapd."""
-    found = Directory.open(f"sqlite:///{tmp_path / 'd.db'}", base_dir=tmp_path)
+    found = Directory.open(
+        f"sqlite:///{tmp_path / 'd.db'}", base_dir=tmp_path, password_hasher=FAST_HASHER
+    )
     found.ldap_sources = build_ldap_sources({"corp": LDAPSourceSettings(**slapd_server.source())})
     found.add_domain(LDAP_DOMAIN, str(tmp_path / "mail" / LDAP_DOMAIN), user_source="ldap:corp")
     found.add_domain("example.test", str(tmp_path / "mail" / "example.test"))

@@ -258,6 +258,20 @@ class MailMaxHooks:
         first decisive verdict wins.
         """
 
+    @hookspec
+    def mailmax_credential_checkers(self, config: dict[str, Any]) -> list[Any] | None:
+        """Give ``twisted.cred`` credential checkers for SMTP AUTH, POP3 and IMAP log-ins.
+
+        Scope: system. Called at every log-in with the plugin set of the session. Return
+        checkers (objects providing ``twisted.cred.checkers.ICredentialsChecker``) or ``None``.
+        Log-ins come as ``IUsernamePassword`` (a password) or ``IUsernameHashedPassword``
+        (APOP, CRAM-MD5) credentials with ``username`` and a ``default_domain`` attribute; a
+        checker fires with the address of a user of the directory (enabled), or fails with
+        ``UnauthorizedLogin`` to pass the log-in on; any other failure ends the log-in as a
+        temporary error. ``requestAvatarId`` may return a Deferred. Several plugins: their
+        checkers are asked in plugin order, before the directory's own.
+        """
+
     # ------------------------------------------------------------------ lifecycle
     @hookspec
     def mailmax_configure(self, config: dict[str, Any]) -> None:

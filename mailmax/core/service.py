@@ -26,6 +26,7 @@ from mailmax.core import admin, configdiff, heap
 from mailmax.core import config as config_mod
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
+from mailmax.core.credentials import MailPortal, plugin_checkers
 from mailmax.core.directory.api import BlankPasswordPolicy
 from mailmax.core.directory.cached import AsyncDirectory
 from mailmax.core.directory.mixed import Directory, build_ldap_sources
@@ -70,6 +71,8 @@ class MailMaxService(service.MultiService):
         self.logins = RecentLogins()
         #: Per-IP connection limits, shared by every listener (counted per service).
         self.limiter = ConnectionLimiter.from_settings(settings.connections, self.reactor)
+        #: The twisted.cred portal of every log-in; a .tac file may add checkers to it.
+        self.portal = MailPortal(None, plugin_checkers(self.current_plugins))
         self._logfile: MailLogFile | None = None
         #: Per listener, the TLS options a reload can swap (None: no certificate).
         self._tls: list[ReloadableServerOptions | None] = []
@@ -206,6 +209,7 @@ class MailMaxService(service.MultiService):
             reactor=self.reactor,
         )
         self.async_directory.start()
+        self.portal.use_directory(self.async_directory)
         self.spool = Spool(
             settings.spool_dir,
             fsync=settings.spool.fsync,
@@ -277,6 +281,7 @@ class MailMaxService(service.MultiService):
             "authlimit": self.authlimit,
             "logins": self.logins,
             "limiter": self.limiter,
+            "portal": self.portal,
         }
         if listener.service in SMTP_SERVICES:
             return PluginSMTPFactory(spool=self.spool, **common)

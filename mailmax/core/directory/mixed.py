@@ -26,13 +26,18 @@ import sqlalchemy as sa
 from mailmax.core.directory import queries as q
 from mailmax.core.directory.aliasing import MAILBOX_DOMAIN_TYPES
 from mailmax.core.directory.api import AccountType, Domain, Lookup, RecipientLookup, User
+from mailmax.core.directory.cached import TTLCache
 from mailmax.core.directory.errors import DirectoryError, DirectoryUnavailable
 from mailmax.core.directory.fields import user_defaults
 from mailmax.core.directory.ldapsource import LDAPEntry, LDAPUserSource
 from mailmax.core.directory.loginnames import parse_login
-from mailmax.core.directory.schema import users
+from mailmax.core.directory.schema import domain_aliases, domains, users
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.ldapsettings import LDAPSourceSettings
+
+#: How long the list of LDAP domains is reused: a domain switched to LDAP (or back) takes
+#: effect within this time, like the other cached directory answers.
+LDAP_DOMAINS_SECONDS = 1.0
 
 
 class ClearPasswordNotKept(DirectoryError):
@@ -51,6 +56,7 @@ class Directory(SQLDirectory):
     ldap_sources: Mapping[str, LDAPUserSource] = {}
 
     _shadows_lock = threading.Lock()
+    _ldap_names: TTLCache[None, frozenset[str]] | None = None
 
     # ------------------------------------------------------------------ sources
     def ldap_source_of(self, domain: Domain) -> LDAPUserSource | None:
@@ -72,7 +78,22 @@ class Directory(SQLDirectory):
             source.close()
         super().close()
 
+    def _ldap_domain_names(self, _: object = None) -> frozenset[str]:
+        """Names and aliases of the domains whose users are not in SQL (one query)."""
+        query = (
+            sa.select(domains.c.name, domain_aliases.c.name.label("alias"))
+            .outerjoin(domain_aliases, domain_aliases.c.domain_id == domains.c.id)
+            .where(domains.c.user_source != "")
+        )
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        return frozenset(name for row in rows for name in (row.name, row.alias) if name)
+
     def _domain_and_source(self, domain_name: str) -> tuple[Domain, LDAPUserSource] | None:
+        if self._ldap_names is None:
+            self._ldap_names = TTLCache(self._ldap_domain_names, LDAP_DOMAINS_SECONDS)
+        if q.canonical_domain(domain_name) not in self._ldap_names.get(None):
+            return None
         domain = self.get_domain(domain_name)
         if domain is None or domain.type not in MAILBOX_DOMAIN_TYPES:
             return None

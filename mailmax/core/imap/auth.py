@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core.authlimit import LoginBlocked
+from mailmax.core.credentials import password_login
 from mailmax.core.directory.errors import DirectoryUnavailable
 from mailmax.core.imap import parser
 from mailmax.core.imap.base import SessionBase
@@ -150,7 +151,7 @@ class AuthCommands(SessionBase):
             user = await limiter.attempt(
                 self.peer_ip,
                 account,
-                lambda: self.directory.authenticate(login, password, domain),
+                lambda: password_login(self.factory.portal, login, password, domain),
                 self.reactor,
             )
         except LoginBlocked as exc:

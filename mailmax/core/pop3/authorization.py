@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core.authlimit import AuthLimiter, LoginBlocked
+from mailmax.core.credentials import hashed_login, password_login
 from mailmax.core.directory.errors import DirectoryUnavailable
 from mailmax.core.directory.mixed import ClearPasswordNotKept
 from mailmax.core.pop3.errors import POP3Error
@@ -112,7 +113,7 @@ class AuthorizationMixin:
             raise POP3Error("Password too long")
 
         def check() -> defer.Deferred[User | None]:
-            return self.directory.authenticate(login, arg, self.listener.default_domain)
+            return password_login(self.factory.portal, login, arg, self.listener.default_domain)
 
         return defer.ensureDeferred(self._login(login, check, "USER/PASS"))
 
@@ -126,14 +127,13 @@ class AuthorizationMixin:
             raise POP3Error("Syntax: APOP name digest (32 hexadecimal digits)")
         self._user_name = None
 
-        async def check() -> User | None:
-            found = await self.directory.clear_password(login, self.listener.default_domain)
-            if found is None:
-                return None
-            user, clear = found
+        def verify(clear: str) -> bool:
             secret = (self.timestamp + clear).encode("utf-8")
             expected = hashlib.md5(secret, usedforsecurity=False).hexdigest()
-            return user if hmac.compare_digest(expected, digest) else None
+            return hmac.compare_digest(expected, digest)
+
+        def check() -> defer.Deferred[User | None]:
+            return hashed_login(self.factory.portal, login, verify, self.listener.default_domain)
 
         failure = (
             "[AUTH] APOP failed: wrong name or digest, or no clear-text password is kept for "
@@ -173,7 +173,9 @@ class AuthorizationMixin:
             raise POP3Error("Malformed authentication response")
 
         def check() -> defer.Deferred[User | None]:
-            return self.directory.authenticate(login, password, self.listener.default_domain)
+            return password_login(
+                self.factory.portal, login, password, self.listener.default_domain
+            )
 
         return defer.ensureDeferred(self._login(login, check, "SASL PLAIN"))
 
