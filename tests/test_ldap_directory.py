@@ -127,3 +127,22 @@ def test_a_domain_naming_an_unconfigured_source_fails_temporarily(directory: Dir
         directory.authenticate(f"carol@{LDAP_DOMAIN}", "carolsecret")
     with pytest.raises(DirectoryError, match="sql or ldap:NAME"):
         directory.edit_domain(LDAP_DOMAIN, user_source="ldap:Bad Name")
+
+
+def test_starttls_and_ldaps_verify_the_server_certificate(slapd_server: Slapd) -> None:
+    """L15: StartTLS and LDAPS work with the server's CA; a certificate that cannot be
+    verified is a temporary failure, never a fall-back to clear text."""
+    ca = str(slapd_server.ca_file)
+    for options in (
+        {"urls": [slapd_server.starttls_url], "start_tls": True, "ca_file": ca},
+        {"urls": [slapd_server.tls_url], "ca_file": ca},
+    ):
+        source = _source(slapd_server, **options)
+        (entry,) = source.find_by_address(f"carol@{LDAP_DOMAIN}")
+        assert source.check_password(entry, "carolsecret")
+    for options in (
+        {"urls": [slapd_server.starttls_url], "start_tls": True},
+        {"urls": [slapd_server.tls_url]},
+    ):
+        with pytest.raises(DirectoryUnavailable):
+            _source(slapd_server, **options).find_by_address(f"carol@{LDAP_DOMAIN}")

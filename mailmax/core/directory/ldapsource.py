@@ -114,8 +114,11 @@ class LDAPUserSource:
         )
         try:
             connection.open()
-            if self.settings.start_tls:
-                connection.start_tls()
+            if self.settings.start_tls and not connection.start_tls():
+                # never go on in clear text: the bind would send a password
+                raise ldap_errors.LDAPStartTLSError(
+                    f"StartTLS refused: {connection.result.get('description', 'no answer')}"
+                )
             if not connection.bind():
                 raise ldap_errors.LDAPBindError(connection.result.get("description", "refused"))
         except BaseException:
