@@ -16,6 +16,7 @@ such user".
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from mailmax.core.directory import queries as q
 from mailmax.core.directory.aliasing import MAILBOX_DOMAIN_TYPES
 from mailmax.core.directory.api import AccountType, Domain, Lookup, RecipientLookup, User
 from mailmax.core.directory.cached import TTLCache
-from mailmax.core.directory.errors import DirectoryError, DirectoryUnavailable
+from mailmax.core.directory.errors import AlreadyExists, DirectoryError, DirectoryUnavailable
 from mailmax.core.directory.fields import user_defaults
 from mailmax.core.directory.ldapsource import LDAPEntry, LDAPUserSource
 from mailmax.core.directory.loginnames import parse_login
@@ -138,7 +139,8 @@ class Directory(SQLDirectory):
                 return
         now = time.time()
         values = user_defaults() | {"account_type": AccountType.DISABLED.value}
-        with self._shadows_lock, self._tx(write=True) as conn:
+        with self._shadows_lock, contextlib.suppress(AlreadyExists), self._tx(write=True) as conn:
+            # AlreadyExists: another node made the record at the same moment
             if q.user_row(conn, drow["id"], user.name) is not None:
                 return
             conn.execute(
