@@ -61,7 +61,7 @@ def _apop(timestamp: str, password: str) -> Any:
 
 
 def test_directory_checker_takes_passwords_and_digests(directory: Directory) -> None:
-    """C1: passwords and APOP digests are checked by the directory through the portal."""
+    """S5: passwords and APOP digests are checked by the directory through the portal."""
     portal = MailPortal(directory)
     user = _now(password_login(portal, "alice", "alicesecret", "example.test"))
     assert user.address == "alice@example.test"
@@ -75,7 +75,7 @@ def test_directory_checker_takes_passwords_and_digests(directory: Directory) -> 
 def test_a_deployment_checker_is_asked_first_and_the_directory_still_answers(
     directory: Directory,
 ) -> None:
-    """C2: a checker registered on the portal (as a .tac file would) logs users in with its
+    """S5: a checker registered on the portal (as a .tac file would) logs users in with its
     own secrets; the directory's passwords still work; an account it vouches for that is not
     a user here never logs in."""
     portal = MailPortal(directory)
@@ -107,7 +107,7 @@ class _BrokenChecker:
 
 
 def test_plugin_checkers_and_a_failing_checker(directory: Directory, tmp_path: Path) -> None:
-    """C3: a plugin's checker (mailmax_credential_checkers) logs a user in; a checker that
+    """S5: a plugin's checker (mailmax_credential_checkers) logs a user in; a checker that
     fails other than "unauthorized" makes the log-in a temporary failure, never a success."""
     harness = PluginHarness(_TokenPlugin(), data_dir=tmp_path, name="tokens")
     try:

@@ -42,7 +42,7 @@ def directory(tmp_path: Path, slapd_server: Slapd) -> Iterator[Directory]:
 
 
 def test_filter_values_are_escaped(slapd_server: Slapd) -> None:
-    """L8: an address or login full of filter syntax matches nothing instead of everything."""
+    """S5: an address or login full of filter syntax matches nothing instead of everything."""
     source = _source(slapd_server)
     assert source.find_by_address("*)(uid=*") == []
     assert source.find_by_address("*") == []
@@ -51,7 +51,7 @@ def test_filter_values_are_escaped(slapd_server: Slapd) -> None:
 
 
 def test_bind_and_compare_check_passwords_and_refuse_empty_ones(slapd_server: Slapd) -> None:
-    """L9: bind as the user (default) and compare with the hashed attribute both tell the
+    """S5: bind as the user (default) and compare with the hashed attribute both tell the
     right password from a wrong one; an empty password never binds (anonymous bind)."""
     for mode in ("bind", "compare"):
         source = _source(slapd_server, auth=mode)
@@ -62,7 +62,7 @@ def test_bind_and_compare_check_passwords_and_refuse_empty_ones(slapd_server: Sl
 
 
 def test_failover_to_the_next_server_and_refused_service_account(slapd_server: Slapd) -> None:
-    """L10: a server that refuses connections is passed over for the next one; a refused
+    """S5: a server that refuses connections is passed over for the next one; a refused
     service account is a temporary failure that names the source, never "no such user"."""
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -75,7 +75,7 @@ def test_failover_to_the_next_server_and_refused_service_account(slapd_server: S
 
 
 def test_a_server_that_never_answers_times_out(slapd_server: Slapd) -> None:
-    """L11: a server that takes the connection and never answers costs about the timeout."""
+    """S5: a server that takes the connection and never answers costs about the timeout."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -88,7 +88,7 @@ def test_a_server_that_never_answers_times_out(slapd_server: Slapd) -> None:
 
 
 def test_lookups_map_ldap_entries_to_users(directory: Directory) -> None:
-    """L12: users, second addresses, disabled accounts and unknown names of an LDAP domain;
+    """S5: users, second addresses, disabled accounts and unknown names of an LDAP domain;
     quota, home node and forwarding targets come from the mapped attributes."""
     carol = directory.lookup_recipient(f"C.Smith@{LDAP_DOMAIN}")
     assert carol.status is Lookup.USER and carol.mailbox == f"carol@{LDAP_DOMAIN}"
@@ -101,7 +101,7 @@ def test_lookups_map_ldap_entries_to_users(directory: Directory) -> None:
 
 
 def test_logins_go_to_ldap_and_sql_users_stay_in_sql(directory: Directory) -> None:
-    """L13: LDAP users log in with any of their login forms; APOP/CRAM-MD5 say why they
+    """S5: LDAP users log in with any of their login forms; APOP/CRAM-MD5 say why they
     cannot; SQL users of other domains are untouched; users cannot be added to an LDAP domain."""
     assert directory.authenticate("carol", "carolsecret", LDAP_DOMAIN).address == (
         f"carol@{LDAP_DOMAIN}"
@@ -118,7 +118,7 @@ def test_logins_go_to_ldap_and_sql_users_stay_in_sql(directory: Directory) -> No
 
 
 def test_a_domain_naming_an_unconfigured_source_fails_temporarily(directory: Directory) -> None:
-    """L14: a domain whose LDAP source is not configured gives a temporary failure that says
+    """S5: a domain whose LDAP source is not configured gives a temporary failure that says
     what to add, for mail and log-ins alike."""
     directory.edit_domain(LDAP_DOMAIN, user_source="ldap:gone")
     with pytest.raises(DirectoryUnavailable, match=r"\[ldap.gone\]"):
@@ -130,7 +130,7 @@ def test_a_domain_naming_an_unconfigured_source_fails_temporarily(directory: Dir
 
 
 def test_starttls_and_ldaps_verify_the_server_certificate(slapd_server: Slapd) -> None:
-    """L15: StartTLS and LDAPS work with the server's CA; a certificate that cannot be
+    """S5: StartTLS and LDAPS work with the server's CA; a certificate that cannot be
     verified is a temporary failure, never a fall-back to clear text."""
     ca = str(slapd_server.ca_file)
     for options in (

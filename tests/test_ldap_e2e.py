@@ -68,7 +68,7 @@ def _send(server: MailMaxServer, *recipients: str, subject: str = "hello") -> di
 
 
 def test_mail_for_ldap_users_lands_in_their_mailbox(server: MailMaxServer) -> None:
-    """L1: mail to an LDAP user and to its second LDAP address reaches one mailbox; unknown
+    """S5: mail to an LDAP user and to its second LDAP address reaches one mailbox; unknown
     and disabled LDAP users are refused at RCPT."""
     _send(server, CAROL, f"c.smith@{LDAP_DOMAIN}", subject="to both")
     messages = server.wait_for_mail(CAROL, count=2)
@@ -83,7 +83,7 @@ def test_mail_for_ldap_users_lands_in_their_mailbox(server: MailMaxServer) -> No
 
 
 def test_smtp_auth_checks_the_password_with_ldap(server: MailMaxServer) -> None:
-    """L2: SMTP AUTH of an LDAP user binds as the user; CRAM-MD5 is refused with the reason."""
+    """S5: SMTP AUTH of an LDAP user binds as the user; CRAM-MD5 is refused with the reason."""
     with server.smtp("smtps") as client:
         client.ehlo()
         with pytest.raises(smtplib.SMTPAuthenticationError) as failed:
@@ -102,7 +102,7 @@ def test_smtp_auth_checks_the_password_with_ldap(server: MailMaxServer) -> None:
 
 
 def test_pop3_login_and_apop_refusal(server: MailMaxServer) -> None:
-    """L3: POP3 USER/PASS of an LDAP user; APOP says why it cannot work for this account."""
+    """S5: POP3 USER/PASS of an LDAP user; APOP says why it cannot work for this account."""
     client = poplib.POP3_SSL("localhost", server.ports["pop3s"], context=server.ssl_context())
     try:
         with pytest.raises(poplib.error_proto, match="AUTH"):
@@ -126,7 +126,7 @@ def test_pop3_login_and_apop_refusal(server: MailMaxServer) -> None:
 
 
 def test_imap_login_with_an_ldap_alias_address(server: MailMaxServer) -> None:
-    """L4: IMAP LOGIN with the user's other LDAP address opens the user's own mailbox."""
+    """S5: IMAP LOGIN with the user's other LDAP address opens the user's own mailbox."""
     client = imaplib.IMAP4_SSL("localhost", server.ports["imaps"], ssl_context=server.ssl_context())
     try:
         with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
@@ -139,7 +139,7 @@ def test_imap_login_with_an_ldap_alias_address(server: MailMaxServer) -> None:
 
 
 def test_ldap_test_command_shows_what_is_found_and_why(server: MailMaxServer) -> None:
-    """L5: ``mailmax ldap test`` shows the entry, the mailbox and the mapped attributes."""
+    """S5: ``mailmax ldap test`` shows the entry, the mailbox and the mapped attributes."""
     shown = _mailmax(server, "ldap", "test", f"c.smith@{LDAP_DOMAIN}")
     assert shown.exit_code == 0, shown.output
     assert "uid=carol,ou=people" in shown.stdout
@@ -153,7 +153,7 @@ def test_ldap_test_command_shows_what_is_found_and_why(server: MailMaxServer) ->
 
 
 def test_config_check_names_a_domain_whose_ldap_source_is_gone(server: MailMaxServer) -> None:
-    """L5b: ``mailmax config check`` of a config file without the domain's LDAP table says so."""
+    """S5: ``mailmax config check`` of a config file without the domain's LDAP table says so."""
     text = server.config_path.read_text()
     start = text.index("[ldap.corp]")
     end = text.find("\n[", start + 1)
@@ -167,7 +167,7 @@ def test_config_check_names_a_domain_whose_ldap_source_is_gone(server: MailMaxSe
 def test_slapd_down_gives_temporary_failures_and_loses_nothing(
     server: MailMaxServer, slapd: Slapd
 ) -> None:
-    """L6: with slapd stopped, RCPT and log-ins of LDAP users fail temporarily (never 5xx, never
+    """S5: with slapd stopped, RCPT and log-ins of LDAP users fail temporarily (never 5xx, never
     a log-in); SQL users work on; mail accepted for an alias of an LDAP user waits in the queue
     and is delivered once slapd is back."""
     before = len(server.messages(CAROL))
@@ -211,7 +211,7 @@ def test_slapd_down_gives_temporary_failures_and_loses_nothing(
 
 
 def test_ldap_user_records_live_in_sql_keyed_by_address(server: MailMaxServer) -> None:
-    """L7: an LDAP user's log-ins are recorded in SQL under its address; it gets no password
+    """S5: an LDAP user's log-ins are recorded in SQL under its address; it gets no password
     there (its SQL record is disabled, so SQL can never log it in)."""
     directory = server.directory()
     try:
