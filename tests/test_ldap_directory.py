@@ -75,7 +75,8 @@ def test_failover_to_the_next_server_and_refused_service_account(slapd_server: S
 
 
 def test_a_server_that_never_answers_times_out(slapd_server: Slapd) -> None:
-    """S5: a server that takes the connection and never answers costs about the timeout."""
+    """S5: a server that takes the connection and never answers costs about the timeout,
+    once: until the timeout has passed again, calls fail without waiting."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -85,6 +86,11 @@ def test_a_server_that_never_answers_times_out(slapd_server: Slapd) -> None:
         with pytest.raises(DirectoryUnavailable):
             source.find_by_address(f"carol@{LDAP_DOMAIN}")
         assert time.monotonic() - started < 5
+        # the next calls within the timeout fail at once instead of holding a thread again
+        started = time.monotonic()
+        with pytest.raises(DirectoryUnavailable, match="trying again in"):
+            source.find_by_address(f"carol@{LDAP_DOMAIN}")
+        assert time.monotonic() - started < 0.5
 
 
 def test_lookups_map_ldap_entries_to_users(directory: Directory) -> None:

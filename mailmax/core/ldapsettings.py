@@ -83,7 +83,11 @@ class LDAPSourceSettings(BaseModel):
         default_factory=LDAPAttributes, description="``[ldap.NAME.attributes]``: attribute names."
     )
     timeout: float = Field(
-        5.0, gt=0, le=60, description="Seconds to connect and to wait for each answer."
+        5.0,
+        gt=0,
+        le=60,
+        description="Seconds to connect and to wait for each answer; when no server"
+        " answered, none is asked again for this long (calls fail at once meanwhile).",
     )
     pool_size: int = Field(
         4, ge=1, le=64, description="Service connections kept open (and parallel look-ups)."

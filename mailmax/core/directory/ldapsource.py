@@ -22,6 +22,7 @@ import contextlib
 import math
 import queue
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -87,6 +88,7 @@ class LDAPUserSource:
         # POOLING_LOOP_TIMEOUT seconds between rounds otherwise)
         ldap3.set_config_parameter("POOLING_LOOP_TIMEOUT", 0)
         self._servers = ldap3.ServerPool(servers, ldap3.FIRST, active=1, exhaust=False)
+        self._down_until = 0.0  # time.monotonic() until which no server is tried
         self._idle: queue.LifoQueue[ldap3.Connection] = queue.LifoQueue()
         self._slots = queue.Queue[None](maxsize=settings.pool_size)
 
@@ -102,7 +104,18 @@ class LDAPUserSource:
 
     # ------------------------------------------------------------------ connections
     def _connect(self, user: str | None, password: str | None) -> ldap3.Connection:
-        """A bound connection (raises LDAPBindError for refused credentials)."""
+        """A bound connection (raises LDAPBindError for refused credentials).
+
+        When no server could be reached, none is tried again for ``timeout`` seconds: calls
+        fail at once meanwhile, so an LDAP outage does not hold the directory's threads (which
+        SQL domains need too) for a timeout per call.
+        """
+        waiting = self._down_until - time.monotonic()
+        if waiting > 0:
+            raise DirectoryUnavailable(
+                f"LDAP source {self.name} ({', '.join(self.settings.urls)}) did not answer;"
+                f" trying again in {waiting:.1f}s"
+            )
         connection = ldap3.Connection(
             self._servers,
             user=user,
@@ -121,8 +134,13 @@ class LDAPUserSource:
                 )
             if not connection.bind():
                 raise ldap_errors.LDAPBindError(connection.result.get("description", "refused"))
-        except BaseException:
+        except ldap_errors.LDAPBindError:
             connection.unbind()
+            raise
+        except BaseException as exc:
+            connection.unbind()
+            if isinstance(exc, ldap_errors.LDAPException):
+                self._down_until = time.monotonic() + self.settings.timeout
             raise
         return connection
 
