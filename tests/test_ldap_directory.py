@@ -95,15 +95,13 @@ def test_a_server_that_never_answers_times_out(slapd_server: Slapd) -> None:
 
 def test_lookups_map_ldap_entries_to_users(directory: Directory) -> None:
     """S5: users, second addresses, disabled accounts and unknown names of an LDAP domain;
-    quota, home node and forwarding targets come from the mapped attributes."""
+    quota and home node come from the mapped attributes."""
     carol = directory.lookup_recipient(f"C.Smith@{LDAP_DOMAIN}")
     assert carol.status is Lookup.USER and carol.mailbox == f"carol@{LDAP_DOMAIN}"
     assert directory.lookup_recipient(f"dave@{LDAP_DOMAIN}").status is Lookup.DISABLED
     assert directory.lookup_recipient(f"nobody@{LDAP_DOMAIN}").status is Lookup.UNKNOWN_USER
     erin = directory.get_user(f"erin@{LDAP_DOMAIN}")
     assert erin is not None and (erin.disk_limit_mb, erin.home_node) == (25, "node-b")
-    assert directory.get_forward(f"erin@{LDAP_DOMAIN}") == (True, ["erin@elsewhere.test"], True)
-    assert directory.get_forward(f"carol@{LDAP_DOMAIN}") is None
 
 
 def test_logins_go_to_ldap_and_sql_users_stay_in_sql(directory: Directory) -> None:

@@ -35,7 +35,6 @@ class LDAPAttributes(BaseModel):
         "",
         description="Account switch: TRUE/FALSE, yes/no, 1/0, enabled/disabled; missing = enabled.",
     )
-    forward: str = Field("", description="Forwarding targets: mail to the user is also sent there.")
     home_node: str = Field("", description="The cluster node that keeps the user's mail.")
 
 
@@ -91,9 +90,6 @@ class LDAPSourceSettings(BaseModel):
     )
     pool_size: int = Field(
         4, ge=1, le=64, description="Service connections kept open (and parallel look-ups)."
-    )
-    forward_keep_copy: bool = Field(
-        True, description="Keep a copy in the mailbox of users with forwarding targets."
     )
 
     @field_validator("urls")

@@ -70,7 +70,6 @@ def test_command(address: str, password_prompt: bool) -> None:
                 report["enabled"] = user.enabled
                 report["quota_mb"] = user.disk_limit_mb
                 report["home_node"] = user.home_node
-                report["forward"] = ", ".join(entry.forward)
                 report["why"] = (
                     f"mail to {address} is delivered to {user.address}"
                     if user.enabled

@@ -51,7 +51,6 @@ class LDAPEntry:
     last_name: str = ""
     quota_mb: int = 0
     enabled: bool = True
-    forward: tuple[str, ...] = ()
     home_node: str = ""
     raw: dict[str, list[str]] = field(default_factory=dict)
 
@@ -256,7 +255,6 @@ class LDAPUserSource:
             last_name=first(mapping.last_name),
             quota_mb=int(quota) if quota.isdigit() else 0,
             enabled=not switch or switch.strip().lower() in _TRUE,
-            forward=tuple(values(mapping.forward)),
             home_node=first(mapping.home_node),
             raw=raw,
         )

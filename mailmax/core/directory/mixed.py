@@ -2,9 +2,9 @@
 
 A domain's ``user_source`` says where its users live: empty for the SQL directory, or
 ``ldap:NAME`` for the ``[ldap.NAME]`` source of the configuration. Domains, aliases, plugin
-overrides, forwarding set through MailMax, rules and login records stay in SQL for every
-domain. An LDAP user gets a record in SQL, keyed by its address, the first time MailMax sees it,
-so what LDAP does not hold can be attached to it; that record never holds a password and is
+overrides (forwarding included), rules and login records stay in SQL for every domain. An LDAP
+user gets a record in SQL, keyed by its address, the first time MailMax sees it, so what LDAP
+does not hold can be attached to it; that record never holds a password and is
 stored as disabled, so it never lets anyone log in through SQL.
 
 Every call blocks (LDAP and SQL alike): the server calls it through
@@ -262,18 +262,6 @@ class Directory(SQLDirectory):
             raise DirectoryError(
                 f"the users of {domain.name} come from {domain.user_source}; {advice}"
             )
-
-    def get_forward(self, address: str) -> tuple[bool, list[str], bool] | None:
-        """See :meth:`SQLDirectory.get_forward`; an LDAP user's forwarding targets attribute
-        comes first, then what was set through MailMax."""
-        _, _, domain_name = address.rpartition("@")
-        pair = self._domain_and_source(domain_name)
-        if pair is not None and pair[1].settings.attributes.forward:
-            found = self.find_ldap_user(address)
-            if found is not None and found[1].forward:
-                keep = pair[1].settings.forward_keep_copy
-                return True, list(found[1].forward), keep
-        return super().get_forward(address)
 
 
 def _canonical(address: str, domain: Domain) -> str:
