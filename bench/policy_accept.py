@@ -117,7 +117,9 @@ def medians(runs: list[dict]) -> list[dict]:
     for key in dict.fromkeys((r["mode"], r["concurrency"]) for r in runs):
         rates, p50s, errors = {}, {}, {}
         for name in ("none", "default", "policy"):
-            mine = [r for r in runs if (r["mode"], r["concurrency"]) == key and r["variant"] == name]
+            mine = [
+                r for r in runs if (r["mode"], r["concurrency"]) == key and r["variant"] == name
+            ]
             rates[name] = statistics.median(r["msg_per_s"] for r in mine)
             p50s[name] = statistics.median(r["p50_ms"] or 0 for r in mine)
             errors[name] = sum(r["errors"] for r in mine)
