@@ -1,4 +1,4 @@
-"""Daily sending limits (A5) on a fake clock, on the server's code path: the counts roll over at
+"""Daily sending limits on a fake clock, on the server's code path: the counts roll over at
 00:00 UTC and are kept in the directory."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Sending limits (A2, A5) and the recipient count (P6) over real SMTP: a domain's session
-limit holds for its authenticated users only, a user's daily limit survives a restart, and a
-repeated RCPT counts toward ``[smtp] max_recipients``."""
+"""Sending limits and the recipient count over real SMTP: a domain's session limit holds for
+its authenticated users only, a user's daily limit survives a restart, and a repeated RCPT
+counts toward ``[smtp] max_recipients``."""
 
 from __future__ import annotations
 

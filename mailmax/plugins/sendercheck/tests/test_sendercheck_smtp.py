@@ -1,4 +1,4 @@
-"""The submission sender check (P11) over real SMTP with AUTH: a login sends from its own address,
+"""The submission sender check over real SMTP with AUTH: a login sends from its own address,
 its aliases, its address at a domain alias and ``<>``; anything else is ``553 5.7.1`` naming
 the login, unless the admin allows it for the user or the domain."""
 
