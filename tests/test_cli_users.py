@@ -207,7 +207,6 @@ def test_options_not_enforced_yet_are_refused(system):
     help_text = system.ok("user", "edit", "--help")
     assert "--daily" not in help_text and "--virus-check" in help_text
     for option in (["--session-send-mb", "1"], ["--session-send-messages", "1"],
-                   ["--over-limit-notice", "mb"], ["--over-limit-threshold", "3"],
                    ["--home-node", "n2"], ["--type", "clustered"]):  # fmt: skip
         err = system.fails("domain", "add", "new.test", *option)
         assert "not enforced yet" in err and option[0] in err, option

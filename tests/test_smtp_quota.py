@@ -14,7 +14,7 @@ import pytest
 from mailmax.testing import TestServer, start_server
 from tests.plugins_builtin.support import queued
 
-ALICE, BOB = "alice@example.test", "bob@example.test"
+ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
 SENDER = "joe@sender.test"
 BIG = 700_000
 
@@ -22,7 +22,9 @@ BIG = 700_000
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
     server = start_server(tmp_path_factory.mktemp("quota"), plugins=[])
-    server.cli("user", "edit", BOB, "--disk-limit-mb", "1")
+    with server.directory() as directory:
+        directory.edit_user(BOB, disk_limit_mb=1)
+        directory.add_user(CAROL, "carolsecret", disk_limit_mb=1)
     yield server
     server.stop(timeout=15)
 
@@ -33,9 +35,12 @@ def _message(subject: str, size: int = 0) -> bytes:
 
 
 def _remove_all(server: TestServer, address: str) -> None:
+    """Empty the INBOX the way a Maildir++ tool outside the server does: the files go, and
+    the usage cache (``maildirsize``) with them, so it is counted again."""
     for folder in ("new", "cur"):
         for path in (server.maildir(address) / folder).iterdir():
             path.unlink()
+    (server.maildir(address) / "maildirsize").unlink(missing_ok=True)
 
 
 def test_full_box_is_temporary_at_rcpt_data_and_in_the_queue(server: TestServer) -> None:
@@ -76,3 +81,37 @@ def test_full_box_is_temporary_at_rcpt_data_and_in_the_queue(server: TestServer)
     _remove_all(server, BOB)
     (delivered,) = server.wait_for_mail(BOB)
     assert b"Subject: both" in delivered
+
+
+def _notices(server: TestServer, address: str) -> list[bytes]:
+    return [m for m in server.messages(address) if b"Subject: Your mailbox is " in m]
+
+
+def test_over_limit_notice_once_per_crossing(server: TestServer) -> None:
+    """A14: a delivery that leaves less than the domain's threshold (percent left) sends the
+    user one notice from the null sender; the next delivery none; after the box is emptied
+    the notice is re-armed and comes again at the next crossing."""
+    carol = CAROL
+    server.cli(
+        "domain", "edit", "example.test", "--over-limit-notice", "percent",
+        "--over-limit-threshold", "50",
+    )  # fmt: skip
+    with server.smtp() as client:
+        assert client.sendmail(SENDER, [carol], _message("first", 300_000)) == {}
+    server.wait_for_mail(carol)
+    with server.smtp() as client:
+        assert client.sendmail(SENDER, [carol], _message("second", 300_000)) == {}
+    server.wait_for_mail(carol, count=3)
+    (notice,) = _notices(server, carol)
+    assert notice.startswith(b"Return-Path: <>")
+    assert b"Auto-Submitted: auto-generated" in notice and b"of its 1.0 MB limit" in notice
+    with server.smtp() as client:
+        assert client.sendmail(SENDER, [carol], _message("third", 1000)) == {}
+    server.wait_for_mail(carol, count=4)
+    assert len(_notices(server, carol)) == 1
+    _remove_all(server, carol)
+    with server.smtp() as client:
+        assert client.sendmail(SENDER, [carol], _message("room again", 1000)) == {}
+        assert client.sendmail(SENDER, [carol], _message("big again", 600_000)) == {}
+    server.wait_for_mail(carol, count=3)
+    assert len(_notices(server, carol)) == 1
