@@ -19,6 +19,7 @@ from mailmax.core.cli import (
     bans,
     configcmd,
     domains,
+    housekeeping,
     init,
     metrics,
     plugins,
@@ -152,6 +153,7 @@ cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
 cli.add_command(bans.ban_group)
 cli.add_command(autoreply.autoreply_group)
+cli.add_command(housekeeping.housekeeping_group)
 
 
 def main() -> None:

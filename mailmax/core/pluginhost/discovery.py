@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "catchall": "mailmax.plugins.catchall",
     "etrn": "mailmax.plugins.etrn",
     "forwarding": "mailmax.plugins.forwarding",
+    "housekeeping": "mailmax.plugins.housekeeping",
     "monitor": "mailmax.plugins.monitor",
     "rbl": "mailmax.plugins.rbl",
     "routing": "mailmax.plugins.routing",
