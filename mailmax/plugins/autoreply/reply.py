@@ -38,6 +38,8 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+from twisted.internet import defer, threads
+
 #: The namespace of the once-per-N-days memory in the plugin key-value store.
 MEMORY_PLUGIN = "autoreply"
 #: Longest subject, real name or from address, in characters.
@@ -247,6 +249,26 @@ class ReplyMemory:
         await self.kv.delete(self.key(user, sender, scope))
 
 
+def _prepare(
+    message: email.message.Message | bytes | str | Path,
+    sender: str,
+    recipient: str,
+    reply: AutoReply,
+    addresses: Sequence[str],
+) -> str | email.message.EmailMessage:
+    """Blocking: why not to reply, or the reply (reads the message and any text file)."""
+    headers = read_headers(message)
+    why = reason_not_to_reply(headers, sender, recipient, addresses)
+    return why or build_reply(headers, sender, recipient, reply)
+
+
+def _in_thread(host: Any, function: Any, *args: Any) -> defer.Deferred[Any]:
+    reactor = getattr(host, "reactor", None)
+    if reactor is None:  # a host without a reactor (a test harness) runs it here
+        return defer.maybeDeferred(function, *args)
+    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
+
+
 async def send_auto_reply(
     host: Any,
     *,
@@ -266,14 +288,13 @@ async def send_auto_reply(
     result says whether it was and why (never raises for a message it will not answer; a
     reply that cannot be queued is reported with ``sent=False`` and the error).
     """
-    headers = read_headers(message)
-    why = reason_not_to_reply(headers, sender, recipient, addresses)
-    if why:
-        return ReplyOutcome(False, why)
     try:
-        answer = build_reply(headers, sender, recipient, reply)
-    except (OSError, ValueError) as exc:
-        return ReplyOutcome(False, f"the reply cannot be made: {exc}")
+        decided = await _in_thread(host, _prepare, message, sender, recipient, reply, addresses)
+    except Exception as exc:  # an unreadable message or text file, a header email refuses
+        return ReplyOutcome(False, f"the reply cannot be made: {type(exc).__name__}: {exc}")
+    if isinstance(decided, str):
+        return ReplyOutcome(False, decided)
+    answer = decided
     memory = ReplyMemory(host)
     if not await memory.claim(recipient, sender, reply.days, memory_scope):
         return ReplyOutcome(False, f"the sender was answered in the last {reply.days} day(s)")
