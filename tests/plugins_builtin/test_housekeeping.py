@@ -57,7 +57,6 @@ def harness(tmp_path: Path) -> Iterator[PluginHarness]:
     harness.directory.add_domain("other.com", str(tmp_path / "mail" / "other.com"))
     for address in ("ann@example.com", "ben@example.com", "cat@other.com"):
         harness.directory.add_user(address, "secret")
-    harness.host.sync_directory = harness.directory
     yield harness
     harness.close()
 
