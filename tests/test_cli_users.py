@@ -197,8 +197,7 @@ def test_installed_command_user_flow(tmp_path):
 
 def test_options_not_enforced_yet_are_refused(system):
     """Settings the server would store and ignore are refused; nothing is written."""
-    for option in (["--over-limit-notice", "mb"], ["--over-limit-threshold", "3"],
-                   ["--home-node", "n2"], ["--type", "clustered"]):  # fmt: skip
+    for option in (["--home-node", "n2"], ["--type", "clustered"]):  # fmt: skip
         err = system.fails("domain", "add", "new.test", *option)
         assert "not enforced yet" in err and option[0] in err, option
         err = system.fails("domain", "edit", "example.test", *option)

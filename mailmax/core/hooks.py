@@ -31,11 +31,13 @@ log = Logger(namespace="mailmax.plugins")
 CURRENT_HOST: contextvars.ContextVar[Any] = contextvars.ContextVar("mailmax_host", default=None)
 
 #: The built-ins a configuration without ``[plugins] enabled`` runs, in this order.
-#: Resolvers run before the catch-all; spam traps decide before forwarding delivers.
+#: Resolvers run before the catch-all; spam traps decide before forwarding delivers; the
+#: auto-responder answers before forwarding may drop the local copy.
 DEFAULT_ENABLED: tuple[str, ...] = (
     "bans",
     "aliases",
     "spamtrap",
+    "autoreply",
     "forwarding",
     "monitor",
     "catchall",

@@ -58,10 +58,11 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
         help="What a blank password means: system (the system default), fill (the next "
         "password used becomes it), none (no password needed), disable (no login).")),
     "over_limit_notice": ("over_limit_notice", click.option(
-        "--over-limit-notice", type=click.Choice(["none", "percent", "mb"]), hidden=True,
-        help="Warn users near their limit: none, percent left, or MB left.")),
+        "--over-limit-notice", type=click.Choice(["none", "percent", "mb"]),
+        help="Tell users once when their mailbox is nearly full: none, or when less than "
+        "--over-limit-threshold percent or MB of their limit is left.")),
     "over_limit_threshold": ("over_limit_threshold", click.option(
-        "--over-limit-threshold", type=_COUNT, metavar="N", hidden=True,
+        "--over-limit-threshold", type=_COUNT, metavar="N",
         help="Percent or MB left that triggers the notice.")),
 }  # fmt: skip
 
@@ -88,8 +89,6 @@ def field_options(func: Callable[..., Any]) -> Callable[..., Any]:
 #: Options kept so that scripts get a clear refusal: the server does not enforce them yet.
 NOT_ENFORCED = {
     "home_node": "--home-node",
-    "over_limit_notice": "--over-limit-notice",
-    "over_limit_threshold": "--over-limit-threshold",
 }
 
 

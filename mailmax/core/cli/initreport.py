@@ -77,7 +77,8 @@ dir = {_q(str(plan.queue_dir))}
 [plugins]
 # Plugins enabled system-wide, in hook order (see `mailmax plugin list`).
 enabled = [
-    "bans", "sendercheck", "limits", "aliases", "spamtrap", "forwarding", "monitor", "catchall",
+    "bans", "sendercheck", "limits", "aliases", "spamtrap", "autoreply", "forwarding",
+    "monitor", "catchall",
 ]
 """
 

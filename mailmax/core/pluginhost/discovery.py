@@ -32,10 +32,12 @@ from mailmax.core.pluginhost.errors import PluginError
 BUILTIN_PLUGINS: dict[str, str] = {
     "aliases": "mailmax.plugins.aliases",
     "antivirus": "mailmax.plugins.antivirus",
+    "autoreply": "mailmax.plugins.autoreply",
     "bans": "mailmax.plugins.bans",
     "catchall": "mailmax.plugins.catchall",
     "etrn": "mailmax.plugins.etrn",
     "forwarding": "mailmax.plugins.forwarding",
+    "housekeeping": "mailmax.plugins.housekeeping",
     "limits": "mailmax.plugins.limits",
     "monitor": "mailmax.plugins.monitor",
     "rbl": "mailmax.plugins.rbl",
