@@ -15,9 +15,11 @@ from mailmax.core.cli import (
     aliases,
     antivirus,
     auth,
+    autoreply,
     bans,
     configcmd,
     domains,
+    housekeeping,
     init,
     ldap,
     metrics,
@@ -151,6 +153,8 @@ cli.add_command(antivirus.antivirus_group)
 cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
 cli.add_command(bans.ban_group)
+cli.add_command(autoreply.autoreply_group)
+cli.add_command(housekeeping.housekeeping_group)
 cli.add_command(ldap.ldap_group)
 
 

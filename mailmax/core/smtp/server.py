@@ -253,6 +253,8 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         self.envelope = None
         self.recipient_limits: list[int] = []
         self.recipient_scopes: list[Scope] = []
+        self.rcpt_commands = 0
+        self.recipient_boxes: list[Any] = []
         self.data_profile: Any = None
 
     @property
