@@ -143,6 +143,7 @@ def test_ldap_test_command_shows_what_is_found_and_why(server: MailMaxServer) ->
     shown = _mailmax(server, "ldap", "test", f"c.smith@{LDAP_DOMAIN}")
     assert shown.exit_code == 0, shown.output
     assert "uid=carol,ou=people" in shown.stdout
+    assert f"(mail=c.smith@{LDAP_DOMAIN})" in shown.stdout
     assert f"delivered to {CAROL}" in shown.stdout
     erin = _mailmax(server, "ldap", "test", f"erin@{LDAP_DOMAIN}").stdout
     assert "quota mb:" in erin and "25" in erin and "node-b" in erin

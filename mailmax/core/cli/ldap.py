@@ -46,8 +46,9 @@ def test_command(address: str, password_prompt: bool) -> None:
         settings = source.settings
         report["servers"] = ", ".join(settings.urls)
         report["base_dn"] = settings.base_dn
-        report["filter"] = settings.address_filter
-        entries = source.find_by_address(f"{local.lower()}@{domain.name}")
+        wanted = f"{local.lower()}@{domain.name}"
+        report["filter"] = source.address_filter_for(wanted)
+        entries = source.find_by_address(wanted)
         report["entries_found"] = len(entries)
         report["dn"] = entries[0].dn if entries else ""
         if len(entries) > 1:

@@ -194,8 +194,7 @@ class LDAPUserSource:
         base: str = "",
         attributes: list[str] | None = None,
     ) -> list[LDAPEntry]:
-        escaped = {key: escape_filter_chars(value) for key, value in values.items()}
-        search_filter = template.format_map(_Missing(escaped))
+        search_filter = fill_filter(template, values)
         for attempt in (1, 2):  # a pooled connection may have been dropped by the server
             try:
                 with self._service() as connection:
@@ -259,6 +258,12 @@ class LDAPUserSource:
             raw=raw,
         )
 
+    def address_filter_for(self, address: str) -> str:
+        """The filter that finds the entry of ``address``."""
+        local, _, domain = address.rpartition("@")
+        values = {"address": address, "local": local, "domain": domain}
+        return fill_filter(self.settings.address_filter, values)
+
     def find_by_address(self, address: str) -> list[LDAPEntry]:
         """The entries whose address (or alias) is ``address``: none, one, or (ambiguous) two."""
         local, _, domain = address.rpartition("@")
@@ -303,6 +308,12 @@ class LDAPUserSource:
                 f" {entry.dn}; give it read access or use auth = 'bind'"
             )
         return any(ldaphashes.verify(value, password) for value in stored)
+
+
+def fill_filter(template: str, values: dict[str, str]) -> str:
+    """``template`` with each ``{name}`` replaced by its value, escaped for a filter."""
+    escaped = {key: escape_filter_chars(value) for key, value in values.items()}
+    return template.format_map(_Missing(escaped))
 
 
 class _Missing(dict):
