@@ -208,6 +208,7 @@ def test_options_not_enforced_yet_are_refused(system):
 def test_sending_limits_are_stored_with_a_warning_while_their_plugin_is_off(system):
     """A2/A5: the sending limits are set with the CLI; while the limits plugin is not enabled
     system-wide the admin is told that they hold only where it is switched on."""
+    system.ok("plugin", "disable", "limits")
     edited = run_mailmax("--config", str(system.config), "user", "edit", "admin@example.test",
                          "--daily-messages", "5")  # fmt: skip
     assert edited.returncode == 0, edited.stderr
