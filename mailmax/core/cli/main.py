@@ -23,6 +23,7 @@ from mailmax.core.cli import (
     plugins,
     queue,
     reload,
+    rules,
     unlock,
     users,
 )
@@ -150,6 +151,7 @@ cli.add_command(antivirus.antivirus_group)
 cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
 cli.add_command(bans.ban_group)
+cli.add_command(rules.rule_group)
 
 
 def main() -> None:

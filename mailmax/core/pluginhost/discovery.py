@@ -39,6 +39,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "monitor": "mailmax.plugins.monitor",
     "rbl": "mailmax.plugins.rbl",
     "routing": "mailmax.plugins.routing",
+    "rules": "mailmax.plugins.rules",
     "spamtrap": "mailmax.plugins.spamtrap",
     "tarpit": "mailmax.plugins.tarpit",
 }

@@ -1,0 +1,80 @@
+"""A message as rules look at it, parsed only as far as the rules that run need.
+
+The header block is parsed on its own; the body is parsed (MIME decoded by the standard
+library's :mod:`email` package: base64, quoted-printable, RFC 2047 and RFC 2231 names) only when a
+condition asks for the body, the whole text or the attachments.
+"""
+
+from __future__ import annotations
+
+import email.policy
+from email.message import Message
+from email.parser import BytesHeaderParser
+from functools import cached_property
+
+from mailmax.plugins.antivirus.mime import Attachment, attachments, parse
+
+#: How deep attachments are looked for in nested messages and multiparts.
+MAX_DEPTH = 10
+
+
+def _head(data: bytes) -> bytes:
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        end = data.find(b"\n\n")
+    return data if end < 0 else data[: end + 2]
+
+
+class MessageView:
+    """The bytes of one message and what conditions read of them (each computed once)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @property
+    def size(self) -> int:
+        """The message's size in bytes."""
+        return len(self.data)
+
+    @cached_property
+    def header(self) -> Message:
+        """The parsed header fields only."""
+        return BytesHeaderParser(policy=email.policy.default).parsebytes(_head(self.data))
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of the header field ``name``, decoded."""
+        return [str(value) for value in self.header.get_all(name, [])]
+
+    @cached_property
+    def parsed(self) -> Message:
+        """The whole message, parsed."""
+        return parse(self.data)
+
+    @cached_property
+    def body_text(self) -> str:
+        """The decoded text of the message's text parts that are not attachments."""
+        texts = []
+        for part in self.parsed.walk():
+            if part.is_multipart() or part.get_content_maintype() != "text":
+                continue
+            if part.get_filename() or part.get_content_disposition() == "attachment":
+                continue
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                charset = part.get_content_charset() or "utf-8"
+                try:
+                    texts.append(payload.decode(charset, "replace"))
+                except LookupError:
+                    texts.append(payload.decode("utf-8", "replace"))
+        return "\n".join(texts)
+
+    @cached_property
+    def entire_text(self) -> str:
+        """The header fields (decoded) and the body text."""
+        fields = "\n".join(f"{k}: {v}" for k, v in self.header.items())
+        return f"{fields}\n\n{self.body_text}"
+
+    @cached_property
+    def attachments(self) -> list[Attachment]:
+        """Every attachment, decoded, with its file name and MIME type."""
+        return attachments(self.parsed, MAX_DEPTH)  # type: ignore[arg-type]
