@@ -314,13 +314,19 @@ def _moment(text: str | None, zone: str) -> datetime.datetime:
 @rule_group.command("test")
 @click.option("--user", required=True, metavar="ADDRESS", help="The recipient.")
 @click.option("--at", "at", metavar="WHEN", help="Pretend the message arrives then (server time).")
-@click.argument("message", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "messages",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
 @common_options
-def test_command(user: str, at: str | None, message: Path) -> None:
-    """Run MESSAGE (a file) through the rules that apply to --user; change nothing.
+def test_command(user: str, at: str | None, messages: tuple[Path, ...]) -> None:
+    """Run each MESSAGE file through the rules that apply to --user; change nothing.
 
     Prints which rules matched and what would be done. Test programs do run (in a temporary
-    folder, removed afterwards): what they decide is part of the answer.
+    folder, removed afterwards): what they decide is part of the answer. With --json, one
+    record per message.
     """
     from mailmax.plugins.rules import store
     from mailmax.plugins.rules.dryrun import dry_run
@@ -331,12 +337,16 @@ def test_command(user: str, at: str | None, message: Path) -> None:
     found = _run(store.lists, keys)
     rules = [rule for key in keys for rule in found[key]]
     now = _moment(at, config.time_zone)
-    notes: list[str] = []
     scratch = app().settings().data_dir / "rules" / "run"
-    plan = asyncio.run(dry_run(rules, message.read_bytes(), now, config, scratch, notes))
+    records = []
+    for path in messages:
+        notes: list[str] = []
+        plan = asyncio.run(dry_run(rules, path.read_bytes(), now, config, scratch, notes))
+        records.append({"message": str(path), **plan.record(), "log": notes})
+        app().out.lines(
+            [f"{path}: rules for {address} at {now.isoformat(timespec='minutes')}:"]
+            + [f"  {line}" for line in [*notes, *plan.lines()]]
+        )
     _warn_if_off()
     if app().out.as_json:
-        app().out.json({"user": address, "at": now.isoformat(), **plan.record(), "log": notes})
-        return
-    app().out.lines([f"rules for {address} at {now.isoformat(timespec='minutes')}:"])
-    app().out.lines([*notes, *plan.lines()])
+        app().out.json({"user": address, "at": now.isoformat(), "messages": records})
