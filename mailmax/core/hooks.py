@@ -31,12 +31,14 @@ log = Logger(namespace="mailmax.plugins")
 CURRENT_HOST: contextvars.ContextVar[Any] = contextvars.ContextVar("mailmax_host", default=None)
 
 #: The built-ins a configuration without ``[plugins] enabled`` runs, in this order.
-#: Resolvers run before the catch-all; spam traps decide before forwarding delivers, and
-#: forwarding queues its copies before the rules choose a folder.
+#: Resolvers run before the catch-all; spam traps decide before forwarding delivers; the
+#: auto-responder answers before forwarding may drop the local copy; forwarding queues its
+#: copies before the rules choose a folder.
 DEFAULT_ENABLED: tuple[str, ...] = (
     "bans",
     "aliases",
     "spamtrap",
+    "autoreply",
     "forwarding",
     "rules",
     "monitor",

@@ -76,7 +76,9 @@ dir = {_q(str(plan.queue_dir))}
 
 [plugins]
 # Plugins enabled system-wide, in hook order (see `mailmax plugin list`).
-enabled = ["bans", "aliases", "spamtrap", "forwarding", "monitor", "catchall"]
+enabled = [
+    "bans", "aliases", "spamtrap", "autoreply", "forwarding", "rules", "monitor", "catchall"
+]
 """
 
 

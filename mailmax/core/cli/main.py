@@ -15,6 +15,7 @@ from mailmax.core.cli import (
     aliases,
     antivirus,
     auth,
+    autoreply,
     bans,
     configcmd,
     domains,
@@ -151,6 +152,7 @@ cli.add_command(antivirus.antivirus_group)
 cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
 cli.add_command(bans.ban_group)
+cli.add_command(autoreply.autoreply_group)
 cli.add_command(rules.rule_group)
 
 

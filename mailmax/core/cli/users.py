@@ -35,7 +35,8 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = {
         help="normal, disabled (no login, mail refused) or spamtrap."), AccountType),
     "disk_limit_mb": ("disk_limit_mb", click.option(
         "--disk-limit-mb", type=_COUNT, metavar="N",
-        help="Mailbox size limit in MB; mail over it bounces (0: the domain default)."), int),
+        help="Mailbox size limit in MB; mail over it waits in the queue (0: the domain "
+        "default)."), int),
     "max_message_size": ("max_message_size", click.option(
         "--max-message-size", type=_COUNT, metavar="BYTES",
         help="Largest message in bytes (0: the domain or system limit)."), int),

@@ -32,6 +32,7 @@ from mailmax.core.pluginhost.errors import PluginError
 BUILTIN_PLUGINS: dict[str, str] = {
     "aliases": "mailmax.plugins.aliases",
     "antivirus": "mailmax.plugins.antivirus",
+    "autoreply": "mailmax.plugins.autoreply",
     "bans": "mailmax.plugins.bans",
     "catchall": "mailmax.plugins.catchall",
     "etrn": "mailmax.plugins.etrn",

@@ -387,11 +387,13 @@ class LocalDelivery:
                 log.error("{mailbox}: {error}; delivering to INBOX", mailbox=mailbox, error=note)
             return Outcome("delivered", folder=folder, path=Path(path))
         if result[0] == "over_quota":
+            # Temporary: the box may be emptied; the copy waits and bounces only when the
+            # queue's lifetime for it ends.
             _, usage, size, quota = result
-            return failed(
+            return deferred(
                 f"<{mailbox}>: mailbox full ({usage} of {quota} bytes used, message {size} bytes)",
-                "5.2.2",
-                552,
+                "4.2.2",
+                452,
             )
         _, code, reason = result
         status = "4.3.1" if code in (errno.ENOSPC, errno.EDQUOT) else "4.3.0"

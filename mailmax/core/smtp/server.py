@@ -243,6 +243,7 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         self.envelope = None
         self.recipient_limits: list[int] = []
         self.recipient_scopes: list[Scope] = []
+        self.recipient_boxes: list[Any] = []
         self.data_profile: Any = None
 
     @property
