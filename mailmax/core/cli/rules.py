@@ -97,6 +97,7 @@ def _make(scope: str, value: str, name: str, conditions: Any, actions: Any, **kw
     from mailmax.plugins.rules.model import make_rule
     from mailmax.plugins.rules.syntax import RuleError
 
+    config = _config()
     try:
         return make_rule(
             scope,
@@ -104,7 +105,8 @@ def _make(scope: str, value: str, name: str, conditions: Any, actions: Any, **kw
             name,
             list(conditions),
             list(actions),
-            allowed_programs=_config().allowed_programs,
+            allowed_programs=config.allowed_programs,
+            reply_folder=config.reply_folder,
             **kw,
         )
     except RuleError as exc:
@@ -153,8 +155,9 @@ def add_command(
     PATTERN; attachment-type TYPES (application/pdf,image/*,.exe); program PATH ARGS (%F or
     %M among ARGS).
 
-    Actions: folder NAME; forward ADDRESS[,ADDRESS]; discard; discard-attachments; note TEXT;
-    program PATH ARGS; terminate.
+    Actions: folder NAME; forward ADDRESS[,ADDRESS]; discard; discard-attachments; respond
+    TEXT; respond-file NAME (a file in the reply folder); note TEXT; program PATH ARGS;
+    terminate.
     """
     from mailmax.plugins.rules import store
 

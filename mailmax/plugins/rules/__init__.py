@@ -69,6 +69,19 @@ class Settings(PluginSettings):
         " empty: the server's.",
         json_schema_extra=SYSTEM_ONLY,
     )
+    reply_folder: str = Field(
+        "",
+        description="Folder (absolute path) of the reply texts 'respond-file' may name; empty:"
+        " replies from files are off.",
+        json_schema_extra=SYSTEM_ONLY,
+    )
+    reply_days: int = Field(
+        7,
+        ge=1,
+        le=365,
+        description="A rule's automatic reply answers each sender at most once in this many days.",
+        json_schema_extra=SYSTEM_ONLY,
+    )
     refresh_seconds: float = Field(
         2.0,
         ge=0,
@@ -84,6 +97,13 @@ class Settings(PluginSettings):
             if not value.startswith("/"):
                 raise ValueError(f"{value!r} is not an absolute path to a program")
         return values
+
+    @field_validator("reply_folder")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError(f"{value!r} is not an absolute path to a folder")
+        return value
 
     @field_validator("time_zone")
     @classmethod
@@ -157,6 +177,8 @@ async def _deliver(
         await program_test(argv, view)
     if plan.forwards:
         await actions.forward(context, mailbox, envelope, message_path, plan.forwards)
+    for label, kind, value in plan.replies:
+        await actions.respond(context, mailbox, envelope, view, label, kind, value, config)
     if plan.notes:
         message = changes.note(
             mailbox,

@@ -8,6 +8,7 @@ forwarding to each other cannot loop).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from mailmax.plugins.forwarding import copy_id, forward_sender
 from mailmax.plugins.rules import changes
 from mailmax.plugins.rules.engine import Plan
 from mailmax.plugins.rules.message import MessageView
+from mailmax.plugins.rules.model import reply_file
 
 #: Where copies without attachments wait to be stored (removed a day after their last use).
 CHANGED_FOLDER = Path("rules") / "changed"
@@ -74,6 +76,50 @@ async def forward(
             sender = forward_sender(host, sender, mailbox, _forwarding_settings(host))
         await host.submit(sender, addresses, message_path, queue_id=queue_id)
         context.metrics.increment("forwarded")
+
+
+async def respond(
+    context: Any,
+    mailbox: str,
+    envelope: Any,
+    view: MessageView,
+    label: str,
+    kind: str,
+    value: str,
+    config: Any,
+) -> None:
+    """Answer the sender with the rule's text or file, through the auto-responder's code (RFC
+    3834: never to lists, automatic mail or the null sender; once per sender in
+    ``reply_days``, remembered per rule)."""
+    from mailmax.plugins.autoreply.reply import AutoReply, send_auto_reply
+
+    if kind == "respond-file":
+        if not config.reply_folder:
+            context.log.error("{rule}: replies from files are off; no reply", rule=label)
+            return
+        reply = AutoReply(text_file=reply_file(config.reply_folder, value), days=config.reply_days)
+    else:
+        reply = AutoReply(text=value, days=config.reply_days)
+    addresses = [
+        r.address for r in envelope.recipients if (r.mailbox or "").lower() == mailbox.lower()
+    ]
+    outcome = await send_auto_reply(
+        context.host,
+        message=view.data,
+        sender=envelope.sender,
+        recipient=mailbox,
+        reply=reply,
+        addresses=addresses,
+        memory_scope="rule-" + hashlib.sha1(label.encode()).hexdigest()[:12],
+    )
+    context.log.info(
+        "{rule}: auto-reply to <{sender}>: {reason}",
+        rule=label,
+        sender=envelope.sender,
+        reason=outcome.reason,
+    )
+    if outcome.sent:
+        context.metrics.increment("replies")
 
 
 def write_changed(data_dir: Path, name: str, data: bytes) -> str:

@@ -33,6 +33,8 @@ class Plan:
     forwards: list[str] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
     programs: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    #: Automatic replies: (rule, ``respond`` or ``respond-file``, the text or file name).
+    replies: list[tuple[str, str, str]] = field(default_factory=list)
     terminated_by: str = ""
 
     @property
@@ -52,6 +54,10 @@ class Plan:
         out += [f"forward to: {address}" for address in self.forwards]
         out += [f"note to self ({rule}): {text}" for rule, text in self.notes]
         out += [f"run ({rule}): {' '.join(argv)}" for rule, argv in self.programs]
+        out += [
+            f"auto-respond ({rule}): {'file ' if kind == 'respond-file' else ''}{value}"
+            for rule, kind, value in self.replies
+        ]
         if self.terminated_by:
             out.append(f"terminated by: {self.terminated_by}")
         return out
@@ -66,6 +72,7 @@ class Plan:
             "forward": self.forwards,
             "notes": [text for _, text in self.notes],
             "programs": [list(argv) for _, argv in self.programs],
+            "replies": [{"kind": kind, "value": value} for _, kind, value in self.replies],
             "terminated_by": self.terminated_by,
         }
 
@@ -174,6 +181,8 @@ def _apply(plan: Plan, label: str, actions: Sequence[Action]) -> bool:
             plan.notes.append((label, action.value))
         elif action.kind == "program":
             plan.programs.append((label, action.values))
+        elif action.kind in ("respond", "respond-file"):
+            plan.replies.append((label, action.kind, action.value))
     return any(action.kind == "terminate" for action in actions)
 
 

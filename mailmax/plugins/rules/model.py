@@ -96,11 +96,28 @@ def check_programs(
             )
 
 
-#: Why an auto-respond action is refused while the server cannot send automatic replies.
-RESPOND_UNAVAILABLE = (
-    "{kind}: automatic replies from rules are not available in this version of MailMax;"
-    " nothing was changed"
-)
+def reply_file(folder: str, name: str) -> str:
+    """The path of the reply text ``name`` in the system's ``reply_folder``."""
+    return os.path.join(folder, name)
+
+
+def check_reply_files(actions: Sequence[Action], folder: str) -> None:
+    """Refuse a ``respond-file`` whose file is not a text in the system's reply folder."""
+    for action in actions:
+        if action.kind != "respond-file":
+            continue
+        if not folder:
+            raise RuleError(
+                "respond-file: replies from files are off; a system administrator sets"
+                " reply_folder in [plugins.settings.rules] of the config file (use 'respond"
+                " TEXT' meanwhile)"
+            )
+        name = action.value
+        if "/" in name or name.startswith(".") or not os.path.isfile(reply_file(folder, name)):
+            raise RuleError(
+                f"respond-file: {name!r} is not a file in the reply folder {folder}"
+                " (give a file name, without a path)"
+            )
 
 
 def make_rule(
@@ -113,6 +130,7 @@ def make_rule(
     enabled: bool = True,
     position: int = 0,
     allowed_programs: Sequence[str] = (),
+    reply_folder: str = "",
 ) -> Rule:
     """A checked :class:`Rule` from the lines an admin wrote; :class:`RuleError` otherwise."""
     if scope not in SCOPES:
@@ -125,9 +143,7 @@ def make_rule(
         raise RuleError(f"a rule has at most {MAX_LINES} conditions and {MAX_LINES} actions")
     parsed_conditions = tuple(parse_condition(line) for line in conditions)
     parsed_actions = tuple(parse_action(line) for line in actions)
-    for action in parsed_actions:
-        if action.kind in ("respond", "respond-file"):
-            raise RuleError(RESPOND_UNAVAILABLE.format(kind=action.kind))
+    check_reply_files(parsed_actions, reply_folder)
     check_programs(parsed_conditions, parsed_actions, allowed_programs)
     return Rule(
         scope,

@@ -69,6 +69,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("rules")
     (base / "bin").mkdir()
     (base / "out").mkdir()
+    (base / "replies").mkdir()
+    (base / "replies" / "away.txt").write_text("Out of the office (from a file).\n")
     programs = {
         "check-files": _program(base / "bin", "check-files", CHECK_FILES),
         "check-message": _program(base / "bin", "check-message", CHECK_MESSAGE),
@@ -84,6 +86,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                     "time_zone": "UTC",
                     "refresh_seconds": 0,
                     "program_timeout": 20,
+                    "reply_folder": str(base / "replies"),
                 },
                 "routing": {"smart_host_enabled": True, "smart_host": f"127.0.0.1:{sink.port}"},
             },

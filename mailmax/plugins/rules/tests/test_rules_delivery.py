@@ -269,4 +269,55 @@ def test_dry_run_agrees_with_the_server_and_takes_a_moment(world: World, tmp_pat
     text = cli(server, "rule", "test", "--user", FRANK, "--at", "2027-12-24T10:00", str(office))
     assert "matched: user frank@example.test: office" in text.stdout
     assert "store in: Xmas" in text.stdout
-    assert imap_folders(server, FRANK) == {"INBOX": ["plain"], "Junk": ["cheap spam"]}  # the dry run stored nothing
+    assert imap_folders(server, FRANK) == {
+        "INBOX": ["plain"],
+        "Junk": ["cheap spam"],
+    }  # the dry run stored nothing
+
+
+def test_auto_respond_answers_once_per_sender_and_never_a_list(world: World) -> None:
+    """R4: 'respond' and 'respond-file' reply with the auto-responder's code: from <> to the
+    sender, once per sender, never to list mail."""
+    server, sink = world.server, world.sink
+    add(
+        server,
+        "away",
+        ["--user", "bob@example.test"],
+        ["header X-Away exists"],
+        ['respond "I am away until Monday"'],
+    )
+    add(
+        server,
+        "away-file",
+        ["--user", "bob@example.test"],
+        ["header X-Away-File exists"],
+        ["respond-file away.txt"],
+    )
+    bob = "bob@example.test"
+    mail = message("are you there", headers={"X-Away": "1"})
+    mail = mail.replace(b"To: someone@example.test", b"To: bob@example.test")
+    send(server, bob, mail, sender="ann@sender.test")
+    send(server, bob, mail, sender="ann@sender.test")
+    listed = mail.replace(b"Subject:", b"List-Id: <news.sender.test>\r\nSubject:")
+    send(server, bob, listed, sender="news@sender.test")
+    from_file = mail.replace(b"X-Away: 1", b"X-Away-File: 1")
+    send(server, bob, from_file, sender="cy@sender.test")
+    server.wait_for(
+        lambda: server.log_text().count("auto-reply to <") >= 4, what="four reply decisions"
+    )
+    log = server.log_text()
+    assert "auto-reply to <ann@sender.test>: the sender was answered in the last 7 day(s)" in log
+    assert "auto-reply to <news@sender.test>: " in log
+    replies = [
+        tx
+        for tx in sink.wait_for(3)
+        if tx["rcpts"][0] in ("ann@sender.test", "news@sender.test", "cy@sender.test")
+    ]
+    assert sorted(tx["rcpts"][0] for tx in replies) == ["ann@sender.test", "cy@sender.test"]
+    for tx in replies:
+        data = sink.message(tx)
+        assert tx["mail_from"] == "" and b"Auto-Submitted: auto-replied" in data
+    by_rcpt = {tx["rcpts"][0]: sink.message(tx) for tx in replies}
+    assert b"I am away until Monday" in by_rcpt["ann@sender.test"]
+    assert b"Out of the office (from a file)" in by_rcpt["cy@sender.test"]
+    assert wait_count(server, bob, 4)["INBOX"] == ["are you there"] * 4
