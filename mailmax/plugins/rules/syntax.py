@@ -39,6 +39,14 @@ _FOLDER_BAD = re.compile(r"[/\\*%\x00-\x1f\x7f]")
 FILES, MESSAGE = "%F", "%M"
 
 
+_PLAIN = re.compile(r"^[\w@%+=:,./<>!*?-]+$")
+
+
+def _join(words: list[str]) -> str:
+    """Words as one line that :func:`shlex.split` reads back; quotes only where needed."""
+    return " ".join(w if _PLAIN.match(w) else shlex.quote(w) for w in words)
+
+
 class RuleError(ValueError):
     """A rule, condition or action that cannot be used; the message says what to fix."""
 
@@ -134,19 +142,19 @@ class Condition:
             parts = [k, self.op, show(self.low)]
             if self.op == "between":
                 parts.append(show(self.high))
-            return shlex.join(parts)
+            return _join(parts)
         neg = ["not"] if self.negate else []
         if k == "header" and self.op == "exists":
-            return shlex.join(["header", self.name, *neg, "exists"])
+            return _join(["header", self.name, *neg, "exists"])
         if k in ("header", *TEXT_KINDS):
             head = ["header", self.name] if k == "header" else [k]
             word = ["word"] if self.word else []
-            return shlex.join([*head, *neg, "contains", *word, self.values[0]])
+            return _join([*head, *neg, "contains", *word, self.values[0]])
         if k == "attachment-name":
-            return shlex.join([k, self.values[0]])
+            return _join([k, self.values[0]])
         if k == "attachment-type":
-            return shlex.join([k, ",".join(self.values)])
-        return shlex.join(["program", *self.argv])
+            return _join([k, ",".join(self.values)])
+        return _join(["program", *self.argv])
 
 
 def _show_size(value: object) -> str:
@@ -276,10 +284,10 @@ class Action:
         if self.kind in ("discard", "discard-attachments", "terminate"):
             return self.kind
         if self.kind == "forward":
-            return shlex.join(["forward", ",".join(self.values)])
+            return _join(["forward", ",".join(self.values)])
         if self.kind == "program":
-            return shlex.join(["program", *self.values])
-        return shlex.join([self.kind, self.value])
+            return _join(["program", *self.values])
+        return _join([self.kind, self.value])
 
 
 def check_folder(name: str) -> str:

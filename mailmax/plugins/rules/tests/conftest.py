@@ -3,6 +3,7 @@ loopback SMTP sink as its smart host, and programs on the rules' allow-list."""
 
 from __future__ import annotations
 
+import random
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mailmax.testing import DOMAIN, TestServer, start_server
+from tests.fixtures.ports import free_port
 from tests.fixtures.smtp_sink import SMTPSink, smtp_sink
 
 #: Users each test module may use for its own rules, besides alice and bob.
@@ -76,7 +78,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "check-message": _program(base / "bin", "check-message", CHECK_MESSAGE),
         "record": _program(base / "bin", "record", RECORD),
     }
-    with smtp_sink(base / "sink") as sink:
+    # a port away from the start of the range other test servers take theirs from
+    port = free_port(lo=20000 + random.randrange(15000))
+    with smtp_sink(base / "sink", port=port) as sink:
         server = start_server(
             base / "server",
             plugins=["aliases", "forwarding", "rules", "routing"],

@@ -321,3 +321,58 @@ def test_auto_respond_answers_once_per_sender_and_never_a_list(world: World) -> 
     assert b"I am away until Monday" in by_rcpt["ann@sender.test"]
     assert b"Out of the office (from a file)" in by_rcpt["cy@sender.test"]
     assert wait_count(server, bob, 4)["INBOX"] == ["are you there"] * 4
+
+
+def test_validation_says_what_to_fix_and_changes_nothing(world: World) -> None:
+    """R5: `mailmax rule add` refuses bad input with exit status 1 and a message that says
+    what to fix; nothing is stored. A good rule reads back in its canonical spelling."""
+    server = world.server
+    where = ["--user", "alice@example.test"]
+    bad = {
+        ("", "any", "discard"): "a rule needs a name",
+        ("n", "header Subject contains a|b", "discard"): "has a '|'",
+        ("n", "size > lots", "discard"): "'lots' is not a number of bytes",
+        ("n", "size between 9 3", "discard"): "runs high to low; swap them",
+        ("n", "date on 31.12.2027", "discard"): "not a date written YYYY-MM-DD",
+        ("n", "time after 25:00", "discard"): "not a time written HH:MM",
+        ("n", "weekday on 8", "discard"): "not a day 1 (Sunday) to 7 (Saturday)",
+        ("n", "header Subject: contains x", "discard"): "no ':' and no spaces",
+        ("n", "any", "folder ../etc"): "is not a folder name",
+        ("n", "any", "forward bob"): "'bob' is not an address",
+        ("n", "any", "respond " + "x" * 256): "longer than 255 characters",
+        ("n", "any", "respond-file ../passwd"): "is not a file in the reply folder",
+        ("n", "program /bin/rm %F", "discard"): "/bin/rm is not on the system's allow-list",
+        ("n", "sender is bob", "discard"): "'sender' is not a condition",
+        ("n", None, "discard"): "at least one condition",
+        ("n", "any", None): "at least one action",
+    }
+    for (name, condition, action), message_text in bad.items():
+        args = ["rule", "add", name, *where]
+        args += [f"--if={condition}"] if condition else []
+        args += [f"--then={action}"] if action else []
+        result = cli(server, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message_text in result.output and "nothing was changed" in result.output, (
+            args,
+            result.output,
+        )
+    assert rule(server, "list", *where) == []
+    alone = cli(server, "rule", "add", "x", "--if=any", "--then=discard")
+    assert alone.exit_code == 1 and "exactly one of --system" in alone.output
+
+    added = add(
+        server,
+        "ok",
+        where,
+        ["size >= 2K", "header X-A not contains word 'b c'"],
+        ["folder 'My Stuff'", "terminate"],
+    )
+    shown = rule(server, "show", "ok", *where)
+    assert shown["conditions"] == ["size >= 2048", "header X-A not contains word 'b c'"]
+    assert shown["actions"] == ["folder 'My Stuff'", "terminate"] == added["actions"]
+    assert shown["enabled"] is True and shown["position"] == 1
+    taken = cli(server, "rule", "add", "ok", *where, "--if=any", "--then=discard")
+    assert taken.exit_code == 1 and "already has a rule called 'ok'" in taken.output
+    missing = cli(server, "rule", "delete", "nope", *where)
+    assert missing.exit_code == 1 and "has no rule 'nope'" in missing.output
+    rule(server, "delete", "ok", *where)
