@@ -164,6 +164,8 @@ async def _deliver(
 
     now = local_time(actions.now_seconds(context), config.time_zone)
     plan = await evaluate(rules, view, now, program_test)
+    if view.body_parsed:
+        context.metrics.increment("bodies_parsed")
     if not plan.matched:
         return None
     context.metrics.increment("matched", len(plan.matched))

@@ -45,6 +45,11 @@ class MessageView:
         """Every value of the header field ``name``, decoded."""
         return [str(value) for value in self.header.get_all(name, [])]
 
+    @property
+    def body_parsed(self) -> bool:
+        """Whether a condition needed the body (and so the whole message was parsed)."""
+        return "parsed" in self.__dict__
+
     @cached_property
     def parsed(self) -> Message:
         """The whole message, parsed."""
