@@ -150,7 +150,9 @@ async def _deliver(
     in_thread = _in_thread(host)
     data = await in_thread(Path(message_path).read_bytes)
     view = MessageView(changes.without_trace(data))
-    if changes.is_our_note(view.header, host.secret("rules-note")):
+    if changes.NOTE_HEADER in view.header and changes.is_our_note(
+        view.header, host.secret("rules-note")
+    ):
         return None
 
     async def program_test(argv: tuple[str, ...], message: MessageView) -> bool:

@@ -83,9 +83,25 @@ def _pattern(text: str, word: bool) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){escaped}(?!\w)" if word else escaped, re.IGNORECASE)
 
 
-def _contains(haystacks: Sequence[str], condition: Condition) -> bool:
+def _contains(haystacks: Sequence[str], condition: Condition, lowered: bool = False) -> bool:
+    """Whether the condition's text is in one of ``haystacks`` (``lowered``: already in lower
+    case); a plain look-up first, the whole-word regex only where the text is."""
+    needle = condition.values[0].lower()
+    candidates = [t for t in haystacks if needle in (t if lowered else t.lower())]
+    if not candidates or not condition.word:
+        return bool(candidates)
     pattern = _pattern(condition.values[0], condition.word)
-    return any(pattern.search(text) for text in haystacks)
+    return any(pattern.search(text) for text in candidates)
+
+
+def _lowered(view: MessageView, name: str) -> list[str]:
+    """``view``'s body text or entire text, lower-cased once per message."""
+    found = view.lowered.get(name)
+    if found is None:
+        found = view.lowered[name] = (
+            view.body_text if name == "body" else view.entire_text
+        ).lower()
+    return [found]
 
 
 def _ordered(op: str, value: object, low: object, high: object) -> bool:
@@ -139,10 +155,8 @@ def holds(condition: Condition, view: MessageView, now: datetime.datetime) -> bo
         values = view.header_values(condition.name)
         found = bool(values) if condition.op == "exists" else _contains(values, condition)
         return found != condition.negate
-    if kind == "body":
-        return _contains([view.body_text], condition) != condition.negate
-    if kind == "text":
-        return _contains([view.entire_text], condition) != condition.negate
+    if kind in ("body", "text"):
+        return _contains(_lowered(view, kind), condition, lowered=True) != condition.negate
     if kind == "attachment-name":
         pattern = condition.values[0].lower()
         return any(fnmatch.fnmatchcase(a.filename.lower(), pattern) for a in view.attachments)

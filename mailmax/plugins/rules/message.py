@@ -2,14 +2,17 @@
 
 The header block is parsed on its own; the body is parsed (MIME decoded by the standard
 library's :mod:`email` package: base64, quoted-printable, RFC 2047 and RFC 2231 names) only when a
-condition asks for the body, the whole text or the attachments.
+condition asks for the body, the whole text or the attachments. Header fields are read with the
+package's fast ``compat32`` parser and decoded (RFC 2047) only when they are encoded.
 """
 
 from __future__ import annotations
 
+import email.errors
+import email.header
 import email.policy
 from email.message import Message
-from email.parser import BytesHeaderParser
+from email.parser import BytesHeaderParser, BytesParser
 from functools import cached_property
 
 from mailmax.plugins.antivirus.mime import Attachment, attachments, parse
@@ -38,12 +41,17 @@ class MessageView:
 
     @cached_property
     def header(self) -> Message:
-        """The parsed header fields only."""
-        return BytesHeaderParser(policy=email.policy.default).parsebytes(_head(self.data))
+        """The parsed header fields only (values as they are written)."""
+        return BytesHeaderParser(policy=email.policy.compat32).parsebytes(_head(self.data))
 
     def header_values(self, name: str) -> list[str]:
-        """Every value of the header field ``name``, decoded."""
-        return [str(value) for value in self.header.get_all(name, [])]
+        """Every value of the header field ``name``, unfolded and decoded."""
+        return [_decoded(value) for value in self.header.get_all(name, [])]
+
+    @cached_property
+    def header_text(self) -> str:
+        """Every header field as ``Name: value`` lines, decoded."""
+        return "\n".join(f"{k}: {_decoded(v)}" for k, v in self.header.items())
 
     @property
     def body_parsed(self) -> bool:
@@ -53,7 +61,7 @@ class MessageView:
     @cached_property
     def parsed(self) -> Message:
         """The whole message, parsed."""
-        return parse(self.data)
+        return BytesParser(policy=email.policy.compat32).parsebytes(self.data)
 
     @cached_property
     def body_text(self) -> str:
@@ -76,10 +84,24 @@ class MessageView:
     @cached_property
     def entire_text(self) -> str:
         """The header fields (decoded) and the body text."""
-        fields = "\n".join(f"{k}: {v}" for k, v in self.header.items())
-        return f"{fields}\n\n{self.body_text}"
+        return f"{self.header_text}\n\n{self.body_text}"
 
     @cached_property
     def attachments(self) -> list[Attachment]:
         """Every attachment, decoded, with its file name and MIME type."""
-        return attachments(self.parsed, MAX_DEPTH)  # type: ignore[arg-type]
+        return attachments(parse(self.data), MAX_DEPTH)
+
+    @cached_property
+    def lowered(self) -> dict[str, str]:
+        """Lower-cased copies of texts, by name, for quick look-ups before a regex."""
+        return {}
+
+
+def _decoded(value: object) -> str:
+    text = " ".join(str(value).split())
+    if "=?" not in text:
+        return text
+    try:
+        return str(email.header.make_header(email.header.decode_header(text)))
+    except (ValueError, LookupError, email.errors.HeaderParseError):
+        return text

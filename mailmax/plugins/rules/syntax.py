@@ -20,6 +20,7 @@ import datetime
 import re
 import shlex
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 #: Comparisons of a size.
 SIZE_OPS = ("=", "!=", "<", ">", "<=", ">=", "between")
@@ -219,6 +220,7 @@ def _program(words: list[str]) -> tuple[str, ...]:
     return tuple(words[1:])
 
 
+@lru_cache(maxsize=20_000)
 def parse_condition(line: str) -> Condition:
     """The :class:`Condition` written as ``line``; :class:`RuleError` says what is wrong."""
     words = _words(line, "condition")
@@ -302,6 +304,7 @@ def check_folder(name: str) -> str:
     return "INBOX" if name.upper() == "INBOX" else name
 
 
+@lru_cache(maxsize=20_000)
 def parse_action(line: str) -> Action:
     """The :class:`Action` written as ``line``; :class:`RuleError` says what is wrong."""
     words = _words(line, "action")

@@ -1,0 +1,231 @@
+"""Local delivery throughput with 20 system and 20 user rules, against none, in the same run.
+
+One MailMax server (``twistd mailmax`` on loopback, in a temporary data directory) receives
+batches of messages for one local user over SMTP; a batch counts from its first message sent to
+its last one stored in the Maildir. Rounds alternate between no rules and 40 rules (header,
+body and size conditions, no programs; rules are switched with ``mailmax rule`` and hold at
+within the default ``refresh_seconds`` of 2 s, which the benchmark waits), so both see the
+same machine. Most rules do not match; the last
+user rule files every message in a folder, so the rules' decision is really carried out.
+
+::
+
+    python bench/rules_delivery.py                 # 3 rounds of 400 messages each way
+    python bench/rules_delivery.py --quick         # 1 round of 100 (a smoke run)
+    python bench/rules_delivery.py --messages 1000 --rounds 5 --json
+
+Prints the rates and the ratio (with rules / without); the target is a ratio of at least 0.85.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import smtplib
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mailmax.testing import DOMAIN, TestServer, start_server  # noqa: E402
+
+USER = f"alice@{DOMAIN}"
+FOLDER = "Filed"
+TARGET_RATIO = 0.85
+#: The server's rule refresh (the default); the benchmark waits that long after a change.
+REFRESH = 2.0
+
+
+def rules_to_add() -> list[list[str]]:
+    """``mailmax rule add`` arguments of the 20 system and 20 user rules."""
+    out = []
+    for number in range(20):
+        kind = number % 3
+        if kind == 0:
+            condition = f"header Subject contains word bench-nomatch-{number}"
+        elif kind == 1:
+            condition = f'body contains "phrase that never occurs {number}"'
+        else:
+            condition = f"size > {50_000 + number}"
+        out.append(
+            ["rule", "add", f"sys-{number}", "--system", f"--if={condition}", "--then=folder Never"]
+        )
+    for number in range(19):
+        kind = number % 3
+        if kind == 0:
+            condition = f"header X-Bench-{number} exists"
+        elif kind == 1:
+            condition = f"text contains word absent{number}"
+        else:
+            condition = f"size between {60_000 + number} {70_000 + number}"
+        out.append(
+            [
+                "rule",
+                "add",
+                f"user-{number}",
+                "--user",
+                USER,
+                f"--if={condition}",
+                "--then=folder Never",
+            ]
+        )
+    out.append(
+        [
+            "rule",
+            "add",
+            "user-file",
+            "--user",
+            USER,
+            "--if=header Subject contains bench",
+            f"--then=folder {FOLDER}",
+        ]
+    )
+    return out
+
+
+def message(number: int, size: int) -> bytes:
+    """A plain message of about ``size`` bytes of body."""
+    line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\r\n"
+    body = line * max(1, size // len(line))
+    return (
+        f"From: load@sender.test\r\nTo: {USER}\r\nSubject: bench message {number}\r\n"
+        f"Message-ID: <bench-{number}-{time.time_ns()}@sender.test>\r\n\r\n{body}"
+    ).encode()
+
+
+def stored(server: TestServer, folder: str) -> int:
+    """How many messages are in ``folder`` of the user's Maildir."""
+    box = server.maildir(USER, folder)
+    return sum(len(list((box / sub).iterdir())) for sub in ("new", "cur") if (box / sub).is_dir())
+
+
+def batch(server: TestServer, count: int, size: int, clients: int, folder: str) -> float:
+    """Send ``count`` messages over ``clients`` connections; messages per second until the
+    last one is stored in ``folder``."""
+    before = stored(server, folder)
+    errors: list[BaseException] = []
+
+    def client(numbers: range) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=60) as smtp:
+                for number in numbers:
+                    smtp.sendmail("load@sender.test", [USER], message(number, size))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    start = time.monotonic()
+    threads = [
+        threading.Thread(target=client, args=(range(i, count, clients),)) for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"sending failed: {errors[0]!r}")
+    deadline = time.monotonic() + 300
+    while stored(server, folder) < before + count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {stored(server, folder) - before} of {count} stored")
+        time.sleep(0.01)
+    return count / (time.monotonic() - start)
+
+
+def cli(server: TestServer, *args: str) -> str:
+    """Run a ``mailmax`` command against the server, in this process (it must succeed)."""
+    from click.testing import CliRunner
+
+    from mailmax.core.cli.main import cli as mailmax
+
+    result = CliRunner().invoke(mailmax, ["--config", str(server.config_path), *args])
+    if result.exit_code != 0:
+        raise RuntimeError(f"mailmax {' '.join(args)} failed: {result.output}")
+    return result.stdout
+
+
+def bodies_parsed(server: TestServer) -> int:
+    """How many deliveries had a rule condition parse the body (the server's counter)."""
+    answer = json.loads(cli(server, "metrics", "rules.", "--json"))
+    return int(sum(row["value"] for row in answer if row["name"] == "rules.bodies_parsed"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit status 0 when the ratio meets the target."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=400, help="messages per batch")
+    parser.add_argument("--rounds", type=int, default=3, help="batches each way")
+    parser.add_argument("--size", type=int, default=4096, help="body bytes per message")
+    parser.add_argument("--clients", type=int, default=4, help="SMTP connections")
+    parser.add_argument("--quick", action="store_true", help="one round of 100 messages")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    options = parser.parse_args(argv)
+    if options.quick:
+        options.messages, options.rounds = 100, 1
+    with tempfile.TemporaryDirectory(prefix="rules-bench-") as folder:
+        server = start_server(
+            Path(folder),
+            settings={"rules": {"refresh_seconds": REFRESH}},
+            sections={"queue": {"scan_interval": 1.0}},
+        )
+        try:
+            rates: dict[str, list[float]] = {"none": [], "rules": []}
+            batch(server, 20, options.size, 2, "INBOX")  # warm up
+            for round_number in range(options.rounds):
+                rates["none"].append(
+                    batch(server, options.messages, options.size, options.clients, "INBOX")
+                )
+                for args in rules_to_add():
+                    cli(server, *args)
+                time.sleep(REFRESH + 0.5)
+                rates["rules"].append(
+                    batch(server, options.messages, options.size, options.clients, FOLDER)
+                )
+                for scope in (["--system"], ["--user", USER]):
+                    names = [a[2] for a in rules_to_add() if a[3:4] == scope[:1]]
+                    for name in names:
+                        cli(server, "rule", "delete", name, *scope)
+                time.sleep(REFRESH + 0.5)
+                print(
+                    f"round {round_number + 1}: none {rates['none'][-1]:.0f} msg/s, "
+                    f"rules {rates['rules'][-1]:.0f} msg/s",
+                    file=sys.stderr,
+                )
+            parsed = bodies_parsed(server)
+        finally:
+            server.stop()
+    none, ruled = statistics.median(rates["none"]), statistics.median(rates["rules"])
+    ratio = ruled / none
+    result = {
+        "messages_per_batch": options.messages,
+        "rounds": options.rounds,
+        "body_bytes": options.size,
+        "clients": options.clients,
+        "rules": "20 system + 20 user (header, body, size)",
+        "rate_without_rules": round(none, 1),
+        "rate_with_rules": round(ruled, 1),
+        "ratio": round(ratio, 3),
+        "target_ratio": TARGET_RATIO,
+        "raw": rates,
+        "deliveries_whose_body_was_parsed": parsed,
+    }
+    if options.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"local delivery, {options.messages} messages x {options.rounds} rounds, "
+            f"{options.size}-byte bodies, {options.clients} clients:\n"
+            f"  without rules: {none:.0f} msg/s\n"
+            f"  with 20 system + 20 user rules: {ruled:.0f} msg/s\n"
+            f"  ratio: {ratio:.2f} (target >= {TARGET_RATIO})\n"
+            f"  deliveries whose body a rule parsed: {parsed}"
+        )
+    return 0 if ratio >= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
