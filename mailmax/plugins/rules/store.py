@@ -16,6 +16,9 @@ import sqlalchemy as sa
 
 from mailmax.plugins.rules.model import Rule, load_rule
 
+#: The most rules one list holds.
+MAX_RULES = 500
+
 metadata = sa.MetaData()
 entries = sa.Table(
     "rules_entries",
@@ -114,6 +117,8 @@ def save(connection: sa.Connection, rule: Rule, *, old_name: str | None = None) 
     taken = rule.name in names and rule.name != old_name
     if taken:
         raise ValueError(f"the {rule.where} list already has a rule called {rule.name!r}")
+    if old_name is None and len(names) >= MAX_RULES:
+        raise ValueError(f"the {rule.where} list already has {MAX_RULES} rules, the most it holds")
     values = {
         "name": rule.name,
         "enabled": rule.enabled,
