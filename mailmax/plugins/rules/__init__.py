@@ -166,8 +166,8 @@ async def _deliver(
 
     now = local_time(actions.now_seconds(context), config.time_zone)
     plan = await evaluate(rules, view, now, program_test)
-    if view.body_parsed:
-        context.metrics.increment("bodies_parsed")
+    if view.body_read:
+        context.metrics.increment("bodies_read")
     if not plan.matched:
         return None
     context.metrics.increment("matched", len(plan.matched))

@@ -54,18 +54,39 @@ class MessageView:
         return "\n".join(f"{k}: {_decoded(v)}" for k, v in self.header.items())
 
     @property
-    def body_parsed(self) -> bool:
-        """Whether a condition needed the body (and so the whole message was parsed)."""
-        return "parsed" in self.__dict__
+    def body_read(self) -> bool:
+        """Whether a condition needed the body (its text, the attachments or the whole text)."""
+        return "body_text" in self.__dict__ or "attachments" in self.__dict__
 
     @cached_property
     def parsed(self) -> Message:
         """The whole message, parsed."""
         return BytesParser(policy=email.policy.compat32).parsebytes(self.data)
 
+    def _plain_body(self) -> str | None:
+        """The body of a one-part plain text message in 7- or 8-bit (most mail), read without
+        parsing the message; None for any other kind (which then is parsed)."""
+        header = self.header
+        kind = header.get_content_type()
+        encoding = str(header.get("Content-Transfer-Encoding", "7bit")).strip().lower()
+        if kind != "text/plain" or encoding not in ("7bit", "8bit", ""):
+            return None
+        if header.get_filename() or header.get_content_disposition() == "attachment":
+            return None
+        start = len(_head(self.data))
+        body = self.data[start:].removeprefix(b"\r\n").removeprefix(b"\n")
+        charset = header.get_content_charset() or "utf-8"
+        try:
+            return body.decode(charset, "replace")
+        except LookupError:
+            return body.decode("utf-8", "replace")
+
     @cached_property
     def body_text(self) -> str:
         """The decoded text of the message's text parts that are not attachments."""
+        plain = self._plain_body()
+        if plain is not None:
+            return plain
         texts = []
         for part in self.parsed.walk():
             if part.is_multipart() or part.get_content_maintype() != "text":

@@ -48,25 +48,6 @@ def send(server: TestServer, to: str, data: bytes, sender: str = "joe@sender.tes
         assert client.sendmail(sender, [to], data) == {}
 
 
-def imap_subjects(server: TestServer, user: str, folder: str = "INBOX") -> list[str]:
-    """The subjects in ``folder`` of ``user``, read over IMAP (``[]`` when it does not exist)."""
-    client = imaplib.IMAP4("127.0.0.1", server.ports["imap"])
-    try:
-        client.login(user, password(user))
-        status, _ = client.select(f'"{folder}"', readonly=True)
-        if status != "OK":
-            return []
-        _, found = client.search(None, "ALL")
-        subjects = []
-        for number in found[0].split():
-            _, data = client.fetch(number, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-            header = email.message_from_bytes(data[0][1], policy=email.policy.default)
-            subjects.append(str(header["Subject"]))
-        return subjects
-    finally:
-        client.logout()
-
-
 def imap_message(server: TestServer, user: str, folder: str, subject: str) -> EmailMessage:
     """The message with ``subject`` in ``folder``, fetched whole over IMAP."""
     client = imaplib.IMAP4("127.0.0.1", server.ports["imap"])
@@ -81,20 +62,6 @@ def imap_message(server: TestServer, user: str, folder: str, subject: str) -> Em
         return parsed
     finally:
         client.logout()
-
-
-def wait_subject(
-    server: TestServer, user: str, subject: str, folder: str = "INBOX", timeout: float = 10
-) -> list[str]:
-    """Wait until ``subject`` is in ``folder``; the folder's subjects."""
-    deadline = time.monotonic() + timeout
-    while True:
-        subjects = imap_subjects(server, user, folder)
-        if subject in subjects:
-            return subjects
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{subject!r} not in {user}'s {folder}: {subjects}")
-        time.sleep(0.1)
 
 
 def cli(server: TestServer, *args: str) -> Result:

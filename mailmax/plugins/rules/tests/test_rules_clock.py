@@ -94,16 +94,16 @@ def test_date_weekday_and_time_read_the_host_clock_in_the_time_zone(harness, tmp
     assert folder(harness, tmp_path) == "INBOX"
 
 
-def test_the_body_is_parsed_only_when_a_condition_reads_it(harness, tmp_path) -> None:
+def test_the_body_is_read_only_when_a_condition_needs_it(harness, tmp_path) -> None:
     """Header and size conditions read the header only; a body condition parses the body."""
     save(harness, "user", CAROL, "head", ["header Subject contains x", "size > 1"], ["discard"])
     harness.clock.advance(2)
     folder(harness, tmp_path, "hello")
-    assert "rules.bodies_parsed" not in harness.metrics()["counters"]
+    assert "rules.bodies_read" not in harness.metrics()["counters"]
     save(harness, "user", CAROL, "body", ["body contains hi"], ["folder Body"])
     harness.clock.advance(2)
     assert folder(harness, tmp_path, "hello") == "Body"
-    assert harness.metrics()["counters"]["rules.bodies_parsed"] == 1
+    assert harness.metrics()["counters"]["rules.bodies_read"] == 1
 
 
 def test_lists_keep_their_order_through_moves_and_deletes(harness) -> None:
