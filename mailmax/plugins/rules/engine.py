@@ -1,8 +1,9 @@
 """Running rule lists over one message: which rules match and what is to be done.
 
 The same code serves the server's deliveries and ``mailmax rule test``, so a dry run tells what
-the server then does. Conditions are tested in order and stop at the first that fails, so a
-program condition runs only when the cheaper ones before it hold.
+the server then does. A rule's conditions are tested cheapest first (header, size, date and
+time; then those that read the body; programs last) and stop at the first that fails, so the
+body is read and a program runs only when everything cheaper holds.
 """
 
 from __future__ import annotations
@@ -167,11 +168,18 @@ def holds(condition: Condition, view: MessageView, now: datetime.datetime) -> bo
     raise ValueError(f"no test for {kind!r}")
 
 
+def _cost(condition: Condition) -> int:
+    if condition.kind == "program":
+        return 2
+    return 1 if condition.needs_body else 0
+
+
 async def matches(
     rule: Rule, view: MessageView, now: datetime.datetime, program_test: ProgramTest
 ) -> bool:
     """Whether every condition of ``rule`` holds."""
-    for condition in rule.conditions:
+    ordered = sorted(rule.conditions, key=_cost)
+    for condition in ordered:
         if condition.kind == "program":
             if not await program_test(condition.argv, view):
                 return False
@@ -206,7 +214,12 @@ async def evaluate(
     """Run ``rules`` (already in system, domain, user order) over ``view``."""
     plan = Plan()
     for rule in rules:
-        if not rule.enabled or not await matches(rule, view, now, program_test):
+        if not rule.enabled:
+            continue
+        if rule.runs_programs:
+            if not await matches(rule, view, now, program_test):
+                continue
+        elif not all(holds(c, view, now) for c in rule.cheapest_first):
             continue
         label = f"{rule.where}: {rule.name}"
         plan.matched.append(label)

@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from mailmax.plugins.rules.syntax import (
     Action,
@@ -43,6 +44,16 @@ class Rule:
     def where(self) -> str:
         """``system``, ``domain example.com`` or ``user al@example.com``."""
         return self.scope if self.scope == SYSTEM else f"{self.scope} {self.scope_value}"
+
+    @cached_property
+    def runs_programs(self) -> bool:
+        """Whether a condition is a program."""
+        return any(c.kind == "program" for c in self.conditions)
+
+    @cached_property
+    def cheapest_first(self) -> tuple[Condition, ...]:
+        """The conditions, those that read only the header first."""
+        return tuple(sorted(self.conditions, key=lambda c: c.needs_body))
 
     @property
     def needs_body(self) -> bool:
