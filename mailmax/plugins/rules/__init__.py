@@ -171,12 +171,14 @@ async def _deliver(
     if not plan.matched:
         return None
     context.metrics.increment("matched", len(plan.matched))
-    context.log.info(
-        "{queue_id} for {mailbox}: {what}",
-        queue_id=Path(message_path).name,
-        mailbox=mailbox,
-        what="; ".join(plan.lines()),
-    )
+    if plan.forwards or plan.notes or plan.programs or plan.replies or plan.strip_attachments:
+        # (the delivery's own log line names the matched rules and the folder or discard)
+        context.log.info(
+            "{queue_id} for {mailbox}: {what}",
+            queue_id=Path(message_path).name,
+            mailbox=mailbox,
+            what="; ".join(plan.lines()),
+        )
     for _, argv in plan.programs:
         await program_test(argv, view)
     if plan.forwards:

@@ -193,8 +193,8 @@ def test_order_system_domain_user_terminate_disable_and_move(world: World) -> No
     wait_count(server, ERIN, 1)
     line = delivered(server, "to=erin@example.test")
     assert "folder=UserA" in line
-    log = server.log_text()
-    assert "matched: system: sys; matched: domain example.test: dom; matched: user" in log
+    reason = "rule system: sys; domain example.test: dom; user erin@example.test: usr-a"
+    assert reason in line
 
     rule(server, "edit", "dom", "--domain", "example.test", "--then=folder Dom", "--then=terminate")
     send(server, ERIN, message("o2", headers={"X-Order": "1"}))
