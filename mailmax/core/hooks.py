@@ -32,13 +32,15 @@ CURRENT_HOST: contextvars.ContextVar[Any] = contextvars.ContextVar("mailmax_host
 
 #: The built-ins a configuration without ``[plugins] enabled`` runs, in this order.
 #: Resolvers run before the catch-all; spam traps decide before forwarding delivers; the
-#: auto-responder answers before forwarding may drop the local copy.
+#: auto-responder answers before forwarding may drop the local copy; forwarding queues its
+#: copies before the rules choose a folder.
 DEFAULT_ENABLED: tuple[str, ...] = (
     "bans",
     "aliases",
     "spamtrap",
     "autoreply",
     "forwarding",
+    "rules",
     "monitor",
     "catchall",
 )

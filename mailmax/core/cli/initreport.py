@@ -78,7 +78,7 @@ dir = {_q(str(plan.queue_dir))}
 # Plugins enabled system-wide, in hook order (see `mailmax plugin list`).
 enabled = [
     "bans", "sendercheck", "limits", "aliases", "spamtrap", "autoreply", "forwarding",
-    "monitor", "catchall",
+    "rules", "monitor", "catchall",
 ]
 """
 

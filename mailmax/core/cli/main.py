@@ -26,6 +26,7 @@ from mailmax.core.cli import (
     plugins,
     queue,
     reload,
+    rules,
     unlock,
     users,
 )
@@ -156,6 +157,7 @@ cli.add_command(bans.ban_group)
 cli.add_command(autoreply.autoreply_group)
 cli.add_command(housekeeping.housekeeping_group)
 cli.add_command(ldap.ldap_group)
+cli.add_command(rules.rule_group)
 
 
 def main() -> None:

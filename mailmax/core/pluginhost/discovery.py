@@ -42,6 +42,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "monitor": "mailmax.plugins.monitor",
     "rbl": "mailmax.plugins.rbl",
     "routing": "mailmax.plugins.routing",
+    "rules": "mailmax.plugins.rules",
     "sendercheck": "mailmax.plugins.sendercheck",
     "spamtrap": "mailmax.plugins.spamtrap",
     "tarpit": "mailmax.plugins.tarpit",

@@ -214,6 +214,7 @@ class LocalDelivery:
             log.failure("mailmax_deliver failed for {mailbox}", mailbox=mailbox)
             return deferred("Local error in a delivery plugin")
         folder, target, note, header = maildir.INBOX, mailbox, "", b""
+        source = message_path
         if isinstance(choice, Verdict):
             verdict_outcome = _verdict_outcome(choice.with_plugin(decider))
             if verdict_outcome is not None:
@@ -229,6 +230,7 @@ class LocalDelivery:
             if targets:  # a redirect to the mailbox itself keeps the copy in the INBOX
                 return Outcome("expanded", extra=[*targets, *extra], note=note)
             folder = decision.folder or maildir.INBOX
+            source = Path(decision.source) if decision.source else message_path
             if decision.kind == "quarantine":
                 target = decision.mailbox or mailbox
                 header = _quarantine_header(decision)
@@ -240,7 +242,10 @@ class LocalDelivery:
         skip = envelope.trace_bytes
         # The SMTP server wrote this very delivery's trace headers first: store the file as it is.
         link = skip > 0 and index == 0 and target == recipient.mailbox and not header
-        if link:
+        if source != message_path:  # a changed copy, without this delivery's trace lines
+            prefix = delivery_headers(envelope.sender, mailbox) + header
+            write = (target, folder, source, unique, fresh, prefix, 0, False)
+        elif link:
             write = (target, folder, message_path, unique, fresh, b"", 0, True)
         else:
             prefix = delivery_headers(envelope.sender, mailbox) + header
