@@ -1,6 +1,6 @@
 """A rule: a name, an enabled flag, conditions that must all hold and actions that are all done.
 
-:func:`make_rule` checks everything an admin gives (R5): a name, at least one condition and one
+:func:`make_rule` checks everything an admin gives: a name, at least one condition and one
 action, each line readable, programs on the system's allow-list, nothing the server cannot do.
 """
 
