@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.clamd",
     "tests.fixtures.postgres",
     "tests.fixtures.server",
+    "tests.fixtures.slapd",
 ]

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from twisted.internet import defer, task
 
-from mailmax.core.hooks import LoadedPlugin, PluginSet
+from mailmax.core.hooks import LoadedPlugin, PluginSet, Scope
 from mailmax.core.pluginhost.host import PluginHost
 from mailmax.core.pluginhost.lifecycle import PluginLifecycle
 from mailmax.core.pluginhost.schedule import Daily, next_daily
@@ -267,3 +267,32 @@ def test_the_tally_report_task_writes_its_table(tmp_path: Path) -> None:
         assert harness.metrics()["counters"]["tally.task.report.runs"] >= 2
     finally:
         harness.close()
+
+
+def test_a_task_reads_each_domains_settings_with_settings_for() -> None:
+    """A task that takes ``settings_for`` gets a domain's effective settings and switch, so its
+    plugin may declare the domain and user scopes; without it, those scopes are refused."""
+
+    class Settings(PluginSettings):
+        days: int = Field(0, description="Days.")
+
+    seen: list[tuple[bool, int]] = []
+
+    @every(60)
+    def sweep(settings_for):
+        for domain in ("a.test", "b.test", "c.test"):
+            enabled, config = settings_for(Scope(domain=domain))
+            seen.append((enabled, config.days))
+
+    module = plugin_module("sweeper", sweep=sweep, Settings=Settings, SCOPES=("system", "domain"))
+    overrides = {Scope(domain="a.test"): {"days": 30}, Scope(domain="b.test"): {"enabled": False}}
+    harness = PluginHarness(module, {"days": 7}, overrides=overrides)
+    harness.advance(60)
+    assert seen == [(True, 30), (False, 7), (True, 7)]
+
+    @every(60)
+    def blind(config):
+        return None
+
+    with pytest.raises(PluginError, match="declares the domain scope"):
+        PluginHarness(plugin_module("blind", blind=blind, SCOPES=("system", "domain")))

@@ -68,26 +68,34 @@ def test_unknown_user_bounces_with_an_rfc3464_report(queue: QueueHarness) -> Non
     queue.wait_queue_empty()
 
 
-def test_over_disk_limit_bounces_to_the_sender(queue: QueueHarness) -> None:
-    """A5: a user over the disk limit (user limit, else the domain default) -> DSN 5.2.2."""
-    queue.directory.add_user("bob@example.com", disk_limit_mb=1)
-    big = b"x" * 700_000 + b"\r\n"
-    queue.submit(["bob@example.com"], body=big)
-    queue.wait_mail("bob@example.com")
-    queue.wait_queue_empty()
-    queue.submit(["bob@example.com"], body=big)
-    (dsn,) = queue.wait_mail("alice@example.com")
-    _, (bob,) = parse_dsn(dsn)
-    assert bob["Status"] == "5.2.2"
-    assert "mailbox full" in bob["Diagnostic-Code"]
-    assert len(queue.messages("bob@example.com")) == 1
-    # the domain's default box size applies when the user has none
-    queue.directory.add_domain("example.com", default_box_mb=1)
-    queue.directory.add_user("carol@example.com")
-    queue.submit(["carol@example.com"], body=big * 2)
-    assert len(queue.wait_mail("alice@example.com", 2)) == 2
-    assert queue.messages("carol@example.com") == []
-    queue.wait_queue_empty()
+def test_over_disk_limit_waits_then_bounces_when_its_time_ends(
+    tmp_path: Path, reactor_thread: ReactorThread
+) -> None:
+    """A5, A14: a user over the disk limit (user limit, else the domain default) is a temporary
+    failure: the copy is retried, and the sender gets a DSN only when its retries are used up."""
+    queue = running(reactor_thread, tmp_path, max_retries=1, soft_max_resends=0)
+    try:
+        queue.directory.add_user("bob@example.com", disk_limit_mb=1)
+        big = b"x" * 700_000 + b"\r\n"
+        queue.submit(["bob@example.com"], body=big)
+        queue.wait_mail("bob@example.com")
+        queue.wait_queue_empty()
+        queue.submit(["bob@example.com"], body=big)
+        (dsn,) = queue.wait_mail("alice@example.com")
+        _, (bob,) = parse_dsn(dsn)
+        assert bob["Status"] == "4.4.7"
+        assert "after 2 attempts" in bob["Diagnostic-Code"]
+        assert "452 4.2.2" in bob["Diagnostic-Code"] and "mailbox full" in bob["Diagnostic-Code"]
+        assert len(queue.messages("bob@example.com")) == 1
+        # the domain's default box size applies when the user has none
+        queue.directory.add_domain("example.com", default_box_mb=1)
+        queue.directory.add_user("carol@example.com")
+        queue.submit(["carol@example.com"], body=big * 2)
+        assert len(queue.wait_mail("alice@example.com", 2)) == 2
+        assert queue.messages("carol@example.com") == []
+        queue.wait_queue_empty()
+    finally:
+        queue.stop()
 
 
 def test_never_a_bounce_to_the_null_sender(queue: QueueHarness) -> None:

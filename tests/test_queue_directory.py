@@ -23,7 +23,10 @@ def reactor_thread() -> Iterator[ReactorThread]:
 def queue(tmp_path: Path, reactor_thread: ReactorThread) -> Iterator[QueueHarness]:
     """A running spool and queue runner over a SQLite directory with alice, bob and carol."""
     directory = SQLDirectory.open(f"sqlite:///{tmp_path / 'mailmax.db'}", base_dir=tmp_path)
-    harness = QueueHarness(tmp_path, reactor_thread, directory=directory)
+    # A temporary failure (a full mailbox) bounces after its second attempt.
+    harness = QueueHarness(
+        tmp_path, reactor_thread, directory=directory, max_retries=1, soft_max_resends=0
+    )
     harness.start()
     yield harness
     harness.stop()
@@ -39,11 +42,13 @@ def test_delivery_into_the_directorys_maildir(queue: QueueHarness) -> None:
 
 
 def test_user_disk_limit_from_the_directory_bounces(queue: QueueHarness) -> None:
-    """A5: a user's disk limit in the directory is enforced; over it the sender gets 5.2.2."""
+    """A5, A14: a user's disk limit in the directory is enforced; over it the copy waits, and
+    the sender gets a DSN (mailbox full) when its retries are used up."""
     queue.directory.edit_user("bob@example.com", disk_limit_mb=1)
     queue.submit(["bob@example.com"], body=b"x" * 1_100_000 + b"\r\n")
     (dsn,) = queue.wait_mail("alice@example.com")
-    assert parse_dsn(dsn)[1][0]["Status"] == "5.2.2"
+    report = parse_dsn(dsn)[1][0]
+    assert report["Status"] == "4.4.7" and "452 4.2.2" in report["Diagnostic-Code"]
     assert queue.messages("bob@example.com") == []
     queue.wait_queue_empty()
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mailmax.core.ldapsettings import LDAPSourceSettings, check_source_names
+
 ServiceName = Literal["smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"]
 
 #: Services whose socket is TLS from the first byte.
@@ -146,7 +148,9 @@ class SMTPSettings(_Section):
     max_message_size: int = Field(
         25 * 1024 * 1024, ge=1024, description="Largest message in bytes (advertised with SIZE)."
     )
-    max_recipients: int = Field(100, ge=1, le=100000, description="Recipients per message.")
+    max_recipients: int = Field(
+        100, ge=1, le=100000, description="RCPT commands per message (a repeated one counts)."
+    )
     session_byte_limit: int = Field(0, ge=0, description="Bytes of mail per session; 0 = no limit.")
     session_message_limit: int = Field(0, ge=0, description="Messages per session; 0 = no limit.")
     client_timeout: float = Field(
@@ -659,9 +663,17 @@ class Settings(_Section):
     queue: QueueSettings = QueueSettings()
     plugins: PluginSettings = PluginSettings()
     cluster: ClusterSettings = ClusterSettings()
+    ldap: dict[str, LDAPSourceSettings] = Field(
+        default_factory=dict, description="``[ldap.NAME]`` tables: LDAP user sources."
+    )
 
     #: Where the file was read from; set by :func:`load`.
     source: str = Field("", exclude=True)
+
+    @field_validator("ldap")
+    @classmethod
+    def _ldap_names(cls, sources: dict[str, LDAPSourceSettings]) -> dict[str, LDAPSourceSettings]:
+        return check_source_names(sources)
 
     @model_validator(mode="after")
     def _unique_listeners(self) -> Settings:

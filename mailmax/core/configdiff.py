@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from mailmax.core.config import ListenerSettings, Settings, needs_restart
 
 #: Keys of :class:`Settings` that are not sections of plain keys.
-_NOT_SECTIONS = frozenset({"listeners", "source"})
+_NOT_SECTIONS = frozenset({"listeners", "source", "ldap"})
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,9 @@ def compare(running: Settings, new: Settings) -> Difference:
             continue
         update[name] = _section(name, getattr(running, name), getattr(new, name), applied, restart)
     update["listeners"] = _listeners(running.listeners, new.listeners, applied, restart)
+    if running.ldap != new.ldap:
+        restart.append("ldap: the LDAP sources changed")
+        update["ldap"] = running.ldap
     return Difference(new.model_copy(update=update), applied, restart)
 
 

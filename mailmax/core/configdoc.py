@@ -13,7 +13,7 @@ import typing
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from mailmax.core import config
+from mailmax.core import config, ldapsettings
 
 SECTIONS: list[tuple[str, type[BaseModel], bool]] = [
     ("server", config.ServerSettings, False),
@@ -29,7 +29,12 @@ SECTIONS: list[tuple[str, type[BaseModel], bool]] = [
     ("plugins", config.PluginSettings, False),
     ("cluster", config.ClusterSettings, False),
     ("cluster.nodes.NAME", config.ClusterNodeSettings, False),
+    ("ldap.NAME", ldapsettings.LDAPSourceSettings, False),
+    ("ldap.NAME.attributes", ldapsettings.LDAPAttributes, False),
 ]
+
+#: Sections applied only when the server restarts, whatever their keys say.
+RESTART_SECTIONS = frozenset({"ldap.NAME", "ldap.NAME.attributes"})
 
 
 def _type_name(annotation: typing.Any) -> str:
@@ -47,6 +52,8 @@ def _default(field: typing.Any) -> str:
     if field.default is PydanticUndefined and field.default_factory is None:
         return "(required)"
     value = field.default_factory() if field.default_factory is not None else field.default
+    if isinstance(value, BaseModel):
+        return "(table below)"
     return f"`{json.dumps(value)}`"
 
 
@@ -69,7 +76,8 @@ def render() -> str:
             meaning = (field.description or "").replace("|", "\\|")
             if limits:
                 meaning += f" Allowed: {', '.join(limits)}."
-            reload = "restart" if config.needs_restart(model, key) else "live"
+            restart = name in RESTART_SECTIONS or config.needs_restart(model, key)
+            reload = "restart" if restart else "live"
             out.append(
                 f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {reload} "
                 f"| {meaning} |"

@@ -31,12 +31,16 @@ log = Logger(namespace="mailmax.plugins")
 CURRENT_HOST: contextvars.ContextVar[Any] = contextvars.ContextVar("mailmax_host", default=None)
 
 #: The built-ins a configuration without ``[plugins] enabled`` runs, in this order.
-#: Resolvers run before the catch-all; spam traps decide before forwarding delivers.
+#: Resolvers run before the catch-all; spam traps decide before forwarding delivers; the
+#: auto-responder answers before forwarding may drop the local copy; forwarding queues its
+#: copies before the rules choose a folder.
 DEFAULT_ENABLED: tuple[str, ...] = (
     "bans",
     "aliases",
     "spamtrap",
+    "autoreply",
     "forwarding",
+    "rules",
     "monitor",
     "catchall",
 )
@@ -235,6 +239,22 @@ class PluginSet:
             if result.decisive:
                 return result.with_plugin(plugin.name)
         return verdicts.cont()
+
+    async def notify(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> None:
+        """Run a notification hook: every enabled implementation in order, each awaited;
+        answers are ignored and a plugin that fails is logged, never passed on."""
+        try:
+            active = self._active(hook, scope)
+        except PluginError as exc:
+            log.error("{hook} not run: {error}", hook=hook, error=str(exc))
+            return
+        for plugin, impl, settings in active:
+            try:
+                result = self._call(impl, settings, kwargs)
+                if isinstance(result, defer.Deferred) or inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.failure("plugin {plugin} failed in {hook}", plugin=plugin.name, hook=hook)
 
     def first_result(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> Any:
         """Run a synchronous hook; return the first non-``None`` answer (or ``None``)."""

@@ -152,6 +152,21 @@ class MailMaxHooks:
         wins; the changes of every plugin that ran are made.
         """
 
+    @hookspec
+    def mailmax_message_accepted(
+        self, session: Session, envelope: Envelope, size: int, config: dict[str, Any]
+    ) -> None:
+        """A message of ``size`` bytes (as received) from ``envelope.sender`` to
+        ``envelope.recipients`` is durable in the queue; its ``250`` reply follows.
+
+        Scope: as ``mailmax_mail_from`` (system plus the listening address, plus the sender's
+        domain and user when the session is authenticated as a local user). For counting what
+        was sent (sending limits, statistics): it runs before the reply is sent, so the next
+        MAIL FROM of the session already sees the count, and the reply waits for a Deferred
+        it returns. What it returns is ignored and a plugin that fails is logged: the message
+        stays accepted whatever happens here. Several plugins: each runs, in plugin order.
+        """
+
     # ------------------------------------------------------------------ delivery
     @hookspec(firstresult=True)
     def mailmax_resolve_recipient(self, address: str, config: dict[str, Any]) -> list[str] | None:
@@ -256,6 +271,20 @@ class MailMaxHooks:
         and nothing changes. ETRN is offered in the EHLO reply only where a plugin implementing
         this hook is enabled. May return a Deferred. Several plugins: run in plugin order, the
         first decisive verdict wins.
+        """
+
+    @hookspec
+    def mailmax_credential_checkers(self, config: dict[str, Any]) -> list[Any] | None:
+        """Give ``twisted.cred`` credential checkers for SMTP AUTH, POP3 and IMAP log-ins.
+
+        Scope: system. Called at every log-in with the plugin set of the session. Return
+        checkers (objects providing ``twisted.cred.checkers.ICredentialsChecker``) or ``None``.
+        Log-ins come as ``IUsernamePassword`` (a password) or ``IUsernameHashedPassword``
+        (APOP, CRAM-MD5) credentials with ``username`` and a ``default_domain`` attribute; a
+        checker fires with the address of a user of the directory (enabled), or fails with
+        ``UnauthorizedLogin`` to pass the log-in on; any other failure ends the log-in as a
+        temporary error. ``requestAvatarId`` may return a Deferred. Several plugins: their
+        checkers are asked in plugin order, before the directory's own.
         """
 
     # ------------------------------------------------------------------ lifecycle

@@ -27,8 +27,10 @@ from mailmax.core import config as config_mod
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.cluster.nodes import Cluster
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
+from mailmax.core.credentials import MailPortal, plugin_checkers
 from mailmax.core.directory.api import BlankPasswordPolicy
 from mailmax.core.directory.cached import AsyncDirectory
+from mailmax.core.directory.mixed import Directory, build_ldap_sources
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginError, PluginSet
 from mailmax.core.logfile import MailLogFile
@@ -75,6 +77,8 @@ class MailMaxService(service.MultiService):
         self.logins = RecentLogins()
         #: Per-IP connection limits, shared by every listener (counted per service).
         self.limiter = ConnectionLimiter.from_settings(settings.connections, self.reactor)
+        #: The twisted.cred portal of every log-in; a .tac file may add checkers to it.
+        self.portal = MailPortal(None, plugin_checkers(self.current_plugins))
         self._logfile: MailLogFile | None = None
         #: Per listener, the TLS options a reload can swap (None: no certificate).
         self._tls: list[ReloadableServerOptions | None] = []
@@ -202,11 +206,12 @@ class MailMaxService(service.MultiService):
             self._logfile.start()
         log.info("MailMax starting in {data_dir}", data_dir=str(data_dir))
 
-        self.directory = SQLDirectory.open(
+        self.directory = Directory.open(
             settings.database_url,
             base_dir=settings.data_dir,
             blank_password_default=BlankPasswordPolicy(settings.server.blank_password),
         )
+        self.directory.ldap_sources = build_ldap_sources(settings.ldap)
         self.directory.login_cache_seconds = settings.auth.cache_seconds
         self.async_directory = AsyncDirectory(
             self.directory,
@@ -214,6 +219,7 @@ class MailMaxService(service.MultiService):
             reactor=self.reactor,
         )
         self.async_directory.start()
+        self.portal.use_directory(self.async_directory)
         self.spool = Spool(
             settings.spool_dir,
             fsync=settings.spool.fsync,
@@ -292,6 +298,7 @@ class MailMaxService(service.MultiService):
             "authlimit": self.authlimit,
             "logins": self.logins,
             "limiter": self.limiter,
+            "portal": self.portal,
         }
         if listener.service in SMTP_SERVICES:
             return PluginSMTPFactory(spool=self.spool, **common)

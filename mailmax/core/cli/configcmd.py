@@ -77,6 +77,7 @@ def database_problems(settings: Settings) -> list[str]:
         problems = _schema_problems(directory.schema_version(), shown)
         if not problems:
             problems = plugin_problems(settings, directory)
+            problems += user_source_problems(settings, directory)
         return problems
     except Exception as exc:
         reason = getattr(exc, "orig", None) or exc
@@ -90,6 +91,21 @@ def plugin_problems(settings: Settings, directory: object) -> list[str]:
     from mailmax.core.pluginhost.reload import check
 
     return check(settings, directory)
+
+
+def user_source_problems(settings: Settings, directory: Any) -> list[str]:
+    """Every domain whose users come from an LDAP source the config file does not have."""
+    from mailmax.core.directory import migrations
+
+    if directory.schema_version() != migrations.head():
+        return []  # an older schema has no user sources yet
+    return [
+        f"domain {domain.name}: its users come from {domain.user_source}, but there is no"
+        f" [ldap.{domain.user_source.removeprefix('ldap:')}] table; add it, or move the"
+        f" domain's users with `mailmax domain edit {domain.name} --user-source ...`"
+        for domain in directory.list_domains()
+        if domain.user_source and domain.user_source.removeprefix("ldap:") not in settings.ldap
+    ]
 
 
 def _schema_problems(version: str, shown: str) -> list[str]:

@@ -122,14 +122,16 @@ def open_directory(settings: Settings) -> SQLDirectory:
 
     from mailmax.core.directory.api import BlankPasswordPolicy
     from mailmax.core.directory.errors import DirectoryError, DirectoryUnavailable
-    from mailmax.core.directory.sql import SQLDirectory
+    from mailmax.core.directory.mixed import Directory, build_ldap_sources
 
     try:
-        return SQLDirectory.open(
+        directory = Directory.open(
             settings.database_url,
             base_dir=settings.data_dir,
             blank_password_default=BlankPasswordPolicy(settings.server.blank_password),
         )
+        directory.ldap_sources = build_ldap_sources(settings.ldap)
+        return directory
     except (DirectoryUnavailable, DirectoryError) as exc:
         raise CLIError(
             f"cannot open the database {safe_url(settings.database_url)}: {exc}; "
@@ -178,17 +180,6 @@ config_option = click.option(
 def common_options(func: F) -> F:
     """Accept ``--config`` and ``--json`` after the command name too."""
     return config_option(json_option(func))
-
-
-def refuse_not_enforced(options: dict[str, Any], names: dict[str, str]) -> None:
-    """Refuse the options of ``names`` (parameter -> option) that were given: the server does
-    not enforce them yet, so storing them would promise what nothing keeps."""
-    given = [option for param, option in names.items() if options.get(param) is not None]
-    if given:
-        raise CLIError(
-            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} not enforced yet: the "
-            "server would store the value and ignore it, so it is refused; nothing was changed"
-        )
 
 
 def interactive() -> bool:

@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
-from mailmax.core.cli.context import CLIError, app, common_options, refuse_not_enforced
+from mailmax.core.cli.context import CLIError, app, common_options
 from mailmax.core.cli.deleting import delete_flow, mode_option, yes_option
 from mailmax.core.cli.output import Column, to_data
+from mailmax.core.cli.sendinglimits import warn_if_not_enforced
 from mailmax.core.directory.api import BlankPasswordPolicy, Domain, DomainType
 
 _COUNT = click.IntRange(min=0)
@@ -48,20 +49,25 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "max_users": ("max_users", click.option(
         "--max-users", type=_COUNT, metavar="N", help="Most users (0: unlimited).")),
     "session_send_mb": ("session_send_mb", click.option(
-        "--session-send-mb", type=_COUNT, metavar="N", hidden=True,
-        help="MB a user may send per session (0: unlimited).")),
+        "--session-send-mb", type=_COUNT, metavar="N",
+        help="MB one of its users may send per authenticated session (0: unlimited).")),
     "session_send_messages": ("session_send_messages", click.option(
-        "--session-send-messages", type=_COUNT, metavar="N", hidden=True,
-        help="Messages a user may send per session (0: unlimited).")),
+        "--session-send-messages", type=_COUNT, metavar="N",
+        help="Messages one of its users may send per authenticated session (0: unlimited).")),
     "blank_password": ("blank_password", click.option(
         "--blank-password", type=click.Choice([p.value for p in BlankPasswordPolicy]),
         help="What a blank password means: system (the system default), fill (the next "
         "password used becomes it), none (no password needed), disable (no login).")),
     "over_limit_notice": ("over_limit_notice", click.option(
-        "--over-limit-notice", type=click.Choice(["none", "percent", "mb"]), hidden=True,
-        help="Warn users near their limit: none, percent left, or MB left.")),
+        "--over-limit-notice", type=click.Choice(["none", "percent", "mb"]),
+        help="Tell users once when their mailbox is nearly full: none, or when less than "
+        "--over-limit-threshold percent or MB of their limit is left.")),
+    "user_source": ("user_source", click.option(
+        "--user-source", metavar="SOURCE",
+        help="Where the domain's users come from: sql (the default) or ldap:NAME, an "
+        "[ldap.NAME] table of the config file.")),
     "over_limit_threshold": ("over_limit_threshold", click.option(
-        "--over-limit-threshold", type=_COUNT, metavar="N", hidden=True,
+        "--over-limit-threshold", type=_COUNT, metavar="N",
         help="Percent or MB left that triggers the notice.")),
 }  # fmt: skip
 
@@ -85,26 +91,27 @@ def field_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-#: Options kept so that scripts get a clear refusal: the server does not enforce them yet.
-NOT_ENFORCED = {
-    "session_send_mb": "--session-send-mb",
-    "session_send_messages": "--session-send-messages",
-    "over_limit_notice": "--over-limit-notice",
-    "over_limit_threshold": "--over-limit-threshold",
-}
-
-
 def given_fields(options: dict[str, Any]) -> dict[str, Any]:
     """The Domain fields named by the options actually given on the command line."""
-    refuse_not_enforced(options, NOT_ENFORCED)
     if options.get("type_") == DomainType.CLUSTERED.value or options.get("home_node"):
         check_cluster_node(options.get("home_node"))
+    source = options.get("user_source")
+    if source and source.strip().lower().startswith("ldap:"):
+        name = source.strip().lower().removeprefix("ldap:")
+        settings = app().settings()
+        if name not in settings.ldap:
+            known = ", ".join(f"ldap:{n}" for n in sorted(settings.ldap)) or "none"
+            raise CLIError(
+                f"--user-source {source}: there is no [ldap.{name}] table in"
+                f" {settings.source} (configured: {known}); add it first; nothing was changed"
+            )
     fields = {}
     for param, value in options.items():
         if value is None or param not in _FIELDS:
             continue
         name = _FIELDS[param][0]
         fields[name] = _ENUMS[name](value) if name in _ENUMS else value
+    warn_if_not_enforced(fields, ("session_send_mb", "session_send_messages"))
     return fields
 
 

@@ -76,7 +76,10 @@ dir = {_q(str(plan.queue_dir))}
 
 [plugins]
 # Plugins enabled system-wide, in hook order (see `mailmax plugin list`).
-enabled = ["bans", "aliases", "spamtrap", "forwarding", "monitor", "catchall"]
+enabled = [
+    "bans", "sendercheck", "limits", "aliases", "spamtrap", "autoreply", "forwarding",
+    "rules", "monitor", "catchall",
+]
 """
 
 

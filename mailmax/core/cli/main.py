@@ -15,14 +15,18 @@ from mailmax.core.cli import (
     aliases,
     antivirus,
     auth,
+    autoreply,
     bans,
     configcmd,
     domains,
+    housekeeping,
     init,
+    ldap,
     metrics,
     plugins,
     queue,
     reload,
+    rules,
     unlock,
     usermove,
     users,
@@ -152,6 +156,10 @@ cli.add_command(antivirus.antivirus_group)
 cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
 cli.add_command(bans.ban_group)
+cli.add_command(autoreply.autoreply_group)
+cli.add_command(housekeeping.housekeeping_group)
+cli.add_command(ldap.ldap_group)
+cli.add_command(rules.rule_group)
 
 
 def main() -> None:

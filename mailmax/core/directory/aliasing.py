@@ -152,6 +152,8 @@ class AliasMixin:
             return checked
         if DomainType(row["type"]) not in MAILBOX_DOMAIN_TYPES:
             return checked  # a relay, backup or ETRN domain: its mail is passed on
+        if row["user_source"]:
+            return checked  # its users are in LDAP, looked up when mail comes
         name = local.lower()
         if f"{name}@{row['name']}" == own:
             raise DirectoryError(f"{own} cannot point to itself")

@@ -67,6 +67,7 @@ class Domain:
     over_limit_notice: str = "none"  # none / percent / mb
     over_limit_threshold: int = 0
     aliases: tuple[str, ...] = ()  # domain aliases pointing here
+    user_source: str = ""  # "" = the SQL directory, "ldap:NAME" = the LDAP source NAME
 
 
 @dataclass(frozen=True, slots=True)

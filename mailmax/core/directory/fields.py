@@ -20,6 +20,7 @@ from mailmax.core.directory.api import (
 )
 from mailmax.core.directory.errors import DirectoryError, FieldError
 from mailmax.core.directory.loginnames import check_user_name
+from mailmax.core.ldapsettings import SOURCE_NAME
 
 OVER_LIMIT_NOTICES = ("none", "percent", "mb", "system")
 _TRUE = {"1", "true", "yes", "on", "y"}
@@ -100,6 +101,17 @@ def _over_limit(field: str, value: object) -> str:
     return str(text)
 
 
+def _user_source(field: str, value: object) -> str:
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text == "sql":
+        return ""
+    if not isinstance(text, str) or not (
+        text == "" or (text.startswith("ldap:") and SOURCE_NAME.match(text[5:]))
+    ):
+        raise FieldError(field, f"{{field}} must be sql or ldap:NAME, not {value!r}")
+    return text
+
+
 DOMAIN_FIELDS: dict[str, Callable[[str, object], Any]] = {
     "mail_dir": _mail_dir,
     "type": _choice(DomainType),
@@ -116,6 +128,7 @@ DOMAIN_FIELDS: dict[str, Callable[[str, object], Any]] = {
     "blank_password": _choice(BlankPasswordPolicy),
     "over_limit_notice": _over_limit,
     "over_limit_threshold": _int(),
+    "user_source": _user_source,
 }
 
 USER_FIELDS: dict[str, Callable[[str, object], Any]] = {

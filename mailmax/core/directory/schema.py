@@ -50,6 +50,8 @@ domains = sa.Table(
     sa.Column("over_limit_notice", sa.String(16), nullable=False),
     sa.Column("over_limit_threshold", sa.Integer, nullable=False),
     *_times(),
+    # --- version 0005
+    sa.Column("user_source", sa.String(70), nullable=False, server_default=""),
 )
 
 domain_aliases = sa.Table(
@@ -88,7 +90,7 @@ users = sa.Table(
     sa.Column("password_clear", sa.String(1024), nullable=True),
     sa.Column("keep_clear", sa.Boolean, nullable=False),
     *_times(),
-    # --- version 0005
+    # --- version 0006
     sa.Column("home_node", sa.String(255), nullable=False, server_default=""),
     sa.Column("moving", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("domain_id", "name"),

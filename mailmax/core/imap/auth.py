@@ -20,6 +20,8 @@ from twisted.logger import Logger
 
 from mailmax.core.authlimit import LoginBlocked
 from mailmax.core.cluster import proxy
+from mailmax.core.credentials import password_login
+from mailmax.core.directory.errors import DirectoryUnavailable
 from mailmax.core.imap import parser
 from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
@@ -150,12 +152,15 @@ class AuthCommands(SessionBase):
             user = await limiter.attempt(
                 self.peer_ip,
                 account,
-                lambda: self.directory.authenticate(login, password, domain),
+                lambda: password_login(self.factory.portal, login, password, domain),
                 self.reactor,
             )
         except LoginBlocked as exc:
             self._log_login(login, "blocked")
             raise No(f"[UNAVAILABLE] {exc}") from None
+        except DirectoryUnavailable as exc:
+            self._log_login(login, f"directory unavailable ({exc})")
+            raise No("[UNAVAILABLE] The user directory is not answering; try again later") from None
         if user is None or not user.enabled:
             self._log_login(login, "failed")
             self._auth_failures += 1

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import protocol
 
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
+from mailmax.core.credentials import MailPortal, plugin_checkers
 from mailmax.core.net.limits import ConnectionLimiter
 from mailmax.core.sessions import SessionSet
 
 if TYPE_CHECKING:
+    from twisted.cred.portal import Portal
     from twisted.internet import ssl
 
     from mailmax.core.config import ListenerSettings, Settings
@@ -28,9 +30,9 @@ if TYPE_CHECKING:
 class ListenerFactory(SessionSet, protocol.ServerFactory):
     """Builds one session per connection with ``protocol(factory)``.
 
-    ``authlimit`` (failed log-in throttling), ``logins`` (POP/IMAP-before-SMTP) and ``limiter``
-    (per-IP connection limits) are shared by the service's listeners; each defaults to one of
-    this factory's own.
+    ``authlimit`` (failed log-in throttling), ``logins`` (POP/IMAP-before-SMTP), ``limiter``
+    (per-IP connection limits) and ``portal`` (the ``twisted.cred`` portal every log-in goes
+    through) are shared by the service's listeners; each defaults to one of this factory's own.
     """
 
     noisy = False  # sessions log their own connection line
@@ -47,6 +49,7 @@ class ListenerFactory(SessionSet, protocol.ServerFactory):
         authlimit: AuthLimiter | None = None,
         logins: RecentLogins | None = None,
         limiter: ConnectionLimiter | None = None,
+        portal: Portal | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -60,6 +63,7 @@ class ListenerFactory(SessionSet, protocol.ServerFactory):
         self.reactor = reactor
         self.authlimit = authlimit if authlimit is not None else AuthLimiter.from_settings(settings)
         self.logins = logins if logins is not None else RecentLogins()
+        self.portal = portal or MailPortal(directory, plugin_checkers(plugins))
         self.limiter = (
             limiter
             if limiter is not None

@@ -1,14 +1,14 @@
-"""Small, careful edits of the ``[plugins]`` part of the config file (system scope of the CLI).
+"""Careful edits of the ``[plugins]`` part of the config file (system scope of the CLI).
 
-Only two shapes are edited, leaving every other line (comments included) as it is:
+Two things are edited, with tomlkit, leaving every other line (comments included) as it is:
 
-- the one-line ``enabled = [...]`` array in ``[plugins]`` (the table is added if missing);
-- ``key = value`` lines in a ``[plugins.settings.NAME]`` table (added at the end if missing).
+- the ``enabled`` array in ``[plugins]`` (the table is added if missing);
+- keys of the ``[plugins.settings.NAME]`` table (added if missing).
 
 The result is parsed and validated as a whole, and given to the caller's check (the CLI builds
-the plugin set it would give), before it replaces the file (atomically, same mode); anything
-else (a multi-line array, the key in an inline table) is refused with a message saying what to
-change by hand.
+the plugin set it would give), before it replaces the file (atomically, same mode); a file that
+is not valid TOML, or a name that is not a table there, is refused with a message saying what
+to change by hand.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
+from tomlkit.items import Array, InlineTable, Table
+
 from mailmax.core import config as config_mod
 
 #: Called with the settings an edit would give, before the file is replaced; raises to refuse.
 Check = Callable[[config_mod.Settings], None]
 
-_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -55,75 +58,30 @@ def toml_key(key: str) -> str:
     return key if _BARE.match(key) else json.dumps(key)
 
 
-def _table_name(header: str) -> tuple[str, ...]:
-    parts = []
-    for part in re.findall(r'"(?:[^"\\]|\\.)*"|[^.\s]+', header):
-        parts.append(json.loads(part) if part.startswith('"') else part)
-    return tuple(parts)
+def _document(path: Path) -> tomlkit.TOMLDocument:
+    try:
+        return tomlkit.parse(path.read_text())
+    except TOMLKitError as exc:
+        raise EditError(f"{path}: not valid TOML ({exc}); fix it by hand") from None
 
 
-def _tables(lines: list[str]) -> list[tuple[tuple[str, ...], int, int]]:
-    """``(name parts, header line, end line)`` of every ``[table]`` (arrays of tables skipped)."""
-    found: list[tuple[tuple[str, ...], int]] = []
-    for index, line in enumerate(lines):
-        if line.lstrip().startswith("[["):
-            found.append((("[[]]",), index))
-            continue
-        match = _HEADER.match(line)
-        if match:
-            found.append((_table_name(match.group(1)), index))
-    out = []
-    for position, (name, start) in enumerate(found):
-        end = found[position + 1][1] if position + 1 < len(found) else len(lines)
-        while end > start + 1 and not lines[end - 1].strip():
-            end -= 1
-        out.append((name, start, end))
-    return out
+def _table(document: tomlkit.TOMLDocument, names: tuple[str, ...]) -> Any:
+    """The table ``names`` of ``document``, made (as ``[a.b.c]``) where it is missing."""
+    node: Any = document
+    for depth, name in enumerate(names):
+        if name not in node:
+            node[name] = tomlkit.table(is_super_table=depth < len(names) - 1)
+        node = node[name]
+        if not isinstance(node, Table | InlineTable):
+            where = ".".join(names[: depth + 1])
+            raise EditError(f"{where} is not a table in the config file; edit it by hand")
+    return node
 
 
-def _key_line(lines: list[str], start: int, end: int, key: str) -> int | None:
-    pattern = re.compile(rf"^\s*({re.escape(key)}|{re.escape(json.dumps(key))})\s*=")
-    for index in range(start + 1, end):
-        if pattern.match(lines[index]):
-            return index
-    return None
-
-
-def _set_key(lines: list[str], table: tuple[str, ...], key: str, value: Any) -> list[str]:
-    lines = list(lines)
-    tables = {name: (start, end) for name, start, end in _tables(lines)}
-    new_line = f"{toml_key(key)} = {toml_value(value)}"
-    if table not in tables:
-        if lines and lines[-1].strip():
-            lines.append("")
-        header = ".".join(toml_key(part) for part in table)
-        return [*lines, f"[{header}]", new_line]
-    start, end = tables[table]
-    index = _key_line(lines, start, end, key)
-    if index is None:
-        lines.insert(end, new_line)
-        return lines
-    if lines[index].rstrip().endswith(("[", "{")) or (
-        "[" in lines[index] and "]" not in lines[index]
-    ):
-        raise EditError(f"[{'.'.join(table)}] {key} spans several lines; edit it by hand")
-    lines[index] = new_line
-    return lines
-
-
-def _unset_key(lines: list[str], table: tuple[str, ...], key: str) -> list[str]:
-    tables = {name: (start, end) for name, start, end in _tables(lines)}
-    if table not in tables:
-        return list(lines)
-    start, end = tables[table]
-    index = _key_line(lines, start, end, key)
-    if index is None:
-        return list(lines)
-    return lines[:index] + lines[index + 1 :]
-
-
-def _write(path: Path, lines: list[str], check: Check | None = None) -> config_mod.Settings:
-    text = "\n".join(lines).rstrip("\n") + "\n"
+def _write(
+    path: Path, document: tomlkit.TOMLDocument, check: Check | None = None
+) -> config_mod.Settings:
+    text = tomlkit.dumps(document)
     try:
         tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -141,17 +99,20 @@ def _write(path: Path, lines: list[str], check: Check | None = None) -> config_m
     return settings
 
 
-def read_lines(path: Path) -> list[str]:
-    """The config file's lines."""
-    return path.read_text().splitlines()
-
-
 def set_enabled(path: Path, names: list[str], check: Check | None = None) -> config_mod.Settings:
     """Make ``[plugins] enabled`` the list ``names``; returns the new settings.
 
-    ``check`` sees the new settings before the file is replaced; what it raises leaves the
-    file as it was."""
-    return _write(path, _set_key(read_lines(path), ("plugins",), "enabled", names), check)
+    A list written over several lines stays so. ``check`` sees the new settings before the file
+    is replaced; what it raises leaves the file as it was."""
+    document = _document(path)
+    plugins = _table(document, ("plugins",))
+    old = plugins.get("enabled")
+    array = tomlkit.array()
+    array.extend(names)
+    if isinstance(old, Array) and "\n" in old.as_string():
+        array.multiline(True)
+    plugins["enabled"] = array
+    return _write(path, document, check)
 
 
 def set_settings(
@@ -159,10 +120,11 @@ def set_settings(
 ) -> config_mod.Settings:
     """Set keys of ``[plugins.settings.PLUGIN]`` (a value of None removes the key); ``check``
     as for :func:`set_enabled`."""
-    lines = read_lines(path)
-    table = ("plugins", "settings", plugin)
+    document = _document(path)
+    table = _table(document, ("plugins", "settings", plugin))
     for key, value in values.items():
-        lines = (
-            _unset_key(lines, table, key) if value is None else _set_key(lines, table, key, value)
-        )
-    return _write(path, lines, check)
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+    return _write(path, document, check)

@@ -32,13 +32,18 @@ from mailmax.core.pluginhost.errors import PluginError
 BUILTIN_PLUGINS: dict[str, str] = {
     "aliases": "mailmax.plugins.aliases",
     "antivirus": "mailmax.plugins.antivirus",
+    "autoreply": "mailmax.plugins.autoreply",
     "bans": "mailmax.plugins.bans",
     "catchall": "mailmax.plugins.catchall",
     "etrn": "mailmax.plugins.etrn",
     "forwarding": "mailmax.plugins.forwarding",
+    "housekeeping": "mailmax.plugins.housekeeping",
+    "limits": "mailmax.plugins.limits",
     "monitor": "mailmax.plugins.monitor",
     "rbl": "mailmax.plugins.rbl",
     "routing": "mailmax.plugins.routing",
+    "rules": "mailmax.plugins.rules",
+    "sendercheck": "mailmax.plugins.sendercheck",
     "spamtrap": "mailmax.plugins.spamtrap",
     "tarpit": "mailmax.plugins.tarpit",
 }

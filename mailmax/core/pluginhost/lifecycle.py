@@ -17,6 +17,7 @@ The host also schedules its own upkeep here: expired key-value entries are purge
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from twisted.internet import defer
@@ -70,13 +71,23 @@ class PluginLifecycle:
         self.scheduler = schedule.Scheduler(
             host.clock, host=host, arguments=self._arguments, count=self._count
         )
+        self._plugin_set: PluginSet | None = None
 
     def _arguments(self, task: schedule.PlannedTask) -> dict[str, Any]:
         return {
             "host": self.host,
             "config": task.config,
             "context": self.host.for_plugin(task.plugin),
+            "settings_for": partial(self._settings_for, self._plugin_set, task.plugin),
         }
+
+    @staticmethod
+    def _settings_for(plugin_set: PluginSet | None, name: str, scope: Any) -> tuple[bool, Any]:
+        """``(enabled, settings)`` of the plugin ``name`` in ``scope``, in ``plugin_set``."""
+        plugin = plugin_set.get(name) if plugin_set is not None else None
+        if plugin is None:
+            raise PluginError(f"plugin {name!r} is not in the current plugin set")
+        return plugin_set.resolve(plugin, scope)
 
     def _count(self, plugin: str, name: str) -> None:
         self.host.metrics.increment(f"{plugin.lower()}.{name}")
@@ -137,6 +148,7 @@ class PluginLifecycle:
     def activate(self, prepared: Prepared) -> None:
         """Make ``prepared`` current: its tables known to the host, its tasks scheduled."""
         self.host.declare_tables(prepared.tables)
+        self._plugin_set = prepared.plugin_set
         self.scheduler.replace([*self.host_tasks(), *prepared.tasks])
 
     def stop(self) -> defer.Deferred[None]:

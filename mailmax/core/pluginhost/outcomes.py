@@ -27,6 +27,8 @@ class DeliveryDecision:
     addresses: tuple[str, ...] = ()
     reason: str = ""
     plugin: str = ""
+    #: A file to store instead of the queued message (a changed copy), or ``""``.
+    source: str = ""
 
     def by(self, plugin: str) -> DeliveryDecision:
         """A copy naming the plugin that decided."""
@@ -51,9 +53,15 @@ def _folder(name: str) -> str:
     return name
 
 
-def deliver_to(folder: str, reason: str = "") -> DeliveryDecision:
-    """Store the copy in the recipient's ``folder`` (created when missing)."""
-    return DeliveryDecision("folder", folder=_folder(folder), reason=reason)
+def deliver_to(folder: str, reason: str = "", *, source: str = "") -> DeliveryDecision:
+    """Store the copy in the recipient's ``folder`` (created when missing).
+
+    With ``source``, store that file instead of the queued message: a changed copy the plugin
+    wrote (and made durable) itself, without this delivery's ``Return-Path`` and
+    ``Delivered-To`` lines, which MailMax adds. The plugin removes the file when it is no
+    longer needed (a retried delivery may need it again).
+    """
+    return DeliveryDecision("folder", folder=_folder(folder), reason=reason, source=source)
 
 
 def quarantine(

@@ -12,8 +12,11 @@ of day). :func:`plan` finds and checks them for a plugin set; :class:`Scheduler`
   reload); runs in progress finish with the set they started with.
 
 A task takes, by name, any of ``host`` (the :class:`PluginHost`), ``config`` (the plugin's
-system settings) and ``context`` (its :class:`~mailmax.core.pluginhost.services.PluginContext`),
-and may return a Deferred or be a coroutine function.
+system settings), ``context`` (its :class:`~mailmax.core.pluginhost.services.PluginContext`)
+and ``settings_for`` (``settings_for(scope)`` gives ``(enabled, settings)`` of the plugin for
+a :class:`~mailmax.core.hooks.Scope`, such as one domain, as a hook there would get them), and
+may return a Deferred or be a coroutine function. A plugin with a task that takes
+``settings_for`` may be configured per domain and per user.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ MIN_INTERVAL = 0.05
 #: The attribute :func:`every` and :func:`daily` put on a task function.
 MARK = "__mailmax_schedule__"
 #: Arguments a task function may take.
-TASK_ARGUMENTS = ("host", "config", "context")
+TASK_ARGUMENTS = ("host", "config", "context", "settings_for")
+#: Where a plugin whose task takes ``settings_for`` can be configured.
+SCOPED_TASK_SCOPES = frozenset({"system", "domain", "user"})
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,59}$")
@@ -177,6 +182,21 @@ def tasks_of(plugin: Any) -> list[PlannedTask]:
             PlannedTask(plugin.name, name, member, spec, interval, plugin.settings, arguments)
         )
     return sorted(found, key=lambda t: t.name)
+
+
+def takes_scopes(plugin_object: Any) -> bool:
+    """True when one of the plugin's scheduled tasks takes ``settings_for``."""
+    members = (
+        vars(plugin_object).values()
+        if inspect.ismodule(plugin_object)
+        else (getattr(plugin_object, n, None) for n in dir(plugin_object))
+    )
+    return any(
+        callable(member)
+        and getattr(member, MARK, None) is not None
+        and "settings_for" in inspect.signature(member).parameters
+        for member in members
+    )
 
 
 def plan(plugins: Iterable[Any]) -> list[PlannedTask]:

@@ -241,6 +241,7 @@ HOOK_SCOPES: dict[str, frozenset[str]] = {
     "mailmax_rcpt_to": frozenset(ALL_SCOPES),
     "mailmax_rcpt_refused": frozenset({"system", "listener"}),
     "mailmax_data": frozenset(ALL_SCOPES),  # each recipient's
+    "mailmax_message_accepted": frozenset(ALL_SCOPES),  # as mailmax_mail_from
     "mailmax_resolve_recipient": frozenset({"system", "domain"}),
     "mailmax_expand_recipient": frozenset({"system", "domain", "user"}),
     "mailmax_deliver": frozenset({"system", "domain", "user"}),
@@ -283,7 +284,7 @@ def check_declared_scopes(name: str, plugin_object: Any) -> None:
             f"plugin {name!r}: unknown scope {unknown[0]!r} in SCOPES; use {', '.join(ALL_SCOPES)}"
         )
     hooks = [h for h in implemented_hooks(plugin_object) if h != "mailmax_configure"]
-    honoured = honoured_scopes(hooks)
+    honoured = honoured_scopes(hooks) | _task_scopes(plugin_object)
     for scope in declared:
         if scope not in honoured:
             raise PluginError(
@@ -301,5 +302,12 @@ def scopes_of(plugin_object: Any) -> tuple[str, ...]:
     if declared:
         return tuple(s for s in ALL_SCOPES if s in declared)
     hooks = set(implemented_hooks(plugin_object)) - {"mailmax_configure"}
-    found = honoured_scopes(sorted(hooks))
+    found = honoured_scopes(sorted(hooks)) | _task_scopes(plugin_object)
     return tuple(s for s in ALL_SCOPES if s in found)
+
+
+def _task_scopes(plugin_object: Any) -> set[str]:
+    """The scopes a plugin's scheduled tasks honour (they ask for a scope's settings)."""
+    from mailmax.core.pluginhost import schedule
+
+    return set(schedule.SCOPED_TASK_SCOPES) if schedule.takes_scopes(plugin_object) else set()

@@ -18,6 +18,9 @@ from twisted.logger import Logger
 
 from mailmax.core.authlimit import AuthLimiter, LoginBlocked
 from mailmax.core.cluster import proxy
+from mailmax.core.credentials import hashed_login, password_login
+from mailmax.core.directory.errors import DirectoryUnavailable
+from mailmax.core.directory.mixed import ClearPasswordNotKept
 from mailmax.core.pop3.errors import POP3Error
 from mailmax.core.pop3.maildrop import Maildrop
 from mailmax.core.store.lock import MailboxInUse
@@ -111,7 +114,7 @@ class AuthorizationMixin:
             raise POP3Error("Password too long")
 
         def check() -> defer.Deferred[User | None]:
-            return self.directory.authenticate(login, arg, self.listener.default_domain)
+            return password_login(self.factory.portal, login, arg, self.listener.default_domain)
 
         return defer.ensureDeferred(self._login(login, check, "USER/PASS", password=arg))
 
@@ -125,14 +128,13 @@ class AuthorizationMixin:
             raise POP3Error("Syntax: APOP name digest (32 hexadecimal digits)")
         self._user_name = None
 
-        async def check() -> User | None:
-            found = await self.directory.clear_password(login, self.listener.default_domain)
-            if found is None:
-                return None
-            user, clear = found
+        def verify(clear: str) -> bool:
             secret = (self.timestamp + clear).encode("utf-8")
             expected = hashlib.md5(secret, usedforsecurity=False).hexdigest()
-            return user if hmac.compare_digest(expected, digest) else None
+            return hmac.compare_digest(expected, digest)
+
+        def check() -> defer.Deferred[User | None]:
+            return hashed_login(self.factory.portal, login, verify, self.listener.default_domain)
 
         failure = (
             "[AUTH] APOP failed: wrong name or digest, or no clear-text password is kept for "
@@ -172,7 +174,9 @@ class AuthorizationMixin:
             raise POP3Error("Malformed authentication response")
 
         def check() -> defer.Deferred[User | None]:
-            return self.directory.authenticate(login, password, self.listener.default_domain)
+            return password_login(
+                self.factory.portal, login, password, self.listener.default_domain
+            )
 
         return defer.ensureDeferred(self._login(login, check, "SASL PLAIN", password=password))
 
@@ -192,6 +196,14 @@ class AuthorizationMixin:
         except LoginBlocked as exc:
             self._log_login(login, method, "blocked")
             raise POP3Error(f"[SYS/TEMP] {exc}") from None
+        except DirectoryUnavailable as exc:
+            self._log_login(login, method, f"directory unavailable ({exc})")
+            raise POP3Error(
+                "[SYS/TEMP] The user directory is not answering; try again later"
+            ) from None
+        except ClearPasswordNotKept as exc:
+            self._log_login(login, method, "refused: no clear password")
+            raise POP3Error(f"[AUTH] {method} is not available: {exc}") from None
         if user is None:
             self._log_login(login, method, "failed")
             raise POP3Error(failure)

@@ -29,6 +29,7 @@ from mailmax.core.directory.api import Domain, Lookup, User
 from mailmax.core.directory.cached import TTLCache
 from mailmax.core.hooks import PluginSet, Scope
 from mailmax.core.pluginhost.outcomes import DeliveryDecision
+from mailmax.core.queue import overlimit
 from mailmax.core.queue.loops import leads_somewhere
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 from mailmax.core.spool.spool import Spool
@@ -61,6 +62,8 @@ class Outcome:
     path: Path | None = None
     #: What a delivery plugin decided, by whom and why (for the mail log), or ``""``.
     note: str = ""
+    #: The over-limit notice this delivery made due (see :mod:`.overlimit`), or None.
+    notice: overlimit.Notice | None = None
 
 
 def deferred(text: str, status: str = "4.3.0", code: int = 451) -> Outcome:
@@ -217,6 +220,7 @@ class LocalDelivery:
             log.failure("mailmax_deliver failed for {mailbox}", mailbox=mailbox)
             return deferred("Local error in a delivery plugin")
         folder, target, note, header = maildir.INBOX, mailbox, "", b""
+        source = message_path
         if isinstance(choice, Verdict):
             verdict_outcome = _verdict_outcome(choice.with_plugin(decider))
             if verdict_outcome is not None:
@@ -232,6 +236,7 @@ class LocalDelivery:
             if targets:  # a redirect to the mailbox itself keeps the copy in the INBOX
                 return Outcome("expanded", extra=[*targets, *extra], note=note)
             folder = decision.folder or maildir.INBOX
+            source = Path(decision.source) if decision.source else message_path
             if decision.kind == "quarantine":
                 target = decision.mailbox or mailbox
                 header = _quarantine_header(decision)
@@ -243,7 +248,10 @@ class LocalDelivery:
         skip = envelope.trace_bytes
         # The SMTP server wrote this very delivery's trace headers first: store the file as it is.
         link = skip > 0 and index == 0 and target == recipient.mailbox and not header
-        if link:
+        if source != message_path:  # a changed copy, without this delivery's trace lines
+            prefix = delivery_headers(envelope.sender, mailbox) + header
+            write = (target, folder, source, unique, fresh, prefix, 0, False)
+        elif link:
             write = (target, folder, message_path, unique, fresh, b"", 0, True)
         else:
             prefix = delivery_headers(envelope.sender, mailbox) + header
@@ -251,6 +259,8 @@ class LocalDelivery:
         outcome = await self._writes.submit(write)
         outcome.extra = extra
         outcome.note = note
+        if outcome.result == "delivered":
+            outcome.notice = await self._over_limit(target)
         return outcome
 
     async def _elsewhere(self, mailbox: str) -> Outcome | None:
@@ -274,6 +284,20 @@ class LocalDelivery:
         if state == Mailbox.UNKNOWN_NODE:
             return deferred(f"Home node {home!r} of <{mailbox}> is not in [cluster.nodes]", "4.3.5")
         return None
+    async def _over_limit(self, mailbox: str) -> overlimit.Notice | None:
+        """The over-limit notice due after a delivery to ``mailbox`` (its domain asks for them);
+        an error here is logged and never fails the delivery."""
+        try:
+            info = self._mailboxes.peek(mailbox)
+            if info is None:
+                info = await self.in_thread(self._mailboxes.get, mailbox)
+            user, domain, root = info
+            if user is None or domain is None or not overlimit.watched(user, domain):
+                return None
+            return await self.in_thread(overlimit.check, user, domain, root)
+        except Exception:
+            log.failure("over-limit check for {mailbox} failed", mailbox=mailbox)
+            return None
 
     async def _resolve(self, plugins: PluginSet, address: str) -> str | Outcome:
         """The mailbox of an address given without one, or what to do instead."""
@@ -410,11 +434,13 @@ class LocalDelivery:
                 log.error("{mailbox}: {error}; delivering to INBOX", mailbox=mailbox, error=note)
             return Outcome("delivered", folder=folder, path=Path(path))
         if result[0] == "over_quota":
+            # Temporary: the box may be emptied; the copy waits and bounces only when the
+            # queue's lifetime for it ends.
             _, usage, size, quota = result
-            return failed(
+            return deferred(
                 f"<{mailbox}>: mailbox full ({usage} of {quota} bytes used, message {size} bytes)",
-                "5.2.2",
-                552,
+                "4.2.2",
+                452,
             )
         _, code, reason = result
         status = "4.3.1" if code in (errno.ENOSPC, errno.EDQUOT) else "4.3.0"

@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core.config import Settings
-from mailmax.core.queue import bounce
+from mailmax.core.queue import bounce, overlimit
 from mailmax.core.queue.bounce import RecipientReport
 from mailmax.core.queue.local import classify
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
@@ -88,6 +88,31 @@ class Notifier:
         ]
         copy = self.postmaster if self.settings.queue.bounce_copy_to_postmaster else None
         return await self._send(envelope, path, reports, "bounce", copy)
+
+    async def over_limit(self, notice: overlimit.Notice) -> bool:
+        """Queue an over-limit notice to the user (from the null sender); False on failure."""
+        try:
+            data = overlimit.message(notice, self.hostname)
+            target = await self.in_thread(classify, self.directory, notice.mailbox)
+            envelope = SpoolEnvelope(
+                id=self.spool.new_id(),
+                sender="",
+                recipients=[target],
+                received_at=time.time(),
+                size=len(data),
+            )
+            notice_id = await self.spool.accept(envelope, [data])
+        except Exception:
+            log.failure("cannot queue the over-limit notice to {to}", to=notice.mailbox)
+            return False
+        log.info(
+            "over-limit notice {notice_id} to {to}: {usage} of {limit} bytes used",
+            notice_id=notice_id,
+            to=notice.mailbox,
+            usage=notice.usage,
+            limit=notice.limit,
+        )
+        return True
 
     async def warn(
         self,

@@ -449,6 +449,8 @@ class QueueRunner(QueueAdminMixin, Service):
                     f"targets ({', '.join(dropped[:5])}{', ...' if len(dropped) > 5 else ''})",
                 )
         result = outcome.result
+        if outcome.notice is not None:
+            await self.notices.over_limit(outcome.notice)
         if result in ("delivered", "discarded", "expanded"):
             recipient.state, recipient.last_error = "delivered", ""
         elif result == "rerouted":

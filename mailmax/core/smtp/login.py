@@ -2,7 +2,8 @@
 
 A mixin of :class:`~mailmax.core.smtp.server.SMTPServer`. The mechanisms themselves live in
 :mod:`mailmax.core.smtp.auth`; the directory checks the password (and resolves the login-name
-forms with the listener's default domain); plugins may still refuse the login.
+forms with the listener's default domain), through the server's ``twisted.cred`` portal
+(:mod:`mailmax.core.credentials`); plugins may still refuse the login.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mailmax.core.authlimit import AuthLimiter, LoginBlocked
+from mailmax.core.credentials import hashed_login, password_login
+from mailmax.core.directory.errors import DirectoryUnavailable
+from mailmax.core.directory.mixed import ClearPasswordNotKept
 from mailmax.core.pluginhost import dataphase
 from mailmax.core.smtp import auth
 from mailmax.core.smtp.commands import SMTPReplyError
@@ -86,6 +90,19 @@ class LoginMixin(_Base):
         except LoginBlocked as exc:
             self._log_login(credentials.login, "blocked")
             raise SMTPReplyError(454, "4.7.0", f"Temporary authentication failure: {exc}") from None
+        except DirectoryUnavailable as exc:
+            self._log_login(credentials.login, f"directory unavailable ({exc})")
+            raise SMTPReplyError(
+                454,
+                "4.7.0",
+                "Temporary authentication failure: the user directory is not"
+                " answering; try again later",
+            ) from None
+        except ClearPasswordNotKept as exc:
+            self._log_login(credentials.login, "refused: no clear password")
+            raise SMTPReplyError(
+                534, "5.7.9", f"Authentication mechanism is too weak: {exc}"
+            ) from None
         if user is None:
             self._log_login(credentials.login, "failed")
             raise SMTPReplyError(535, "5.7.8", "Authentication credentials invalid")
@@ -108,16 +125,12 @@ class LoginMixin(_Base):
     async def _check(self, credentials: auth.Credentials) -> User | None:
         """The user the credentials prove, or None (also for accounts that may not use AUTH)."""
         domain = self.listener.default_domain
-        user = None
+        portal = self.factory.portal
         if credentials.digest is not None:
-            found = await self.directory.clear_password(credentials.login, domain)
-            if found is not None and credentials.verify_cram(found[1]):
-                user = found[0]
+            user = await hashed_login(portal, credentials.login, credentials.verify_cram, domain)
         else:
             assert credentials.password is not None
-            user = await self.directory.authenticate(
-                credentials.login, credentials.password, domain
-            )
+            user = await password_login(portal, credentials.login, credentials.password, domain)
         if user is None or not user.enabled or user.smtp_auth_disabled:
             return None
         return user

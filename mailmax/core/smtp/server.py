@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from mailmax.core.directory.errors import DirectoryUnavailable
 from mailmax.core.hooks import Scope
 from mailmax.core.logfile import mail_logger
 from mailmax.core.model import Envelope
@@ -151,6 +152,15 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         if failure.check(SMTPReplyError):
             self._error(failure.value)
             return
+        if failure.check(DirectoryUnavailable):
+            log.warn(
+                "session {session_id}: {error}",
+                error=str(failure.value),
+                session_id=self.session.session_id if self.session else "",
+            )
+            self._committing = False
+            self._reply(451, "4.4.3", "The user directory is not answering; try again later")
+            return
         log.failure(
             "internal error in session {session_id}",
             failure,
@@ -243,6 +253,8 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         self.envelope = None
         self.recipient_limits: list[int] = []
         self.recipient_scopes: list[Scope] = []
+        self.rcpt_commands = 0
+        self.recipient_boxes: list[Any] = []
         self.data_profile: Any = None
 
     @property

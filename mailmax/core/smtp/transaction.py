@@ -17,7 +17,7 @@ from mailmax.core.hooks import PluginError, Scope
 from mailmax.core.logfile import mail_logger
 from mailmax.core.model import Envelope, Recipient, kept_notes
 from mailmax.core.pluginhost import dataphase
-from mailmax.core.smtp import commands
+from mailmax.core.smtp import commands, quota
 from mailmax.core.smtp.commands import Address, SMTPRefusal, SMTPReplyError
 from mailmax.core.smtp.data import DataReader
 from mailmax.core.smtp.received import protocol_name, received_header
@@ -49,10 +49,15 @@ class TransactionMixin(_Base):
     """MAIL FROM, RCPT TO and DATA for :class:`SMTPServer`."""
 
     recipient_limits: list[int]
+    #: RCPT commands accepted in this transaction, a repeated recipient included.
+    rcpt_commands: int
     #: The scope of each accepted recipient (the data hook runs in each).
     recipient_scopes: list[Scope]
     #: The data-phase plugins of the first accepted recipient (on sessions that split).
     data_profile: Any
+    #: The directory's answer for each accepted recipient whose mailbox has a disk limit
+    #: (None for the others): the end of DATA refuses a message that fits none of them.
+    recipient_boxes: list[RecipientLookup | None]
 
     # ------------------------------------------------------------------ MAIL
     async def smtp_MAIL(self, arg: str) -> None:
@@ -98,6 +103,8 @@ class TransactionMixin(_Base):
         self.envelope = envelope
         self.recipient_limits = []
         self.recipient_scopes = []
+        self.rcpt_commands = 0
+        self.recipient_boxes = []
         self.data_profile = None
         self._reply(250, "2.1.0", "Ok")
 
@@ -154,7 +161,7 @@ class TransactionMixin(_Base):
             raise SMTPReplyError(555, "5.5.4", f"Unsupported parameter {next(iter(params))}")
         if not address.domain:  # <postmaster> (RFC 5321 4.5.1)
             address = Address("postmaster", self.listener.default_domain or self.hostname)
-        if len(envelope.recipients) >= self.limits.max_recipients:
+        if self.rcpt_commands >= self.limits.max_recipients:
             self._reply(452, "4.5.3", "Too many recipients")
             return
         text = self._refused_address = str(address)
@@ -181,6 +188,13 @@ class TransactionMixin(_Base):
         if limit and envelope.size_hint > limit:
             self._reply(552, "5.3.4", f"Message too big for <{text}> (limit {limit} bytes)")
             return
+        box = lookup if kind == "local" and quota.limit_of(lookup) else None
+        if box is not None and envelope.size_hint:
+            sync = self.directory.sync
+            if await self.directory.run(quota.is_full, sync, box, envelope.size_hint):
+                # Not an error of the client's: the box may be emptied, so try again later.
+                self._reply(452, "4.2.2", f"<{text}>: Mailbox full, try again later")
+                return
         recipient = Recipient(address=text, kind=kind, mailbox=mailbox, params=params)
         scope = dataphase.recipient_scope(
             recipient,
@@ -197,10 +211,12 @@ class TransactionMixin(_Base):
             return
         if self.envelope is not envelope:  # the session was reset meanwhile
             return
+        self.rcpt_commands += 1
         if all(r.address.lower() != text.lower() for r in envelope.recipients):
             envelope.recipients.append(recipient)
             self.recipient_limits.append(limit)
             self.recipient_scopes.append(scope)
+            self.recipient_boxes.append(box)
             if self.data_profile is None:
                 self.data_profile = profile
         self._reply(250, "2.1.5", "Ok")
@@ -297,7 +313,7 @@ class TransactionMixin(_Base):
     async def _finish_message(self) -> None:
         reader, envelope, session = self._reader, self.envelope, self.session
         assert reader is not None and envelope is not None and session is not None
-        scopes = self.recipient_scopes
+        scopes, boxes = self.recipient_scopes, self.recipient_boxes
         self._reader = None
         self.reset_transaction()
         result = reader.result
@@ -312,6 +328,8 @@ class TransactionMixin(_Base):
                 self._reply(552, "5.3.4", "Message exceeds the session byte limit")
             else:
                 self._reply(452, "4.7.0", "Session byte limit reached, reconnect to send more")
+            return
+        if boxes and all(boxes) and await self._every_box_full(boxes, result.size):
             return
         assert self.plugins is not None
         if self.plugins.implementations(dataphase.HOOK):  # joining a big message costs a copy
@@ -331,6 +349,13 @@ class TransactionMixin(_Base):
             return
         copy = self._prepare_copy(envelope, envelope.recipients, result.chunks)
         await self._commit(envelope, [copy], result.size)
+
+    async def _every_box_full(self, boxes: list[RecipientLookup | None], size: int) -> bool:
+        """Answer ``452 4.2.2`` when the message fits none of its recipients' mailboxes."""
+        if not await self.directory.run(quota.all_full, self.directory.sync, boxes, size):
+            return False
+        self._reply(452, "4.2.2", "Mailbox full for every recipient, try again later")
+        return True
 
     async def _spool_copies(
         self, envelope: Envelope, decision: dataphase.DataDecision, size: int
@@ -444,6 +469,14 @@ class TransactionMixin(_Base):
             return
         session.messages += 1
         session.bytes_received += size
+        if self.plugins is not None and self.plugins.implementations("mailmax_message_accepted"):
+            await self.plugins.notify(
+                "mailmax_message_accepted",
+                dataphase.sender_scope(session, self.listener.address),
+                session=session,
+                envelope=envelope,
+                size=size,
+            )
         for spooled, _ in copies:
             mail_log.info(
                 "accepted {queue_id} from <{sender}> to {recipients} size {size} "

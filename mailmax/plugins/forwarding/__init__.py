@@ -89,19 +89,33 @@ def mailmax_expand_recipient(mailbox: str, config: Settings) -> list[str] | None
     return [mailbox, *local] if local else None
 
 
+def forward_sender(
+    host: PluginHost, sender: str, mailbox: str, config: Settings | None = None
+) -> str:
+    """The envelope sender of a copy that ``mailbox`` forwards to another server: rewritten
+    with SRS in the mailbox's domain (unless ``config`` switches SRS off), so bounces to it come
+    back here and go on to ``sender``; ``<>`` stays ``<>``."""
+    config = config or Settings()
+    if not config.srs or not sender:
+        return sender
+    domain = config.srs_domain or mailbox.rpartition("@")[2]
+    return srs.forward(sender, domain, _secret(host, config))
+
+
+def copy_id(message_path: str, mailbox: str, mark: str = "f") -> str:
+    """The queue id of the copy ``mailbox`` forwards of the queued message: the same at every
+    try of that delivery, so a retried delivery never queues a second copy."""
+    tag = hashlib.sha1(mailbox.lower().encode()).hexdigest()[:8]
+    return f"{Path(message_path).name}-{mark}{tag}"
+
+
 async def _deliver(
     host: PluginHost, mailbox: str, envelope: Envelope, message_path: str, config: Settings
 ) -> Verdict | None:
     remote = [t for t in config.targets if not host.is_local(t)]
     if remote:
-        sender = envelope.sender
-        if config.srs and sender:
-            domain = config.srs_domain or mailbox.rpartition("@")[2]
-            sender = srs.forward(sender, domain, _secret(host, config))
-        tag = hashlib.sha1(mailbox.lower().encode()).hexdigest()[:8]
-        await host.submit(
-            sender, remote, message_path, queue_id=f"{Path(message_path).name}-f{tag}"
-        )
+        sender = forward_sender(host, envelope.sender, mailbox, config)
+        await host.submit(sender, remote, message_path, queue_id=copy_id(message_path, mailbox))
     if config.keep_local_copy:
         return None
     known = {r.address.lower() for r in envelope.recipients}

@@ -1,0 +1,229 @@
+"""Running rule lists over one message: which rules match and what is to be done.
+
+The same code serves the server's deliveries and ``mailmax rule test``, so a dry run tells what
+the server then does. A rule's conditions are tested cheapest first (header, size, date and
+time; then those that read the body; programs last) and stop at the first that fails, so the
+body is read and a program runs only when everything cheaper holds.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from mailmax.plugins.rules.message import MessageView
+from mailmax.plugins.rules.model import Rule
+from mailmax.plugins.rules.syntax import Action, Condition
+
+#: Runs a program condition: ``(argv, message) -> awaitable of True/False``.
+ProgramTest = Callable[[tuple[str, ...], MessageView], Awaitable[bool]]
+
+
+@dataclass
+class Plan:
+    """What the matched rules ask for one recipient's copy."""
+
+    matched: list[str] = field(default_factory=list)
+    folder: str = ""
+    discard: bool = False
+    strip_attachments: bool = False
+    forwards: list[str] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    programs: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    #: Automatic replies: (rule, ``respond`` or ``respond-file``, the text or file name).
+    replies: list[tuple[str, str, str]] = field(default_factory=list)
+    terminated_by: str = ""
+
+    @property
+    def changes_delivery(self) -> bool:
+        """Whether the copy goes anywhere but unchanged into the INBOX."""
+        return self.discard or self.strip_attachments or self.folder not in ("", "INBOX")
+
+    def lines(self) -> list[str]:
+        """What would be done, one line each (the dry run's answer)."""
+        out = [f"matched: {name}" for name in self.matched] or ["no rule matched"]
+        if self.discard:
+            out.append("discard: nothing is stored")
+        else:
+            out.append(f"store in: {self.folder or 'INBOX'}")
+        if self.strip_attachments:
+            out.append("attachments: replaced by a short note")
+        out += [f"forward to: {address}" for address in self.forwards]
+        out += [f"note to self ({rule}): {text}" for rule, text in self.notes]
+        out += [f"run ({rule}): {' '.join(argv)}" for rule, argv in self.programs]
+        out += [
+            f"auto-respond ({rule}): {'file ' if kind == 'respond-file' else ''}{value}"
+            for rule, kind, value in self.replies
+        ]
+        if self.terminated_by:
+            out.append(f"terminated by: {self.terminated_by}")
+        return out
+
+    def record(self) -> dict[str, object]:
+        """The plan as plain data (``--json``)."""
+        return {
+            "matched": self.matched,
+            "folder": "" if self.discard else self.folder or "INBOX",
+            "discard": self.discard,
+            "discard_attachments": self.strip_attachments,
+            "forward": self.forwards,
+            "notes": [text for _, text in self.notes],
+            "programs": [list(argv) for _, argv in self.programs],
+            "replies": [{"kind": kind, "value": value} for _, kind, value in self.replies],
+            "terminated_by": self.terminated_by,
+        }
+
+
+@lru_cache(maxsize=4096)
+def _pattern(text: str, word: bool) -> re.Pattern[str]:
+    escaped = re.escape(text)
+    return re.compile(rf"(?<!\w){escaped}(?!\w)" if word else escaped, re.IGNORECASE)
+
+
+def _contains(haystacks: Sequence[str], condition: Condition, lowered: bool = False) -> bool:
+    """Whether the condition's text is in one of ``haystacks`` (``lowered``: already in lower
+    case); a plain look-up first, the whole-word regex only where the text is."""
+    needle = condition.values[0].lower()
+    candidates = [t for t in haystacks if needle in (t if lowered else t.lower())]
+    if not candidates or not condition.word:
+        return bool(candidates)
+    pattern = _pattern(condition.values[0], condition.word)
+    return any(pattern.search(text) for text in candidates)
+
+
+def _lowered(view: MessageView, name: str) -> list[str]:
+    """``view``'s body text or entire text, lower-cased once per message."""
+    found = view.lowered.get(name)
+    if found is None:
+        found = view.lowered[name] = (
+            view.body_text if name == "body" else view.entire_text
+        ).lower()
+    return [found]
+
+
+def _ordered(op: str, value: object, low: object, high: object) -> bool:
+    if op == "between":
+        return low <= value <= high  # type: ignore[operator]
+    return {
+        "on": value == low,
+        "=": value == low,
+        "not-on": value != low,
+        "!=": value != low,
+        "on-or-before": value <= low,  # type: ignore[operator]
+        "<=": value <= low,  # type: ignore[operator]
+        "before": value < low,  # type: ignore[operator]
+        "<": value < low,  # type: ignore[operator]
+        "on-or-after": value >= low,  # type: ignore[operator]
+        ">=": value >= low,  # type: ignore[operator]
+        "after": value > low,  # type: ignore[operator]
+        ">": value > low,  # type: ignore[operator]
+    }[op]
+
+
+def weekday(moment: datetime.datetime) -> int:
+    """The day of the week of ``moment``: 1 (Sunday) to 7 (Saturday)."""
+    return moment.isoweekday() % 7 + 1
+
+
+def _type_matches(types: Sequence[str], content_type: str, filename: str) -> bool:
+    name = filename.lower()
+    for wanted in types:
+        if wanted.startswith("."):
+            if name.endswith(wanted):
+                return True
+        elif fnmatch.fnmatchcase(content_type.lower(), wanted):
+            return True
+    return False
+
+
+def holds(condition: Condition, view: MessageView, now: datetime.datetime) -> bool:
+    """Whether ``condition`` (not a program) holds for ``view`` at ``now`` (local time)."""
+    kind = condition.kind
+    if kind == "any":
+        return True
+    if kind == "size":
+        return _ordered(condition.op, view.size, condition.low, condition.high)
+    if kind in ("date", "time", "weekday"):
+        value = {"date": now.date(), "time": now.time().replace(second=0, microsecond=0)}.get(
+            kind, weekday(now)
+        )
+        return _ordered(condition.op, value, condition.low, condition.high)
+    if kind == "header":
+        values = view.header_values(condition.name)
+        found = bool(values) if condition.op == "exists" else _contains(values, condition)
+        return found != condition.negate
+    if kind in ("body", "text"):
+        return _contains(_lowered(view, kind), condition, lowered=True) != condition.negate
+    if kind == "attachment-name":
+        pattern = condition.values[0].lower()
+        return any(fnmatch.fnmatchcase(a.filename.lower(), pattern) for a in view.attachments)
+    if kind == "attachment-type":
+        return any(
+            _type_matches(condition.values, a.content_type, a.filename) for a in view.attachments
+        )
+    raise ValueError(f"no test for {kind!r}")
+
+
+def _cost(condition: Condition) -> int:
+    if condition.kind == "program":
+        return 2
+    return 1 if condition.needs_body else 0
+
+
+async def matches(
+    rule: Rule, view: MessageView, now: datetime.datetime, program_test: ProgramTest
+) -> bool:
+    """Whether every condition of ``rule`` holds."""
+    ordered = sorted(rule.conditions, key=_cost)
+    for condition in ordered:
+        if condition.kind == "program":
+            if not await program_test(condition.argv, view):
+                return False
+        elif not holds(condition, view, now):
+            return False
+    return True
+
+
+def _apply(plan: Plan, label: str, actions: Sequence[Action]) -> bool:
+    """Add a matched rule's actions to ``plan``; True when the rule terminates."""
+    for action in actions:
+        if action.kind == "folder":
+            plan.folder = action.value
+        elif action.kind == "discard":
+            plan.discard = True
+        elif action.kind == "discard-attachments":
+            plan.strip_attachments = True
+        elif action.kind == "forward":
+            plan.forwards += [a for a in action.values if a not in plan.forwards]
+        elif action.kind == "note":
+            plan.notes.append((label, action.value))
+        elif action.kind == "program":
+            plan.programs.append((label, action.values))
+        elif action.kind in ("respond", "respond-file"):
+            plan.replies.append((label, action.kind, action.value))
+    return any(action.kind == "terminate" for action in actions)
+
+
+async def evaluate(
+    rules: Sequence[Rule], view: MessageView, now: datetime.datetime, program_test: ProgramTest
+) -> Plan:
+    """Run ``rules`` (already in system, domain, user order) over ``view``."""
+    plan = Plan()
+    for rule in rules:
+        if not rule.enabled:
+            continue
+        if rule.runs_programs:
+            if not await matches(rule, view, now, program_test):
+                continue
+        elif not all(holds(c, view, now) for c in rule.cheapest_first):
+            continue
+        label = f"{rule.where}: {rule.name}"
+        plan.matched.append(label)
+        if _apply(plan, label, rule.actions):
+            plan.terminated_by = label
+            break
+    return plan
