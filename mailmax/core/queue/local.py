@@ -284,6 +284,7 @@ class LocalDelivery:
         if state == Mailbox.UNKNOWN_NODE:
             return deferred(f"Home node {home!r} of <{mailbox}> is not in [cluster.nodes]", "4.3.5")
         return None
+
     async def _over_limit(self, mailbox: str) -> overlimit.Notice | None:
         """The over-limit notice due after a delivery to ``mailbox`` (its domain asks for them);
         an error here is logged and never fails the delivery."""
