@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from mailmax.core.clientrights import ClientRights
     from mailmax.core.directory.api import Domain
     from mailmax.core.model import Envelope, Recipient, Session
     from mailmax.core.outbound.route import Route
@@ -55,7 +56,9 @@ class MailMaxHooks:
         """
 
     @hookspec
-    def mailmax_client_rights(self, session: Session, listener: str, config: dict[str, Any]) -> Any:
+    def mailmax_client_rights(
+        self, session: Session, listener: str, config: dict[str, Any]
+    ) -> ClientRights | None:
         """What the client of ``session`` may do, asked once per connection (SMTP, POP3, IMAP)
         on the listening address ``listener``, before the per-IP connection limits count it.
 

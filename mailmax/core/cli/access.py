@@ -93,16 +93,19 @@ def _implied() -> list[dict[str, Any]]:
     out = []
     for position, (name, network, rights) in enumerate(config_rules(settings), start=1):
         kind = "trusted" if rights.trusted else "custom"
+        section, key = name.split(".")
+        written = key in getattr(settings, section).model_fields_set
+        where = f"in {settings.source}" if written and settings.source else "(its default)"
         out.append(
             {
                 "id": None,
                 "where": "config",
                 "listener": "",
                 "position": position,
-                "pattern": network,
+                "pattern": _pattern(network),
                 "kind": kind,
                 "flags": [] if rights.trusted else ["exempt-from-connection-limits"],
-                "source": f"[{name.replace('.', '] ')} in {settings.source or 'the defaults'}",
+                "source": f"[{section}] {key} {where}",
                 "comment": "",
             }
         )
@@ -125,7 +128,7 @@ def _missing(pattern: str, listener: str) -> CLIError:
         if row["pattern"] == pattern and not listener:
             return CLIError(
                 f"{pattern} is not a stored rule: it comes from {row['source']}; "
-                "change it there (then `mailmax reload`)"
+                "set that in the config file instead (then `mailmax reload`)"
             )
     return CLIError(f"no rule for {pattern} {where}; see the rules with `mailmax access list`")
 
