@@ -132,6 +132,20 @@ async def mailmax_connect(session: Session, config: Any) -> Verdict | None:
     return reject(rights.reason, 554, "5.7.1")
 
 
+@hookimpl
+def mailmax_configure(config: Any) -> None:
+    """Start reading the rules as soon as the plugin set is built (this code is new after a
+    reload, and so is its copy of the rules)."""
+    try:
+        host = current_host()
+    except RuntimeError:  # a set built without a server (`mailmax plugin check`)
+        return
+    live = live_rules(host)
+    if live.loaded_at is None:
+        # On a first start the table is created after this: the scheduled read gets it then.
+        defer.ensureDeferred(live.read(host.for_plugin(NAME))).addErrback(lambda _: None)
+
+
 @every("refresh_seconds")
 async def refresh(context: Any) -> None:
     """Read the rules again, so the synchronous answers stay fresh."""
