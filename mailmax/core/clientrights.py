@@ -42,6 +42,11 @@ class ClientRights:
     limits_exempt: bool = False
     rule: str = ""
 
+    @property
+    def refusal(self) -> str:
+        """What a banned client is told."""
+        return self.reason or "Connections from your address are refused here"
+
     def apply(self, session: Session) -> None:
         """Set the session's trust flags to these rights."""
         session.trusted = self.trusted

@@ -152,7 +152,7 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
 
     def client_banned(self, rights: ClientRights) -> None:
         """The client's rights refuse it: by default, the ``banned`` farewell."""
-        self.say_goodbye("banned", reason=rights.reason)
+        self.say_goodbye("banned", reason=rights.refusal)
 
     def connection_logger(self) -> Logger:
         """Where the connection line of every session goes."""

@@ -85,7 +85,7 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
 
     def client_banned(self, rights: ClientRights) -> None:
         """Greet a banned client with ``554`` (RFC 5321 3.1), then refuse all but QUIT."""
-        self.refuse_session(f"554 5.7.1 {rights.reason}".encode("utf-8", "replace"))
+        self.refuse_session(f"554 5.7.1 {rights.refusal}".encode("utf-8", "replace"))
 
     def refuse_session(self, greeting: bytes) -> None:
         """Send a ``554`` greeting; every later command but QUIT gets ``503`` (and counts as

@@ -54,6 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
                         ("smtp", "127.0.0.2"),
                         ("submission", "127.0.0.1"),
                         ("pop3", "127.0.0.1"),
+                        ("imap", "127.0.0.1"),
                     )
                 ],
                 "queue": {"dns_servers": [f"{dns[0]}:{dns[1]}"], "dns_timeout": 3.0},
@@ -149,7 +150,7 @@ def test_first_matching_rule_decides_and_moving_a_rule_changes_that(server, engi
                           (3, "127.0.1.5", "permitted")]  # fmt: skip
 
 
-def test_banned_client_gets_554_then_503_until_quit_and_pop3_is_closed(server, engine) -> None:
+def test_banned_smtp_client_gets_554_then_503_and_pop3_imap_close(server, engine) -> None:
     """RFC 5321 3.1: the server waits for QUIT; every other command is refused with 503."""
     rule(engine, "127.0.2.5", "banned")
     greets(server, "127.0.2.5", 554)
@@ -164,6 +165,10 @@ def test_banned_client_gets_554_then_503_until_quit_and_pop3_is_closed(server, e
         assert lines.readline() == b""
     refusal = b"-ERR [SYS/PERM] Connections from 127.0.2.5 are refused here\r\n"
     server.wait_for(lambda: pop3_greeting(server, "127.0.2.5") == refusal, what="POP3 refused")
+    sock, lines = raw(server, "127.0.2.5", "imap")
+    with sock:
+        assert lines.readline() == b"* BYE Connections from 127.0.2.5 are refused here\r\n"
+        assert lines.readline() == b""
     assert "127.0.2.5" in server.log_text() and "banned" in server.log_text()
     with transaction(engine, write=True) as connection:
         store.delete(connection, "", "127.0.2.5")
