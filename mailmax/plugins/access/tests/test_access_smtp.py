@@ -33,15 +33,15 @@ BODY = b"From: someone\r\nSubject: hi\r\n\r\nhello\r\n"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
-    """Access on everywhere but the listener 127.0.0.2; bans and rbl after it."""
+    """Access switched on for the listening address 127.0.0.1 only (not 127.0.0.2)."""
     with dns_server(ZONES) as dns:
         started = start_server(
             tmp_path_factory.mktemp("access"),
-            plugins=["access", "bans", "aliases", "rbl"],
+            plugins=["bans", "aliases", "rbl"],
             settings={
                 "access": {
                     "refresh_seconds": 0.5,
-                    "listeners": {"127.0.0.2": {"enabled": False}},
+                    "listeners": {"127.0.0.1": {"enabled": True}},
                 },
                 "bans": {"refresh_seconds": 0.5},
                 "rbl": {"zones": ["bl.test"]},
@@ -240,8 +240,8 @@ def greetings(server: TestServer, source: str, count: int) -> list[bytes]:
 def test_per_listener_list_goes_first_and_the_plugin_can_be_off_on_a_listener(
     server, engine
 ) -> None:
-    """A listener's rules hold on that listener only, before the system-wide ones; on
-    127.0.0.2 the plugin is switched off, so no rule holds there."""
+    """A listener's rules hold on that listener only, before the system-wide ones; the
+    plugin is on for 127.0.0.1 only, so no rule holds on 127.0.0.2."""
     rule(engine, "127.0.4.5", "banned", listener="127.0.0.1")
     rule(engine, "127.0.4.6", "banned")
     rule(engine, "127.0.4.7", "permitted", listener="127.0.0.1")
