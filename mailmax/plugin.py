@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import Field
 
 from mailmax.core.admin import AdminError
+from mailmax.core.clientrights import PERMITTED, TRUSTED, ClientRights, config_rules
 from mailmax.core.config import check_networks
 from mailmax.core.directory.api import (
     AccountType,
@@ -68,11 +69,14 @@ def current_host() -> PluginHost:
 
 
 __all__ = [
+    "PERMITTED",
     "SYSTEM_ONLY",
+    "TRUSTED",
     "AccountType",
     "Action",
     "AdminError",
     "ChangeError",
+    "ClientRights",
     "DNSTemporaryError",
     "DeliveryDecision",
     "Domain",
@@ -102,6 +106,7 @@ __all__ = [
     "Verdict",
     "accept",
     "check_networks",
+    "config_rules",
     "cont",
     "current_host",
     "daily",

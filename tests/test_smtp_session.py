@@ -273,12 +273,21 @@ def test_reading_pauses_while_input_piles_up() -> None:
 
 # ---------------------------------------------------------------------- hooks and plugins
 def test_connect_hook_can_refuse_the_connection() -> None:
-    """S1: a connect-hook reject replaces the greeting and closes."""
-    from mailmax.core.verdicts import reject
+    """S1: a connect-hook reject replaces the greeting; a 554 waits for QUIT and answers 503
+    meanwhile (RFC 5321 3.1), any other refusal closes."""
+    from mailmax.core.verdicts import reject, tempfail
 
     world = World(plugins=plugin_set(mailmax_connect=lambda session: reject("Go away", 554)))
     client = world.connect()
     assert client.greeting == "554 5.7.1 Go away\r\n"
+    assert not client.closed
+    assert client.cmd("EHLO client.test").startswith("503 5.7.1 ")
+    assert client.cmd("MAIL FROM:<>").startswith("503 5.7.1 ")
+    assert client.cmd("QUIT").startswith("221 ")
+    assert client.closed
+    world = World(plugins=plugin_set(mailmax_connect=lambda session: tempfail("Busy", 421)))
+    client = world.connect()
+    assert client.greeting == "421 4.3.0 Busy\r\n"
     assert client.closed
 
 

@@ -177,7 +177,10 @@ class SMTPSettings(_Section):
         False, description="Offer AUTH on connections without TLS (never do this on the Internet)."
     )
     trusted_networks: list[str] = Field(
-        default_factory=list, description="Client networks allowed to relay without AUTH."
+        default_factory=list,
+        description="Client networks trusted (may relay and send without AUTH); with the"
+        " access plugin on, they are access rules tried after the stored ones (`mailmax access"
+        " list` shows them): prefer `mailmax access add NETWORK trusted`.",
     )
     pop_before_smtp_minutes: float = Field(
         0.0,
@@ -247,7 +250,8 @@ class ConnectionSettings(_Section):
     exempt_networks: list[str] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
         description="Client networks these connection limits never apply to (log-in throttling"
-        " still does).",
+        " still does); with the access plugin on, they are access rules tried after the stored"
+        " ones and after trusted_networks (`mailmax access list` shows them).",
     )
     backlog: int = Field(
         1024,

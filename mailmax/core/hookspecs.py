@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from mailmax.core.clientrights import ClientRights
     from mailmax.core.directory.api import Domain
     from mailmax.core.model import Envelope, Recipient, Session
     from mailmax.core.outbound.route import Route
@@ -48,8 +49,28 @@ class MailMaxHooks:
 
         Scope: system plus the listening address. Return ``reject``/``disconnect`` to refuse the
         connection (the reply replaces the greeting, then the server closes), ``tempfail`` for a
-        421-style refusal. Plugins may set ``session.trusted`` or ``session.relay_allowed``.
+        421-style refusal. A ``reject`` with code 554 keeps the connection open as RFC 5321
+        3.1 asks: every later command but QUIT gets ``503``. The session's trust flags come from
+        ``mailmax_client_rights``; a plugin may change them here.
         Several plugins: run in plugin order, the first decisive verdict wins.
+        """
+
+    @hookspec
+    def mailmax_client_rights(
+        self, session: Session, listener: str, config: dict[str, Any]
+    ) -> ClientRights | None:
+        """What the client of ``session`` may do, asked once per connection (SMTP, POP3, IMAP)
+        on the listening address ``listener``, before the per-IP connection limits count it.
+
+        Scope: system plus the listening address. Return a
+        :class:`~mailmax.core.clientrights.ClientRights` (``mailmax.plugin.ClientRights``) or
+        ``None``. Synchronous, and called for every connection: answer from memory. The rights
+        decide whether the client is refused (``banned``: SMTP greets it with ``554`` and
+        answers ``503`` until QUIT, POP3 and IMAP close at once), whether the connection limits
+        count it, and set the session's trust flags (``trusted``, ``relay_allowed``,
+        ``auth_exempt``, ``local_only``, ``dnsbl_exempt``). Without an answer, the rights come
+        from ``[smtp] trusted_networks`` and ``[connections] exempt_networks``.
+        Several plugins: the first answer wins.
         """
 
     @hookspec

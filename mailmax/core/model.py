@@ -52,9 +52,14 @@ class Session:
     esmtp: bool = False
     tls: bool = False
     auth_user: str | None = None
-    #: Trust flags, set by connection control or ``[smtp] trusted_networks``.
+    #: Trust flags from the client's rights (see :mod:`mailmax.core.clientrights`): trusted
+    #: (no restrictions), may relay, treated as authenticated for sending, local mail only,
+    #: never looked up in DNS block lists.
     trusted: bool = False
     relay_allowed: bool = False
+    auth_exempt: bool = False
+    local_only: bool = False
+    dnsbl_exempt: bool = False
     messages: int = 0
     bytes_received: int = 0
     stash: Stash = field(default_factory=Stash)
@@ -67,7 +72,9 @@ class Session:
     @property
     def may_relay(self) -> bool:
         """True when this client may send mail to non-local domains."""
-        return self.auth_user is not None or self.relay_allowed or self.trusted
+        if self.local_only:
+            return False
+        return self.auth_user is not None or self.relay_allowed or self.trusted or self.auth_exempt
 
 
 @dataclass(slots=True)

@@ -67,19 +67,31 @@ min_version = "1.2"
 [smtp]
 # Largest message in bytes.
 max_message_size = 26214400
-# Client networks allowed to relay without AUTH, e.g. ["192.0.2.0/24"]. Keep it short.
-trusted_networks = []
+# Who may relay without AUTH, who is banned, who is exempt from connection limits: access
+# rules in the directory, e.g. `mailmax access add 192.0.2.0/24 trusted` (see `mailmax
+# access list`).
 
 [spool]
 # Queue directory: accepted mail waiting for delivery.
 dir = {_q(str(plan.queue_dir))}
 
 [plugins]
-# Plugins enabled system-wide, in hook order (see `mailmax plugin list`).
+# Plugins enabled system-wide, in hook order (see `mailmax plugin list`). rbl (DNS block
+# lists) is off until you name the lists: [plugins.settings.rbl] zones = [...].
 enabled = [
-    "bans", "sendercheck", "limits", "aliases", "spamtrap", "autoreply", "forwarding",
-    "rules", "monitor", "catchall",
+    "access", "bans", "tarpit", "sendercheck", "limits", "aliases", "spamtrap", "autoreply",
+    "forwarding", "rules", "monitor", "catchall",
 ]
+
+[plugins.settings.tarpit]
+# A client naming this many unknown recipients in a session gets slower replies ...
+trigger = 5
+# ... and at this many it is disconnected and blocked (`mailmax ban list` shows it).
+disconnect_after = 20
+block_minutes = 30
+# Authenticated and trusted clients are never tarpitted.
+exempt_authenticated = true
+exempt_trusted = true
 """
 
 

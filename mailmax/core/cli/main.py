@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from mailmax.core.cli import (
+    access,
     aliases,
     antivirus,
     auth,
@@ -156,6 +157,7 @@ cli.add_command(antivirus.antivirus_group)
 cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
 cli.add_command(bans.ban_group)
+cli.add_command(access.access_group)
 cli.add_command(autoreply.autoreply_group)
 cli.add_command(housekeeping.housekeeping_group)
 cli.add_command(ldap.ldap_group)

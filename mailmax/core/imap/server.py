@@ -103,6 +103,7 @@ class IMAPServer(Connection, AuthCommands, MessageCommands, SelectedCommands, Fo
         "timeout": "* BYE Autologout; idle for too long",
         "shutdown": "* BYE Server shutting down",
         "limit": "* BYE {reason}",
+        "banned": "* BYE {reason}",
     }
     pause_input = 256 * 1024
     max_input = 0  # the command reader bounds what it keeps

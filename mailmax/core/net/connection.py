@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mailmax.core.clientrights import PERMITTED, ClientRights
 from mailmax.core.model import Session
 from mailmax.core.sendnow import write_now
 
@@ -61,8 +62,9 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
 
     factory: ListenerFactory
     #: The final line for each reason the server closes a connection by itself: ``input``
-    #: (too much unprocessed input), ``timeout``, ``shutdown`` and ``limit`` (per-IP limits;
-    #: ``{reason}`` is replaced by the limit's text). ``{host}`` is the server's name.
+    #: (too much unprocessed input), ``timeout``, ``shutdown``, ``limit`` (per-IP limits;
+    #: ``{reason}`` is replaced by the limit's text) and ``banned`` (the client's rights
+    #: refuse it; ``{reason}`` says why). ``{host}`` is the server's name.
     farewells: ClassVar[dict[str, str]] = {}
     #: Unprocessed input above this many bytes pauses reading.
     pause_input: ClassVar[int] = PAUSE_INPUT
@@ -76,6 +78,8 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
         self.reactor = factory.reactor
         self.listener = factory.listener
         self.session: Session | None = None
+        #: The client's rights, asked when it connected.
+        self.rights: ClientRights = PERMITTED
         self._inbox = bytearray()
         self._busy = False
         self._running = False
@@ -111,7 +115,9 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
             tls=interfaces.ISSLTransport.providedBy(self.transport),
         )
         self.factory.sessions.add(self)
-        refusal = self.factory.admit(session.peer_ip)
+        rights = self.rights = self.factory.client_rights(session)
+        rights.apply(session)
+        refusal = self.factory.admit(session.peer_ip, rights.limits_exempt)
         if refusal is not None:
             log.info(
                 "connection from {peer} on {listener} ({service}) refused: {reason}",
@@ -136,7 +142,20 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
             service=self.listener.service,
         )
         self.touch()
+        if rights.banned:
+            log.info(
+                "connection {session_id} from {peer} refused: banned ({rule})",
+                session_id=session.session_id,
+                peer=session.peer_ip,
+                rule=rights.rule,
+            )
+            self.client_banned(rights)
+            return
         self.session_started()
+
+    def client_banned(self, rights: ClientRights) -> None:
+        """The client's rights refuse it: by default, the ``banned`` farewell."""
+        self.say_goodbye("banned", reason=rights.refusal)
 
     def connection_logger(self) -> Logger:
         """Where the connection line of every session goes."""

@@ -3,7 +3,8 @@
 :class:`ListenerFactory` holds what every session of a listener shares (settings, the listener,
 the directory, the plugin set of the moment, TLS options, the reactor, log-in throttling), keeps
 its sessions for graceful shutdown (:class:`~mailmax.core.sessions.SessionSet`) and admits new
-connections under the per-IP limits (:class:`~mailmax.core.net.limits.ConnectionLimiter`).
+connections under the per-IP limits (:class:`~mailmax.core.net.limits.ConnectionLimiter`),
+after asking the client's rights (:mod:`mailmax.core.clientrights`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import protocol
+from twisted.logger import Logger
 
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
+from mailmax.core.clientrights import ClientRights, rights_from_settings
 from mailmax.core.credentials import MailPortal, plugin_checkers
+from mailmax.core.hooks import PluginError, Scope
 from mailmax.core.net.limits import ConnectionLimiter
 from mailmax.core.sessions import SessionSet
 
@@ -25,6 +29,9 @@ if TYPE_CHECKING:
     from mailmax.core.config import ListenerSettings, Settings
     from mailmax.core.directory.cached import AsyncDirectory
     from mailmax.core.hooks import PluginSet
+    from mailmax.core.model import Session
+
+log = Logger(namespace="mailmax.net")
 
 
 class ListenerFactory(SessionSet, protocol.ServerFactory):
@@ -81,9 +88,29 @@ class ListenerFactory(SessionSet, protocol.ServerFactory):
         """A new session."""
         return self.protocol(self)
 
-    def admit(self, ip: str) -> str | None:
-        """None when a connection from ``ip`` may start, else why not (it is then not counted)."""
-        return self.limiter.admit(self.listener.service, ip)
+    def client_rights(self, session: Session) -> ClientRights:
+        """The rights of the client of ``session``: the answer of the first enabled plugin
+        implementing ``mailmax_client_rights`` for this listener, else the configuration's."""
+        try:
+            rights = self.plugins().first_result(
+                "mailmax_client_rights",
+                Scope(listener=self.listener.address),
+                session=session,
+                listener=self.listener.address,
+            )
+        except PluginError as exc:
+            log.error("client rights of {ip}: {error}", ip=session.peer_ip, error=str(exc))
+            rights = None
+        if isinstance(rights, ClientRights):
+            return rights
+        if rights is not None:
+            log.error("mailmax_client_rights answered {value!r}, not ClientRights", value=rights)
+        return rights_from_settings(self.settings, session.peer_ip)
+
+    def admit(self, ip: str, exempt: bool = False) -> str | None:
+        """None when a connection from ``ip`` may start, else why not (it is then not counted).
+        An ``exempt`` client is never limited."""
+        return self.limiter.admit(self.listener.service, ip, exempt)
 
     def release(self, ip: str) -> None:
         """An admitted connection from ``ip`` has closed."""

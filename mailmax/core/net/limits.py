@@ -1,9 +1,10 @@
 """Per-IP connection limits: concurrent sessions and new connections per minute, per service.
 
 One :class:`ConnectionLimiter` serves every listener of the process; counts are kept per
-(service, IP), so an IP's IMAP sessions do not count against its SMTP ones. Addresses in the
-exempt networks (by default loopback) are never limited. Time comes from the reactor, so tests
-drive it with a :class:`twisted.internet.task.Clock`.
+(service, IP), so an IP's IMAP sessions do not count against its SMTP ones. Whether a client is
+exempt is the client's rights' answer (:mod:`mailmax.core.clientrights`: access rules, or
+``[connections] exempt_networks``), given to :meth:`ConnectionLimiter.admit`. Time comes from the
+reactor, so tests drive it with a :class:`twisted.internet.task.Clock`.
 """
 
 from __future__ import annotations
@@ -55,12 +56,10 @@ class ConnectionLimiter:
         *,
         max_sessions: int,
         max_per_minute: int,
-        exempt: Iterable[str] = (),
     ) -> None:
         self.reactor = reactor
         self.max_sessions = max_sessions
         self.max_per_minute = max_per_minute
-        self.exempt = NetworkList(exempt)
         self._open: collections.Counter[tuple[str, str]] = collections.Counter()
         self._recent: dict[tuple[str, str], collections.deque[float]] = {}
         self._sweep_at = SWEEP_AT
@@ -72,7 +71,6 @@ class ConnectionLimiter:
             reactor,
             max_sessions=settings.max_sessions_per_ip,
             max_per_minute=settings.max_new_per_ip_per_minute,
-            exempt=settings.exempt_networks,
         )
 
     def reconfigure(self, settings: ConnectionSettings) -> None:
@@ -82,11 +80,13 @@ class ConnectionLimiter:
             self._recent.clear()
         self.max_sessions = settings.max_sessions_per_ip
         self.max_per_minute = settings.max_new_per_ip_per_minute
-        self.exempt = NetworkList(settings.exempt_networks)
 
-    def admit(self, service: str, ip: str) -> str | None:
-        """Count a new connection and return None, or say why it is refused (not counted)."""
-        if ip in self.exempt:
+    def admit(self, service: str, ip: str, exempt: bool = False) -> str | None:
+        """Count a new connection and return None, or say why it is refused (not counted).
+
+        An ``exempt`` connection is admitted and counted as open, never limited."""
+        if exempt:
+            self._open[(service, ip)] += 1
             return None
         key = (service, ip)
         if self.max_sessions and self._open[key] >= self.max_sessions:

@@ -30,6 +30,7 @@ from mailmax.core.pluginhost.errors import PluginError
 
 #: Built-in plugins, by name: the module that implements each (``mailmax/plugins/<name>``).
 BUILTIN_PLUGINS: dict[str, str] = {
+    "access": "mailmax.plugins.access",
     "aliases": "mailmax.plugins.aliases",
     "antivirus": "mailmax.plugins.antivirus",
     "autoreply": "mailmax.plugins.autoreply",

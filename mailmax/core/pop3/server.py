@@ -54,6 +54,7 @@ class POP3Server(AuthorizationMixin, TransactionMixin, Connection):
         "timeout": "-ERR [SYS/TEMP] Idle too long, closing connection",
         "shutdown": "-ERR [SYS/TEMP] Server shutting down, try again later",
         "limit": "-ERR [SYS/TEMP] {reason}",
+        "banned": "-ERR [SYS/PERM] {reason}",
     }
 
     def __init__(self, factory: POP3Factory) -> None:

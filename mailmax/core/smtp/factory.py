@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mailmax.core.net.factory import ListenerFactory
-from mailmax.core.net.limits import NetworkList
 from mailmax.core.pluginhost.recipients import PluginRecipients
 from mailmax.core.smtp.server import SMTPServer
 
@@ -28,16 +27,6 @@ class SMTPFactory(ListenerFactory):
         :class:`~mailmax.core.net.factory.ListenerFactory`'s."""
         super().__init__(**common)
         self.spool = spool
-        self._trusted = NetworkList(())
-        self._trusted_from: tuple[str, ...] | None = None
-
-    def is_trusted(self, ip: str) -> bool:
-        """True when ``ip`` is in ``[smtp] trusted_networks`` of the settings current now (a
-        reload applies to the next connection)."""
-        wanted = tuple(self.settings.smtp.trusted_networks)
-        if wanted != self._trusted_from:
-            self._trusted, self._trusted_from = NetworkList(wanted), wanted
-        return ip in self._trusted
 
 
 class PluginSMTPFactory(SMTPFactory):

@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from mailmax.core.clientrights import ClientRights
 from mailmax.core.directory.errors import DirectoryUnavailable
 from mailmax.core.hooks import Scope
 from mailmax.core.logfile import mail_logger
@@ -50,6 +51,7 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         "timeout": "421 4.4.2 {host} Error: timeout exceeded",
         "shutdown": "421 4.3.2 Service shutting down",
         "limit": "421 4.7.0 {reason}",
+        "banned": "554 5.7.1 {reason}",
     }
 
     def __init__(self, factory: SMTPFactory) -> None:
@@ -61,7 +63,7 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         self.hostname = factory.settings.server.hostname
         self.plugins: PluginSet | None = None
         self.envelope: Envelope | None = None
-        self._mode = "command"  # command | data | closed
+        self._mode = "command"  # command | data | refused | closed
         self._reader: DataReader | None = None
         self._sasl: Any = None
         self._errors = 0
@@ -78,16 +80,26 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         return self._mode == "data" or self._committing
 
     def session_started(self) -> None:
-        """Take the plugin set, mark a trusted client, run the connect hook, then greet."""
+        """Take the plugin set, run the connect hook, then greet."""
         self.plugins = self.factory.plugins()
-        assert self.session is not None
-        if self.factory.is_trusted(self.session.peer_ip):
-            self.session.trusted = self.session.relay_allowed = True
         self.start_work(defer.ensureDeferred(self._greet()))
+
+    def client_banned(self, rights: ClientRights) -> None:
+        """Greet a banned client with ``554`` (RFC 5321 3.1), then refuse all but QUIT."""
+        self.refuse_session(f"554 5.7.1 {rights.refusal}".encode("utf-8", "replace"))
+
+    def refuse_session(self, greeting: bytes) -> None:
+        """Send a ``554`` greeting; every later command but QUIT gets ``503`` (and counts as
+        an error, so a client that goes on is closed after ``[smtp] max_errors``)."""
+        self._mode = "refused"
+        self._write(greeting)
 
     async def _greet(self) -> None:
         verdict = await self._policy("mailmax_connect")
         if verdict.decisive and verdict.action is not Action.ACCEPT:
+            if verdict.action is Action.REJECT and verdict.code == 554:
+                self.refuse_session(verdict.reply())
+                return
             self._write(verdict.reply())
             self._close()
             return
@@ -176,6 +188,9 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
             command = commands.parse_command(line)
         except SMTPReplyError as exc:
             self._error(exc)
+            return None
+        if self._mode == "refused" and command.verb != "QUIT":
+            self._error(SMTPReplyError(503, "5.7.1", "This client is refused here; send QUIT"))
             return None
         if command.verb in HTTP_VERBS:
             self._close(421, "4.7.0", "This is an SMTP server, closing")

@@ -72,6 +72,7 @@ class TransactionMixin(_Base):
             session.service in self.limits.require_auth_on
             and session.auth_user is None
             and not session.trusted
+            and not session.auth_exempt
             and not self._mailbox_login_allows_relay()
         ):
             raise SMTPReplyError(530, "5.7.0", "Authentication required")
@@ -180,8 +181,10 @@ class TransactionMixin(_Base):
         if (
             kind == "relay"
             and not hosted
-            and not session.may_relay
-            and not self._mailbox_login_allows_relay()
+            and (
+                session.local_only
+                or (not session.may_relay and not self._mailbox_login_allows_relay())
+            )
         ):
             raise _relay_denied()
         limit = self._recipient_limit(lookup)

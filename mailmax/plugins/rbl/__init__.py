@@ -200,6 +200,8 @@ def _start(
 
 
 def _exempt(session: Session, config: Settings) -> bool:
+    if session.dnsbl_exempt:  # an access rule: "no open-relay check"
+        return True
     if config.exempt_authenticated and session.auth_user is not None:
         return True
     if config.exempt_trusted and session.trusted:
