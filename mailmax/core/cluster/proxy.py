@@ -168,12 +168,12 @@ async def _dialogue(upstream: Upstream, service: str, login: str, password: str)
         return
     if not greeting.startswith(b"* OK"):
         raise ProxyError("The mailbox server is not ready; try again later")
-    upstream.transport.write(f"P1 AUTHENTICATE PLAIN {token}\r\n".encode())
+    upstream.transport.write(f"px1 AUTHENTICATE PLAIN {token}\r\n".encode())
     while True:
         answer = await upstream.read_line()
-        if answer.startswith(b"P1 "):
+        if answer.startswith(b"px1 "):
             break
-    if not answer.startswith(b"P1 OK"):
+    if not answer.startswith(b"px1 OK"):
         raise ProxyError(
             f"The mailbox server refused the log-in: {answer[3:200].decode(errors='replace')}"
         )
