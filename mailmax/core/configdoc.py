@@ -27,6 +27,7 @@ SECTIONS: list[tuple[str, type[BaseModel], bool]] = [
     ("spool", config.SpoolSettings, False),
     ("queue", config.QueueSettings, False),
     ("plugins", config.PluginSettings, False),
+    ("admin", config.AdminSettings, False),
 ]
 
 
