@@ -331,7 +331,8 @@ def init_command(
 
     Creates DATA_DIR/mailmax.toml, the database, the first domain with its mail directory,
     the queue directory, the users postmaster, admin and root (admin is the first system
-    administrator of the HTTPS admin API), and a self-signed certificate. Passwords that are not given are generated and printed once.
+    administrator of the HTTPS admin API), and a self-signed certificate. Passwords that
+    are not given are generated and printed once.
     """
     ask = interactive() and not non_interactive
     if ask and domain is None:
