@@ -172,3 +172,35 @@ def test_openapi_document_lists_every_route_and_validates(setup):
     assert document["openapi"].startswith("3.1")
     for route in collect_routes():
         assert route.method.lower() in document["paths"][route.path], route.path
+
+
+def _sample_path(route) -> str:
+    return re.sub(r"{(\w+)}", lambda m: f"x@{OTHER}" if m.group(1) == "address" else OTHER,
+                  route.path)  # fmt: skip
+
+
+def test_every_route_refuses_no_token_and_a_bad_token(setup):
+    """M3: every route but the public ones answers 401 without a valid token."""
+    from mailmax.core.api.app import collect_routes
+    from mailmax.core.api.routing import Access
+
+    client = setup["client"]
+    for route in collect_routes():
+        if route.access is Access.PUBLIC:
+            continue
+        for token in (None, "mmx_0123456789ab_notarealsecret"):
+            answer = client.call(route.method, _sample_path(route), token)
+            assert answer.status == 401, (route.method, route.path, token, answer.raw)
+
+
+def test_every_system_route_refuses_a_domain_admin(setup):
+    """A13: a domain administrator gets 403 from every system-only route, and from every
+    route naming another domain."""
+    from mailmax.core.api.app import collect_routes
+    from mailmax.core.api.routing import Access, DomainAccess
+
+    client, token = setup["client"], setup["domain"]
+    for route in collect_routes():
+        if route.access is Access.SYSTEM or isinstance(route.access, DomainAccess):
+            answer = client.call(route.method, _sample_path(route), token, {})
+            assert answer.status == 403, (route.method, route.path, answer.raw)

@@ -33,6 +33,10 @@ ROUTE_MODULES = (
     "mailmax.core.api.openapi",
     "mailmax.core.api.login",
     "mailmax.core.api.domains",
+    "mailmax.core.api.users",
+    "mailmax.core.api.admins",
+    "mailmax.core.api.plugins",
+    "mailmax.core.api.server",
 )
 
 
@@ -116,7 +120,8 @@ class AdminApi:
         if route.status == 204 or route.response is None:
             return b""
         request.setHeader(b"content-type", b"application/json")
-        return self._adapters[id(route)].dump_json(result)
+        adapter = self._adapters[id(route)]
+        return adapter.dump_json(adapter.validate_python(result, from_attributes=True))
 
     @staticmethod
     def _error(request: Any, error: ApiError) -> bytes:

@@ -124,36 +124,3 @@ def delete_user(directory: SQLDirectory, actor: Actor, address: str, mode: Delet
     directory.delete_user(user.address, DeleteMode(mode))
     audit(directory, actor, "user.delete", user.address, mode=DeleteMode(mode).value)
     return user
-
-
-def get_forward(directory: SQLDirectory, actor: Actor, address: str) -> dict[str, Any]:
-    """The forwarding of ``address``: enabled, targets, keep_local_copy (off when none)."""
-    user = get_user(directory, actor, address)
-    found = directory.get_forward(user.address)
-    enabled, targets, keep = found if found is not None else (False, [], True)
-    return {"address": user.address, "enabled": enabled, "targets": list(targets),
-            "keep_local_copy": keep}  # fmt: skip
-
-
-def set_forward(
-    directory: SQLDirectory,
-    actor: Actor,
-    address: str,
-    targets: list[str],
-    *,
-    enabled: bool = True,
-    keep_local_copy: bool = True,
-) -> dict[str, Any]:
-    """Set the forwarding of ``address`` (targets checked like alias targets)."""
-    user = get_user(directory, actor, address)
-    directory.set_forward(user.address, targets, enabled=enabled, keep_local_copy=keep_local_copy)
-    audit(directory, actor, "user.forward", user.address, targets=targets, enabled=enabled,
-          keep_local_copy=keep_local_copy)  # fmt: skip
-    return get_forward(directory, actor, user.address)
-
-
-def delete_forward(directory: SQLDirectory, actor: Actor, address: str) -> None:
-    """Remove the forwarding of ``address``."""
-    user = get_user(directory, actor, address)
-    directory.delete_forward(user.address)
-    audit(directory, actor, "user.forward.delete", user.address)
