@@ -76,6 +76,8 @@ def test_domain_admin_manages_users_of_their_domain_only(setup):
     enforced = client.call("PATCH", f"/api/v1/users/dave@{DOMAIN}", token,
                            {"daily_send_messages": 5})  # fmt: skip
     assert enforced.status == 422 and "not enforced" in enforced.body["error"]["message"]
+    unlocked = client.call("POST", f"/api/v1/users/dave@{DOMAIN}/unlock", token)
+    assert unlocked.body["unlocked"] is False and "was not locked" in unlocked.body["message"]
     gone = client.call("DELETE", f"/api/v1/users/dave@{DOMAIN}?mode=remove", token)
     assert gone.status == 204
     assert client.call("GET", f"/api/v1/users/dave@{DOMAIN}", token).status == 404

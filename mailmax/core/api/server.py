@@ -81,3 +81,12 @@ async def antivirus_status(ctx: RequestContext) -> dict[str, Any]:
     """Whether the scanner answers, its signature version and the last update."""
     answer = await ctx.api.service.plugins.plugin_command("antivirus status")
     return json.loads(answer)
+
+
+@router.post("/api/v1/antivirus/update", summary="Update the virus definitions now",
+             access=Access.SYSTEM, response=dict[str, Any])  # fmt: skip
+async def antivirus_update(ctx: RequestContext) -> dict[str, Any]:
+    """Run the definition update (as `mailmax antivirus update`)."""
+    answer = await ctx.api.service.plugins.plugin_command("antivirus update")
+    await ctx.run(audit, ctx.directory, ctx.actor, "antivirus.update", "definitions")
+    return json.loads(answer)

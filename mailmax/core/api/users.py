@@ -226,6 +226,27 @@ async def delete_user(ctx: RequestContext, address: str) -> None:
     await ctx.run(service.delete_user, ctx.directory, ctx.actor, address, mode)
 
 
+class Unlocked(BaseModel):
+    """Whether a mailbox lock was removed, and whose it was."""
+
+    message: str
+    address: str
+    unlocked: bool
+    pid: int | None = None
+    host: str | None = None
+    since: float | None = None
+    stale: bool | None = None
+
+
+@router.post("/api/v1/users/{address}/unlock", summary="Remove a mailbox's POP3 lock",
+             access=domain_of("address"), response=Unlocked)  # fmt: skip
+async def unlock_mailbox(ctx: RequestContext, address: str) -> Unlocked:
+    """Remove the POP3 lock on the user's mailbox (a session hung in the server keeps running
+    but no longer keeps other sessions out)."""
+    message, details = await ctx.run(service.unlock_mailbox, ctx.directory, ctx.actor, address)
+    return Unlocked(message=message, **details)
+
+
 @router.get("/api/v1/users/{address}/forward", summary="A user's forwarding",
             access=domain_of("address"), response=ForwardOut)  # fmt: skip
 async def get_forward(ctx: RequestContext, address: str) -> dict[str, Any]:

@@ -17,10 +17,11 @@ def find_alias(address: str) -> list[str]:
     """The targets of the alias ``address``; a CLIError saying where to look when it is missing."""
     try:
         return service.get_alias(app().directory(), Actor.local(), address)
-    except NotFound as exc:
+    except NotFound:
         domain = address.rpartition("@")[2] or "DOMAIN"
         raise CLIError(
-            f"{exc}; see the aliases with `mailmax alias list --domain {domain}`"
+            f"no alias {address!r} here; "
+            f"see the aliases with `mailmax alias list --domain {domain}`"
         ) from None
 
 

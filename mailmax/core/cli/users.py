@@ -111,9 +111,11 @@ def find_user(address: str) -> User:
     """The user at ``address``; a CLIError saying where to look when there is none."""
     try:
         return service.get_user(app().directory(), Actor.local(), address)
-    except NotFound as exc:
+    except NotFound:
         domain = address.rpartition("@")[2] or "DOMAIN"
-        raise CLIError(f"{exc}; see the users with `mailmax user list --domain {domain}`") from None
+        raise CLIError(
+            f"no user {address!r} here; see the users with `mailmax user list --domain {domain}`"
+        ) from None
 
 
 def read_password(password: str | None, from_stdin: bool, *, what: str) -> str:

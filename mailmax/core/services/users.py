@@ -124,3 +124,27 @@ def delete_user(directory: SQLDirectory, actor: Actor, address: str, mode: Delet
     directory.delete_user(user.address, DeleteMode(mode))
     audit(directory, actor, "user.delete", user.address, mode=DeleteMode(mode).value)
     return user
+
+
+def unlock_mailbox(directory: SQLDirectory, actor: Actor, address: str) -> tuple[str, dict]:
+    """Remove the POP3 lock on the mailbox of ``address``: (the sentence, the details)."""
+    from mailmax.core.store.lock import clear_lock, holder, is_stale
+
+    user = get_user(directory, actor, address)
+    root = directory.user_maildir(user)
+    live = holder(root)
+    info = clear_lock(root)
+    if info is None:
+        message = f"the mailbox of {user.address} was not locked"
+        return message, {"address": user.address, "unlocked": False}
+    if live is None or is_stale(info):
+        how = f"a stale lock ({info.describe()}, no longer running)"
+    else:
+        how = (
+            f"the lock of a {info.describe()}; that session keeps running but no longer "
+            "keeps other sessions out"
+        )
+    audit(directory, actor, "user.unlock", user.address, pid=info.pid, host=info.host)
+    details = {"address": user.address, "unlocked": True, "pid": info.pid, "host": info.host,
+               "since": info.since, "stale": live is None}  # fmt: skip
+    return f"unlocked the mailbox of {user.address}: removed {how}", details
