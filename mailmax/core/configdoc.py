@@ -31,6 +31,7 @@ SECTIONS: list[tuple[str, type[BaseModel], bool]] = [
     ("cluster.nodes.NAME", config.ClusterNodeSettings, False),
     ("ldap.NAME", ldapsettings.LDAPSourceSettings, False),
     ("ldap.NAME.attributes", ldapsettings.LDAPAttributes, False),
+    ("admin", config.AdminSettings, False),
 ]
 
 #: Sections applied only when the server restarts, whatever their keys say.

@@ -75,6 +75,13 @@ max_message_size = 26214400
 # Queue directory: accepted mail waiting for delivery.
 dir = {_q(str(plan.queue_dir))}
 
+[admin]
+# The HTTPS admin API (see docs/admin-api.md), with the certificate above. Make API tokens
+# with `mailmax admin token create admin@{plan.domain} --name NAME`.
+enabled = true
+address = "127.0.0.1"
+port = {plan.admin_port}
+
 [plugins]
 # Plugins enabled system-wide, in hook order (see `mailmax plugin list`). rbl (DNS block
 # lists) is off until you name the lists: [plugins.settings.rbl] zones = [...].
@@ -145,6 +152,10 @@ def report(plan: Plan, done: dict[str, Any]) -> None:
                     for s, p in plan.ports.items()
                 ],
                 "users": users,
+                "admin_api": {
+                    "url": f"https://127.0.0.1:{plan.admin_port}/api/v1/",
+                    "system_admin": f"admin@{plan.domain}",
+                },
                 "moved_aside": done["moved_aside"],
                 "start_command": start,
             },
@@ -160,6 +171,8 @@ def report(plan: Plan, done: dict[str, Any]) -> None:
         f"  certificate: {plan.cert} ({cert_note})",
         "  listeners:   " + ", ".join(f"{s} {plan.address}:{p}" for s, p in plan.ports.items()),
         f"  users:       {', '.join(u['address'] for u in users)}",
+        f"  admin API:   https://127.0.0.1:{plan.admin_port}/api/v1/ "
+        f"(system administrator admin@{plan.domain})",
     ]
     lines += [f"  kept old:    {p}" for p in done["moved_aside"]]
     if plan.generated:

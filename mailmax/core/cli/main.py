@@ -13,6 +13,7 @@ import click
 
 from mailmax.core.cli import (
     access,
+    admincmd,
     aliases,
     antivirus,
     auth,
@@ -162,6 +163,7 @@ cli.add_command(autoreply.autoreply_group)
 cli.add_command(housekeeping.housekeeping_group)
 cli.add_command(ldap.ldap_group)
 cli.add_command(rules.rule_group)
+cli.add_command(admincmd.admin_group)
 
 
 def main() -> None:

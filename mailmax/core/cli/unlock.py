@@ -11,7 +11,8 @@ import click
 
 from mailmax.core.cli.context import app, common_options
 from mailmax.core.cli.users import find_user
-from mailmax.core.store.lock import clear_lock, holder, is_stale
+from mailmax.core.services import users as service
+from mailmax.core.services.actor import Actor
 
 
 @click.command("unlock")
@@ -21,30 +22,5 @@ def unlock_command(address: str) -> None:
     """Remove the POP3 lock on the mailbox of the user ADDRESS."""
     state = app()
     user = find_user(address)
-    root = state.directory().user_maildir(user)
-    live = holder(root)
-    info = clear_lock(root)
-    if info is None:
-        state.out.done(
-            f"the mailbox of {user.address} was not locked",
-            changed=False,
-            address=user.address,
-            unlocked=False,
-        )
-        return
-    if live is None or is_stale(info):
-        how = f"a stale lock ({info.describe()}, no longer running)"
-    else:
-        how = (
-            f"the lock of a {info.describe()}; that session keeps running but no longer "
-            "keeps other sessions out"
-        )
-    state.out.done(
-        f"unlocked the mailbox of {user.address}: removed {how}",
-        address=user.address,
-        unlocked=True,
-        pid=info.pid,
-        host=info.host,
-        since=info.since,
-        stale=live is None,
-    )
+    message, details = service.unlock_mailbox(state.directory(), Actor.local(), user.address)
+    state.out.done(message, changed=details["unlocked"], **details)
