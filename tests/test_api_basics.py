@@ -142,9 +142,9 @@ def test_bad_requests_are_explained(setup):
     assert field.status == 422 and "max_users" in field.body["error"]["message"]
     unknown = client.call("POST", "/api/v1/domains", token, {"name": "x.test", "colour": "red"})
     assert unknown.status == 422 and "colour" in unknown.body["error"]["message"]
-    enforced = client.call("POST", "/api/v1/domains", token, {"name": "x.test", "home_node": "n"})
-    assert enforced.status == 422
-    assert "home_node is not enforced yet" in enforced.body["error"]["message"]
+    unusable = client.call("POST", "/api/v1/domains", token, {"name": "x.test", "home_node": "n"})
+    assert unusable.status == 422
+    assert "not a node of a cluster" in unusable.body["error"]["message"]
     assert client.call("GET", "/api/v1/nothing", token).status == 404
     assert client.call("PUT", "/api/v1/domains", token, {}).status == 405
 

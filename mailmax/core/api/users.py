@@ -34,6 +34,10 @@ class UserOut(BaseModel):
     disk_limit_mb: int
     max_message_size: int
     virus_check: bool
+    daily_send_messages: int = Field(description="Messages the user may send per UTC day.")
+    daily_send_mb: int = Field(description="MB the user may send per UTC day.")
+    daily_limits_enabled: bool = Field(description="Whether the daily limits apply.")
+    home_node: str = Field("", description="Clustered domains: the node holding the mailbox.")
     password: Literal["set", "blank"]
     clear_password_kept: bool
     admin: bool | None = Field(None, description="Whether the user is an administrator.")
@@ -53,8 +57,15 @@ class UserFields(BaseModel):
     disk_limit_mb: int | None = Field(None, ge=0, description="Mailbox limit in MB (0: default).")
     max_message_size: int | None = Field(None, ge=0, description="Largest message in bytes.")
     virus_check: bool | None = Field(None, description="The antivirus plugin for this user.")
-    daily_send_messages: int | None = Field(None, description="Not enforced yet (refused).")
-    daily_send_mb: int | None = Field(None, description="Not enforced yet (refused).")
+    daily_send_messages: int | None = Field(
+        None, ge=0, description="Messages per UTC day (0: no limit; a number turns the limits on)."
+    )
+    daily_send_mb: int | None = Field(
+        None, ge=0, description="MB per UTC day (0: no limit; a number turns the limits on)."
+    )
+    daily_limits_enabled: bool | None = Field(
+        None, description="Switch the daily sending limits on or off (the numbers are kept)."
+    )
 
     def fields(self) -> dict[str, Any]:
         """The User fields given, as the directory takes them."""
@@ -140,6 +151,8 @@ def user_out(user: User, admin: bool | None = None) -> UserOut:
         last_name=user.last_name, account_type=user.account_type.value,
         smtp_auth=not user.smtp_auth_disabled, disk_limit_mb=user.disk_limit_mb,
         max_message_size=user.max_message_size, virus_check=user.virus_check,
+        daily_send_messages=user.daily_send_messages, daily_send_mb=user.daily_send_mb,
+        daily_limits_enabled=user.daily_limits_enabled, home_node=user.home_node,
         password="set" if user.has_password else "blank",
         clear_password_kept=user.clear_password_kept, admin=admin,
     )  # fmt: skip

@@ -83,15 +83,13 @@ def field_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def given_fields(options: dict[str, Any]) -> dict[str, Any]:
-    """The User fields named by the options given; a non-zero daily limit turns limits on."""
+    """The User fields named by the options given (the service turns the daily limits on when
+    a non-zero daily limit is given)."""
     fields = {}
     for param, value in options.items():
         if value is not None and param in _FIELDS:
             name, _option, convert = _FIELDS[param]
             fields[name] = convert(value)
-    daily = (fields.get("daily_send_messages"), fields.get("daily_send_mb"))
-    if any(daily) and "daily_limits_enabled" not in fields:
-        fields["daily_limits_enabled"] = True
     warn_if_not_enforced(fields, ("daily_send_messages", "daily_send_mb", "daily_limits_enabled"))
     return fields
 

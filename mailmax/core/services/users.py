@@ -25,6 +25,15 @@ def require_address(directory: SQLDirectory, actor: Actor, address: str) -> None
         actor.require_domain(domain_of(directory, address))
 
 
+def with_daily_switch(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with the daily sending limits switched on when a non-zero daily limit is given
+    and the switch is not."""
+    daily = (fields.get("daily_send_messages"), fields.get("daily_send_mb"))
+    if any(daily) and "daily_limits_enabled" not in fields:
+        return {**fields, "daily_limits_enabled": True}
+    return fields
+
+
 def list_users(
     directory: SQLDirectory,
     actor: Actor,
@@ -72,6 +81,7 @@ def add_user(
 ) -> User:
     """Add the user ``address``; no password means a blank one (the domain's policy)."""
     require_address(directory, actor, address)
+    fields = with_daily_switch(fields)
     user = directory.add_user(address, password, keep_clear=keep_clear, **fields)
     switch_virus_check(directory, user.address, fields.get("virus_check"))
     audit(directory, actor, "user.add", user.address, password=bool(password), **fields)
@@ -87,6 +97,7 @@ def edit_user(directory: SQLDirectory, actor: Actor, address: str, **fields: Any
             "{field} alone would leave the mail behind; move the mailbox with `mailmax user"
             f" move {address} --node NODE`; nothing was changed",
         )
+    fields = with_daily_switch(fields)
     user = directory.edit_user(address, **fields)
     switch_virus_check(directory, user.address, fields.get("virus_check"))
     audit(directory, actor, "user.edit", user.address, **fields)
