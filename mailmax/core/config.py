@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mailmax.core.observe.settings import ActivitySettings, LogSettings
+
 ServiceName = Literal["smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"]
 
 #: Services whose socket is TLS from the first byte.
@@ -559,6 +561,8 @@ class Settings(_Section):
     spool: SpoolSettings = SpoolSettings()
     queue: QueueSettings = QueueSettings()
     plugins: PluginSettings = PluginSettings()
+    log: LogSettings = LogSettings()
+    activity: ActivitySettings = ActivitySettings()
 
     #: Where the file was read from; set by :func:`load`.
     source: str = Field("", exclude=True)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from mailmax.core import config
+from mailmax.core.observe.settings import ActivitySettings, LogServiceSettings, LogSettings
 
 SECTIONS: list[tuple[str, type[BaseModel], bool]] = [
     ("server", config.ServerSettings, False),
@@ -27,6 +28,9 @@ SECTIONS: list[tuple[str, type[BaseModel], bool]] = [
     ("spool", config.SpoolSettings, False),
     ("queue", config.QueueSettings, False),
     ("plugins", config.PluginSettings, False),
+    ("log", LogSettings, False),
+    ("log.services.NAME", LogServiceSettings, False),
+    ("activity", ActivitySettings, False),
 ]
 
 

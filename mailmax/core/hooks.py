@@ -233,8 +233,33 @@ class PluginSet:
                     plugin.name
                 )
             if result.decisive:
+                self._note_verdict(hook, plugin.name, result, kwargs)
                 return result.with_plugin(plugin.name)
         return verdicts.cont()
+
+    def _note_verdict(
+        self, hook: str, plugin: str, verdict: Verdict, kwargs: Mapping[str, Any]
+    ) -> None:
+        """Count a decisive verdict per plugin and publish it (category ``policy``)."""
+        host = self.host
+        if host is None:
+            return
+        action = verdict.action.name.lower()
+        metrics = getattr(host, "metrics", None)
+        if metrics is not None:
+            metrics.increment(f"mailmax.verdicts.{plugin.lower()}.{action}")
+        bus = getattr(host, "event_bus", None)
+        session = kwargs.get("session")
+        service = getattr(session, "service", "queue") if session is not None else "queue"
+        if bus is not None and bus.wants(service, "policy"):
+            bus.emit(
+                service,
+                "policy",
+                f"{plugin} {action} in {hook}: {verdict.code} {verdict.text}".rstrip(),
+                session=getattr(session, "session_id", ""),
+                ip=getattr(session, "peer_ip", ""),
+                user=getattr(session, "auth_user", None) or "",
+            )
 
     def first_result(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> Any:
         """Run a synchronous hook; return the first non-``None`` answer (or ``None``)."""

@@ -32,6 +32,7 @@ from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginError, PluginSet
 from mailmax.core.logfile import MailLogFile
 from mailmax.core.net.limits import ConnectionLimiter
+from mailmax.core.observe.hub import Observability
 from mailmax.core.pluginhost.runtime import PluginRuntime
 from mailmax.core.queue.runner import QueueRunner
 from mailmax.core.smtp.factory import PluginSMTPFactory
@@ -70,6 +71,15 @@ class MailMaxService(service.MultiService):
         #: Per-IP connection limits, shared by every listener (counted per service).
         self.limiter = ConnectionLimiter.from_settings(settings.connections, self.reactor)
         self._logfile: MailLogFile | None = None
+        #: Events (logs, traces), activity counters and metrics.
+        self.observe = Observability(
+            settings,
+            reactor,
+            metrics=lambda: self.plugins.host.metrics,
+            sessions=self.sessions_open,
+            queue=self.queue_counts,
+        )
+        self.plugins.host.event_bus = self.observe.bus
         #: Per listener, the TLS options a reload can swap (None: no certificate).
         self._tls: list[ReloadableServerOptions | None] = []
         self._previous_sighup: Any = None
@@ -112,9 +122,11 @@ class MailMaxService(service.MultiService):
         tls_options = listener_options(effective)
         AuthLimiter.from_settings(effective)  # refuses bad [auth] values before any change
         prepared = self.plugins.build(effective)
+        self.observe.check(effective)
         self._reopen_log(effective)
         self.plugins.use(prepared, effective)
         self._apply(effective, tls_options)
+        self.observe.reconfigure(effective)
         return configdiff.ReloadReport(
             plugins=[p.name for p in prepared.plugin_set.plugins],
             applied=difference.applied,
@@ -155,6 +167,20 @@ class MailMaxService(service.MultiService):
         if self.queue is not None:
             self.queue.reconfigure(settings)
 
+    def sessions_open(self) -> dict[str, int]:
+        """Client sessions open now, per service."""
+        counts: dict[str, int] = {}
+        for factory in self.factories:
+            service = factory.listener.service
+            counts[service] = counts.get(service, 0) + len(factory.sessions)
+        return counts
+
+    def queue_counts(self) -> dict[str, int]:
+        """Queued messages by state: being delivered now, and waiting for a retry."""
+        if self.queue is None:
+            return {}
+        return self.queue.counts()
+
     def _tls_holder(self, index: int, options: Any) -> ReloadableServerOptions | None:
         """The swappable TLS options of listener ``index`` now using ``options`` (None: none)."""
         if options is None:
@@ -191,6 +217,7 @@ class MailMaxService(service.MultiService):
             self._logfile = MailLogFile(settings.path(settings.server.log_file))
             self._logfile.start()
         log.info("MailMax starting in {data_dir}", data_dir=str(data_dir))
+        self.observe.start()
 
         self.directory = SQLDirectory.open(
             settings.database_url,
@@ -219,7 +246,11 @@ class MailMaxService(service.MultiService):
             async_directory=self.async_directory,
             spool=self.spool,
             reload=self._admin_reload,
-            admin_commands=admin.auth_commands(self.authlimit),
+            admin_commands=(
+                {**admin.auth_commands(self.authlimit)[0], **self.observe.admin_commands()},
+                admin.auth_commands(self.authlimit)[1],
+            ),
+            admin_streams=self.observe.admin_streams(),
         )
         self.queue = QueueRunner(
             spool=self.spool,
@@ -228,6 +259,8 @@ class MailMaxService(service.MultiService):
             settings=settings,
             reactor=self.reactor,
         )
+        self.queue.events = self.observe.bus
+        self.queue.metrics = self.plugins.host.metrics
         self.queue.setServiceParent(self)
         super().startService()
         self._listen()
@@ -275,9 +308,13 @@ class MailMaxService(service.MultiService):
             "authlimit": self.authlimit,
             "logins": self.logins,
             "limiter": self.limiter,
+            "events": self.observe.bus,
+            "activity": self.observe.activity,
         }
         if listener.service in SMTP_SERVICES:
-            return PluginSMTPFactory(spool=self.spool, **common)
+            return PluginSMTPFactory(
+                spool=self.spool, commit_seconds=self.observe.prometheus.commit_seconds, **common
+            )
         if listener.service in ("pop3", "pop3s"):
             from mailmax.core.pop3.server import POP3Factory
 
@@ -337,6 +374,7 @@ class MailMaxService(service.MultiService):
         await defer.gatherResults([factory.shutdown(grace) for factory in self.factories])
         await defer.maybeDeferred(super().stopService)
         await self.plugins.stop()
+        self.observe.stop()
         if self.spool is not None:
             await self.spool.stop()
         if self.async_directory is not None:

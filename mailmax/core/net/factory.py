@@ -15,6 +15,8 @@ from twisted.internet import protocol
 
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.net.limits import ConnectionLimiter
+from mailmax.core.observe.activity import Activity
+from mailmax.core.observe.events import EventBus
 from mailmax.core.sessions import SessionSet
 
 if TYPE_CHECKING:
@@ -29,8 +31,8 @@ class ListenerFactory(SessionSet, protocol.ServerFactory):
     """Builds one session per connection with ``protocol(factory)``.
 
     ``authlimit`` (failed log-in throttling), ``logins`` (POP/IMAP-before-SMTP) and ``limiter``
-    (per-IP connection limits) are shared by the service's listeners; each defaults to one of
-    this factory's own.
+    (per-IP connection limits), ``events`` (the event bus) and ``activity`` (activity counters)
+    are shared by the service's listeners; each defaults to one of this factory's own.
     """
 
     noisy = False  # sessions log their own connection line
@@ -47,6 +49,8 @@ class ListenerFactory(SessionSet, protocol.ServerFactory):
         authlimit: AuthLimiter | None = None,
         logins: RecentLogins | None = None,
         limiter: ConnectionLimiter | None = None,
+        events: EventBus | None = None,
+        activity: Activity | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -65,7 +69,10 @@ class ListenerFactory(SessionSet, protocol.ServerFactory):
             if limiter is not None
             else ConnectionLimiter.from_settings(settings.connections, reactor)
         )
-        #: Seconds a client may leave replies unread before it is disconnected.
+        #: Where sessions publish their events (logs, live traces).
+        self.events = events if events is not None else EventBus()
+        #: The activity counters sessions count into.
+        self.activity = activity if activity is not None else Activity(enabled=False)
         self.init_sessions()
 
     @property

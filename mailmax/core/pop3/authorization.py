@@ -221,6 +221,7 @@ class AuthorizationMixin:
         self._send(f"+OK {user.address} has {count} message(s) ({octets} octets)")
 
     def _log_login(self, login: str, method: str, outcome: str) -> None:
+        self.note_login(login, outcome)
         log.info(
             "login {login} {method} {outcome} from {peer} session {session_id}",
             login=login,
