@@ -31,6 +31,7 @@ SECTIONS: list[tuple[str, type[BaseModel], bool]] = [
     ("log", LogSettings, False),
     ("log.services.NAME", LogServiceSettings, False),
     ("activity", ActivitySettings, False),
+    ("admin", config.AdminSettings, False),
 ]
 
 

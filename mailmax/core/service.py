@@ -83,6 +83,9 @@ class MailMaxService(service.MultiService):
         #: Per listener, the TLS options a reload can swap (None: no certificate).
         self._tls: list[ReloadableServerOptions | None] = []
         self._previous_sighup: Any = None
+        #: The HTTPS admin API (``[admin] enabled``) and its listening port.
+        self.api: Any = None
+        self.api_port: IListeningPort | None = None
 
     # ------------------------------------------------------------------ plugins
     @property
@@ -166,6 +169,8 @@ class MailMaxService(service.MultiService):
             )
         if self.queue is not None:
             self.queue.reconfigure(settings)
+        if self.api is not None:
+            self.api.auth.reconfigure(settings)
 
     def sessions_open(self) -> dict[str, int]:
         """Client sessions open now, per service."""
@@ -292,6 +297,8 @@ class MailMaxService(service.MultiService):
             d = endpoint.listen(factory)
             d.addCallback(self._listening, listener)
             pending.append(d)
+        if settings.admin.enabled:
+            pending.append(self._listen_api())
         done = defer.DeferredList(pending, fireOnOneErrback=True, consumeErrors=True)
         done.addCallback(lambda _: self._listening_done())
         done.addErrback(self._listen_failed)
@@ -333,6 +340,26 @@ class MailMaxService(service.MultiService):
             port=host.port,
         )
 
+    def _listen_api(self) -> defer.Deferred[None]:
+        """Serve the admin API on ``[admin] address``:``port``."""
+        from mailmax.core.api import listener
+        from mailmax.core.api.app import AdminApi
+
+        try:
+            tls = listener.tls_options(self.settings)
+        except (config_mod.ConfigError, TLSConfigError) as exc:
+            return defer.fail(exc)
+        self.api = AdminApi(self)
+        site = listener.AdminSite(self.api.resource(), self.settings.admin.max_body_bytes)
+        d = listener.listen(self.reactor, self.settings, site, tls)
+
+        def listening(port: IListeningPort) -> None:
+            self.api_port = port
+            host = port.getHost()
+            log.info("admin API on https://{address}:{port}/", address=host.host, port=host.port)
+
+        return d.addCallback(listening)
+
     def _listen_failed(self, failure: Any) -> None:
         error = (
             failure.value.subFailure.value
@@ -359,6 +386,9 @@ class MailMaxService(service.MultiService):
             }
             for listener, port in self.ports
         ]
+        if self.api_port is not None:
+            host = self.api_port.getHost()
+            record.append({"service": "admin", "address": host.host, "port": host.port})
         tmp = run_dir / "ports.json.tmp"
         tmp.write_text(json.dumps(record))
         os.replace(tmp, run_dir / "ports.json")
@@ -368,9 +398,10 @@ class MailMaxService(service.MultiService):
         log.info(
             "MailMax stopping: no new connections, {grace}s for transactions in flight", grace=grace
         )
-        await defer.gatherResults(
-            [defer.maybeDeferred(port.stopListening) for _, port in self.ports]
-        )
+        listening = [port for _, port in self.ports]
+        if self.api_port is not None:
+            listening.append(self.api_port)
+        await defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in listening])
         await defer.gatherResults([factory.shutdown(grace) for factory in self.factories])
         await defer.maybeDeferred(super().stopService)
         await self.plugins.stop()

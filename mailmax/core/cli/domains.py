@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,8 @@ from mailmax.core.cli.context import CLIError, app, common_options, refuse_not_e
 from mailmax.core.cli.deleting import delete_flow, mode_option, yes_option
 from mailmax.core.cli.output import Column, to_data
 from mailmax.core.directory.api import BlankPasswordPolicy, Domain, DomainType
+from mailmax.core.services import domains as service
+from mailmax.core.services.actor import Actor
 
 _COUNT = click.IntRange(min=0)
 
@@ -109,16 +110,13 @@ def given_fields(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def find_domain(name: str) -> Domain:
-    """The domain ``name`` (or the domain it is an alias of); a CLIError when there is none."""
-    domain = app().directory().get_domain(name)
-    if domain is None:
-        raise CLIError(f"no domain {name!r} here; see the domains with `mailmax domain list`")
-    return domain
+    """The domain ``name`` (or the domain it is an alias of); NotFound when there is none."""
+    return service.get_domain(app().directory(), Actor.local(), name)
 
 
 def mail_path(mail_dir: str) -> Path:
     """A domain's mail directory as an absolute path (relative ones are in the data directory)."""
-    return app().settings().path(mail_dir)
+    return service.mail_path(app().settings(), mail_dir)
 
 
 @click.group("domain")
@@ -133,8 +131,11 @@ def domain_group() -> None:
 def list_command(name_filter: str, type_: str | None) -> None:
     """List domains, sorted by name."""
     state = app()
-    domains = state.directory().list_domains(
-        name_filter=name_filter, type=DomainType(type_) if type_ else None
+    domains = service.list_domains(
+        state.directory(),
+        Actor.local(),
+        name_filter=name_filter,
+        type=DomainType(type_) if type_ else None,
     )
     state.out.table([_row(d) for d in domains], COLUMNS, empty="no domains")
 
@@ -154,20 +155,10 @@ def _row(domain: Domain) -> dict[str, Any]:
 @common_options
 def add_command(name: str, mail_dir: str | None, **options: Any) -> None:
     """Add the domain NAME and create its mail directory."""
-    from mailmax.core.directory.loginnames import check_domain_name
-
     state = app()
-    canonical = check_domain_name(name)
-    target = mail_path(mail_dir) if mail_dir else state.settings().data_dir / "mail" / canonical
-    created = not target.exists()
-    target.mkdir(parents=True, exist_ok=True)  # fails early on a path mail cannot be written to
-    try:
-        domain = state.directory().add_domain(canonical, str(target), **given_fields(options))
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                target.rmdir()
-        raise
+    domain = service.add_domain(
+        state.directory(), state.settings(), Actor.local(), name, mail_dir, **given_fields(options)
+    )
     state.out.done(
         f"added domain {domain.name} (mail in {mail_path(domain.mail_dir)})", **_row(domain)
     )
@@ -180,8 +171,7 @@ def show_command(name: str) -> None:
     """Show every setting of the domain NAME."""
     state = app()
     domain = find_domain(name)
-    users = state.directory().list_users(domain=domain.name)
-    state.out.record({**_row(domain), "users": len(users)})
+    state.out.record({**_row(domain), "users": service.count_users(state.directory(), domain)})
 
 
 @domain_group.command("edit")
@@ -193,11 +183,13 @@ def edit_command(name: str, mail_dir: str | None, **options: Any) -> None:
     """Change settings of the domain NAME (only the options given)."""
     state = app()
     fields = given_fields(options)
-    if mail_dir is not None:
-        fields["mail_dir"] = str(mail_path(mail_dir))
-    if not fields:
+    if not fields and mail_dir is None:
         raise CLIError("nothing to change; give at least one option (see `mailmax domain edit -h`)")
-    domain = state.directory().edit_domain(name, **fields)
+    domain = service.edit_domain(
+        state.directory(), state.settings(), Actor.local(), name, mail_dir, **fields
+    )
+    if mail_dir is not None:
+        fields["mail_dir"] = domain.mail_dir
     state.out.done(f"changed domain {domain.name}: {', '.join(sorted(fields))}", **_row(domain))
 
 
@@ -210,13 +202,13 @@ def delete_command(name: str, mode: str, yes: bool) -> None:
     """Delete the domain NAME with its users and aliases."""
     state = app()
     domain = find_domain(name)
-    users = len(state.directory().list_users(domain=domain.name))
+    users = service.count_users(state.directory(), domain)
     delete_flow(
         f"domain {domain.name} and its {users} user(s)",
         mail_path(domain.mail_dir),
         mode,
         yes,
-        lambda chosen: state.directory().delete_domain(domain.name, chosen),
+        lambda chosen: service.delete_domain(state.directory(), Actor.local(), domain.name, chosen),
     )
 
 
@@ -230,13 +222,9 @@ def alias_group() -> None:
 def alias_list_command() -> None:
     """List domain aliases."""
     state = app()
-    rows = [
-        {"alias": alias, "domain": d.name}
-        for d in state.directory().list_domains()
-        for alias in d.aliases
-    ]
+    rows = service.list_domain_aliases(state.directory(), Actor.local())
     columns = [Column("alias", "ALIAS"), Column("domain", "DOMAIN")]
-    state.out.table(sorted(rows, key=lambda r: r["alias"]), columns, empty="no domain aliases")
+    state.out.table(rows, columns, empty="no domain aliases")
 
 
 @alias_group.command("add")
@@ -246,7 +234,7 @@ def alias_list_command() -> None:
 def alias_add_command(alias: str, domain: str) -> None:
     """Make ALIAS another name of DOMAIN."""
     state = app()
-    state.directory().add_domain_alias(alias, domain)
+    service.add_domain_alias(state.directory(), Actor.local(), alias, domain)
     state.out.done(f"added domain alias {alias} -> {domain}", alias=alias, domain=domain)
 
 
@@ -256,5 +244,5 @@ def alias_add_command(alias: str, domain: str) -> None:
 def alias_delete_command(alias: str) -> None:
     """Remove the domain alias ALIAS (the domain and its mail are untouched)."""
     state = app()
-    state.directory().remove_domain_alias(alias)
+    service.remove_domain_alias(state.directory(), Actor.local(), alias)
     state.out.done(f"deleted domain alias {alias}", alias=alias)

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from mailmax.core.cli import (
+    admincmd,
     aliases,
     antivirus,
     auth,
@@ -154,6 +155,7 @@ cli.add_command(antivirus.antivirus_group)
 cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)
 cli.add_command(bans.ban_group)
+cli.add_command(admincmd.admin_group)
 
 
 def main() -> None:

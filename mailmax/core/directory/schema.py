@@ -191,3 +191,58 @@ plugin_kv = sa.Table(
     sa.Column("updated", sa.Float, nullable=False),
 )
 sa.Index("ix_plugin_kv_expires", plugin_kv.c.expires)
+
+# --- version 0005 ---------------------------------------------------------------------------
+
+admins = sa.Table(
+    "admins",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    sa.Column("system", sa.Boolean, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+admin_domains = sa.Table(
+    "admin_domains",
+    metadata,
+    sa.Column(
+        "admin_id", sa.Integer, sa.ForeignKey("admins.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "domain_id", sa.Integer, sa.ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "admin_id", sa.Integer, sa.ForeignKey("admins.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("secret_hash", sa.String(128), nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("expires", sa.Float, nullable=True),
+    sa.Column("last_used", sa.Float, nullable=True),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(320), nullable=False),
+    sa.Column("origin", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(400), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+sa.Index("ix_audit_log_at", audit_log.c.at)
