@@ -33,6 +33,7 @@ ROUTE_MODULES = (
     "mailmax.core.api.openapi",
     "mailmax.core.api.login",
     "mailmax.core.api.domains",
+    "mailmax.core.api.observe",
 )
 
 

@@ -27,6 +27,10 @@ WINDOWS = {"hour": 3600, "12h": 12 * 3600, "24h": 24 * 3600, "week": 7 * 24 * 36
 #: What is counted, per service.
 KINDS = ("connections", "failed_logins", "messages", "bytes")
 FILE_NAME = "activity.json"
+#: Most domains counted (messages and bytes for their users); beyond that, none is added.
+MAX_DOMAINS = 10_000
+#: Per-domain counters are kept under "@<domain>" beside the services.
+DOMAIN_MARK = "@"
 
 
 class Activity:
@@ -38,6 +42,7 @@ class Activity:
         self._buckets: dict[tuple[str, str], dict[int, int]] = {}
         #: Counts since the process started (what Prometheus reads: they only go up).
         self.totals: dict[tuple[str, str], int] = {}
+        self._domain_names: set[str] = set()
 
     def add(self, service: str, kind: str, amount: int = 1) -> None:
         """Count ``amount`` of ``kind`` (one of :data:`KINDS`) for ``service`` now."""
@@ -49,13 +54,39 @@ class Activity:
             buckets = self._buckets[key] = {}
         bucket = int(self.clock()) // BUCKET_SECONDS
         buckets[bucket] = buckets.get(bucket, 0) + amount
-        self.totals[key] = self.totals.get(key, 0) + amount
+        if not service.startswith(DOMAIN_MARK):  # Prometheus: no label per domain
+            self.totals[key] = self.totals.get(key, 0) + amount
+
+    def add_domain(self, domain: str, kind: str, amount: int = 1) -> None:
+        """Count ``amount`` of ``kind`` for the local domain ``domain`` (messages and bytes
+        received for its users); at most :data:`MAX_DOMAINS` domains are counted."""
+        name = DOMAIN_MARK + domain.lower()
+        if name not in self._domain_names:
+            if len(self._domain_names) >= MAX_DOMAINS:
+                return
+            self._domain_names.add(name)
+        self.add(name, kind, amount)
 
     def summary(self) -> dict[str, dict[str, dict[str, int]]]:
         """``{service: {kind: {window: count}}}`` for every service that saw activity."""
+        return self._summary(lambda name: not name.startswith(DOMAIN_MARK))
+
+    def domain_summary(self, domains: frozenset[str]) -> dict[str, dict[str, dict[str, int]]]:
+        """``{domain: {kind: {window: count}}}`` for each of ``domains`` (zeros included)."""
+        wanted = {DOMAIN_MARK + domain.lower() for domain in domains}
+        found = self._summary(lambda name: name in wanted)
+        empty = {kind: dict.fromkeys(WINDOWS, 0) for kind in KINDS}
+        return {
+            domain.lower(): found.get(DOMAIN_MARK + domain.lower(), empty)
+            for domain in sorted(domains)
+        }
+
+    def _summary(self, keep: Callable[[str], bool]) -> dict[str, dict[str, dict[str, int]]]:
         now = int(self.clock()) // BUCKET_SECONDS
         out: dict[str, dict[str, dict[str, int]]] = {}
         for (service, kind), buckets in sorted(self._buckets.items()):
+            if not keep(service):
+                continue
             counts = {}
             for window, seconds in WINDOWS.items():
                 first = now - seconds // BUCKET_SECONDS + 1
@@ -72,6 +103,7 @@ class Activity:
                 del buckets[bucket]
             if not buckets:
                 del self._buckets[key]
+        self._domain_names = {name for name, _ in self._buckets if name.startswith(DOMAIN_MARK)}
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Path) -> None:

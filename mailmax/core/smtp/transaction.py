@@ -480,8 +480,12 @@ class TransactionMixin(_Base):
         ``data`` category)."""
         factory = self.factory
         service = self.listener.service
-        factory.activity.add(service, "messages")
-        factory.activity.add(service, "bytes", size)
+        activity = factory.activity
+        activity.add(service, "messages")
+        activity.add(service, "bytes", size)
+        for domain in {r.mailbox.rpartition("@")[2] for r in envelope.recipients if r.mailbox}:
+            activity.add_domain(domain, "messages")
+            activity.add_domain(domain, "bytes", size)
         if factory.commit_seconds is not None:
             factory.commit_seconds.observe(seconds)
         if not factory.events.active:
