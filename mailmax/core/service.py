@@ -264,7 +264,7 @@ class MailMaxService(service.MultiService):
             settings=settings,
             reactor=self.reactor,
         )
-        self.queue.events = self.observe.bus
+        self.queue.events = self.queue.outbound.resolver.events = self.observe.bus
         self.queue.metrics = self.plugins.host.metrics
         self.queue.setServiceParent(self)
         super().startService()
