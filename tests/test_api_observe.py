@@ -129,6 +129,18 @@ def test_trace_stream_for_system_and_domain_administrators(setup):
     assert any(event["service"] == "smtp" and event["text"] == "data" for event in theirs)
 
 
+def test_api_requests_are_admin_events(setup):
+    """L2: the admin service's requests are events (only a system administrator sees them)."""
+    client = setup["client"]
+    stream = EventStream(client, "/api/v1/trace?service=admin", setup["system"])
+    try:
+        client.call("GET", "/api/v1/whoami", setup["domain"])
+        event = stream.until("/api/v1/whoami")[-1]
+    finally:
+        stream.close()
+    assert event["text"] == "GET /api/v1/whoami 200" and event["ip"] == "127.0.0.1"
+
+
 def test_bad_trace_request_and_no_token(setup):
     client = setup["client"]
     answer = client.call("GET", "/api/v1/trace?service=gopher", setup["system"])

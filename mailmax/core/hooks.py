@@ -10,6 +10,7 @@ keeps it, so swapping in a new set (a reload) never changes a transaction in fli
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 from collections.abc import Callable, Iterable, Mapping
@@ -247,7 +248,8 @@ class PluginSet:
         action = verdict.action.name.lower()
         metrics = getattr(host, "metrics", None)
         if metrics is not None:
-            metrics.increment(f"mailmax.verdicts.{plugin.lower()}.{action}")
+            with contextlib.suppress(ValueError):  # a plugin name no metric name can hold
+                metrics.increment(f"mailmax.verdicts.{plugin.lower()}.{action}")
         bus = getattr(host, "event_bus", None)
         session = kwargs.get("session")
         service = getattr(session, "service", "queue") if session is not None else "queue"

@@ -48,9 +48,16 @@ class Event:
 
     def as_dict(self) -> dict[str, Any]:
         """The event as a JSON-ready mapping."""
-        data = dataclasses.asdict(self)
-        data["domains"] = list(self.domains)
-        return data
+        return {
+            "time": self.time,
+            "service": self.service,
+            "category": self.category,
+            "text": self.text,
+            "session": self.session,
+            "ip": self.ip,
+            "user": self.user,
+            "domains": list(self.domains),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
