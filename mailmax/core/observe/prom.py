@@ -96,9 +96,9 @@ class MailMaxCollector:
                 family.add_metric([], value)
                 yield family
         for name, value in snapshot["gauges"].items():
-            family = GaugeMetricFamily(metric_name(name), f"Gauge {name}.")
-            family.add_metric([], value)
-            yield family
+            gauge = GaugeMetricFamily(metric_name(name), f"Gauge {name}.")
+            gauge.add_metric([], value)
+            yield gauge
         yield deliveries
         yield verdicts
 

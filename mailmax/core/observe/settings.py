@@ -23,6 +23,14 @@ Category = Literal[
 EventService = Literal[
     "smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "queue", "admin"
 ]
+#: What every service writes unless told otherwise.
+DEFAULT_CATEGORIES: tuple[Category, ...] = (
+    "connections",
+    "errors",
+    "logins",
+    "policy",
+    "deliveries",
+)
 assert set(Category.__args__) == set(CATEGORIES)  # type: ignore[attr-defined]
 assert set(EventService.__args__) == set(SERVICES)  # type: ignore[attr-defined]
 
@@ -61,7 +69,7 @@ class LogSettings(_Section):
         "text", description="text = one readable line per event; json = JSON lines for shippers."
     )
     categories: list[Category] = Field(
-        default_factory=lambda: ["connections", "errors", "logins", "policy", "deliveries"],
+        default_factory=lambda: list(DEFAULT_CATEGORIES),
         description="The categories every service writes: connections, commands, conversation"
         " (commands and replies), errors, logins, data (message contents: a privacy risk),"
         " dns, policy (which plugin refused what), deliveries. Authentication secrets are"
