@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -62,6 +63,16 @@ class ApiClient:
         return Answer(status, got, parsed, raw)
 
 
+def wait_for(predicate: Any, timeout: float = 20.0, what: str = "") -> Any:
+    """Poll ``predicate()`` until it is true; its value."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.1)
+    return value
+
+
 def admin_cli(server: MailMaxServer, *args: str, code: int = 0) -> str:
     """Run ``mailmax --config <server's config> ARGS`` in-process; its stdout (stderr when it
     must fail with ``code``)."""
@@ -89,7 +100,9 @@ def start_api_server(data_dir: Path, **overrides: Any) -> MailMaxServer:
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailMaxServer]:
     """One server for a test module; tests change what they need and put it back."""
-    server = start_api_server(tmp_path_factory.mktemp("api") / "data", auth={"failure_delay": 0.2})
+    server = start_api_server(
+        tmp_path_factory.mktemp("api") / "data", auth={"failure_delay": 0.2, "block_after": 3}
+    )
     yield server
     try:
         server.stop(timeout=15)

@@ -114,6 +114,21 @@ def test_password_login_gives_a_session(setup):
     assert wrong.body == not_admin.body
 
 
+def test_failed_logins_are_throttled(setup):
+    """M3: failed password log-ins count like mail log-ins: after [auth] block_after failures
+    the address may not try that account (429), even with the right password."""
+    client = setup["client"]
+    wrong = {"username": f"alice@{DOMAIN}", "password": "wrong"}
+    right = {**wrong, "password": "alicesecret"}
+    statuses = [client.call("POST", "/api/v1/login", body=wrong).status for _ in range(3)]
+    assert statuses[0] == 401 and statuses[-1] == 429, statuses
+    blocked = client.call("POST", "/api/v1/login", body=right)
+    assert blocked.status == 429 and "too many failed logins" in blocked.body["error"]["message"]
+    forgotten = client.call("DELETE", f"/api/v1/auth/blocked/alice@{DOMAIN}", setup["system"])
+    assert forgotten.status == 200 and forgotten.body["records"] >= 1
+    assert client.call("POST", "/api/v1/login", body=right).status == 200
+
+
 def test_bad_requests_are_explained(setup):
     """Bad input gets a clear error: not JSON, a wrong field, an unknown path or method."""
     client, token = setup["client"], setup["system"]
@@ -172,3 +187,35 @@ def test_openapi_document_lists_every_route_and_validates(setup):
     assert document["openapi"].startswith("3.1")
     for route in collect_routes():
         assert route.method.lower() in document["paths"][route.path], route.path
+
+
+def _sample_path(route) -> str:
+    return re.sub(r"{(\w+)}", lambda m: f"x@{OTHER}" if m.group(1) == "address" else OTHER,
+                  route.path)  # fmt: skip
+
+
+def test_every_route_refuses_no_token_and_a_bad_token(setup):
+    """M3: every route but the public ones answers 401 without a valid token."""
+    from mailmax.core.api.app import collect_routes
+    from mailmax.core.api.routing import Access
+
+    client = setup["client"]
+    for route in collect_routes():
+        if route.access is Access.PUBLIC:
+            continue
+        for token in (None, "mmx_0123456789ab_notarealsecret"):
+            answer = client.call(route.method, _sample_path(route), token)
+            assert answer.status == 401, (route.method, route.path, token, answer.raw)
+
+
+def test_every_system_route_refuses_a_domain_admin(setup):
+    """A13: a domain administrator gets 403 from every system-only route, and from every
+    route naming another domain."""
+    from mailmax.core.api.app import collect_routes
+    from mailmax.core.api.routing import Access, DomainAccess
+
+    client, token = setup["client"], setup["domain"]
+    for route in collect_routes():
+        if route.access is Access.SYSTEM or isinstance(route.access, DomainAccess):
+            answer = client.call(route.method, _sample_path(route), token, {})
+            assert answer.status == 403, (route.method, route.path, answer.raw)

@@ -145,11 +145,28 @@ def test_a_failed_forced_init_puts_the_old_system_back(tmp_path):
 
 def test_init_json_report(tmp_path):
     """--json gives scripts the paths, listeners and generated passwords in one document."""
-    system = make_system(tmp_path, "--smtp-port", "3025", "--root-password", "root secret!")
+    system = make_system(
+        tmp_path, "--smtp-port", "3025", "--root-password", "root secret!", "--admin-port", "9443"
+    )
     report_users = system.passwords
     assert report_users["root@example.test"] is None  # given, so not repeated
     assert all(report_users[f"{u}@example.test"] for u in ("postmaster", "admin"))
     assert load(system.config).listeners[0].port == 3025
+
+
+def test_init_turns_on_the_admin_api_with_admin_as_system_administrator(tmp_path):
+    """A13: init writes [admin] on 127.0.0.1 (port 8443 unless --admin-port) and makes the
+    admin user the first system administrator."""
+    admin = load(make_system(tmp_path / "a").config).admin
+    assert (admin.enabled, admin.address, admin.port) == (True, "127.0.0.1", 8443)
+    system = make_system(tmp_path / "b", "--admin-port", "9443")
+    assert load(system.config).admin.port == 9443
+    assert system.json("admin", "list") == [
+        {"address": "admin@example.test", "system": True, "domains": [], "rights": "system"}
+    ]
+    clash = system.fails("init", "--data-dir", str(tmp_path / "c"), "--non-interactive",
+                         "--admin-port", "2525")  # fmt: skip
+    assert "--admin-port 2525" in clash and "its own port" in clash
 
 
 def test_init_validates_before_touching_the_disk(tmp_path):
@@ -199,6 +216,7 @@ def test_the_printed_next_steps_work(tmp_path):
         "init", "--data-dir", str(data), "--domain", "example.test", "--non-interactive",
         "--postmaster-password", "pm secret 123", "--smtp-port", str(smtp),
         "--submission-port", str(submission), "--smtps-port", str(smtps), *readers,
+        "--admin-port", str(free_port()),
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     steps = [line.strip() for line in out.stdout.split("Next steps:", 1)[1].splitlines()]

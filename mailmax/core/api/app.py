@@ -33,6 +33,12 @@ ROUTE_MODULES = (
     "mailmax.core.api.openapi",
     "mailmax.core.api.login",
     "mailmax.core.api.domains",
+    "mailmax.core.api.users",
+    "mailmax.core.api.admins",
+    "mailmax.core.api.plugins",
+    "mailmax.core.api.queue",
+    "mailmax.core.api.bans",
+    "mailmax.core.api.server",
     "mailmax.core.api.observe",
 )
 
@@ -118,7 +124,8 @@ class AdminApi:
         if route.status == 204 or route.response is None:
             return b""
         request.setHeader(b"content-type", b"application/json")
-        return self._adapters[id(route)].dump_json(result)
+        adapter = self._adapters[id(route)]
+        return adapter.dump_json(adapter.validate_python(result, from_attributes=True))
 
     def _published(self, body: Any, request: Any) -> Any:
         """Publish the request as an event (service ``admin``, category ``commands``)."""

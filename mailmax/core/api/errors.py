@@ -48,6 +48,10 @@ def as_api_error(exc: BaseException) -> ApiError:
     """The answer for an exception raised while serving a request."""
     if isinstance(exc, ApiError):
         return exc
+    from mailmax.core.admin import AdminError
+
+    if isinstance(exc, AdminError):  # the running server cannot do it now (plugin not loaded)
+        return ApiError(409, str(exc))
     if isinstance(exc, Forbidden):
         return ApiError(403, str(exc))
     if isinstance(exc, NotFound):

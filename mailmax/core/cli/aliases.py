@@ -6,20 +6,22 @@ import click
 
 from mailmax.core.cli.context import CLIError, app, common_options
 from mailmax.core.cli.output import Column
+from mailmax.core.directory.errors import NotFound
+from mailmax.core.services import aliases as service
+from mailmax.core.services.actor import Actor
 
 COLUMNS = [Column("address", "ALIAS"), Column("targets", "TARGETS")]
 
 
 def find_alias(address: str) -> list[str]:
     """The targets of the alias ``address``; a CLIError saying where to look when it is missing."""
-    targets = app().directory().get_alias(address)
-    if targets is None:
+    try:
+        return service.get_alias(app().directory(), Actor.local(), address)
+    except NotFound as exc:
         domain = address.rpartition("@")[2] or "DOMAIN"
         raise CLIError(
-            f"no alias {address!r} here; "
-            f"see the aliases with `mailmax alias list --domain {domain}`"
-        )
-    return list(targets)
+            f"{exc}; see the aliases with `mailmax alias list --domain {domain}`"
+        ) from None
 
 
 @click.group("alias")
@@ -33,13 +35,9 @@ def alias_group() -> None:
 def list_command(domain: str | None) -> None:
     """List aliases and their targets, sorted by address."""
     state = app()
-    if domain:
-        from mailmax.core.cli.domains import find_domain
-
-        domain = find_domain(domain).name
     rows = [
-        {"address": address, "targets": list(targets)}
-        for address, targets in state.directory().list_aliases(domain=domain)
+        {"address": address, "targets": targets}
+        for address, targets in service.list_aliases(state.directory(), Actor.local(), domain)
     ]
     state.out.table(rows, COLUMNS, empty="no aliases")
 
@@ -55,7 +53,7 @@ def add_command(address: str, targets: tuple[str, ...]) -> None:
     full remote address. Targets that lead back to ADDRESS are refused (a loop).
     """
     state = app()
-    state.directory().add_alias(address, list(targets))
+    service.add_alias(state.directory(), Actor.local(), address, list(targets))
     _done(f"added alias {address}", address)
 
 
@@ -74,7 +72,7 @@ def show_command(address: str) -> None:
 def edit_command(address: str, targets: tuple[str, ...]) -> None:
     """Replace the targets of the alias ADDRESS with TARGETS (checked as for `alias add`)."""
     state = app()
-    state.directory().edit_alias(address, list(targets))
+    service.edit_alias(state.directory(), Actor.local(), address, list(targets))
     _done(f"changed alias {address}", address)
 
 
@@ -85,7 +83,7 @@ def delete_command(address: str) -> None:
     """Delete the alias ADDRESS (its targets are untouched)."""
     state = app()
     find_alias(address)
-    state.directory().delete_alias(address)
+    service.delete_alias(state.directory(), Actor.local(), address)
     state.out.done(f"deleted alias {address}", address=address)
 
 

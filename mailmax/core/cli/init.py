@@ -62,6 +62,8 @@ class Plan:
     ports: dict[str, int]
     database_url: str
     force: bool
+    #: Port of the HTTPS admin API (on 127.0.0.1).
+    admin_port: int = 8443
     passwords: dict[str, str] = field(default_factory=dict)
     generated: set[str] = field(default_factory=set)
     #: The mail directory of a domain kept from a shared database (--force).
@@ -172,6 +174,7 @@ def _write_atomic(path: Path, content: str, mode: int) -> None:
 def _populate(plan: Plan) -> None:
     """Create (or, with --force, bring up to date) the domain and the first users."""
     from mailmax.core.cli.context import open_directory
+    from mailmax.core.directory.admins import AdminStore
 
     directory = open_directory(plan.settings())
     where = safe_url(plan.database_url)
@@ -200,6 +203,7 @@ def _populate(plan: Plan) -> None:
                 directory.add_user(address, plan.passwords[user])
             else:
                 directory.set_password(address, plan.passwords[user])
+        AdminStore(directory).grant(f"admin@{plan.domain}", system=True)
     finally:
         closer = getattr(directory, "close", None)
         if closer is not None:
@@ -282,6 +286,13 @@ _PORT = click.IntRange(1, 65535)
 )
 @click.option("--imaps-port", type=_PORT, default=1993, show_default=True, help="IMAPS port.")
 @click.option(
+    "--admin-port",
+    type=_PORT,
+    default=8443,
+    show_default=True,
+    help="HTTPS admin API port (on 127.0.0.1).",
+)
+@click.option(
     "--address",
     default="127.0.0.1",
     show_default=True,
@@ -310,6 +321,7 @@ def init_command(
     pop3s_port: int,
     imap_port: int,
     imaps_port: int,
+    admin_port: int,
     address: str,
     database_url: str | None,
     force: bool,
@@ -318,8 +330,9 @@ def init_command(
     """Set up a new MailMax system in DATA_DIR (the basic system wizard).
 
     Creates DATA_DIR/mailmax.toml, the database, the first domain with its mail directory,
-    the queue directory, the users postmaster, admin and root, and a self-signed
-    certificate. Passwords that are not given are generated and printed once.
+    the queue directory, the users postmaster, admin and root (admin is the first system
+    administrator of the HTTPS admin API), and a self-signed certificate. Passwords that
+    are not given are generated and printed once.
     """
     ask = interactive() and not non_interactive
     if ask and domain is None:
@@ -337,8 +350,9 @@ def init_command(
         "imap": imap_port,
         "imaps": imaps_port,
     }
-    if len(set(ports.values())) < len(ports):
-        given = ", ".join(f"--{name}-port {port}" for name, port in ports.items())
+    if len({*ports.values(), admin_port}) < len(ports) + 1:
+        named = {**ports, "admin": admin_port}
+        given = ", ".join(f"--{name}-port {port}" for name, port in named.items())
         raise CLIError(f"every listener needs its own port (got {given})")
     data_dir = data_dir.expanduser().absolute()
     plan = Plan(
@@ -349,6 +363,7 @@ def init_command(
         ports=ports,
         database_url=database_url or f"sqlite:///{data_dir / 'mailmax.db'}",
         force=force,
+        admin_port=admin_port,
     )
     plan.settings()  # the file about to be written must load
     _existing(plan)  # refuse before asking for passwords

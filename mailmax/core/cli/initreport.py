@@ -74,6 +74,13 @@ trusted_networks = []
 # Queue directory: accepted mail waiting for delivery.
 dir = {_q(str(plan.queue_dir))}
 
+[admin]
+# The HTTPS admin API (see docs/admin-api.md), with the certificate above. Make API tokens
+# with `mailmax admin token create admin@{plan.domain} --name NAME`.
+enabled = true
+address = "127.0.0.1"
+port = {plan.admin_port}
+
 [plugins]
 # Plugins enabled system-wide, in hook order (see `mailmax plugin list`).
 enabled = ["bans", "aliases", "spamtrap", "forwarding", "monitor", "catchall"]
@@ -130,6 +137,10 @@ def report(plan: Plan, done: dict[str, Any]) -> None:
                     for s, p in plan.ports.items()
                 ],
                 "users": users,
+                "admin_api": {
+                    "url": f"https://127.0.0.1:{plan.admin_port}/api/v1/",
+                    "system_admin": f"admin@{plan.domain}",
+                },
                 "moved_aside": done["moved_aside"],
                 "start_command": start,
             },
@@ -145,6 +156,8 @@ def report(plan: Plan, done: dict[str, Any]) -> None:
         f"  certificate: {plan.cert} ({cert_note})",
         "  listeners:   " + ", ".join(f"{s} {plan.address}:{p}" for s, p in plan.ports.items()),
         f"  users:       {', '.join(u['address'] for u in users)}",
+        f"  admin API:   https://127.0.0.1:{plan.admin_port}/api/v1/ "
+        f"(system administrator admin@{plan.domain})",
     ]
     lines += [f"  kept old:    {p}" for p in done["moved_aside"]]
     if plan.generated:

@@ -23,6 +23,9 @@ from mailmax.core.cli.context import (
 from mailmax.core.cli.deleting import delete_flow, mode_option, yes_option
 from mailmax.core.cli.output import Column, to_data
 from mailmax.core.directory.api import AccountType, User
+from mailmax.core.directory.errors import NotFound
+from mailmax.core.services import users as service
+from mailmax.core.services.actor import Actor
 
 _COUNT = click.IntRange(min=0)
 
@@ -94,16 +97,6 @@ def given_fields(options: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def switch_virus_check(address: str, on: bool | None) -> None:
-    """Make ``--virus-check``/``--no-virus-check`` the antivirus plugin's switch for the user
-    (its settings for the user are kept)."""
-    if on is None:
-        return
-    directory = app().directory()
-    _, settings = directory.get_plugin_overrides("antivirus").get(("user", address), (None, {}))
-    directory.set_plugin_override("antivirus", "user", address, enabled=on, settings=settings)
-
-
 def describe(user: User, maildir: Any = None) -> dict[str, Any]:
     """A user as shown by the CLI: its fields, address and password state (never a hash)."""
     data = {"address": user.address, **to_data(user)}
@@ -116,13 +109,11 @@ def describe(user: User, maildir: Any = None) -> dict[str, Any]:
 
 def find_user(address: str) -> User:
     """The user at ``address``; a CLIError saying where to look when there is none."""
-    user = app().directory().get_user(address)
-    if user is None:
+    try:
+        return service.get_user(app().directory(), Actor.local(), address)
+    except NotFound as exc:
         domain = address.rpartition("@")[2] or "DOMAIN"
-        raise CLIError(
-            f"no user {address!r} here; see the users with `mailmax user list --domain {domain}`"
-        )
-    return user
+        raise CLIError(f"{exc}; see the users with `mailmax user list --domain {domain}`") from None
 
 
 def read_password(password: str | None, from_stdin: bool, *, what: str) -> str:
@@ -157,12 +148,12 @@ def user_group() -> None:
 def list_command(domain: str | None, name_filter: str, type_: str | None) -> None:
     """List users, sorted by domain, then name."""
     state = app()
-    if domain:
-        from mailmax.core.cli.domains import find_domain
-
-        domain = find_domain(domain).name
-    users = state.directory().list_users(
-        domain=domain, name_filter=name_filter, account_type=AccountType(type_) if type_ else None
+    users = service.list_users(
+        state.directory(),
+        Actor.local(),
+        domain=domain,
+        name_filter=name_filter,
+        account_type=AccountType(type_) if type_ else None,
     )
     state.out.table([describe(u) for u in users], COLUMNS, empty="no users")
 
@@ -190,10 +181,14 @@ def add_command(
     if no_password and (password is not None or password_stdin):
         raise CLIError("--no-password cannot be combined with --password or --password-stdin")
     secret = None if no_password else read_password(password, password_stdin, what=address)
-    user = state.directory().add_user(
-        address, secret, keep_clear=keep_clear_password, **given_fields(options)
+    user = service.add_user(
+        state.directory(),
+        Actor.local(),
+        address,
+        secret,
+        keep_clear=keep_clear_password,
+        **given_fields(options),
     )
-    switch_virus_check(user.address, options.get("virus_check"))
     data = describe(user, state.directory().user_maildir(user))
     state.out.done(f"added user {user.address} (password {data['password']})", **data)
 
@@ -221,8 +216,7 @@ def edit_command(address: str, **options: Any) -> None:
     fields = given_fields(options)
     if not fields:
         raise CLIError("nothing to change; give at least one option (see `mailmax user edit -h`)")
-    user = state.directory().edit_user(address, **fields)
-    switch_virus_check(user.address, options.get("virus_check"))
+    user = service.edit_user(state.directory(), Actor.local(), address, **fields)
     state.out.done(
         f"changed user {user.address}: {', '.join(sorted(fields))}",
         **describe(user, state.directory().user_maildir(user)),
@@ -253,7 +247,9 @@ def passwd_command(
     if no_password and (password is not None or password_stdin):
         raise CLIError("--no-password cannot be combined with --password or --password-stdin")
     secret = None if no_password else read_password(password, password_stdin, what=user.address)
-    state.directory().set_password(user.address, secret, keep_clear=keep_clear_password)
+    service.set_password(
+        state.directory(), Actor.local(), user.address, secret, keep_clear=keep_clear_password
+    )
     state.out.done(
         f"{'blanked' if secret is None else 'changed'} the password of {user.address}",
         address=user.address,
@@ -275,5 +271,5 @@ def delete_command(address: str, mode: str, yes: bool) -> None:
         state.directory().user_maildir(user),
         mode,
         yes,
-        lambda chosen: state.directory().delete_user(user.address, chosen),
+        lambda chosen: service.delete_user(state.directory(), Actor.local(), user.address, chosen),
     )
