@@ -4,8 +4,10 @@ running server, over real SMTP and the real ``mailmax`` command."""
 from __future__ import annotations
 
 import base64
+import imaplib
 import json
 import os
+import poplib
 import queue
 import shutil
 import subprocess
@@ -41,6 +43,8 @@ def _server(factory: pytest.TempPathFactory, dns: str) -> Iterator[MailMaxServer
     sections = default_sections(data_dir)
     sections["queue"] = {**sections["queue"], "dns_servers": [dns]}
     sections["smtp"] = {"allow_plaintext_auth": True}
+    sections["pop3"] = {"allow_plaintext_auth": True}
+    sections["imap"] = {"allow_plaintext_auth": True}
     sections["log"] = {"files": "per-service", "rotate": "daily", "categories": CATEGORIES}
     sections["log.services.pop3"] = {"categories": []}
     server = MailMaxServer(data_dir, sections)
@@ -157,6 +161,27 @@ def test_trace_shows_the_smtp_commands_and_never_the_auth_payload(server):
     assert not (server.data_dir / "log" / "pop3.log").exists()
 
 
+def test_trace_hides_pop3_and_imap_passwords(server):
+    """L3: POP3 PASS and IMAP LOGIN show the login name, never the password."""
+    trace = TraceProcess(server, "--service", "imap", "--service", "pop3",
+                         "--category", "commands", "--category", "logins")  # fmt: skip
+    try:
+        pop = poplib.POP3("127.0.0.1", server.ports["pop3"], timeout=10)
+        pop.user(f"bob@{DOMAIN}")
+        pop.pass_("bobsecret")
+        pop.quit()
+        imap = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=10)
+        imap.login(f"alice@{DOMAIN}", "alicesecret")
+        imap.logout()
+        lines = trace.until("LOGOUT")
+    finally:
+        trace.stop()
+    text = "\n".join(lines)
+    assert "PASS ***" in text and f"login bob@{DOMAIN} ok" in text
+    assert f"LOGIN alice@{DOMAIN} ***" in text and f"login alice@{DOMAIN} ok" in text
+    assert "bobsecret" not in text and "alicesecret" not in text
+
+
 def test_trace_shows_dns_look_ups_and_deliveries_of_the_queue(server):
     """L2, L3: the dns and deliveries categories of the queue."""
     trace = TraceProcess(server, "--service", "queue", "--category", "dns",
@@ -232,11 +257,19 @@ def test_prometheus_text_parses_and_agrees(server):
 def test_user_logins_shows_the_recorded_logins(server):
     """L3: login tracking."""
     found = json.loads(run(server, "user", "logins", f"alice@{DOMAIN}", "--json").stdout)
-    assert {(row["service"], row["ip"]) for row in found} == {("smtp", "127.0.0.1")}
-    assert len(found) == 2  # the trace tests logged in twice
-    assert found[0]["timestamp"] >= found[1]["timestamp"]
-    table = run(server, "user", "logins", f"bob@{DOMAIN}").stdout
-    assert table.strip() == f"no logins recorded for bob@{DOMAIN}"
+    # the trace tests logged in over SMTP twice and over IMAP once
+    assert sorted(row["service"] for row in found) == ["imap", "smtp", "smtp"]
+    assert {row["ip"] for row in found} == {"127.0.0.1"}
+    assert [row["timestamp"] for row in found] == sorted(
+        (row["timestamp"] for row in found), reverse=True
+    )
+    table = run(server, "user", "logins", f"bob@{DOMAIN}").stdout.splitlines()
+    assert table[0].split() == ["TIME", "SERVICE", "IP"] and table[1].split()[-2:] == [
+        "pop3",
+        "127.0.0.1",
+    ]
+    none = run(server, "user", "logins", f"postmaster@{DOMAIN}").stdout
+    assert none.strip() == f"no logins recorded for postmaster@{DOMAIN}"
     missing = run(server, "user", "logins", "nobody@example.test", check=False)
     assert missing.returncode == 1 and "'nobody@example.test'" in missing.stderr
     assert "mailmax user list" in missing.stderr
