@@ -27,6 +27,16 @@ from tests.fixtures.dns import dns_server
 from tests.fixtures.server import DOMAIN, MailMaxServer, default_sections
 
 CATEGORIES = ["connections", "commands", "conversation", "errors", "logins", "deliveries"]
+#: A local plugin that refuses one sender (for the policy category and verdict metrics).
+REFUSER = """
+from mailmax.plugin import hookimpl, reject
+
+@hookimpl
+def mailmax_mail_from(sender):
+    if sender == "spammer@bad.example":
+        return reject("Sender refused by policy", 550, "5.7.1")
+    return None
+"""
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +57,11 @@ def _server(factory: pytest.TempPathFactory, dns: str) -> Iterator[MailMaxServer
     sections["imap"] = {"allow_plaintext_auth": True}
     sections["log"] = {"files": "per-service", "rotate": "daily", "categories": CATEGORIES}
     sections["log.services.pop3"] = {"categories": []}
+    sections["plugins"] = {"enabled": ["refuser"]}
     server = MailMaxServer(data_dir, sections)
     server.prepare()
+    (data_dir / "plugins").mkdir(exist_ok=True)
+    (data_dir / "plugins" / "refuser.py").write_text(REFUSER)
     server.start()
     yield server
     try:
@@ -180,6 +193,28 @@ def test_trace_hides_pop3_and_imap_passwords(server):
     assert "PASS ***" in text and f"login bob@{DOMAIN} ok" in text
     assert f"LOGIN alice@{DOMAIN} ***" in text and f"login alice@{DOMAIN} ok" in text
     assert "bobsecret" not in text and "alicesecret" not in text
+
+
+def test_policy_decisions_are_traced_and_counted(server):
+    """L2: which plugin refused what; plugin verdicts by plugin in the metrics."""
+    trace = TraceProcess(server, "--service", "smtp", "--category", "policy")
+    try:
+        with server.smtp() as client:
+            client.ehlo("client.example.net")
+            code, _ = client.mail("spammer@bad.example")
+            assert code == 550
+        line = trace.until("refuser")[-1]
+    finally:
+        trace.stop()
+    assert "refuser reject in mailmax_mail_from: 550 Sender refused by policy" in line
+    text = run(server, "metrics", "--prometheus").stdout
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    key = ("mailmax_plugin_verdicts_total", (("plugin", "refuser"), ("verdict", "reject")))
+    assert samples[key] == 1
 
 
 def test_trace_shows_dns_look_ups_and_deliveries_of_the_queue(server):
