@@ -14,6 +14,9 @@ A tiny line protocol: the client sends one command line, the server answers one 
 - ``auth-unblock IP|ACCOUNT``: forget the failed logins of an IP or an account.
 - ``plugin-command NAME ACTION``: a loaded plugin's own command (its ``ADMIN_COMMANDS``; see
   :meth:`mailmax.core.pluginhost.runtime.PluginRuntime.plugin_command`).
+- ``trace FILTER``, ``stats``, ``metrics-prometheus``: live events, activity counters and the
+  Prometheus text (see :mod:`mailmax.core.observe.hub`). A *stream* command such as ``trace``
+  answers ``OK`` and then keeps sending lines until the client closes.
 
 A command may take one argument after a space.
 
@@ -58,9 +61,24 @@ class AdminProtocol(LineOnlyReceiver):
     MAX_LENGTH = MAX_LINE
     factory: AdminFactory
 
+    streaming = False
+    #: Called with no argument when the connection closes (streams stop there).
+    on_close: Callable[[], None] | None = None
+
     def lineReceived(self, line: bytes) -> None:
         """Run the command and answer."""
+        if self.streaming:
+            return
         command = line.decode("utf-8", "replace").strip()
+        name, _, argument = command.partition(" ")
+        stream = self.factory.streams.get(name)
+        if stream is not None:
+            self.streaming = True
+            try:
+                stream(argument.strip(), self)
+            except AdminError as exc:
+                self._answer("ERR", str(exc))
+            return
         d = defer.maybeDeferred(self.factory.handle, command)
         d.addCallbacks(lambda text: self._answer("OK", text), self._failed)
 
@@ -80,6 +98,12 @@ class AdminProtocol(LineOnlyReceiver):
         """Refuse over-long input."""
         self._answer("ERR", "command line too long")
 
+    def connectionLost(self, reason: Any = None) -> None:
+        """Stop a stream this connection was running."""
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
+
 
 class AdminFactory(protocol.ServerFactory):
     """Answers admin commands with the given handlers (``name -> callable() -> text``)."""
@@ -91,10 +115,14 @@ class AdminFactory(protocol.ServerFactory):
         self,
         handlers: dict[str, Callable[[], Any]],
         with_argument: dict[str, Callable[[str], Any]] | None = None,
+        streams: dict[str, Callable[[str, AdminProtocol], None]] | None = None,
     ) -> None:
         self.handlers = handlers
         #: Commands that take one argument (``name argument``).
         self.with_argument = with_argument or {}
+        #: Commands that keep the connection and send lines: ``handler(argument, protocol)``
+        #: answers ``OK`` itself (or raises AdminError) and sets ``protocol.on_close``.
+        self.streams = streams or {}
 
     def handle(self, command: str) -> Any:
         """The answer text for ``command`` (may be a Deferred); AdminError if refused."""
@@ -106,7 +134,7 @@ class AdminFactory(protocol.ServerFactory):
             return self.with_argument[name](argument)
         handler = self.handlers.get(command)
         if handler is None:
-            known = ", ".join([*self.handlers, *self.with_argument])
+            known = ", ".join([*self.handlers, *self.with_argument, *self.streams])
             raise AdminError(f"unknown command {command!r}; known: {known}")
         return handler()
 
@@ -127,10 +155,10 @@ def listen(reactor: Any, data_dir: Path, factory: AdminFactory) -> defer.Deferre
         os.umask(old_umask)
 
 
-def request(data_dir: Path, command: str, timeout: float = 60.0) -> str:
-    """Send ``command`` to the server using ``data_dir``; return the ``OK`` text.
+def connect(data_dir: Path, timeout: float | None = 60.0) -> socket.socket:
+    """A connection to the admin channel of the server using ``data_dir``.
 
-    Raises :class:`AdminError` when no server listens or the server answers ``ERR``.
+    Raises :class:`AdminError` saying why when no server listens or it may not be used.
     """
     path = socket_path(data_dir)
     if not path.exists():
@@ -140,14 +168,25 @@ def request(data_dir: Path, command: str, timeout: float = 60.0) -> str:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.settimeout(timeout)
     try:
-        try:
-            client.connect(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            raise AdminError(f"no running server listens on {path}") from None
-        except PermissionError:
-            raise AdminError(
-                f"permission denied on {path}: run this as the user the server runs as"
-            ) from None
+        client.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        client.close()
+        raise AdminError(f"no running server listens on {path}") from None
+    except PermissionError:
+        client.close()
+        raise AdminError(
+            f"permission denied on {path}: run this as the user the server runs as"
+        ) from None
+    return client
+
+
+def request(data_dir: Path, command: str, timeout: float = 60.0) -> str:
+    """Send ``command`` to the server using ``data_dir``; return the ``OK`` text.
+
+    Raises :class:`AdminError` when no server listens or the server answers ``ERR``.
+    """
+    client = connect(data_dir, timeout)
+    try:
         client.sendall(command.encode() + b"\n")
         chunks = []
         while True:

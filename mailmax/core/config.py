@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mailmax.core.ldapsettings import LDAPSourceSettings, check_source_names
+from mailmax.core.observe.settings import ActivitySettings, LogSettings
 
 ServiceName = Literal["smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"]
 
@@ -721,6 +722,8 @@ class Settings(_Section):
     ldap: dict[str, LDAPSourceSettings] = Field(
         default_factory=dict, description="``[ldap.NAME]`` tables: LDAP user sources."
     )
+    log: LogSettings = LogSettings()
+    activity: ActivitySettings = ActivitySettings()
     admin: AdminSettings = AdminSettings()
 
     #: Where the file was read from; set by :func:`load`.

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from mailmax.core import config, ldapsettings
+from mailmax.core.observe.settings import ActivitySettings, LogServiceSettings, LogSettings
 
 SECTIONS: list[tuple[str, type[BaseModel], bool]] = [
     ("server", config.ServerSettings, False),
@@ -31,6 +32,9 @@ SECTIONS: list[tuple[str, type[BaseModel], bool]] = [
     ("cluster.nodes.NAME", config.ClusterNodeSettings, False),
     ("ldap.NAME", ldapsettings.LDAPSourceSettings, False),
     ("ldap.NAME.attributes", ldapsettings.LDAPAttributes, False),
+    ("log", LogSettings, False),
+    ("log.services.NAME", LogServiceSettings, False),
+    ("activity", ActivitySettings, False),
     ("admin", config.AdminSettings, False),
 ]
 

@@ -10,6 +10,7 @@ keeps it, so swapping in a new set (a reload) never changes a transaction in fli
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 from collections.abc import Callable, Iterable, Mapping
@@ -237,6 +238,7 @@ class PluginSet:
                     plugin.name
                 )
             if result.decisive:
+                self._note_verdict(hook, plugin.name, result, kwargs)
                 return result.with_plugin(plugin.name)
         return verdicts.cont()
 
@@ -255,6 +257,31 @@ class PluginSet:
                     await result
             except Exception:
                 log.failure("plugin {plugin} failed in {hook}", plugin=plugin.name, hook=hook)
+
+    def _note_verdict(
+        self, hook: str, plugin: str, verdict: Verdict, kwargs: Mapping[str, Any]
+    ) -> None:
+        """Count a decisive verdict per plugin and publish it (category ``policy``)."""
+        host = self.host
+        if host is None:
+            return
+        action = verdict.action.name.lower()
+        metrics = getattr(host, "metrics", None)
+        if metrics is not None:
+            with contextlib.suppress(ValueError):  # a plugin name no metric name can hold
+                metrics.increment(f"mailmax.verdicts.{plugin.lower()}.{action}")
+        bus = getattr(host, "event_bus", None)
+        session = kwargs.get("session")
+        service = getattr(session, "service", "queue") if session is not None else "queue"
+        if bus is not None and bus.wants(service, "policy"):
+            bus.emit(
+                service,
+                "policy",
+                f"{plugin} {action} in {hook}: {verdict.code} {verdict.text}".rstrip(),
+                session=getattr(session, "session_id", ""),
+                ip=getattr(session, "peer_ip", ""),
+                user=getattr(session, "auth_user", None) or "",
+            )
 
     def first_result(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> Any:
         """Run a synchronous hook; return the first non-``None`` answer (or ``None``)."""

@@ -35,6 +35,7 @@ from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.hooks import PluginError, PluginSet
 from mailmax.core.logfile import MailLogFile
 from mailmax.core.net.limits import ConnectionLimiter
+from mailmax.core.observe.hub import Observability
 from mailmax.core.pluginhost.runtime import PluginRuntime
 from mailmax.core.queue.runner import QueueRunner
 from mailmax.core.smtp.factory import PluginSMTPFactory
@@ -80,6 +81,15 @@ class MailMaxService(service.MultiService):
         #: The twisted.cred portal of every log-in; a .tac file may add checkers to it.
         self.portal = MailPortal(None, plugin_checkers(self.current_plugins))
         self._logfile: MailLogFile | None = None
+        #: Events (logs, traces), activity counters and metrics.
+        self.observe = Observability(
+            settings,
+            reactor,
+            metrics=lambda: self.plugins.host.metrics,
+            sessions=self.sessions_open,
+            queue=self.queue_counts,
+        )
+        self.plugins.host.event_bus = self.observe.bus
         #: Per listener, the TLS options a reload can swap (None: no certificate).
         self._tls: list[ReloadableServerOptions | None] = []
         self._previous_sighup: Any = None
@@ -127,9 +137,11 @@ class MailMaxService(service.MultiService):
         tls_options = listener_options(effective)
         AuthLimiter.from_settings(effective)  # refuses bad [auth] values before any change
         prepared = self.plugins.build(effective)
+        self.observe.check(effective)
         self._reopen_log(effective)
         self.plugins.use(prepared, effective)
         self._apply(effective, tls_options)
+        self.observe.reconfigure(effective)
         return configdiff.ReloadReport(
             plugins=[p.name for p in prepared.plugin_set.plugins],
             applied=difference.applied,
@@ -174,6 +186,20 @@ class MailMaxService(service.MultiService):
         if self.api is not None:
             self.api.auth.reconfigure(settings)
 
+    def sessions_open(self) -> dict[str, int]:
+        """Client sessions open now, per service."""
+        counts: dict[str, int] = {}
+        for factory in self.factories:
+            service = factory.listener.service
+            counts[service] = counts.get(service, 0) + len(factory.sessions)
+        return counts
+
+    def queue_counts(self) -> dict[str, int]:
+        """Queued messages by state: being delivered now, and waiting for a retry."""
+        if self.queue is None:
+            return {}
+        return self.queue.counts()
+
     def _tls_holder(self, index: int, options: Any) -> ReloadableServerOptions | None:
         """The swappable TLS options of listener ``index`` now using ``options`` (None: none)."""
         if options is None:
@@ -210,6 +236,7 @@ class MailMaxService(service.MultiService):
             self._logfile = MailLogFile(settings.path(settings.server.log_file))
             self._logfile.start()
         log.info("MailMax starting in {data_dir}", data_dir=str(data_dir))
+        self.observe.start()
 
         self.directory = Directory.open(
             settings.database_url,
@@ -240,7 +267,11 @@ class MailMaxService(service.MultiService):
             async_directory=self.async_directory,
             spool=self.spool,
             reload=self._admin_reload,
-            admin_commands=admin.auth_commands(self.authlimit),
+            admin_commands=(
+                {**admin.auth_commands(self.authlimit)[0], **self.observe.admin_commands()},
+                admin.auth_commands(self.authlimit)[1],
+            ),
+            admin_streams=self.observe.admin_streams(),
         )
         self.queue = QueueRunner(
             spool=self.spool,
@@ -250,6 +281,8 @@ class MailMaxService(service.MultiService):
             reactor=self.reactor,
             cluster=self.cluster,
         )
+        self.queue.events = self.queue.outbound.resolver.events = self.observe.bus
+        self.queue.metrics = self.plugins.host.metrics
         self.queue.setServiceParent(self)
         if self.cluster is not None:
             from mailmax.core.cluster.peer import PeerListener
@@ -306,9 +339,13 @@ class MailMaxService(service.MultiService):
             "logins": self.logins,
             "limiter": self.limiter,
             "portal": self.portal,
+            "events": self.observe.bus,
+            "activity": self.observe.activity,
         }
         if listener.service in SMTP_SERVICES:
-            return PluginSMTPFactory(spool=self.spool, **common)
+            return PluginSMTPFactory(
+                spool=self.spool, commit_seconds=self.observe.prometheus.commit_seconds, **common
+            )
         factory: Any
         if listener.service in ("pop3", "pop3s"):
             from mailmax.core.pop3.server import POP3Factory
@@ -404,6 +441,7 @@ class MailMaxService(service.MultiService):
         await defer.gatherResults([factory.shutdown(grace) for factory in self.factories])
         await defer.maybeDeferred(super().stopService)
         await self.plugins.stop()
+        self.observe.stop()
         if self.spool is not None:
             await self.spool.stop()
         if self.async_directory is not None:

@@ -39,6 +39,7 @@ ROUTE_MODULES = (
     "mailmax.core.api.queue",
     "mailmax.core.api.bans",
     "mailmax.core.api.server",
+    "mailmax.core.api.observe",
 )
 
 
@@ -84,7 +85,8 @@ class AdminApi:
 
     def _mount(self, route: Route) -> None:
         def serve(request: Any, **params: str) -> defer.Deferred:
-            return defer.ensureDeferred(self._serve(route, request, params))
+            d = defer.ensureDeferred(self._serve(route, request, params))
+            return d.addCallback(self._published, request)
 
         endpoint = f"{route.method} {route.path}"
         self.app.route(_klein_path(route.path), methods=[route.method], endpoint=endpoint)(serve)
@@ -124,6 +126,16 @@ class AdminApi:
         request.setHeader(b"content-type", b"application/json")
         adapter = self._adapters[id(route)]
         return adapter.dump_json(adapter.validate_python(result, from_attributes=True))
+
+    def _published(self, body: Any, request: Any) -> Any:
+        """Publish the request as an event (service ``admin``, category ``commands``)."""
+        bus = self.service.observe.bus
+        if bus.wants("admin", "commands"):
+            path = urlsplit(request.uri.decode("utf-8", "replace")).path
+            method = request.method.decode("ascii", "replace")
+            ip = request.getClientAddress().host
+            bus.emit("admin", "commands", f"{method} {path} {request.code}", ip=ip)
+        return body
 
     @staticmethod
     def _error(request: Any, error: ApiError) -> bytes:

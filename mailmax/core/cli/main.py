@@ -25,6 +25,7 @@ from mailmax.core.cli import (
     init,
     ldap,
     metrics,
+    observe,
     plugins,
     queue,
     reload,
@@ -149,11 +150,14 @@ cli.add_command(configcmd.config_group)
 cli.add_command(domains.domain_group)
 users.user_group.add_command(unlock.unlock_command)
 users.user_group.add_command(usermove.move_command)
+users.user_group.add_command(observe.logins_command)
 cli.add_command(users.user_group)
 cli.add_command(aliases.alias_group)
 cli.add_command(plugins.plugin_group)
 cli.add_command(reload.reload_command)
 cli.add_command(metrics.metrics_command)
+cli.add_command(observe.trace_command)
+cli.add_command(observe.stats_command)
 cli.add_command(antivirus.antivirus_group)
 cli.add_command(auth.auth_group)
 cli.add_command(queue.queue_group)

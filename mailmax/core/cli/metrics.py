@@ -16,15 +16,31 @@ from mailmax.core.cli.output import Column
 @click.option(
     "--timeout", default=30.0, show_default=True, metavar="SECONDS", help="How long to wait."
 )
+@click.option(
+    "--prometheus",
+    is_flag=True,
+    help="Print every metric in the Prometheus text format (what a scraper reads).",
+)
 @common_options
-def metrics_command(prefix: str, timeout: float) -> None:
+def metrics_command(prefix: str, timeout: float, prometheus: bool) -> None:
     """Show the running server's counters and gauges, those starting with PREFIX if given.
 
     Plugins count what they do (``<plugin>.<name>``); every scheduled task counts its runs,
     failures and skipped runs (``<plugin>.task.<task>.runs``). The values live in the server
-    process: they start from zero when it starts, and reloads keep them.
+    process: they start from zero when it starts, and reloads keep them. With --prometheus,
+    everything a Prometheus scrape sees: activity, sessions, queue, deliveries, plugin
+    verdicts, spool commit latency and the counters above.
     """
     state = app()
+    if prometheus:
+        if prefix:
+            raise CLIError("--prometheus prints every metric; leave out PREFIX")
+        try:
+            text = json.loads(request(state.settings().data_dir, "metrics-prometheus", timeout))
+        except AdminError as exc:
+            raise CLIError(str(exc)) from None
+        click.echo(text, nl=False)
+        return
     try:
         answer = request(state.settings().data_dir, "metrics", timeout=timeout)
     except AdminError as exc:

@@ -134,14 +134,20 @@ class OverridesMixin:
 
     def last_login(self, address: str) -> tuple[str, str, float] | None:
         """``(service, ip, unix time)`` of the user's newest login, or None."""
+        found = self.logins(address, limit=1)
+        return found[0] if found else None
+
+    def logins(self, address: str, limit: int = 20) -> list[tuple[str, str, float]] | None:
+        """The user's recorded logins, newest first, as ``(service, ip, unix time)``; None
+        when there is no such user."""
         with self._tx() as conn:
             found = q.find_user(conn, address)
             if found is None:
                 return None
-            row = conn.execute(
+            rows = conn.execute(
                 sa.select(logins.c.service, logins.c.ip, logins.c.at)
                 .where(logins.c.user_id == found[0]["id"])
                 .order_by(logins.c.at.desc(), logins.c.id.desc())
-                .limit(1)
-            ).first()
-            return (row.service, row.ip, float(row.at)) if row else None
+                .limit(limit)
+            ).all()
+            return [(row.service, row.ip, float(row.at)) for row in rows]

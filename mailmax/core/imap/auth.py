@@ -271,6 +271,7 @@ class AuthCommands(SessionBase):
             self.user = None
 
     def _log_login(self, login: str, outcome: str) -> None:
+        self.note_login(login, outcome)
         log.info(
             "login {login} {outcome} from {peer} session {session_id}",
             login=login,

@@ -30,6 +30,7 @@ from mailmax.core.imap.messages import MessageCommands
 from mailmax.core.imap.selected import SelectedCommands
 from mailmax.core.imap.stream import Streamer
 from mailmax.core.net.connection import Connection
+from mailmax.core.observe.redact import redact_command
 from mailmax.core.quickack import ack_now
 from mailmax.core.store.mailbox import MailStore
 from mailmax.core.store.openfolders import OpenFolders
@@ -242,6 +243,7 @@ class IMAPServer(Connection, AuthCommands, MessageCommands, SelectedCommands, Fo
         self.tagged(tag, "NO", "[SERVERBUG] Internal error, try again later")
 
     def _bad(self, tag: str, text: str) -> None:
+        self.emit("errors", f"{tag} BAD {text}")
         self.tagged(tag, "BAD", text)
         self._bad_count += 1
         if self._bad_count >= MAX_BAD:
@@ -256,6 +258,8 @@ class IMAPServer(Connection, AuthCommands, MessageCommands, SelectedCommands, Fo
             tag = parser.CommandReader._tag_of(parts[0] if parts else b"")
             self._bad(tag, str(exc))
             return
+        if self.factory.events.active:
+            self.trace_command(command_text(tag, name, args))
         required = _STATES.get(name)
         handler: Callable[..., Any] | None = getattr(self, f"cmd_{name}", None)
         error = None
@@ -451,3 +455,18 @@ class IMAPServer(Connection, AuthCommands, MessageCommands, SelectedCommands, Fo
 
     def __repr__(self) -> str:
         return f"<IMAPServer {self.session_id} {self.state}>"
+
+
+def command_text(tag: str, name: str, args: list[Any]) -> str:
+    """An IMAP command as a trace shows it: literals as ``{N}``, secrets as ``***``."""
+    return redact_command(" ".join([tag, name, *(_arg_text(arg) for arg in args)]), tagged=True)
+
+
+def _arg_text(arg: Any) -> str:
+    if isinstance(arg, list):
+        return "(" + " ".join(_arg_text(item) for item in arg) + ")"
+    if isinstance(arg, parser.FileLiteral):
+        return "{literal}"
+    if isinstance(arg, bytes):
+        return arg[:200].decode("utf-8", "replace").replace(" ", "_") or '""'
+    return str(arg)[:200].replace(" ", "_") or '""'

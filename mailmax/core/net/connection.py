@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from mailmax.core.clientrights import PERMITTED, ClientRights
 from mailmax.core.model import Session
+from mailmax.core.observe.events import Event
 from mailmax.core.sendnow import write_now
 
 if TYPE_CHECKING:
@@ -126,9 +127,11 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
                 service=self.listener.service,
                 reason=refusal,
             )
+            self.emit("connections", f"connection from {session.peer_ip} refused: {refusal}")
             self.say_goodbye("limit", reason=refusal)
             return
         self._admitted = True
+        self.factory.activity.add(self.listener.service, "connections")
         self.transport.registerProducer(self, True)
         if self.no_delay:
             set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
@@ -140,6 +143,11 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
             peer=f"{session.peer_ip}:{session.peer_port}",
             listener=f"{self.listener.address}:{session.local_port}",
             service=self.listener.service,
+        )
+        self.emit(
+            "connections",
+            f"connection from {session.peer_ip}:{session.peer_port}"
+            f" on {self.listener.address}:{session.local_port}",
         )
         self.touch()
         if rights.banned:
@@ -178,12 +186,60 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
         self._stream = None
         self.session_ended()
         if self._admitted:
+            self.emit("connections", "connection closed")
             self._admitted = False
             self.factory.release(self.session.peer_ip if self.session else "")
         self.factory.session_gone(self)
 
     def session_ended(self) -> None:
         """The connection is gone: release what the session holds."""
+
+    # ------------------------------------------------------------------ events
+    def emit(self, category: str, text: str, user: str = "") -> None:
+        """Publish an event of this session (built only when somebody listens)."""
+        bus = self.factory.events
+        service = self.listener.service
+        if not bus.wants(service, category) or self.session is None:
+            return
+        session = self.session
+        user = user or session.auth_user or ""
+        bus.publish(
+            Event(
+                bus.clock(),
+                service,
+                category,
+                text,
+                session=session.session_id,
+                ip=session.peer_ip,
+                user=user,
+                domains=self.event_domains(user),
+            )
+        )
+
+    def event_domains(self, user: str) -> tuple[str, ...]:
+        """The domains this session's events concern (the user's; protocols add more)."""
+        domain = user.rpartition("@")[2].lower()
+        return (domain,) if domain else ()
+
+    def trace_command(self, text: str) -> None:
+        """Publish a command the client sent (``text`` without secrets: see
+        :func:`mailmax.core.observe.redact.redact_command`)."""
+        if self.factory.events.active:
+            self.emit("commands", text)
+            self.emit("conversation", f"C: {text}")
+
+    def trace_reply(self, data: bytes) -> None:
+        """Publish a reply sent to the client (category ``conversation``)."""
+        if self.factory.events.active:
+            text = data.decode("utf-8", "replace").replace("\r\n", "\n")
+            self.emit("conversation", f"S: {text}")
+
+    def note_login(self, login: str, outcome: str) -> None:
+        """A log-in attempt ended with ``outcome`` (``ok``, ``failed``, ``blocked``...):
+        publish it (category ``logins``) and count the failures."""
+        if outcome == "failed":
+            self.factory.activity.add(self.listener.service, "failed_logins")
+        self.emit("logins", f"login {login} {outcome}", user=login)
 
     @property
     def session_id(self) -> str:
@@ -319,6 +375,8 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
     def write_line(self, data: bytes) -> None:
         """Send one line (CRLF added), unless the connection is closing."""
         if not self._closing:
+            if self.factory.events.active:
+                self.trace_reply(data)
             write_now(self.transport, data + b"\r\n")
 
     def relay(self, to: Any) -> bytes:

@@ -20,6 +20,8 @@ from mailmax.core.clientrights import ClientRights, rights_from_settings
 from mailmax.core.credentials import MailPortal, plugin_checkers
 from mailmax.core.hooks import PluginError, Scope
 from mailmax.core.net.limits import ConnectionLimiter
+from mailmax.core.observe.activity import Activity
+from mailmax.core.observe.events import EventBus
 from mailmax.core.sessions import SessionSet
 
 if TYPE_CHECKING:
@@ -38,8 +40,9 @@ class ListenerFactory(SessionSet, protocol.ServerFactory):
     """Builds one session per connection with ``protocol(factory)``.
 
     ``authlimit`` (failed log-in throttling), ``logins`` (POP/IMAP-before-SMTP), ``limiter``
-    (per-IP connection limits) and ``portal`` (the ``twisted.cred`` portal every log-in goes
-    through) are shared by the service's listeners; each defaults to one of this factory's own.
+    (per-IP connection limits), ``portal`` (the ``twisted.cred`` portal every log-in goes
+    through), ``events`` (the event bus) and ``activity`` (activity counters) are shared by the
+    service's listeners; each defaults to one of this factory's own.
     """
 
     noisy = False  # sessions log their own connection line
@@ -57,6 +60,8 @@ class ListenerFactory(SessionSet, protocol.ServerFactory):
         logins: RecentLogins | None = None,
         limiter: ConnectionLimiter | None = None,
         portal: Portal | None = None,
+        events: EventBus | None = None,
+        activity: Activity | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -76,7 +81,10 @@ class ListenerFactory(SessionSet, protocol.ServerFactory):
             if limiter is not None
             else ConnectionLimiter.from_settings(settings.connections, reactor)
         )
-        #: Seconds a client may leave replies unread before it is disconnected.
+        #: Where sessions publish their events (logs, live traces).
+        self.events = events if events is not None else EventBus()
+        #: The activity counters sessions count into.
+        self.activity = activity if activity is not None else Activity(enabled=False)
         self.init_sessions()
 
     @property

@@ -25,6 +25,8 @@ from typing import Any
 from twisted.internet import defer
 from twisted.names import client, dns, error, hosts, resolve
 
+from mailmax.core.observe.events import EventBus
+
 #: Longest time an answer is reused, whatever its TTL.
 MAX_CACHE_SECONDS = 300.0
 #: How long "no records of this type" is remembered.
@@ -106,6 +108,8 @@ class Resolver:
         self._addresses = resolve.ResolverChain([hosts.Resolver(hosts_file.encode()), dns_client])
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
         self._pending: dict[tuple[str, str], list[defer.Deferred[Any]]] = {}
+        #: Where look-ups are published (category ``dns`` of service ``queue``).
+        self.events = EventBus()
 
     # ------------------------------------------------------------------ public
     async def mx(self, domain: str) -> list[MXHost]:
@@ -198,6 +202,7 @@ class Resolver:
         key = (kind, name)
         hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
+            self._publish(kind, name, f"{_answer(hit[1])} (cached)")
             return hit[1]
         waiting = self._pending.get(key)
         if waiting is not None:
@@ -209,10 +214,12 @@ class Resolver:
             ttl, value = await (lookup(name) if kind == "MX" else lookup(kind, name))
         except BaseException as exc:
             del self._pending[key]
+            self._publish(kind, name, f"failed: {_describe(exc)}")
             for d in waiting:
                 d.errback(exc)
             raise
         del self._pending[key]
+        self._publish(kind, name, _answer(value))
         ttl = ttl if value else NEGATIVE_CACHE_SECONDS
         if ttl > 0:
             if len(self._cache) >= MAX_CACHE_ENTRIES:
@@ -221,6 +228,18 @@ class Resolver:
         for d in waiting:
             d.callback(value)
         return value
+
+    def _publish(self, kind: str, name: str, outcome: str) -> None:
+        if self.events.wants("queue", "dns"):
+            domain = name.lower()
+            self.events.emit("queue", "dns", f"{kind} {name}: {outcome}", domains=(domain,))
+
+
+def _answer(value: Any) -> str:
+    """A look-up's answer in a few words."""
+    if not value:
+        return "no records"
+    return ", ".join(f"{v[0]} {v[1]}" if isinstance(v, tuple) else str(v) for v in value[:10])
 
 
 def _ttl(records: Sequence[Any]) -> float:

@@ -98,6 +98,9 @@ class PluginHost(HostServices):
         self.reactor = reactor
         self._cache = _TTLCache(cache_seconds)
         self._events_lock = threading.Lock()
+        #: The server's event bus (:class:`~mailmax.core.observe.events.EventBus`), or None:
+        #: decisive plugin verdicts are published there (category ``policy``).
+        self.event_bus: Any = None
         self._init_services(settings, clock, metrics)
 
     # ------------------------------------------------------------------ look-ups

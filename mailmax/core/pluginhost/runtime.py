@@ -61,10 +61,12 @@ class PluginRuntime:
         spool: Any,
         reload: Callable[[], Any],
         admin_commands: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
+        admin_streams: dict[str, Any] | None = None,
     ) -> None:
         """Attach the directory and spool, rebuild the set with the directory's overrides,
         start refreshing them and open the admin channel (``reload`` answers its reloads,
-        ``admin_commands`` adds commands without and with an argument)."""
+        ``admin_commands`` adds commands without and with an argument, ``admin_streams``
+        stream commands)."""
         self.host.sync_directory = directory
         self.host.directory = async_directory
         self.host.spool = spool
@@ -84,6 +86,7 @@ class PluginRuntime:
                 **admin_commands[0],
             },
             {"plugin-command": self.plugin_command, **admin_commands[1]},
+            admin_streams,
         )
         d = admin.listen(self.reactor, self.settings.data_dir, factory)
         d.addCallback(self._admin_listening)

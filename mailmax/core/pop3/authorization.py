@@ -268,6 +268,7 @@ class AuthorizationMixin:
         return True
 
     def _log_login(self, login: str, method: str, outcome: str) -> None:
+        self.note_login(login, outcome)
         log.info(
             "login {login} {method} {outcome} from {peer} session {session_id}",
             login=login,

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from mailmax.core.model import Session
 from mailmax.core.net.connection import HTTP_VERBS, Connection
 from mailmax.core.net.factory import ListenerFactory
+from mailmax.core.observe.redact import HIDDEN, redact_command
 from mailmax.core.pop3.authorization import AuthorizationMixin
 from mailmax.core.pop3.errors import POP3Error
 from mailmax.core.pop3.maildrop import Maildrop
@@ -127,6 +128,8 @@ class POP3Server(AuthorizationMixin, TransactionMixin, Connection):
         if _CONTROL.search(text):
             self._error("Invalid characters in command")
             return None
+        if self.factory.events.active:
+            self.trace_command(HIDDEN if self._sasl_pending else redact_command(text))
         if self._sasl_pending:
             self._sasl_pending = False
             return self._sasl_response(text)
@@ -157,6 +160,7 @@ class POP3Server(AuthorizationMixin, TransactionMixin, Connection):
         self.write_line(line.encode("utf-8", "replace"))
 
     def _error(self, text: str) -> None:
+        self.emit("errors", f"-ERR {text}")
         self._send(f"-ERR {text}")
 
     def _close(self, line: str | None = None) -> None:

@@ -35,6 +35,7 @@ from twisted.python.threadpool import ThreadPool
 from mailmax.core.config import Settings
 from mailmax.core.hooks import PluginSet
 from mailmax.core.logfile import mail_logger
+from mailmax.core.observe.events import EventBus
 from mailmax.core.outbound.delivery import OutboundDelivery, RemoteOutcome
 from mailmax.core.outbound.hold import HoldQueue
 from mailmax.core.outbound.retry import Schedule
@@ -174,6 +175,11 @@ class QueueRunner(QueueAdminMixin, Service):
         self._resume_local = False
         self._rescan = False
         self._stopping = False
+        #: Where deliveries are published (category ``deliveries`` of service ``queue``).
+        self.events = EventBus()
+        #: The host's counters (:class:`~mailmax.core.pluginhost.metrics.Metrics`), or None:
+        #: deliveries are counted there by result.
+        self.metrics: Any = None
 
     def _node_route(self, cluster: Any, address: str) -> defer.Deferred[Any]:
         """Clustered domains: the route of ``address`` to its home node (see
@@ -230,6 +236,11 @@ class QueueRunner(QueueAdminMixin, Service):
             return stopped
 
         return done.addCallback(stop_threads)
+
+    def counts(self) -> dict[str, int]:
+        """Queued messages by state: ``active`` (being delivered) and ``deferred`` (waiting for
+        their next attempt)."""
+        return {"active": len(self._active), "deferred": len(self._due)}
 
     def reconfigure(self, settings: Settings) -> None:
         """Use ``settings`` from now on (a reload): retry schedule, scan interval, bounces and
@@ -468,6 +479,11 @@ class QueueRunner(QueueAdminMixin, Service):
             detail=(f" ({recipient.last_error})" if recipient.last_error else "")
             + (f" [{outcome.note}]" if outcome.note else ""),
         )
+        self._note_delivery(
+            result,
+            f"{envelope.id} to {recipient.mailbox or recipient.address}: {result}",
+            recipient.mailbox or recipient.address,
+        )
 
     async def _add_recipients(
         self, envelope: SpoolEnvelope, addresses: list[str]
@@ -597,6 +613,19 @@ class QueueRunner(QueueAdminMixin, Service):
             result=result,
             detail=detail,
         )
+        relay = (outcome.remote if outcome else "") or "-"
+        self._note_delivery(
+            result,
+            f"{envelope.id} to {recipient.address} via {relay}: {result} ({detail})",
+            recipient.address,
+        )
+
+    def _note_delivery(self, result: str, text: str, address: str) -> None:
+        """Count a delivery outcome by result and publish it."""
+        if self.metrics is not None:
+            self.metrics.increment(f"mailmax.deliveries.{result}")
+        domain = address.rpartition("@")[2].lower()
+        self.events.emit("queue", "deliveries", text, domains=(domain,) if domain else ())
 
     async def _hold(self, envelope: SpoolEnvelope, path: Path, indexes: list[int]) -> None:
         """Move the recipients ``indexes`` to the hold directory (ETRN domains)."""

@@ -22,11 +22,13 @@ class SMTPFactory(ListenerFactory):
 
     protocol = SMTPServer  # type: ignore[assignment]
 
-    def __init__(self, *, spool: Spool, **common: Any) -> None:
-        """``spool`` takes the accepted messages; ``common`` is
+    def __init__(self, *, spool: Spool, commit_seconds: Any = None, **common: Any) -> None:
+        """``spool`` takes the accepted messages; ``commit_seconds`` (a histogram, optional)
+        observes how long each commit to the spool takes; ``common`` is
         :class:`~mailmax.core.net.factory.ListenerFactory`'s."""
         super().__init__(**common)
         self.spool = spool
+        self.commit_seconds = commit_seconds
 
 
 class PluginSMTPFactory(SMTPFactory):

@@ -137,6 +137,7 @@ class LoginMixin(_Base):
 
     def _log_login(self, login: str, outcome: str) -> None:
         assert self.session is not None
+        self.note_login(login, outcome)
         log.info(
             "login {login} {outcome} from {peer} session {session_id}",
             login=login,

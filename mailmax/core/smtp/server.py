@@ -23,6 +23,7 @@ from mailmax.core.hooks import Scope
 from mailmax.core.logfile import mail_logger
 from mailmax.core.model import Envelope
 from mailmax.core.net.connection import HTTP_VERBS, Connection
+from mailmax.core.observe.redact import HIDDEN, redact_command
 from mailmax.core.sendnow import write_now
 from mailmax.core.smtp import commands, etrn
 from mailmax.core.smtp.commands import SMTPReplyError
@@ -178,10 +179,17 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
             failure,
             session_id=self.session.session_id if self.session else "",
         )
+        self.emit("errors", f"internal error: {failure.getErrorMessage()}")
         self._committing = False
         self._reply(451, "4.3.0", "Local error in processing, try again later")
 
     def _dispatch(self, line: bytes) -> defer.Deferred[Any] | None:
+        if self.factory.events.active:
+            self.trace_command(
+                HIDDEN
+                if self._sasl is not None
+                else redact_command(line.decode("utf-8", "replace"))
+            )
         if self._sasl is not None:
             return self.auth_response(line)
         try:
@@ -214,6 +222,8 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
     # ------------------------------------------------------------------ output
     def _write(self, data: bytes) -> None:
         if not self._closing:  # write_line, one call less on the hot path
+            if self.factory.events.active:
+                self.trace_reply(data)
             write_now(self.transport, data + b"\r\n")
 
     def _reply(self, code: int, status: str, text: str) -> None:
@@ -228,6 +238,7 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         self.reply_error(exc)
         if isinstance(exc, commands.SMTPRefusal):
             return
+        self.emit("errors", f"{exc.code} {exc.status} {exc.text}")
         self._errors += 1
         if self._errors >= self.limits.max_errors and not self._closing:
             log.info(

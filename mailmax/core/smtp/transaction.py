@@ -35,6 +35,8 @@ else:
 log = Logger(namespace="mailmax.smtp")
 #: The per-message lines (the mail log; see :mod:`mailmax.core.logfile`).
 mail_log = mail_logger("mailmax.smtp")
+#: Most bytes of a message text an event of the ``data`` category carries.
+MAX_DATA_EVENT = 64 * 1024
 
 _LOCAL = frozenset({Lookup.USER, Lookup.CATCH_ALL, Lookup.ALIAS})
 #: A RCPT already answered (452 or 451) while checking its data-phase plugins.
@@ -442,6 +444,7 @@ class TransactionMixin(_Base):
         session = self.session
         assert session is not None
         problem = ""
+        started = self.reactor.seconds()
         if len(copies) == 1:
             try:
                 await self.spool.accept(*copies[0])
@@ -472,6 +475,7 @@ class TransactionMixin(_Base):
             return
         session.messages += 1
         session.bytes_received += size
+        self._observe_commit(envelope, copies, size, self.reactor.seconds() - started)
         if self.plugins is not None and self.plugins.implementations("mailmax_message_accepted"):
             await self.plugins.notify(
                 "mailmax_message_accepted",
@@ -500,6 +504,47 @@ class TransactionMixin(_Base):
                     )
         ids = " ".join(spooled.id for spooled, _ in copies)
         self._reply(250, "2.0.0", f"Ok: queued as {ids}")
+
+    def _observe_commit(
+        self,
+        envelope: Envelope,
+        copies: list[tuple[SpoolEnvelope, list[bytes]]],
+        size: int,
+        seconds: float,
+    ) -> None:
+        """Count an accepted message, time its commit, publish it (and its text, for the
+        ``data`` category)."""
+        factory = self.factory
+        service = self.listener.service
+        activity = factory.activity
+        activity.add(service, "messages")
+        activity.add(service, "bytes", size)
+        for domain in {r.mailbox.rpartition("@")[2] for r in envelope.recipients if r.mailbox}:
+            activity.add_domain(domain, "messages")
+            activity.add_domain(domain, "bytes", size)
+        if factory.commit_seconds is not None:
+            factory.commit_seconds.observe(seconds)
+        if not factory.events.active:
+            return
+        ids = " ".join(spooled.id for spooled, _ in copies)
+        recipients = ",".join(r.address for r in envelope.recipients)
+        self.emit(
+            "deliveries", f"accepted {ids} from <{envelope.sender}> to {recipients} size {size}"
+        )
+        if factory.events.wants(service, "data"):
+            text = b"".join(copies[0][1])[:MAX_DATA_EVENT].decode("utf-8", "replace")
+            self.emit("data", f"message {ids}:\n{text}")
+
+    def event_domains(self, user: str) -> tuple[str, ...]:
+        """The domains of the user, the sender and the recipients of the transaction."""
+        domains = set(super().event_domains(user))
+        envelope = self.envelope
+        if envelope is not None:
+            for address in [envelope.sender, *(r.address for r in envelope.recipients)]:
+                domain = address.rpartition("@")[2].lower()
+                if domain:
+                    domains.add(domain)
+        return tuple(sorted(domains))
 
     # ------------------------------------------------------------------ VRFY
     async def vrfy_lookup(self, address: Address) -> None:
