@@ -258,7 +258,7 @@ class PluginHarness:
             return dataphase.connection_scope(listener)
         if hook == "mailmax_auth" and kwargs.get("username"):
             return dataphase.login_scope(kwargs["username"], listener)
-        if hook == "mailmax_mail_from":
+        if hook in ("mailmax_mail_from", "mailmax_message_accepted"):
             return dataphase.sender_scope(session or make_session(), listener)
         if hook == "mailmax_rcpt_to" and kwargs.get("recipient") is not None:
             return dataphase.harness_recipient_scope(kwargs["recipient"], listener)
@@ -292,6 +292,8 @@ class PluginHarness:
         if hook == "mailmax_expand_recipient":
             results = self.plugin_set.all_results(hook, scope, **kwargs)
             return results[0] if results else None
+        if hook == "mailmax_message_accepted":
+            return _settled(defer.ensureDeferred(self.plugin_set.notify(hook, scope, **kwargs)))
         if hook == "mailmax_deliver":
             return _settled(
                 defer.ensureDeferred(self.plugin_set.first_async(hook, scope, **kwargs))

@@ -6,6 +6,7 @@ benchmark counts what reached the Maildir to show that nothing accepted is lost)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -94,3 +95,31 @@ def test_imap_write_benchmark_tiny_run(tmp_path: Path) -> None:
         assert row, f"no row for {operation}:\n{run.stdout}"
         assert float(row.group(1)) > 0
     assert list(work.iterdir()) == []
+
+
+def test_idle_memory_benchmark_tiny_run() -> None:
+    """Q7: ``bench/idle_memory.py`` holds greeted plain and TLS sessions open against MailMax and
+    reports a per-session memory figure for each kind asked for."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "idle_memory.py"),
+            "--connections",
+            "20",
+            "--kinds",
+            "smtp,imaps",
+            "--settle",
+            "0.2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {row["kind"]: row for row in json.loads(run.stdout)}
+    assert set(rows) == {"smtp", "imaps"}
+    for row in rows.values():
+        assert row["connections"] == 20
+        assert row["rss_after_kib"] > 0

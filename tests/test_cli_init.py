@@ -55,6 +55,8 @@ def test_init_creates_a_working_system(tmp_path):
     assert settings.path(settings.tls.cert) == data / "tls" / "cert.pem"
     assert settings.path(settings.tls.key) == data / "tls" / "key.pem"
     assert settings.spool_dir == data / "queue" and settings.spool_dir.is_dir()
+    for name in ("bans", "sendercheck", "limits"):  # P11, A2: on for a new system
+        assert name in settings.plugins.enabled
     assert (data / "mail" / "example.com").is_dir()
     assert stat.S_IMODE((data / "tls" / "key.pem").stat().st_mode) == 0o600
     cert = x509.load_pem_x509_certificate((data / "tls" / "cert.pem").read_bytes())

@@ -197,23 +197,33 @@ def test_installed_command_user_flow(tmp_path):
 
 def test_options_not_enforced_yet_are_refused(system):
     """Settings the server would store and ignore are refused; nothing is written."""
-    for option in (["--daily-messages", "5"], ["--daily-mb", "5"], ["--daily-limits"]):
-        err = system.fails("user", "add", "new@example.test", "--password", SECRET, *option)
-        assert f"error: {option[0].replace('--no-', '--')}" in err, option
-        assert "not enforced yet" in err and "nothing was changed" in err
-        err = system.fails("user", "edit", "admin@example.test", *option)
-        assert "not enforced yet" in err
-    system.fails("user", "show", "new@example.test")
-    help_text = system.ok("user", "edit", "--help")
-    assert "--daily" not in help_text and "--virus-check" in help_text
-    for option in (["--session-send-mb", "1"], ["--session-send-messages", "1"],
-                   ["--over-limit-notice", "mb"], ["--over-limit-threshold", "3"],
+    for option in (["--over-limit-notice", "mb"], ["--over-limit-threshold", "3"],
                    ["--home-node", "n2"], ["--type", "clustered"]):  # fmt: skip
         err = system.fails("domain", "add", "new.test", *option)
         assert "not enforced yet" in err and option[0] in err, option
         err = system.fails("domain", "edit", "example.test", *option)
         assert "not enforced yet" in err
     assert not system.mail_dir("new.test").exists()
+
+
+def test_sending_limits_are_stored_with_a_warning_while_their_plugin_is_off(system):
+    """A2/A5: the sending limits are set with the CLI; while the limits plugin is not enabled
+    system-wide the admin is told that they hold only where it is switched on."""
+    edited = run_mailmax("--config", str(system.config), "user", "edit", "admin@example.test",
+                         "--daily-messages", "5")  # fmt: skip
+    assert edited.returncode == 0, edited.stderr
+    assert "the limits plugin is not enabled system-wide" in edited.stderr
+    shown = json.loads(system.ok("user", "show", "admin@example.test", "--json"))
+    assert (shown["daily_send_messages"], shown["daily_limits_enabled"]) == (5, True)
+    edited = run_mailmax("--config", str(system.config), "domain", "edit", "example.test",
+                         "--session-send-mb", "2", "--session-send-messages", "9")  # fmt: skip
+    assert edited.returncode == 0, edited.stderr
+    assert "mailmax plugin enable limits" in edited.stderr
+    assert "--daily-mb" in system.ok("user", "edit", "--help")
+    system.ok("plugin", "enable", "limits")
+    edited = run_mailmax("--config", str(system.config), "user", "edit", "admin@example.test",
+                         "--daily-mb", "5")  # fmt: skip
+    assert edited.returncode == 0 and "limits plugin" not in edited.stderr
 
 
 def test_stored_values_of_options_not_enforced_stay_readable(system):

@@ -316,3 +316,23 @@ def test_mail_parameters_kept_in_the_envelope() -> None:
     assert client.replies()[-1].startswith("250 2.0.0")
     envelope, _ = world.stored()[0]
     assert envelope.params == {"BODY": "8BITMIME", "SIZE": "20"}
+
+
+def test_message_accepted_hook_sees_each_accepted_message_and_cannot_undo_it() -> None:
+    """S1: ``mailmax_message_accepted`` runs once per message made durable, with its size as
+    received, before the 250; a plugin that fails there changes nothing of the reply."""
+    seen: list[tuple[str, int, int]] = []
+
+    def mailmax_message_accepted(session: Any, envelope: Any, size: int) -> Any:
+        seen.append((envelope.sender, size, len(world.stored())))
+        raise RuntimeError("plugin bug")
+
+    world = World()
+    world.plugins = plugin_set(mailmax_message_accepted=mailmax_message_accepted)
+    client = world.connect()
+    replies = client.send_mail("a@b.test", ["alice@example.test", "bob@example.test"], b"body")
+    assert replies[-1].startswith("250 2.0.0")
+    assert client.cmd("MAIL FROM:<c@d.test>").startswith("250")
+    assert client.cmd("RCPT TO:<nobody@example.test>").startswith("550")
+    assert client.cmd("RSET").startswith("250")
+    assert seen == [("a@b.test", len(b"body\r\n"), 1)]  # durable when it ran; once

@@ -146,7 +146,9 @@ class SMTPSettings(_Section):
     max_message_size: int = Field(
         25 * 1024 * 1024, ge=1024, description="Largest message in bytes (advertised with SIZE)."
     )
-    max_recipients: int = Field(100, ge=1, le=100000, description="Recipients per message.")
+    max_recipients: int = Field(
+        100, ge=1, le=100000, description="RCPT commands per message (a repeated one counts)."
+    )
     session_byte_limit: int = Field(0, ge=0, description="Bytes of mail per session; 0 = no limit.")
     session_message_limit: int = Field(0, ge=0, description="Messages per session; 0 = no limit.")
     client_timeout: float = Field(

@@ -236,6 +236,22 @@ class PluginSet:
                 return result.with_plugin(plugin.name)
         return verdicts.cont()
 
+    async def notify(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> None:
+        """Run a notification hook: every enabled implementation in order, each awaited;
+        answers are ignored and a plugin that fails is logged, never passed on."""
+        try:
+            active = self._active(hook, scope)
+        except PluginError as exc:
+            log.error("{hook} not run: {error}", hook=hook, error=str(exc))
+            return
+        for plugin, impl, settings in active:
+            try:
+                result = self._call(impl, settings, kwargs)
+                if isinstance(result, defer.Deferred) or inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.failure("plugin {plugin} failed in {hook}", plugin=plugin.name, hook=hook)
+
     def first_result(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> Any:
         """Run a synchronous hook; return the first non-``None`` answer (or ``None``)."""
         for _plugin, impl, settings in self._active(hook, scope):

@@ -152,6 +152,21 @@ class MailMaxHooks:
         wins; the changes of every plugin that ran are made.
         """
 
+    @hookspec
+    def mailmax_message_accepted(
+        self, session: Session, envelope: Envelope, size: int, config: dict[str, Any]
+    ) -> None:
+        """A message of ``size`` bytes (as received) from ``envelope.sender`` to
+        ``envelope.recipients`` is durable in the queue; its ``250`` reply follows.
+
+        Scope: as ``mailmax_mail_from`` (system plus the listening address, plus the sender's
+        domain and user when the session is authenticated as a local user). For counting what
+        was sent (sending limits, statistics): it runs before the reply is sent, so the next
+        MAIL FROM of the session already sees the count, and the reply waits for a Deferred
+        it returns. What it returns is ignored and a plugin that fails is logged: the message
+        stays accepted whatever happens here. Several plugins: each runs, in plugin order.
+        """
+
     # ------------------------------------------------------------------ delivery
     @hookspec(firstresult=True)
     def mailmax_resolve_recipient(self, address: str, config: dict[str, Any]) -> list[str] | None:

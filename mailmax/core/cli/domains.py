@@ -11,6 +11,7 @@ import click
 from mailmax.core.cli.context import CLIError, app, common_options, refuse_not_enforced
 from mailmax.core.cli.deleting import delete_flow, mode_option, yes_option
 from mailmax.core.cli.output import Column, to_data
+from mailmax.core.cli.sendinglimits import warn_if_not_enforced
 from mailmax.core.directory.api import BlankPasswordPolicy, Domain, DomainType
 from mailmax.core.services import domains as service
 from mailmax.core.services.actor import Actor
@@ -48,11 +49,11 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "max_users": ("max_users", click.option(
         "--max-users", type=_COUNT, metavar="N", help="Most users (0: unlimited).")),
     "session_send_mb": ("session_send_mb", click.option(
-        "--session-send-mb", type=_COUNT, metavar="N", hidden=True,
-        help="MB a user may send per session (0: unlimited).")),
+        "--session-send-mb", type=_COUNT, metavar="N",
+        help="MB one of its users may send per authenticated session (0: unlimited).")),
     "session_send_messages": ("session_send_messages", click.option(
-        "--session-send-messages", type=_COUNT, metavar="N", hidden=True,
-        help="Messages a user may send per session (0: unlimited).")),
+        "--session-send-messages", type=_COUNT, metavar="N",
+        help="Messages one of its users may send per authenticated session (0: unlimited).")),
     "blank_password": ("blank_password", click.option(
         "--blank-password", type=click.Choice([p.value for p in BlankPasswordPolicy]),
         help="What a blank password means: system (the system default), fill (the next "
@@ -88,8 +89,6 @@ def field_options(func: Callable[..., Any]) -> Callable[..., Any]:
 #: Options kept so that scripts get a clear refusal: the server does not enforce them yet.
 NOT_ENFORCED = {
     "home_node": "--home-node",
-    "session_send_mb": "--session-send-mb",
-    "session_send_messages": "--session-send-messages",
     "over_limit_notice": "--over-limit-notice",
     "over_limit_threshold": "--over-limit-threshold",
 }
@@ -106,6 +105,7 @@ def given_fields(options: dict[str, Any]) -> dict[str, Any]:
             continue
         name = _FIELDS[param][0]
         fields[name] = _ENUMS[name](value) if name in _ENUMS else value
+    warn_if_not_enforced(fields, ("session_send_mb", "session_send_messages"))
     return fields
 
 

@@ -83,7 +83,9 @@ port = {plan.admin_port}
 
 [plugins]
 # Plugins enabled system-wide, in hook order (see `mailmax plugin list`).
-enabled = ["bans", "aliases", "spamtrap", "forwarding", "monitor", "catchall"]
+enabled = [
+    "bans", "sendercheck", "limits", "aliases", "spamtrap", "forwarding", "monitor", "catchall",
+]
 """
 
 

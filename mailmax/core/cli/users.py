@@ -18,10 +18,10 @@ from mailmax.core.cli.context import (
     ask_new_password,
     common_options,
     interactive,
-    refuse_not_enforced,
 )
 from mailmax.core.cli.deleting import delete_flow, mode_option, yes_option
 from mailmax.core.cli.output import Column, to_data
+from mailmax.core.cli.sendinglimits import warn_if_not_enforced
 from mailmax.core.directory.api import AccountType, User
 from mailmax.core.directory.errors import NotFound
 from mailmax.core.services import users as service
@@ -46,13 +46,15 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = {
         "--smtp-auth/--no-smtp-auth", default=None,
         help="Allow or refuse SMTP AUTH for this user."), lambda on: not on),
     "daily_messages": ("daily_send_messages", click.option(
-        "--daily-messages", type=_COUNT, metavar="N", hidden=True,
-        help="Messages the user may send per day (turns the daily limits on)."), int),
+        "--daily-messages", type=_COUNT, metavar="N",
+        help="Messages the user may send per UTC day (0: no limit; a number turns the daily"
+        " limits on)."), int),
     "daily_mb": ("daily_send_mb", click.option(
-        "--daily-mb", type=_COUNT, metavar="N", hidden=True,
-        help="MB the user may send per day (turns the daily limits on)."), int),
+        "--daily-mb", type=_COUNT, metavar="N",
+        help="MB the user may send per UTC day (0: no limit; a number turns the daily limits"
+        " on)."), int),
     "daily_limits": ("daily_limits_enabled", click.option(
-        "--daily-limits/--no-daily-limits", default=None, hidden=True,
+        "--daily-limits/--no-daily-limits", default=None,
         help="Switch the daily sending limits on or off (the numbers are kept)."), bool),
     "virus_check": ("virus_check", click.option(
         "--virus-check/--no-virus-check", default=None,
@@ -75,17 +77,8 @@ def field_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-#: Options kept so that scripts get a clear refusal: the server does not enforce them yet.
-NOT_ENFORCED = {
-    "daily_messages": "--daily-messages",
-    "daily_mb": "--daily-mb",
-    "daily_limits": "--daily-limits",
-}
-
-
 def given_fields(options: dict[str, Any]) -> dict[str, Any]:
     """The User fields named by the options given; a non-zero daily limit turns limits on."""
-    refuse_not_enforced(options, NOT_ENFORCED)
     fields = {}
     for param, value in options.items():
         if value is not None and param in _FIELDS:
@@ -94,6 +87,7 @@ def given_fields(options: dict[str, Any]) -> dict[str, Any]:
     daily = (fields.get("daily_send_messages"), fields.get("daily_send_mb"))
     if any(daily) and "daily_limits_enabled" not in fields:
         fields["daily_limits_enabled"] = True
+    warn_if_not_enforced(fields, ("daily_send_messages", "daily_send_mb", "daily_limits_enabled"))
     return fields
 
 

@@ -36,9 +36,11 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "catchall": "mailmax.plugins.catchall",
     "etrn": "mailmax.plugins.etrn",
     "forwarding": "mailmax.plugins.forwarding",
+    "limits": "mailmax.plugins.limits",
     "monitor": "mailmax.plugins.monitor",
     "rbl": "mailmax.plugins.rbl",
     "routing": "mailmax.plugins.routing",
+    "sendercheck": "mailmax.plugins.sendercheck",
     "spamtrap": "mailmax.plugins.spamtrap",
     "tarpit": "mailmax.plugins.tarpit",
 }

@@ -241,6 +241,7 @@ HOOK_SCOPES: dict[str, frozenset[str]] = {
     "mailmax_rcpt_to": frozenset(ALL_SCOPES),
     "mailmax_rcpt_refused": frozenset({"system", "listener"}),
     "mailmax_data": frozenset(ALL_SCOPES),  # each recipient's
+    "mailmax_message_accepted": frozenset(ALL_SCOPES),  # as mailmax_mail_from
     "mailmax_resolve_recipient": frozenset({"system", "domain"}),
     "mailmax_expand_recipient": frozenset({"system", "domain", "user"}),
     "mailmax_deliver": frozenset({"system", "domain", "user"}),

@@ -243,6 +243,7 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         self.envelope = None
         self.recipient_limits: list[int] = []
         self.recipient_scopes: list[Scope] = []
+        self.rcpt_commands = 0
         self.data_profile: Any = None
 
     @property

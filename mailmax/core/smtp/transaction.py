@@ -49,6 +49,8 @@ class TransactionMixin(_Base):
     """MAIL FROM, RCPT TO and DATA for :class:`SMTPServer`."""
 
     recipient_limits: list[int]
+    #: RCPT commands accepted in this transaction, a repeated recipient included.
+    rcpt_commands: int
     #: The scope of each accepted recipient (the data hook runs in each).
     recipient_scopes: list[Scope]
     #: The data-phase plugins of the first accepted recipient (on sessions that split).
@@ -98,6 +100,7 @@ class TransactionMixin(_Base):
         self.envelope = envelope
         self.recipient_limits = []
         self.recipient_scopes = []
+        self.rcpt_commands = 0
         self.data_profile = None
         self._reply(250, "2.1.0", "Ok")
 
@@ -154,7 +157,7 @@ class TransactionMixin(_Base):
             raise SMTPReplyError(555, "5.5.4", f"Unsupported parameter {next(iter(params))}")
         if not address.domain:  # <postmaster> (RFC 5321 4.5.1)
             address = Address("postmaster", self.listener.default_domain or self.hostname)
-        if len(envelope.recipients) >= self.limits.max_recipients:
+        if self.rcpt_commands >= self.limits.max_recipients:
             self._reply(452, "4.5.3", "Too many recipients")
             return
         text = self._refused_address = str(address)
@@ -197,6 +200,7 @@ class TransactionMixin(_Base):
             return
         if self.envelope is not envelope:  # the session was reset meanwhile
             return
+        self.rcpt_commands += 1
         if all(r.address.lower() != text.lower() for r in envelope.recipients):
             envelope.recipients.append(recipient)
             self.recipient_limits.append(limit)
@@ -444,6 +448,14 @@ class TransactionMixin(_Base):
             return
         session.messages += 1
         session.bytes_received += size
+        if self.plugins is not None and self.plugins.implementations("mailmax_message_accepted"):
+            await self.plugins.notify(
+                "mailmax_message_accepted",
+                dataphase.sender_scope(session, self.listener.address),
+                session=session,
+                envelope=envelope,
+                size=size,
+            )
         for spooled, _ in copies:
             mail_log.info(
                 "accepted {queue_id} from <{sender}> to {recipients} size {size} "

@@ -1,0 +1,115 @@
+"""Sending limits and the recipient count over real SMTP: a domain's session limit holds for
+its authenticated users only, a user's daily limit survives a restart, and a repeated RCPT
+counts toward ``[smtp] max_recipients``."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+from collections.abc import Iterator
+
+import pytest
+
+from mailmax.testing import TestServer, start_server
+
+PLUGINS = ["bans", "aliases", "spamtrap", "forwarding", "monitor", "catchall", "limits"]
+MESSAGE = b"Subject: limits\r\n\r\nhello\r\n"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
+    listeners = [
+        {"service": "smtp", "address": "127.0.0.1", "port": 0, "default_domain": "example.test"},
+        {"service": "submission", "address": "127.0.0.1", "port": 0,
+         "default_domain": "example.test"},
+    ]  # fmt: skip
+    started = start_server(
+        tmp_path_factory.mktemp("limits"),
+        plugins=PLUGINS,
+        sections={
+            "listeners": listeners,
+            "smtp": {"allow_plaintext_auth": True, "max_recipients": 3},
+        },
+    )
+    yield started
+    started.stop()
+
+
+def submission(server: TestServer, user: str) -> smtplib.SMTP:
+    """A submission session authenticated as ``user`` (password: name + ``secret``)."""
+    ports = json.loads((server.data_dir / "run" / "ports.json").read_text())
+    port = next(p["port"] for p in ports if p["service"] == "submission")
+    client = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    client.ehlo("laptop")
+    client.esmtp_features["auth"] = "PLAIN"
+    client.login(user, user.partition("@")[0] + "secret")
+    return client
+
+
+def send(client: smtplib.SMTP, sender: str, rcpt: str) -> tuple[int, bytes]:
+    """One message; the reply to MAIL FROM when it is refused, else the reply to DATA."""
+    code, text = client.mail(sender)
+    if code != 250:
+        return code, text
+    assert client.rcpt(rcpt)[0] == 250
+    return client.data(MESSAGE)
+
+
+def test_a_repeated_recipient_counts_toward_max_recipients(server: TestServer) -> None:
+    with server.smtp() as client:
+        client.ehlo("client.test")
+        assert client.mail("x@remote.test")[0] == 250
+        for _ in range(3):
+            assert client.rcpt("alice@example.test")[0] == 250
+        assert client.rcpt("alice@example.test") == (452, b"4.5.3 Too many recipients")
+        assert client.rcpt("bob@example.test") == (452, b"4.5.3 Too many recipients")
+        assert client.data(MESSAGE)[0] == 250
+    (stored,) = server.wait_for_mail("alice@example.test")
+    assert b"hello" in stored
+
+
+def test_domain_session_limit_holds_for_its_users_only(server: TestServer) -> None:
+    server.cli("domain", "edit", "example.test", "--session-send-messages", "2")
+    try:
+        server.wait_for(lambda: send_three_as_postmaster(server), what="the new domain limit")
+        with server.smtp() as client:  # an outside sender: the domain's limit is not theirs
+            client.ehlo("client.test")
+            for _ in range(3):
+                assert send(client, "x@remote.test", "bob@example.test")[0] == 250
+    finally:
+        server.cli("domain", "edit", "example.test", "--session-send-messages", "0")
+
+
+def send_three_as_postmaster(server: TestServer) -> bool:
+    """True when the third message of one session is refused for the domain's limit."""
+    with submission(server, "postmaster@example.test") as client:
+        replies = [send(client, "postmaster@example.test", "bob@example.test") for _ in range(3)]
+    assert [code for code, _ in replies[:2]] == [250, 250]
+    if replies[2][0] == 250:
+        return False
+    assert replies[2] == (
+        452,
+        b"4.7.0 Session limit of 2 messages for users of example.test reached,"
+        b" reconnect to send more",
+    )
+    return True
+
+
+def test_daily_limit_counts_across_sessions_and_a_restart(server: TestServer) -> None:
+    with server.directory() as directory:  # a new user: nothing of hers is cached yet
+        directory.add_user(
+            "carol@example.test", "carolsecret", daily_send_messages=2, daily_limits_enabled=True
+        )
+    for _ in range(2):
+        with submission(server, "carol@example.test") as client:
+            assert send(client, "carol@example.test", "bob@example.test")[0] == 250
+    server.stop()
+    server.start()
+    with submission(server, "carol@example.test") as client:
+        assert send(client, "carol@example.test", "bob@example.test") == (
+            452,
+            b"4.7.0 Daily sending limit of 2 messages for carol@example.test reached,"
+            b" try again after 00:00 UTC",
+        )
+    with submission(server, "bob@example.test") as client:  # bob has no daily limit
+        assert send(client, "bob@example.test", "alice@example.test")[0] == 250
