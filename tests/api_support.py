@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -60,6 +61,16 @@ class ApiClient:
             raw, status, got = error.read(), error.code, error.headers
         parsed = json.loads(raw) if raw and "json" in (got.get("content-type") or "") else None
         return Answer(status, got, parsed, raw)
+
+
+def wait_for(predicate: Any, timeout: float = 20.0, what: str = "") -> Any:
+    """Poll ``predicate()`` until it is true; its value."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.1)
+    return value
 
 
 def admin_cli(server: MailMaxServer, *args: str, code: int = 0) -> str:

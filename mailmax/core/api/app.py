@@ -36,6 +36,7 @@ ROUTE_MODULES = (
     "mailmax.core.api.users",
     "mailmax.core.api.admins",
     "mailmax.core.api.plugins",
+    "mailmax.core.api.queue",
     "mailmax.core.api.server",
 )
 

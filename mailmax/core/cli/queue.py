@@ -8,7 +8,6 @@ through the running server's queue runner, which carries them out between delive
 from __future__ import annotations
 
 import datetime
-import email.parser
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import click
 
 from mailmax.core.cli.context import CLIError, app, common_options, confirm_or_refuse
 from mailmax.core.cli.output import Column
+from mailmax.core.directory.errors import NotFound
 from mailmax.core.queue.control import (
     WAITING,
     ControlError,
@@ -24,15 +24,11 @@ from mailmax.core.queue.control import (
     Result,
     apply_offline,
     describe,
-    domain_of,
     locked,
-    read_queue,
     submit,
 )
-from mailmax.core.spool.envelope import SpoolEnvelope
-
-#: Header fields ``queue show`` prints from the message.
-SHOWN_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
+from mailmax.core.services import queue as service
+from mailmax.core.services.actor import Actor
 
 COLUMNS = [
     Column("id", "ID"),
@@ -48,14 +44,7 @@ COLUMNS = [
 
 
 def _directories() -> tuple[Path, Path]:
-    settings = app().settings()
-    return settings.spool_dir, settings.path(settings.queue.hold_dir)
-
-
-def _when(timestamp: float) -> str | None:
-    if not timestamp:
-        return None
-    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
+    return service.directories(app().settings())
 
 
 def _span(seconds: float) -> str:
@@ -64,45 +53,6 @@ def _span(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def _record(envelope: SpoolEnvelope, where: str, now: float) -> dict[str, Any]:
-    """Everything about one queued message, as ``list --json`` and ``show`` give it."""
-    waiting = [r for r in envelope.recipients if r.state in WAITING]
-    held = where == "hold"
-    if held:
-        state = "held for ETRN"
-    elif not waiting:
-        state = "bouncing" if any(r.state == "failed" for r in envelope.recipients) else "done"
-    elif any(r.state == "deferred" for r in waiting):
-        state = f"deferred ({max(r.attempts for r in waiting)} attempts)"
-    else:
-        state = "pending"
-    next_try = min((r.next_attempt for r in waiting), default=0.0)
-    reason = next((r.last_error for r in waiting if r.last_error), "")
-    return {
-        "id": envelope.id,
-        "where": where,
-        "received": _when(envelope.received_at),
-        "age_seconds": int(now - envelope.received_at),
-        "size": envelope.size,
-        "sender": envelope.sender or "<>",
-        "client_ip": envelope.client_ip,
-        "state": state,
-        "next_attempt": None if held else _when(next_try) if next_try > now else "now",
-        "reason": reason,
-        "recipients": [
-            {
-                "address": r.address,
-                "kind": r.kind,
-                "state": r.state,
-                "attempts": r.attempts,
-                "next_attempt": _when(r.next_attempt) if r.state in WAITING else None,
-                "last_error": r.last_error,
-            }
-            for r in envelope.recipients
-        ],
-    }
 
 
 def _row(record: dict[str, Any], now: float) -> dict[str, Any]:
@@ -120,15 +70,6 @@ def _row(record: dict[str, Any], now: float) -> dict[str, Any]:
         "next": next_try or "-",
         "reason": record["reason"][:60],
     }
-
-
-def _messages(where: str | None = None) -> list[tuple[SpoolEnvelope, str]]:
-    queue_dir, hold_dir = _directories()
-    found = []
-    for directory, name in ((queue_dir, "queue"), (hold_dir, "hold")):
-        if where in (None, name):
-            found += [(envelope, name) for envelope in read_queue(directory)]
-    return found
 
 
 def _act(request: Request) -> Result:
@@ -172,14 +113,9 @@ def queue_group() -> None:
 def list_command(domain: str | None, deferred: bool, held: bool) -> None:
     """List queued messages, oldest first: where each waits, its next try and why."""
     now = time.time()
-    records = []
-    for envelope, where in _messages("hold" if held else None):
-        waiting = [r for r in envelope.recipients if r.state in WAITING]
-        if domain and not any(domain_of(r.address) == domain.lower() for r in waiting):
-            continue
-        if deferred and not any(r.state == "deferred" for r in waiting):
-            continue
-        records.append(_record(envelope, where, now))
+    records = service.list_queue(
+        app().settings(), Actor.local(), domain=domain, deferred=deferred, held=held
+    )
     out = app().out
     if out.as_json:
         out.json(records)
@@ -192,15 +128,10 @@ def list_command(domain: str | None, deferred: bool, held: bool) -> None:
 @common_options
 def show_command(queue_id: str) -> None:
     """Show one queued message: envelope, each recipient's state and last error, headers."""
-    now = time.time()
-    found = [(e, where) for e, where in _messages() if e.id == queue_id]
-    if not found:
-        raise CLIError(f"no queued message {queue_id}; see `mailmax queue list`")
-    envelope, where = found[0]
-    record = _record(envelope, where, now)
-    queue_dir, hold_dir = _directories()
-    path = (queue_dir if where == "queue" else hold_dir) / "msg" / envelope.id
-    record["headers"] = _headers(path)
+    try:
+        record = service.show(app().settings(), Actor.local(), queue_id)
+    except NotFound as exc:
+        raise CLIError(f"{exc}; see `mailmax queue list`") from None
     out = app().out
     if out.as_json:
         out.json(record)
@@ -215,16 +146,6 @@ def show_command(queue_id: str) -> None:
         click.echo(f"  to {r['address']} ({r['kind']}, {r['state']}{attempts}{next_try}){error}")
     for name, value in headers.items():
         click.echo(f"  {name}: {value}")
-
-
-def _headers(path: Path) -> dict[str, str]:
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(64 * 1024)
-    except OSError:
-        return {}
-    message = email.parser.BytesHeaderParser().parsebytes(head)
-    return {name: str(message[name]) for name in SHOWN_HEADERS if message[name] is not None}
 
 
 def _targets(ids: tuple[str, ...], all_: bool, domain: str | None) -> dict[str, Any]:
