@@ -13,7 +13,6 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api_support import admin_cli, start_api_server
@@ -81,15 +80,17 @@ class Admin:
 
     def submit(self, form_css: str = "main form[method=post]") -> None:
         """Press the submit button of a form and wait for the next page."""
-        old = self.driver.find_element(By.TAG_NAME, "html")
-        self.driver.find_element(By.CSS_SELECTOR, f"{form_css} button[type=submit]").click()
-        WebDriverWait(self.driver, 10).until(staleness_of(old))
+        self.click(f"{form_css} button[type=submit]")
 
     def click(self, css: str) -> None:
         """Click an element that leads to another page and wait for it."""
-        old = self.driver.find_element(By.TAG_NAME, "html")
+        self.driver.execute_script("window.leaving = true")
         self.driver.find_element(By.CSS_SELECTOR, css).click()
-        WebDriverWait(self.driver, 10).until(staleness_of(old))
+        WebDriverWait(self.driver, 10).until(
+            lambda d: d.execute_script(
+                "return window.leaving === undefined && document.readyState === 'complete'"
+            )
+        )
 
     def text(self, css: str = "main") -> str:
         """The visible text of an element."""
