@@ -35,7 +35,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailMaxServer]:
     domain whose mail waits in the queue."""
     mail = start_api_server(tmp_path_factory.mktemp("web") / "data", auth={"failure_delay": 0.1})
     admin_cli(mail, "admin", "grant", ROOT, "--system")
-    admin_cli(mail, "admin", "grant", DOMAIN_ADMIN, "--domain", DOMAIN)
     admin_cli(mail, "domain", "add", HELD_DOMAIN, "--type", "etrn")
     yield mail
     try:
@@ -244,6 +243,32 @@ def test_queue_shows_held_mail_and_returns_it_after_confirmation(admin, server):
     assert "1 message returned to the sender" in admin.text(".flash")
 
 
+def test_aliases_domain_aliases_and_deleting_with_a_confirmation(admin, server):
+    """A user alias and a domain alias made in the browser deliver mail; deleting asks for the
+    name to be typed, and a wrong one deletes nothing."""
+    admin.open("/admin/aliases/new")
+    admin.fill({"f-address": f"info@{NEW_DOMAIN}", "f-targets": f"carol@{NEW_DOMAIN}"})
+    admin.submit()
+    assert f"alias info@{NEW_DOMAIN} added" in admin.text(".flash")
+    admin.open("/admin/domain-aliases")
+    admin.fill({"f-domain": NEW_DOMAIN, "f-alias": "web.example"})
+    admin.submit()
+    assert f"web.example now leads to {NEW_DOMAIN}" in admin.text(".flash")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+        smtp.sendmail(
+            "sender@remote.test", ["info@web.example"], b"Subject: via aliases\r\n\r\nx\r\n"
+        )
+    assert b"via aliases" in server.wait_for_mail(f"carol@{NEW_DOMAIN}", count=2)[-1]
+    admin.open(f"/admin/aliases/info@{NEW_DOMAIN}/delete")
+    admin.fill({"confirm": "info"})
+    admin.submit()
+    assert "nothing was deleted" in admin.text("#confirm-error")
+    admin.fill({"confirm": f"info@{NEW_DOMAIN}"})
+    admin.submit()
+    assert f"alias info@{NEW_DOMAIN} deleted" in admin.text(".flash")
+    assert "No alias matches." in admin.text("tbody")
+
+
 def test_a_form_without_the_csrf_token_changes_nothing(admin, server):
     """A POST whose CSRF token is not the session's is refused with a 403 page."""
     admin.open(f"/admin/domains/{NEW_DOMAIN}")
@@ -255,9 +280,13 @@ def test_a_form_without_the_csrf_token_changes_nothing(admin, server):
 
 
 def test_domain_admin_sees_only_their_domain(admin, server):
-    """A13: a domain administrator lists only their domain; another domain, existing or not,
-    and its users get the same 403 page."""
-    admin.open("/admin/")
+    """A13: a domain administrator granted in the browser lists only their domain; another
+    domain, existing or not, and its users get the same 403 page."""
+    admin.open("/admin/admins")
+    admin.fill({"f-address": DOMAIN_ADMIN, "f-domains": DOMAIN})
+    admin.submit()
+    assert f"{DOMAIN_ADMIN} is now an administrator" in admin.text(".flash")
+    assert f"domains: {DOMAIN}" in admin.text("tbody")
     admin.sign_out()
     assert admin.heading() == "Sign in"
     admin.sign_in(DOMAIN_ADMIN, DOMAIN_ADMIN_PASSWORD)

@@ -4,6 +4,7 @@ settings form made from each plugin's settings model; reload with its result."""
 from __future__ import annotations
 
 import json
+import typing
 from typing import Any
 from urllib.parse import urlencode
 
@@ -41,19 +42,30 @@ def as_text(value: Any) -> str:
     return json.dumps(value)
 
 
+def choices_of(annotation: Any) -> tuple[str, ...]:
+    """The values a ``Literal`` setting allows (empty for any other type)."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return tuple(as_text(value) for value in typing.get_args(annotation))
+    return ()
+
+
 def settings_form(page: Page, name: str, report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One field per setting of the plugin's settings model: name, description, value, kind."""
+    """One field per setting of the plugin's settings model: name, description, value, where
+    it is set, and the choices of a setting that allows only some values."""
     plugin = PluginAdmin(page.api.service.settings, page.api.directory.sync, page.actor).load(name)
     described = plugin.schema.model_fields if plugin.schema is not None else {}
     fields = []
     for key, shown in report["settings"].items():
         info = described.get(key)
+        choices = choices_of(info.annotation) if info is not None else ()
+        if isinstance(shown["value"], bool):
+            choices = ("true", "false")
         fields.append({
             "name": key,
             "help": (info.description or "") if info is not None else "",
             "value": as_text(shown["value"]),
             "from": shown["from"],
-            "kind": "bool" if isinstance(shown["value"], bool) else "text",
+            "choices": choices,
         })  # fmt: skip
     return fields
 
