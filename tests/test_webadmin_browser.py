@@ -192,6 +192,7 @@ def test_user_made_in_the_browser_receives_mail(admin, server):
     admin.open(f"/admin/users?domain={NEW_DOMAIN}")
     assert address in admin.text("tbody")
     admin.shot("users")
+    admin.shot("users-phone", PHONE)
 
 
 def test_plugin_switched_on_for_the_domain(admin, server):
