@@ -4,8 +4,10 @@ a domain, the queue, and a domain administrator kept to their domain."""
 
 from __future__ import annotations
 
+import http.client
 import imaplib
 import smtplib
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -306,3 +308,31 @@ def test_domain_admin_sees_only_their_domain(admin, server):
     assert admin.heading() == "Not allowed"
     admin.open("/admin/queue")
     assert HELD_DOMAIN not in admin.text("main")
+
+
+def test_pages_are_protected_without_a_browser(server):
+    """Without a session a page leads to the sign-in form; pages forbid framing and foreign
+    content; a sign-in form posted without its CSRF cookie signs no one in."""
+    context = ssl.create_default_context(cafile=str(server.cert_path))
+
+    def send(method: str, path: str, body: str = "", headers: dict | None = None):
+        connection = http.client.HTTPSConnection(
+            "localhost", server.ports["admin"], context=context, timeout=10
+        )
+        connection.request(method, path, body=body or None, headers=headers or {})
+        answer = connection.getresponse()
+        return answer.status, answer.headers, answer.read().decode()
+
+    status, headers, _ = send("GET", "/admin/users")
+    assert status == 303 and headers["location"] == "/admin/login?next=%2Fadmin%2Fusers"
+    status, headers, page = send("GET", "/admin/login")
+    assert status == 200 and "Sign in" in page
+    assert headers["x-frame-options"] == "DENY"
+    assert "default-src 'self'" in headers["content-security-policy"]
+    form = f"csrf=guessed&username={ROOT}&password={ROOT_PASSWORD}"
+    kind = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, headers, page = send("POST", "/admin/login", form, kind)
+    assert status == 403 and "out of date" in page and "set-cookie" in headers
+    assert "mailmax_admin=" not in (headers["set-cookie"] or "")
+    status, headers, css = send("GET", "/admin/static/admin.css")
+    assert status == 200 and headers["content-type"].startswith("text/css") and "--ink" in css
