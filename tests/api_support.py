@@ -100,7 +100,9 @@ def start_api_server(data_dir: Path, **overrides: Any) -> MailMaxServer:
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailMaxServer]:
     """One server for a test module; tests change what they need and put it back."""
-    server = start_api_server(tmp_path_factory.mktemp("api") / "data", auth={"failure_delay": 0.2})
+    server = start_api_server(
+        tmp_path_factory.mktemp("api") / "data", auth={"failure_delay": 0.2, "block_after": 3}
+    )
     yield server
     try:
         server.stop(timeout=15)

@@ -114,6 +114,21 @@ def test_password_login_gives_a_session(setup):
     assert wrong.body == not_admin.body
 
 
+def test_failed_logins_are_throttled(setup):
+    """M3: failed password log-ins count like mail log-ins: after [auth] block_after failures
+    the address may not try that account (429), even with the right password."""
+    client = setup["client"]
+    wrong = {"username": f"alice@{DOMAIN}", "password": "wrong"}
+    right = {**wrong, "password": "alicesecret"}
+    statuses = [client.call("POST", "/api/v1/login", body=wrong).status for _ in range(3)]
+    assert statuses[0] == 401 and statuses[-1] == 429, statuses
+    blocked = client.call("POST", "/api/v1/login", body=right)
+    assert blocked.status == 429 and "too many failed logins" in blocked.body["error"]["message"]
+    forgotten = client.call("DELETE", f"/api/v1/auth/blocked/alice@{DOMAIN}", setup["system"])
+    assert forgotten.status == 200 and forgotten.body["records"] >= 1
+    assert client.call("POST", "/api/v1/login", body=right).status == 200
+
+
 def test_bad_requests_are_explained(setup):
     """Bad input gets a clear error: not JSON, a wrong field, an unknown path or method."""
     client, token = setup["client"], setup["system"]

@@ -59,3 +59,34 @@ def test_queue_through_the_api(setup):
     assert client.call("GET", "/api/v1/queue", system).body["total"] == 0
     flushed = client.call("POST", "/api/v1/queue/flush", system)
     assert flushed.status == 200 and flushed.body["ids"] == []
+
+
+def test_bans_through_the_api(setup):
+    """A ban added through the API refuses the sender over SMTP; a domain administrator bans
+    senders for their domain only."""
+    client, system, domain, server = (setup[k] for k in ("client", "system", "domain", "server"))
+    added = client.call("POST", "/api/v1/bans", domain,
+                        {"pattern": "spam@bad.example", "domain": DOMAIN, "expires": "1h",
+                         "reason": "test"})  # fmt: skip
+    assert added.status == 201 and added.body["where"] == f"domain {DOMAIN}", added.raw
+    assert client.call("POST", "/api/v1/bans", domain, {"pattern": "192.0.2.9"}).status == 403
+    assert client.call("POST", "/api/v1/bans", domain,
+                       {"pattern": "x@y.example", "domain": HELD}).status == 403  # fmt: skip
+    bad = client.call("POST", "/api/v1/bans", system, {"pattern": "x@y.example", "expires": "soon"})
+    assert bad.status == 422 and bad.body["error"]["message"].startswith("expires 'soon'")
+    assert [b["pattern"] for b in client.call("GET", "/api/v1/bans", domain).body] == [
+        "spam@bad.example"
+    ]
+
+    def refused() -> bool:
+        with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+            smtp.ehlo()
+            smtp.mail("spam@bad.example")
+            code, _ = smtp.rcpt(f"bob@{DOMAIN}")
+            return code >= 500
+
+    wait_for(refused, what="the ban to hold")
+    lifted = client.call("DELETE", f"/api/v1/bans?pattern=spam@bad.example&domain={DOMAIN}", domain)
+    assert lifted.status == 200
+    again = client.call("DELETE", f"/api/v1/bans?pattern=spam@bad.example&domain={DOMAIN}", domain)
+    assert again.status == 404

@@ -37,6 +37,7 @@ ROUTE_MODULES = (
     "mailmax.core.api.admins",
     "mailmax.core.api.plugins",
     "mailmax.core.api.queue",
+    "mailmax.core.api.bans",
     "mailmax.core.api.server",
 )
 

@@ -6,17 +6,15 @@ reload is needed.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import re
 import time
-from functools import partial
-from typing import Any
 
 import click
 
 from mailmax.core.cli.context import CLIError, app, common_options
 from mailmax.core.cli.output import Column, warn
+from mailmax.core.directory.errors import NotFound
+from mailmax.core.services.actor import Actor
+from mailmax.core.services.bans import BanAdmin, parse_expiry
 
 COLUMNS = [
     Column("pattern", "BAN"),
@@ -28,131 +26,15 @@ COLUMNS = [
     Column("reason", "REASON"),
 ]
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+def admin() -> BanAdmin:
+    """Ban administration for the person at this command line."""
+    state = app()
+    return BanAdmin(state.settings(), state.directory(), Actor.local())
 
 
-def _bans() -> Any:
-    """The plugin module, its store and patterns (imported when a ban command runs)."""
-    import mailmax.plugins.bans as plugin
-
-    return plugin
-
-
-def _tables_ready() -> Any:
-    """The directory's engine, with the bans table created or upgraded as the server would."""
-    from mailmax.core.pluginhost.storage import migrate_tables
-
-    engine = app().directory().engine
-    plugin = _bans()
-    migrate_tables(engine, plugin.NAME, plugin, plugin.TABLES)
-    return engine
-
-
-def _run(function: Any, *, write: bool = False) -> Any:
-    from mailmax.core.directory.engine import transaction
-
-    engine = _tables_ready()
-    with transaction(engine, write=write) as connection:
-        return function(connection)
-
-
-def parse_expiry(text: str, now: float) -> float:
-    """Clock seconds of an expiry given as a duration (``90s``, ``30m``, ``12h``, ``7d``,
-    ``2w``) or a date and time (``2027-01-31``, ``2027-01-31T18:00``, UTC unless it says)."""
-    value = text.strip().lower()
-    match = _DURATION.match(value)
-    if match:
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        if seconds <= 0:
-            raise CLIError(f"--expires {text!r}: a ban must last longer than that")
-        return now + seconds
-    try:
-        moment = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise CLIError(
-            f"--expires {text!r} is neither a duration (90s, 30m, 12h, 7d, 2w) nor a date "
-            "and time (2027-01-31 or 2027-01-31T18:00, UTC unless it names a zone)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    when = moment.timestamp()
-    if when <= now:
-        raise CLIError(f"--expires {text!r} is in the past; nothing was changed")
-    return when
-
-
-def _moment(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _record(ban: Any) -> dict[str, Any]:
-    where = "system" if ban.scope == "system" else f"{ban.scope} {ban.scope_value}"
-    return {
-        "id": ban.id,
-        "pattern": ban.pattern,
-        "kind": "client" if ban.kind == "ip" else "sender",
-        "scope": ban.scope,
-        "scope_value": ban.scope_value,
-        "where": where,
-        "cause": ban.cause,
-        "reason": ban.reason,
-        "added": ban.added,
-        "added_at": _moment(ban.added),
-        "expires": ban.expires,
-        "expires_at": _moment(ban.expires),
-    }
-
-
-def _scope(domain: str | None, listener: str | None, kind: str) -> tuple[str, str]:
-    from mailmax.plugins.bans import store
-    from mailmax.plugins.bans.patterns import CLIENT
-
-    if domain and listener:
-        raise CLIError("give --domain or --listener, not both")
-    if domain:
-        if kind == CLIENT:
-            raise CLIError(
-                "a client IP or network is banned system-wide or per --listener; "
-                "--domain takes sender addresses and domains"
-            )
-        from mailmax.core.cli.domains import find_domain
-
-        return store.DOMAIN, find_domain(domain).name.lower()
-    if listener:
-        return store.LISTENER, _listener(listener)
-    return store.SYSTEM, ""
-
-
-def _listener(text: str) -> str:
-    try:
-        address = str(ipaddress.ip_address(text.strip()))
-    except ValueError:
-        raise CLIError(f"--listener {text!r} is not an IP address") from None
-    addresses = sorted({item.address for item in app().settings().listeners})
-    if address not in addresses:
-        raise CLIError(
-            f"no listener on {address}: a ban per listener would never hold; "
-            f"the listening addresses are {', '.join(addresses) or '(none)'}"
-        )
-    return address
-
-
-def _classify(pattern: str) -> tuple[str, str]:
-    from mailmax.plugins.bans.patterns import classify
-
-    try:
-        return classify(pattern)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-
-
-def _warn_if_off() -> None:
-    from mailmax.core.pluginhost.reload import enabled_names
-
-    if _bans().NAME not in enabled_names(app().settings()):
+def _warn_if_off(bans: BanAdmin) -> None:
+    if not bans.plugin_enabled():
         warn(
             "the bans plugin is not enabled system-wide, so bans hold only where it is "
             "switched on; enable it with `mailmax plugin enable bans`"
@@ -184,27 +66,16 @@ def add_command(
 
     Adding a ban that exists replaces its expiry and reason.
     """
-    from mailmax.plugins.bans import store
-
-    kind, normalized = _classify(pattern)
-    scope, scope_value = _scope(domain, listener, kind)
+    bans = admin()
     now = time.time()
     until = None if expires is None else parse_expiry(expires, now)
-    add = partial(
-        store.add,
-        kind=kind,
-        pattern=normalized,
-        scope=scope,
-        scope_value=scope_value,
-        reason=reason,
-        now=now,
-        expires=until,
+    record = bans.add(
+        pattern, domain=domain, listener=listener, expires=until, reason=reason, now=now
     )
-    ban, _ = _run(add, write=True)
-    _warn_if_off()
-    record = _record(ban)
+    _warn_if_off(bans)
     ending = f" until {record['expires_at']}" if until is not None else ""
-    app().out.done(f"banned {record['kind']} {normalized} ({record['where']}){ending}", **record)
+    where = record["where"]
+    app().out.done(f"banned {record['kind']} {record['pattern']} ({where}){ending}", **record)
 
 
 @ban_group.command("list")
@@ -217,20 +88,7 @@ def list_command(
     domain: str | None, listener: str | None, system_only: bool, expired: bool
 ) -> None:
     """List the bans: what, where, why (by hand, spam trap, tarpit), when added, until when."""
-    from mailmax.plugins.bans import store
-
-    scope: str | None = None
-    value: str | None = None
-    if system_only:
-        if domain or listener:
-            raise CLIError("give one of --system, --domain and --listener")
-        scope, value = store.SYSTEM, ""
-    elif domain or listener:
-        scope, value = _scope(domain, listener, "sender")
-    query = partial(
-        store.listing, now=time.time(), scope=scope, scope_value=value, include_expired=expired
-    )
-    rows = [_record(ban) for ban in _run(query)]
+    rows = admin().list(domain=domain, listener=listener, system_only=system_only, expired=expired)
     app().out.table(rows, COLUMNS, empty="no bans")
 
 
@@ -241,16 +99,8 @@ def list_command(
 @common_options
 def delete_command(pattern: str, domain: str | None, listener: str | None) -> None:
     """Lift the ban on PATTERN (system-wide, or of --domain or --listener)."""
-    from mailmax.plugins.bans import store
-
-    kind, normalized = _classify(pattern)
-    scope, scope_value = _scope(domain, listener, kind)
-    deleted = _run(
-        lambda connection: store.delete(connection, kind, normalized, scope, scope_value),
-        write=True,
-    )
-    if deleted is None:
-        where = "system-wide" if scope == store.SYSTEM else f"for {scope} {scope_value}"
-        raise CLIError(f"no ban on {normalized} {where}; see the bans with `mailmax ban list`")
-    record = _record(deleted)
-    app().out.done(f"lifted the ban on {normalized} ({record['where']})", **record)
+    try:
+        record = admin().delete(pattern, domain=domain, listener=listener)
+    except NotFound as exc:
+        raise CLIError(f"{exc}; see the bans with `mailmax ban list`") from None
+    app().out.done(f"lifted the ban on {record['pattern']} ({record['where']})", **record)
