@@ -272,6 +272,24 @@ def test_aliases_domain_aliases_and_deleting_with_a_confirmation(admin, server):
     assert "No alias matches." in admin.text("tbody")
 
 
+def test_bans_added_and_lifted(admin, server):
+    """A ban with a bad expiry is refused next to that field; a good one is listed, as
+    `mailmax ban list` shows it, and lifted."""
+    admin.open("/admin/bans")
+    admin.fill({"f-pattern": "spammer@bad.test", "f-expires": "soon"})
+    admin.submit()
+    assert "neither a duration" in admin.text("#f-expires-error")
+    admin.fill({"f-expires": "7d", "f-reason": "sends junk"})
+    admin.submit()
+    assert "spammer@bad.test banned" in admin.text(".flash")
+    assert "spammer@bad.test" in admin.text("tbody")
+    assert "spammer@bad.test" in admin_cli(server, "ban", "list")
+    admin.shot("bans")
+    admin.submit("tbody form.inline")
+    assert "ban on spammer@bad.test lifted" in admin.text(".flash")
+    assert "No ban." in admin.text("tbody")
+
+
 def test_a_form_without_the_csrf_token_changes_nothing(admin, server):
     """A POST whose CSRF token is not the session's is refused with a 403 page."""
     admin.open(f"/admin/domains/{NEW_DOMAIN}")

@@ -30,6 +30,7 @@ PAGE_MODULES = (
     "mailmax.core.web.alias_pages",
     "mailmax.core.web.plugin_pages",
     "mailmax.core.web.admin_pages",
+    "mailmax.core.web.ban_pages",
     "mailmax.core.web.server_pages",
 )
 
