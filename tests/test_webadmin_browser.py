@@ -17,7 +17,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.api_support import admin_cli, start_api_server
+from tests.api_support import ApiClient, admin_cli, start_api_server
 from tests.fixtures.server import DOMAIN, MailMaxServer
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -288,6 +288,24 @@ def test_bans_added_and_lifted(admin, server):
     admin.submit("tbody form.inline")
     assert "ban on spammer@bad.test lifted" in admin.text(".flash")
     assert "No ban." in admin.text("tbody")
+
+
+def test_api_token_made_in_the_browser_works_until_revoked(admin, server):
+    """A token made on the tokens page is shown once, answers the API, and stops working
+    when revoked there."""
+    admin.open("/admin/tokens")
+    admin.fill({"f-name": "monitoring", "f-days": "0"})
+    admin.submit("main form.narrow")
+    assert "greater than 0" in admin.text("#f-days-error")
+    admin.fill({"f-days": "30"})
+    admin.submit("main form.narrow")
+    token = admin.driver.find_element(By.ID, "new-token").get_attribute("value")
+    client = ApiClient(server)
+    assert client.call("GET", "/api/v1/whoami", token).body["address"] == ROOT
+    admin.open("/admin/tokens")
+    admin.submit("tbody form.inline")
+    assert "revoked" in admin.text(".flash")
+    assert client.call("GET", "/api/v1/whoami", token).status == 401
 
 
 def test_a_form_without_the_csrf_token_changes_nothing(admin, server):

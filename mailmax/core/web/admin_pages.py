@@ -7,12 +7,18 @@ import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from mailmax.core.api import admins as admins_api
+from mailmax.core.api import server as server_api
 from mailmax.core.web.app import Page, Pages
 from mailmax.core.web.forms import Field as FormField
 from mailmax.core.web.forms import FormError, posted, to_model
 
 pages = Pages()
 
+TOKEN_FIELDS = [
+    FormField("admin", "For the administrator", required=True),
+    FormField("name", "What it is for", required=True),
+    FormField("days", "Expires after days", "number", help="Empty: until revoked."),
+]
 GRANT_FIELDS = [
     FormField("address", "User (name@domain)", required=True),
     FormField("system", "System administrator (everything)", "checkbox"),
@@ -66,3 +72,51 @@ async def audit(page: Page) -> bytes:
         moment = datetime.datetime.fromtimestamp(entry["at"], datetime.UTC)
         entry["when"] = moment.isoformat(sep=" ", timespec="seconds")
     return page.render("audit.html", entries=entries, who=query.who)
+
+
+def _when(timestamp: float | None) -> str:
+    if not timestamp:
+        return ""
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.isoformat(sep=" ", timespec="minutes")
+
+
+@pages.page("/admin/tokens", methods=("GET", "POST"))
+async def tokens(page: Page) -> bytes:
+    """API tokens (a domain administrator: their own); make one, shown this once."""
+    assert page.actor is not None
+    errors, values, made = FormError(), {"admin": page.actor.name}, None
+    if page.request.method == b"POST":
+        values = posted(TOKEN_FIELDS, page.form)
+        try:
+            body = to_model(admins_api.NewToken, TOKEN_FIELDS, page.form)
+            made = await page.submit(admins_api.create_token, body, values=values,
+                                     primary="admin")  # fmt: skip
+        except FormError as refused:
+            errors = refused
+    found = await page.call(admins_api.list_tokens, query=admins_api.TokenQuery())
+    for token in found:
+        token["created_at"], token["expires_at"] = _when(token["created"]), _when(token["expires"])
+        token["last_used_at"] = _when(token["last_used"])
+    status = 422 if errors.fields or errors.message else 201 if made else 200
+    return page.render("tokens.html", status=status, tokens=found, made=made,
+                       fields=TOKEN_FIELDS, values=values, errors=errors)  # fmt: skip
+
+
+@pages.page("/admin/tokens/<token_id>/revoke", methods=("POST",))
+async def revoke_token(page: Page, token_id: str) -> bytes:
+    """Revoke an API token; it stops working at once."""
+    await page.call(admins_api.revoke_token, token_id=token_id)
+    raise page.done(f"token {token_id} revoked", "/admin/tokens")
+
+
+@pages.page("/admin/blocked", methods=("GET", "POST"))
+async def blocked(page: Page) -> bytes:
+    """Failed-login blocks and delays in force; forget those of an address or account."""
+    if page.request.method == b"POST":
+        target = page.form.get("target", "")
+        answer = await page.call(server_api.auth_unblock, target=target)
+        raise page.done(f"{answer.records} failed-login records of {target} forgotten",
+                        "/admin/blocked")  # fmt: skip
+    found = await page.call(server_api.auth_blocked)
+    return page.render("blocked.html", blocked=found)
