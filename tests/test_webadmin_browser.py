@@ -191,6 +191,13 @@ def test_user_made_in_the_browser_receives_mail(admin, server):
         imap.select("INBOX")
         _, found = imap.search(None, "SUBJECT", '"hello from the web"')
         assert found[0].split()
+    admin.open(f"/admin/users/{address}")
+    admin.fill({"f-password": "carol new secret"})
+    admin.submit("section[aria-labelledby=h-password] form")
+    assert f"{address}: password set" in admin.text(".flash")
+    with imaplib.IMAP4("127.0.0.1", server.ports["imap"]) as imap:
+        imap.starttls(server.ssl_context())
+        assert imap.login(address, "carol new secret")[0] == "OK"
     admin.open(f"/admin/users?domain={NEW_DOMAIN}")
     assert address in admin.text("tbody")
     admin.shot("users")
@@ -309,13 +316,16 @@ def test_api_token_made_in_the_browser_works_until_revoked(admin, server):
 
 
 def test_a_form_without_the_csrf_token_changes_nothing(admin, server):
-    """A POST whose CSRF token is not the session's is refused with a 403 page."""
+    """A POST whose CSRF token is not the session's is refused with a 403 page; an unknown
+    page is a 404 page."""
     admin.open(f"/admin/domains/{NEW_DOMAIN}")
     admin.driver.execute_script("document.querySelector('main input[name=csrf]').value = 'forged'")
     admin.fill({"f-max_users": "99"})
     admin.submit()
     assert admin.heading() == "Not allowed"
     assert "99" not in admin_cli(server, "domain", "show", NEW_DOMAIN)
+    admin.open("/admin/no-such-page")
+    assert admin.heading() == "Not found"
 
 
 def test_domain_admin_sees_only_their_domain(admin, server):

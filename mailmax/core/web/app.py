@@ -15,7 +15,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from twisted.internet import defer
 
 from mailmax.core.api.errors import ApiError, as_api_error
-from mailmax.core.api.routing import Access, DomainAccess, RequestContext
+from mailmax.core.api.routing import RequestContext
 from mailmax.core.web import session
 from mailmax.core.web.forms import FormError
 
@@ -86,12 +86,9 @@ class Pages:
         return register
 
 
-def authorize(route: Any, actor: Actor, params: dict[str, str]) -> None:
-    """Refuse unless ``actor`` may call the API ``route`` with ``params`` (the API's rule)."""
-    if route.access is Access.SYSTEM:
-        actor.require_system("this")
-    elif isinstance(route.access, DomainAccess):
-        actor.require_domain(route.access.domain(params))
+async def _no_page(page: Page, rest: str) -> bytes:
+    """Any other path under /admin/: a page saying so."""
+    raise ApiError(404, f"there is no page /admin/{rest}; use the menu")
 
 
 class WebAdmin:
@@ -114,6 +111,7 @@ class WebAdmin:
             for route in importlib.import_module(name).pages.routes:
                 self._mount(route)
         api.app.route("/admin/static/<name>", methods=["GET"], endpoint="web static")(self._static)
+        self._mount(PageRoute("/admin/<path:rest>", ("GET", "POST"), _no_page))
 
     def _mount(self, route: PageRoute) -> None:
         def serve(request: Any, **params: str) -> defer.Deferred:
@@ -222,7 +220,7 @@ class Page:
     ) -> Any:
         """Call the API handler ``handler`` as the REST API would: its access rule first."""
         assert self.actor is not None
-        authorize(self.web.api_routes[handler], self.actor, params)
+        self.web.api_routes[handler].authorize(self.actor, params)
         return await handler(self.context(body, query), **params)
 
     async def submit(self, handler: Handler, body: Any = None, query: Any = None,

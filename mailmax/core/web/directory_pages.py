@@ -10,7 +10,7 @@ from mailmax.core.api import domains as domains_api
 from mailmax.core.api import users as users_api
 from mailmax.core.api.errors import ApiError, describe_validation
 from mailmax.core.web.app import Page, Pages
-from mailmax.core.web.forms import Field, FormError, posted, to_model
+from mailmax.core.web.forms import Field, FormError, posted, to_model, validate
 
 pages = Pages()
 
@@ -220,18 +220,14 @@ async def user_change(page: Page, address: str, form: str) -> bytes:
         raise ApiError(404, f"no such form: {form}")
     fields, model, handler, done = _USER_FORMS[form]
     values = posted(fields, page.form)
+    if form == "password":
+        values.setdefault("password", None)  # empty: a blank password
     try:
-        if form == "password":
-            values.setdefault("password", None)
-        body = to_model(model, fields, {**page.form}) if form != "password" else model(**values)
+        body = validate(model, values)
         await page.submit(handler, body, values=values, address=address)
     except FormError as errors:
         values.pop("password", None)
         return await _user_page(page, address, 422, **{form: (fields, values, errors)})
-    except ValidationError as exc:
-        return await _user_page(
-            page, address, 422, **{form: (fields, {}, FormError(message=describe_validation(exc)))}
-        )
     raise page.done(f"{address}: {done}", f"/admin/users/{address}")
 
 

@@ -60,7 +60,11 @@ def posted(fields: list[Field], form: dict[str, str]) -> dict[str, Any]:
 
 def to_model(model: type[BaseModel], fields: list[Field], form: dict[str, str]) -> Any:
     """The API request model of ``model`` from the posted ``form`` (FormError when invalid)."""
-    values = posted(fields, form)
+    return validate(model, posted(fields, form))
+
+
+def validate(model: type[BaseModel], values: dict[str, Any]) -> Any:
+    """``values`` as the API request ``model`` (FormError when invalid)."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:
