@@ -354,6 +354,10 @@ def test_domain_admin_sees_only_their_domain(admin, server):
     assert admin.heading() == "Not allowed"
     admin.open("/admin/queue")
     assert HELD_DOMAIN not in admin.text("main")
+    admin.open("/admin/plugins/etrn")
+    assert admin.heading() == f"Plugin etrn for domain {DOMAIN}"
+    admin.open(f"/admin/plugins/etrn?domain={HELD_DOMAIN}")
+    assert admin.heading() == "Not allowed"
 
 
 def test_pages_are_protected_without_a_browser(server):
