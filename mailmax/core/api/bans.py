@@ -71,7 +71,7 @@ async def list_bans(ctx: RequestContext) -> list[dict[str, Any]]:
     """The bans (a domain administrator: their domains' sender bans)."""
     q: BanQuery = ctx.query
     return await ctx.run(
-        lambda: _admin(ctx).list(
+        lambda: _admin(ctx).listing(
             domain=q.domain, listener=q.listener, system_only=q.system, expired=q.expired
         )
     )

@@ -1,12 +1,14 @@
 """The admin API's HTTPS listener: a twisted.web site on ``[admin] address``:``port`` with
-the server's certificate, request bodies bounded by ``[admin] max_body_bytes`` and idle
-connections closed after a minute."""
+the server's certificate, request bodies bounded by ``[admin] max_body_bytes``, idle
+connections closed after a minute and at most :data:`MAX_CONNECTIONS` open at once (more are
+closed as they come)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from twisted.internet import defer, endpoints
+from twisted.protocols import policies
 from twisted.web import server
 
 from mailmax.core.config import ConfigError, Settings
@@ -14,6 +16,8 @@ from mailmax.core.tls import ReloadableServerOptions, server_options
 
 #: Seconds an idle HTTP connection is kept.
 IDLE_TIMEOUT = 60
+#: Connections open at once (streams included).
+MAX_CONNECTIONS = 200
 
 
 class BoundedRequest(server.Request):
@@ -55,6 +59,18 @@ class BoundedRequest(server.Request):
             super().requestReceived(command, path, version)
 
 
+class LimitedFactory(policies.WrappingFactory):
+    """``site`` with at most :data:`MAX_CONNECTIONS` connections open at once."""
+
+    noisy = False
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """A connection, or None (it is closed) when too many are open."""
+        if len(self.protocols) >= MAX_CONNECTIONS:
+            return None
+        return super().buildProtocol(addr)
+
+
 class AdminSite(server.Site):
     """The API's site: bounded requests, no server version in answers."""
 
@@ -83,4 +99,4 @@ def listen(reactor: Any, settings: Settings, site: AdminSite, tls: Any) -> defer
     endpoint = endpoints.SSL4ServerEndpoint(
         reactor, settings.admin.port, tls, interface=settings.admin.address
     )
-    return endpoint.listen(site)
+    return endpoint.listen(LimitedFactory(site))

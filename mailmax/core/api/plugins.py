@@ -76,7 +76,7 @@ def _admin(ctx: RequestContext) -> PluginAdmin:
 @router.get("/api/v1/plugins", summary="List plugins", access=Access.ANY, response=PluginList)
 async def list_plugins(ctx: RequestContext) -> dict[str, Any]:
     """Every plugin with its status, origin, scopes and hooks; the hook order."""
-    rows, hooks, _ = await ctx.run(lambda: _admin(ctx).list())
+    rows, hooks, _ = await ctx.run(lambda: _admin(ctx).listing())
     return {"plugins": rows, "hooks": hooks}
 
 

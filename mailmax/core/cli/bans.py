@@ -88,7 +88,9 @@ def list_command(
     domain: str | None, listener: str | None, system_only: bool, expired: bool
 ) -> None:
     """List the bans: what, where, why (by hand, spam trap, tarpit), when added, until when."""
-    rows = admin().list(domain=domain, listener=listener, system_only=system_only, expired=expired)
+    rows = admin().listing(
+        domain=domain, listener=listener, system_only=system_only, expired=expired
+    )
     app().out.table(rows, COLUMNS, empty="no bans")
 
 

@@ -65,7 +65,7 @@ def list_command(show_hooks: bool) -> None:
     user switches it on), not loaded (found, not used). Hooks run in the order of the list.
     """
     state = app()
-    rows, hooks, system = plugin_admin().list()
+    rows, hooks, system = plugin_admin().listing()
     if state.as_json:
         state.out.json({"plugins": rows, "hooks": hooks if show_hooks else None})
         return

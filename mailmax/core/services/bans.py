@@ -180,7 +180,7 @@ class BanAdmin:
               expires=expires, reason=reason)  # fmt: skip
         return record
 
-    def list(
+    def listing(
         self,
         *,
         domain: str | None = None,

@@ -108,7 +108,7 @@ class PluginAdmin:
             )
 
     # ------------------------------------------------------------------ reading
-    def list(self) -> tuple[list[dict[str, Any]], dict[str, list[str]], list[str]]:
+    def listing(self) -> tuple[list[dict[str, Any]], dict[str, list[str]], list[str]]:
         """(a row per plugin, the hook order of the loaded ones, the system enable list)."""
         settings = self.settings
         source = self.source()
