@@ -364,9 +364,11 @@ def test_domain_admin_sees_only_their_domain(admin, server):
 
 
 def test_pages_are_protected_without_a_browser(server):
-    """Without a session a page leads to the sign-in form; pages forbid framing and foreign
-    content; a sign-in form posted without its CSRF cookie signs no one in."""
+    """Over TLS with protocol negotiation (ALPN), as browsers connect: without a session a
+    page leads to the sign-in form; pages forbid framing and foreign content; a sign-in form
+    posted without its CSRF cookie signs no one in."""
     context = ssl.create_default_context(cafile=str(server.cert_path))
+    context.set_alpn_protocols(["h2", "http/1.1"])  # as browsers and curl do
 
     def send(method: str, path: str, body: str = "", headers: dict | None = None):
         connection = http.client.HTTPSConnection(
