@@ -380,12 +380,14 @@ class MailMaxService(service.MultiService):
         """Serve the admin API on ``[admin] address``:``port``."""
         from mailmax.core.api import listener
         from mailmax.core.api.app import AdminApi
+        from mailmax.core.web.app import WebAdmin
 
         try:
             tls = listener.tls_options(self.settings)
         except (config_mod.ConfigError, TLSConfigError) as exc:
             return defer.fail(exc)
         self.api = AdminApi(self)
+        WebAdmin(self.api)
         site = listener.AdminSite(self.api.resource(), self.settings.admin.max_body_bytes)
         d = listener.listen(self.reactor, self.settings, site, tls)
 

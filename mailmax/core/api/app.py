@@ -19,7 +19,6 @@ from mailmax.core.api.errors import ApiError, as_api_error, describe_validation
 from mailmax.core.api.routing import (
     STREAMING,
     Access,
-    DomainAccess,
     RawResponse,
     RequestContext,
     Route,
@@ -101,10 +100,7 @@ class AdminApi:
             ctx = RequestContext(self, request)
             if route.access is not Access.PUBLIC:
                 ctx.actor = actor = await self.auth.actor(request)
-                if route.access is Access.SYSTEM:
-                    actor.require_system("this")
-                elif isinstance(route.access, DomainAccess):
-                    actor.require_domain(route.access.domain(params))
+                route.authorize(actor, params)
             if route.query is not None:
                 ctx.query = _parse_query(request, route.query)
             if route.body is not None:

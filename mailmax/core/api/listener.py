@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.protocols import policies
 from twisted.web import server
+from zope.interface import implementer
 
 from mailmax.core.config import ConfigError, Settings
 from mailmax.core.tls import ReloadableServerOptions, server_options
@@ -59,10 +61,16 @@ class BoundedRequest(server.Request):
             super().requestReceived(command, path, version)
 
 
+@implementer(IProtocolNegotiationFactory)
 class LimitedFactory(policies.WrappingFactory):
     """``site`` with at most :data:`MAX_CONNECTIONS` connections open at once."""
 
     noisy = False
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """The site's protocols for TLS negotiation (ALPN): browsers and curl offer it, and a
+        handshake offering it fails unless the factory answers."""
+        return self.wrappedFactory.acceptableProtocols()
 
     def buildProtocol(self, addr: Any) -> Any:
         """A connection, or None (it is closed) when too many are open."""

@@ -107,6 +107,13 @@ class Route:
     #: Media type of a RawResponse or a stream (None: JSON).
     produces: str | None = None
 
+    def authorize(self, actor: Actor, params: dict[str, str]) -> None:
+        """Refuse (Forbidden) unless ``actor`` may call this route with ``params``."""
+        if self.access is Access.SYSTEM:
+            actor.require_system("this")
+        elif isinstance(self.access, DomainAccess):
+            actor.require_domain(self.access.domain(params))
+
 
 class Router:
     """A group of routes (one OpenAPI tag), collected by decorators."""
