@@ -7,14 +7,20 @@ data directory, and the data directory defaults to the folder holding the config
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from mailmax.core.adminsettings import AdminSettings
+from mailmax.core.clustersettings import ClusterNodeSettings as ClusterNodeSettings
+from mailmax.core.clustersettings import ClusterSettings
+from mailmax.core.configbase import RESTART, Section, check_ip, check_networks
+from mailmax.core.configbase import ConfigError as ConfigError
+from mailmax.core.configbase import needs_restart as needs_restart
+from mailmax.core.configbase import parse_networks as parse_networks
 from mailmax.core.ldapsettings import LDAPSourceSettings, check_source_names
 from mailmax.core.observe.settings import ActivitySettings, LogSettings
 
@@ -25,48 +31,7 @@ IMPLICIT_TLS_SERVICES = frozenset({"smtps", "pop3s", "imaps"})
 SMTP_SERVICES = frozenset({"smtp", "submission", "smtps"})
 
 
-class ConfigError(Exception):
-    """The configuration is not usable; the message names the file, the key and what is allowed."""
-
-
-#: ``json_schema_extra`` of a key a running server applies only when restarted (every other
-#: key is applied by ``mailmax reload``, SIGHUP and the admin channel).
-RESTART: dict[str, Any] = {"reload": "restart"}
-
-
-def needs_restart(model: type[BaseModel], key: str) -> bool:
-    """True when ``key`` of the section ``model`` is applied only by a restart."""
-    extra = model.model_fields[key].json_schema_extra
-    return isinstance(extra, dict) and extra.get("reload") == "restart"
-
-
-def check_networks(values: list[str]) -> list[str]:
-    """``values`` unchanged when each is an IP address or network, else :class:`ValueError`.
-
-    An address stands for itself (``192.0.2.7``), a network is written with its prefix length
-    (``198.51.100.0/24``, ``2001:db8::/32``); host bits may be set (``192.0.2.7/24``). The
-    error names the first value that is neither. Meant for a pydantic ``field_validator`` of
-    a ``list[str]`` setting, where the error becomes the setting's message.
-    """
-    for value in values:
-        try:
-            ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an address or network") from None
-    return values
-
-
-@functools.lru_cache(maxsize=64)
-def parse_networks(
-    values: tuple[str, ...],
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """``values`` (checked by :func:`check_networks`) as network objects; cached, so a
-    setting read from the live configuration on every connection is parsed once."""
-    return tuple(ipaddress.ip_network(value, strict=False) for value in values)
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Section = Section
 
 
 class ServerSettings(_Section):
@@ -128,11 +93,7 @@ class ListenerSettings(_Section):
     @field_validator("address")
     @classmethod
     def _ip(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address (e.g. 127.0.0.1 or ::1)") from None
-        return value
+        return check_ip(value)
 
 
 class TLSSettings(_Section):
@@ -552,156 +513,6 @@ class PluginSettings(_Section):
         default_factory=dict,
         description="``[plugins.settings.NAME]`` tables: system-level settings.",
     )
-
-
-class ClusterNodeSettings(_Section):
-    """One node of a cluster, as every node reaches it."""
-
-    address: str = Field(description="The node's internal IP address.", json_schema_extra=RESTART)
-    smtp_port: int = Field(
-        ge=1,
-        le=65535,
-        description="Port of its node-to-node SMTP listener.",
-        json_schema_extra=RESTART,
-    )
-    pop3s_port: int = Field(
-        0,
-        ge=0,
-        le=65535,
-        description="Its POP3 over TLS port (for proxied log-ins); 0 = none.",
-        json_schema_extra=RESTART,
-    )
-    imaps_port: int = Field(
-        0,
-        ge=0,
-        le=65535,
-        description="Its IMAP over TLS port (proxied log-ins, referrals); 0 = none.",
-        json_schema_extra=RESTART,
-    )
-    imap_host: str = Field(
-        "",
-        description="Host name IMAP referrals send clients to; empty = the address.",
-        json_schema_extra=RESTART,
-    )
-    transfer_port: int = Field(
-        0,
-        ge=0,
-        le=65535,
-        description="Port (TLS) on which it takes mailboxes moved to it; 0 = none.",
-        json_schema_extra=RESTART,
-    )
-
-    @field_validator("address")
-    @classmethod
-    def _ip(cls, value: str) -> str:
-        return ListenerSettings._ip(value)
-
-
-class ClusterSettings(_Section):
-    """Clustered domains: this node's name and every node of the cluster."""
-
-    node: str = Field(
-        "",
-        description="This node's name; empty = not part of a cluster.",
-        json_schema_extra=RESTART,
-    )
-    secret: str = Field(
-        "",
-        description="Shared secret the nodes authenticate each other with (16+ characters).",
-        json_schema_extra=RESTART,
-    )
-    tls_ca_file: str = Field(
-        "",
-        description="CA certificates that sign the nodes' certificates; empty = encrypt"
-        " node-to-node connections without checking certificates (the secret still"
-        " authenticates the nodes).",
-        json_schema_extra=RESTART,
-    )
-    imap_logins: Literal["proxy", "referral"] = Field(
-        "proxy",
-        description="IMAP log-ins on a node that is not the user's home: proxy ="
-        " relay the session to the home node, referral = answer with an RFC 2221 referral.",
-    )
-    proxy_connect_timeout: float = Field(
-        10.0,
-        gt=0,
-        le=120,
-        description="Seconds to reach the home node for a proxied log-in.",
-    )
-    nodes: dict[str, ClusterNodeSettings] = Field(
-        default_factory=dict,
-        description="`[cluster.nodes.NAME]` tables: every node, this one too.",
-        json_schema_extra=RESTART,
-    )
-
-    @model_validator(mode="after")
-    def _complete(self) -> ClusterSettings:
-        if not self.node:
-            return self
-        if self.node not in self.nodes:
-            raise ValueError(
-                f"node {self.node!r} has no [cluster.nodes.{self.node}] table (its address and"
-                " ports)"
-            )
-        if len(self.secret) < 16:
-            raise ValueError("a cluster needs a shared secret of at least 16 characters")
-        return self
-
-    @property
-    def enabled(self) -> bool:
-        """True when this server is a node of a cluster."""
-        return bool(self.node)
-
-
-class AdminSettings(_Section):
-    """The HTTPS admin API (its listener, sessions and who may read metrics)."""
-
-    enabled: bool = Field(
-        False,
-        description="Serve the admin API (HTTPS with the [tls] certificate).",
-        json_schema_extra=RESTART,
-    )
-    address: str = Field(
-        "127.0.0.1", description="IP address the admin API listens on.", json_schema_extra=RESTART
-    )
-    port: int = Field(
-        8443,
-        ge=0,
-        le=65535,
-        description="TCP port of the admin API (0 picks a free port).",
-        json_schema_extra=RESTART,
-    )
-    session_minutes: float = Field(
-        60.0,
-        gt=0,
-        le=10080,
-        description="How long a session token from a password log-in stays valid after its"
-        " last use.",
-    )
-    max_sessions: int = Field(
-        1000, ge=1, le=1_000_000, description="Most session tokens held at once (oldest go)."
-    )
-    max_body_bytes: int = Field(
-        1_048_576, ge=1024, le=64 * 1_048_576, description="Largest request body accepted."
-    )
-    metrics_networks: list[str] = Field(
-        default_factory=lambda: ["127.0.0.0/8", "::1"],
-        description="Client networks that may read /metrics without a token.",
-    )
-
-    @field_validator("address")
-    @classmethod
-    def _ip(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address (e.g. 127.0.0.1 or ::1)") from None
-        return value
-
-    @field_validator("metrics_networks")
-    @classmethod
-    def _networks(cls, values: list[str]) -> list[str]:
-        return check_networks(values)
 
 
 class Settings(_Section):
