@@ -451,6 +451,11 @@ def test_access_rule_and_rule_made_in_the_browser_take_effect(admin, server):
 
     wait_for(filed, what="the rule to file the mail")
     admin.shot("rules")
+    admin.open("/admin/rules/test")
+    admin.fill({"f-user": alice, "f-message": "Subject: a web rule test\n\nhello"})
+    admin.submit("form.narrow")
+    assert "store in: FromWeb" in admin.text("#rule-result")
+    admin.open("/admin/rules")
     admin.click("tbody a[href^='/admin/rules/edit']")
     assert admin.heading() == "Rule web"
     admin.fill({"f-actions": "folder Elsewhere"})

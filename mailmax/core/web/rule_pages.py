@@ -149,3 +149,30 @@ async def delete(page: Page) -> bytes:
     query = rules_api.RuleRef(**scope_of(page), name=page.form.get("name", ""))
     gone = await page.call(rules_api.delete_rule, query=query)
     raise page.done(f"rule {gone['name']!r} of the {gone['where']} list deleted", "/admin/rules")
+
+
+TEST_FIELDS = [
+    Field("user", "Recipient", required=True),
+    Field("message", "Message", kind="lines", required=True,
+          help="The whole message: header lines, an empty line, the body."),
+    Field("at", "Arriving at", help="A date and time like 2027-01-31T18:00; empty: now."),
+]  # fmt: skip
+
+
+@pages.page("/admin/rules/test", methods=("GET", "POST"))
+async def try_rules(page: Page) -> bytes:
+    """Run a message through the rules of a recipient; nothing is stored or sent."""
+    errors, values, result = FormError(), {}, None
+    if page.request.method == b"POST":
+        values = _form_values(page, TEST_FIELDS)
+        sent = dict(values)
+        if "message" in sent:  # the text area as typed, its lines ending in CRLF as on the wire
+            sent["message"] = "\r\n".join(page.form["message"].splitlines()) + "\r\n"
+        try:
+            body = validate(rules_api.RuleTest, sent)
+            result = await page.submit(rules_api.test_rules, body, values=values, primary="user")
+        except FormError as refused:
+            errors = refused
+    status = 422 if errors.fields or errors.message else 200
+    return page.render("rule_test.html", status=status, fields=TEST_FIELDS, values=values,
+                       errors=errors, result=result)  # fmt: skip
