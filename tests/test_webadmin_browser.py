@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import imaplib
 import smtplib
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +16,9 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.api_support import ApiClient, admin_cli, start_api_server
+from tests.api_support import ApiClient, admin_cli, start_api_server, wait_for
 from tests.fixtures.server import DOMAIN, MailMaxServer
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -391,3 +392,88 @@ def test_pages_are_protected_without_a_browser(server):
     assert "mailmax_admin=" not in (headers["set-cookie"] or "")
     status, headers, css = send("GET", "/admin/static/admin.css")
     assert status == 200 and headers["content-type"].startswith("text/css") and "--ink" in css
+
+
+def _greeting(server, source: str) -> bytes:
+    """The first line the SMTP listener sends a client connecting from ``source``."""
+    with socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10,
+                                  source_address=(source, 0)) as sock:  # fmt: skip
+        return sock.makefile("rb").readline()
+
+
+def _filed(server, address: str, password: str, folder: str, subject: str) -> bool:
+    with imaplib.IMAP4("127.0.0.1", server.ports["imap"]) as imap:
+        imap.starttls(server.ssl_context())
+        imap.login(address, password)
+        if imap.select(f'"{folder}"', readonly=True)[0] != "OK":
+            return False
+        return bool(imap.search(None, "SUBJECT", f'"{subject}"')[1][0])
+
+
+def test_access_rule_and_rule_made_in_the_browser_take_effect(admin, server):
+    """An access rule added in the browser refuses its clients at the SMTP greeting until it
+    is deleted; a rule added for a user files their mail, a bad condition is refused next to
+    the form; the rule is edited, switched off and deleted; a domain administrator has no
+    access rules page and sees no system rule."""
+    admin.driver.delete_all_cookies()
+    admin.sign_in(ROOT, ROOT_PASSWORD)
+    admin_cli(server, "plugin", "enable", "access")
+    admin_cli(server, "plugin", "enable", "rules")
+    admin.open("/admin/plugins")
+    admin.submit("form.inline")
+    assert "access" in admin.text(".flash") and "rules" in admin.text(".flash")
+
+    admin.open("/admin/access")
+    admin.fill({"f-pattern": "127.0.7.1-9", "f-comment": "noisy"})
+    Select(admin.driver.find_element(By.ID, "f-kind")).select_by_visible_text("banned")
+    admin.submit("form.narrow")
+    assert "rule for 127.0.7.1-9 added (system list, number 1)" in admin.text(".flash")
+    wait_for(lambda: _greeting(server, "127.0.7.5").startswith(b"554 "), what="the ban")
+    admin.shot("access")
+    admin.submit("tbody form[action='/admin/access/delete']")
+    assert "rule for 127.0.7.1-9 deleted" in admin.text(".flash")
+    wait_for(lambda: _greeting(server, "127.0.7.5").startswith(b"220 "), what="the unban")
+
+    alice = f"alice@{DOMAIN}"
+    admin.open("/admin/rules")
+    admin.fill({"f-name": "web", "f-conditions": "header Subject contans web",
+                "f-actions": "folder FromWeb", "f-user": alice})  # fmt: skip
+    admin.submit("form.narrow")
+    assert "nothing was changed" in admin.text("#f-name-error")
+    admin.fill({"f-conditions": 'header Subject contains "web rule"'})
+    admin.submit("form.narrow")
+    assert f"rule 'web' added to the user {alice} list" in admin.text(".flash")
+
+    def filed() -> bool:
+        with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+            smtp.sendmail("sender@remote.test", [alice], b"Subject: web rule\r\n\r\nx\r\n")
+        return _filed(server, alice, "alicesecret", "FromWeb", "web rule")
+
+    wait_for(filed, what="the rule to file the mail")
+    admin.shot("rules")
+    admin.open("/admin/rules/test")
+    admin.fill({"f-user": alice, "f-message": "Subject: a web rule test\n\nhello"})
+    admin.submit("form.narrow")
+    assert "store in: FromWeb" in admin.text("#rule-result")
+    admin.open("/admin/rules")
+    admin.click("tbody a[href^='/admin/rules/edit']")
+    assert admin.heading() == "Rule web"
+    admin.fill({"f-actions": "folder Elsewhere"})
+    admin.submit("form.narrow")
+    assert "rule 'web' of the user" in admin.text(".flash")
+    assert "-> folder Elsewhere" in admin.text("tbody")
+    admin.submit("tbody form[action='/admin/rules/switch']")
+    assert "rule 'web' disabled" in admin.text(".flash")
+    assert '"state": "disabled"' in admin_cli(server, "rule", "show", "web", "--user", alice,
+                                              "--json")  # fmt: skip
+    admin_cli(server, "rule", "add", "sys", "--system", "--if", "any", "--then", "note hi")
+
+    admin.sign_out()
+    admin.sign_in(DOMAIN_ADMIN, DOMAIN_ADMIN_PASSWORD)
+    admin.open("/admin/access")
+    assert admin.heading() == "Not allowed"
+    admin.open("/admin/rules")
+    assert "web" in admin.text("tbody") and "sys" not in admin.text("tbody")
+    admin.submit("tbody form[action='/admin/rules/delete']")
+    assert "rule 'web' of the user" in admin.text(".flash") and "No rule." in admin.text("tbody")
+    admin_cli(server, "rule", "delete", "sys", "--system")

@@ -37,6 +37,8 @@ ROUTE_MODULES = (
     "mailmax.core.api.plugins",
     "mailmax.core.api.queue",
     "mailmax.core.api.bans",
+    "mailmax.core.api.access",
+    "mailmax.core.api.rules",
     "mailmax.core.api.server",
     "mailmax.core.api.observe",
 )

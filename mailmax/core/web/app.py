@@ -31,6 +31,8 @@ PAGE_MODULES = (
     "mailmax.core.web.plugin_pages",
     "mailmax.core.web.admin_pages",
     "mailmax.core.web.ban_pages",
+    "mailmax.core.web.access_pages",
+    "mailmax.core.web.rule_pages",
     "mailmax.core.web.server_pages",
 )
 
