@@ -4,6 +4,7 @@ in from its cookie, checked for CSRF, and answered in HTML."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import importlib
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from twisted.internet import defer
 
 from mailmax.core.api.errors import ApiError, as_api_error
-from mailmax.core.api.routing import RequestContext
+from mailmax.core.api.routing import STREAMING, RequestContext
 from mailmax.core.web import session
 from mailmax.core.web.forms import FormError
 
@@ -32,10 +33,14 @@ PAGE_MODULES = (
     "mailmax.core.web.admin_pages",
     "mailmax.core.web.ban_pages",
     "mailmax.core.web.server_pages",
+    "mailmax.core.web.trace_pages",
 )
 
 #: Files under /admin/static/ and their media types.
-STATIC = {"admin.css": "text/css; charset=utf-8"}
+STATIC = {
+    "admin.css": "text/css; charset=utf-8",
+    "trace.js": "text/javascript; charset=utf-8",
+}
 
 #: Headers every page is sent with: never cached, never framed, scripts and styles only from
 #: this server.
@@ -47,7 +52,12 @@ HEADERS = {
     b"content-security-policy": b"default-src 'self'; frame-ancestors 'none'; form-action 'self'",
 }
 
-Handler = Callable[..., Awaitable[bytes]]
+Handler = Callable[..., Awaitable[Any]]
+
+
+def utc_time(seconds: float) -> str:
+    """A Unix time as shown on pages: ``2026-12-07 19:45:02 UTC``."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class Redirect(Exception):
@@ -107,6 +117,7 @@ class WebAdmin:
             lstrip_blocks=True,
         )
         self.templates.filters["q"] = lambda value: quote(str(value), safe="@")
+        self.templates.filters["utc"] = utc_time
         for name in modules:
             for route in importlib.import_module(name).pages.routes:
                 self._mount(route)
@@ -128,7 +139,7 @@ class WebAdmin:
         request.setHeader(b"cache-control", b"max-age=3600")
         return resources.files("mailmax.core.web").joinpath("static", name).read_bytes()
 
-    async def _serve(self, route: PageRoute, request: Any, params: dict[str, str]) -> bytes:
+    async def _serve(self, route: PageRoute, request: Any, params: dict[str, str]) -> bytes | None:
         for name, value in HEADERS.items():
             request.setHeader(name, value)
         page = Page(self, request)
@@ -145,6 +156,10 @@ class WebAdmin:
         except Exception as exc:
             error = as_api_error(exc)
             return page.render("error.html", status=error.status, message=error.message)
+        if body is STREAMING:  # the handler writes to the request until the client leaves
+            finished = request.notifyFinish()
+            finished.addErrback(lambda _: None)
+            return await finished
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return body
 
