@@ -6,7 +6,9 @@ administrator who sees only their domain's activity."""
 from __future__ import annotations
 
 import base64
+import http.client
 import imaplib
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -155,3 +157,28 @@ def test_domain_administrator_sees_their_domains_activity_only(admin, server):
     assert CAROL in admin.text("#trace-events") and "alice" not in admin.text("#trace-events")
     admin.open(f"/admin/users/alice@{DOMAIN}")
     assert admin.heading() == "Not allowed"
+
+
+def test_signing_out_ends_the_trace(admin, server):
+    """A trace open in one tab stops when the session signs out in another."""
+    admin.open("/admin/trace")
+    WebDriverWait(admin.driver, 10).until(
+        lambda d: d.find_element(By.ID, "trace-status").get_attribute("data-state") == "open"
+    )
+    token = admin.driver.get_cookie("mailmax_admin")["value"]
+    csrf = admin.driver.find_element(By.CSS_SELECTOR, "form.signout input[name=csrf]")
+    context = ssl.create_default_context(cafile=str(server.cert_path))
+    other_tab = http.client.HTTPSConnection("localhost", server.ports["admin"], context=context)
+    other_tab.request(
+        "POST",
+        "/admin/logout",
+        body=f"csrf={csrf.get_attribute('value')}",
+        headers={"Cookie": f"mailmax_admin={token}",
+                 "Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert other_tab.getresponse().status == 303
+    other_tab.close()
+    WebDriverWait(admin.driver, 15).until(
+        lambda d: d.find_element(By.ID, "trace-status").get_attribute("data-state") == "closed"
+    )
+    assert "reload the page" in admin.text("#trace-status")

@@ -108,6 +108,8 @@ class WebAdmin:
         self.api = api
         self.csrf = session.CsrfKeys()
         self.flashes: dict[str, str] = {}
+        #: Event streams open per session, ended when the session signs out.
+        self.streams: dict[str, set[Any]] = {}
         self.api_routes = {route.handler: route for route in api.routes}
         self.templates = Environment(
             loader=PackageLoader("mailmax.core.web", "templates"),
@@ -205,6 +207,26 @@ class Page:
 
     def _flash_key(self) -> str:
         return hashlib.sha256(self.token.encode()).hexdigest()
+
+    def hold_stream(self) -> None:
+        """Note this request's open stream, to end it if the session signs out first."""
+        key, request = self._flash_key(), self.request
+        held = self.web.streams.setdefault(key, set())
+        held.add(request)
+
+        def forget(_: object) -> None:
+            held.discard(request)
+            if not held and self.web.streams.get(key) is held:
+                del self.web.streams[key]
+
+        request.notifyFinish().addBoth(forget)
+
+    def end_streams(self) -> None:
+        """End the streams this session holds open (at sign-out)."""
+        for request in list(self.web.streams.pop(self._flash_key(), ())):
+            if not request.finished:
+                request.unregisterProducer()  # the stream's writer, ended when it finishes
+                request.finish()
 
     def done(self, message: str, location: str) -> Redirect:
         """A redirection to ``location``, which then shows ``message``."""

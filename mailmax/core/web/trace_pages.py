@@ -4,7 +4,8 @@ The stream is the API's trace handler (``/api/v1/trace``, server-sent events) se
 ``/admin/`` so that the browser's session cookie, which is sent to ``/admin`` only, signs it
 in: the same handler, the same rights (a domain administrator gets only their domains'
 events) and the same masking of secrets. It is a GET that changes nothing, and no
-cross-origin header is ever sent, so another site cannot read it.
+cross-origin header is ever sent, so another site cannot read it. Signing out ends the
+session's streams.
 """
 
 from __future__ import annotations
@@ -54,5 +55,8 @@ async def trace(page: Page) -> bytes:
 
 @pages.page("/admin/trace/events")
 async def trace_events(page: Page) -> object:
-    """The events the filters take, as server-sent events, until the browser leaves."""
-    return await page.call(observe_api.trace, query=trace_query(page))
+    """The events the filters take, as server-sent events, until the browser leaves or the
+    session signs out."""
+    streaming = await page.call(observe_api.trace, query=trace_query(page))
+    page.hold_stream()
+    return streaming
