@@ -4,6 +4,7 @@ in from its cookie, checked for CSRF, and answered in HTML."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import importlib
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from twisted.internet import defer
 
 from mailmax.core.api.errors import ApiError, as_api_error
-from mailmax.core.api.routing import RequestContext
+from mailmax.core.api.routing import STREAMING, RequestContext
 from mailmax.core.web import session
 from mailmax.core.web.forms import FormError
 
@@ -34,10 +35,14 @@ PAGE_MODULES = (
     "mailmax.core.web.access_pages",
     "mailmax.core.web.rule_pages",
     "mailmax.core.web.server_pages",
+    "mailmax.core.web.trace_pages",
 )
 
 #: Files under /admin/static/ and their media types.
-STATIC = {"admin.css": "text/css; charset=utf-8"}
+STATIC = {
+    "admin.css": "text/css; charset=utf-8",
+    "trace.js": "text/javascript; charset=utf-8",
+}
 
 #: Headers every page is sent with: never cached, never framed, scripts and styles only from
 #: this server.
@@ -49,7 +54,12 @@ HEADERS = {
     b"content-security-policy": b"default-src 'self'; frame-ancestors 'none'; form-action 'self'",
 }
 
-Handler = Callable[..., Awaitable[bytes]]
+Handler = Callable[..., Awaitable[Any]]
+
+
+def utc_time(seconds: float) -> str:
+    """A Unix time as shown on pages: ``2026-12-07 19:45:02 UTC``."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class Redirect(Exception):
@@ -100,6 +110,8 @@ class WebAdmin:
         self.api = api
         self.csrf = session.CsrfKeys()
         self.flashes: dict[str, str] = {}
+        #: Event streams open per session, ended when the session signs out.
+        self.streams: dict[str, set[Any]] = {}
         self.api_routes = {route.handler: route for route in api.routes}
         self.templates = Environment(
             loader=PackageLoader("mailmax.core.web", "templates"),
@@ -109,6 +121,7 @@ class WebAdmin:
             lstrip_blocks=True,
         )
         self.templates.filters["q"] = lambda value: quote(str(value), safe="@")
+        self.templates.filters["utc"] = utc_time
         for name in modules:
             for route in importlib.import_module(name).pages.routes:
                 self._mount(route)
@@ -130,7 +143,7 @@ class WebAdmin:
         request.setHeader(b"cache-control", b"max-age=3600")
         return resources.files("mailmax.core.web").joinpath("static", name).read_bytes()
 
-    async def _serve(self, route: PageRoute, request: Any, params: dict[str, str]) -> bytes:
+    async def _serve(self, route: PageRoute, request: Any, params: dict[str, str]) -> bytes | None:
         for name, value in HEADERS.items():
             request.setHeader(name, value)
         page = Page(self, request)
@@ -147,6 +160,10 @@ class WebAdmin:
         except Exception as exc:
             error = as_api_error(exc)
             return page.render("error.html", status=error.status, message=error.message)
+        if body is STREAMING:  # the handler writes to the request until the client leaves
+            finished = request.notifyFinish()
+            finished.addErrback(lambda _: None)
+            return await finished
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return body
 
@@ -192,6 +209,26 @@ class Page:
 
     def _flash_key(self) -> str:
         return hashlib.sha256(self.token.encode()).hexdigest()
+
+    def hold_stream(self) -> None:
+        """Note this request's open stream, to end it if the session signs out first."""
+        key, request = self._flash_key(), self.request
+        held = self.web.streams.setdefault(key, set())
+        held.add(request)
+
+        def forget(_: object) -> None:
+            held.discard(request)
+            if not held and self.web.streams.get(key) is held:
+                del self.web.streams[key]
+
+        request.notifyFinish().addBoth(forget)
+
+    def end_streams(self) -> None:
+        """End the streams this session holds open (at sign-out)."""
+        for request in list(self.web.streams.pop(self._flash_key(), ())):
+            if not request.finished:
+                request.unregisterProducer()  # the stream's writer, ended when it finishes
+                request.finish()
 
     def done(self, message: str, location: str) -> Redirect:
         """A redirection to ``location``, which then shows ``message``."""

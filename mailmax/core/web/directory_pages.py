@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mailmax.core.api import domains as domains_api
+from mailmax.core.api import observe as observe_api
 from mailmax.core.api import users as users_api
 from mailmax.core.api.errors import ApiError, describe_validation
 from mailmax.core.web.app import Page, Pages
@@ -189,7 +190,8 @@ async def _user_page(page: Page, address: str, status: int = 200, **forms: Any) 
         "forward": (FORWARD_FIELDS, form_values(FORWARD_FIELDS, _Obj(forward)), FormError()),
     }
     shown.update(forms)
-    return page.render("user.html", status=status, user=user, forms=shown)
+    logins = await page.call(observe_api.logins, address=address)
+    return page.render("user.html", status=status, user=user, forms=shown, logins=logins)
 
 
 class _Obj:
@@ -201,7 +203,7 @@ class _Obj:
 
 @pages.page("/admin/users/<address>")
 async def user_show(page: Page, address: str) -> bytes:
-    """A user's settings, password and forwarding."""
+    """A user's settings, password, forwarding and recorded log-ins."""
     return await _user_page(page, address)
 
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from mailmax.core.api import observe as observe_api
 from mailmax.core.api import queue as queue_api
 from mailmax.core.api import server as server_api
 from mailmax.core.api.errors import ApiError
 from mailmax.core.services import queue as queue_service
 from mailmax.core.web.app import Page, Pages
+from mailmax.core.web.charts import activity_charts, stats_of
 from mailmax.core.web.directory_pages import list_query_of
 
 pages = Pages()
 
+#: The activity counters graphed for system and for domain administrators.
+ACTIVITY_KINDS = ("connections", "failed_logins", "messages", "bytes")
+DOMAIN_ACTIVITY_KINDS = ("messages", "bytes")
 #: Queue actions offered on selected messages: action -> button label.
 QUEUE_ACTIONS = {"retry": "Retry now", "bounce": "Return to sender", "delete": "Delete"}
 
@@ -38,14 +43,17 @@ def listeners(page: Page) -> list[dict[str, Any]]:
 
 @pages.page("/admin/")
 async def dashboard(page: Page) -> bytes:
-    """Services up and the queue by state."""
+    """Services up, the queue by state and the activity graphs."""
     settings = page.api.service.settings
     queued = await page.api.directory.run(queue_service.list_queue, settings, page.actor)
     states = Counter(state_name(item["state"]) for item in queued)
     assert page.actor is not None
     services = listeners(page) if page.actor.system else []
+    stats = stats_of(await page.call(observe_api.stats))
+    # A domain administrator's counts are per domain: only messages and bytes are kept there.
+    kinds = ACTIVITY_KINDS if page.actor.system else DOMAIN_ACTIVITY_KINDS
     return page.render("dashboard.html", states=sorted(states.items()), total=len(queued),
-                       services=services)  # fmt: skip
+                       services=services, charts=activity_charts(stats, kinds))  # fmt: skip
 
 
 @pages.page("/admin/queue", methods=("GET", "POST"))

@@ -51,7 +51,8 @@ async def sign_in(page: Page) -> bytes:
 
 @pages.page("/admin/logout", methods=("POST",))
 async def sign_out(page: Page) -> bytes:
-    """End the session (the API's log-out) and forget the cookie."""
+    """End the session (the API's log-out), its open streams, and forget the cookie."""
     await page.call(login_api.logout)
+    page.end_streams()
     session.clear_cookie(page.request, session.SESSION_COOKIE)
     raise Redirect("/admin/login")
