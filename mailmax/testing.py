@@ -287,6 +287,8 @@ class PluginHarness:
                 )
             return _settled(defer.ensureDeferred(self._data_reply(kwargs)))
         scope = self._checked_scope(hook, scope, kwargs)
+        if hook in ("mailmax_deliver", "mailmax_expand_recipient"):
+            kwargs.setdefault("user", None)  # the mailbox's directory record, when given
         if hook in ("mailmax_resolve_recipient",):
             return self.plugin_set.first_result(hook, scope, **kwargs)
         if hook == "mailmax_expand_recipient":
