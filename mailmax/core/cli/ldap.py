@@ -73,7 +73,7 @@ def test_command(address: str, password_prompt: bool) -> None:
                 report["home_node"] = user.home_node
                 if user.forward_to_source:
                     report["forward_to"] = ", ".join(user.forward_to) or "none"
-                    report["forward_to_from"] = (
+                    report["forward_to_source"] = (
                         f"{user.forward_to_source}; the forwarding plugin's targets for this"
                         f" user (see `mailmax plugin show forwarding --user {user.address}`)"
                     )
