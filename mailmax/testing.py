@@ -287,6 +287,10 @@ class PluginHarness:
                 )
             return _settled(defer.ensureDeferred(self._data_reply(kwargs)))
         scope = self._checked_scope(hook, scope, kwargs)
+        if hook in ("mailmax_deliver", "mailmax_expand_recipient") and "user" not in kwargs:
+            # the mailbox's directory record, as the server gives it (or pass user=User(...))
+            found = self.directory.get_user(kwargs["mailbox"]) if self.directory else None
+            kwargs["user"] = found
         if hook in ("mailmax_resolve_recipient",):
             return self.plugin_set.first_result(hook, scope, **kwargs)
         if hook == "mailmax_expand_recipient":

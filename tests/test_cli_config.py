@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from mailmax.core.cli.configcmd import to_toml
 from mailmax.core.cli.main import cli
+from mailmax.core.tls import write_self_signed
 from tests.test_cli_support import make_system, run_mailmax
 
 
@@ -24,7 +25,31 @@ def test_check_good_system(tmp_path):
     code, out, err = check(system.config)
     assert (code, out, err) == (0, f"OK: {system.config}\n", "")
     report = system.json("config", "check")
-    assert report == {"ok": True, "config": str(system.config), "problems": []}
+    assert report == {"ok": True, "config": str(system.config), "problems": [], "warnings": []}
+
+
+def test_check_warns_about_unverified_node_to_node_tls(tmp_path):
+    """Q14, M4: a cluster node without tls_ca_file checks OK but is warned that node
+    certificates go unchecked; with a CA file the warning is gone."""
+    system = make_system(tmp_path)
+    base = system.config.read_text()
+    cluster = (
+        '\n[cluster]\nnode = "a"\nsecret = "0123456789abcdef"\n'
+        '[cluster.nodes.a]\naddress = "127.0.0.1"\nsmtp_port = 2525\n'
+    )
+    system.config.write_text(base + cluster)
+    code, out, err = check(system.config)
+    assert (code, out) == (0, f"OK: {system.config}\n")
+    assert err.startswith("warning: [cluster] tls_ca_file is empty:")
+    assert "could pose as a node and learn the shared secret" in err
+    assert system.json("config", "check")["warnings"] == [err.strip().removeprefix("warning: ")]
+
+    with_ca = cluster.replace("[cluster.nodes.a]", 'tls_ca_file = "ca.pem"\n[cluster.nodes.a]')
+    system.config.write_text(base + with_ca)
+    code, _out, err = check(system.config)
+    assert code == 1 and "[cluster] tls_ca_file: cannot read" in err and "ca.pem" in err
+    write_self_signed(system.config.parent / "ca.pem", tmp_path / "key.pem", ["localhost"])
+    assert check(system.config) == (0, f"OK: {system.config}\n", "")
 
 
 def test_check_unknown_key_names_the_key(tmp_path):

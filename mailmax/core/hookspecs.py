@@ -27,7 +27,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from mailmax.core.clientrights import ClientRights
-    from mailmax.core.directory.api import Domain
+    from mailmax.core.directory.api import Domain, User
     from mailmax.core.model import Envelope, Recipient, Session
     from mailmax.core.outbound.route import Route
     from mailmax.core.pluginhost.changes import MessageChanges
@@ -200,24 +200,32 @@ class MailMaxHooks:
 
     @hookspec
     def mailmax_expand_recipient(
-        self, mailbox: str, envelope: Envelope, config: dict[str, Any]
+        self, mailbox: str, envelope: Envelope, config: dict[str, Any], user: User | None
     ) -> list[str] | None:
         """A message is about to be delivered to local ``mailbox``: name extra recipients.
 
-        Scope: the mailbox's own. Return addresses that should also get this message (forwards,
-        monitor copies). Include ``mailbox`` itself to keep the local copy; return ``None`` for no
-        change. The final list is de-duplicated, so forwarding between local users cannot loop.
-        Synchronous. Several plugins: their lists are merged in plugin order.
+        Scope: the mailbox's own. ``user`` is the mailbox's directory record (None when the
+        directory has none), with what an LDAP directory holds for it (``forward_to``). Return
+        addresses that should also get this message (forwards, monitor copies). Include
+        ``mailbox`` itself to keep the local copy; return ``None`` for no change. The final list
+        is de-duplicated, so forwarding between local users cannot loop. Synchronous. Several
+        plugins: their lists are merged in plugin order.
         """
 
     @hookspec
     def mailmax_deliver(
-        self, mailbox: str, envelope: Envelope, message_path: str, config: dict[str, Any]
+        self,
+        mailbox: str,
+        envelope: Envelope,
+        message_path: str,
+        config: dict[str, Any],
+        user: User | None,
     ) -> DeliveryDecision | Verdict | str | None:
         """Decide where ``mailbox``'s copy of the message goes.
 
         Scope: the mailbox's own (a copy that an alias, a forward or a catch-all sent to a
-        mailbox of another domain gets that mailbox's scope). Return a folder name
+        mailbox of another domain gets that mailbox's scope); ``user`` is the mailbox's
+        directory record, as for ``mailmax_expand_recipient``. Return a folder name
         (``"INBOX"``, ``"Junk"``, ...) or ``deliver_to(folder, reason)`` to store it there,
         ``quarantine(reason, mailbox=..., folder=...)`` to store it in a quarantine folder
         (the recipient's own, or another local mailbox's) with an ``X-MailMax-Quarantine``

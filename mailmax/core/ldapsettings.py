@@ -36,6 +36,12 @@ class LDAPAttributes(BaseModel):
         description="Account switch: TRUE/FALSE, yes/no, 1/0, enabled/disabled; missing = enabled.",
     )
     home_node: str = Field("", description="The cluster node that keeps the user's mail.")
+    forward_to: str = Field(
+        "",
+        description="Addresses the user's mail is forwarded to (the forwarding plugin's"
+        " targets); when set, LDAP holds the targets of every user of the source and they"
+        " cannot be set in MailMax.",
+    )
 
 
 class LDAPSourceSettings(BaseModel):

@@ -45,6 +45,34 @@ def tls_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def cluster_problems(settings: Settings) -> list[str]:
+    """A ``[cluster] tls_ca_file`` that cannot verify the nodes (nothing when it can)."""
+    ca_file = settings.cluster.tls_ca_file
+    if not settings.cluster.node or not ca_file:
+        return []
+    path = settings.path(ca_file)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return [f"[cluster] tls_ca_file: cannot read {path}: {exc.strerror}"]
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        return [f"[cluster] tls_ca_file: {path} holds no PEM certificate"]
+    return []
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """What works but leaves the system less safe than it could be."""
+    found = []
+    if settings.cluster.node and not settings.cluster.tls_ca_file:
+        found.append(
+            "[cluster] tls_ca_file is empty: connections between the nodes are encrypted, but"
+            " no node checks the certificate of the node it connects to, so a machine on the"
+            " network between them could pose as a node and learn the shared secret; set"
+            " tls_ca_file to the CA certificates that sign the nodes' certificates"
+        )
+    return found
+
+
 def database_problems(settings: Settings) -> list[str]:
     """What keeps the directory database from opening (nothing when it opens)."""
     from sqlalchemy.engine import make_url
@@ -184,14 +212,25 @@ def config_group() -> None:
 def check_command() -> None:
     """Validate the configuration, its TLS files and its database.
 
-    Prints "OK: PATH", or every problem found (exit status 1).
+    Prints "OK: PATH", or every problem found (exit status 1); warnings (on standard error)
+    name settings that work but are less safe than they could be.
     """
     state = app()
     path = state.config_path()
     settings = load(path)
-    problems = tls_problems(settings) + database_problems(settings)
+    problems = tls_problems(settings) + cluster_problems(settings) + database_problems(settings)
+    warnings = config_warnings(settings)
+    for message in warnings:
+        warn(message)
     if state.as_json:
-        state.out.json({"ok": not problems, "config": str(path.resolve()), "problems": problems})
+        state.out.json(
+            {
+                "ok": not problems,
+                "config": str(path.resolve()),
+                "problems": problems,
+                "warnings": warnings,
+            }
+        )
     if problems:
         if not state.as_json:
             for problem in problems:

@@ -71,6 +71,12 @@ def test_command(address: str, password_prompt: bool) -> None:
                 report["enabled"] = user.enabled
                 report["quota_mb"] = user.disk_limit_mb
                 report["home_node"] = user.home_node
+                if user.forward_to_source:
+                    report["forward_to"] = ", ".join(user.forward_to) or "none"
+                    report["forward_to_source"] = (
+                        f"{user.forward_to_source}; the forwarding plugin's targets for this"
+                        f" user (see `mailmax plugin show forwarding --user {user.address}`)"
+                    )
                 report["why"] = (
                     f"mail to {address} is delivered to {user.address}"
                     if user.enabled

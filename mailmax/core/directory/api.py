@@ -92,6 +92,12 @@ class User:
     home_node: str = ""
     #: True while ``mailmax user move`` copies the mailbox: deliveries wait in the queues.
     moving: bool = False
+    #: Addresses the directory forwards the user's mail to (read when ``forward_to_source``
+    #: is set: then they replace the forwarding plugin's targets for this user).
+    forward_to: tuple[str, ...] = ()
+    #: Where ``forward_to`` comes from (``"LDAP source corp, attribute mailRoutingAddress"``);
+    #: ``""`` when the forwarding plugin's own settings hold the user's targets.
+    forward_to_source: str = ""
 
     @property
     def address(self) -> str:

@@ -215,9 +215,13 @@ def domain_defaults() -> dict[str, Any]:
     }
 
 
+#: User fields an LDAP source fills and SQL never stores.
+DIRECTORY_ONLY = ("forward_to", "forward_to_source")
+
+
 def user_defaults() -> dict[str, Any]:
     """Column values of a new user before its given fields are applied."""
-    skip = ("name", "domain", "has_password", "clear_password_kept")
+    skip = ("name", "domain", "has_password", "clear_password_kept", *DIRECTORY_ONLY)
     return {field.name: field.default for field in dataclass_fields(User) if field.name not in skip}
 
 

@@ -52,6 +52,7 @@ class LDAPEntry:
     quota_mb: int = 0
     enabled: bool = True
     home_node: str = ""
+    forward_to: tuple[str, ...] = ()
     raw: dict[str, list[str]] = field(default_factory=dict)
 
     def mailbox_in(self, domains: tuple[str, ...]) -> str:
@@ -255,6 +256,7 @@ class LDAPUserSource:
             quota_mb=int(quota) if quota.isdigit() else 0,
             enabled=not switch or switch.strip().lower() in _TRUE,
             home_node=first(mapping.home_node),
+            forward_to=tuple(v.strip() for v in values(mapping.forward_to) if v.strip()),
             raw=raw,
         )
 

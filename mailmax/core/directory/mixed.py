@@ -107,6 +107,8 @@ class Directory(SQLDirectory):
         mailbox = entry.mailbox_in((domain.name,))
         if not mailbox:
             return None
+        source = self.ldap_source_of(domain)
+        forward_attribute = source.settings.attributes.forward_to if source else ""
         return User(
             name=mailbox.rpartition("@")[0],
             domain=domain.name,
@@ -117,6 +119,12 @@ class Directory(SQLDirectory):
             home_node=entry.home_node,
             has_password=True,
             clear_password_kept=False,
+            forward_to=entry.forward_to,
+            forward_to_source=(
+                f"LDAP source {source.name}, attribute {forward_attribute}"
+                if source and forward_attribute
+                else ""
+            ),
         )
 
     def _entry_for_address(

@@ -201,7 +201,12 @@ class LocalDelivery:
         scope = Scope(domain=_domain_of(mailbox), user=mailbox)
         hook_envelope = to_model(envelope)
         try:
-            expanded = self._expand(plugins, scope, mailbox, hook_envelope)
+            user = await self._user_of(mailbox)
+        except Exception as exc:
+            log.failure("looking up {mailbox} for delivery failed", mailbox=mailbox)
+            return deferred(f"<{mailbox}>: the directory did not answer: {exc}", "4.4.3")
+        try:
+            expanded = self._expand(plugins, scope, mailbox, hook_envelope, user)
         except Exception:
             log.failure("mailmax_expand_recipient failed for {mailbox}", mailbox=mailbox)
             return deferred("Local error in a delivery plugin")
@@ -215,6 +220,7 @@ class LocalDelivery:
                 mailbox=mailbox,
                 envelope=hook_envelope,
                 message_path=str(message_path),
+                user=user,
             )
         except Exception:
             log.failure("mailmax_deliver failed for {mailbox}", mailbox=mailbox)
@@ -262,6 +268,13 @@ class LocalDelivery:
         if outcome.result == "delivered":
             outcome.notice = await self._over_limit(target)
         return outcome
+
+    async def _user_of(self, mailbox: str) -> User | None:
+        """The directory record of ``mailbox`` (cached; the store's look-up reuses it)."""
+        info = self._mailboxes.peek(mailbox)
+        if info is None:
+            info = await self.in_thread(self._mailboxes.get, mailbox)
+        return info[0]
 
     async def _elsewhere(self, mailbox: str) -> Outcome | None:
         """For a mailbox that is not stored here now: on to its home node (``rerouted``), or
@@ -331,13 +344,17 @@ class LocalDelivery:
 
     @staticmethod
     def _expand(
-        plugins: PluginSet, scope: Scope, mailbox: str, envelope: model.Envelope
+        plugins: PluginSet,
+        scope: Scope,
+        mailbox: str,
+        envelope: model.Envelope,
+        user: User | None,
     ) -> list[str]:
         """Every address the plugins name for ``mailbox``, merged and de-duplicated."""
         merged: list[str] = []
         seen: set[str] = set()
         for answer in plugins.all_results(
-            "mailmax_expand_recipient", scope, mailbox=mailbox, envelope=envelope
+            "mailmax_expand_recipient", scope, mailbox=mailbox, envelope=envelope, user=user
         ):
             for address in answer:
                 if isinstance(address, str) and address and address.lower() not in seen:

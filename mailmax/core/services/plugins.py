@@ -148,12 +148,29 @@ class PluginAdmin:
         if kind == "system":
             self.actor.require_system("reading system plugin settings")
         plugin = self.load(name)
+        source = self.source()
         try:
-            report = ScopeStore(self.source()).explain(plugin, scope)
+            report = ScopeStore(source).explain(plugin, scope)
         except PluginError as exc:
             raise PluginRefused(str(exc)) from None
+        _, own = source.get(name).get((kind, canonical), (None, {}))
+        for key, (value, origin) in self.directory_held(plugin, kind, canonical).items():
+            if key in own:
+                origin += f" (the user's own setting {key} is not used: unset it)"
+            report["settings"][key] = {"value": value, "from": origin}
         report["scope"] = "system" if kind == "system" else f"{kind} {canonical}"
         return report
+
+    def directory_held(
+        self, plugin: LoadedPlugin, kind: str, canonical: str
+    ) -> dict[str, tuple[Any, str]]:
+        """The settings of ``plugin`` that the user's directory record holds (an LDAP
+        attribute), each with where it comes from: they replace the plugin's own settings."""
+        held = getattr(plugin.module, "directory_settings", None)
+        if kind != "user" or held is None:
+            return {}
+        user = self.directory.get_user(canonical)
+        return dict(held(user)) if user is not None else {}
 
     # ------------------------------------------------------------------ changing
     def _refuse_new_problems(self, before: list[str], after: list[str]) -> None:
@@ -259,6 +276,13 @@ class PluginAdmin:
             self.check_scope(plugin, kind)
         else:
             self.actor.require_system("changing system plugin settings")
+        held = self.directory_held(plugin, kind, canonical)
+        for key, value in changes.items():
+            if key in held and value is not None:
+                raise PluginRefused(
+                    f"{name} {key} of {canonical} come from {held[key][1]}: change them there;"
+                    " nothing was changed"
+                )
         source = self.source()
         layers = self._layers(plugin, kind, canonical, source)
         own = layers[-1]

@@ -11,6 +11,10 @@ Local targets join the message's recipient list, which is de-duplicated, so forw
 local users never loops. Copies to remote targets are queued as a message of their own whose
 envelope sender is rewritten with SRS (see :mod:`.srs`), so they keep passing SPF at the
 destination; bounces to the rewritten address are accepted and returned to the original sender.
+
+Users whose directory holds their forwarding (an LDAP source with a ``forward_to`` attribute)
+forward to the addresses of that attribute instead of ``targets``; ``targets`` cannot be set for
+them (change the attribute in LDAP). The other settings apply to them as to everyone.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from mailmax.plugin import (
     Field,
     PluginHost,
     PluginSettings,
+    User,
     Verdict,
     accept,
     current_host,
@@ -66,13 +71,43 @@ class Settings(PluginSettings):
             raise ValueError(f"at most {MAX_TARGETS} targets")
         out: list[str] = []
         for value in values:
-            local, at, domain = value.strip().rpartition("@")
-            if not at or not local or "." not in domain or any(c.isspace() for c in value.strip()):
+            address = normal_address(value)
+            if address is None:
                 raise ValueError(f"{value!r} is not an address like name@example.com")
-            address = f"{local}@{domain.lower()}"
             if address.lower() not in (o.lower() for o in out):
                 out.append(address)
         return out
+
+
+def normal_address(value: str) -> str | None:
+    """``value`` as a forwarding target (the domain in lower case), or None when it is not an
+    address like ``name@example.com``."""
+    local, at, domain = value.strip().rpartition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in value.strip()):
+        return None
+    return f"{local}@{domain.lower()}"
+
+
+def directory_settings(user: User) -> dict[str, tuple[Any, str]]:
+    """The settings ``user``'s directory record holds: ``targets`` when an LDAP source maps
+    the user's forwarding addresses, with where they come from."""
+    if not user.forward_to_source:
+        return {}
+    return {"targets": (targets_of(Settings(), user), user.forward_to_source)}
+
+
+def targets_of(config: Settings, user: User | None) -> list[str]:
+    """Where ``user``'s mail is forwarded: the directory's addresses when it holds them (an
+    entry that is not an address is left out, ``mailmax ldap test`` shows it), else
+    ``config.targets``."""
+    if user is None or not user.forward_to_source:
+        return list(config.targets)
+    out: list[str] = []
+    for value in user.forward_to[:MAX_TARGETS]:
+        address = normal_address(value)
+        if address is not None and address.lower() not in (o.lower() for o in out):
+            out.append(address)
+    return out
 
 
 def _secret(host: PluginHost, config: Settings) -> bytes:
@@ -80,12 +115,13 @@ def _secret(host: PluginHost, config: Settings) -> bytes:
 
 
 @hookimpl
-def mailmax_expand_recipient(mailbox: str, config: Settings) -> list[str] | None:
+def mailmax_expand_recipient(mailbox: str, config: Settings, user: User | None) -> list[str] | None:
     """The local targets join the recipients (the mailbox stays; see ``mailmax_deliver``)."""
-    if not config.targets:
+    targets = targets_of(config, user)
+    if not targets:
         return None
     host = current_host()
-    local = [t for t in config.targets if host.is_local(t)]
+    local = [t for t in targets if host.is_local(t)]
     return [mailbox, *local] if local else None
 
 
@@ -110,9 +146,14 @@ def copy_id(message_path: str, mailbox: str, mark: str = "f") -> str:
 
 
 async def _deliver(
-    host: PluginHost, mailbox: str, envelope: Envelope, message_path: str, config: Settings
+    host: PluginHost,
+    mailbox: str,
+    envelope: Envelope,
+    message_path: str,
+    config: Settings,
+    targets: list[str],
 ) -> Verdict | None:
-    remote = [t for t in config.targets if not host.is_local(t)]
+    remote = [t for t in targets if not host.is_local(t)]
     if remote:
         sender = forward_sender(host, envelope.sender, mailbox, config)
         await host.submit(sender, remote, message_path, queue_id=copy_id(message_path, mailbox))
@@ -120,18 +161,22 @@ async def _deliver(
         return None
     known = {r.address.lower() for r in envelope.recipients}
     known |= {r.mailbox.lower() for r in envelope.recipients if r.mailbox}
-    local = [t for t in config.targets if host.is_local(t)]
+    local = [t for t in targets if host.is_local(t)]
     if not remote and all(t.lower() in known for t in local):
         return None  # every target has the mail already: dropping this copy would lose it
     return accept("Forwarded; no local copy kept")
 
 
 @hookimpl
-def mailmax_deliver(mailbox: str, envelope: Envelope, message_path: str, config: Settings) -> Any:
+def mailmax_deliver(
+    mailbox: str, envelope: Envelope, message_path: str, config: Settings, user: User | None
+) -> Any:
     """Queue the remote copies (SRS sender); drop the local copy when the user said so."""
-    if not config.targets:
+    targets = targets_of(config, user)
+    if not targets:
         return None
-    return defer.ensureDeferred(_deliver(current_host(), mailbox, envelope, message_path, config))
+    host = current_host()
+    return defer.ensureDeferred(_deliver(host, mailbox, envelope, message_path, config, targets))
 
 
 @hookimpl
