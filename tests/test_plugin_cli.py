@@ -92,3 +92,24 @@ def test_check_finds_a_bad_override_and_list_shows_origins(tmp_path: Path) -> No
     )
     assert rows["spamtrap"]["status"] == "not loaded"
     assert data["hooks"]["mailmax_expand_recipient"] == ["forwarding"]
+
+
+def test_two_system_switches_before_a_reload_both_hold(tmp_path: Path) -> None:
+    """P11: a long-running admin service (the API) switching two plugins on system-wide before
+    any reload keeps both: each switch starts from the file, not from the settings it was
+    started with."""
+    from mailmax.core.config import load
+    from mailmax.core.services.actor import Actor
+    from mailmax.core.services.plugins import PluginAdmin
+
+    config = setup(tmp_path)
+    started_with = load(config)
+    directory = SQLDirectory.open(started_with.database_url)
+    try:
+        admin = PluginAdmin(started_with, directory, Actor.local())
+        admin.switch("etrn", None, None, True)
+        admin.switch("housekeeping", None, None, True)
+    finally:
+        directory.close()
+    enabled = load(config).plugins.enabled
+    assert "etrn" in enabled and "housekeeping" in enabled

@@ -23,10 +23,11 @@ MAX_TEXT_FILE = 10_000
 
 def _report(user: str) -> tuple[str, dict[str, Any]]:
     """The user's address and the plugin's effective switch and settings for them."""
-    _, canonical, scope = plugins._scope(None, user)
-    plugin = plugins._load(PLUGIN)
+    admin = plugins.plugin_admin()
+    _, canonical, scope = admin.scope(None, user)
+    plugin = admin.load(PLUGIN)
     try:
-        report = ScopeStore(plugins._source()).explain(plugin, scope)
+        report = ScopeStore(admin.source()).explain(plugin, scope)
     except PluginError as exc:
         raise CLIError(str(exc)) from None
     return canonical, report
@@ -87,7 +88,7 @@ def set_command(user: str, text_file: str | None, **options: Any) -> None:
     current = {key: item["value"] for key, item in report["settings"].items()}
     if not (changes.get("text") or changes.get("subject") or current.get("text")):
         raise CLIError("give --text (or --text-file) or --subject: a reply needs something to say")
-    plugins._change_settings(PLUGIN, None, canonical, {"active": True, **changes})
+    plugins.change_settings(PLUGIN, None, canonical, {"active": True, **changes})
 
 
 @autoreply_group.command("off")
@@ -96,7 +97,7 @@ def set_command(user: str, text_file: str | None, **options: Any) -> None:
 def off_command(user: str) -> None:
     """Switch USER's auto-responder off (its text and settings are kept)."""
     canonical, _ = _report(user)
-    plugins._change_settings(PLUGIN, None, canonical, {"active": False})
+    plugins.change_settings(PLUGIN, None, canonical, {"active": False})
 
 
 @autoreply_group.command("show")

@@ -41,8 +41,9 @@ def run_command(dry_run: bool, domain: str | None) -> None:
         raise CLIError(
             f"domain {domain} does not exist; see the domains with `mailmax domain list`"
         )
-    plugin = plugins._load(PLUGIN)
-    store = ScopeStore(plugins._source())
+    admin = plugins.plugin_admin()
+    plugin = admin.load(PLUGIN)
+    store = ScopeStore(admin.source())
 
     def settings_for(scope: Scope) -> tuple[bool, Any]:
         try:

@@ -136,9 +136,10 @@ def _parse_pairs(name: str, pairs: tuple[str, ...]) -> dict[str, Any]:
     return plugin_admin().parse_values(name, texts)
 
 
-def _change_settings(
+def change_settings(
     name: str, domain: str | None, user: str | None, changes: dict[str, Any]
 ) -> None:
+    """Set (None: remove) settings of plugin ``name`` at a scope and say what changed."""
     message, data = plugin_admin().change_settings(name, domain, user, changes)
     app().out.done(message, **data)
 
@@ -154,7 +155,7 @@ def set_command(name: str, pairs: tuple[str, ...], domain: str | None, user: str
     A value the plugin does not allow, or that would make a reload fail, is refused with the
     reason, and nothing is written (exit status 1).
     """
-    _change_settings(name, domain, user, _parse_pairs(name, pairs))
+    change_settings(name, domain, user, _parse_pairs(name, pairs))
 
 
 @plugin_group.command("unset")
@@ -164,7 +165,7 @@ def set_command(name: str, pairs: tuple[str, ...], domain: str | None, user: str
 @common_options
 def unset_command(name: str, keys: tuple[str, ...], domain: str | None, user: str | None) -> None:
     """Remove settings of NAME at this scope (the wider scope's value applies again)."""
-    _change_settings(name, domain, user, dict.fromkeys(keys))
+    change_settings(name, domain, user, dict.fromkeys(keys))
 
 
 @plugin_group.command("check")

@@ -208,7 +208,10 @@ class PluginAdmin:
         verb = "enabled" if on else "disabled"
         if kind == "system":
             self.actor.require_system("switching a plugin system-wide")
-            names = builder.enabled_names(self.settings)
+            # The file as it is now: a running server's settings lag until its next reload.
+            from mailmax.core.config import load
+
+            names = builder.enabled_names(load(self.config_path))
             if on and name not in names:
                 names.append(name)
             elif not on and name in names:
