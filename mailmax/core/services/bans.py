@@ -82,6 +82,30 @@ def ban_record(ban: Any) -> dict[str, Any]:
     }
 
 
+#: The plugin whose blocks of clients ``ban list`` shows and ``ban delete`` lifts with the bans.
+TARPIT = "tarpit"
+#: Key prefix of a client's block in the tarpit's key-value store.
+TARPIT_BLOCK = "block:"
+
+
+def tarpit_record(block: dict[str, Any]) -> dict[str, Any]:
+    """A tarpit block as the CLI and the API show a ban."""
+    return {
+        "id": None,
+        "pattern": block["ip"],
+        "kind": "client",
+        "scope": "system",
+        "scope_value": "",
+        "where": "system",
+        "cause": block.get("cause", TARPIT),
+        "reason": block.get("reason", ""),
+        "added": block.get("since"),
+        "added_at": moment(block.get("since")),
+        "expires": block.get("until"),
+        "expires_at": moment(block.get("until")),
+    }
+
+
 class BanAdmin:
     """Bans for ``actor`` on the system of ``settings`` and ``directory``."""
 
@@ -203,6 +227,8 @@ class BanAdmin:
         query = partial(store.listing, now=time.time(), scope=scope, scope_value=value,
                         include_expired=expired)  # fmt: skip
         rows = [ban_record(ban) for ban in self._run(query)]
+        if self.actor.system and scope in (None, store.SYSTEM):
+            rows.extend(self.tarpit_blocks())
         if not self.actor.system:
             rows = [r for r in rows if r["scope"] == store.DOMAIN
                     and self.actor.may_manage(r["scope_value"])]  # fmt: skip
@@ -220,9 +246,33 @@ class BanAdmin:
             lambda connection: store.delete(connection, kind, normalized, scope, scope_value),
             write=True,
         )
-        if deleted is None:
+        blocked = None
+        if kind == "ip" and scope == store.SYSTEM:
+            blocked = self.lift_tarpit_block(normalized)
+        if deleted is None and blocked is None:
             where = "system-wide" if scope == store.SYSTEM else f"for {scope} {scope_value}"
             raise NotFound(f"no ban on {normalized} {where}")
-        record = ban_record(deleted)
+        record = ban_record(deleted) if deleted is not None else blocked
+        assert record is not None
         audit(self.directory, self.actor, "ban.delete", normalized, where=record["where"])
         return record
+
+    def tarpit_blocks(self) -> list[dict[str, Any]]:
+        """The clients the tarpit has blocked now, as ban records (cause ``tarpit``)."""
+        from mailmax.core.pluginhost.storage import kv_items
+
+        found = kv_items(self.directory.engine, TARPIT, TARPIT_BLOCK, time.time(), 10_000)
+        return [tarpit_record(block) for block in found.values() if isinstance(block, dict)]
+
+    def lift_tarpit_block(self, ip: str) -> dict[str, Any] | None:
+        """Lift the tarpit's block of ``ip``; its record, or None when it was not blocked.
+
+        A running server keeps answering from its short-lived cache of blocks for up to two
+        seconds."""
+        from mailmax.core.pluginhost.storage import kv_delete, kv_get
+
+        now = time.time()
+        live, block = kv_get(self.directory.engine, TARPIT, TARPIT_BLOCK + ip, now)
+        if not live or not kv_delete(self.directory.engine, TARPIT, TARPIT_BLOCK + ip, now):
+            return None
+        return tarpit_record(block if isinstance(block, dict) else {"ip": ip})

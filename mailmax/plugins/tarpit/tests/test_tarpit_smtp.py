@@ -111,6 +111,19 @@ def test_tarpitted_client_is_slowed_cut_off_and_blocked_without_slowing_others(
     server.stop()
     server.start()
     assert greeting("127.0.0.20").startswith("421 4.7.1 Client host [127.0.0.20] blocked")
+    # The block is a ban the admin sees and lifts like any other.
+    listed = json.loads(server.cli("ban", "list", "--json").stdout)
+    rows = listed if isinstance(listed, list) else listed["object"]
+    block = next(row for row in rows if row["pattern"] == "127.0.0.20")
+    assert block["cause"] == "tarpit" and block["kind"] == "client"
+    assert "4 unknown recipients" in block["reason"] and block["expires_at"]
+    lifted = server.cli("ban", "delete", "127.0.0.20")
+    assert "127.0.0.20" in lifted.stdout + lifted.stderr
+    deadline = time.monotonic() + 10
+    while greeting("127.0.0.20").startswith("421") and time.monotonic() < deadline:
+        time.sleep(0.5)  # the server re-reads a block it knows within two seconds
+    assert greeting("127.0.0.20").startswith("220")
+    assert server.cli("ban", "delete", "127.0.0.20", check=False).returncode != 0
 
 
 def test_452_replies_do_not_count_and_a_listener_without_the_tarpit(tmp_path: Path) -> None:
