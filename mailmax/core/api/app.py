@@ -41,6 +41,7 @@ ROUTE_MODULES = (
     "mailmax.core.api.rules",
     "mailmax.core.api.server",
     "mailmax.core.api.observe",
+    "mailmax.core.api.housekeeping",
 )
 
 

@@ -1,0 +1,90 @@
+"""Housekeeping, and the other command-line tasks, through the admin API over real HTTPS: a
+system administrator runs them for the whole system, a domain administrator for their domain
+only, and what a run removes is gone for the user's IMAP client."""
+
+from __future__ import annotations
+
+import imaplib
+import ssl
+import time
+
+import pytest
+
+from tests.api_support import ApiClient, admin_cli, api_server  # noqa: F401
+from tests.fixtures.server import DOMAIN, USERS
+
+OTHER = "other.test"
+ALICE = f"alice@{DOMAIN}"
+DAY = 86400
+
+
+@pytest.fixture(scope="module")
+def setup(api_server):  # noqa: F811
+    """Housekeeping on for the test domain (30 days), another domain, a system token and a
+    token of a domain administrator of the test domain."""
+    server = api_server
+    admin_cli(server, "admin", "grant", f"postmaster@{DOMAIN}", "--system")
+    admin_cli(server, "admin", "grant", f"bob@{DOMAIN}", "--domain", DOMAIN)
+    admin_cli(server, "domain", "add", OTHER)
+    admin_cli(server, "plugin", "enable", "housekeeping", "--domain", DOMAIN)
+    admin_cli(server, "plugin", "set", "housekeeping", "remove_after_days=30", "--domain", DOMAIN)
+    system = admin_cli(server, "admin", "token", "create", f"postmaster@{DOMAIN}", "--name", "s")
+    domain = admin_cli(server, "admin", "token", "create", f"bob@{DOMAIN}", "--name", "d")
+    return {"client": ApiClient(server), "system": system.strip(), "domain": domain.strip(),
+            "server": server}  # fmt: skip
+
+
+def _imap(server) -> imaplib.IMAP4:
+    imap = imaplib.IMAP4("localhost", server.ports["imap"])
+    imap.starttls(ssl.create_default_context(cafile=str(server.cert_path)))
+    imap.login(ALICE, USERS["alice"])
+    return imap
+
+
+def test_housekeeping_run_through_the_api(setup):
+    """S6: a dry run says what would go and removes nothing; the real run removes the old
+    message (IMAP sees one left); the report lines are the command line's."""
+    client, system, server = setup["client"], setup["system"], setup["server"]
+    imap = _imap(server)
+    try:
+        imap.create("Trash")
+        old = time.time() - 40 * DAY
+        assert imap.append("Trash", None, old, b"Subject: old\r\n\r\nold\r\n")[0] == "OK"
+        assert imap.append("Trash", None, time.time(), b"Subject: new\r\n\r\nnew\r\n")[0] == "OK"
+    finally:
+        imap.logout()
+
+    dry = client.call("POST", "/api/v1/housekeeping/run", system, {"dry_run": True})
+    assert dry.status == 200, dry.raw
+    assert dry.body["dry_run"] and dry.body["domains"] == [DOMAIN]
+    assert f"{ALICE} Trash: would remove 1 message(s)" in dry.body["lines"][0]
+    assert dry.body["lines"][-1] == "1 domain(s): 1 folder(s) to clean, 0 idle user(s)"
+
+    done = client.call("POST", "/api/v1/housekeeping/run", system, {"domain": DOMAIN})
+    assert done.status == 200, done.raw
+    assert f"{ALICE} Trash: removed 1 message(s)" in done.body["lines"][0]
+    imap = _imap(server)
+    try:
+        assert imap.select("Trash", readonly=True) == ("OK", [b"1"])
+    finally:
+        imap.logout()
+    assert "housekeeping.run" in admin_cli(server, "admin", "audit", "--json")
+
+
+def test_housekeeping_run_by_a_domain_administrator(setup):
+    """S6: a domain administrator runs it for their domain, never for all or another."""
+    client, domain = setup["client"], setup["domain"]
+    own = client.call(
+        "POST", "/api/v1/housekeeping/run", domain, {"dry_run": True, "domain": DOMAIN}
+    )
+    assert own.status == 200 and own.body["domains"] == [DOMAIN], own.raw
+    every = client.call("POST", "/api/v1/housekeeping/run", domain, {"dry_run": True})
+    assert every.status == 403, every.raw
+    other = client.call("POST", "/api/v1/housekeeping/run", domain, {"domain": OTHER})
+    assert other.status == 403, other.raw
+    missing = client.call(
+        "POST", "/api/v1/housekeeping/run", setup["system"], {"domain": "no.test"}
+    )
+    assert missing.status == 404 and "not served here" in missing.body["error"]["message"]
+    bad = client.call("POST", "/api/v1/housekeeping/run", setup["system"], {"dry": True})
+    assert bad.status == 422
