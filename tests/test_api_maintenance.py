@@ -88,3 +88,25 @@ def test_housekeeping_run_by_a_domain_administrator(setup):
     assert missing.status == 404 and "not served here" in missing.body["error"]["message"]
     bad = client.call("POST", "/api/v1/housekeeping/run", setup["system"], {"dry": True})
     assert bad.status == 422
+
+
+def test_antivirus_for_every_user_of_a_domain(setup):
+    """AV5: the switch reaches each user of the domain; a domain administrator may switch
+    their domain only; an unknown domain is 404."""
+    client, system, domain = setup["client"], setup["system"], setup["domain"]
+    path = f"/api/v1/domains/{DOMAIN}/antivirus"
+    off = client.call("PUT", path, system, {"enabled": False})
+    assert off.status == 200, off.raw
+    assert (
+        off.body["message"] == f"antivirus switched off for {off.body['users']} users of {DOMAIN}"
+    )
+    shown = client.call("GET", f"/api/v1/plugins/antivirus?user={ALICE}", system).body
+    assert (shown["enabled"], shown["enabled_from"]) == (False, f"user {ALICE}"), shown
+    on = client.call("PUT", path, domain, {"enabled": True})
+    assert on.status == 200 and on.body["enabled"], on.raw
+    shown = client.call("GET", f"/api/v1/plugins/antivirus?user={ALICE}", domain).body
+    assert shown["enabled"] is True, shown
+    refused = client.call("PUT", f"/api/v1/domains/{OTHER}/antivirus", domain, {"enabled": True})
+    assert refused.status == 403, refused.raw
+    missing = client.call("PUT", "/api/v1/domains/no.test/antivirus", system, {"enabled": True})
+    assert missing.status == 404, missing.raw

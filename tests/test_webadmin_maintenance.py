@@ -79,3 +79,13 @@ def test_housekeeping_page_for_a_domain_administrator(browser, server: MailMaxSe
     finally:
         carol.sign_out()
         carol.sign_in(ROOT, ROOT_PASSWORD)
+
+
+def test_antivirus_users_on_the_antivirus_page(admin: Admin) -> None:
+    """AV5: the antivirus page switches scanning for every user of a domain."""
+    admin.open("/admin/antivirus")
+    assert admin.heading() == "Antivirus", admin.text("main")
+    assert "plugin antivirus is not loaded in the running server" in admin.text("dl.status")
+    admin.fill({"av-domain": OTHER})
+    admin.click("main button[value=off]")
+    assert admin.text(".flash") == f"antivirus switched off for 1 users of {OTHER}"
