@@ -110,3 +110,16 @@ def test_antivirus_for_every_user_of_a_domain(setup):
     assert refused.status == 403, refused.raw
     missing = client.call("PUT", "/api/v1/domains/no.test/antivirus", system, {"enabled": True})
     assert missing.status == 404, missing.raw
+
+
+def test_ldap_test_refusals(setup):
+    """S5: an address of a SQL domain is refused with the command line's words; a domain
+    administrator may not ask about another domain; an unknown domain is 404."""
+    client, system, domain = setup["client"], setup["system"], setup["domain"]
+    sql = client.call("POST", "/api/v1/ldap/test", domain, {"address": ALICE})
+    assert sql.status == 422, sql.raw
+    assert sql.body["error"]["message"].startswith(f"the users of {DOMAIN} are kept in SQL")
+    other = client.call("POST", "/api/v1/ldap/test", domain, {"address": f"x@{OTHER}"})
+    assert other.status == 403, other.raw
+    missing = client.call("POST", "/api/v1/ldap/test", system, {"address": "x@no.test"})
+    assert missing.status == 404, missing.raw

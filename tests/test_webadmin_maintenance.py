@@ -89,3 +89,12 @@ def test_antivirus_users_on_the_antivirus_page(admin: Admin) -> None:
     admin.fill({"av-domain": OTHER})
     admin.click("main button[value=off]")
     assert admin.text(".flash") == f"antivirus switched off for 1 users of {OTHER}"
+
+
+def test_ldap_test_page(admin: Admin) -> None:
+    """S5: the LDAP test page gives the command line's refusal for a SQL domain's address."""
+    admin.open("/admin/ldap-test")
+    assert admin.heading() == "LDAP test"
+    admin.fill({"f-address": f"alice@{DOMAIN}"})
+    admin.submit()
+    assert f"the users of {DOMAIN} are kept in SQL, not LDAP" in admin.text("main")

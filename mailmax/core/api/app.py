@@ -42,6 +42,7 @@ ROUTE_MODULES = (
     "mailmax.core.api.server",
     "mailmax.core.api.observe",
     "mailmax.core.api.housekeeping",
+    "mailmax.core.api.ldap",
 )
 
 
