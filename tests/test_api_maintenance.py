@@ -5,6 +5,7 @@ only, and what a run removes is gone for the user's IMAP client."""
 from __future__ import annotations
 
 import imaplib
+import json
 import ssl
 import time
 
@@ -123,3 +124,26 @@ def test_ldap_test_refusals(setup):
     assert other.status == 403, other.raw
     missing = client.call("POST", "/api/v1/ldap/test", system, {"address": "x@no.test"})
     assert missing.status == 404, missing.raw
+
+
+def test_config_check_and_show(setup):
+    """C3: a system administrator checks the config file and reads the configuration in
+    force (as the command line shows them); a domain administrator may not."""
+    client, system, domain, server = (setup[k] for k in ("client", "system", "domain", "server"))
+    checked = client.call("GET", "/api/v1/config/check", system)
+    assert checked.status == 200, checked.raw
+    assert checked.body["ok"] is True and checked.body["problems"] == []
+    assert checked.body["config"] == str(server.config_path.resolve())
+    shown = client.call("GET", "/api/v1/config", system)
+    assert shown.status == 200, shown.raw
+    cli = json.loads(admin_cli(server, "config", "show", "--json"))
+    assert shown.body["server"] == cli["server"] and shown.body["admin"] == cli["admin"]
+    for path in ("/api/v1/config/check", "/api/v1/config"):
+        assert client.call("GET", path, domain).status == 403
+    text = server.config_path.read_text()
+    try:
+        server.config_path.write_text(text + "\n[server\n")
+        broken = client.call("GET", "/api/v1/config/check", system).body
+        assert broken["ok"] is False and "not valid TOML" in broken["problems"][0], broken
+    finally:
+        server.config_path.write_text(text)

@@ -43,6 +43,7 @@ ROUTE_MODULES = (
     "mailmax.core.api.observe",
     "mailmax.core.api.housekeeping",
     "mailmax.core.api.ldap",
+    "mailmax.core.api.config",
 )
 
 
