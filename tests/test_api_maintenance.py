@@ -28,6 +28,7 @@ def setup(api_server):  # noqa: F811
     admin_cli(server, "admin", "grant", f"bob@{DOMAIN}", "--domain", DOMAIN)
     admin_cli(server, "domain", "add", OTHER)
     admin_cli(server, "plugin", "enable", "housekeeping", "--domain", DOMAIN)
+    admin_cli(server, "plugin", "enable", "autoreply", "--domain", DOMAIN)
     admin_cli(server, "plugin", "set", "housekeeping", "remove_after_days=30", "--domain", DOMAIN)
     system = admin_cli(server, "admin", "token", "create", f"postmaster@{DOMAIN}", "--name", "s")
     domain = admin_cli(server, "admin", "token", "create", f"bob@{DOMAIN}", "--name", "d")
@@ -147,3 +148,25 @@ def test_config_check_and_show(setup):
         assert broken["ok"] is False and "not valid TOML" in broken["problems"][0], broken
     finally:
         server.config_path.write_text(text)
+
+
+def test_autoreply_through_the_api(setup):
+    """R4: a domain administrator sets, shows and switches off a user's auto-responder in the
+    command line's words; another domain's user is refused; a reply with nothing to say is
+    refused and nothing is written."""
+    client, system, domain = setup["client"], setup["system"], setup["domain"]
+    path = f"/api/v1/users/{ALICE}/autoreply"
+    empty = client.call("PUT", path, domain, {"days": 3})
+    assert empty.status == 422 and "a reply needs something to say" in empty.raw.decode()
+    shown = client.call("GET", path, domain).body
+    assert (shown["answering"], shown["plugin_enabled"]) == (False, True), shown
+    made = client.call("PUT", path, domain, {"subject": "Away", "text": "Back on Monday."})
+    assert made.status == 200, made.raw
+    assert made.body["message"] == f"autoreply settings changed for user {ALICE}"
+    shown = client.call("GET", path, system).body
+    assert shown["answering"] is True and shown["settings"]["text"] == "Back on Monday."
+    off = client.call("DELETE", path, domain)
+    assert off.status == 200 and client.call("GET", path, domain).body["answering"] is False
+    assert client.call("GET", path, domain).body["settings"]["subject"] == "Away"
+    other = client.call("PUT", f"/api/v1/users/carol@{OTHER}/autoreply", domain, {"text": "x"})
+    assert other.status == 403, other.raw

@@ -44,6 +44,7 @@ ROUTE_MODULES = (
     "mailmax.core.api.housekeeping",
     "mailmax.core.api.ldap",
     "mailmax.core.api.config",
+    "mailmax.core.api.autoreply",
 )
 
 
