@@ -30,6 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailMaxServer]:
     admin_cli(mail, "user", "add", CAROL, "--password", CAROL_PASSWORD)
     admin_cli(mail, "admin", "grant", CAROL, "--domain", OTHER)
     admin_cli(mail, "plugin", "enable", "housekeeping", "--domain", DOMAIN)
+    admin_cli(mail, "plugin", "enable", "autoreply", "--domain", DOMAIN)
     admin_cli(mail, "plugin", "set", "housekeeping", "inactive_days=30", "--domain", DOMAIN)
     yield mail
     try:
@@ -98,3 +99,21 @@ def test_ldap_test_page(admin: Admin) -> None:
     admin.fill({"f-address": f"alice@{DOMAIN}"})
     admin.submit()
     assert f"the users of {DOMAIN} are kept in SQL, not LDAP" in admin.text("main")
+
+
+def test_autoreply_form_on_the_user_page(admin: Admin) -> None:
+    """R4: the user page switches the auto-responder on with a text, shows it, and off."""
+    alice = f"alice@{DOMAIN}"
+    admin.open(f"/admin/users/{alice}")
+    assert admin.text("#autoreply-state") == "Off."
+    admin.fill({"f-subject": "Away", "f-text": "Back on Monday."})
+    admin.submit("form[action$='/autoreply']")
+    assert admin.text(".flash") == f"{alice}: auto-responder on"
+    assert admin.text("#autoreply-state") == "On: mail to this user is answered."
+    admin.submit("form[action$='/autoreply-off']")
+    assert admin.text(".flash") == f"{alice}: auto-responder off"
+    assert admin.text("#autoreply-state") == "Off."
+    admin.open(f"/admin/users/carol@{OTHER}")
+    admin.submit("form[action$='/autoreply']")
+    assert "a reply needs something to say" in admin.text("main")
+    assert admin.text("#autoreply-state") == "Off."
