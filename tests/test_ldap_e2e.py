@@ -37,6 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, slapd: Slapd) -> Iterator[M
     sections["server"] = {**sections["server"], "directory_cache_seconds": 0.0}
     sections["auth"] = {"failure_delay": 0.0, "max_failure_delay": 0.0}
     sections["ldap.corp"] = slapd.source()
+    sections["admin"] = {"enabled": True, "port": 0}
     server = MailMaxServer(data_dir, sections)
     server.prepare()
     refused = _mailmax(server, "domain", "add", LDAP_DOMAIN, "--user-source", "ldap:nope")
@@ -151,6 +152,26 @@ def test_ldap_test_command_shows_what_is_found_and_why(server: MailMaxServer) ->
     assert missing.exit_code == 1 and "no entry matches" in missing.stdout
     sql = _mailmax(server, "ldap", "test", "alice@example.test")
     assert sql.exit_code == 1 and "kept in SQL" in sql.stderr
+
+
+def test_ldap_test_through_the_admin_api(server: MailMaxServer) -> None:
+    """S5: the admin API answers what ``mailmax ldap test`` shows, and checks a password."""
+    from tests.api_support import ApiClient, admin_cli
+
+    admin_cli(server, "admin", "grant", "postmaster@example.test", "--system")
+    token = admin_cli(
+        server, "admin", "token", "create", "postmaster@example.test", "--name", "t"
+    ).strip()
+    client = ApiClient(server)
+    body = {"address": f"c.smith@{LDAP_DOMAIN}", "password": "carolsecret"}
+    shown = client.call("POST", "/api/v1/ldap/test", token, body)
+    assert shown.status == 200, shown.raw
+    assert shown.body["dn"].startswith("uid=carol,ou=people")
+    assert f"(mail=c.smith@{LDAP_DOMAIN})" in shown.body["filter"]
+    assert shown.body["why"] == f"mail to c.smith@{LDAP_DOMAIN} is delivered to {CAROL}"
+    assert (shown.body["password"], shown.body["lookup"]) == ("accepted", "user")
+    wrong = client.call("POST", "/api/v1/ldap/test", token, {**body, "password": "nope"})
+    assert wrong.body["password"] == "refused"
 
 
 def test_config_check_names_a_domain_whose_ldap_source_is_gone(server: MailMaxServer) -> None:

@@ -41,6 +41,10 @@ ROUTE_MODULES = (
     "mailmax.core.api.rules",
     "mailmax.core.api.server",
     "mailmax.core.api.observe",
+    "mailmax.core.api.housekeeping",
+    "mailmax.core.api.ldap",
+    "mailmax.core.api.config",
+    "mailmax.core.api.autoreply",
 )
 
 

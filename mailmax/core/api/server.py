@@ -1,4 +1,4 @@
-"""The running server: reload, failed-login blocks, antivirus status."""
+"""The running server: reload, failed-login blocks, antivirus status and per-user switches."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mailmax.core.api.errors import ApiError
-from mailmax.core.api.routing import Access, RequestContext, Router
+from mailmax.core.api.routing import Access, RequestContext, Router, domain_of
 from mailmax.core.services.actor import audit
+from mailmax.core.services.antivirus import switch_users
 
 router = Router("server")
 
@@ -90,3 +91,26 @@ async def antivirus_update(ctx: RequestContext) -> dict[str, Any]:
     answer = await ctx.api.service.plugins.plugin_command("antivirus update")
     await ctx.run(audit, ctx.directory, ctx.actor, "antivirus.update", "definitions")
     return json.loads(answer)
+
+
+class AntivirusSwitch(BaseModel):
+    """Scan the mail of every user of the domain, or of none."""
+
+    enabled: bool
+
+
+class AntivirusSwitched(BaseModel):
+    """What the switch did."""
+
+    message: str
+    domain: str
+    enabled: bool
+    users: int
+
+
+@router.put("/api/v1/domains/{domain}/antivirus", summary="Antivirus for every user of a domain",
+            access=domain_of("domain"), body=AntivirusSwitch,
+            response=AntivirusSwitched)  # fmt: skip
+async def antivirus_users(ctx: RequestContext, domain: str) -> dict[str, Any]:
+    """Switch scanning on or off for each user of the domain (as `mailmax antivirus users`)."""
+    return await ctx.run(switch_users, ctx.directory, ctx.actor, domain, ctx.body.enabled)

@@ -55,18 +55,12 @@ def update_command(timeout: float) -> None:
 @common_options
 def users_command(domain: str, on: bool) -> None:
     """Switch scanning on or off for every user of DOMAIN (each user's own switch)."""
+    from mailmax.core.services.actor import Actor
+    from mailmax.core.services.antivirus import switch_users
+
     state = app()
     directory = state.directory()
     if directory.get_domain(domain) is None:
         raise CLIError(f"no domain {domain!r} here; see `mailmax domain list`")
-    users = directory.list_users(domain)
-    overrides = directory.get_plugin_overrides(PLUGIN)
-    for user in users:
-        _, settings = overrides.get(("user", user.address), (None, {}))
-        directory.set_plugin_override(PLUGIN, "user", user.address, enabled=on, settings=settings)
-    state.out.done(
-        f"antivirus switched {'on' if on else 'off'} for {len(users)} users of {domain}",
-        domain=domain,
-        enabled=on,
-        users=len(users),
-    )
+    done = switch_users(directory, Actor.local(), domain, on)
+    state.out.done(done.pop("message"), **done)

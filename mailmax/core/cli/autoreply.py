@@ -13,34 +13,19 @@ import click
 
 from mailmax.core.cli import plugins
 from mailmax.core.cli.context import CLIError, app, common_options
-from mailmax.core.hooks import PluginError
-from mailmax.core.pluginhost.scopes import ScopeStore
+from mailmax.core.directory.errors import DirectoryError
+from mailmax.core.services import autoreply
 
 PLUGIN = "autoreply"
 #: Largest text file ``--text-file`` reads, in bytes.
 MAX_TEXT_FILE = 10_000
 
 
-def _report(user: str) -> tuple[str, dict[str, Any]]:
-    """The user's address and the plugin's effective switch and settings for them."""
-    admin = plugins.plugin_admin()
-    _, canonical, scope = admin.scope(None, user)
-    plugin = admin.load(PLUGIN)
+def _admin_call(function: Any, *args: Any) -> Any:
     try:
-        report = ScopeStore(admin.source()).explain(plugin, scope)
-    except PluginError as exc:
+        return function(plugins.plugin_admin(), *args)
+    except DirectoryError as exc:
         raise CLIError(str(exc)) from None
-    return canonical, report
-
-
-def _refuse_when_off(canonical: str, report: dict[str, Any]) -> None:
-    if not report["enabled"]:
-        raise CLIError(
-            f"the {PLUGIN} plugin is switched off for {canonical} (from "
-            f"{report['enabled_from']}), so no reply would be sent; switch it on with "
-            f"`mailmax plugin enable {PLUGIN}` (add --user or --domain for one user or "
-            "domain); nothing was changed"
-        )
 
 
 def _read_text_file(path: str) -> str:
@@ -82,13 +67,8 @@ def set_command(user: str, text_file: str | None, **options: Any) -> None:
         if options["text"] is not None:
             raise CLIError("give --text or --text-file, not both")
         options["text"] = _read_text_file(text_file)
-    canonical, report = _report(user)
-    _refuse_when_off(canonical, report)
-    changes = {key: value for key, value in options.items() if value is not None}
-    current = {key: item["value"] for key, item in report["settings"].items()}
-    if not (changes.get("text") or changes.get("subject") or current.get("text")):
-        raise CLIError("give --text (or --text-file) or --subject: a reply needs something to say")
-    plugins.change_settings(PLUGIN, None, canonical, {"active": True, **changes})
+    message, data = _admin_call(autoreply.switch_on, user, options)
+    app().out.done(message, **data)
 
 
 @autoreply_group.command("off")
@@ -96,8 +76,8 @@ def set_command(user: str, text_file: str | None, **options: Any) -> None:
 @common_options
 def off_command(user: str) -> None:
     """Switch USER's auto-responder off (its text and settings are kept)."""
-    canonical, _ = _report(user)
-    plugins.change_settings(PLUGIN, None, canonical, {"active": False})
+    message, data = _admin_call(autoreply.switch_off, user)
+    app().out.done(message, **data)
 
 
 @autoreply_group.command("show")
@@ -106,19 +86,15 @@ def off_command(user: str) -> None:
 def show_command(user: str) -> None:
     """USER's auto-responder: on or off, and each setting with the scope it comes from."""
     state = app()
-    canonical, report = _report(user)
-    values = {key: item["value"] for key, item in report["settings"].items()}
-    answering = bool(report["enabled"] and values.get("active"))
+    shown = _admin_call(autoreply.show, user)
     if state.as_json:
-        state.out.json(
-            {"user": canonical, "answering": answering, "plugin_enabled": report["enabled"]}
-            | {"settings": values}
-        )
+        state.out.json(shown)
         return
-    if not report["enabled"]:
+    canonical, values = shown["user"], shown["settings"]
+    if not shown["plugin_enabled"]:
         click.echo(f"{canonical}: off (the {PLUGIN} plugin is switched off for this user)")
     else:
-        click.echo(f"{canonical}: {'on' if answering else 'off'}")
+        click.echo(f"{canonical}: {'on' if shown['answering'] else 'off'}")
     for key, value in values.items():
         if key != "active":
             click.echo(f"  {key}: {value if value not in ('', None) else '-'}")

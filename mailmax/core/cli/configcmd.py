@@ -247,10 +247,11 @@ def show_command() -> None:
 
     A password in the database URL is shown as ***.
     """
+    from mailmax.core.services.configcheck import effective
+
     state = app()
     settings = state.settings()
-    data = settings.model_dump(mode="json")
-    data["server"]["database_url"] = safe_url(data["server"]["database_url"])
+    data = effective(settings)
     if state.as_json:
         state.out.json(data)
         return

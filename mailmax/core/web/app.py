@@ -36,6 +36,8 @@ PAGE_MODULES = (
     "mailmax.core.web.rule_pages",
     "mailmax.core.web.server_pages",
     "mailmax.core.web.trace_pages",
+    "mailmax.core.web.housekeeping_pages",
+    "mailmax.core.web.ldap_pages",
 )
 
 #: Files under /admin/static/ and their media types.

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from mailmax.core.api import autoreply as autoreply_api
 from mailmax.core.api import domains as domains_api
 from mailmax.core.api import observe as observe_api
 from mailmax.core.api import users as users_api
@@ -59,6 +60,13 @@ FORWARD_FIELDS = [
     Field("enabled", "Forward this user's mail", "checkbox"),
     Field("targets", "Forward to (one address a line)", "lines"),
     Field("keep_local_copy", "Keep a copy here", "checkbox"),
+]
+AUTOREPLY_FIELDS = [
+    Field("subject", "Subject", help='Empty: "Auto: " and the subject of the mail answered.'),
+    Field("text", "Text of the replies"),
+    Field("start_date", "First day", help="YYYY-MM-DD; empty: from now."),
+    Field("end_date", "Last day", help="YYYY-MM-DD; empty: until switched off."),
+    Field("days", "Days before answering the same sender again", "number"),
 ]
 DELETE_MODES = {
     "database": "Only from the database: the mail stays on disk",
@@ -189,9 +197,12 @@ async def _user_page(page: Page, address: str, status: int = 200, **forms: Any) 
         "password": (PASSWORD_FIELDS, {"keep_clear": user.clear_password_kept}, FormError()),
         "forward": (FORWARD_FIELDS, form_values(FORWARD_FIELDS, _Obj(forward)), FormError()),
     }
+    replying = await page.call(autoreply_api.show_autoreply, address=address)
+    shown["autoreply"] = (AUTOREPLY_FIELDS, replying["settings"], FormError())
     shown.update(forms)
     logins = await page.call(observe_api.logins, address=address)
-    return page.render("user.html", status=status, user=user, forms=shown, logins=logins)
+    return page.render("user.html", status=status, user=user, forms=shown, logins=logins,
+                       autoreply=replying)  # fmt: skip
 
 
 class _Obj:
@@ -212,12 +223,17 @@ _USER_FORMS = {
     "password": (PASSWORD_FIELDS, users_api.PasswordChange, users_api.set_password,
                  "password set"),
     "forward": (FORWARD_FIELDS, users_api.Forward, users_api.set_forward, "forwarding set"),
+    "autoreply": (AUTOREPLY_FIELDS, autoreply_api.AutoreplyOn, autoreply_api.set_autoreply,
+                  "auto-responder on"),
 }  # fmt: skip
 
 
 @pages.page("/admin/users/<address>/<form>", methods=("POST",))
 async def user_change(page: Page, address: str, form: str) -> bytes:
-    """Change a user's settings, password or forwarding."""
+    """Change a user's settings, password, forwarding or auto-responder."""
+    if form == "autoreply-off":
+        await page.call(autoreply_api.autoreply_off, address=address)
+        raise page.done(f"{address}: auto-responder off", f"/admin/users/{address}")
     if form not in _USER_FORMS:
         raise ApiError(404, f"no such form: {form}")
     fields, model, handler, done = _USER_FORMS[form]

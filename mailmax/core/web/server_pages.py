@@ -8,7 +8,7 @@ from typing import Any
 from mailmax.core.api import observe as observe_api
 from mailmax.core.api import queue as queue_api
 from mailmax.core.api import server as server_api
-from mailmax.core.api.errors import ApiError
+from mailmax.core.api.errors import ApiError, as_api_error
 from mailmax.core.services import queue as queue_service
 from mailmax.core.web.app import Page, Pages
 from mailmax.core.web.charts import activity_charts, stats_of
@@ -101,8 +101,18 @@ async def antivirus(page: Page) -> bytes:
     """Whether the virus scanner answers, its signatures and last update."""
     try:
         status = await page.call(server_api.antivirus_status)
-    except ApiError as exc:
-        if exc.status == 403:
+    except Exception as exc:  # the scanner's state, whatever it is, is what the page shows
+        error = as_api_error(exc)
+        if error.status == 403:
             raise
-        status = {"error": exc.message}
-    return page.render("antivirus.html", status=status)
+        status = {"error": error.message}
+    return page.render("antivirus.html", scanner=status)
+
+
+@pages.page("/admin/antivirus/users", methods=("POST",))
+async def antivirus_users(page: Page) -> bytes:
+    """Switch scanning on or off for every user of a domain."""
+    domain = page.form.get("domain", "").strip()
+    body = server_api.AntivirusSwitch(enabled=page.form.get("action") == "on")
+    done = await page.call(server_api.antivirus_users, body, domain=domain)
+    raise page.done(done["message"], "/admin/antivirus")
