@@ -106,6 +106,8 @@ def test_aliases_and_forwarding_take_effect_for_smtp(setup):
     got = server.wait_for_mail(f"bob@{DOMAIN}", before + 2, timeout=30)
     assert {b"Subject: team" in m or b"Subject: fwd" in m for m in got[before:]} == {True}
     assert client.call("DELETE", f"/api/v1/users/alice@{DOMAIN}/forward", token).status == 204
+    stopped = client.call("GET", f"/api/v1/users/alice@{DOMAIN}/forward", token).body
+    assert stopped["enabled"] is False and stopped["targets"] == []  # nothing to forward to
     assert client.call("DELETE", f"/api/v1/aliases/team@{DOMAIN}", token).status == 204
     assert client.call("GET", f"/api/v1/aliases/x@{OTHER}", token).status == 403
 

@@ -23,10 +23,12 @@ def get_forward(
     user = get_user(directory, actor, address)
     report = PluginAdmin(settings, directory, actor).show(PLUGIN, None, user.address)
     values = {key: item["value"] for key, item in report["settings"].items()}
+    targets = list(values.get("targets") or [])
     return {
         "address": user.address,
-        "enabled": bool(report["enabled"]),
-        "targets": list(values.get("targets") or []),
+        # The plugin runs for every user by default; mail is forwarded only with targets.
+        "enabled": bool(report["enabled"]) and bool(targets),
+        "targets": targets,
         "keep_local_copy": bool(values.get("keep_local_copy", True)),
     }
 
