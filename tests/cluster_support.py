@@ -99,6 +99,7 @@ def cluster_nodes(base: Path, url: str, **cluster: Any) -> dict[str, Node]:
             "queue": {"scan_interval": 0.5, "retry_minutes": 0.01, "max_retries": 1000},
             "auth": {"failure_delay": 0.0, "max_failure_delay": 0.0},
             "plugins": {"enabled": ["notetag"]},
+            "admin": {"enabled": True, "port": 0},
             "cluster": {"node": name, "secret": SECRET, **cluster},
         }
         node = Node(name, data_dir, sections, url)

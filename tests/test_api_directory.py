@@ -179,3 +179,20 @@ def test_plugins_per_scope(setup):
     assert client.call("GET", f"/api/v1/plugins/forwarding?domain={OTHER}", domain).status == 403
     assert client.call("GET", "/api/v1/plugins/nosuch", system).status == 404
     assert client.call("GET", "/api/v1/plugin-check", system).body == {"ok": True, "problems": []}
+
+
+def test_mailbox_move_is_for_system_administrators_of_a_cluster(setup):
+    """Q14, A13: a domain administrator may not move a mailbox (403, with the same words for
+    any address); a system administrator of a server outside a cluster is told why not."""
+    client, system, domain = setup["client"], setup["system"], setup["domain"]
+    for address in (f"alice@{DOMAIN}", f"nobody@{DOMAIN}", f"carol@{OTHER}"):
+        refused = client.call("POST", f"/api/v1/users/{address}/move", domain, {"node": "b"})
+        assert refused.status == 403, refused.raw
+        assert refused.body["error"]["message"] == "only a system administrator may do this"
+    alone = client.call("POST", f"/api/v1/users/alice@{DOMAIN}/move", system, {"node": "b"})
+    assert alone.status == 422, alone.raw
+    assert alone.body["error"]["message"] == (
+        "no cluster is configured: this server is not a node of a cluster ([cluster] node is "
+        "not set); the mailbox stays where it was"
+    )
+    assert client.call("POST", f"/api/v1/users/alice@{DOMAIN}/move", system, {}).status == 422

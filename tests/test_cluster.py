@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from mailmax.core.cli.main import cli
 from mailmax.core.store.maildir import deliver
+from tests.api_support import ApiClient, admin_cli
 from tests.cluster_support import (
     ADDRESSES,
     PASSWORDS,
@@ -31,6 +34,8 @@ from tests.cluster_support import (
     send,
 )
 from tests.fixtures.ports import wait_until
+from tests.test_webadmin_browser import Admin
+from tests.test_webadmin_browser import browser as browser
 
 
 @pytest.fixture(scope="module")
@@ -348,3 +353,46 @@ def test_move_refusals_say_why_and_change_nothing(nodes) -> None:
     finally:
         directory.close()
     assert (bob.home_node, bob.moving) == ("b", False)
+
+
+def test_moving_mailboxes_through_the_api_and_the_web_admin(nodes, browser) -> None:
+    """Q14, M1: a system administrator moves a mailbox with the API and with the form on the
+    user page; refusals give the command line's words (next to the field in the browser)."""
+    a, b = nodes["a"], nodes["b"]
+    erin, frank = "erin@example.test", "frank@example.test"
+    for address in (erin, frank):
+        admin_cli(a, "user", "add", address, "--password", "pw12345678")
+    admin_cli(a, "admin", "grant", "postmaster@example.test", "--system")
+    token = admin_cli(a, "admin", "token", "create", "postmaster@example.test", "--name", "t")
+    token = token.strip()
+    send(a, erin, "before the move")
+    a.wait_for_mail(erin, 1, timeout=30)
+
+    wrong = ApiClient(b).call("POST", f"/api/v1/users/{erin}/move", token, {"node": "b"})
+    assert wrong.status == 422, wrong.raw
+    assert wrong.body["error"]["message"] == (
+        f"the mailbox of {erin} is on node a: run this command there; the mailbox stays where "
+        "it was"
+    )
+    moved = ApiClient(a).call("POST", f"/api/v1/users/{erin}/move", token, {"node": "b"})
+    assert moved.status == 200, moved.raw
+    assert moved.body["message"].startswith(f"moved {erin} from node a to node b (")
+    assert (moved.body["from_node"], moved.body["to_node"]) == ("a", "b")
+    assert _subjects(b.wait_for_mail(erin, 1)) == {b"before the move"}
+
+    web = Admin(browser, a)
+    web.sign_in("postmaster@example.test", "postmastersecret")
+    web.open(f"/admin/users/{frank}")
+    assert web.text("#h-move") == "Cluster node"
+    node = Select(browser.find_element(By.ID, "f-node"))
+    assert [o.text for o in node.options] == ["a", "b"]
+    node.select_by_visible_text("a")
+    web.submit("form[action$='/move']")
+    assert web.text("#f-node-error") == (
+        f"the mailbox of {frank} is on node a already; the mailbox stays where it was"
+    )
+    Select(browser.find_element(By.ID, "f-node")).select_by_visible_text("b")
+    web.submit("form[action$='/move']")
+    assert web.text(".flash").startswith(f"moved {frank} from node a to node b ("), web.text("body")
+    assert web.text("#home-node") == "The mailbox is on node b."
+    web.sign_out()

@@ -113,7 +113,36 @@ def test_autoreply_form_on_the_user_page(admin: Admin) -> None:
     admin.submit("form[action$='/autoreply-off']")
     assert admin.text(".flash") == f"{alice}: auto-responder off"
     assert admin.text("#autoreply-state") == "Off."
+    assert not admin.driver.find_elements("css selector", "form[action$='/move']")
+    assert "node" not in admin.text("main").lower()  # no cluster: nothing about moving
     admin.open(f"/admin/users/carol@{OTHER}")
     admin.submit("form[action$='/autoreply']")
     assert "a reply needs something to say" in admin.text("main")
     assert admin.text("#autoreply-state") == "Off."
+
+
+def test_autoreply_from_address_and_real_name(admin: Admin, server: MailMaxServer) -> None:
+    """R4: the from address and the real name of the replies, with the command line's
+    validation message next to the field; a refused form changes nothing."""
+    bob = f"bob@{DOMAIN}"
+    admin.open(f"/admin/users/{bob}")
+    assert admin.driver.find_element("css selector", "label[for=f-from_address]").text == (
+        "From address"
+    )
+    assert admin.driver.find_element("css selector", "label[for=f-real_name]").text == "Real name"
+    admin.fill({"f-text": "Away.", "f-from_address": "away at example", "f-real_name": "Bob"})
+    admin.submit("form[action$='/autoreply']")
+    assert "the from address 'away at example' is not an address like name@example.com" in (
+        admin.text("#f-from_address-error")
+    )
+    assert admin.text("#autoreply-state") == "Off."
+    admin.fill({"f-from_address": f"away@{DOMAIN}"})
+    admin.submit("form[action$='/autoreply']")
+    assert admin.text(".flash") == f"{bob}: auto-responder on"
+    assert admin.driver.find_element("id", "f-from_address").get_attribute("value") == (
+        f"away@{DOMAIN}"
+    )
+    assert admin.driver.find_element("id", "f-real_name").get_attribute("value") == "Bob"
+    shown = admin_cli(server, "autoreply", "show", bob)
+    assert f"away@{DOMAIN}" in shown and "Bob" in shown
+    admin.submit("form[action$='/autoreply-off']")

@@ -13,7 +13,7 @@ from mailmax.core.api.routing import Access, RequestContext, Router, domain_of
 from mailmax.core.directory.admins import AdminStore
 from mailmax.core.directory.api import AccountType, DeleteMode, User
 from mailmax.core.services import aliases as alias_service
-from mailmax.core.services import forwarding
+from mailmax.core.services import forwarding, usermove
 from mailmax.core.services import users as service
 
 router = Router("users")
@@ -258,6 +258,37 @@ async def unlock_mailbox(ctx: RequestContext, address: str) -> Unlocked:
     but no longer keeps other sessions out)."""
     message, details = await ctx.run(service.unlock_mailbox, ctx.directory, ctx.actor, address)
     return Unlocked(message=message, **details)
+
+
+class MoveTo(BaseModel):
+    """Where a mailbox goes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str = Field(min_length=1, max_length=255, description="A node of [cluster.nodes].")
+
+
+class Moved(BaseModel):
+    """What a mailbox move did."""
+
+    message: str
+    address: str
+    from_node: str
+    to_node: str
+    files: int = Field(description="Files sent (messages, folders, IMAP indexes).")
+    old_copy: str = Field(description="Where the old copy was renamed to on this node.")
+
+
+@router.post("/api/v1/users/{address}/move", summary="Move a mailbox to another cluster node",
+             access=Access.SYSTEM, body=MoveTo, response=Moved)  # fmt: skip
+async def move_user(ctx: RequestContext, address: str) -> Moved:
+    """Move the user's mailbox from this node to ``node`` (clustered domains; call it on the
+    node holding the mailbox). Answers when the move is done; mail arriving meanwhile waits
+    in the queues, log-ins get a temporary error. Refused when no cluster is configured."""
+    message, report = await ctx.run(
+        usermove.move_user, ctx.settings, ctx.directory, ctx.actor, address, ctx.body.node
+    )
+    return Moved(message=message, **report)
 
 
 @router.get("/api/v1/users/{address}/forward", summary="A user's forwarding",

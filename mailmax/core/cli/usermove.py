@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import click
 
 from mailmax.core.cli.context import CLIError, app, common_options
@@ -20,16 +18,13 @@ def move_command(address: str, node: str) -> None:
     queues and is delivered on NODE afterwards; log-ins get a temporary error until the move
     is done. The old copy is renamed aside, not deleted.
     """
-    from mailmax.core.cluster.move import MoveError, move_mailbox
-    from mailmax.core.cluster.transfer import TransferError
+    from mailmax.core.services.actor import Actor
+    from mailmax.core.services.usermove import MoveRefused, move_user
 
     state = app()
     try:
-        report = move_mailbox(state.settings(), state.directory(), address, node)
-    except (MoveError, TransferError) as exc:
-        raise CLIError(f"{exc}; the mailbox stays where it was") from None
-    state.out.done(
-        f"moved {report.address} from node {report.from_node} to node {report.to_node} "
-        f"({report.files} files; the old copy is {report.old_copy or 'gone'})",
-        **dataclasses.asdict(report),
-    )
+        message, report = move_user(state.settings(), state.directory(), Actor.local(), address,
+                                    node)  # fmt: skip
+    except MoveRefused as exc:
+        raise CLIError(str(exc)) from None
+    state.out.done(message, **report)

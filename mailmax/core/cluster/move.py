@@ -60,7 +60,10 @@ def move_mailbox(
     """Move ``address``'s mailbox from this node to ``node`` (see the module doc)."""
     cluster = Cluster.from_settings(settings)
     if cluster is None:
-        raise MoveError("this server is not a node of a cluster ([cluster] node is not set)")
+        raise MoveError(
+            "no cluster is configured: this server is not a node of a cluster "
+            "([cluster] node is not set)"
+        )
     if node not in cluster.settings.nodes:
         known = ", ".join(sorted(cluster.settings.nodes))
         raise MoveError(f"no node {node!r} in [cluster.nodes] (the nodes are: {known})")

@@ -78,6 +78,7 @@ def unpack(archive: IO[bytes], root: Path) -> int:
     incoming = root.with_name(f".{root.name}.incoming-{uuid.uuid4().hex[:8]}")
     count = 0
     try:
+        incoming.mkdir()  # a mailbox that never had mail comes as an empty archive
         with tarfile.open(fileobj=archive, mode="r|") as tar:
             for member in tar:
                 tar.extract(member, incoming, filter="data")

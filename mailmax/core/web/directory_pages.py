@@ -11,6 +11,7 @@ from mailmax.core.api import domains as domains_api
 from mailmax.core.api import observe as observe_api
 from mailmax.core.api import users as users_api
 from mailmax.core.api.errors import ApiError, describe_validation
+from mailmax.core.services.usermove import cluster_nodes
 from mailmax.core.web.app import Page, Pages
 from mailmax.core.web.forms import Field, FormError, posted, to_model, validate
 
@@ -64,10 +65,21 @@ FORWARD_FIELDS = [
 AUTOREPLY_FIELDS = [
     Field("subject", "Subject", help='Empty: "Auto: " and the subject of the mail answered.'),
     Field("text", "Text of the replies"),
+    Field("from_address", "From address", help="Empty: the user's own address."),
+    Field("real_name", "Real name", help="Shown with the from address."),
     Field("start_date", "First day", help="YYYY-MM-DD; empty: from now."),
     Field("end_date", "Last day", help="YYYY-MM-DD; empty: until switched off."),
     Field("days", "Days before answering the same sender again", "number"),
 ]
+
+
+def move_fields(nodes: list[str]) -> list[Field]:
+    """The mailbox move form of a cluster of ``nodes``."""
+    return [Field("node", "Node to move the mailbox to", "select", tuple(nodes),
+                  "Run on the node holding the mailbox; the page answers when the move is "
+                  "done. Mail arriving meanwhile waits in the queues.")]  # fmt: skip
+
+
 DELETE_MODES = {
     "database": "Only from the database: the mail stays on disk",
     "archive": "Archive the mail (the directory is renamed with the date)",
@@ -199,6 +211,9 @@ async def _user_page(page: Page, address: str, status: int = 200, **forms: Any) 
     }
     replying = await page.call(autoreply_api.show_autoreply, address=address)
     shown["autoreply"] = (AUTOREPLY_FIELDS, replying["settings"], FormError())
+    nodes = cluster_nodes(page.api.service.settings) if page.actor.system else []
+    if nodes:
+        shown["move"] = (move_fields(nodes), {"node": user.home_node}, FormError())
     shown.update(forms)
     logins = await page.call(observe_api.logins, address=address)
     return page.render("user.html", status=status, user=user, forms=shown, logins=logins,
@@ -234,6 +249,8 @@ async def user_change(page: Page, address: str, form: str) -> bytes:
     if form == "autoreply-off":
         await page.call(autoreply_api.autoreply_off, address=address)
         raise page.done(f"{address}: auto-responder off", f"/admin/users/{address}")
+    if form == "move":
+        return await _move_user(page, address)
     if form not in _USER_FORMS:
         raise ApiError(404, f"no such form: {form}")
     fields, model, handler, done = _USER_FORMS[form]
@@ -247,6 +264,18 @@ async def user_change(page: Page, address: str, form: str) -> bytes:
         values.pop("password", None)
         return await _user_page(page, address, 422, **{form: (fields, values, errors)})
     raise page.done(f"{address}: {done}", f"/admin/users/{address}")
+
+
+async def _move_user(page: Page, address: str) -> bytes:
+    fields = move_fields(cluster_nodes(page.api.service.settings))
+    values = posted(fields, page.form)
+    try:
+        body = validate(users_api.MoveTo, values)
+        moved = await page.submit(users_api.move_user, body, values=values, primary="node",
+                                  address=address)  # fmt: skip
+    except FormError as errors:
+        return await _user_page(page, address, 422, move=(fields, values, errors))
+    raise page.done(moved.message, f"/admin/users/{moved.address}")
 
 
 @pages.page("/admin/users/<address>/delete", methods=("GET", "POST"))
