@@ -17,6 +17,7 @@ import click
 
 from mailmax.core.cli.output import Output
 from mailmax.core.config import DEFAULT_CONFIG_NAME, Settings, load
+from mailmax.core.directory.engine import safe_url as safe_url
 
 if TYPE_CHECKING:
     from mailmax.core.directory.sql import SQLDirectory
@@ -103,17 +104,6 @@ class App:
             if closer is not None:
                 closer()
             self._directory = None
-
-
-def safe_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and ``config show``)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
 
 
 def open_directory(settings: Settings) -> SQLDirectory:

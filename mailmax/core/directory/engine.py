@@ -27,6 +27,14 @@ PG_WRITE_LOCK = 0x4D61696C4D6178  # "MailMax"
 _WRITE = "mailmax_write"
 
 
+def safe_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and ``config show``)."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return url
+
+
 def make_engine(url: str) -> sa.Engine:
     """An engine for ``url`` (``sqlite:///path`` or ``postgresql://...``) set up for MailMax."""
     try:
