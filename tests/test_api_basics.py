@@ -219,3 +219,31 @@ def test_every_system_route_refuses_a_domain_admin(setup):
         if route.access is Access.SYSTEM or isinstance(route.access, DomainAccess):
             answer = client.call(route.method, _sample_path(route), token, {})
             assert answer.status == 403, (route.method, route.path, answer.raw)
+
+
+def test_sessions_outlive_a_restart_and_end_on_sign_out_or_a_new_password(setup):
+    """M3: a session token is kept hashed in the directory, so it still works after the
+    server restarts; signing out ends it, and so does a new password for the administrator."""
+    client, server, system = setup["client"], setup["server"], setup["system"]
+    login = {"username": f"alice@{DOMAIN}", "password": "alicesecret"}
+    first = client.call("POST", "/api/v1/login", body=login).body["token"]
+    second = client.call("POST", "/api/v1/login", body=login).body["token"]
+    assert re.fullmatch(r"mms_[\w-]{40,}", first)
+    server.restart()
+    client = ApiClient(server)  # the admin listener's new port
+    setup["client"] = client
+    database = (server.data_dir / "mailmax.db").read_bytes()
+    assert first.encode() not in database and second.encode() not in database
+    assert client.call("GET", "/api/v1/whoami", first).body["address"] == f"alice@{DOMAIN}"
+    assert client.call("POST", "/api/v1/logout", first).status == 204
+    assert client.call("GET", "/api/v1/whoami", first).status == 401
+    assert client.call("GET", "/api/v1/whoami", second).status == 200
+    changed = client.call("PUT", f"/api/v1/users/alice@{DOMAIN}/password", system,
+                          {"password": "alice new secret"})  # fmt: skip
+    assert changed.status == 204, changed.raw
+    assert client.call("GET", "/api/v1/whoami", second).status == 401
+    again = client.call("POST", "/api/v1/login",
+                        body={**login, "password": "alice new secret"})  # fmt: skip
+    assert client.call("GET", "/api/v1/whoami", again.body["token"]).status == 200
+    admin_cli(server, "user", "passwd", f"alice@{DOMAIN}", "--password", "alicesecret")
+    assert client.call("GET", "/api/v1/whoami", again.body["token"]).status == 401

@@ -58,7 +58,7 @@ async def logout(ctx: RequestContext) -> None:
     token = bearer(ctx.request)
     if not token.startswith(SESSION_PREFIX):
         raise ApiError(422, "this is an API token, not a session; revoke it instead")
-    ctx.api.auth.sessions.end(token)
+    await ctx.api.auth.end_session(token)
 
 
 @router.get("/api/v1/whoami", summary="The calling administrator", access=Access.ANY,

@@ -1,4 +1,4 @@
-"""Administrators, their API tokens and the audit log, stored in the directory database.
+"""Administrators, their API tokens, sessions and the audit log, stored in the directory database.
 
 An administrator is a user of the directory (``user@domain``) with rights: a *system*
 administrator may do everything, a *domain* administrator only what concerns the domains
@@ -7,6 +7,10 @@ they are given. Deleting the user or a domain removes the rights that hung on it
 API tokens look like ``mmx_<id>_<secret>``; only a SHA-256 of the whole token is kept (the
 secret is 256 random bits, so a slow hash adds nothing), and the token is shown once, when
 it is made.
+
+Session tokens (``mms_...``, from a password log-in) are kept the same way, hashed, with an
+expiry that moves on as they are used; being in the directory, they outlive a restart and
+every node of a cluster knows them. Signing out, a new password and losing the rights end them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ if TYPE_CHECKING:
     from mailmax.core.directory.sql import SQLDirectory
 
 TOKEN_PREFIX = "mmx_"
+SESSION_PREFIX = "mms_"
+#: A session's expiry is written again only when it moves on by more than this (seconds).
+SESSION_TOUCH_SECONDS = 60.0
 #: Most audit entries one listing returns.
 MAX_AUDIT_ENTRIES = 1000
 
@@ -69,6 +76,13 @@ class AuditEntry:
 def token_hash(token: str) -> str:
     """The stored form of ``token``."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def end_sessions_of_user(conn: sa.Connection, user_id: int) -> None:
+    """End the sessions of the user ``user_id`` (when they are an administrator), in the
+    caller's transaction."""
+    admin_ids = sa.select(t.admins.c.id).where(t.admins.c.user_id == user_id)
+    conn.execute(t.admin_sessions.delete().where(t.admin_sessions.c.admin_id.in_(admin_ids)))
 
 
 class AdminStore:
@@ -288,6 +302,67 @@ class AdminStore:
                     t.api_tokens.update().where(t.api_tokens.c.id == token_id).values(last_used=now)
                 )
         return found[0] if found else None
+
+    # --- sessions --------------------------------------------------------------------------------
+    def create_session(self, address: str, lifetime: float, limit: int) -> tuple[str, float]:
+        """A new session token for the administrator ``address``, valid ``lifetime`` seconds
+        after its last use: (the token, when it expires unless used). Expired sessions are
+        dropped, and the oldest beyond ``limit`` sessions."""
+        token = SESSION_PREFIX + secrets.token_urlsafe(32)
+        now = self.clock()
+        expires = now + lifetime
+        sessions = t.admin_sessions
+        with self._tx(write=True) as conn:
+            user_id, canonical = self._user_id(conn, address)
+            admin_id = conn.scalar(sa.select(t.admins.c.id).where(t.admins.c.user_id == user_id))
+            if admin_id is None:
+                raise NotFound(f"{canonical} is not an administrator")
+            conn.execute(sessions.delete().where(sessions.c.expires <= now))
+            conn.execute(
+                sessions.insert().values(
+                    id=token_hash(token), admin_id=admin_id, created=now, expires=expires
+                )
+            )
+            oldest = (
+                sa.select(sessions.c.id)
+                .order_by(sessions.c.expires.desc(), sessions.c.created.desc())
+                .offset(limit)
+            )
+            doomed = list(conn.scalars(oldest))
+            if doomed:
+                conn.execute(sessions.delete().where(sessions.c.id.in_(doomed)))
+        return token, expires
+
+    def session_admin(self, token: str, lifetime: float) -> Admin | None:
+        """The administrator of a live session token (its expiry moves on to ``lifetime``
+        seconds from now), or None."""
+        if not token.startswith(SESSION_PREFIX):
+            return None
+        key, now, sessions = token_hash(token), self.clock(), t.admin_sessions
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(sessions.c.admin_id, sessions.c.expires).where(sessions.c.id == key)
+            ).first()
+            if row is None or row.expires <= now:
+                return None
+            found = self._admins(conn, t.admins.c.id == row.admin_id)
+        if now + lifetime - row.expires > SESSION_TOUCH_SECONDS:
+            with self._tx(write=True) as conn:
+                conn.execute(
+                    sessions.update().where(sessions.c.id == key).values(expires=now + lifetime)
+                )
+        return found[0] if found else None
+
+    def end_session(self, token: str) -> bool:
+        """End a session token; False when it was not live."""
+        sessions = t.admin_sessions
+        with self._tx(write=True) as conn:
+            gone = conn.execute(
+                sessions.delete().where(
+                    sessions.c.id == token_hash(token), sessions.c.expires > self.clock()
+                )
+            ).rowcount
+            return bool(gone)
 
     # --- audit log -------------------------------------------------------------------------------
     def audit(

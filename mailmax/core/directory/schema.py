@@ -251,3 +251,18 @@ audit_log = sa.Table(
     sa.Column("detail", sa.JSON, nullable=False),
 )
 sa.Index("ix_audit_log_at", audit_log.c.at)
+
+# --- version 0008 ---------------------------------------------------------------------------
+
+admin_sessions = sa.Table(
+    "admin_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 of the session token
+    sa.Column(
+        "admin_id", sa.Integer, sa.ForeignKey("admins.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+)
+sa.Index("ix_admin_sessions_expires", admin_sessions.c.expires)
+sa.Index("ix_admin_sessions_admin_id", admin_sessions.c.admin_id)

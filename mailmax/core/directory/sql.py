@@ -18,6 +18,7 @@ from argon2 import PasswordHasher
 
 from mailmax.core.directory import maildirs, migrations
 from mailmax.core.directory import queries as q
+from mailmax.core.directory.admins import end_sessions_of_user
 from mailmax.core.directory.aliasing import MAILBOX_DOMAIN_TYPES, AliasMixin
 from mailmax.core.directory.api import (
     AccountType,
@@ -467,6 +468,7 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
                     updated=time.time(),
                 )
             )
+            end_sessions_of_user(conn, urow["id"])  # a new password ends the admin's sessions
 
     def delete_user(self, address: str, mode: DeleteMode = DeleteMode.DATABASE) -> None:
         """Delete a user with its forward, overrides and login records.

@@ -2,16 +2,16 @@
 
 The cookie is ``HttpOnly`` (no script reads it), ``Secure`` (sent over HTTPS only) and
 ``SameSite=Strict`` (another site cannot make the browser send it). Every form also carries a
-CSRF token derived from the session token with a key kept in this process's memory; a POST
-without the right one is refused. The sign-in form, used before there is a session, carries a
-random token that must match a short-lived cookie (double submit).
+CSRF token derived from the (secret) session token, so a page keeps working across a restart
+and on every node of a cluster; a POST without the right one is refused. The sign-in form,
+used before there is a session, carries a random token that must match a short-lived cookie
+(double submit).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from typing import Any
 
 #: The cookie holding the session token.
@@ -25,14 +25,15 @@ COOKIE_PATH = b"/admin"
 
 
 class CsrfKeys:
-    """Makes and checks CSRF tokens with a per-process secret key."""
+    """Makes and checks CSRF tokens: an HMAC keyed with the session token, which only the
+    browser holding the session cookie knows (the page shows the CSRF token, never the
+    session token, and the one cannot be worked back from the other)."""
 
-    def __init__(self) -> None:
-        self._key = secrets.token_bytes(32)
+    LABEL = b"mailmax web admin csrf"
 
     def token_for(self, session_token: str) -> str:
         """The CSRF token of a session."""
-        return hmac.new(self._key, session_token.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(session_token.encode(), self.LABEL, hashlib.sha256).hexdigest()
 
     def valid(self, session_token: str, given: str) -> bool:
         """True when ``given`` is the session's CSRF token."""
