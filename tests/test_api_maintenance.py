@@ -170,3 +170,30 @@ def test_autoreply_through_the_api(setup):
     assert client.call("GET", path, domain).body["settings"]["subject"] == "Away"
     other = client.call("PUT", f"/api/v1/users/carol@{OTHER}/autoreply", domain, {"text": "x"})
     assert other.status == 403, other.raw
+
+
+def test_old_audit_entries_are_dropped_by_the_running_server(setup):
+    """M3: the server drops audit entries older than a year (the default retention) after a
+    reload as it does daily; recent ones stay."""
+    from mailmax.core.directory.admins import AdminStore
+    from mailmax.core.directory.sql import SQLDirectory
+    from tests.api_support import wait_for
+
+    client, token, server = setup["client"], setup["system"], setup["server"]
+    directory = SQLDirectory.open(f"sqlite:///{server.data_dir / 'mailmax.db'}",
+                                  base_dir=server.data_dir)  # fmt: skip
+    try:
+        for days, target in ((400, "ancient.test"), (300, "recent.test")):
+            store = AdminStore(directory, clock=lambda days=days: time.time() - days * DAY)
+            store.audit("cli:root", "cli", "domain.add", target, {})
+    finally:
+        directory.close()
+
+    def targets() -> set[str]:
+        found = client.call("GET", "/api/v1/audit?limit=1000", token).body
+        return {entry["target"] for entry in found}
+
+    assert {"ancient.test", "recent.test"} <= targets()
+    assert client.call("POST", "/api/v1/reload", token).status == 200
+    wait_for(lambda: "ancient.test" not in targets(), what="the old entry dropped")
+    assert "recent.test" in targets()

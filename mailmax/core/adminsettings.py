@@ -38,6 +38,13 @@ class AdminSettings(Section):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, le=64 * 1_048_576, description="Largest request body accepted."
     )
+    audit_retention_days: int = Field(
+        365,
+        ge=0,
+        le=36500,
+        description="Days the audit log keeps an entry (older ones are dropped daily);"
+        " 0 = keep every entry forever.",
+    )
     metrics_networks: list[str] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1"],
         description="Client networks that may read /metrics without a token.",

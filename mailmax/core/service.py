@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from mailmax.core import admin, configdiff, heap
 from mailmax.core import config as config_mod
+from mailmax.core.auditprune import AuditPruner
 from mailmax.core.authlimit import AuthLimiter, RecentLogins
 from mailmax.core.cluster.nodes import Cluster
 from mailmax.core.config import IMPLICIT_TLS_SERVICES, SMTP_SERVICES, ListenerSettings, Settings
@@ -67,6 +68,7 @@ class MailMaxService(service.MultiService):
         self.settings = settings
         self.directory: SQLDirectory | None = None
         self.async_directory: AsyncDirectory | None = None
+        self.audit_pruner: AuditPruner | None = None
         self.spool: Spool | None = None
         self.queue: QueueRunner | None = None
         #: Plugin set, its host, reloads and the admin channel (raises PluginError when bad).
@@ -185,6 +187,8 @@ class MailMaxService(service.MultiService):
             self.queue.reconfigure(settings)
         if self.api is not None:
             self.api.auth.reconfigure(settings)
+        if self.audit_pruner is not None:
+            self.audit_pruner.run_once()
 
     def sessions_open(self) -> dict[str, int]:
         """Client sessions open now, per service."""
@@ -252,6 +256,8 @@ class MailMaxService(service.MultiService):
         )
         self.async_directory.start()
         self.portal.use_directory(self.async_directory)
+        self.audit_pruner = self._audit_pruner(self.async_directory)
+        self.audit_pruner.start()
         self.spool = Spool(
             settings.spool_dir,
             fsync=settings.spool.fsync,
@@ -294,6 +300,15 @@ class MailMaxService(service.MultiService):
         self._listen()
         if hasattr(signal, "SIGHUP"):
             self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def _audit_pruner(self, directory: AsyncDirectory) -> AuditPruner:
+        """Drops the audit log's old entries (``[admin] audit_retention_days``)."""
+        from mailmax.core.directory.admins import AdminStore
+
+        def prune(before: float) -> defer.Deferred[int]:
+            return directory.run(AdminStore(directory.sync).prune_audit, before)
+
+        return AuditPruner(self.reactor, lambda: self.settings, prune)
 
     def _listen(self) -> None:
         settings = self.settings
@@ -444,6 +459,8 @@ class MailMaxService(service.MultiService):
         await defer.maybeDeferred(super().stopService)
         await self.plugins.stop()
         self.observe.stop()
+        if self.audit_pruner is not None:
+            self.audit_pruner.stop()
         if self.spool is not None:
             await self.spool.stop()
         if self.async_directory is not None:

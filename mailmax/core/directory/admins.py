@@ -377,6 +377,11 @@ class AdminStore:
                 )
             )  # fmt: skip
 
+    def prune_audit(self, before: float) -> int:
+        """Drop the audit entries recorded before ``before`` (Unix time); how many went."""
+        with self._tx(write=True) as conn:
+            return conn.execute(t.audit_log.delete().where(t.audit_log.c.at < before)).rowcount
+
     def audit_entries(
         self, *, since: float = 0.0, actor: str = "", limit: int = 100
     ) -> list[AuditEntry]:
