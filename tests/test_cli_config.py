@@ -140,6 +140,19 @@ def test_check_reports_a_schema_newer_than_this_version(tmp_path):
     assert "schema version f00dfeed" in err and "upgrade MailMax" in err
 
 
+def test_check_warns_about_an_older_schema(tmp_path):
+    """M4: a database of an older schema checks OK with a warning that it will be upgraded,
+    on standard error and in the JSON report's warnings."""
+    system = make_system(tmp_path)
+    with sqlite3.connect(system.data_dir / "mailmax.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '0007'")
+    code, out, err = check(system.config)
+    assert (code, out) == (0, f"OK: {system.config}\n")
+    assert err.startswith("warning: sqlite:///") and "older schema version 0007" in err
+    warnings = system.json("config", "check")["warnings"]
+    assert warnings == [err.strip().removeprefix("warning: ")]
+
+
 def test_show_prints_the_effective_configuration(tmp_path):
     """M1: defaults filled in; the TOML parses back to the same values as the JSON output."""
     system = make_system(tmp_path)
