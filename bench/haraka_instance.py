@@ -89,7 +89,8 @@ def installed_package(cache: Path | None = None) -> Path | None:
     """The installed Haraka package directory, or None when it is not (completely) installed."""
     cache = cache or cache_dir()
     package = cache / "node_modules" / "Haraka"
-    return package if (cache / f"installed-{HARAKA_VERSION}").exists() else None
+    complete = (cache / f"installed-{HARAKA_VERSION}").exists()
+    return package if complete and (package / "bin" / "haraka").exists() else None
 
 
 def install(cache: Path | None = None, say=None) -> Path:
