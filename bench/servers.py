@@ -4,6 +4,8 @@
   then ``twistd -n --pidfile= mailmax --config DIR/mailmax.toml`` in its own process group.
 * ``floor``: ``bench/baseline_twisted.py`` (twisted.mail ESMTP, Maildir, fsync inline).
 * ``postfix``: a throwaway instance from ``bench/postfix_instance.py``.
+* ``haraka``: a throwaway Haraka instance from ``bench/haraka_instance.py`` (installed from the
+  npm registry into a cache directory on first use).
 
 Every server exposes the same small interface: ``start()``, ``stop()``, ``alive()``,
 ``harvest()`` (count the messages delivered to its Maildirs so far) and ``version()``.
@@ -22,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from haraka_instance import HarakaInstance, HarakaUnavailable, haraka_version, install
 from netutil import LOOPBACK, free_port, require_loopback, wait_for_smtp
 from postfix_instance import PostfixInstance, postfix_available
 
@@ -372,6 +375,65 @@ class Postfix(Server):
         return f"Postfix {out} (queue, then virtual(8) to Maildir)"
 
 
+class Haraka(Server):
+    """A throwaway Haraka instance: one Node.js process, Maildir written by a durable plugin."""
+
+    name = "haraka"
+    label = "Haraka"
+
+    def available(self) -> str | None:
+        """Haraka runs where Node.js and npm are and the (cached) npm install succeeds."""
+        try:
+            install(say=lambda text: print(text, file=sys.stderr, flush=True))
+        except HarakaUnavailable as exc:
+            return str(exc)
+        return None
+
+    def start(self) -> None:
+        """Start a fresh instance on a free port."""
+        self.delivered_total = 0
+        self.instance = HarakaInstance(
+            host=self.host, domain=DOMAIN, keep=True, parent=self.fresh_dir()
+        )
+        self.bases.append(self.instance.base)
+        self.port = self.instance.port
+        try:
+            self.instance.start(timeout=START_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the instance (its directory stays until :meth:`cleanup`)."""
+        if getattr(self, "instance", None) is not None:
+            self.instance.stop(timeout=STOP_TIMEOUT)
+            self.instance = None
+
+    def cleanup(self) -> None:
+        """Remove the directories of every instance (kept until now: see count_maildir)."""
+        for base in self.bases:
+            shutil.rmtree(base, ignore_errors=True)
+        self.bases = []
+
+    def alive(self) -> bool:
+        """True while the Haraka process runs."""
+        instance = getattr(self, "instance", None)
+        return instance is not None and instance.alive()
+
+    def session_id(self) -> int | None:
+        """Haraka's process leads its own session."""
+        instance = getattr(self, "instance", None)
+        return instance.pid if instance is not None else None
+
+    def maildirs(self) -> list[Path]:
+        """The Maildir the queue plugin writes to."""
+        return [self.instance.maildir]
+
+    def version(self) -> str:
+        """Haraka's and Node.js's versions, and how it stores messages."""
+        return f"{haraka_version()}, one process, Maildir, fsync in the plugin"
+
+
 class MailMax(Server):
     """MailMax under twistd, initialised with ``mailmax init`` in a temporary data directory."""
 
@@ -497,7 +559,7 @@ def _last(result: subprocess.CompletedProcess[str], lines: int = 3) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
 
 
-SERVERS = {cls.name: cls for cls in (MailMax, TwistedFloor, Postfix)}
+SERVERS = {cls.name: cls for cls in (MailMax, TwistedFloor, Postfix, Haraka)}
 
 
 def wait_delivered(server: Server, expected: int, timeout: float) -> int:

@@ -1,9 +1,10 @@
-"""SMTP acceptance benchmark: MailMax against the Twisted floor and Postfix, on loopback.
+"""SMTP acceptance benchmark: MailMax against the Twisted floor, Postfix and Haraka, on loopback.
 
 For each round (``--runs``), every server under test is started in turn on free loopback ports,
 warmed up, measured over the whole matrix (concurrency x message size x session mode) with both
 clients, and stopped. Each cell's figure is the median over the rounds, with its spread; the
-ratios MailMax/Twisted-floor and MailMax/Postfix compare medians measured in the same command.
+ratios MailMax/Twisted-floor, MailMax/Postfix and MailMax/Haraka compare medians measured in the
+same command.
 
 Clients: ``smtp-source`` (Postfix's C test client; msg/s only; its message count is sized from
 the rate just measured so a run lasts about ``--seconds``) and ``bench/smtp_load.py`` (asyncio;
@@ -14,7 +15,7 @@ totals show that nothing was lost.
 Usage::
 
     python bench/smtp_accept.py                 # full matrix, 3 rounds of 2.5 s runs
-    python bench/smtp_accept.py --quick         # smoke run, about 30 s
+    python bench/smtp_accept.py --quick         # smoke run, about 40 s
     python bench/smtp_accept.py --servers floor,postfix --runs 5 --seconds 2
 """
 
@@ -45,7 +46,7 @@ MODE_LABEL = {"persistent": "persistent", "per-connection": "1 msg/conn"}
 SMTP_SOURCE_MAX = 200_000
 SMTP_SOURCE_SPEEDUP = 1.2  # smtp-source is usually a little faster than smtp_load.py
 WARMUP_MESSAGES = 40
-RATIO_PAIRS = (("mailmax", "floor"), ("mailmax", "postfix"))
+RATIO_PAIRS = (("mailmax", "floor"), ("mailmax", "postfix"), ("mailmax", "haraka"))
 
 
 @dataclass(frozen=True)
@@ -459,7 +460,11 @@ def _fmt_entry(entry: dict) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line of the benchmark driver."""
     parser = argparse.ArgumentParser(description="SMTP acceptance benchmark (loopback only).")
-    parser.add_argument("--servers", default="mailmax,floor,postfix", help="comma-separated")
+    parser.add_argument(
+        "--servers",
+        default="mailmax,floor,postfix,haraka",
+        help=f"comma-separated, of {', '.join(SERVERS)}",
+    )
     parser.add_argument("--clients", default="smtp_load,smtp-source", help="comma-separated")
     parser.add_argument("--concurrency", default="1,10,50", help="comma-separated")
     parser.add_argument("--sizes", default="4096,102400", help="body bytes, comma-separated")
@@ -571,8 +576,8 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "ratios": {
             f"{cell.label} {client}": {
-                "mailmax/floor": ratio(summary, cell.label, client, "mailmax", "floor"),
-                "mailmax/postfix": ratio(summary, cell.label, client, "mailmax", "postfix"),
+                f"{num}/{den}": ratio(summary, cell.label, client, num, den)
+                for num, den in RATIO_PAIRS
             }
             for cell in bench.cells
             for client in args.clients

@@ -34,6 +34,7 @@ from mailmax.core.directory.api import (
 )
 from mailmax.core.hooks import CURRENT_HOST, PluginError, Scope
 from mailmax.core.hookspecs import hookimpl
+from mailmax.core.livecopy import LiveCopy
 from mailmax.core.model import Envelope, Recipient, Session, Stash
 from mailmax.core.outbound.dns import DNSTemporaryError, MXHost
 from mailmax.core.outbound.route import Engine, Route, host_port
@@ -86,6 +87,7 @@ __all__ = [
     "Field",
     "HostResolver",
     "KeyValueStore",
+    "LiveCopy",
     "Lookup",
     "MXHost",
     "MessageChanges",

@@ -232,15 +232,7 @@ class PluginHarness:
         """The value of a Deferred that has fired (raises its error); other values as they are.
 
         A Deferred still pending is returned unchanged."""
-        if not isinstance(d, defer.Deferred):
-            return d
-        out: list[Any] = []
-        d.addBoth(out.append)
-        if not out:
-            return d
-        if hasattr(out[0], "raiseException"):
-            out[0].raiseException()
-        return out[0]
+        return _settled(d) if isinstance(d, defer.Deferred) else d
 
     def close(self) -> None:
         """Stop the scheduled tasks and close the database."""

@@ -162,6 +162,10 @@ def test_bad_schedules_are_refused_saying_why() -> None:
 
     with pytest.raises(PluginError, match="runs every 'no_such_setting', but that setting is None"):
         PluginHarness(plugin_module("orphan", orphan=orphan))
+    with pytest.raises(
+        PluginError, match="task <lambda> runs daily at 'run_at', but that setting is None"
+    ):
+        PluginHarness(plugin_module("late", late=daily("run_at", name="late")(lambda: None)))
     with pytest.raises(PluginError, match="task name '<lambda>'"):
         PluginHarness(plugin_module("anonymous", task=every(5)(lambda: None)))
 

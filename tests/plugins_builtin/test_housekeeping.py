@@ -8,6 +8,7 @@ import imaplib
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from twisted.internet import task
 
 from mailmax.core.directory.api import AccountType
 from mailmax.core.hooks import Scope
+from mailmax.core.pluginhost.settings import SettingsError
 from mailmax.core.store.mailbox import MailStore
 from mailmax.testing import PluginHarness, TestServer, start_server
 
@@ -95,6 +97,46 @@ def test_daily_run_removes_old_messages_and_disables_idle_users(harness: PluginH
     assert directory.get_user("ben@example.com").account_type is AccountType.DISABLED
     assert directory.get_user("cat@other.com").account_type is AccountType.NORMAL
     assert "housekeeping.task.housekeeping.failures" not in str(harness.metrics())
+
+
+@pytest.fixture
+def paris_server_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The server's time zone (the process's local time) is Europe/Paris for the test."""
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_run_at_is_a_time_of_day_in_the_server_time_zone(
+    tmp_path: Path, paris_server_time: None
+) -> None:
+    """S6: the daily run happens at `run_at` in the server's time zone, every day; a time
+    that is not HH:MM is refused with what to write."""
+    clock = task.Clock()
+    clock.advance(datetime(2027, 1, 10, 12, 0, tzinfo=UTC).timestamp())
+    harness = PluginHarness(
+        "housekeeping",
+        {"run_at": "22:15", "remove_after_days": 30},
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'mailmax.db'}",
+        clock=clock,
+    )
+    try:
+        paris_evening = datetime(2027, 1, 10, 21, 15, tzinfo=UTC).timestamp()  # 22:15 in Paris
+        assert harness.next_run("housekeeping") == paris_evening
+        harness.advance(paris_evening - clock.seconds())
+        assert harness.next_run("housekeeping") == paris_evening + DAY
+        assert harness.metrics()["counters"]["housekeeping.task.housekeeping.runs"] == 1
+    finally:
+        harness.close()
+    for wrong in ("25:00", "3:30", "noon"):
+        with pytest.raises(SettingsError) as refused:
+            PluginHarness("housekeeping", {"run_at": wrong})
+        assert f"{wrong!r} is not a time of day: write HH:MM on a 24-hour clock" in str(
+            refused.value
+        )
 
 
 # ---------------------------------------------------------------------- over IMAP

@@ -11,6 +11,7 @@ import click
 from mailmax.core.cli.context import CLIError, app, common_options
 from mailmax.core.cli.output import warn
 from mailmax.core.config import load
+from mailmax.core.pluginhost.configedit import EditError, toml_value
 from mailmax.core.services import configcheck
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -21,18 +22,16 @@ def _key(name: str) -> str:
 
 
 def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return toml_value(_without_none(value))
+
+
+def _without_none(value: Any) -> Any:
+    """``value`` with the unset (None) entries of its tables left out, at every depth."""
     if isinstance(value, dict):
-        inner = ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None)
-        return "{ " + inner + " }" if inner else "{}"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 def _is_table(value: Any) -> bool:
@@ -105,7 +104,7 @@ def show_command() -> None:
         return
     try:
         body = to_toml(data)
-    except TypeError as exc:  # pragma: no cover - the schema only holds TOML types
+    except EditError as exc:  # pragma: no cover - the schema only holds TOML types
         raise CLIError(f"cannot show the configuration as TOML ({exc}); use --json") from None
     click.echo(f"# Effective configuration of {settings.source} (defaults filled in)")
     click.echo(f"# Data directory: {settings.data_dir}")

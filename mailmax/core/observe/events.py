@@ -10,14 +10,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from twisted.logger import Logger
 
 log = Logger(namespace="mailmax.observe")
 
-#: Every event category, in the order the documentation lists them.
-CATEGORIES = (
+#: An event category; the documentation lists them in this order.
+Category = Literal[
     "connections",
     "commands",
     "conversation",
@@ -27,9 +27,15 @@ CATEGORIES = (
     "dns",
     "policy",
     "deliveries",
-)
-#: The services events come from: the listeners' services, the queue and the admin side.
-SERVICES = ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "queue", "admin")
+]
+#: A service events come from: the listeners' services, the queue and the admin side.
+EventService = Literal[
+    "smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "queue", "admin"
+]
+#: Every event category, in the order the documentation lists them.
+CATEGORIES: tuple[str, ...] = get_args(Category)
+#: The services events come from.
+SERVICES: tuple[str, ...] = get_args(EventService)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from datetime import time as time_of_day
 from typing import Any
@@ -48,6 +48,7 @@ SCOPED_TASK_SCOPES = frozenset({"system", "domain", "user"})
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,59}$")
+_SETTING = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class Every:
 
 @dataclass(frozen=True)
 class Daily:
-    """Run once a day at ``at`` (``HH:MM``) in the time zone ``tz``."""
+    """Run once a day at ``at`` (``HH:MM``, or the name of a setting that holds it) in the
+    time zone ``tz`` (empty: the server's own)."""
 
     at: str
     tz: str = "UTC"
@@ -83,10 +85,16 @@ def every(seconds: float | str, *, name: str = "") -> Callable[[Callable], Calla
 
 def daily(at: str, *, tz: str = "UTC", name: str = "") -> Callable[[Callable], Callable]:
     """Mark a plugin function as a task run once a day at ``at`` (``"03:30"``) in ``tz``
-    (an IANA time zone name such as ``"Europe/Paris"``; default UTC)."""
-    if not isinstance(at, str) or not _TIME.match(at):
-        raise ValueError(f"daily(): the time is HH:MM (00:00 to 23:59), not {at!r}")
-    _zone(tz)
+    (an IANA time zone name such as ``"Europe/Paris"``; default UTC; ``""``: the server's own
+    time zone).
+
+    ``at`` may name a setting instead (``daily("run_at")``) that holds the time as HH:MM, read
+    from the plugin's system settings at each load and reload.
+    """
+    if not isinstance(at, str) or not (_TIME.match(at) or _SETTING.match(at)):
+        raise ValueError(f"daily(): the time is HH:MM (00:00 to 23:59) or a setting, not {at!r}")
+    if tz:
+        _zone(tz)
     return _mark(Daily(at, tz, name))
 
 
@@ -131,7 +139,7 @@ class PlannedTask:
     def describe(self) -> str:
         """``every 60s`` or ``daily at 03:00 UTC``."""
         if isinstance(self.spec, Daily):
-            return f"daily at {self.spec.at} {self.spec.tz}"
+            return f"daily at {self.spec.at} {self.spec.tz or '(server time)'}"
         return f"every {self.interval:g}s"
 
 
@@ -151,6 +159,19 @@ def _interval(plugin: Any, function: Callable, spec: Every) -> float:
             f"{MIN_INTERVAL}s, not {seconds}"
         )
     return float(seconds)
+
+
+def _time_of_day(plugin: Any, function: Callable, spec: Daily) -> Daily:
+    """``spec`` with the time of day its setting holds (``spec`` itself when it gives one)."""
+    if _TIME.match(spec.at):
+        return spec
+    value = plugin.settings.get(spec.at) if hasattr(plugin.settings, "get") else None
+    if not isinstance(value, str) or not _TIME.match(value):
+        raise PluginError(
+            f"plugin {plugin.name!r}: task {function.__name__} runs daily at {spec.at!r}, "
+            f"but that setting is {value!r}, not a time of day as HH:MM (00:00 to 23:59)"
+        )
+    return replace(spec, at=value)
 
 
 def tasks_of(plugin: Any) -> list[PlannedTask]:
@@ -176,7 +197,10 @@ def tasks_of(plugin: Any) -> list[PlannedTask]:
         if name in seen:
             continue  # the same function under two names
         seen.add(name)
-        interval = 86400.0 if isinstance(spec, Daily) else _interval(plugin, member, spec)
+        if isinstance(spec, Daily):
+            spec, interval = _time_of_day(plugin, member, spec), 86400.0
+        else:
+            interval = _interval(plugin, member, spec)
         arguments = tuple(inspect.signature(member).parameters)
         found.append(
             PlannedTask(plugin.name, name, member, spec, interval, plugin.settings, arguments)
@@ -215,10 +239,9 @@ def plan(plugins: Iterable[Any]) -> list[PlannedTask]:
 
 def next_daily(now: float, spec: Daily) -> float:
     """The first time after ``now`` (Unix seconds) that is ``spec.at`` in ``spec.tz``."""
-    zone = _zone(spec.tz)
+    zone = _zone(spec.tz) if spec.tz else None  # None: the server's time zone
     hour, minute = (int(part) for part in spec.at.split(":"))
-    local_now = datetime.fromtimestamp(now, zone)
-    day = local_now.date()
+    day = datetime.fromtimestamp(now, zone).date()
     for _ in range(3):
         candidate = datetime.combine(day, time_of_day(hour, minute), zone).timestamp()
         if candidate > now:

@@ -8,15 +8,11 @@ system administrators manage these rules.
 
 from __future__ import annotations
 
-import ipaddress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mailmax.core.directory.errors import DirectoryError, FieldError, NotFound
-from mailmax.core.services.actor import Actor, audit
-
-if TYPE_CHECKING:
-    from mailmax.core.config import Settings
-    from mailmax.core.directory.sql import SQLDirectory
+from mailmax.core.services.actor import audit
+from mailmax.core.services.plugintables import PluginTableAdmin
 
 WHAT = "connection control rules"
 
@@ -40,53 +36,20 @@ def rule_record(rule: Any) -> dict[str, Any]:
     }
 
 
-class AccessAdmin:
+class AccessAdmin(PluginTableAdmin):
     """Access rules for ``actor`` on the system of ``settings`` and ``directory``."""
 
-    def __init__(self, settings: Settings, directory: SQLDirectory, actor: Actor) -> None:
-        self.settings = settings
-        self.directory = directory
-        self.actor = actor
+    MODULE = "mailmax.plugins.access"
 
-    @staticmethod
-    def plugin() -> Any:
-        """The access plugin module (imported when a rule is handled)."""
-        import mailmax.plugins.access as plugin
-
-        return plugin
-
-    def _run(self, function: Any, *, write: bool = False) -> Any:
-        from mailmax.core.directory.engine import transaction
-        from mailmax.core.pluginhost.storage import migrate_tables
-
+    def _run(self, function: Any, *args: Any, write: bool = False) -> Any:
         self.actor.require_system(WHAT)
-        engine = self.directory.engine
-        plugin = self.plugin()
-        migrate_tables(engine, plugin.NAME, plugin, plugin.TABLES)
-        with transaction(engine, write=write) as connection:
-            return function(connection)
-
-    def plugin_enabled(self) -> bool:
-        """Whether the access plugin is on system-wide (else rules hold only where it is on)."""
-        from mailmax.core.pluginhost.reload import enabled_names
-
-        return self.plugin().NAME in enabled_names(self.settings)
+        return super()._run(function, *args, write=write)
 
     def listener(self, text: str | None) -> str:
         """The listening address ``text`` (checked against the configuration), or ""."""
         if not text:
             return ""
-        try:
-            address = str(ipaddress.ip_address(text.strip()))
-        except ValueError:
-            raise FieldError("listener", f"{{field}} {text!r} is not an IP address") from None
-        addresses = sorted({item.address for item in self.settings.listeners})
-        if address not in addresses:
-            raise AccessRefused(
-                f"no listener on {address}: its rules would never hold; "
-                f"the listening addresses are {', '.join(addresses) or '(none)'}"
-            )
-        return address
+        return self.listening_address(text, AccessRefused, "its rules would never hold")
 
     @staticmethod
     def pattern(text: str) -> str:

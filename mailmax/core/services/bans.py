@@ -9,18 +9,14 @@ administrator manages the sender bans of their domains only.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import re
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mailmax.core.directory.errors import DirectoryError, FieldError, NotFound
-from mailmax.core.services.actor import Actor, audit
-
-if TYPE_CHECKING:
-    from mailmax.core.config import Settings
-    from mailmax.core.directory.sql import SQLDirectory
+from mailmax.core.services.actor import audit
+from mailmax.core.services.plugintables import PluginTableAdmin
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -106,36 +102,10 @@ def tarpit_record(block: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class BanAdmin:
+class BanAdmin(PluginTableAdmin):
     """Bans for ``actor`` on the system of ``settings`` and ``directory``."""
 
-    def __init__(self, settings: Settings, directory: SQLDirectory, actor: Actor) -> None:
-        self.settings = settings
-        self.directory = directory
-        self.actor = actor
-
-    @staticmethod
-    def plugin() -> Any:
-        """The bans plugin module (imported when a ban is handled)."""
-        import mailmax.plugins.bans as plugin
-
-        return plugin
-
-    def _run(self, function: Any, *, write: bool = False) -> Any:
-        from mailmax.core.directory.engine import transaction
-        from mailmax.core.pluginhost.storage import migrate_tables
-
-        engine = self.directory.engine
-        plugin = self.plugin()
-        migrate_tables(engine, plugin.NAME, plugin, plugin.TABLES)
-        with transaction(engine, write=write) as connection:
-            return function(connection)
-
-    def plugin_enabled(self) -> bool:
-        """Whether the bans plugin is on system-wide (else bans hold only where it is on)."""
-        from mailmax.core.pluginhost.reload import enabled_names
-
-        return self.plugin().NAME in enabled_names(self.settings)
+    MODULE = "mailmax.plugins.bans"
 
     def classify(self, pattern: str) -> tuple[str, str]:
         """``(kind, normalized pattern)``; BanRefused saying why a pattern is not one."""
@@ -168,17 +138,7 @@ class BanAdmin:
         return store.SYSTEM, ""
 
     def _listener(self, text: str) -> str:
-        try:
-            address = str(ipaddress.ip_address(text.strip()))
-        except ValueError:
-            raise FieldError("listener", f"{{field}} {text!r} is not an IP address") from None
-        addresses = sorted({item.address for item in self.settings.listeners})
-        if address not in addresses:
-            raise BanRefused(
-                f"no listener on {address}: a ban per listener would never hold; "
-                f"the listening addresses are {', '.join(addresses) or '(none)'}"
-            )
-        return address
+        return self.listening_address(text, BanRefused, "a ban per listener would never hold")
 
     def add(
         self,

@@ -11,14 +11,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mailmax.core.directory.errors import DirectoryError, FieldError, NotFound
-from mailmax.core.services.actor import Actor, audit
-
-if TYPE_CHECKING:
-    from mailmax.core.config import Settings
-    from mailmax.core.directory.sql import SQLDirectory
+from mailmax.core.services.actor import audit
+from mailmax.core.services.plugintables import PluginTableAdmin
 
 #: The largest message the dry run takes from the API (the CLI reads files of any size).
 MAX_TEST_MESSAGE = 10 * 1024 * 1024
@@ -36,20 +33,10 @@ def rule_record(rule: Any) -> dict[str, Any]:
     return record
 
 
-class RuleAdmin:
+class RuleAdmin(PluginTableAdmin):
     """Rules for ``actor`` on the system of ``settings`` and ``directory``."""
 
-    def __init__(self, settings: Settings, directory: SQLDirectory, actor: Actor) -> None:
-        self.settings = settings
-        self.directory = directory
-        self.actor = actor
-
-    @staticmethod
-    def plugin() -> Any:
-        """The rules plugin module (imported when a rule is handled)."""
-        import mailmax.plugins.rules as plugin
-
-        return plugin
+    MODULE = "mailmax.plugins.rules"
 
     def config(self) -> Any:
         """The rules plugin's system settings, from the config file."""
@@ -59,22 +46,6 @@ class RuleAdmin:
             return plugin.Settings(**table)
         except ValueError as exc:
             raise RuleRefused(f"[plugins.settings.rules] in the config file: {exc}") from None
-
-    def _run(self, function: Any, *args: Any, write: bool = False) -> Any:
-        from mailmax.core.directory.engine import transaction
-        from mailmax.core.pluginhost.storage import migrate_tables
-
-        plugin = self.plugin()
-        engine = self.directory.engine
-        migrate_tables(engine, plugin.NAME, plugin, plugin.TABLES)
-        with transaction(engine, write=write) as connection:
-            return function(connection, *args)
-
-    def plugin_enabled(self) -> bool:
-        """Whether the rules plugin is on system-wide (else rules run only where it is on)."""
-        from mailmax.core.pluginhost.reload import enabled_names
-
-        return self.plugin().NAME in enabled_names(self.settings)
 
     def scope(self, system: bool, domain: str | None, user: str | None) -> tuple[str, str]:
         """The list named by exactly one of ``system``, ``domain`` and ``user``, if this

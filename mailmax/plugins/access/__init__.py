@@ -111,7 +111,7 @@ def mailmax_client_rights(session: Session, listener: str, config: Any) -> Clien
     live = live_rules(host)
     if not live.fresh(host.clock.seconds(), config.refresh_seconds):
         defer.ensureDeferred(live.read(host.for_plugin(NAME))).addErrback(_read_failed)
-    return _decide(host, live.index, session, listener)
+    return _decide(host, live.value, session, listener)
 
 
 @hookimpl

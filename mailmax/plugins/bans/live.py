@@ -9,58 +9,25 @@ so a ban stops holding the moment it expires.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
-from twisted.internet import defer
-
+from mailmax.plugin import LiveCopy
 from mailmax.plugins.bans import store
 from mailmax.plugins.bans.patterns import BanIndex
 
 
-class LiveBans:
+class LiveBans(LiveCopy[BanIndex]):
     """The current :class:`BanIndex` of one host, refreshed on demand."""
 
-    def __init__(self) -> None:
-        self.index = BanIndex()
-        self.loaded_at: float | None = None
-        self._waiting: list[defer.Deferred[BanIndex]] | None = None
+    def empty(self) -> BanIndex:
+        """No bans before the first read."""
+        return BanIndex()
 
-    def invalidate(self) -> None:
-        """Make the next look-up read the table again (after this process changed it)."""
-        self.loaded_at = None
-
-    async def current(self, context: Any, refresh_seconds: float) -> BanIndex:
-        """The index, read again first when it is older than ``refresh_seconds``."""
-        now = context.host.clock.seconds()
-        if self.loaded_at is not None and now - self.loaded_at < refresh_seconds:
-            return self.index
-        if self._waiting is not None:
-            waiter: defer.Deferred[BanIndex] = defer.Deferred()
-            self._waiting.append(waiter)
-            return await waiter
-        self._waiting = []
-        try:
-            bans = await context.transaction(store.live_bans, now)
-        except BaseException as exc:
-            waiting, self._waiting = self._waiting, None
-            for waiter in waiting:
-                waiter.errback(exc)
-            raise
-        self.index = BanIndex.build(bans)
-        self.loaded_at = now
-        waiting, self._waiting = self._waiting, None
-        for waiter in waiting:
-            waiter.callback(self.index)
-        return self.index
-
-
-_BY_HOST: weakref.WeakKeyDictionary[Any, LiveBans] = weakref.WeakKeyDictionary()
+    async def load(self, context: Any, now: float) -> BanIndex:
+        """The bans in force at ``now``, indexed."""
+        return BanIndex.build(await context.transaction(store.live_bans, now))
 
 
 def live_bans(host: Any) -> LiveBans:
     """The :class:`LiveBans` of ``host`` (one per running server)."""
-    found = _BY_HOST.get(host)
-    if found is None:
-        found = _BY_HOST[host] = LiveBans()
-    return found
+    return LiveBans.of(host)

@@ -4,12 +4,14 @@ Per domain, with the system settings as the default (``mailmax plugin set housek
 remove_after_days=30 --domain example.com``): messages older than ``remove_after_days`` days
 are removed from ``folders`` (by default Trash and Junk) of every user, through the store, so
 open IMAP sessions (an IDLE client) see the expunges; users not logged in for
-``inactive_days`` are reported in the log, or disabled. It runs every day at 03:30 UTC in the
-server, and on demand with ``mailmax housekeeping run [--dry-run]``; each run logs what it did.
+``inactive_days`` are reported in the log, or disabled. It runs every day at ``run_at``
+(03:30 by default, in the server's time zone) in the server, and on demand with ``mailmax
+housekeeping run [--dry-run]``; each run logs what it did.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import field_validator
@@ -17,13 +19,15 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from mailmax.core.store.names import folder_parts
-from mailmax.plugin import Field, PluginHost, PluginSettings, Scope, daily
+from mailmax.plugin import SYSTEM_ONLY, Field, PluginHost, PluginSettings, Scope, daily
 from mailmax.plugins.housekeeping import job
 
 #: Where the plugin can be switched on, off or configured.
 SCOPES = ("system", "domain")
 #: Most folders one domain may name.
 MAX_FOLDERS = 20
+#: A time of day, HH:MM on a 24-hour clock.
+_TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 log = Logger(namespace="mailmax.plugins.housekeeping")
 
@@ -44,6 +48,21 @@ class Settings(PluginSettings):
     inactive_action: Literal["report", "disable"] = Field(
         "report", description="What to do with such users: report (in the log) or disable."
     )
+    run_at: str = Field(
+        "03:30",
+        description="Time of day of the daily run, HH:MM in the server's time zone.",
+        json_schema_extra=SYSTEM_ONLY,
+    )
+
+    @field_validator("run_at")
+    @classmethod
+    def _run_at(cls, value: str) -> str:
+        if not _TIME_OF_DAY.match(value):
+            raise ValueError(
+                f"{value!r} is not a time of day: write HH:MM on a 24-hour clock "
+                "(00:00 to 23:59), in the server's time zone"
+            )
+        return value
 
     @field_validator("folders")
     @classmethod
@@ -95,7 +114,7 @@ def _in_thread(host: PluginHost, function: Any, *args: Any) -> defer.Deferred[An
     return threads.deferToThreadPool(host.reactor, pool, function, *args)
 
 
-@daily("03:30", name="housekeeping")
+@daily("run_at", tz="", name="housekeeping")
 async def housekeeping(host: PluginHost, settings_for: Any) -> job.Report:
     """The daily run: each domain's settings are read here, the work is done in a thread."""
     directory = host.sync_directory

@@ -8,13 +8,15 @@
   --daily-limits``) bound what the user sends per UTC day. The day's counts are kept in the
   plugin's store in the directory, so they survive a restart and are shared by every node.
 
-Checked at MAIL FROM (with the size the client announces with ``SIZE=``); a message counts
-once it is accepted, whatever its number of recipients. Over a limit the reply is ``452 4.7.0``
-naming the limit; a message announced larger than a whole limit is ``552 5.3.4``.
+Checked at MAIL FROM (with the size the client announces with ``SIZE=``), and the daily
+megabytes again at the end of DATA with the message's real size, before it is accepted; a
+message counts once it is accepted, whatever its number of recipients. Over a limit the reply
+is ``452 4.7.0`` naming the limit; a message larger than a whole limit is ``552 5.3.4``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
@@ -25,6 +27,7 @@ from mailmax.plugin import (
     PluginSettings,
     RecipientLookup,
     Session,
+    User,
     current_host,
     hookimpl,
     reject,
@@ -48,6 +51,14 @@ class Settings(PluginSettings):
     daily_limits: bool = Field(
         True, description="Apply the daily sending limits of users who have them switched on."
     )
+
+
+@dataclass
+class DailyMegabytes:
+    """The sender whose daily megabytes the end of DATA checks (noted at MAIL FROM, in the
+    sender's scope; None: nothing to check)."""
+
+    user: User | None = None
 
 
 def _lookup(address: str) -> defer.Deferred[RecipientLookup]:
@@ -136,7 +147,17 @@ async def _check(session: Session, envelope: Envelope, config: Settings) -> Any:
     host = current_host()
     day = counts.day_of(host.clock.seconds())
     sent = await counts.sent_on(host.for_plugin(NAME).kv, found.user.address, day)
-    return daily_verdict(found.user, sent, envelope.size_hint)
+    refusal = daily_verdict(found.user, sent, envelope.size_hint)
+    if refusal is None and found.user.daily_send_mb:
+        envelope.stash.put(DailyMegabytes(found.user))
+    return refusal
+
+
+async def _check_size(user: User, size: int) -> Any:
+    host = current_host()
+    day = counts.day_of(host.clock.seconds())
+    sent = await counts.sent_on(host.for_plugin(NAME).kv, user.address, day)
+    return daily_verdict(user, sent, size)
 
 
 async def _count(session: Session, size: int, config: Settings) -> None:
@@ -155,6 +176,15 @@ def mailmax_mail_from(session: Session, envelope: Envelope, config: Settings) ->
     if session.auth_user is None:
         return None
     return defer.ensureDeferred(_check(session, envelope, config))
+
+
+@hookimpl
+def mailmax_data(envelope: Envelope, message: bytes) -> Any:
+    """Refuse a message whose real size goes over what its sender has left for the day."""
+    user = envelope.stash.get(DailyMegabytes).user
+    if user is None:
+        return None
+    return defer.ensureDeferred(_check_size(user, len(message)))
 
 
 @hookimpl

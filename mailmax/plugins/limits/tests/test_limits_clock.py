@@ -87,6 +87,40 @@ def test_daily_megabytes_count_the_announced_size(harness: PluginHarness) -> Non
     assert mail_from(harness, ALICE, size=50).action is Action.CONTINUE
 
 
+def test_real_size_is_checked_at_the_end_of_data_until_midnight(harness: PluginHarness) -> None:
+    """A message sent without SIZE= is measured before it is accepted: over what is left for
+    the day it is refused as the SIZE= check refuses it, and the next day it fits again."""
+    mb = 1024 * 1024
+    sent(harness, ALICE, mb - 100)
+    session = make_session(auth_user=ALICE, service="submission")
+    envelope = make_envelope(ALICE, ["bob@example.test", "carol@remote.test"])
+    verdict = harness.result(
+        harness.run("mailmax_mail_from", session=session, envelope=envelope, sender=ALICE)
+    )
+    assert verdict.action is Action.CONTINUE  # no SIZE=: nothing to refuse yet
+    refused = harness.result(harness.data(envelope, b"x" * 200, session)).refusal
+    assert (refused.action, refused.code, refused.status, refused.text) == (
+        Action.TEMPFAIL,
+        452,
+        "4.7.0",
+        "Daily sending limit of 1 MB for alice@example.test reached, try again after 00:00 UTC",
+    )
+    assert harness.result(harness.data(envelope, b"x" * 50, session)).refusal is None
+    harness.clock.advance(3600)  # the next day: the whole megabyte is left
+    assert harness.result(harness.data(envelope, b"x" * 200, session)).refusal is None
+    too_big = harness.result(harness.data(envelope, b"x" * (mb + 1), session)).refusal
+    assert (too_big.code, too_big.status) == (552, "5.3.4")
+    assert (
+        too_big.text == "Message larger than the daily sending limit of 1 MB for alice@example.test"
+    )
+    bob = make_envelope("bob@example.test", ["alice@example.test"])  # no limits: nothing noted
+    bob_session = make_session(auth_user="bob@example.test", service="submission")
+    harness.result(
+        harness.run("mailmax_mail_from", session=bob_session, envelope=bob, sender=bob.sender)
+    )
+    assert harness.result(harness.data(bob, b"x" * (mb + 1), bob_session)).refusal is None
+
+
 def test_domain_session_limit_and_switching_daily_limits_off(tmp_path: Path) -> None:
     harness = start(tmp_path, daily_limits=False)
     try:

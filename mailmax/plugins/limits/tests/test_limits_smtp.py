@@ -113,3 +113,38 @@ def test_daily_limit_counts_across_sessions_and_a_restart(server: TestServer) ->
         )
     with submission(server, "bob@example.test") as client:  # bob has no daily limit
         assert send(client, "bob@example.test", "alice@example.test")[0] == 250
+
+
+def test_a_message_without_size_is_measured_before_it_is_accepted(server: TestServer) -> None:
+    """No SIZE=: the end of DATA refuses a message bigger than what is left of the day's
+    megabytes, with the reply the SIZE= check gives; nothing of it is delivered or counted."""
+    with server.directory() as directory:
+        directory.add_user(
+            "dave@example.test", "davesecret", daily_send_mb=1, daily_limits_enabled=True
+        )
+        directory.add_user("erin@example.test", "erinsecret")
+    body = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 600  # 600 KB
+    with submission(server, "dave@example.test") as client:
+        for subject, expected in ((b"first", 250), (b"second", 452), (b"third", 452)):
+            assert client.mail("dave@example.test")[0] == 250
+            assert client.rcpt("erin@example.test")[0] == 250
+            code, text = client.data(body.replace(b"big", subject))
+            assert code == expected, text
+        assert text == (
+            b"4.7.0 Daily sending limit of 1 MB for dave@example.test reached,"
+            b" try again after 00:00 UTC"
+        )
+        assert client.mail("dave@example.test")[0] == 250  # what is left still fits
+        assert client.rcpt("erin@example.test")[0] == 250
+        assert client.data(b"Subject: small\r\n\r\nhello\r\n")[0] == 250
+        assert client.mail("dave@example.test")[0] == 250
+        assert client.rcpt("erin@example.test")[0] == 250
+        assert client.data(body * 2)[:2] == (
+            552,
+            b"5.3.4 Message larger than the daily sending limit of 1 MB for dave@example.test",
+        )
+    delivered = server.wait_for_mail("erin@example.test", count=2)
+    assert sorted(m.split(b"Subject: ")[1].split(b"\r\n")[0] for m in delivered) == [
+        b"first",
+        b"small",
+    ]

@@ -1,0 +1,59 @@
+"""LiveCopy: one read at a time however many callers wait, read again only when old, one copy
+per host; on a fake clock."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import pytest
+from twisted.internet import defer, task
+
+from mailmax.plugin import LiveCopy
+from mailmax.testing import PluginHarness
+
+
+class Counted(LiveCopy[int]):
+    """A copy whose reads wait for the test to answer them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[defer.Deferred[int]] = []
+
+    def empty(self) -> int:
+        return 0
+
+    async def load(self, context: Any, now: float) -> int:
+        answer: defer.Deferred[int] = defer.Deferred()
+        self.pending.append(answer)
+        return await answer
+
+
+def test_callers_share_one_read_and_the_copy_is_read_again_when_old() -> None:
+    clock = task.Clock()
+    harness = PluginHarness(types.ModuleType("copier"), clock=clock)
+    other = PluginHarness(types.ModuleType("copier"), clock=clock)
+    host, context = harness.host, harness.context
+    copy = Counted.of(host)
+    assert Counted.of(host) is copy and copy.value == 0
+    first = defer.ensureDeferred(copy.current(context, 2))
+    second = defer.ensureDeferred(copy.current(context, 2))
+    assert len(copy.pending) == 1  # the second caller waits for the first read
+    copy.pending[0].callback(7)
+    assert (harness.result(first), harness.result(second), copy.value) == (7, 7, 7)
+    clock.advance(1.9)
+    assert harness.result(defer.ensureDeferred(copy.current(context, 2))) == 7  # no read
+    clock.advance(0.1)
+    again = defer.ensureDeferred(copy.current(context, 2))
+    assert len(copy.pending) == 2
+    waiting = defer.ensureDeferred(copy.current(context, 2))
+    copy.pending[1].errback(RuntimeError("database gone"))
+    for failed in (again, waiting):  # every caller of the failed read hears of it
+        with pytest.raises(RuntimeError, match="database gone"):
+            harness.result(failed)
+    assert copy.value == 7 and not copy.fresh(clock.seconds(), 2)
+    copy.invalidate()
+    assert copy.loaded_at is None
+    assert Counted.of(other.host) is not copy  # another host, another copy
+    harness.close()
+    other.close()
