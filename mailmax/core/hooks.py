@@ -282,7 +282,10 @@ class PluginSet:
         """Call one implementation: ``(True, answer)`` when its answer is there already (a
         coroutine that finished without waiting, a Deferred that has fired), else ``(False,
         something to await)``. Raises what the implementation raised."""
-        args = {name: kwargs[name] for name in active.names if name in kwargs}
+        args = {}
+        for name in active.names:  # a loop, not a comprehension: one call less per hook
+            if name in kwargs:
+                args[name] = kwargs[name]
         if active.wants_config:
             args["config"] = active.settings
         token = CURRENT_HOST.set(self.host)
@@ -338,9 +341,10 @@ class PluginSet:
                 return defer.succeed(self._failed(hook, active_one.plugin))
             if not ready:  # the rest of the chain waits for this answer
                 return defer.ensureDeferred(self._chain(hook, active, index, result, kwargs))
-            verdict = self._judge(hook, active_one.plugin, result, kwargs)
-            if verdict is not None:
-                return defer.succeed(verdict)
+            if result is not None:
+                verdict = self._judge(hook, active_one.plugin, result, kwargs)
+                if verdict is not None:
+                    return defer.succeed(verdict)
         return defer.succeed(verdicts.cont())
 
     async def _chain(
