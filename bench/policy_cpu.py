@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 
 from policy_accept import POLICY_SETTINGS, ZONES, variants  # noqa: E402
-from smtp_load import LoadConfig, run_load  # noqa: E402
+from smtp_load import MODES, LoadConfig, run_load  # noqa: E402
 
 from mailmax.testing import TestServer, start_server  # noqa: E402
 from tests.fixtures.dns import dns_server  # noqa: E402
@@ -69,12 +69,14 @@ def cpu_ms(pid: int) -> dict[str, float]:
     }
 
 
-def send(server: TestServer, messages: int, concurrency: int) -> int:
-    """Send ``messages`` 4 KiB messages to ``server``; the number accepted."""
+def send(server: TestServer, messages: int, concurrency: int, mode: str = "persistent") -> int:
+    """Send ``messages`` 4 KiB messages to ``server`` (``mode``: one connection per client
+    or per message); the number accepted."""
     result = run_load(
         LoadConfig(
             port=server.ports["smtp"],
             concurrency=concurrency,
+            mode=mode,
             size=4096,
             seconds=600,
             max_messages=messages,
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace) -> dict:
             for index in range(args.rounds):
                 for key, server in servers.items():
                     before = cpu_ms(server.proc.pid)
-                    accepted = send(server, args.messages, args.concurrency)
+                    accepted = send(server, args.messages, args.concurrency, args.mode)
                     totals[key] += accepted
                     wait_delivered(server, totals[key])
                     after = cpu_ms(server.proc.pid)
@@ -204,6 +206,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=400, help="per server and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--mode", default="persistent", choices=MODES)
     parser.add_argument(
         "--policy",
         default="bans,rbl,tarpit,access",
@@ -234,7 +237,7 @@ def main() -> int:
                 f" {cpu['policy']:>8.3f} {ratio:>15.3f}"
             )
     print(f"\nmedians of {args.rounds} interleaved rounds of {args.messages} messages, "
-          f"C={args.concurrency}, server CPU (user+system) including local delivery")  # fmt: skip
+          f"C={args.concurrency} {args.mode}, server CPU with local delivery")  # fmt: skip
     return 0
 
 
