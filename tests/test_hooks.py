@@ -218,3 +218,19 @@ def test_answers_are_kept_per_scope_until_the_resolver_generation_changes():
     assert action("quiet.test") is Action.CONTINUE  # same generation: the kept answer
     resolver.generation = 2
     assert action("quiet.test") is Action.REJECT and action("loud.test") is Action.CONTINUE
+
+
+def test_what_a_plugin_sets_in_a_context_variable_stays_in_its_chain():
+    import contextvars
+
+    mark: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="caller")
+
+    def sets(helo):
+        mark.set("plugin")
+
+    async def sets_too(helo):
+        mark.set("coroutine")
+
+    ps = PluginSet([plugin("a", mailmax_helo=sets), plugin("b", mailmax_helo=sets_too)])
+    assert result_of(ps.run_policy("mailmax_helo", helo="x")).action is Action.CONTINUE
+    assert mark.get() == "caller"

@@ -331,6 +331,14 @@ class PluginSet:
             return defer.succeed(
                 verdicts.tempfail("Local error in policy configuration, try again later")
             )
+        if not active:
+            return defer.succeed(verdicts.cont())
+        # in a context of its own, as a coroutine would run: what a plugin sets stays there
+        return contextvars.copy_context().run(self._run_policy, hook, active, kwargs)
+
+    def _run_policy(
+        self, hook: str, active: tuple[_Active, ...], kwargs: Mapping[str, Any]
+    ) -> defer.Deferred[Verdict]:
         changes = kwargs.get("changes")
         for index, active_one in enumerate(active):
             if changes is not None:
