@@ -134,3 +134,103 @@ def test_hook_implementation_with_a_typo_is_refused():
     module.mailmax_hello = hookimpl(lambda helo: None)
     with pytest.raises(PluginError, match="typo"):
         PluginSet([LoadedPlugin("typo", module)])
+
+
+def test_a_coroutine_that_waits_keeps_the_host_and_its_order():
+    """A coroutine hook's steps after an await still see current_host(); its exception
+    there is a temporary failure; the plugins after it wait for it."""
+    from mailmax.plugin import current_host
+
+    pending: defer.Deferred = defer.Deferred()
+    seen = []
+
+    async def waits(helo):
+        seen.append(("before", current_host()))
+        value = await pending
+        seen.append(("after", current_host()))
+        if value == "fail":
+            raise RuntimeError("after the await")
+        return None
+
+    def later(helo):
+        seen.append(("later", current_host()))
+        return verdicts.reject("no", 550, "5.7.1")
+
+    host = object()
+    ps = PluginSet(
+        [plugin("waits", mailmax_helo=waits), plugin("later", mailmax_helo=later)], host=host
+    )
+    out = []
+    ps.run_policy("mailmax_helo", helo="x").addCallback(out.append)
+    assert out == [] and seen == [("before", host)]
+    pending.callback("go on")
+    assert seen == [("before", host), ("after", host), ("later", host)]
+    assert out[0].action is Action.REJECT and out[0].plugin == "later"
+
+    pending = defer.Deferred()
+    out.clear()
+    ps.run_policy("mailmax_helo", helo="x").addCallback(out.append)
+    pending.callback("fail")
+    assert out[0].action is Action.TEMPFAIL and out[0].plugin == "waits"
+
+
+def test_a_coroutine_that_waits_can_be_cancelled():
+    pending: defer.Deferred = defer.Deferred()
+    cancelled = []
+
+    async def waits(helo):
+        try:
+            await pending
+        except defer.CancelledError:
+            cancelled.append(True)
+            raise
+
+    ps = PluginSet([plugin("waits", mailmax_helo=waits)])
+    d = ps.run_policy("mailmax_helo", helo="x")
+    d.cancel()
+    assert cancelled == [True]
+    assert result_of(d).action is Action.TEMPFAIL
+
+
+def test_answers_are_kept_per_scope_until_the_resolver_generation_changes():
+    def refuse(recipient):
+        return verdicts.reject()
+
+    class Resolver:
+        generation = 1
+        quiet = {"quiet.test"}
+        calls = 0
+
+        def __call__(self, p, scope):
+            self.calls += 1
+            return scope.domain not in self.quiet, p.settings
+
+    resolver = Resolver()
+    ps = PluginSet([plugin("r", mailmax_rcpt_to=refuse)], resolver)
+
+    def action(domain):
+        verdict = result_of(ps.run_policy("mailmax_rcpt_to", Scope(domain=domain), recipient=None))
+        return verdict.action
+
+    assert action("quiet.test") is Action.CONTINUE and action("loud.test") is Action.REJECT
+    assert action("quiet.test") is Action.CONTINUE and resolver.calls == 2  # kept
+    resolver.quiet = {"loud.test"}
+    assert action("quiet.test") is Action.CONTINUE  # same generation: the kept answer
+    resolver.generation = 2
+    assert action("quiet.test") is Action.REJECT and action("loud.test") is Action.CONTINUE
+
+
+def test_what_a_plugin_sets_in_a_context_variable_stays_in_its_chain():
+    import contextvars
+
+    mark: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="caller")
+
+    def sets(helo):
+        mark.set("plugin")
+
+    async def sets_too(helo):
+        mark.set("coroutine")
+
+    ps = PluginSet([plugin("a", mailmax_helo=sets), plugin("b", mailmax_helo=sets_too)])
+    assert result_of(ps.run_policy("mailmax_helo", helo="x")).action is Action.CONTINUE
+    assert mark.get() == "caller"

@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import CoroutineType
+from typing import Any, NamedTuple
 
 import pluggy
 from twisted.internet import defer
@@ -88,6 +89,54 @@ def _system_only(plugin: LoadedPlugin, scope: Scope) -> tuple[bool, Mapping[str,
     return plugin.system_enabled, plugin.settings
 
 
+_system_only.generation = 0  # type: ignore[attr-defined]  # its answers never change
+
+
+#: The cache key of a hook's implementations that answer the same in every scope.
+_ANY_SCOPE = object()
+
+
+class _Active(NamedTuple):
+    """One implementation switched on in a scope, with what calling it needs."""
+
+    plugin: LoadedPlugin
+    impl: pluggy.HookImpl
+    settings: Mapping[str, Any]
+    #: The hook arguments the implementation takes (``config`` aside).
+    names: tuple[str, ...]
+    wants_config: bool
+
+
+class _Resumed:
+    """The rest of a coroutine whose first step already ran: awaiting it runs the remaining
+    steps, passing each value the coroutine waits for (and each exception) through."""
+
+    def __init__(self, coroutine: Any, waiting: Any) -> None:
+        self.coroutine = coroutine
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, waiting = self.coroutine, self.waiting
+        while True:
+            try:
+                value = yield waiting
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:  # handed to the coroutine, as an await would
+                step = coroutine.throw, exc
+            else:
+                step = coroutine.send, value
+            try:
+                waiting = step[0](step[1])
+            except StopIteration as done:
+                return done.value
+
+
+async def _resume(coroutine: Any, waiting: Any) -> Any:
+    return await _Resumed(coroutine, waiting)
+
+
 class PluginSet:
     """An immutable, ordered set of loaded plugins and the means to run their hooks."""
 
@@ -121,6 +170,13 @@ class PluginSet:
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"plugin hook check failed: {exc}") from exc
         self._impls: dict[str, list[tuple[LoadedPlugin, pluggy.HookImpl]]] = {}
+        #: ``{(hook, scope): (generation, active implementations)}``; a hook whose
+        #: implementations answer the same in every scope has one entry, for :data:`_ANY_SCOPE`.
+        self._active_cache: dict[tuple[str, object], tuple[int, tuple[_Active, ...]]] = {}
+        self._free_cache: dict[str, tuple[int, bool]] = {}
+
+    #: Most (hook, scope) answers kept; past that the cache starts afresh.
+    MAX_CACHED = 20_000
 
     # ------------------------------------------------------------------ introspection
     def implementations(self, hook: str) -> list[tuple[LoadedPlugin, pluggy.HookImpl]]:
@@ -156,27 +212,59 @@ class PluginSet:
         except Exception as exc:
             raise PluginError(f"plugin {plugin.name}: settings for {scope}: {exc}") from exc
 
+    def _generation(self) -> int | None:
+        """A number that changes whenever the resolver's answers may change (directory
+        overrides read afresh); None when the resolver cannot say, and then nothing it
+        answers is kept."""
+        return getattr(self._resolver, "generation", None)
+
     def scope_free(self, hook: str) -> bool:
         """True when no implementation of ``hook`` is switched or set narrower than the
         system (then every scope gets the same plugins and settings)."""
+        generation = self._generation()
+        found = self._free_cache.get(hook)
+        if found is not None and generation is not None and found[0] == generation:
+            return found[1]
         check = getattr(self._resolver, "scope_free", None)
         if check is None:
-            return self._resolver is _system_only
-        return all(check(plugin) for plugin, _ in self.implementations(hook))
+            free = self._resolver is _system_only
+        else:
+            free = all(check(plugin) for plugin, _ in self.implementations(hook))
+        if generation is not None:
+            self._free_cache[hook] = (generation, free)
+        return free
 
-    def _active(
-        self, hook: str, scope: Scope
-    ) -> list[tuple[LoadedPlugin, pluggy.HookImpl, Mapping[str, Any]]]:
+    def _active(self, hook: str, scope: Scope) -> tuple[_Active, ...]:
+        """The implementations of ``hook`` switched on in ``scope``, with their settings; kept
+        per (hook, scope) until the resolver's generation changes."""
+        generation = self._generation()
+        if generation is None:
+            return self._resolve_active(hook, scope)
+        cache = self._active_cache
+        for key in ((hook, _ANY_SCOPE), (hook, scope)):
+            found = cache.get(key)
+            if found is not None and found[0] == generation:
+                return found[1]
+        free = self.scope_free(hook)
+        active = self._resolve_active(hook, scope)
+        if len(cache) >= self.MAX_CACHED:
+            cache.clear()
+        cache[(hook, _ANY_SCOPE) if free else (hook, scope)] = (generation, active)
+        return active
+
+    def _resolve_active(self, hook: str, scope: Scope) -> tuple[_Active, ...]:
         out = []
         for plugin, impl in self.implementations(hook):
             enabled, settings = self.resolve(plugin, scope)
             if enabled:
-                out.append((plugin, impl, settings))
-        return out
+                names = tuple(name for name in impl.argnames if name != "config")
+                out.append(_Active(plugin, impl, settings, names, "config" in impl.argnames))
+        return tuple(out)
 
     def _call(
         self, impl: pluggy.HookImpl, settings: Mapping[str, Any], kwargs: Mapping[str, Any]
     ) -> Any:
+        """Call one implementation; a coroutine comes back as a Deferred."""
         args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
         if "config" in impl.argnames:
             args["config"] = settings
@@ -187,6 +275,42 @@ class PluginSet:
                 # started here, so its whole body runs where current_host() is set
                 result = defer.ensureDeferred(result)
             return result
+        finally:
+            CURRENT_HOST.reset(token)
+
+    def _start(self, active: _Active, kwargs: Mapping[str, Any]) -> tuple[bool, Any]:
+        """Call one implementation: ``(True, answer)`` when its answer is there already (a
+        coroutine that finished without waiting, a Deferred that has fired), else ``(False,
+        something to await)``. Raises what the implementation raised."""
+        args = {}
+        for name in active.names:  # a loop, not a comprehension: one call less per hook
+            if name in kwargs:
+                args[name] = kwargs[name]
+        if active.wants_config:
+            args["config"] = active.settings
+        token = CURRENT_HOST.set(self.host)
+        try:
+            result = active.impl.function(**args)
+            if result is None or isinstance(result, Verdict):
+                return True, result
+            if type(result) is CoroutineType:
+                # its first step runs now and its later ones (if any) as a Deferred runs
+                # them: each in a copy of this context, where current_host() is set
+                context = contextvars.copy_context()
+                try:
+                    waiting = context.run(result.send, None)
+                except StopIteration as done:
+                    return True, done.value
+                return False, context.run(defer.ensureDeferred, _resume(result, waiting))
+            if isinstance(result, defer.Deferred):
+                steps = result.__iter__()
+                try:
+                    steps.send(None)
+                except StopIteration as done:  # it has fired: its value (or its exception)
+                    return True, done.value
+                steps.close()
+                return False, result
+            return not inspect.isawaitable(result), result
         finally:
             CURRENT_HOST.reset(token)
 
@@ -209,38 +333,85 @@ class PluginSet:
             )
         if not active:
             return defer.succeed(verdicts.cont())
-        return defer.ensureDeferred(self._chain(hook, active, kwargs))
+        # in a context of its own, as a coroutine would run: what a plugin sets stays there
+        return contextvars.copy_context().run(self._run_policy, hook, active, kwargs)
 
-    async def _chain(self, hook: str, active: list, kwargs: Mapping[str, Any]) -> Verdict:
+    def _run_policy(
+        self, hook: str, active: tuple[_Active, ...], kwargs: Mapping[str, Any]
+    ) -> defer.Deferred[Verdict]:
         changes = kwargs.get("changes")
-        for plugin, impl, settings in active:
+        for index, active_one in enumerate(active):
             if changes is not None:
-                changes.begin(plugin.name)
+                changes.begin(active_one.plugin.name)
             try:
-                result = self._call(impl, settings, kwargs)
-                if isinstance(result, defer.Deferred) or inspect.isawaitable(result):
-                    result = await result
+                ready, result = self._start(active_one, kwargs)
             except Exception:
-                log.failure("plugin {plugin} failed in {hook}", plugin=plugin.name, hook=hook)
-                return verdicts.tempfail(
-                    "Local error in policy check, try again later", 451, "4.3.0"
-                ).with_plugin(plugin.name)
-            if result is None:
-                continue
-            if not isinstance(result, Verdict):
-                log.error(
-                    "plugin {plugin} returned {value!r} from {hook}; expected a Verdict or None",
-                    plugin=plugin.name,
-                    value=result,
-                    hook=hook,
-                )
-                return verdicts.tempfail("Local error in policy check", 451, "4.3.0").with_plugin(
-                    plugin.name
-                )
-            if result.decisive:
-                self._note_verdict(hook, plugin.name, result, kwargs)
-                return result.with_plugin(plugin.name)
+                return defer.succeed(self._failed(hook, active_one.plugin))
+            if not ready:  # the rest of the chain waits for this answer
+                return defer.ensureDeferred(self._chain(hook, active, index, result, kwargs))
+            if result is not None:
+                verdict = self._judge(hook, active_one.plugin, result, kwargs)
+                if verdict is not None:
+                    return defer.succeed(verdict)
+        return defer.succeed(verdicts.cont())
+
+    async def _chain(
+        self,
+        hook: str,
+        active: tuple[_Active, ...],
+        index: int,
+        waiting: Any,
+        kwargs: Mapping[str, Any],
+    ) -> Verdict:
+        """The chain of :meth:`run_policy` from the implementation at ``index`` on, whose
+        answer is ``waiting``."""
+        changes = kwargs.get("changes")
+        for position in range(index, len(active)):
+            active_one = active[position]
+            try:
+                if position == index:
+                    result = await waiting
+                else:
+                    if changes is not None:
+                        changes.begin(active_one.plugin.name)
+                    ready, result = self._start(active_one, kwargs)
+                    if not ready:
+                        result = await result
+            except Exception:
+                return self._failed(hook, active_one.plugin)
+            verdict = self._judge(hook, active_one.plugin, result, kwargs)
+            if verdict is not None:
+                return verdict
         return verdicts.cont()
+
+    @staticmethod
+    def _failed(hook: str, plugin: LoadedPlugin) -> Verdict:
+        """Log the exception being handled; the temporary failure that answers for it."""
+        log.failure("plugin {plugin} failed in {hook}", plugin=plugin.name, hook=hook)
+        return verdicts.tempfail(
+            "Local error in policy check, try again later", 451, "4.3.0"
+        ).with_plugin(plugin.name)
+
+    def _judge(
+        self, hook: str, plugin: LoadedPlugin, result: Any, kwargs: Mapping[str, Any]
+    ) -> Verdict | None:
+        """What a policy answer means for the chain: None to go on, else its outcome."""
+        if result is None:
+            return None
+        if not isinstance(result, Verdict):
+            log.error(
+                "plugin {plugin} returned {value!r} from {hook}; expected a Verdict or None",
+                plugin=plugin.name,
+                value=result,
+                hook=hook,
+            )
+            return verdicts.tempfail("Local error in policy check", 451, "4.3.0").with_plugin(
+                plugin.name
+            )
+        if result.decisive:
+            self._note_verdict(hook, plugin.name, result, kwargs)
+            return result.with_plugin(plugin.name)
+        return None
 
     async def notify(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> None:
         """Run a notification hook: every enabled implementation in order, each awaited;
@@ -250,13 +421,15 @@ class PluginSet:
         except PluginError as exc:
             log.error("{hook} not run: {error}", hook=hook, error=str(exc))
             return
-        for plugin, impl, settings in active:
+        for active_one in active:
             try:
-                result = self._call(impl, settings, kwargs)
-                if isinstance(result, defer.Deferred) or inspect.isawaitable(result):
+                ready, result = self._start(active_one, kwargs)
+                if not ready:
                     await result
             except Exception:
-                log.failure("plugin {plugin} failed in {hook}", plugin=plugin.name, hook=hook)
+                log.failure(
+                    "plugin {plugin} failed in {hook}", plugin=active_one.plugin.name, hook=hook
+                )
 
     def _note_verdict(
         self, hook: str, plugin: str, verdict: Verdict, kwargs: Mapping[str, Any]
@@ -285,8 +458,8 @@ class PluginSet:
 
     def first_result(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> Any:
         """Run a synchronous hook; return the first non-``None`` answer (or ``None``)."""
-        for _plugin, impl, settings in self._active(hook, scope):
-            result = self._call(impl, settings, kwargs)
+        for active in self._active(hook, scope):
+            result = self._call(active.impl, active.settings, kwargs)
             if result is not None:
                 return result
         return None
@@ -294,8 +467,8 @@ class PluginSet:
     def all_results(self, hook: str, scope: Scope = SYSTEM, **kwargs: Any) -> list[Any]:
         """Run a synchronous hook; return every non-``None`` answer in plugin order."""
         out = []
-        for _plugin, impl, settings in self._active(hook, scope):
-            result = self._call(impl, settings, kwargs)
+        for active in self._active(hook, scope):
+            result = self._call(active.impl, active.settings, kwargs)
             if result is not None:
                 out.append(result)
         return out
@@ -309,12 +482,12 @@ class PluginSet:
         self, hook: str, scope: Scope = SYSTEM, **kwargs: Any
     ) -> tuple[str, Any]:
         """Like :meth:`first_async`, with the name of the plugin that answered (``""``: none)."""
-        for plugin, impl, settings in self._active(hook, scope):
-            result = self._call(impl, settings, kwargs)
-            if isinstance(result, defer.Deferred) or inspect.isawaitable(result):
+        for active in self._active(hook, scope):
+            ready, result = self._start(active, kwargs)
+            if not ready:
                 result = await result
             if result is not None:
-                return plugin.name, result
+                return active.plugin.name, result
         return "", None
 
 

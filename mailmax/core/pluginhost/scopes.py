@@ -114,6 +114,12 @@ class ScopeStore:
         self._cache: dict[tuple[str, Scope], tuple[bool, Any]] = {}
         self._generation = -1
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever the directory's overrides were read afresh, so answers kept for
+        an older generation are stale (the plugin set keeps its hooks' answers by it)."""
+        return self.source.generation
+
     # ------------------------------------------------------------------ layers
     @staticmethod
     def _system_layer(plugin: LoadedPlugin) -> Layer:

@@ -12,6 +12,7 @@ A rule's kind is ``permitted`` (normal access), ``trusted`` (no restrictions), `
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -103,6 +104,7 @@ def _part(word: str, whole: str) -> tuple[int, int]:
     return low, high
 
 
+@functools.lru_cache(maxsize=4096)  # asked twice per connection, mostly by the same clients
 def client_address(ip: str) -> _Address | None:
     """``ip`` as an address object (an IPv4-mapped IPv6 address as IPv4), or None."""
     try:

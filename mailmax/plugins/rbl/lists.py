@@ -9,6 +9,7 @@ resolver, too many queries).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class BlockList:
         return any(low <= value <= high for low, high in self.codes)
 
 
+@functools.lru_cache(maxsize=256)  # asked at every RCPT with the same few settings
 def parse_list(text: str) -> BlockList:
     """A :class:`BlockList` from ``zone`` or ``zone=CODES``; ValueError saying what is wrong."""
     zone, _, codes = text.partition("=")
