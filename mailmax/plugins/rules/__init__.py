@@ -15,7 +15,10 @@ always removed; their output is logged. Dates and times are read on the server's
 from __future__ import annotations
 
 import datetime
+import os
+import weakref
 import zoneinfo
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ from mailmax.plugin import (
 from mailmax.plugins.rules import actions, changes, store
 from mailmax.plugins.rules.engine import evaluate
 from mailmax.plugins.rules.live import live_rules
-from mailmax.plugins.rules.message import MessageView
+from mailmax.plugins.rules.message import MessageView, RecentMessages
 from mailmax.plugins.rules.model import DOMAIN, SYSTEM, USER, program_allowed
 from mailmax.plugins.rules.programs import run_in_server
 
@@ -143,20 +146,52 @@ def _in_thread(host: Any) -> Any:
     )
 
 
-async def _deliver(
-    host: Any, mailbox: str, envelope: Envelope, message_path: str, config: Settings
-) -> Any:
-    context = host.for_plugin(NAME)
-    rules = await live_rules(host).rules_for(context, list_keys(mailbox), config.refresh_seconds)
-    if not rules:
-        return None
-    in_thread = _in_thread(host)
+@dataclass
+class _HostState:
+    """What the plugin keeps per running server between deliveries."""
+
+    context: Any
+    messages: RecentMessages = field(default_factory=RecentMessages)
+
+
+_STATE: weakref.WeakKeyDictionary[Any, _HostState] = weakref.WeakKeyDictionary()
+
+
+def _state(host: Any) -> _HostState:
+    found = _STATE.get(host)
+    if found is None:
+        found = _STATE[host] = _HostState(host.for_plugin(NAME))
+    return found
+
+
+async def _view(messages: RecentMessages, in_thread: Any, message_path: str) -> MessageView:
+    """The message at ``message_path`` as rules see it; read and parsed once for all its
+    recipients."""
+    info = os.stat(message_path)
+    key = (message_path, info.st_size, info.st_mtime_ns)
+    view = messages.get(key)
+    if view is not None:
+        return view
     path = Path(message_path)
-    if path.stat().st_size <= INLINE_READ_BYTES:
+    if info.st_size <= INLINE_READ_BYTES:
         data = path.read_bytes()  # just written by the queue: in the page cache, cheaper here
     else:
         data = await in_thread(path.read_bytes)
     view = MessageView(changes.without_trace(data))
+    messages.keep(key, view)
+    return view
+
+
+async def _deliver(
+    host: Any, mailbox: str, envelope: Envelope, message_path: str, config: Settings
+) -> Any:
+    state = _state(host)
+    context = state.context
+    rules = await live_rules(host).rules_for(context, list_keys(mailbox), config.refresh_seconds)
+    if not rules:
+        return None
+    in_thread = _in_thread(host)
+    view = await _view(state.messages, in_thread, message_path)
     if changes.NOTE_HEADER in view.header and changes.is_our_note(
         view.header, host.secret("rules-note")
     ):
