@@ -192,7 +192,7 @@ async def _deliver(
         return None
     in_thread = _in_thread(host)
     view = await _view(state.messages, in_thread, message_path)
-    if changes.NOTE_HEADER in view.header and changes.is_our_note(
+    if changes.NOTE_HEADER.lower() in view.header_names and changes.is_our_note(
         view.header, host.secret("rules-note")
     ):
         return None

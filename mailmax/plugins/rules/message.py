@@ -20,6 +20,8 @@ from mailmax.plugins.antivirus.mime import Attachment, attachments, parse
 
 #: How deep attachments are looked for in nested messages and multiparts.
 MAX_DEPTH = 10
+#: The header fields that make a message more than plain text (RFC 2045).
+_MIME_FIELDS = ("content-type", "content-transfer-encoding", "content-disposition")
 
 
 def _head(data: bytes) -> bytes:
@@ -44,6 +46,11 @@ class MessageView:
     def header(self) -> Message:
         """The parsed header fields only (values as they are written)."""
         return BytesHeaderParser(policy=email.policy.compat32).parsebytes(_head(self.data))
+
+    @cached_property
+    def header_names(self) -> frozenset[str]:
+        """The names of the header fields, in lower case."""
+        return frozenset(name.lower() for name in self.header)
 
     @cached_property
     def header_fields(self) -> list[tuple[str, str]]:
@@ -92,16 +99,17 @@ class MessageView:
     def _plain_body(self) -> str | None:
         """The body of a one-part plain text message in 7- or 8-bit (most mail), read without
         parsing the message; None for any other kind (which then is parsed)."""
-        header = self.header
-        kind = header.get_content_type()
-        encoding = str(header.get("Content-Transfer-Encoding", "7bit")).strip().lower()
-        if kind != "text/plain" or encoding not in ("7bit", "8bit", ""):
-            return None
-        if header.get_filename() or header.get_content_disposition() == "attachment":
-            return None
+        header, charset = self.header, "utf-8"
+        if not self.header_names.isdisjoint(_MIME_FIELDS):  # else plain text (RFC 2045)
+            kind = header.get_content_type()
+            encoding = str(header.get("Content-Transfer-Encoding", "7bit")).strip().lower()
+            if kind != "text/plain" or encoding not in ("7bit", "8bit", ""):
+                return None
+            if header.get_filename() or header.get_content_disposition() == "attachment":
+                return None
+            charset = header.get_content_charset() or charset
         start = len(_head(self.data))
         body = self.data[start:].removeprefix(b"\r\n").removeprefix(b"\n")
-        charset = header.get_content_charset() or "utf-8"
         try:
             return body.decode(charset, "replace")
         except LookupError:
