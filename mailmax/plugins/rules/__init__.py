@@ -164,6 +164,11 @@ def _state(host: Any) -> _HostState:
     return found
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
 async def _view(messages: RecentMessages, in_thread: Any, message_path: str) -> MessageView:
     """The message at ``message_path`` as rules see it; read and parsed once for all its
     recipients."""
@@ -172,11 +177,10 @@ async def _view(messages: RecentMessages, in_thread: Any, message_path: str) -> 
     view = messages.get(key)
     if view is not None:
         return view
-    path = Path(message_path)
     if info.st_size <= INLINE_READ_BYTES:
-        data = path.read_bytes()  # just written by the queue: in the page cache, cheaper here
+        data = _read(message_path)  # just written by the queue: in the page cache, cheaper here
     else:
-        data = await in_thread(path.read_bytes)
+        data = await in_thread(_read, message_path)
     view = MessageView(changes.without_trace(data))
     messages.keep(key, view)
     return view
@@ -206,7 +210,9 @@ async def _deliver(
             host.reactor, in_thread, root, argv, message, config.program_timeout, context.log
         )
 
-    now = local_time(actions.now_seconds(context), config.time_zone)
+    now = None  # the local time is looked up only for rules that test it
+    if any(rule.needs_clock for rule in rules):
+        now = local_time(actions.now_seconds(context), config.time_zone)
     plan = await evaluate(rules, view, now, program_test)
     if view.body_read:
         context.metrics.increment("bodies_read")

@@ -13,15 +13,17 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Any
 
 from mailmax.plugins.rules.message import MessageView
 from mailmax.plugins.rules.syntax import Condition
 
-#: A condition made ready to run: ``(message, local time) -> whether it holds``.
-Test = Callable[[MessageView, datetime.datetime], bool]
+#: A condition made ready to run: ``(message, local time) -> whether it holds``; the time is
+#: None when no condition of the rules that run tests it.
+Test = Callable[[MessageView, datetime.datetime | None], bool]
 
 #: The comparisons of size, date, time and weekday conditions (``between`` apart).
-_COMPARISONS: dict[str, Callable[[object, object], bool]] = {
+_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "on": operator.eq,
     "=": operator.eq,
     "not-on": operator.ne,
@@ -46,7 +48,7 @@ def _minute(moment: datetime.datetime) -> datetime.time:
     return moment.time().replace(second=0, microsecond=0)
 
 
-_MOMENTS: dict[str, Callable[[datetime.datetime], object]] = {
+_MOMENTS: dict[str, Callable[[Any], object]] = {
     "date": datetime.datetime.date,
     "time": _minute,
     "weekday": weekday,
@@ -126,12 +128,12 @@ def all_of(tests: Sequence[Test]) -> Test:
         return tests[0]
     chain = tuple(tests)
 
-    def every(view: MessageView, now: datetime.datetime) -> bool:
+    def every(view: MessageView, now: datetime.datetime | None) -> bool:
         return all(test(view, now) for test in chain)
 
     return every
 
 
-def holds(condition: Condition, view: MessageView, now: datetime.datetime) -> bool:
+def holds(condition: Condition, view: MessageView, now: datetime.datetime | None) -> bool:
     """Whether ``condition`` (not a program) holds for ``view`` at ``now`` (local time)."""
     return compile_condition(condition)(view, now)

@@ -83,7 +83,7 @@ def _cost(condition: Condition) -> int:
 
 
 async def matches(
-    rule: Rule, view: MessageView, now: datetime.datetime, program_test: ProgramTest
+    rule: Rule, view: MessageView, now: datetime.datetime | None, program_test: ProgramTest
 ) -> bool:
     """Whether every condition of ``rule`` holds."""
     ordered = sorted(rule.conditions, key=_cost)
@@ -117,9 +117,13 @@ def _apply(plan: Plan, label: str, actions: Sequence[Action]) -> bool:
 
 
 async def evaluate(
-    rules: Sequence[Rule], view: MessageView, now: datetime.datetime, program_test: ProgramTest
+    rules: Sequence[Rule],
+    view: MessageView,
+    now: datetime.datetime | None,
+    program_test: ProgramTest,
 ) -> Plan:
-    """Run ``rules`` (already in system, domain, user order) over ``view``."""
+    """Run ``rules`` (already in system, domain, user order) over ``view`` at ``now`` (local
+    time; None only when no rule tests the date, the time or the day of the week)."""
     plan = Plan()
     for rule in rules:
         if not rule.enabled:

@@ -62,6 +62,11 @@ class Rule:
         conditions are tested cheapest first."""
         return all_of([compile_condition(c) for c in self.cheapest_first if c.kind != "program"])
 
+    @cached_property
+    def needs_clock(self) -> bool:
+        """Whether a condition tests the date, the time or the day of the week."""
+        return any(c.kind in ("date", "time", "weekday") for c in self.conditions)
+
     @property
     def needs_body(self) -> bool:
         """Whether any condition reads beyond the header."""
