@@ -142,6 +142,9 @@ def ensure_maildir(root: Path, folder: str = INBOX, *, fsync: bool = True) -> Pa
 # ---------------------------------------------------------------------- delivery
 #: Folder directories seen complete (cur/new/tmp) by this process: no checks before each write.
 _complete_dirs: set[str] = set()
+#: The directory of each (Maildir root, folder name) seen complete: no name check either.
+_complete_folders: dict[tuple[str, str], str] = {}
+_MAX_KNOWN_FOLDERS = 100_000
 #: Messages up to this size are read and written in one go; larger ones are copied in the kernel.
 _SMALL = 1 << 20
 _host: str | None = None
@@ -170,12 +173,15 @@ def _find_delivered(path: str, unique: str, name: str) -> Path | None:
 
 def _folder_dir(root: Path | str, folder: str, fsync: bool) -> str:
     """The folder's directory, created when this process has not seen it complete."""
-    if folder == INBOX:
-        path = os.fspath(root)
-        if path in _complete_dirs:
-            return path
+    key = (os.fspath(root), folder)
+    path = _complete_folders.get(key)
+    if path is not None and path in _complete_dirs:
+        return path
     path = os.fspath(ensure_maildir(Path(root), folder, fsync=fsync))
     _complete_dirs.add(path)
+    if len(_complete_folders) >= _MAX_KNOWN_FOLDERS:
+        _complete_folders.clear()
+    _complete_folders[key] = path
     return path
 
 

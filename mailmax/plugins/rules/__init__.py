@@ -15,7 +15,10 @@ always removed; their output is logged. Dates and times are read on the server's
 from __future__ import annotations
 
 import datetime
+import os
+import weakref
 import zoneinfo
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ from mailmax.plugin import (
 from mailmax.plugins.rules import actions, changes, store
 from mailmax.plugins.rules.engine import evaluate
 from mailmax.plugins.rules.live import live_rules
-from mailmax.plugins.rules.message import MessageView
+from mailmax.plugins.rules.message import MessageView, RecentMessages
 from mailmax.plugins.rules.model import DOMAIN, SYSTEM, USER, program_allowed
 from mailmax.plugins.rules.programs import run_in_server
 
@@ -143,21 +146,57 @@ def _in_thread(host: Any) -> Any:
     )
 
 
+@dataclass
+class _HostState:
+    """What the plugin keeps per running server between deliveries."""
+
+    context: Any
+    messages: RecentMessages = field(default_factory=RecentMessages)
+
+
+_STATE: weakref.WeakKeyDictionary[Any, _HostState] = weakref.WeakKeyDictionary()
+
+
+def _state(host: Any) -> _HostState:
+    found = _STATE.get(host)
+    if found is None:
+        found = _STATE[host] = _HostState(host.for_plugin(NAME))
+    return found
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
+async def _view(messages: RecentMessages, in_thread: Any, message_path: str) -> MessageView:
+    """The message at ``message_path`` as rules see it; read and parsed once for all its
+    recipients."""
+    info = os.stat(message_path)
+    key = (message_path, info.st_size, info.st_mtime_ns)
+    view = messages.get(key)
+    if view is not None:
+        return view
+    if info.st_size <= INLINE_READ_BYTES:
+        data = _read(message_path)  # just written by the queue: in the page cache, cheaper here
+    else:
+        data = await in_thread(_read, message_path)
+    view = MessageView(changes.without_trace(data))
+    messages.keep(key, view)
+    return view
+
+
 async def _deliver(
     host: Any, mailbox: str, envelope: Envelope, message_path: str, config: Settings
 ) -> Any:
-    context = host.for_plugin(NAME)
+    state = _state(host)
+    context = state.context
     rules = await live_rules(host).rules_for(context, list_keys(mailbox), config.refresh_seconds)
     if not rules:
         return None
     in_thread = _in_thread(host)
-    path = Path(message_path)
-    if path.stat().st_size <= INLINE_READ_BYTES:
-        data = path.read_bytes()  # just written by the queue: in the page cache, cheaper here
-    else:
-        data = await in_thread(path.read_bytes)
-    view = MessageView(changes.without_trace(data))
-    if changes.NOTE_HEADER in view.header and changes.is_our_note(
+    view = await _view(state.messages, in_thread, message_path)
+    if changes.NOTE_HEADER.lower() in view.header_names and changes.is_our_note(
         view.header, host.secret("rules-note")
     ):
         return None
@@ -171,7 +210,9 @@ async def _deliver(
             host.reactor, in_thread, root, argv, message, config.program_timeout, context.log
         )
 
-    now = local_time(actions.now_seconds(context), config.time_zone)
+    now = None  # the local time is looked up only for rules that test it
+    if any(rule.needs_clock for rule in rules):
+        now = local_time(actions.now_seconds(context), config.time_zone)
     plan = await evaluate(rules, view, now, program_test)
     if view.body_read:
         context.metrics.increment("bodies_read")

@@ -9,12 +9,10 @@ body is read and a program runs only when everything cheaper holds.
 from __future__ import annotations
 
 import datetime
-import fnmatch
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
+from mailmax.plugins.rules.conditions import holds
 from mailmax.plugins.rules.message import MessageView
 from mailmax.plugins.rules.model import Rule
 from mailmax.plugins.rules.syntax import Action, Condition
@@ -78,96 +76,6 @@ class Plan:
         }
 
 
-@lru_cache(maxsize=4096)
-def _pattern(text: str, word: bool) -> re.Pattern[str]:
-    escaped = re.escape(text)
-    return re.compile(rf"(?<!\w){escaped}(?!\w)" if word else escaped, re.IGNORECASE)
-
-
-def _contains(haystacks: Sequence[str], condition: Condition, lowered: bool = False) -> bool:
-    """Whether the condition's text is in one of ``haystacks`` (``lowered``: already in lower
-    case); a plain look-up first, the whole-word regex only where the text is."""
-    needle = condition.values[0].lower()
-    candidates = [t for t in haystacks if needle in (t if lowered else t.lower())]
-    if not candidates or not condition.word:
-        return bool(candidates)
-    pattern = _pattern(condition.values[0], condition.word)
-    return any(pattern.search(text) for text in candidates)
-
-
-def _lowered(view: MessageView, name: str) -> list[str]:
-    """``view``'s body text or entire text, lower-cased once per message."""
-    found = view.lowered.get(name)
-    if found is None:
-        found = view.lowered[name] = (
-            view.body_text if name == "body" else view.entire_text
-        ).lower()
-    return [found]
-
-
-def _ordered(op: str, value: object, low: object, high: object) -> bool:
-    if op == "between":
-        return low <= value <= high  # type: ignore[operator]
-    return {
-        "on": value == low,
-        "=": value == low,
-        "not-on": value != low,
-        "!=": value != low,
-        "on-or-before": value <= low,  # type: ignore[operator]
-        "<=": value <= low,  # type: ignore[operator]
-        "before": value < low,  # type: ignore[operator]
-        "<": value < low,  # type: ignore[operator]
-        "on-or-after": value >= low,  # type: ignore[operator]
-        ">=": value >= low,  # type: ignore[operator]
-        "after": value > low,  # type: ignore[operator]
-        ">": value > low,  # type: ignore[operator]
-    }[op]
-
-
-def weekday(moment: datetime.datetime) -> int:
-    """The day of the week of ``moment``: 1 (Sunday) to 7 (Saturday)."""
-    return moment.isoweekday() % 7 + 1
-
-
-def _type_matches(types: Sequence[str], content_type: str, filename: str) -> bool:
-    name = filename.lower()
-    for wanted in types:
-        if wanted.startswith("."):
-            if name.endswith(wanted):
-                return True
-        elif fnmatch.fnmatchcase(content_type.lower(), wanted):
-            return True
-    return False
-
-
-def holds(condition: Condition, view: MessageView, now: datetime.datetime) -> bool:
-    """Whether ``condition`` (not a program) holds for ``view`` at ``now`` (local time)."""
-    kind = condition.kind
-    if kind == "any":
-        return True
-    if kind == "size":
-        return _ordered(condition.op, view.size, condition.low, condition.high)
-    if kind in ("date", "time", "weekday"):
-        value = {"date": now.date(), "time": now.time().replace(second=0, microsecond=0)}.get(
-            kind, weekday(now)
-        )
-        return _ordered(condition.op, value, condition.low, condition.high)
-    if kind == "header":
-        values = view.header_values(condition.name)
-        found = bool(values) if condition.op == "exists" else _contains(values, condition)
-        return found != condition.negate
-    if kind in ("body", "text"):
-        return _contains(_lowered(view, kind), condition, lowered=True) != condition.negate
-    if kind == "attachment-name":
-        pattern = condition.values[0].lower()
-        return any(fnmatch.fnmatchcase(a.filename.lower(), pattern) for a in view.attachments)
-    if kind == "attachment-type":
-        return any(
-            _type_matches(condition.values, a.content_type, a.filename) for a in view.attachments
-        )
-    raise ValueError(f"no test for {kind!r}")
-
-
 def _cost(condition: Condition) -> int:
     if condition.kind == "program":
         return 2
@@ -175,7 +83,7 @@ def _cost(condition: Condition) -> int:
 
 
 async def matches(
-    rule: Rule, view: MessageView, now: datetime.datetime, program_test: ProgramTest
+    rule: Rule, view: MessageView, now: datetime.datetime | None, program_test: ProgramTest
 ) -> bool:
     """Whether every condition of ``rule`` holds."""
     ordered = sorted(rule.conditions, key=_cost)
@@ -209,9 +117,13 @@ def _apply(plan: Plan, label: str, actions: Sequence[Action]) -> bool:
 
 
 async def evaluate(
-    rules: Sequence[Rule], view: MessageView, now: datetime.datetime, program_test: ProgramTest
+    rules: Sequence[Rule],
+    view: MessageView,
+    now: datetime.datetime | None,
+    program_test: ProgramTest,
 ) -> Plan:
-    """Run ``rules`` (already in system, domain, user order) over ``view``."""
+    """Run ``rules`` (already in system, domain, user order) over ``view`` at ``now`` (local
+    time; None only when no rule tests the date, the time or the day of the week)."""
     plan = Plan()
     for rule in rules:
         if not rule.enabled:
@@ -219,7 +131,7 @@ async def evaluate(
         if rule.runs_programs:
             if not await matches(rule, view, now, program_test):
                 continue
-        elif not all(holds(c, view, now) for c in rule.cheapest_first):
+        elif not rule.test(view, now):
             continue
         label = f"{rule.where}: {rule.name}"
         plan.matched.append(label)

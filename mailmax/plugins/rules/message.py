@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.errors
 import email.header
 import email.policy
+from collections import OrderedDict
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from functools import cached_property
@@ -19,6 +20,8 @@ from mailmax.plugins.antivirus.mime import Attachment, attachments, parse
 
 #: How deep attachments are looked for in nested messages and multiparts.
 MAX_DEPTH = 10
+#: The header fields that make a message more than plain text (RFC 2045).
+_MIME_FIELDS = ("content-type", "content-transfer-encoding", "content-disposition")
 
 
 def _head(data: bytes) -> bytes:
@@ -44,14 +47,44 @@ class MessageView:
         """The parsed header fields only (values as they are written)."""
         return BytesHeaderParser(policy=email.policy.compat32).parsebytes(_head(self.data))
 
+    @cached_property
+    def header_names(self) -> frozenset[str]:
+        """The names of the header fields, in lower case."""
+        return frozenset(name.lower() for name in self.header)
+
+    @cached_property
+    def header_fields(self) -> list[tuple[str, str]]:
+        """Every header field as (name, value), in order, the value unfolded and decoded."""
+        return [(name, _decoded(value)) for name, value in self.header.items()]
+
+    @cached_property
+    def header_index(self) -> dict[str, list[str]]:
+        """Every header field's values, unfolded and decoded, by its name in lower case."""
+        index: dict[str, list[str]] = {}
+        for name, value in self.header_fields:
+            index.setdefault(name.lower(), []).append(value)
+        return index
+
     def header_values(self, name: str) -> list[str]:
         """Every value of the header field ``name``, unfolded and decoded."""
-        return [_decoded(value) for value in self.header.get_all(name, [])]
+        return self.header_index.get(name.lower(), [])
+
+    def lowered_header(self, name: str) -> list[str]:
+        """:meth:`header_values` in lower case (made once per message and name)."""
+        key = name.lower()
+        found = self._lowered_headers.get(key)
+        if found is None:
+            found = self._lowered_headers[key] = [v.lower() for v in self.header_values(key)]
+        return found
+
+    @cached_property
+    def _lowered_headers(self) -> dict[str, list[str]]:
+        return {}
 
     @cached_property
     def header_text(self) -> str:
         """Every header field as ``Name: value`` lines, decoded."""
-        return "\n".join(f"{k}: {_decoded(v)}" for k, v in self.header.items())
+        return "\n".join(f"{k}: {v}" for k, v in self.header_fields)
 
     @property
     def body_read(self) -> bool:
@@ -66,16 +99,17 @@ class MessageView:
     def _plain_body(self) -> str | None:
         """The body of a one-part plain text message in 7- or 8-bit (most mail), read without
         parsing the message; None for any other kind (which then is parsed)."""
-        header = self.header
-        kind = header.get_content_type()
-        encoding = str(header.get("Content-Transfer-Encoding", "7bit")).strip().lower()
-        if kind != "text/plain" or encoding not in ("7bit", "8bit", ""):
-            return None
-        if header.get_filename() or header.get_content_disposition() == "attachment":
-            return None
+        header, charset = self.header, "utf-8"
+        if not self.header_names.isdisjoint(_MIME_FIELDS):  # else plain text (RFC 2045)
+            kind = header.get_content_type()
+            encoding = str(header.get("Content-Transfer-Encoding", "7bit")).strip().lower()
+            if kind != "text/plain" or encoding not in ("7bit", "8bit", ""):
+                return None
+            if header.get_filename() or header.get_content_disposition() == "attachment":
+                return None
+            charset = header.get_content_charset() or charset
         start = len(_head(self.data))
         body = self.data[start:].removeprefix(b"\r\n").removeprefix(b"\n")
-        charset = header.get_content_charset() or "utf-8"
         try:
             return body.decode(charset, "replace")
         except LookupError:
@@ -113,9 +147,14 @@ class MessageView:
         return attachments(parse(self.data), MAX_DEPTH)
 
     @cached_property
-    def lowered(self) -> dict[str, str]:
-        """Lower-cased copies of texts, by name, for quick look-ups before a regex."""
-        return {}
+    def lowered_body(self) -> str:
+        """:attr:`body_text` in lower case."""
+        return self.body_text.lower()
+
+    @cached_property
+    def lowered_text(self) -> str:
+        """:attr:`entire_text` in lower case."""
+        return self.entire_text.lower()
 
 
 def _decoded(value: object) -> str:
@@ -126,3 +165,28 @@ def _decoded(value: object) -> str:
         return str(email.header.make_header(email.header.decode_header(text)))
     except (ValueError, LookupError, email.errors.HeaderParseError):
         return text
+
+
+class RecentMessages:
+    """The views of the last few messages, by file: the recipients of one message share one
+    view, so it is read and parsed once (files up to ``max_bytes``, at most ``size`` kept)."""
+
+    def __init__(self, size: int = 8, max_bytes: int = 1024 * 1024) -> None:
+        self.size = size
+        self.max_bytes = max_bytes
+        self._views: OrderedDict[tuple[str, int, int], MessageView] = OrderedDict()
+
+    def get(self, key: tuple[str, int, int]) -> MessageView | None:
+        """The view kept for ``key`` (path, size, modification time in ns), or None."""
+        view = self._views.get(key)
+        if view is not None:
+            self._views.move_to_end(key)
+        return view
+
+    def keep(self, key: tuple[str, int, int], view: MessageView) -> None:
+        """Keep ``view`` for ``key`` (a message too large to keep is not)."""
+        if key[1] > self.max_bytes:
+            return
+        self._views[key] = view
+        while len(self._views) > self.size:
+            self._views.popitem(last=False)

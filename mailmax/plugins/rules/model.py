@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from mailmax.plugins.rules.conditions import Test, all_of, compile_condition
 from mailmax.plugins.rules.syntax import (
     Action,
     Condition,
@@ -54,6 +55,17 @@ class Rule:
     def cheapest_first(self) -> tuple[Condition, ...]:
         """The conditions, those that read only the header first."""
         return tuple(sorted(self.conditions, key=lambda c: c.needs_body))
+
+    @cached_property
+    def test(self) -> Test:
+        """Whether every condition holds, made ready to run (a rule without programs); the
+        conditions are tested cheapest first."""
+        return all_of([compile_condition(c) for c in self.cheapest_first if c.kind != "program"])
+
+    @cached_property
+    def needs_clock(self) -> bool:
+        """Whether a condition tests the date, the time or the day of the week."""
+        return any(c.kind in ("date", "time", "weekday") for c in self.conditions)
 
     @property
     def needs_body(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 from pathlib import Path
 
 from mailmax.plugins.rules.tests.conftest import World
@@ -24,6 +25,7 @@ from mailmax.plugins.rules.tests.support import (
 )
 
 CAROL, DAVE, ERIN, FRANK = (f"{n}@example.test" for n in ("carol", "dave", "erin", "frank"))
+GINA, HANK, IVAN, JUDY = (f"{n}@example.test" for n in ("gina", "hank", "ivan", "judy"))
 ALICE = "alice@example.test"
 ME = ["--user"]
 
@@ -376,3 +378,40 @@ def test_validation_says_what_to_fix_and_changes_nothing(world: World) -> None:
     missing = cli(server, "rule", "delete", "nope", *where)
     assert missing.exit_code == 1 and "has no rule 'nope'" in missing.output
     rule(server, "delete", "ok", *where)
+
+
+def test_each_recipient_of_one_message_gets_its_own_rules(world: World) -> None:
+    """R1, R2: one message for three users, each with rules of their own (header, body, none):
+    each copy lands where that user's rules say."""
+    server = world.server
+    add(
+        server,
+        "by-subject",
+        ["--user", GINA],
+        ["header Subject contains word shared"],
+        ["folder Shared"],
+    )
+    add(server, "by-body", ["--user", HANK], ["body contains marker-7"], ["folder Found"])
+    add(server, "miss", ["--user", HANK], ["header Subject contains word nothing"], ["discard"])
+    with server.smtp() as client:
+        refused = client.sendmail(
+            "joe@sender.test", [GINA, HANK, IVAN], message("shared news", "a marker-7 inside")
+        )
+    assert refused == {}
+    assert wait_count(server, GINA, 1) == {"Shared": ["shared news"]}
+    assert wait_count(server, HANK, 1) == {"Found": ["shared news"]}
+    assert wait_count(server, IVAN, 1) == {"INBOX": ["shared news"]}
+
+
+def test_a_folder_removed_between_deliveries_is_made_again(world: World) -> None:
+    """R2: a rule's folder that disappears (removed by hand) is created again by the next
+    delivery into it; nothing is lost."""
+    server, user = world.server, JUDY
+    add(server, "keep", ["--user", user], ["any"], ["folder Kept"])
+    with server.smtp() as client:
+        assert client.sendmail("joe@sender.test", [user], message("first")) == {}
+    assert wait_count(server, user, 1) == {"Kept": ["first"]}
+    shutil.rmtree(server.maildir(user, "Kept"))
+    with server.smtp() as client:
+        assert client.sendmail("joe@sender.test", [user], message("second")) == {}
+    assert wait_count(server, user, 1) == {"Kept": ["second"]}
