@@ -19,15 +19,19 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from twisted.internet import defer, threads
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from mailmax.core.directory.api import Domain, RecipientLookup, User
-from mailmax.core.directory.errors import DirectoryError
+from mailmax.core.directory.errors import DirectoryError, NotFound
 from mailmax.core.directory.sql import SQLDirectory
+
+log = Logger(namespace="mailmax.directory")
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -46,6 +50,8 @@ class AsyncDirectory:
 
     #: Cache entries kept before expired ones are dropped (all of them if none has expired).
     MAX_CACHE_ENTRIES = 20_000
+    #: Log-ins waiting to be recorded at most (see :meth:`record_login`).
+    MAX_PENDING_LOGINS = 10_000
 
     def __init__(
         self,
@@ -72,6 +78,8 @@ class AsyncDirectory:
         self._shutdown_trigger: Any = None
         self._cache: dict[tuple[str, Any], tuple[float, Any]] = {}
         self._inflight: dict[tuple[str, Any], list[defer.Deferred]] = {}
+        self._pending_logins: list[tuple[tuple[str, str, str, float], defer.Deferred]] = []
+        self._writing_logins = False
 
     @property
     def sync(self) -> SQLDirectory:
@@ -183,9 +191,49 @@ class AsyncDirectory:
         """See :meth:`SQLDirectory.clear_password` (never cached)."""
         return self.run(self._directory.clear_password, login, default_domain)
 
+    def user_maildir(self, user: User) -> defer.Deferred[Path]:
+        """See :meth:`SQLDirectory.user_maildir` (the domain look-up is cached)."""
+        return self.get_domain(user.domain).addCallback(self._maildir_of, user)
+
+    def _maildir_of(self, domain: Domain | None, user: User) -> Path:
+        if domain is None:
+            raise NotFound(f"domain {user.domain} of {user.address} does not exist any more")
+        return self._directory.domain_mail_path(domain) / user.name
+
     def record_login(self, address: str, service: str, ip: str) -> defer.Deferred[None]:
-        """See :meth:`SQLDirectory.record_login`."""
-        return self.run(self._directory.record_login, address, service, ip)
+        """See :meth:`SQLDirectory.record_login`; fires once the record is written.
+
+        Log-ins noted while a write is in progress are written together by the next one (one
+        transaction, one commit), so a burst of log-ins costs a few writes, not one each, and
+        never holds more than one of the pool's threads. At most :attr:`MAX_PENDING_LOGINS`
+        wait; beyond that the oldest waiting records are dropped (and said so in the log).
+        """
+        done: defer.Deferred[None] = defer.Deferred()
+        if len(self._pending_logins) >= self.MAX_PENDING_LOGINS:
+            dropped = self._pending_logins.pop(0)
+            dropped[1].callback(None)
+            log.warn("too many log-ins waiting to be recorded; the oldest is not recorded")
+        self._pending_logins.append(((address, service, ip, time.time()), done))
+        if not self._writing_logins:
+            self._write_logins()
+        return done
+
+    def _write_logins(self) -> None:
+        batch, self._pending_logins = self._pending_logins, []
+        self._writing_logins = True
+
+        def written(result: Any) -> None:
+            self._writing_logins = False
+            for _, done in batch:
+                if isinstance(result, Failure):
+                    done.errback(result)
+                else:
+                    done.callback(None)
+            if self._pending_logins:
+                self._write_logins()
+
+        records = [record for record, _ in batch]
+        self.run(self._directory.record_logins, records).addBoth(written)
 
 
 class TTLCache(Generic[K, T]):

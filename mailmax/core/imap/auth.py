@@ -189,7 +189,7 @@ class AuthCommands(SessionBase):
         counts[user.address] += 1  # held from now on, so concurrent log-ins count too
         self._counted, self.user = True, user
         try:
-            maildir = await self.directory.run(self.directory.sync.user_maildir, user)
+            maildir = await self.directory.user_maildir(user)
             store = MailStore(maildir, sync=store_sync_mode(self.settings.spool.sync))
             await self.blocking(self.prepare_mailbox, store, maildir)
         except BaseException:
