@@ -29,6 +29,7 @@ from twisted.python.threadpool import ThreadPool
 
 from mailmax.core.directory.api import Domain, RecipientLookup, User
 from mailmax.core.directory.errors import DirectoryError, NotFound
+from mailmax.core.directory.loginrecords import LoginRecorder
 from mailmax.core.directory.sql import SQLDirectory
 
 log = Logger(namespace="mailmax.directory")
@@ -50,8 +51,6 @@ class AsyncDirectory:
 
     #: Cache entries kept before expired ones are dropped (all of them if none has expired).
     MAX_CACHE_ENTRIES = 20_000
-    #: Log-ins waiting to be recorded at most (see :meth:`record_login`).
-    MAX_PENDING_LOGINS = 10_000
 
     def __init__(
         self,
@@ -78,8 +77,9 @@ class AsyncDirectory:
         self._shutdown_trigger: Any = None
         self._cache: dict[tuple[str, Any], tuple[float, Any]] = {}
         self._inflight: dict[tuple[str, Any], list[defer.Deferred]] = {}
-        self._pending_logins: list[tuple[tuple[str, str, str, float], defer.Deferred]] = []
-        self._writing_logins = False
+        self._logins = LoginRecorder(
+            lambda records: self.run(self._directory.record_logins, records), reactor
+        )
 
     @property
     def sync(self) -> SQLDirectory:
@@ -102,8 +102,15 @@ class AsyncDirectory:
             self._shutdown_trigger = add_trigger("during", "shutdown", self.stop)
 
     def stop(self) -> None:
-        """Stop the owned thread pool, waiting for calls in progress; drop the cache."""
+        """Write the log-ins not recorded yet; stop the owned thread pool, waiting for calls
+        in progress; drop the cache."""
         self._cache.clear()
+        records = self._logins.take()
+        if records:
+            try:
+                self._directory.record_logins(records)
+            except Exception:  # shutting down: say so, stop anyway
+                log.failure("cannot record the last log-ins")
         if not self._started:
             return
         self._started = False
@@ -201,39 +208,9 @@ class AsyncDirectory:
         return self._directory.domain_mail_path(domain) / user.name
 
     def record_login(self, address: str, service: str, ip: str) -> defer.Deferred[None]:
-        """See :meth:`SQLDirectory.record_login`; fires once the record is written.
-
-        Log-ins noted while a write is in progress are written together by the next one (one
-        transaction, one commit), so a burst of log-ins costs a few writes, not one each, and
-        never holds more than one of the pool's threads. At most :attr:`MAX_PENDING_LOGINS`
-        wait; beyond that the oldest waiting records are dropped (and said so in the log).
-        """
-        done: defer.Deferred[None] = defer.Deferred()
-        if len(self._pending_logins) >= self.MAX_PENDING_LOGINS:
-            dropped = self._pending_logins.pop(0)
-            dropped[1].callback(None)
-            log.warn("too many log-ins waiting to be recorded; the oldest is not recorded")
-        self._pending_logins.append(((address, service, ip, time.time()), done))
-        if not self._writing_logins:
-            self._write_logins()
-        return done
-
-    def _write_logins(self) -> None:
-        batch, self._pending_logins = self._pending_logins, []
-        self._writing_logins = True
-
-        def written(result: Any) -> None:
-            self._writing_logins = False
-            for _, done in batch:
-                if isinstance(result, Failure):
-                    done.errback(result)
-                else:
-                    done.callback(None)
-            if self._pending_logins:
-                self._write_logins()
-
-        records = [record for record, _ in batch]
-        self.run(self._directory.record_logins, records).addBoth(written)
+        """See :meth:`SQLDirectory.record_login`; written in batches (:mod:`.loginrecords`),
+        the Deferred fires once this log-in is written."""
+        return self._logins.record(address, service, ip)
 
 
 class TTLCache(Generic[K, T]):
