@@ -17,6 +17,7 @@ kept for a short, bounded time; errors are never kept.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -189,8 +190,32 @@ class AsyncDirectory:
     def authenticate(
         self, login: str, password: str, default_domain: str = ""
     ) -> defer.Deferred[User | None]:
-        """See :meth:`SQLDirectory.authenticate` (never cached; always in a thread)."""
-        return self.run(self._directory.authenticate, login, password, default_domain)
+        """See :meth:`SQLDirectory.authenticate`, in a thread.
+
+        A successful log-in is answered again without the thread and the database for
+        ``cache_seconds`` (like a look-up), when the same login name comes with the same
+        password: only an HMAC of the password is kept (the key of the directory's log-in
+        cache), and nothing when log-ins are not cached (``login_cache_seconds`` 0). A wrong
+        password always goes to the directory.
+        """
+        login_cache = self._directory.login_cache
+        lifetime = min(self._cache_seconds, login_cache.seconds)
+        if lifetime <= 0:
+            return self.run(self._directory.authenticate, login, password, default_domain)
+        cache_key = ("login", (login, default_domain))
+        digest = login_cache.digest(password)
+        started = self._reactor.seconds()
+        entry = self._cache.get(cache_key)
+        if entry is not None and entry[0] > started and hmac.compare_digest(entry[1][0], digest):
+            return defer.succeed(entry[1][1])
+
+        def remember(user: User | None) -> User | None:
+            if user is not None:
+                self._remember(cache_key, started + lifetime, (digest, user))
+            return user
+
+        found = self.run(self._directory.authenticate, login, password, default_domain)
+        return found.addCallback(remember)
 
     def clear_password(
         self, login: str, default_domain: str = ""
