@@ -36,6 +36,16 @@ SCENARIO = textwrap.dedent(
             time.sleep(0.05)  # a slow database: concurrent misses must share this query
             return super().lookup_recipient(address)
 
+        def authenticate(self, login, password, default_domain=""):
+            type(self).auth_calls += 1
+            return super().authenticate(login, password, default_domain)
+
+        def record_logins(self, records):
+            type(self).login_writes += 1
+            return super().record_logins(records)
+
+    Counting.login_writes = Counting.auth_calls = 0
+
     admin = SQLDirectory.open(URL, password_hasher=FAST)  # another client, like the CLI
     admin.add_domain("example.com", "/srv/mail/example.com")
     admin.add_user("bob@example.com", "bobpw", keep_clear=True)
@@ -76,10 +86,26 @@ SCENARIO = textwrap.dedent(
         out["local"] = [await cached.is_local_domain(n) for n in ("example.com", "other.org")]
         out["auth_ok"] = (await cached.authenticate("bob", "bobpw", "example.com")).address
         out["auth_bad"] = await cached.authenticate("bob", "nope", "example.com")
+        calls = Counting.auth_calls
+        again = await cached.authenticate("bob", "bobpw", "example.com")  # remembered
+        out["auth_again"] = [again.address, Counting.auth_calls - calls]
+        await cached.authenticate("bob", "nope", "example.com")  # a wrong one: the directory
+        out["auth_wrong_asks"] = Counting.auth_calls - calls
+        admin.set_password("bob@example.com", "newpw")
+        await task.deferLater(reactor, CACHE + 0.05, lambda: None)
+        out["old_password_after"] = await cached.authenticate("bob", "bobpw", "example.com")
+        admin.set_password("bob@example.com", "bobpw")
         user, clear = await cached.clear_password("bob@example.com")
         out["clear"] = [user.address, clear]
         await cached.record_login("bob@example.com", "pop3", "192.0.2.7")
         out["last_login"] = list(admin.last_login("bob@example.com")[:2])
+        writes_before = Counting.login_writes
+        await defer.gatherResults(
+            [cached.record_login("bob@example.com", "imap", f"198.51.100.{n}") for n in range(12)]
+        )
+        out["burst_writes"] = Counting.login_writes - writes_before
+        out["burst_ips"] = sorted(ip for _, ip, _ in admin.logins("bob@example.com", limit=30))
+        out["maildir"] = str(await cached.user_maildir(await cached.get_user("bob@example.com")))
 
         # a slow (default-strength) password check must not stall the reactor
         strong = AsyncDirectory(SQLDirectory.open(URL), reactor=reactor)
@@ -116,7 +142,8 @@ SCENARIO = textwrap.dedent(
 def test_async_directory_runs_in_threads_and_caches_briefly(
     db_url: str, cache_seconds: float
 ) -> None:
-    """S5/A5/A6: look-ups run in a pool and are cached; a change shows within cache_seconds."""
+    """S5/A5/A6: look-ups run in a pool and are cached; a change shows within cache_seconds;
+    log-ins noted in a burst are all recorded, in a few writes."""
     done = subprocess.run(
         [sys.executable, "-c", SCENARIO, db_url, str(cache_seconds)],
         capture_output=True,
@@ -137,8 +164,16 @@ def test_async_directory_runs_in_threads_and_caches_briefly(
     assert seen["local"] == [True, False]
     assert seen["auth_ok"] == "bob@example.com"
     assert seen["auth_bad"] is None
+    # a successful log-in is remembered for cache_seconds, a wrong password is always checked
+    assert seen["auth_again"] == ["bob@example.com", 0]
+    assert seen["auth_wrong_asks"] == 1
+    assert seen["old_password_after"] is None  # a changed password shows within cache_seconds
     assert seen["clear"] == ["bob@example.com", "bobpw"]
     assert seen["last_login"] == ["pop3", "192.0.2.7"]
+    # a burst of log-ins is recorded in a few writes, every one of them
+    assert seen["burst_writes"] <= 2
+    assert seen["burst_ips"] == sorted([f"198.51.100.{n}" for n in range(12)] + ["192.0.2.7"])
+    assert seen["maildir"] == "/srv/mail/example.com/bob"
     assert seen["strong_auth"] == ["slow@example.com"] * 3
     # argon2 at full strength takes tens of milliseconds; on the reactor thread it would stall
     # the 5 ms ticks for a whole check, in the pool they keep going (CPU sharing aside)

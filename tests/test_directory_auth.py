@@ -236,7 +236,7 @@ def test_the_login_cache_keeps_no_password_and_expires() -> None:
     assert not cache.matches(1, "h", "p") and cache.matches(3, "h", "p")  # bounded
     other = LoginCache(60.0, clock=lambda: now[0])
     other.remember(1, "h", "p")
-    assert other._digest("p") != cache._digest("p")  # a key of its own
+    assert other.digest("p") != cache.digest("p")  # a key of its own
     off = LoginCache(0.0)
     off.remember(1, "h", "p")
     assert not off.matches(1, "h", "p")

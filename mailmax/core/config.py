@@ -283,8 +283,8 @@ class AuthSettings(_Section):
         ge=0,
         le=3600,
         description="How long a successful log-in is remembered, so the next one with the"
-        " same password skips the slow password hash; a password change through MailMax ends"
-        " it at once; 0 = off.",
+        " same password skips the slow password hash; a password change ends it within"
+        " [server] directory_cache_seconds; 0 = off.",
     )
 
     @field_validator("exempt_networks")

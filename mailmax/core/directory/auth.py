@@ -65,7 +65,8 @@ class LoginCache:
         self._entries: OrderedDict[int, tuple[str, bytes, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _digest(self, password: str) -> bytes:
+    def digest(self, password: str) -> bytes:
+        """The HMAC of a password under this cache's key (what is kept instead of it)."""
         return hmac.digest(self._key, password.encode("utf-8", "surrogatepass"), hashlib.sha256)
 
     def matches(self, user_id: int, stored: str, password: str) -> bool:
@@ -78,13 +79,13 @@ class LoginCache:
         if expires <= self._clock() or not hmac.compare_digest(cached_hash, stored):
             self.forget(user_id)
             return False
-        return hmac.compare_digest(digest, self._digest(password))
+        return hmac.compare_digest(digest, self.digest(password))
 
     def remember(self, user_id: int, stored: str, password: str) -> None:
         """Note that ``password`` matched ``stored`` for this user just now."""
         if self.seconds <= 0:
             return
-        entry = (stored, self._digest(password), self._clock() + self.seconds)
+        entry = (stored, self.digest(password), self._clock() + self.seconds)
         with self._lock:
             self._entries[user_id] = entry
             self._entries.move_to_end(user_id)

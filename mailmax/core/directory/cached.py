@@ -17,17 +17,23 @@ kept for a short, bounded time; errors are never kept.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import time
 from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from twisted.internet import defer, threads
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from mailmax.core.directory.api import Domain, RecipientLookup, User
-from mailmax.core.directory.errors import DirectoryError
+from mailmax.core.directory.errors import DirectoryError, NotFound
+from mailmax.core.directory.loginrecords import LoginRecorder
 from mailmax.core.directory.sql import SQLDirectory
+
+log = Logger(namespace="mailmax.directory")
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -72,6 +78,9 @@ class AsyncDirectory:
         self._shutdown_trigger: Any = None
         self._cache: dict[tuple[str, Any], tuple[float, Any]] = {}
         self._inflight: dict[tuple[str, Any], list[defer.Deferred]] = {}
+        self._logins = LoginRecorder(
+            lambda records: self.run(self._directory.record_logins, records), reactor
+        )
 
     @property
     def sync(self) -> SQLDirectory:
@@ -94,8 +103,15 @@ class AsyncDirectory:
             self._shutdown_trigger = add_trigger("during", "shutdown", self.stop)
 
     def stop(self) -> None:
-        """Stop the owned thread pool, waiting for calls in progress; drop the cache."""
+        """Write the log-ins not recorded yet; stop the owned thread pool, waiting for calls
+        in progress; drop the cache."""
         self._cache.clear()
+        records = self._logins.take()
+        if records:
+            try:
+                self._directory.record_logins(records)
+            except Exception:  # shutting down: say so, stop anyway
+                log.failure("cannot record the last log-ins")
         if not self._started:
             return
         self._started = False
@@ -174,8 +190,32 @@ class AsyncDirectory:
     def authenticate(
         self, login: str, password: str, default_domain: str = ""
     ) -> defer.Deferred[User | None]:
-        """See :meth:`SQLDirectory.authenticate` (never cached; always in a thread)."""
-        return self.run(self._directory.authenticate, login, password, default_domain)
+        """See :meth:`SQLDirectory.authenticate`, in a thread.
+
+        A successful log-in is answered again without the thread and the database for
+        ``cache_seconds`` (like a look-up), when the same login name comes with the same
+        password: only an HMAC of the password is kept (the key of the directory's log-in
+        cache), and nothing when log-ins are not cached (``login_cache_seconds`` 0). A wrong
+        password always goes to the directory.
+        """
+        login_cache = self._directory.login_cache
+        lifetime = min(self._cache_seconds, login_cache.seconds)
+        if lifetime <= 0:
+            return self.run(self._directory.authenticate, login, password, default_domain)
+        cache_key = ("login", (login, default_domain))
+        digest = login_cache.digest(password)
+        started = self._reactor.seconds()
+        entry = self._cache.get(cache_key)
+        if entry is not None and entry[0] > started and hmac.compare_digest(entry[1][0], digest):
+            return defer.succeed(entry[1][1])
+
+        def remember(user: User | None) -> User | None:
+            if user is not None:
+                self._remember(cache_key, started + lifetime, (digest, user))
+            return user
+
+        found = self.run(self._directory.authenticate, login, password, default_domain)
+        return found.addCallback(remember)
 
     def clear_password(
         self, login: str, default_domain: str = ""
@@ -183,9 +223,19 @@ class AsyncDirectory:
         """See :meth:`SQLDirectory.clear_password` (never cached)."""
         return self.run(self._directory.clear_password, login, default_domain)
 
+    def user_maildir(self, user: User) -> defer.Deferred[Path]:
+        """See :meth:`SQLDirectory.user_maildir` (the domain look-up is cached)."""
+        return self.get_domain(user.domain).addCallback(self._maildir_of, user)
+
+    def _maildir_of(self, domain: Domain | None, user: User) -> Path:
+        if domain is None:
+            raise NotFound(f"domain {user.domain} of {user.address} does not exist any more")
+        return self._directory.domain_mail_path(domain) / user.name
+
     def record_login(self, address: str, service: str, ip: str) -> defer.Deferred[None]:
-        """See :meth:`SQLDirectory.record_login`."""
-        return self.run(self._directory.record_login, address, service, ip)
+        """See :meth:`SQLDirectory.record_login`; written in batches (:mod:`.loginrecords`),
+        the Deferred fires once this log-in is written."""
+        return self._logins.record(address, service, ip)
 
 
 class TTLCache(Generic[K, T]):

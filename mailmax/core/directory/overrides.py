@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 
@@ -112,25 +112,36 @@ class OverridesMixin:
 
         A user deleted meanwhile is ignored.
         """
-        service = str(service)[:16]
-        ip = str(ip)[:64]
+        self.record_logins([(address, service, ip, time.time())])
+
+    def record_logins(self, records: Iterable[tuple[str, str, str, float]]) -> None:
+        """Note several successful logins, ``(address, service, ip, unix time)`` each, in one
+        transaction; the newest :attr:`LOGINS_KEPT` per user are kept. Users deleted
+        meanwhile are ignored."""
         with self._tx(write=True, lock=False) as conn:
-            found = q.find_user(conn, address)
-            if found is None:
-                return
-            user_id = found[0]["id"]
-            conn.execute(
-                sa.insert(logins).values(user_id=user_id, service=service, ip=ip, at=time.time())
-            )
-            newest = (
-                sa.select(logins.c.id)
-                .where(logins.c.user_id == user_id)
-                .order_by(logins.c.at.desc(), logins.c.id.desc())
-                .limit(self.LOGINS_KEPT)
-            )
-            conn.execute(
-                sa.delete(logins).where(logins.c.user_id == user_id, logins.c.id.not_in(newest))
-            )
+            user_ids: dict[str, int | None] = {}
+            for address, service, ip, at in records:
+                if address not in user_ids:
+                    found = q.find_user(conn, address)
+                    user_ids[address] = None if found is None else found[0]["id"]
+                user_id = user_ids[address]
+                if user_id is None:
+                    continue
+                conn.execute(
+                    sa.insert(logins).values(
+                        user_id=user_id, service=str(service)[:16], ip=str(ip)[:64], at=at
+                    )
+                )
+            for user_id in {found for found in user_ids.values() if found is not None}:
+                newest = (
+                    sa.select(logins.c.id)
+                    .where(logins.c.user_id == user_id)
+                    .order_by(logins.c.at.desc(), logins.c.id.desc())
+                    .limit(self.LOGINS_KEPT)
+                )
+                conn.execute(
+                    sa.delete(logins).where(logins.c.user_id == user_id, logins.c.id.not_in(newest))
+                )
 
     def last_login(self, address: str) -> tuple[str, str, float] | None:
         """``(service, ip, unix time)`` of the user's newest login, or None."""

@@ -493,7 +493,12 @@ class SQLDirectory(AuthMixin, AliasMixin, OverridesMixin):
         domain = self.get_domain(user.domain)
         if domain is None:
             raise NotFound(f"domain {user.domain} of {user.address} does not exist any more")
-        return self._path(domain.mail_dir) / user.name
+        return self.domain_mail_path(domain) / user.name
+
+    def domain_mail_path(self, domain: Domain) -> Path:
+        """Where a domain's mailboxes are (its mail directory, relative ones under the
+        directory's base)."""
+        return self._path(domain.mail_dir)
 
     def _check_local_name_free(self, conn: sa.Connection, drow: q.Row, name: str) -> None:
         full = f"{name}@{drow['name']}"

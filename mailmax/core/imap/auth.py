@@ -25,6 +25,7 @@ from mailmax.core.directory.errors import DirectoryUnavailable
 from mailmax.core.imap import parser
 from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
+from mailmax.core.logfile import mail_logger
 from mailmax.core.store.durable import store_sync_mode
 from mailmax.core.store.mailbox import MailStore
 from mailmax.core.store.openfolders import OpenFolders
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from mailmax.core.config import Settings
 
 log = Logger(namespace="mailmax.imap")
+mail_log = mail_logger("mailmax.imap")
 
 #: Failed log-ins on one connection before the server says BYE.
 MAX_AUTH_FAILURES = 5
@@ -189,7 +191,7 @@ class AuthCommands(SessionBase):
         counts[user.address] += 1  # held from now on, so concurrent log-ins count too
         self._counted, self.user = True, user
         try:
-            maildir = await self.directory.run(self.directory.sync.user_maildir, user)
+            maildir = await self.directory.user_maildir(user)
             store = MailStore(maildir, sync=store_sync_mode(self.settings.spool.sync))
             await self.blocking(self.prepare_mailbox, store, maildir)
         except BaseException:
@@ -272,7 +274,7 @@ class AuthCommands(SessionBase):
 
     def _log_login(self, login: str, outcome: str) -> None:
         self.note_login(login, outcome)
-        log.info(
+        mail_log.info(
             "login {login} {outcome} from {peer} session {session_id}",
             login=login,
             outcome=outcome,

@@ -242,7 +242,7 @@ class MessageCommands(SelectedCommands):
         except parser.ParseError as exc:
             raise Bad(str(exc)) from None
         found = await self.blocking(self._search, view, query, uid)
-        self.send("* SEARCH" + "".join(f" {n}" for n in found))
+        self.send(" ".join(["* SEARCH", *map(str, found)]))
         return "SEARCH completed"
 
     def _search(self, view: Sequence[MessageInfo], query: Query, uid: bool) -> list[int]:
@@ -270,23 +270,23 @@ class MessageCommands(SelectedCommands):
         return found
 
     def _search_flags(self, view: Sequence[MessageInfo], query: Query, uid: bool) -> list[int]:
-        """SEARCH whose keys look at flags only: one verdict per distinct set of flags."""
+        """SEARCH whose keys look at flags only: one verdict per distinct set of flags, then
+        one pass over the view (a comprehension: this runs over every message)."""
         selected = self.selected
         assert selected is not None
         recent = selected.recent if query.uses_recent else ()
-        verdicts: dict[tuple[frozenset[str], bool], bool] = {}
-        found = []
-        for position, info in enumerate(view, 1):
-            if not info.filename:
-                continue
-            key = (info.flags, info.uid in recent)
-            hit = verdicts.get(key)
-            if hit is None:
-                flags = info.flags | RECENT if key[1] else info.flags
-                hit = verdicts[key] = query.matches(Candidate(position, info, flags, _no_source))
-            if hit:
-                found.append(info.uid if uid else position)
-        return found
+        if recent:
+            keys = [(info.flags, info.uid in recent) for info in view]
+        else:
+            keys = [(info.flags, False) for info in view]
+        verdict = {}
+        for key in set(keys):
+            flags = key[0] | RECENT if key[1] else key[0]
+            verdict[key] = query.matches(Candidate(0, view[0], flags, _no_source))
+        pairs = zip(view, keys, strict=True)
+        if uid:
+            return [info.uid for info, key in pairs if verdict[key] and info.filename]
+        return [n for n, (info, key) in enumerate(pairs, 1) if verdict[key] and info.filename]
 
     # ------------------------------------------------------------------ COPY, MOVE
     async def cmd_COPY(self, tag: str, args: list, uid: bool = False, move: bool = False) -> str:

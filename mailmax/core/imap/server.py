@@ -29,6 +29,7 @@ from mailmax.core.imap.folders import FolderCommands
 from mailmax.core.imap.messages import MessageCommands
 from mailmax.core.imap.selected import SelectedCommands
 from mailmax.core.imap.stream import Streamer
+from mailmax.core.logfile import mail_logger
 from mailmax.core.net.connection import Connection
 from mailmax.core.observe.redact import redact_command
 from mailmax.core.quickack import ack_now
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from mailmax.core.imap.factory import IMAPFactory
 
 log = Logger(namespace="mailmax.imap")
+#: The per-session lines (connection, log-in, log-out): the mail log (see ``logfile``).
+mail_log = mail_logger("mailmax.imap")
 
 #: Largest literal before log-in (a user name or password).
 PREAUTH_LITERAL = 8 * 1024
@@ -140,8 +143,8 @@ class IMAPServer(Connection, AuthCommands, MessageCommands, SelectedCommands, Fo
         return self.session.peer_ip if self.session else ""
 
     def connection_logger(self) -> Logger:
-        """The IMAP log."""
-        return log
+        """The mail log."""
+        return mail_log
 
     def session_started(self) -> None:
         """Run the connect policy, then greet."""
@@ -383,7 +386,7 @@ class IMAPServer(Connection, AuthCommands, MessageCommands, SelectedCommands, Fo
             raise Bad("LOGOUT takes no arguments")
         self.send("* BYE MailMax logging out")
         self.tagged(tag, "OK", "Logout completed")
-        log.info("session {session_id} logged out", session_id=self.session_id)
+        mail_log.info("session {session_id} logged out", session_id=self.session_id)
         self.close()
 
     def cmd_ID(self, tag: str, args: list) -> str:

@@ -214,7 +214,7 @@ class AuthorizationMixin:
         if await self._proxied(user, method, password):
             return
         try:
-            root = await self.directory.run(self.directory.sync.user_maildir, user)
+            root = await self.directory.user_maildir(user)
             drop = await self.factory.blocking(Maildrop.open, root, fsync=self.factory.fsync)
         except MailboxInUse as exc:
             self._log_login(user.address, method, f"in use ({exc})")
