@@ -55,7 +55,7 @@ class MailMaxInstance:
         self.data = self.base / "data"
         self.config = self.data / "mailmax-bench.toml"
         ports: set[int] = set()
-        while len(ports) < 5:
+        while len(ports) < 6:  # the admin API's too: other servers may hold the default
             ports.add(free_port(host))
         self.port_smtp, self.port_pop3, self.port_imap, *self._init_ports = sorted(ports)
         self.group: ProcessGroup | None = None
@@ -75,7 +75,7 @@ class MailMaxInstance:
     def prepare(self, users: dict[str, tuple[str, Path]]) -> None:
         """init, the bench config, the users and their Maildirs."""
         self.base.mkdir(parents=True, exist_ok=True)
-        smtp, submission, smtps = self.port_smtp, *self._init_ports
+        smtp, submission, smtps, admin = self.port_smtp, *self._init_ports
         self._cli(
             "init",
             "--data-dir",
@@ -91,6 +91,8 @@ class MailMaxInstance:
             str(submission),
             "--smtps-port",
             str(smtps),
+            "--admin-port",
+            str(admin),
         )
         sections = tomllib.loads((self.data / "mailmax.toml").read_text())
         listener = {"address": self.host, "default_domain": DOMAIN}

@@ -477,7 +477,8 @@ class MailMax(Server):
         self.data_dir = self.dir / "data"
         self.config = self.data_dir / "mailmax.toml"
         mailmax, twistd = tool("mailmax"), tool("twistd")
-        services = ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps")
+        # every port free at run time, the admin API's too: several servers may run at once
+        services = ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "admin")
         ports = [free_port(self.host) for _ in services]
         while len(set(ports)) < len(services):
             ports = [free_port(self.host) for _ in services]

@@ -350,3 +350,35 @@ def test_restart_resumes_remote_delivery_from_disk(outbound: Outbound, tmp_path:
         (tx,) = sink.wait_for(1)
         queue.wait_queue_empty()
         assert tx["rcpts"] == ["bob@example.org"] and len(sink.wait_for(1)) == 1
+
+
+def test_messages_to_one_domain_share_one_directory_lookup(
+    outbound: Outbound, tmp_path: Path
+) -> None:
+    """S4: many messages to one remote domain at once ask the directory about that domain
+    once (the others wait for that answer), not once per message; all are delivered."""
+    import threading
+
+    with smtp_sink(tmp_path / "sink", port=outbound.port) as sink:
+        queue = outbound.queue(start=False)
+        real_get_domain = queue.directory.get_domain
+        gate = threading.Event()
+        asked: list[str] = []
+
+        def get_domain(name: str) -> object:
+            if name == "example.org":
+                asked.append(name)
+                assert gate.wait(10)
+            return real_get_domain(name)
+
+        queue.directory.get_domain = get_domain  # type: ignore[method-assign]
+        queue.start(runner=False)
+        for _ in range(12):
+            queue.submit(["bob@example.org"])
+        queue.rt.call(queue.runner.startService)
+        waiting = queue.runner.outbound._record_waiters
+        queue.wait_for(lambda: len(waiting.get("example.org", ())) == 11, "11 waiting messages")
+        gate.set()
+        sink.wait_for(12)
+        queue.wait_queue_empty()
+    assert asked == ["example.org"]

@@ -81,9 +81,9 @@ def test_expansion_past_the_recipient_cap_bounces_instead_of_dropping(
     queue: QueueHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Targets an expansion cannot add (the envelope is full) are reported to the sender."""
-    from mailmax.core.queue import runner
+    from mailmax.core.queue import results
 
-    monkeypatch.setattr(runner, "MAX_RECIPIENTS", 2)
+    monkeypatch.setattr(results, "MAX_RECIPIENTS", 2)
     queue.directory.add_user("dave@example.com")
     queue.directory.add_alias("team@example.com", ["bob", "carol", "dave"])
     envelope_recipient = SpoolRecipient("team@example.com")

@@ -3,6 +3,7 @@ synced before the renames, what after, and before which 250 reply, in both sync 
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -199,3 +200,136 @@ def test_after_sync_waits_for_a_sync_of_the_file_system_begun_after_it(
     events.clear()
     writer.after_sync(waiter("after-stop"))
     assert events == ["sync-start", "sync-end", "after-stop None"]
+
+
+def _filesystem_writer(
+    tmp_path: Path, done: Callable[[list[spoolwriter.WriteItem]], None]
+) -> tuple[spoolwriter.GroupCommit, threading.Event]:
+    for sub in ("tmp", "msg", "env", "free"):
+        (tmp_path / sub).mkdir()
+    stopped = threading.Event()
+    writer = spoolwriter.GroupCommit(
+        str(tmp_path),
+        fsync=True,
+        threads=2,
+        max_batch=8,
+        free=spoolfiles.FreeFiles(str(tmp_path / "free"), taker=True),
+        done=done,
+        stopped=stopped.set,
+        sync="filesystem",
+    )
+    return writer, stopped
+
+
+def test_a_message_written_during_a_sync_starts_the_next_sync_at_once(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Q1: a message written while a sync runs does not wait for that sync to end: a second
+    sync starts at once; still its renames come only after a sync begun after its files were
+    written, and its answer only after a sync begun after its renames."""
+    events: list[str] = []
+    lock = threading.Lock()
+    first_sync_started = threading.Event()
+    first_sync_may_end = threading.Event()
+    second_sync_started = threading.Event()
+    real_syncfs = spoolwriter.sync_filesystem
+    syncs = iter(range(1, 1000))
+
+    def syncfs(path) -> None:
+        with lock:
+            number = next(syncs)
+            events.append(f"sync{number}-start")
+        if number == 1:
+            first_sync_started.set()
+            assert first_sync_may_end.wait(10)
+        if number == 2:
+            second_sync_started.set()
+        real_syncfs(path)
+        with lock:
+            events.append(f"sync{number}-end")
+
+    def record(name: str) -> Callable[..., None]:
+        def recorded(*args: Any) -> None:
+            with lock:
+                events.append(name)
+
+        return recorded
+
+    monkeypatch.setattr(spoolwriter, "sync_filesystem", syncfs)
+    answered: list[str] = []
+    all_answered = threading.Event()
+
+    def done(batch: list[spoolwriter.WriteItem]) -> None:
+        for item in batch:
+            assert item.committed, item.error
+            answered.append(item.queue_id)
+            record(f"answered {item.queue_id}")()
+        if len(answered) == 2:
+            all_answered.set()
+
+    writer, stopped = _filesystem_writer(tmp_path, done)
+    real_rename = os.rename
+
+    def rename(source: str, target: str) -> None:
+        real_rename(source, target)
+        record(f"rename {Path(target).name}")()
+
+    monkeypatch.setattr(os, "rename", rename)
+    writer.start()
+    try:
+        writer.submit(spoolwriter.WriteItem("q1", b"{}", [b"one"]))
+        assert first_sync_started.wait(10)
+        record("q2 written")()
+        writer.submit(spoolwriter.WriteItem("q2", b"{}", [b"two"]))
+        assert second_sync_started.wait(10), events  # sync 1 still runs
+        assert "sync1-end" not in events
+        first_sync_may_end.set()
+        assert all_answered.wait(10), events
+    finally:
+        first_sync_may_end.set()
+        writer.stop()
+        assert stopped.wait(10)
+    position = {name: index for index, name in enumerate(events)}
+
+    def began_and_ended_between(after: str, before: str) -> bool:
+        return any(
+            position[after] < position[f"sync{n}-start"]
+            and position.get(f"sync{n}-end", 10**6) < position[before]
+            for n in range(1, 1000)
+            if f"sync{n}-start" in position
+        )
+
+    assert began_and_ended_between("q2 written", "rename q2")
+    assert began_and_ended_between("rename q2.json", "answered q2")
+    assert began_and_ended_between("rename q1.json", "answered q1")
+    assert (tmp_path / "msg" / "q2").read_bytes() == b"two"
+
+
+def test_the_timing_trace_records_each_stage_of_a_commit(
+    tmp_path: Path,
+    reactor_thread,  # noqa: F811
+    monkeypatch,
+) -> None:
+    """With the timing trace on, the writer records each message's stages in order and the
+    spool when the answer came; with it off (the default) nothing is recorded."""
+    from mailmax.core.spool import trace
+
+    assert trace.TRACE is None  # off unless the environment asks for it
+    path = tmp_path / "trace.jsonl"
+    monkeypatch.setattr(trace, "TRACE", trace.StageTrace(str(path)))
+    spool = Spool(tmp_path / "queue", reactor=reactor_thread.reactor, threads=2, sync="filesystem")
+    spool.start()
+    try:
+        results, contents = accept_many(reactor_thread, spool, 5)
+    finally:
+        reactor_thread.call(spool.stop)
+    assert all(ok for ok, _ in results)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    batches = [r for r in records if r["p"] == "writer"]
+    assert sorted(i for b in batches for i in b["ids"]) == sorted(contents)
+    for batch in batches:
+        for read, written in zip(batch["read"], batch["written"], strict=True):
+            assert read <= written <= batch["sync1"][0] <= batch["sync1"][1] <= batch["renamed"]
+        assert batch["renamed"] <= batch["sync2"][0] <= batch["sync2"][1] <= batch["sent"]
+    answers = {r["id"]: r["answer"] for r in records if r["p"] == "spool"}
+    assert sorted(answers) == sorted(contents)

@@ -22,6 +22,7 @@ from typing import Any
 
 from twisted.internet import defer, endpoints, ssl
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mailmax.core import model
 from mailmax.core.config import Settings
@@ -111,6 +112,8 @@ class OutboundDelivery:
         self.node_route = node_route
         self._tls_cache: dict[tuple[str, str], Any] = {}
         self._records: dict[str, tuple[float, Any]] = {}
+        #: Look-ups of a domain's record under way: the callers waiting for each.
+        self._record_waiters: dict[str, list[defer.Deferred[Any]]] = {}
         self.reconfigure(settings)
 
     def reconfigure(self, settings: Settings) -> None:
@@ -244,10 +247,26 @@ class OutboundDelivery:
         hit = self._records.get(domain)
         if hit is not None and hit[0] > now:
             return hit[1]
-        record = await self.domain_record(domain)
+        waiters = self._record_waiters.get(domain)
+        if waiters is not None:  # one look-up per domain at a time, however many messages
+            waiter: defer.Deferred[Any] = defer.Deferred()
+            waiters.append(waiter)
+            return await waiter
+        waiters = self._record_waiters[domain] = []
+        try:
+            record = await self.domain_record(domain)
+        except Exception:
+            failure = Failure()
+            del self._record_waiters[domain]
+            for waiter in waiters:
+                waiter.errback(failure)
+            raise
         if len(self._records) > 10000:
             self._records.clear()
         self._records[domain] = (now + self.settings.server.directory_cache_seconds, record)
+        del self._record_waiters[domain]
+        for waiter in waiters:
+            waiter.callback(record)
         return record
 
     async def _transit(

@@ -69,6 +69,7 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         self._sasl: Any = None
         self._errors = 0
         self._committing = False
+        self._dot_at = 0.0  # when the end of the message was read (for the timing trace)
 
     # ------------------------------------------------------------------ connection
     def connection_logger(self) -> Logger:
@@ -181,6 +182,7 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
         )
         self.emit("errors", f"internal error: {failure.getErrorMessage()}")
         self._committing = False
+        self._dot_at = 0.0  # when the end of the message was read (for the timing trace)
         self._reply(451, "4.3.0", "Local error in processing, try again later")
 
     def _dispatch(self, line: bytes) -> defer.Deferred[Any] | None:

@@ -21,6 +21,7 @@ from mailmax.core.smtp import commands, quota
 from mailmax.core.smtp.commands import Address, SMTPRefusal, SMTPReplyError
 from mailmax.core.smtp.data import DataReader
 from mailmax.core.smtp.received import protocol_name, received_header
+from mailmax.core.spool import trace
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 from mailmax.core.store.maildir import delivery_headers
 from mailmax.core.verdicts import Action
@@ -310,6 +311,7 @@ class TransactionMixin(_Base):
 
     async def finish_message(self) -> None:
         """The message ended: check it, run the data hook, commit it, then answer."""
+        self._dot_at = trace.now() if trace.TRACE is not None else 0.0
         try:
             await self._finish_message()
         finally:
@@ -445,6 +447,7 @@ class TransactionMixin(_Base):
         assert session is not None
         problem = ""
         started = self.reactor.seconds()
+        accepting = trace.now() if trace.TRACE is not None else 0.0
         if len(copies) == 1:
             try:
                 await self.spool.accept(*copies[0])
@@ -504,6 +507,10 @@ class TransactionMixin(_Base):
                     )
         ids = " ".join(spooled.id for spooled, _ in copies)
         self._reply(250, "2.0.0", f"Ok: queued as {ids}")
+        if trace.TRACE is not None:
+            trace.TRACE.record(
+                p="smtp", id=ids, dot=self._dot_at, accept=accepting, reply=trace.now()
+            )
 
     def _observe_commit(
         self,

@@ -52,6 +52,7 @@ from twisted.python.failure import Failure
 
 from mailmax.core.sendnow import write_now
 from mailmax.core.spool import files as spoolfiles
+from mailmax.core.spool import trace
 from mailmax.core.spool import writer as spoolwriter
 from mailmax.core.spool.envelope import (  # also imported from here by the rest of MailMax
     SpoolEnvelope,
@@ -477,6 +478,10 @@ class Spool:
 
     def _answer(self, results: Sequence[tuple[str, BaseException | None]]) -> None:
         """Reactor thread: answer the accepts of a batch, then tell the subscribers."""
+        if trace.TRACE is not None:
+            answered = trace.now()
+            for queue_id, _ in results:
+                trace.TRACE.record(p="spool", id=queue_id, answer=answered)
         done = []
         recent = self._recent
         with self._inflight_lock:

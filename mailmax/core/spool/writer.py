@@ -9,9 +9,10 @@ envelope whose message never got into place, which was never reported and is rem
 start. :class:`FreeFiles` lets the files of finished messages be reused.
 
 With ``sync="filesystem"`` (Linux) nothing is fsynced on its own: the commit thread syncs the
-queue's file system (``syncfs``), which makes durable the files of the batch written since the
-last sync and the renames of the batch before it. Each message waits for two syncs, but a busy
-spool syncs once per batch instead of fsyncing every file and directory. A sync also writes
+queue's file system (``syncfs``), which makes durable the files written since the last sync
+began and the renames made before it (:mod:`mailmax.core.spool.pipeline`, up to two syncs at
+a time). Each message waits for two syncs, but a busy spool syncs about once per batch instead
+of fsyncing every file and directory. A sync also writes
 out whatever else is pending on that file system, so this suits a queue directory on a file
 system of its own or a quiet one.
 
@@ -43,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
+from mailmax.core.spool import trace
 from mailmax.core.spool.files import (
     SYNC_MODES,
     FreeFiles,
@@ -52,6 +54,7 @@ from mailmax.core.spool.files import (
     unlink,
     write_file,
 )
+from mailmax.core.spool.pipeline import SyncPipelineMixin
 
 _ACCEPT = struct.Struct(">BII")  # id length, envelope length, message length
 _CALL = struct.Struct(">I")  # JSON length
@@ -71,6 +74,8 @@ class WriteItem:
     error: BaseException | None = None
     stage: str = "written"  # written -> renamed -> committed
     unwritten: int = 2  # files still being written
+    read: float = 0.0  # with a trace: when the writer had the whole item
+    written: float = 0.0  # with a trace: when its files were written
 
     @property
     def committed(self) -> bool:
@@ -78,7 +83,7 @@ class WriteItem:
         return self.stage == "committed"
 
 
-class GroupCommit:
+class GroupCommit(SyncPipelineMixin):
     """Worker threads write each item's files (and fsync them with ``sync="files"``); a commit
     thread puts batches in place and makes them durable.
 
@@ -177,6 +182,8 @@ class GroupCommit:
         finally:
             if message is not False:
                 item.chunks = []
+            if trace.TRACE is not None:
+                item.written = trace.now()
             with self._cond:
                 item.unwritten -= 1
                 if not item.unwritten:
@@ -252,41 +259,9 @@ class GroupCommit:
                     self._discard(batch)
             self._done(batch)
 
-    def _pipeline(self) -> None:
-        """``sync="filesystem"``: each sync of the file system makes durable the files of the
-        batch written since the last one and the renames of the batch before it (and what
-        :meth:`after_sync` waits for). A message waits for two syncs, as with a sync before
-        and a sync after its batch's renames, but a busy spool syncs once per batch."""
-        renamed: list[WriteItem] = []
-        while (work := self._take(bool(renamed))) is not None:
-            batch, waiters = work
-            error: OSError | None = None
-            try:
-                sync_filesystem(self._directory)
-            except OSError as exc:
-                error = exc
-            for item in renamed:
-                if error is None:
-                    item.stage = "committed"
-                else:
-                    item.error = error
-            for waiter in waiters:
-                waiter(error)
-            if renamed:
-                self._discard(renamed)  # what the sync did not make durable
-                self._done(renamed)
-            for item in batch:
-                item.error = item.error or error
-            try:
-                renamed = self._rename(batch)
-            except BaseException as exc:  # never leave an item unanswered
-                for item in batch:
-                    item.error = item.error or exc
-                renamed = []
-            failed = [item for item in batch if item not in renamed]
-            if failed:
-                self._discard(failed)
-                self._done(failed)
+    def _sync_now(self) -> None:
+        """Sync the queue's file system (blocking; ``sync="filesystem"``)."""
+        sync_filesystem(self._directory)
 
     def _rename(self, batch: list[WriteItem]) -> list[WriteItem]:
         """Rename the written items of ``batch`` into place, each message before its envelope;
@@ -564,6 +539,8 @@ def serve(directory: str, fsync: bool, threads: int, max_batch: int, sync: str =
         if name is None or envelope is None or message is None:
             os._exit(0)
         item = WriteItem(name.decode("ascii"), envelope, [message])
+        if trace.TRACE is not None:
+            item.read = trace.now()
         try:
             writer.submit(item)
         except OSError as exc:
