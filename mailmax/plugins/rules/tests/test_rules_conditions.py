@@ -78,7 +78,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("line", "data", "expected"), CASES)
+@pytest.mark.parametrize(
+    ("line", "data", "expected"),
+    CASES,
+    ids=[f"{number}: {line}" for number, (line, _, _) in enumerate(CASES)],
+)
 def test_each_condition_answers_as_written(line: str, data: bytes, expected: bool) -> None:
     """R2: the condition holds exactly when its line says so, on a fresh view and on a view
     other conditions have read before."""
