@@ -16,6 +16,7 @@ import pytest
 from mailmax.core.directory.sql import SQLDirectory
 from mailmax.core.store.lock import LOCK_NAME, MailboxLock, clear_lock
 from mailmax.core.store.mailbox import MailStore
+from tests.fixtures.ports import wait_until
 from tests.pop3_support import DOMAIN, PASSWORDS, POP3Process
 
 MSG1 = b"From: a@example.test\r\nSubject: one\r\n\r\nfirst body\r\n"
@@ -132,6 +133,8 @@ def test_pop3s_login_name_forms_and_record(server: POP3Process) -> None:
         client.quit()
     directory = SQLDirectory.open(server.db_url)
     try:
+        # Log-in records are written in batches, a moment after the log-ins.
+        wait_until(lambda: directory.last_login(f"{name}@{DOMAIN}"), 5, "login record")
         service, ip, when = directory.last_login(f"{name}@{DOMAIN}")
     finally:
         directory.close()

@@ -29,7 +29,7 @@ class CsrfKeys:
     browser holding the session cookie knows (the page shows the CSRF token, never the
     session token, and the one cannot be worked back from the other)."""
 
-    LABEL = b"mailmax web admin csrf"
+    LABEL = b"MailMax web-admin CSRF"
 
     def token_for(self, session_token: str) -> str:
         """The CSRF token of a session."""
