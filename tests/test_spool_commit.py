@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from mailmax.core.spool import files as spoolfiles
+from mailmax.core.spool import pipeline as spoolpipeline
 from mailmax.core.spool import writer as spoolwriter
 from mailmax.core.spool.spool import Spool
 from tests.test_spool import accept_many, reactor_thread, thread_spool  # noqa: F401
@@ -226,7 +227,9 @@ def test_a_message_written_during_a_sync_starts_the_next_sync_at_once(
 ) -> None:
     """Q1: a message written while a sync runs does not wait for that sync to end: a second
     sync starts at once; still its renames come only after a sync begun after its files were
-    written, and its answer only after a sync begun after its renames."""
+    written, and its answer only after a sync begun after its renames (with two syncs allowed
+    in flight; the default is one)."""
+    monkeypatch.setattr(spoolpipeline, "SYNCS_IN_FLIGHT", 2)
     events: list[str] = []
     lock = threading.Lock()
     first_sync_started = threading.Event()
