@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from mailmax.core.spool.writer import WriteItem
 
 #: Syncs of the queue's file system that may run at the same time. Two shorten a message's wait
-#: for its sync a little, but cost the writer process a third more CPU per message (more,
-#: smaller syncs), which is what bounds acceptance on a busy server; so one by default.
+#: for its sync a little, but showed no gain in acceptance rates and, in some runs, more CPU per
+#: message in the writer process (more, smaller syncs); so one, as before, by default.
 SYNCS_IN_FLIGHT = 1
 
 
