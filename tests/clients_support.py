@@ -26,6 +26,10 @@ from tests.fixtures.server import USERS, MailMaxServer
 CLIENT_TIMEOUT = 60
 #: getmail refuses to deliver as root; it writes into its Maildir as this user.
 GETMAIL_USER = "nobody"
+#: How often a getmail run is tried when getmail itself crashes on its SIGCHLD race.
+GETMAIL_ATTEMPTS = 3
+#: What getmail's traceback says when a child's SIGCHLD comes before its handler is saved.
+GETMAIL_SIGCHLD_RACE = "_ForkingBase__orig_handler"
 
 
 def require_tool(name: str, package: str) -> str:
@@ -215,6 +219,14 @@ def run_getmail(
         "verbose = 2\n"
     )
     rcfile.chmod(0o600)
+    for _ in range(GETMAIL_ATTEMPTS - 1):
+        code, log = run_client([getmail, f"--getmaildir={home}", f"--rcfile={rcfile}"])
+        if code == 0 or GETMAIL_SIGCHLD_RACE not in log:
+            return code, log
+        # getmail's own race (a SIGCHLD before it has saved the old handler) ended the run
+        # part-way: start again from nothing, so the run's results stay whole.
+        for stale in [*home.glob("oldmail-*"), *destination.glob("*/*")]:
+            stale.unlink()
     return run_client([getmail, f"--getmaildir={home}", f"--rcfile={rcfile}"])
 
 
