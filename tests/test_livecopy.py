@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import defer, task
+from twisted.logger import globalLogPublisher
 
 from mailmax.plugin import LiveCopy
 from mailmax.testing import PluginHarness
@@ -44,14 +45,27 @@ def test_callers_share_one_read_and_the_copy_is_read_again_when_old() -> None:
     clock.advance(1.9)
     assert harness.result(defer.ensureDeferred(copy.current(context, 2))) == 7  # no read
     clock.advance(0.1)
-    again = defer.ensureDeferred(copy.current(context, 2))
+    # an old copy answers at once while one read runs in the background
+    assert harness.result(defer.ensureDeferred(copy.current(context, 2))) == 7
+    assert harness.result(defer.ensureDeferred(copy.current(context, 2))) == 7
     assert len(copy.pending) == 2
-    waiting = defer.ensureDeferred(copy.current(context, 2))
-    copy.pending[1].errback(RuntimeError("database gone"))
-    for failed in (again, waiting):  # every caller of the failed read hears of it
-        with pytest.raises(RuntimeError, match="database gone"):
-            harness.result(failed)
-    assert copy.value == 7 and not copy.fresh(clock.seconds(), 2)
+    copy.pending[1].callback(8)
+    assert harness.result(defer.ensureDeferred(copy.current(context, 2))) == 8
+    clock.advance(2)
+    assert harness.result(defer.ensureDeferred(copy.current(context, 2))) == 8
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        copy.pending[2].errback(RuntimeError("database gone"))  # logged; the old copy stays
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert [e["kind"] for e in events if "log_failure" in e] == ["Counted"]
+    assert copy.value == 8 and not copy.fresh(clock.seconds(), 2)
+    copy.invalidate()
+    waiting = defer.ensureDeferred(copy.current(context, 2))  # invalidated: callers wait
+    copy.pending[3].errback(RuntimeError("database gone"))
+    with pytest.raises(RuntimeError, match="database gone"):
+        harness.result(waiting)
     copy.invalidate()
     assert copy.loaded_at is None
     assert Counted.of(other.host) is not copy  # another host, another copy

@@ -3,8 +3,9 @@
 A table that every connection or command consults would cost a query each time. A plugin keeps
 one :class:`LiveCopy` per plugin host instead (:meth:`LiveCopy.of`): the copy is read again
 when it is older than the plugin's refresh time, so a change made with the CLI (or by another
-node) holds within that time, and callers that arrive while a read is under way wait for that
-one read.
+node) holds within that time and one read. Before the first read (or after
+:meth:`LiveCopy.invalidate`) callers wait for that one read; an old copy answers at once while
+it is read again in the background, so no session waits for the database once the copy exists.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import weakref
 from typing import Any, Generic, Self, TypeVar
 
 from twisted.internet import defer
+from twisted.logger import Logger
+
+log = Logger()
 
 T = TypeVar("T")
 
@@ -55,10 +59,22 @@ class LiveCopy(Generic[T]):
         return self.loaded_at is not None and now - self.loaded_at < refresh_seconds
 
     async def current(self, context: Any, refresh_seconds: float) -> T:
-        """The value, read again first when it is older than ``refresh_seconds``."""
+        """The value; when it is older than ``refresh_seconds`` a new read starts and the old
+        value answers meanwhile (only a copy never read, or invalidated, waits for the read)."""
         if self.fresh(context.host.clock.seconds(), refresh_seconds):
             return self.value
-        return await self.read(context)
+        if self.loaded_at is None:
+            return await self.read(context)
+        if self._waiting is None:
+            reading = defer.ensureDeferred(self.read(context))
+            reading.addErrback(
+                lambda failure: log.failure(
+                    "reading {kind} again failed; the older copy stays in use",
+                    failure,
+                    kind=type(self).__name__,
+                )
+            )
+        return self.value
 
     async def read(self, context: Any) -> T:
         """Read the value now (or wait for the read under way)."""
