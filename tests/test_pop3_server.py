@@ -334,6 +334,8 @@ def _raw_retr(server: POP3Process, name: str, password: str, number: int) -> byt
                 break
             lines.append(line[1:] if line.startswith(b".") else line)
         conn.sendall(b"QUIT\r\n")
+        # the mailbox is free again once QUIT is answered, so the next session may open it
+        assert reader.readline().startswith(b"+OK")
         return b"".join(lines)
     finally:
         conn.close()
