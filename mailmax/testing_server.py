@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,11 +138,14 @@ class TestServer:
         """An smtplib client connected to the smtp listener."""
         return smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=timeout)
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``mailmax --config <this server's config> ARGS``."""
+    def cli(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``mailmax --config <this server's config> ARGS`` (``input`` on its stdin)."""
         exe = shutil.which("mailmax") or os.path.join(os.path.dirname(sys.executable), "mailmax")
         result = subprocess.run(
             [exe, "--config", str(self.config_path), *args],
+            input=input,
             capture_output=True,
             text=True,
             timeout=60,
@@ -158,15 +161,11 @@ class TestServer:
 
     def maildir(self, address: str, folder: str = "INBOX") -> Path:
         """The Maildir folder of a local address."""
-        local, domain = address.split("@")
-        root = self.data_dir / "mail" / domain / local
-        return root if folder == "INBOX" else root / f".{folder}"
+        return maildir_folder(self.data_dir / "mail", address, folder)
 
     def messages(self, address: str, folder: str = "INBOX") -> list[bytes]:
         """The messages stored for ``address``, oldest first."""
-        box = self.maildir(address, folder)
-        files = [p for sub in ("new", "cur") if (box / sub).is_dir() for p in (box / sub).iterdir()]
-        return [p.read_bytes() for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
+        return folder_messages(self.maildir(address, folder))
 
     def wait_for_mail(self, address: str, count: int = 1, timeout: float = 10.0) -> list[bytes]:
         """Wait until ``address`` has ``count`` messages; return them."""
@@ -176,7 +175,10 @@ class TestServer:
             if len(found) >= count:
                 return found
             if time.monotonic() > deadline:
-                raise AssertionError(f"{address} has {len(found)} messages, expected {count}")
+                raise AssertionError(
+                    f"{address} has {len(found)} messages, expected {count}\n"
+                    + self.output()[-3000:]
+                )
             time.sleep(0.05)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
@@ -189,6 +191,19 @@ class TestServer:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what or predicate}")
             time.sleep(0.05)
+
+
+def maildir_folder(mail_root: Path, address: str, folder: str = "INBOX") -> Path:
+    """The Maildir folder of ``address`` when mailboxes live in ``mail_root/DOMAIN/USER``."""
+    local, domain = address.split("@")
+    root = mail_root / domain / local
+    return root if folder == "INBOX" else root / f".{folder}"
+
+
+def folder_messages(box: Path) -> list[bytes]:
+    """The messages of the Maildir folder ``box`` (new and cur), oldest first."""
+    files = [p for sub in ("new", "cur") if (box / sub).is_dir() for p in (box / sub).iterdir()]
+    return [p.read_bytes() for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
 
 
 def start_server(
@@ -226,17 +241,34 @@ def start_server(
         "queue": {"scan_interval": 1.0, "retry_minutes": 0.02},
         "plugins": plugin_table,
     }
-    for name, value in (sections or {}).items():
-        if isinstance(value, dict) and isinstance(full.get(name), dict):
-            full[name] = {**full[name], **value}
-        else:
-            full[name] = value
+    full = merge_sections(full, sections or {})
     for name, table in (settings or {}).items():
         full[f"plugins.settings.{toml_key(name)}"] = dict(table)
     server = TestServer(data_dir, full, list(pythonpath))
     server.prepare()
     server.start()
     return server
+
+
+def merge_sections(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it: a table merges key by key into the table of
+    the same name, anything else (``listeners``, a new table) replaces."""
+    merged = dict(base)
+    for name, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(name), dict):
+            merged[name] = {**merged[name], **value}
+        else:
+            merged[name] = value
+    return merged
+
+
+def stop_all(servers: Iterable[TestServer]) -> None:
+    """Stop every server; one that does not stop in time is killed."""
+    for server in servers:
+        try:
+            server.stop(timeout=15)
+        except Exception:
+            server.kill()
 
 
 def _fixture() -> Any:
@@ -253,11 +285,7 @@ def _fixture() -> Any:
             return server
 
         yield start
-        for server in started:
-            try:
-                server.stop(timeout=15)
-            except Exception:
-                server.kill()
+        stop_all(started)
 
     return mailmax_server
 
