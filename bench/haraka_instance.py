@@ -17,20 +17,19 @@ Usage (runs until Ctrl-C, then stops and removes the instance)::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from netutil import LOOPBACK, free_port, require_loopback, wait_for_smtp
+from instance import STOP_TIMEOUT, ProcessGroup, ThrowawayInstance, arguments, serve
+from netutil import wait_for_smtp
 
 HARAKA_VERSION = "3.3.4"
 NODE_MAJOR_MIN = 20
@@ -175,32 +174,19 @@ def haraka_version(package: Path | None = None) -> str:
     return f"Haraka {version} (Node.js {node})"
 
 
-class HarakaInstance:
+class HarakaInstance(ThrowawayInstance):
     """One throwaway Haraka instance; use as a context manager so it is always stopped."""
 
-    def __init__(
-        self,
-        port: int | None = None,
-        domain: str = "example.test",
-        host: str = LOOPBACK,
-        keep: bool = False,
-        parent: Path | None = None,
-        log_level: str = "notice",
-    ) -> None:
-        """Prepare (but do not start) an instance listening on ``host:port``, with its files
-        in a new directory under ``parent`` (default: the temporary directory)."""
+    kind = "haraka"
+
+    def __init__(self, *args: Any, log_level: str = "notice", **kwargs: Any) -> None:
+        """See :class:`ThrowawayInstance`; ``log_level`` is Haraka's."""
         if log_level not in LOG_LEVELS:
             raise ValueError(f"log level {log_level!r}: choose from {', '.join(LOG_LEVELS)}")
-        self.host = require_loopback(host)
-        self.port = port or free_port(host)
-        self.domain = domain
-        self.keep = keep
+        super().__init__(*args, **kwargs)
         self.log_level = log_level
-        self.base = Path(tempfile.mkdtemp(prefix="mailmax-bench-haraka-", dir=parent))
         self.config_dir = self.base / "config"
-        self.maildir = self.base / "Maildir"
-        self.log = self.base / "haraka.log"
-        self.proc: subprocess.Popen | None = None
+        self.group: ProcessGroup | None = None
 
     def write_config(self, package: Path) -> None:
         """Copy Haraka's default configuration (as ``haraka -i`` does), write the benchmark's
@@ -224,97 +210,42 @@ class HarakaInstance:
             (self.config_dir / name).write_text(text)
 
     def start(self, timeout: float = 30, say=None) -> None:
-        """Install Haraka if needed, write the configuration, start it and wait for its 220."""
-        package = install(say=say)
+        """Install Haraka if needed (saying so through ``say``, by default on stderr), write the
+        configuration, start it and wait for its 220."""
+        package = install(say=say or (lambda text: print(text, file=sys.stderr, flush=True)))
         self.write_config(package)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                ["node", str(package / "bin" / "haraka"), "-c", str(self.base)],
-                cwd=self.base,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        argv = ["node", str(package / "bin" / "haraka"), "-c", str(self.base)]
+        self.group = ProcessGroup(argv, self.base, self.log)
         try:
             wait_for_smtp(self.host, self.port, timeout, alive=self.alive)
         except (TimeoutError, RuntimeError) as exc:
             raise RuntimeError(f"{exc}\n{self.log_tail()}") from exc
 
-    @property
-    def pid(self) -> int | None:
-        """The pid of the Haraka process (also its session and process group) while it runs."""
-        return self.proc.pid if self.alive() else None
+    def session_leader(self) -> int | None:
+        """The Haraka process (also its session and process group) while it runs."""
+        group = self.group
+        return group.proc.pid if group is not None and group.alive() else None
 
-    def alive(self) -> bool:
-        """True while the Haraka process runs."""
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 15) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop Haraka's process group (SIGTERM, then SIGKILL) and remove the directory."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(5)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers left in the group
-            self.proc = None
-        if not self.keep:
-            shutil.rmtree(self.base, ignore_errors=True)
-
-    def delivered(self) -> int:
-        """Messages in the Maildir (new/ and cur/)."""
-        return sum(1 for sub in ("new", "cur") for _ in os.scandir(self.maildir / sub))
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of Haraka's output (for error messages)."""
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> HarakaInstance:
-        """Start the instance; it is stopped on exit, also on error."""
-        try:
-            self.start(say=lambda text: print(text, file=sys.stderr, flush=True))
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Stop the instance."""
-        self.stop()
+        if self.group is not None:
+            self.group.stop(timeout)
+            self.group = None
+        self.remove_unless_kept()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Start an instance, print where it is, and stop it on Ctrl-C or SIGTERM."""
-    parser = argparse.ArgumentParser(description="Run a throwaway Haraka instance on loopback.")
-    parser.add_argument("--port", type=int, default=None, help="default: a free port")
-    parser.add_argument("--domain", default="example.test")
-    parser.add_argument("--keep", action="store_true", help="keep the directory after stopping")
+    parser = arguments("Run a throwaway Haraka instance on loopback.")
     parser.add_argument("--log-level", default="notice", choices=LOG_LEVELS)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        instance = HarakaInstance(
+    return serve(
+        "haraka",
+        lambda: HarakaInstance(
             port=args.port, domain=args.domain, keep=args.keep, log_level=args.log_level
-        )
-        with instance:
-            print(f"{haraka_version()} listening on {instance.host}:{instance.port}", flush=True)
-            print(f"directory {instance.base}; Maildir {instance.maildir}", flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                signal.pause()
-    except (HarakaUnavailable, RuntimeError) as exc:
-        print(f"haraka: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        ),
+        haraka_version,
+    )
 
 
 if __name__ == "__main__":

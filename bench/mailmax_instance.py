@@ -18,8 +18,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from instance import ProcessGroup
 from netutil import LOOPBACK, free_port, require_loopback
-from servers import ProcessGroup, tool
+from servers import tool
 
 from mailmax.core.pluginhost.configedit import toml_value
 

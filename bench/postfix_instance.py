@@ -14,7 +14,6 @@ Usage (runs until Ctrl-C, then stops and removes the instance)::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import pwd
@@ -22,11 +21,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
+from typing import Any
 
-from netutil import LOOPBACK, free_port, wait_for_smtp
+from instance import ThrowawayInstance, arguments, serve
+from netutil import wait_for_smtp
 
 POSTFIX = "/usr/sbin/postfix"
 SMTP_SOURCE_PATHS = ("/usr/sbin/smtp-source", "/usr/bin/smtp-source")
@@ -108,30 +107,21 @@ def find_smtp_source() -> str | None:
     return shutil.which("smtp-source")
 
 
-class PostfixInstance:
+class PostfixInstance(ThrowawayInstance):
     """One throwaway Postfix instance; use as a context manager so it is always stopped."""
 
-    def __init__(
-        self,
-        port: int | None = None,
-        domain: str = "example.test",
-        host: str = LOOPBACK,
-        keep: bool = False,
-        parent: Path | None = None,
-    ) -> None:
-        """Prepare (but do not start) an instance listening on ``host:port``, with its files
-        in a new directory under ``parent`` (default: the temporary directory)."""
+    kind = "postfix"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """See :class:`ThrowawayInstance`; refused where Postfix is not installed."""
         if not postfix_available():
             raise RuntimeError(f"{POSTFIX} is not installed")
-        self.host = host
-        self.port = port or free_port(host)
-        self.domain = domain
-        self.keep = keep
-        self.base = Path(tempfile.mkdtemp(prefix="mailmax-bench-postfix-", dir=parent))
+        super().__init__(*args, **kwargs)
         self.config_dir = self.base / "etc"
         self.queue_dir = self.base / "spool"
         self.data_dir = self.base / "data"
         self.maildir = self.base / "mail" / "bench"
+        self.log = self.base / "maillog"
         self.started = False
 
     def _postfix(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -185,6 +175,10 @@ class PostfixInstance:
         except TimeoutError as exc:
             raise RuntimeError(f"{exc}\n{self.log_tail()}") from exc
 
+    def session_leader(self) -> int | None:
+        """The master process (it calls setsid; every daemon is its child)."""
+        return self.master_pid()
+
     def master_pid(self) -> int | None:
         """The pid of the running master process, or None."""
         try:
@@ -210,8 +204,7 @@ class PostfixInstance:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
             self.started = False
-        if not self.keep:
-            shutil.rmtree(self.base, ignore_errors=True)
+        self.remove_unless_kept()
 
     @staticmethod
     def _wait_gone(pid: int | None, timeout: float) -> bool:
@@ -226,45 +219,16 @@ class PostfixInstance:
             time.sleep(0.1)
         return False
 
-    def delivered(self) -> int:
-        """Messages in the Maildir (new/ and cur/)."""
-        return sum(1 for sub in ("new", "cur") for _ in os.scandir(self.maildir / sub))
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the instance's maillog (for error messages)."""
-        try:
-            return "\n".join((self.base / "maillog").read_text().splitlines()[-lines:])
-        except OSError:
-            return "(no maillog)"
-
-    def __enter__(self) -> PostfixInstance:
-        """Start the instance; it is stopped on exit, also on error."""
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Stop the instance."""
-        self.stop()
-
 
 def main(argv: list[str] | None = None) -> int:
     """Start an instance, print where it is, and stop it on Ctrl-C or SIGTERM."""
-    parser = argparse.ArgumentParser(description="Run a throwaway Postfix instance on loopback.")
-    parser.add_argument("--port", type=int, default=None, help="default: a free port")
-    parser.add_argument("--domain", default="example.test")
-    parser.add_argument("--keep", action="store_true", help="keep the directory after stopping")
+    parser = arguments("Run a throwaway Postfix instance on loopback.")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with PostfixInstance(port=args.port, domain=args.domain, keep=args.keep) as instance:
-        print(f"postfix listening on {instance.host}:{instance.port}", flush=True)
-        print(f"directory {instance.base}; Maildir {instance.maildir}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
-    return 0
+    return serve(
+        "postfix",
+        lambda: PostfixInstance(port=args.port, domain=args.domain, keep=args.keep),
+        lambda: "postfix",
+    )
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ import contextlib
 import fcntl
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from haraka_instance import HarakaInstance, HarakaUnavailable, haraka_version, install
+from instance import STOP_TIMEOUT, ProcessGroup, ThrowawayInstance
 from netutil import LOOPBACK, free_port, require_loopback, wait_for_smtp
 from postfix_instance import PostfixInstance, postfix_available
 
@@ -32,7 +32,6 @@ BENCH_DIR = Path(__file__).resolve().parent
 DOMAIN = "example.test"
 BENCH_USER = f"bench@{DOMAIN}"
 START_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
 MAILDIR_SEARCH_DEPTH = 6
 
 
@@ -141,43 +140,6 @@ def session_cpu_seconds(sid: int) -> float | None:
             leader_seen = True
             total += int(fields[13]) + int(fields[14])
     return total / _TICK if leader_seen else None
-
-
-class ProcessGroup:
-    """A child process in its own session, stopped with its whole process group."""
-
-    def __init__(self, argv: list[str], cwd: Path, log: Path) -> None:
-        """Start ``argv`` in ``cwd`` with stdout and stderr appended to ``log``."""
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.log = log
-
-    def alive(self) -> bool:
-        """True while the process runs."""
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM to the group, then SIGKILL after ``timeout`` seconds."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers left in the group
-
-    def tail(self, lines: int = 12) -> str:
-        """The last lines of the log."""
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 class Server:
@@ -310,20 +272,15 @@ class TwistedFloor(Server):
         return f"twisted.mail ESMTP (Twisted {twisted.__version__}), Maildir, fsync inline"
 
 
-class Postfix(Server):
-    """A throwaway Postfix instance."""
+class ThrowawayServer(Server):
+    """A server under test run as a :class:`ThrowawayInstance` (a new one per start)."""
 
-    name = "postfix"
-    label = "Postfix"
-
-    def available(self) -> str | None:
-        """Postfix runs only where it is installed."""
-        return None if postfix_available() else "/usr/sbin/postfix is not installed"
+    instance_class: type[ThrowawayInstance]
 
     def start(self) -> None:
         """Start a fresh instance on a free port."""
         self.delivered_total = 0
-        self.instance = PostfixInstance(
+        self.instance = self.instance_class(
             host=self.host, domain=DOMAIN, keep=True, parent=self.fresh_dir()
         )
         self.bases.append(self.instance.base)
@@ -347,18 +304,30 @@ class Postfix(Server):
         self.bases = []
 
     def alive(self) -> bool:
-        """True while the master process runs."""
+        """True while the instance runs."""
         instance = getattr(self, "instance", None)
-        return instance is not None and instance.master_pid() is not None
+        return instance is not None and instance.alive()
 
     def session_id(self) -> int | None:
-        """The master's session (it calls setsid; every daemon is its child)."""
+        """The session holding every process of the instance."""
         instance = getattr(self, "instance", None)
-        return instance.master_pid() if instance is not None else None
+        return instance.session_leader() if instance is not None else None
 
     def maildirs(self) -> list[Path]:
         """The Maildir every recipient of the domain goes to."""
         return [self.instance.maildir]
+
+
+class Postfix(ThrowawayServer):
+    """A throwaway Postfix instance."""
+
+    name = "postfix"
+    label = "Postfix"
+    instance_class = PostfixInstance
+
+    def available(self) -> str | None:
+        """Postfix runs only where it is installed."""
+        return None if postfix_available() else "/usr/sbin/postfix is not installed"
 
     def version(self) -> str:
         """Postfix's mail_version."""
@@ -375,11 +344,12 @@ class Postfix(Server):
         return f"Postfix {out} (queue, then virtual(8) to Maildir)"
 
 
-class Haraka(Server):
+class Haraka(ThrowawayServer):
     """A throwaway Haraka instance: one Node.js process, Maildir written by a durable plugin."""
 
     name = "haraka"
     label = "Haraka"
+    instance_class = HarakaInstance
 
     def available(self) -> str | None:
         """Haraka runs where Node.js and npm are and the (cached) npm install succeeds."""
@@ -388,46 +358,6 @@ class Haraka(Server):
         except HarakaUnavailable as exc:
             return str(exc)
         return None
-
-    def start(self) -> None:
-        """Start a fresh instance on a free port."""
-        self.delivered_total = 0
-        self.instance = HarakaInstance(
-            host=self.host, domain=DOMAIN, keep=True, parent=self.fresh_dir()
-        )
-        self.bases.append(self.instance.base)
-        self.port = self.instance.port
-        try:
-            self.instance.start(timeout=START_TIMEOUT)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        """Stop the instance (its directory stays until :meth:`cleanup`)."""
-        if getattr(self, "instance", None) is not None:
-            self.instance.stop(timeout=STOP_TIMEOUT)
-            self.instance = None
-
-    def cleanup(self) -> None:
-        """Remove the directories of every instance (kept until now: see count_maildir)."""
-        for base in self.bases:
-            shutil.rmtree(base, ignore_errors=True)
-        self.bases = []
-
-    def alive(self) -> bool:
-        """True while the Haraka process runs."""
-        instance = getattr(self, "instance", None)
-        return instance is not None and instance.alive()
-
-    def session_id(self) -> int | None:
-        """Haraka's process leads its own session."""
-        instance = getattr(self, "instance", None)
-        return instance.pid if instance is not None else None
-
-    def maildirs(self) -> list[Path]:
-        """The Maildir the queue plugin writes to."""
-        return [self.instance.maildir]
 
     def version(self) -> str:
         """Haraka's and Node.js's versions, and how it stores messages."""

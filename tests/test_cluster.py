@@ -34,8 +34,8 @@ from tests.cluster_support import (
     send,
 )
 from tests.fixtures.ports import wait_until
-from tests.test_webadmin_browser import Admin
-from tests.test_webadmin_browser import browser as browser
+from tests.fixtures.webadmin import browser as browser
+from tests.fixtures.webadmin import signed_in
 
 
 @pytest.fixture(scope="module")
@@ -380,8 +380,7 @@ def test_moving_mailboxes_through_the_api_and_the_web_admin(nodes, browser) -> N
     assert (moved.body["from_node"], moved.body["to_node"]) == ("a", "b")
     assert _subjects(b.wait_for_mail(erin, 1)) == {b"before the move"}
 
-    web = Admin(browser, a)
-    web.sign_in("postmaster@example.test", "postmastersecret")
+    web = signed_in(browser, a)
     web.open(f"/admin/users/{frank}")
     assert web.text("#h-move") == "Cluster node"
     node = Select(browser.find_element(By.ID, "f-node"))

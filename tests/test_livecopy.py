@@ -71,3 +71,20 @@ def test_callers_share_one_read_and_the_copy_is_read_again_when_old() -> None:
     assert Counted.of(other.host) is not copy  # another host, another copy
     harness.close()
     other.close()
+
+
+def test_a_subclass_must_say_how_to_load_and_what_is_there_before() -> None:
+    """A copy that lacks ``load`` or ``empty`` cannot be made; the error names what is missing."""
+
+    class NoLoad(LiveCopy[int]):
+        def empty(self) -> int:
+            return 0
+
+    class NoEmpty(LiveCopy[int]):
+        async def load(self, context: Any, now: float) -> int:
+            return 1
+
+    with pytest.raises(TypeError, match="load"):
+        NoLoad()
+    with pytest.raises(TypeError, match="empty"):
+        NoEmpty()

@@ -25,6 +25,7 @@ from mailmax.core.hookspecs import hookimpl
 from mailmax.core.queue.runner import QueueRunner
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 from mailmax.core.spool.spool import Spool
+from mailmax.testing_server import folder_messages, maildir_folder
 from tests.test_spool_reactor import ReactorThread
 
 
@@ -176,15 +177,11 @@ class QueueHarness:
 
     def maildir(self, address: str, folder: str = "INBOX") -> Path:
         """The Maildir folder of ``address``."""
-        name, domain = address.split("@")
-        root = self.tmp_path / "mail" / domain / name
-        return root if folder == "INBOX" else root / f".{folder}"
+        return maildir_folder(self.tmp_path / "mail", address, folder)
 
     def messages(self, address: str, folder: str = "INBOX") -> list[bytes]:
-        """The messages in a Maildir folder (new and cur)."""
-        box = self.maildir(address, folder)
-        files = [p for s in ("new", "cur") if (box / s).is_dir() for p in (box / s).iterdir()]
-        return [p.read_bytes() for p in sorted(files)]
+        """The messages in a Maildir folder (new and cur), oldest first."""
+        return folder_messages(self.maildir(address, folder))
 
     def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
         """Poll ``predicate`` until it is true; fail with the queue log after ``timeout``."""

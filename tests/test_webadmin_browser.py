@@ -10,26 +10,21 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.api_support import ApiClient, admin_cli, start_api_server, wait_for
 from tests.fixtures.server import DOMAIN, MailMaxServer
+from tests.fixtures.webadmin import PHONE, ROOT, ROOT_PASSWORD, Admin, sign_in_as
+from tests.fixtures.webadmin import browser as browser
 
-SCREENSHOTS = Path(__file__).parent / "screenshots"
 NEW_DOMAIN = "web.test"
 HELD_DOMAIN = "held.test"
-ROOT = f"postmaster@{DOMAIN}"
-ROOT_PASSWORD = "postmastersecret"
 DOMAIN_ADMIN = f"bob@{DOMAIN}"
 DOMAIN_ADMIN_PASSWORD = "bobsecret"
-PHONE = (390, 844)
-DESKTOP = (1280, 900)
 
 
 @pytest.fixture(scope="module")
@@ -44,81 +39,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailMaxServer]:
         mail.stop(timeout=15)
     except Exception:
         mail.kill()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[webdriver.Chrome]:
-    """Headless Chromium from the system's packages, with its driver given explicitly."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--ignore-certificate-errors",
-                     f"--window-size={DESKTOP[0]},{DESKTOP[1]}"):  # fmt: skip
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(20)
-    SCREENSHOTS.mkdir(exist_ok=True)
-    yield driver
-    driver.quit()
-
-
-class Admin:
-    """The browser on the server's web admin."""
-
-    def __init__(self, driver: webdriver.Chrome, server: MailMaxServer) -> None:
-        self.driver = driver
-        self.base = f"https://localhost:{server.ports['admin']}"
-
-    def open(self, path: str) -> None:
-        """Go to a page of the web admin."""
-        self.driver.get(self.base + path)
-
-    def fill(self, values: dict[str, str]) -> None:
-        """Type into the fields labelled by id."""
-        for field_id, text in values.items():
-            element = self.driver.find_element(By.ID, field_id)
-            element.clear()
-            element.send_keys(text)
-
-    def submit(self, form_css: str = "main form[method=post]") -> None:
-        """Press the submit button of a form and wait for the next page."""
-        self.click(f"{form_css} button[type=submit]")
-
-    def click(self, css: str) -> None:
-        """Click an element that leads to another page and wait for it."""
-        self.driver.execute_script("window.leaving = true")
-        self.driver.find_element(By.CSS_SELECTOR, css).click()
-        WebDriverWait(self.driver, 10).until(
-            lambda d: d.execute_script(
-                "return window.leaving === undefined && document.readyState === 'complete'"
-            )
-        )
-
-    def text(self, css: str = "main") -> str:
-        """The visible text of an element."""
-        return self.driver.find_element(By.CSS_SELECTOR, css).text
-
-    def heading(self) -> str:
-        """The page's first heading."""
-        return self.text("h1")
-
-    def sign_in(self, username: str, password: str) -> None:
-        """Sign in through the form."""
-        self.open("/admin/login")
-        self.fill({"username": username, "password": password})
-        self.submit()
-
-    def sign_out(self) -> None:
-        """Press the sign-out button."""
-        self.submit("header form.signout")
-
-    def shot(self, name: str, size: tuple[int, int] = DESKTOP) -> None:
-        """Save a screenshot of the whole page at a window width."""
-        self.driver.set_window_size(*size)
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(size[0], max(size[1], min(height + 120, 2400)))
-        self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
-        self.driver.set_window_size(*DESKTOP)
 
 
 @pytest.fixture(scope="module")
@@ -468,8 +388,7 @@ def test_access_rule_and_rule_made_in_the_browser_take_effect(admin, server):
                                               "--json")  # fmt: skip
     admin_cli(server, "rule", "add", "sys", "--system", "--if", "any", "--then", "note hi")
 
-    admin.sign_out()
-    admin.sign_in(DOMAIN_ADMIN, DOMAIN_ADMIN_PASSWORD)
+    sign_in_as(admin, DOMAIN_ADMIN, DOMAIN_ADMIN_PASSWORD)
     admin.open("/admin/access")
     assert admin.heading() == "Not allowed"
     admin.open("/admin/rules")

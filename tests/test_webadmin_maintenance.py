@@ -10,14 +10,18 @@ import pytest
 
 from tests.api_support import admin_cli, start_api_server
 from tests.fixtures.server import DOMAIN, MailMaxServer
-from tests.test_webadmin_browser import Admin
-from tests.test_webadmin_browser import browser as browser
-
-ROOT = f"postmaster@{DOMAIN}"
-ROOT_PASSWORD = "postmastersecret"
-OTHER = "other.test"
-CAROL = f"carol@{OTHER}"
-CAROL_PASSWORD = "carol long secret"
+from tests.fixtures.webadmin import (
+    CAROL,
+    CAROL_PASSWORD,
+    OTHER,
+    ROOT,
+    ROOT_PASSWORD,
+    Admin,
+    add_two_admins,
+    sign_in_as,
+    signed_in,
+)
+from tests.fixtures.webadmin import browser as browser
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailMaxServer]:
     """One server: a system administrator, carol administering other.test, and housekeeping
     on for the test domain."""
     mail = start_api_server(tmp_path_factory.mktemp("webmaint") / "data")
-    admin_cli(mail, "admin", "grant", ROOT, "--system")
-    admin_cli(mail, "domain", "add", OTHER)
-    admin_cli(mail, "user", "add", CAROL, "--password", CAROL_PASSWORD)
-    admin_cli(mail, "admin", "grant", CAROL, "--domain", OTHER)
+    add_two_admins(mail)
     admin_cli(mail, "plugin", "enable", "housekeeping", "--domain", DOMAIN)
     admin_cli(mail, "plugin", "enable", "autoreply", "--domain", DOMAIN)
     admin_cli(mail, "plugin", "set", "housekeeping", "inactive_days=30", "--domain", DOMAIN)
@@ -42,10 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailMaxServer]:
 @pytest.fixture(scope="module")
 def admin(browser, server: MailMaxServer) -> Admin:
     """The browser on the module's server, signed in as the system administrator."""
-    web = Admin(browser, server)
-    web.sign_in(ROOT, ROOT_PASSWORD)
-    assert web.heading() == "Dashboard"
-    return web
+    return signed_in(browser, server)
 
 
 def test_housekeeping_page(admin: Admin) -> None:
@@ -67,8 +65,7 @@ def test_housekeeping_page(admin: Admin) -> None:
 def test_housekeeping_page_for_a_domain_administrator(browser, server: MailMaxServer) -> None:
     """S6: a domain administrator runs it for their domain, and is refused every domain."""
     carol = Admin(browser, server)
-    carol.sign_out()
-    carol.sign_in(CAROL, CAROL_PASSWORD)
+    sign_in_as(carol, CAROL, CAROL_PASSWORD)
     try:
         carol.open("/admin/housekeeping")
         carol.fill({"f-domain": OTHER})
@@ -78,8 +75,7 @@ def test_housekeeping_page_for_a_domain_administrator(browser, server: MailMaxSe
         carol.click("main button[value=dry-run]")
         assert "name one domain" in carol.text("main")
     finally:
-        carol.sign_out()
-        carol.sign_in(ROOT, ROOT_PASSWORD)
+        sign_in_as(carol, ROOT, ROOT_PASSWORD)
 
 
 def test_antivirus_users_on_the_antivirus_page(admin: Admin) -> None:

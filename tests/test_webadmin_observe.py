@@ -16,16 +16,20 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.api_support import admin_cli, start_api_server
+from tests.api_support import start_api_server
 from tests.fixtures.server import DOMAIN, MailMaxServer
-from tests.test_webadmin_browser import PHONE, Admin
-from tests.test_webadmin_browser import browser as browser
+from tests.fixtures.webadmin import (
+    CAROL,
+    CAROL_PASSWORD,
+    OTHER,
+    PHONE,
+    Admin,
+    add_two_admins,
+    sign_in_as,
+    signed_in,
+)
+from tests.fixtures.webadmin import browser as browser
 
-ROOT = f"postmaster@{DOMAIN}"
-ROOT_PASSWORD = "postmastersecret"
-OTHER = "other.test"
-CAROL = f"carol@{OTHER}"
-CAROL_PASSWORD = "carol long secret"
 #: Messages sent to alice before the dashboard is looked at.
 SENT = 3
 
@@ -36,10 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailMaxServer]:
     mail = start_api_server(
         tmp_path_factory.mktemp("webobserve") / "data", smtp={"allow_plaintext_auth": True}
     )
-    admin_cli(mail, "admin", "grant", ROOT, "--system")
-    admin_cli(mail, "domain", "add", OTHER)
-    admin_cli(mail, "user", "add", CAROL, "--password", CAROL_PASSWORD)
-    admin_cli(mail, "admin", "grant", CAROL, "--domain", OTHER)
+    add_two_admins(mail)
     yield mail
     try:
         mail.stop(timeout=15)
@@ -50,10 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailMaxServer]:
 @pytest.fixture(scope="module")
 def admin(browser, server: MailMaxServer) -> Admin:
     """The browser on the module's server, signed in as the system administrator."""
-    web = Admin(browser, server)
-    web.sign_in(ROOT, ROOT_PASSWORD)
-    assert web.heading() == "Dashboard"
-    return web
+    return signed_in(browser, server)
 
 
 def bar(admin: Admin, kind: str, name: str, window: str) -> int:
@@ -136,8 +134,7 @@ def test_domain_administrator_sees_their_domains_activity_only(admin, server):
     with server.smtp() as smtp:
         smtp.sendmail("sender@remote.test", [CAROL], b"Subject: for carol\r\n\r\nhi\r\n")
     server.wait_for_mail(CAROL)
-    admin.sign_out()
-    admin.sign_in(CAROL, CAROL_PASSWORD)
+    sign_in_as(admin, CAROL, CAROL_PASSWORD)
     assert admin.heading() == "Dashboard"
     assert bar(admin, "messages", OTHER, "hour") == 1
     names = {

@@ -32,6 +32,14 @@ class AdminSettings(Section):
         description="How long a session token from a password log-in stays valid after its"
         " last use.",
     )
+    ldap_password_check_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        description="For an administrator whose password is kept in LDAP: how often a session"
+        " asks LDAP whether the password changed since sign-in (a change ends the session);"
+        " 0 asks on every request.",
+    )
     max_sessions: int = Field(
         1000, ge=1, le=1_000_000, description="Most session tokens held at once (oldest go)."
     )

@@ -11,6 +11,7 @@ it is read again in the background, so no session waits for the database once th
 from __future__ import annotations
 
 import weakref
+from abc import ABC, abstractmethod
 from typing import Any, Generic, Self, TypeVar
 
 from twisted.internet import defer
@@ -23,7 +24,7 @@ T = TypeVar("T")
 _BY_HOST: weakref.WeakKeyDictionary[Any, dict[type, Any]] = weakref.WeakKeyDictionary()
 
 
-class LiveCopy(Generic[T]):
+class LiveCopy(ABC, Generic[T]):
     """The current ``value`` of one host's copy; a subclass says how to :meth:`load` it and
     what :meth:`empty` holds before the first read."""
 
@@ -42,13 +43,13 @@ class LiveCopy(Generic[T]):
             found = copies[cls] = cls()
         return found
 
+    @abstractmethod
     def empty(self) -> T:
         """The value before the first read."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def load(self, context: Any, now: float) -> T:
         """Read the value now (``context`` is the plugin's; ``now`` its host's clock)."""
-        raise NotImplementedError
 
     def invalidate(self) -> None:
         """Make the next look-up read again (after this process changed what it copies)."""

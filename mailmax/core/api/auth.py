@@ -5,7 +5,8 @@ API tokens (``mmx_...``) are stored hashed in the directory (see
 (``mms_...``), stored hashed in the directory too, so it outlives a restart and works on every
 node of a cluster: it expires ``[admin] session_minutes`` after its last use, at most
 ``[admin] max_sessions`` are kept (the oldest go first), and signing out or a new password ends
-it. Rights are read from the directory on every request, so a revoke applies at once.
+it (a password changed in LDAP too, seen within ``[admin] ldap_password_check_seconds``).
+Rights are read from the directory on every request, so a revoke applies at once.
 
 Failed password log-ins are throttled by the server's failed-login limiter, the one mail
 log-ins use (delays, then blocks per address and account).
@@ -49,6 +50,7 @@ class Authenticator:
         """Apply new ``[admin]`` session settings (to existing sessions too)."""
         self.session_seconds = settings.admin.session_minutes * 60
         self.max_sessions = settings.admin.max_sessions
+        self.ldap_check_seconds = settings.admin.ldap_password_check_seconds
 
     def _store(self) -> AdminStore:
         return AdminStore(self.api.directory.sync, self.api.reactor.seconds)
@@ -67,7 +69,9 @@ class Authenticator:
         admin: Admin | None = None
         if token.startswith(SESSION_PREFIX):
             store = self._store()
-            admin = await self.api.directory.run(store.session_admin, token, self.session_seconds)
+            admin = await self.api.directory.run(
+                store.session_admin, token, self.session_seconds, self.ldap_check_seconds
+            )
         else:
             admin = await self.api.directory.run(self._store().verify_token, token)
         if admin is None or not (admin.system or admin.domains):

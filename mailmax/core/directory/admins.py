@@ -10,7 +10,9 @@ it is made.
 
 Session tokens (``mms_...``, from a password log-in) are kept the same way, hashed, with an
 expiry that moves on as they are used; being in the directory, they outlive a restart and
-every node of a cluster knows them. Signing out, a new password and losing the rights end them.
+every node of a cluster knows them. Signing out, a new password and losing the rights end them;
+so does a password changed in LDAP, for an administrator whose password is kept there (see
+:mod:`mailmax.core.directory.passwordmarks`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from mailmax.core.directory import passwordmarks
 from mailmax.core.directory import schema as t
 from mailmax.core.directory.engine import transaction
 from mailmax.core.directory.errors import DirectoryError, NotFound
@@ -312,6 +315,7 @@ class AdminStore:
         now = self.clock()
         expires = now + lifetime
         sessions = t.admin_sessions
+        mark = passwordmarks.session_mark(self.directory, address.strip().lower(), token)
         with self._tx(write=True) as conn:
             user_id, canonical = self._user_id(conn, address)
             admin_id = conn.scalar(sa.select(t.admins.c.id).where(t.admins.c.user_id == user_id))
@@ -320,9 +324,10 @@ class AdminStore:
             conn.execute(sessions.delete().where(sessions.c.expires <= now))
             conn.execute(
                 sessions.insert().values(
-                    id=token_hash(token), admin_id=admin_id, created=now, expires=expires
+                    id=token_hash(token), admin_id=admin_id, created=now, expires=expires,
+                    password_mark=mark, mark_checked=now,
                 )
-            )
+            )  # fmt: skip
             oldest = (
                 sa.select(sessions.c.id)
                 .order_by(sessions.c.expires.desc(), sessions.c.created.desc())
@@ -333,24 +338,37 @@ class AdminStore:
                 conn.execute(sessions.delete().where(sessions.c.id.in_(doomed)))
         return token, expires
 
-    def session_admin(self, token: str, lifetime: float) -> Admin | None:
+    def session_admin(
+        self, token: str, lifetime: float, check_seconds: float = 60.0
+    ) -> Admin | None:
         """The administrator of a live session token (its expiry moves on to ``lifetime``
-        seconds from now), or None."""
+        seconds from now), or None. A session of an LDAP-backed administrator compares its
+        password fingerprint with LDAP when ``check_seconds`` have passed since the last
+        comparison, and ends when the password changed."""
         if not token.startswith(SESSION_PREFIX):
             return None
         key, now, sessions = token_hash(token), self.clock(), t.admin_sessions
         with self._tx() as conn:
             row = conn.execute(
-                sa.select(sessions.c.admin_id, sessions.c.expires).where(sessions.c.id == key)
-            ).first()
+                sa.select(sessions.c.admin_id, sessions.c.expires, sessions.c.password_mark,
+                          sessions.c.mark_checked).where(sessions.c.id == key)
+            ).first()  # fmt: skip
             if row is None or row.expires <= now:
                 return None
             found = self._admins(conn, t.admins.c.id == row.admin_id)
+        changes: dict[str, float] = {}
+        if found and row.password_mark and now - (row.mark_checked or 0.0) >= check_seconds:
+            if not passwordmarks.still_matches(
+                self.directory, found[0].address, token, row.password_mark
+            ):
+                self.end_session(token)
+                return None
+            changes["mark_checked"] = now
         if now + lifetime - row.expires > SESSION_TOUCH_SECONDS:
+            changes["expires"] = now + lifetime
+        if changes:
             with self._tx(write=True) as conn:
-                conn.execute(
-                    sessions.update().where(sessions.c.id == key).values(expires=now + lifetime)
-                )
+                conn.execute(sessions.update().where(sessions.c.id == key).values(**changes))
         return found[0] if found else None
 
     def end_session(self, token: str) -> bool:

@@ -36,6 +36,8 @@ from mailmax.core.ldapsettings import LDAPSourceSettings
 
 #: Entries a search may return: more than one is an ambiguous directory, never a match.
 SEARCH_SIZE_LIMIT = 2
+#: The operational attribute the ppolicy overlay sets when a password changes.
+PASSWORD_CHANGED_ATTRIBUTE = "pwdChangedTime"
 _TRUE = {"true", "yes", "1", "enabled", "on"}
 
 
@@ -310,6 +312,23 @@ class LDAPUserSource:
                 f" {entry.dn}; give it read access or use auth = 'bind'"
             )
         return any(ldaphashes.verify(value, password) for value in stored)
+
+    def password_marker(self, entry: LDAPEntry) -> str:
+        """What changes when the entry's password changes, read through the service account:
+        ``pwdChangedTime`` (kept by the ppolicy overlay) and the password attribute. ``""``
+        when the service account may read neither."""
+        attributes = [PASSWORD_CHANGED_ATTRIBUTE, self.settings.password_attribute]
+        found = self._search("(objectClass=*)", {}, base=entry.dn, attributes=attributes)
+        if not found:
+            return "gone:" + entry.dn  # the entry went away (or moved): never the old marker
+        wanted = {name.lower() for name in attributes}
+        values = sorted(
+            f"{key.lower()}={value}"
+            for key, found_values in found[0].raw.items()
+            if key.lower() in wanted
+            for value in found_values
+        )
+        return "\n".join(values)
 
 
 def fill_filter(template: str, values: dict[str, str]) -> str:

@@ -174,6 +174,20 @@ class Directory(SQLDirectory):
         found = self._entry_for_address(domain, source, _canonical(address, domain))
         return (domain, *found) if found else None
 
+    def password_marker(self, address: str) -> str | None:
+        """What changes when the password of ``address`` changes in LDAP (see
+        :meth:`LDAPUserSource.password_marker`); None for a user whose password is in SQL
+        (MailMax sees those changes itself)."""
+        _, _, domain_name = address.rpartition("@")
+        pair = self._domain_and_source(domain_name)
+        if pair is None:
+            return None
+        domain, source = pair
+        found = source.find_by_address(_canonical(address, domain))
+        if len(found) != 1:
+            return "gone:" + address.lower()
+        return source.password_marker(found[0])
+
     # ------------------------------------------------------------------ the directory's calls
     def lookup_recipient(self, address: str) -> RecipientLookup:
         """See :meth:`SQLDirectory.lookup_recipient`; in an LDAP domain, users come from LDAP

@@ -263,6 +263,10 @@ admin_sessions = sa.Table(
     ),
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("expires", sa.Float, nullable=False),
+    # version 0009: for an LDAP-backed administrator, an HMAC (keyed with the session token) of
+    # the account's password-change marker at sign-in, and when it was last compared
+    sa.Column("password_mark", sa.String(64), nullable=True),
+    sa.Column("mark_checked", sa.Float, nullable=True),
 )
 sa.Index("ix_admin_sessions_expires", admin_sessions.c.expires)
 sa.Index("ix_admin_sessions_admin_id", admin_sessions.c.admin_id)
