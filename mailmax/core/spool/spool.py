@@ -147,6 +147,11 @@ class _Helper(ProcessProtocol):
                 self.pipe.reapProcess()  # no SIGCHLD handling when the reactor is not main
             self.spool._helper_gone(self)
 
+    def connectionMade(self) -> None:
+        """Widen the pipe the messages go through (:func:`spoolwriter.widen_pipe`)."""
+        with contextlib.suppress(Exception):
+            spoolwriter.widen_pipe(self.pipe.pipes[0].fileno())
+
     @property
     def pipe(self) -> Any:
         """The process transport."""
