@@ -466,6 +466,24 @@ def test_a_big_message_goes_to_the_writer_process_in_one_write(
         reactor_thread.call(s.stop)
 
 
+@pytest.mark.parametrize(
+    ("chunks", "head"),
+    [
+        ([b"A: b\r\n", b"C: d\r\n\r\nbody\n\nmore"], b"A: b\r\nC: d\r\n\r\n"),
+        ([b"A: b\r\nC: d\n\nx\r\n\r\n"], b"A: b\r\nC: d\n\n"),
+        ([b"A: b\r\n\r", b"\nbody\n\n"], b"A: b\r\n\r\n"),
+        ([b"\r\nbody"], b"\r\n"),
+        ([b"A: b\r\n", b"x" * 70000], None),
+    ],
+)
+def test_the_header_kept_in_memory_ends_at_the_first_empty_line(
+    chunks: list[bytes], head: bytes | None
+) -> None:
+    """Q1: the header handed to the queue runner ends at the first empty line (CRLF or bare
+    LF), wherever the chunks split it, and nothing of the body after it counts."""
+    assert spool_module._head(chunks) == head
+
+
 def test_load_refuses_bad_ids(spool: Spool) -> None:
     """Q1: ids that are not plain file names never reach the file system."""
     for bad in ("../x", "", "a/b", ".hidden", "x" * 65):

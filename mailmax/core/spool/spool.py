@@ -83,7 +83,10 @@ def _head(chunks: Sequence[bytes]) -> bytes | None:
         start += chunk[: RECENT_HEAD_BYTES + 4 - len(start)]
         if start.startswith((b"\r\n", b"\n")):
             return start[: 2 if start[:1] == b"\r" else 1]
-        ends = [i for i in (start.find(b"\r\n\r\n"), start.find(b"\n\n")) if i >= 0]
+        crlf = start.find(b"\r\n\r\n")
+        # a bare "\n\n" matters only before that (searching on would scan the whole body)
+        lf = start.find(b"\n\n", 0, crlf + 4 if crlf >= 0 else len(start))
+        ends = [i for i in (crlf, lf) if i >= 0]
         if ends:
             end = min(ends)
             return start[: end + (4 if start[end : end + 4] == b"\r\n\r\n" else 2)]
