@@ -191,6 +191,32 @@ def test_smuggling_and_pipelining_over_a_socket(shared: Any) -> None:
         assert not [m for m in shared.messages(address) if b"forged" in m or b"first" in m]
 
 
+def test_message_split_between_reads_at_every_byte(shared: Any) -> None:
+    """S1: the message data cut in two at every byte boundary (inside a dot-stuffed line and
+    inside the closing CRLF.CRLF included), each half in its own TCP segment, is stored the
+    same, once each."""
+    conn = raw(shared)
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.send(b"EHLO client.example\r\n")
+    assert conn.reply().startswith("250-")
+    body = b"\r\n\r\n..stuffed\r\n..\r\nx\r\n.\r\n"
+    cuts = range(1, len(b"Subject: split 00") + len(body))
+    for cut in cuts:
+        data = b"Subject: split %02d" % cut + body
+        conn.send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n")
+        assert [r[:3] for r in conn.replies(3)] == ["250", "250", "354"]
+        conn.send(data[:cut])
+        time.sleep(0.005)  # lets the server read the first half on its own
+        conn.send(data[cut:])
+        assert conn.reply().startswith("250 2.0.0 Ok: queued as ")
+    conn.send(b"QUIT\r\n")
+    assert conn.reply().startswith("221")
+    for cut in cuts:
+        marker = b"Subject: split %02d\r\n" % cut
+        (stored,) = mail_with(shared, "bob@example.test", marker)
+        assert stored.endswith(marker + b"\r\n.stuffed\r\n.\r\nx\r\n")
+
+
 def test_starttls_command_injection_is_discarded(shared: Any) -> None:
     """S1: commands pipelined after STARTTLS in the clear are never executed."""
     conn = raw(shared, "submission")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -438,6 +439,49 @@ def test_a_writer_process_that_dies_fails_its_accepts_and_is_replaced(
     finally:
         reactor_thread.call(s.stop)
     assert not s.running
+
+
+def test_a_big_message_goes_to_the_writer_process_in_one_write(
+    tmp_path: Path, reactor_thread
+) -> None:
+    """Q1: the pipe to the writer process is widened, so a message of several hundred KiB
+    leaves in the write that sends it (nothing left buffered for later turns of the
+    reactor), and is stored intact."""
+    s = Spool(tmp_path / "q", reactor=reactor_thread.reactor, helper=True)
+    reactor_thread.call(s.start)
+    try:
+        pipe = s._helper.pipe.pipes[0]
+        assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) >= 512 * 1024
+        env = make_envelope(s)
+        message = message_for(env.id, 600 * 1024)
+
+        def accept() -> defer.Deferred:
+            d = s.accept(env, message)
+            assert not pipe.dataBuffer and not pipe._tempDataBuffer  # all of it written
+            return d
+
+        assert reactor_thread.call(accept, timeout=30) == env.id
+        assert s.message_path(env.id).read_bytes() == b"".join(message)
+    finally:
+        reactor_thread.call(s.stop)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "head"),
+    [
+        ([b"A: b\r\n", b"C: d\r\n\r\nbody\n\nmore"], b"A: b\r\nC: d\r\n\r\n"),
+        ([b"A: b\r\nC: d\n\nx\r\n\r\n"], b"A: b\r\nC: d\n\n"),
+        ([b"A: b\r\n\r", b"\nbody\n\n"], b"A: b\r\n\r\n"),
+        ([b"\r\nbody"], b"\r\n"),
+        ([b"A: b\r\n", b"x" * 70000], None),
+    ],
+)
+def test_the_header_kept_in_memory_ends_at_the_first_empty_line(
+    chunks: list[bytes], head: bytes | None
+) -> None:
+    """Q1: the header handed to the queue runner ends at the first empty line (CRLF or bare
+    LF), wherever the chunks split it, and nothing of the body after it counts."""
+    assert spool_module._head(chunks) == head
 
 
 def test_load_refuses_bad_ids(spool: Spool) -> None:

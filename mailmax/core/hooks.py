@@ -137,6 +137,19 @@ async def _resume(coroutine: Any, waiting: Any) -> Any:
     return await _Resumed(coroutine, waiting)
 
 
+def start_eagerly(coroutine: Any) -> tuple[bool, Any]:
+    """Run the first step of ``coroutine`` now: ``(True, its value)`` when it finished without
+    waiting (no Deferred made), else ``(False, a Deferred of the rest)``. Each step runs in a
+    copy of the current context, as under ``ensureDeferred``; an exception of the first step
+    is raised here."""
+    context = contextvars.copy_context()
+    try:
+        waiting = context.run(coroutine.send, None)
+    except StopIteration as done:
+        return True, done.value
+    return False, context.run(defer.ensureDeferred, _resume(coroutine, waiting))
+
+
 class PluginSet:
     """An immutable, ordered set of loaded plugins and the means to run their hooks."""
 
@@ -296,12 +309,7 @@ class PluginSet:
             if type(result) is CoroutineType:
                 # its first step runs now and its later ones (if any) as a Deferred runs
                 # them: each in a copy of this context, where current_host() is set
-                context = contextvars.copy_context()
-                try:
-                    waiting = context.run(result.send, None)
-                except StopIteration as done:
-                    return True, done.value
-                return False, context.run(defer.ensureDeferred, _resume(result, waiting))
+                return start_eagerly(result)
             if isinstance(result, defer.Deferred):
                 steps = result.__iter__()
                 try:

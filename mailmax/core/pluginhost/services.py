@@ -160,6 +160,8 @@ class HostServices:
         self.metrics = metrics or Metrics()
         self._dns: HostResolver | None = None
         self._tables: dict[str, PluginTables] = {}
+        #: One context per plugin name, made on first use (hooks ask for it on every call).
+        self._contexts: dict[str, PluginContext] = {}
 
     @property
     def clock(self) -> Any:
@@ -172,10 +174,12 @@ class HostServices:
         """Take new server settings (a reload): the DNS resolver is rebuilt with them."""
         self.settings = settings
         self._dns = None
+        self._contexts = {}
 
     def declare_tables(self, tables: dict[str, PluginTables]) -> None:
         """Record the tables the current plugin set's plugins declare (by plugin name)."""
         self._tables = dict(tables)
+        self._contexts = {}
 
     # ------------------------------------------------------------------ data
     def kv(self, plugin: str) -> KeyValueStore:
@@ -183,8 +187,12 @@ class HostServices:
         return KeyValueStore(plugin, lambda: self._sync().engine, self._in_thread, self.clock)
 
     def for_plugin(self, plugin: str) -> PluginContext:
-        """Everything ``plugin`` owns on the host (see :class:`PluginContext`)."""
-        return PluginContext(self, plugin, self._tables.get(plugin))
+        """Everything ``plugin`` owns on the host (see :class:`PluginContext`); the same object
+        for every call until the plugin set or the settings change."""
+        context = self._contexts.get(plugin)
+        if context is None:
+            context = self._contexts[plugin] = PluginContext(self, plugin, self._tables.get(plugin))
+        return context
 
     def _transaction(self, function: Callable[..., Any], write: bool, *args: Any) -> Any:
         engine: sa.Engine = self._sync().engine

@@ -11,6 +11,7 @@ spool says the message is durable.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.internet import defer
@@ -19,7 +20,7 @@ from twisted.python.failure import Failure
 
 from mailmax.core.clientrights import ClientRights
 from mailmax.core.directory.errors import DirectoryUnavailable
-from mailmax.core.hooks import Scope
+from mailmax.core.hooks import Scope, start_eagerly
 from mailmax.core.logfile import mail_logger
 from mailmax.core.model import Envelope
 from mailmax.core.net.connection import HTTP_VERBS, Connection
@@ -211,6 +212,13 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
             return None
         try:
             result = handler(command.arg)
+            if type(result) is CoroutineType:
+                # most commands never wait: no Deferred for those
+                done, result = start_eagerly(result)
+                if done:
+                    result = None
+                    if self._shutdown_pending and not self.in_transaction:
+                        self.say_goodbye("shutdown")
         except SMTPReplyError as exc:
             self._error(exc)
             return None

@@ -83,7 +83,10 @@ def _head(chunks: Sequence[bytes]) -> bytes | None:
         start += chunk[: RECENT_HEAD_BYTES + 4 - len(start)]
         if start.startswith((b"\r\n", b"\n")):
             return start[: 2 if start[:1] == b"\r" else 1]
-        ends = [i for i in (start.find(b"\r\n\r\n"), start.find(b"\n\n")) if i >= 0]
+        crlf = start.find(b"\r\n\r\n")
+        # a bare "\n\n" matters only before that (searching on would scan the whole body)
+        lf = start.find(b"\n\n", 0, crlf + 4 if crlf >= 0 else len(start))
+        ends = [i for i in (crlf, lf) if i >= 0]
         if ends:
             end = min(ends)
             return start[: end + (4 if start[end : end + 4] == b"\r\n\r\n" else 2)]
@@ -146,6 +149,11 @@ class _Helper(ProcessProtocol):
             with contextlib.suppress(Exception):
                 self.pipe.reapProcess()  # no SIGCHLD handling when the reactor is not main
             self.spool._helper_gone(self)
+
+    def connectionMade(self) -> None:
+        """Widen the pipe the messages go through (:func:`spoolwriter.widen_pipe`)."""
+        with contextlib.suppress(Exception):
+            spoolwriter.widen_pipe(self.pipe.pipes[0].fileno())
 
     @property
     def pipe(self) -> Any:

@@ -116,11 +116,14 @@ class BanIndex:
 
     def client(self, ip: str, scopes: list[tuple[str, str]], now: float) -> Ban | None:
         """The live ban of client ``ip`` in one of ``scopes``, or None."""
+        if not self.exact_ips and not self.networks:
+            return None  # no client bans at all: no address to parse
         address: Any = ipaddress.ip_address(ip)
         if getattr(address, "ipv4_mapped", None) is not None:
             address = address.ipv4_mapped
+        text = str(address)
         for where in scopes:
-            ban = self.exact_ips.get((*where, str(address)))
+            ban = self.exact_ips.get((*where, text))
             if ban is not None and ban.live(now):
                 return ban
         for network, ban in self.networks:
@@ -131,6 +134,8 @@ class BanIndex:
 
     def sender(self, sender: str, scopes: list[tuple[str, str]], now: float) -> Ban | None:
         """The live ban of the address ``sender`` in one of ``scopes``, or None."""
+        if not self.exact_senders and not self.wildcards:
+            return None
         address = sender.lower()
         domain = address.rpartition("@")[2]
         for where in scopes:
