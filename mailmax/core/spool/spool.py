@@ -34,7 +34,6 @@ import contextlib
 import errno
 import fcntl
 import itertools
-import json
 import os
 import secrets
 import sys
@@ -46,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, threads
-from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -59,6 +57,7 @@ from mailmax.core.spool.envelope import (  # also imported from here by the rest
     SpoolRecipient,
     check_id,
 )
+from mailmax.core.spool.writerpipe import WriterPipe
 
 log = Logger(namespace="mailmax.spool")
 
@@ -113,54 +112,6 @@ class _Call:
     tries: int = 1
 
 
-class _Helper(ProcessProtocol):
-    """The spool's end of the pipe to its writer process."""
-
-    def __init__(self, spool: Spool) -> None:
-        self.spool = spool
-        self.buffer = bytearray()
-        self.stopped = False
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        """Replies: committed, failed, stopped."""
-        if childFD != 1:
-            return
-        self.buffer += data
-        try:
-            replies = spoolwriter.parse_replies(self.buffer)
-        except ValueError as exc:
-            log.error("spool writer: {error}; restarting it", error=str(exc))
-            self.pipe.signalProcess("KILL")
-            return
-        results: list[tuple[str, BaseException | None]] = []
-        for kind, queue_id, code, text in replies:
-            if kind == "X":
-                self.stopped = True
-            elif kind == "J":
-                self.spool._called(json.loads(text))
-            else:
-                results.append((queue_id, OSError(code, text) if kind == "E" else None))
-        if results:
-            self.spool._answer(results)
-
-    def childConnectionLost(self, childFD: int) -> None:
-        """The writer's output closed: it stopped (or died)."""
-        if childFD == 1:
-            with contextlib.suppress(Exception):
-                self.pipe.reapProcess()  # no SIGCHLD handling when the reactor is not main
-            self.spool._helper_gone(self)
-
-    def connectionMade(self) -> None:
-        """Widen the pipe the messages go through (:func:`spoolwriter.widen_pipe`)."""
-        with contextlib.suppress(Exception):
-            spoolwriter.widen_pipe(self.pipe.pipes[0].fileno())
-
-    @property
-    def pipe(self) -> Any:
-        """The process transport."""
-        return self.transport
-
-
 class Spool:
     """The queue directory shared by the SMTP receiver and the queue runner.
 
@@ -212,7 +163,7 @@ class Spool:
         self._running = False
         self._stopping = False
         self._writer: spoolwriter.GroupCommit | None = None
-        self._helper: _Helper | None = None
+        self._helper: WriterPipe | None = None
         self._stop_waiters: list[defer.Deferred[None]] = []
         self._id_lock = threading.Lock()
         self._last_us = 0
@@ -284,7 +235,7 @@ class Spool:
 
     def _spawn(self) -> None:
         """Start the writer process; it inherits nothing but its pipes."""
-        helper = _Helper(self)
+        helper = WriterPipe(self)
         argv = [sys.executable, "-m", "mailmax.core.spool.writer"]
         argv += [] if self.fsync else ["--no-fsync"]
         argv += ["--sync", self.sync]
@@ -294,7 +245,7 @@ class Spool:
         )
         self._helper = helper
 
-    def _helper_gone(self, helper: _Helper) -> None:
+    def _helper_gone(self, helper: WriterPipe) -> None:
         """The writer process ended: start a new one (unless stopping), hand it the calls in
         flight again, and settle each accept the old one had not answered before replying."""
         if helper is not self._helper:
