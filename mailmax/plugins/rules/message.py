@@ -79,6 +79,7 @@ class MessageView:
         #: The message's size in bytes.
         self.size = len(data)
         self._lowered_headers: dict[str, list[str]] = {}
+        self._lowered_fields: dict[str, str | None] = {}
 
     @once
     def head(self) -> bytes:
@@ -124,6 +125,15 @@ class MessageView:
         if found is None:
             found = self._lowered_headers[key] = [v.lower() for v in self.header_values(key)]
         return found
+
+    def lowered_field(self, name: str) -> str | None:
+        """Every value of the header field ``name`` (in lower case) in lower case, one a
+        line; None when the message has no such field (made once per message and name)."""
+        fields = self._lowered_fields
+        if name not in fields:
+            values = self.header_index.get(name)
+            fields[name] = "\n".join(values).lower() if values else None
+        return fields[name]
 
     @once
     def header_text(self) -> str:
