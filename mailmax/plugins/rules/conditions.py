@@ -130,7 +130,7 @@ def _header_test(condition: Condition) -> Test:
     name = condition.name.lower()
     negate = condition.negate
     if condition.op == "exists":
-        return lambda view, now: bool(view.header_index.get(name)) != negate
+        return lambda view, now: (name in view.header_names) != negate
     text = condition.values[0]
     if text and "\n" not in text:
         # the field's values joined by line breaks: the text is found in one of them

@@ -115,8 +115,11 @@ class MessageView:
         return index
 
     def header_values(self, name: str) -> list[str]:
-        """Every value of the header field ``name``, unfolded and decoded."""
-        return self.header_index.get(name.lower(), [])
+        """Every value of the header field ``name``, unfolded and decoded (only that field's
+        values are decoded while no condition needed them all)."""
+        if "header_index" in self.__dict__:
+            return self.header_index.get(name.lower(), [])
+        return [_decoded(value) for value in self.header.get_all(name, ())]
 
     def lowered_header(self, name: str) -> list[str]:
         """:meth:`header_values` in lower case (made once per message and name)."""
@@ -131,7 +134,7 @@ class MessageView:
         line; None when the message has no such field (made once per message and name)."""
         fields = self._lowered_fields
         if name not in fields:
-            values = self.header_index.get(name)
+            values = self.header_values(name)
             fields[name] = "\n".join(values).lower() if values else None
         return fields[name]
 
