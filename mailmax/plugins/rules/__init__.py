@@ -36,7 +36,7 @@ from mailmax.plugin import (
     hookimpl,
 )
 from mailmax.plugins.rules import actions, changes, store
-from mailmax.plugins.rules.engine import evaluate
+from mailmax.plugins.rules.engine import Plan, ProgramTest, RuleList, evaluate, evaluate_now
 from mailmax.plugins.rules.live import live_rules
 from mailmax.plugins.rules.message import MessageView, RecentMessages
 from mailmax.plugins.rules.model import DOMAIN, SYSTEM, USER, program_allowed
@@ -169,37 +169,58 @@ def _read(path: str) -> bytes:
         return file.read()
 
 
-async def _view(messages: RecentMessages, in_thread: Any, message_path: str) -> MessageView:
-    """The message at ``message_path`` as rules see it; read and parsed once for all its
-    recipients."""
+def _view_now(messages: RecentMessages, message_path: str) -> tuple[Any, MessageView | None]:
+    """The message at ``message_path`` as rules see it, when it is kept or small enough to
+    read here: ``(key, view)``; ``(key, None)`` when it is to be read in a thread."""
     info = os.stat(message_path)
     key = (message_path, info.st_size, info.st_mtime_ns)
     view = messages.get(key)
-    if view is not None:
-        return view
-    if info.st_size <= INLINE_READ_BYTES:
+    if view is None and info.st_size <= INLINE_READ_BYTES:
         data = _read(message_path)  # just written by the queue: in the page cache, cheaper here
-    else:
+        view = MessageView(changes.without_trace(data))
+        messages.keep(key, view)
+    return key, view
+
+
+async def _view(messages: RecentMessages, in_thread: Any, message_path: str) -> MessageView:
+    """The message at ``message_path`` as rules see it; read and parsed once for all its
+    recipients."""
+    key, view = _view_now(messages, message_path)
+    if view is None:
         data = await in_thread(_read, message_path)
-    view = MessageView(changes.without_trace(data))
-    messages.keep(key, view)
+        view = MessageView(changes.without_trace(data))
+        messages.keep(key, view)
     return view
 
 
-async def _deliver(
-    host: Any, mailbox: str, envelope: Envelope, message_path: str, config: Settings
-) -> Any:
-    state = _state(host)
-    context = state.context
-    rules = await live_rules(host).rules_for(context, list_keys(mailbox), config.refresh_seconds)
-    if not rules:
+def _is_note(host: Any, view: MessageView) -> bool:
+    """Whether the message is a note the rules sent (never run the rules on it); the header
+    is parsed for this only when it may hold the note's field."""
+    return (
+        view.may_have_field(changes.NOTE_HEADER)
+        and changes.NOTE_HEADER.lower() in view.header_names
+        and changes.is_our_note(view.header, host.secret("rules-note"))
+    )
+
+
+def _local_now(rules: RuleList, context: Any, config: Settings) -> datetime.datetime | None:
+    """The local time, looked up only for lists that test it."""
+    if not rules.needs_clock:
         return None
+    return local_time(actions.now_seconds(context), config.time_zone)
+
+
+def _counted(context: Any, view: MessageView, plan: Plan) -> None:
+    if view.body_read:
+        context.metrics.increment("bodies_read")
+    if plan.matched:
+        context.metrics.increment("matched", len(plan.matched))
+
+
+def _program_test(host: Any, config: Settings) -> ProgramTest:
+    """How program conditions and actions run in the server (on the allow-list only)."""
+    context = _state(host).context
     in_thread = _in_thread(host)
-    view = await _view(state.messages, in_thread, message_path)
-    if changes.NOTE_HEADER.lower() in view.header_names and changes.is_our_note(
-        view.header, host.secret("rules-note")
-    ):
-        return None
 
     async def program_test(argv: tuple[str, ...], message: MessageView) -> bool:
         if not program_allowed(argv, config.allowed_programs):
@@ -210,16 +231,58 @@ async def _deliver(
             host.reactor, in_thread, root, argv, message, config.program_timeout, context.log
         )
 
-    now = None  # the local time is looked up only for rules that test it
-    if any(rule.needs_clock for rule in rules):
-        now = local_time(actions.now_seconds(context), config.time_zone)
-    plan = await evaluate(rules, view, now, program_test)
-    if view.body_read:
-        context.metrics.increment("bodies_read")
+    return program_test
+
+
+async def _deliver(
+    host: Any,
+    mailbox: str,
+    envelope: Envelope,
+    message_path: str,
+    config: Settings,
+    rules: RuleList | None,
+    view: MessageView | None,
+) -> Any:
+    """The rules over this copy, waiting for what :func:`mailmax_deliver` could not have at
+    once (the lists read again, a large message read in a thread, programs)."""
+    context = _state(host).context
+    if rules is None:
+        rules = await live_rules(host).rules_for(
+            context, list_keys(mailbox), config.refresh_seconds
+        )
+    if not rules.rules:
+        return None
+    if view is None:
+        view = await _view(_state(host).messages, _in_thread(host), message_path)
+    if _is_note(host, view):
+        return None
+    now = _local_now(rules, context, config)
+    plan = await evaluate(rules, view, now, _program_test(host, config))
+    _counted(context, view, plan)
     if not plan.matched:
         return None
-    context.metrics.increment("matched", len(plan.matched))
-    if plan.forwards or plan.notes or plan.programs or plan.replies or plan.strip_attachments:
+    return await _carry_out(host, mailbox, envelope, message_path, config, view, plan)
+
+
+def _needs_waiting(plan: Plan) -> bool:
+    """Whether doing ``plan`` takes more than choosing a folder (or discarding)."""
+    return bool(
+        plan.forwards or plan.notes or plan.programs or plan.replies or plan.strip_attachments
+    )
+
+
+async def _carry_out(
+    host: Any,
+    mailbox: str,
+    envelope: Envelope,
+    message_path: str,
+    config: Settings,
+    view: MessageView,
+    plan: Plan,
+) -> Any:
+    """Do what the matched rules ask for this copy; where it goes."""
+    context = _state(host).context
+    if _needs_waiting(plan):
         # (the delivery's own log line names the matched rules and the folder or discard)
         context.log.info(
             "{queue_id} for {mailbox}: {what}",
@@ -227,6 +290,7 @@ async def _deliver(
             mailbox=mailbox,
             what="; ".join(plan.lines()),
         )
+    program_test = _program_test(host, config)
     for _, argv in plan.programs:
         await program_test(argv, view)
     if plan.forwards:
@@ -244,13 +308,37 @@ async def _deliver(
         )
         note_id = actions.copy_id(message_path, mailbox, "n")
         await host.send("", [mailbox], message, queue_id=note_id)
-    return await actions.decide(context, in_thread, mailbox, message_path, view, plan)
+    return await actions.decide(context, _in_thread(host), mailbox, message_path, view, plan)
 
 
 @hookimpl
 def mailmax_deliver(mailbox: str, envelope: Envelope, message_path: str, config: Any) -> Any:
     """Run the system's, the domain's and the user's rules over this copy and do what they say."""
-    return defer.ensureDeferred(_deliver(current_host(), mailbox, envelope, message_path, config))
+    host = current_host()
+    state = _state(host)
+    now_seconds = host.clock.seconds()
+    rules = live_rules(host).fresh(list_keys(mailbox), config.refresh_seconds, now_seconds)
+    if rules is not None and not rules.rules:
+        return None
+    view = None
+    if rules is not None:
+        _, view = _view_now(state.messages, message_path)
+    if rules is None or view is None or rules.runs_programs:
+        return defer.ensureDeferred(
+            _deliver(host, mailbox, envelope, message_path, config, rules, view)
+        )
+    # Most deliveries: fresh lists, a small message, no programs: decided here, without waiting.
+    if _is_note(host, view):
+        return None
+    plan = evaluate_now(rules, view, _local_now(rules, state.context, config))
+    _counted(state.context, view, plan)
+    if not plan.matched:
+        return None
+    if _needs_waiting(plan):
+        return defer.ensureDeferred(
+            _carry_out(host, mailbox, envelope, message_path, config, view, plan)
+        )
+    return actions.decision(plan)
 
 
 @every(3600)

@@ -163,6 +163,18 @@ def outcome_text(plan: Plan) -> str:
     return where + (", its attachments removed" if plan.strip_attachments else "")
 
 
+def decision(plan: Plan) -> DeliveryDecision | None:
+    """Where the copy goes when no attachment is to be removed: discarded, or stored in the
+    plan's folder (None: the INBOX, as without rules)."""
+    reason = "rule " + "; ".join(plan.matched)[:300]
+    if plan.discard:
+        return discard(reason)
+    folder = plan.folder or "INBOX"
+    if folder == "INBOX":
+        return None
+    return deliver_to(folder, reason)
+
+
 async def decide(
     context: Any,
     in_thread: Any,
@@ -172,21 +184,16 @@ async def decide(
     plan: Plan,
 ) -> DeliveryDecision | None:
     """Where the copy goes: discarded, or stored (changed or not) in the plan's folder."""
-    reason = "rule " + "; ".join(plan.matched)[:300]
-    if plan.discard:
-        return discard(reason)
-    folder = plan.folder or "INBOX"
-    if plan.strip_attachments:
+    if plan.strip_attachments and not plan.discard:
         stripped, count = changes.strip_attachments(view.data)
         if count:
             name = copy_id(message_path, mailbox, "a")
             if QUEUE_ID.fullmatch(name):
                 source = await in_thread(write_changed, context.host.data_dir, name, stripped)
                 context.metrics.increment("attachments_removed", count)
-                return deliver_to(folder, reason, source=source)
-    if folder == "INBOX":
-        return None
-    return deliver_to(folder, reason)
+                reason = "rule " + "; ".join(plan.matched)[:300]
+                return deliver_to(plan.folder or "INBOX", reason, source=source)
+    return decision(plan)
 
 
 def now_seconds(context: Any) -> float:

@@ -84,6 +84,61 @@ def _type_matches(types: Sequence[str], content_type: str, filename: str) -> boo
     return False
 
 
+def _size_test(op: str, low: Any, high: Any) -> Test:
+    """The size comparison as one small function (each message runs every size rule)."""
+    if op == "between":
+        return lambda view, now: low <= view.size <= high
+    if op in ("=", "on"):
+        return lambda view, now: view.size == low
+    if op in ("!=", "not-on"):
+        return lambda view, now: view.size != low
+    if op in ("<", "before"):
+        return lambda view, now: view.size < low
+    if op in ("<=", "on-or-before"):
+        return lambda view, now: view.size <= low
+    if op in (">", "after"):
+        return lambda view, now: view.size > low
+    if op in (">=", "on-or-after"):
+        return lambda view, now: view.size >= low
+    raise ValueError(f"no comparison {op!r}")
+
+
+def _text_test(
+    haystack: Callable[[MessageView], str | None], text: str, word: bool, negate: bool
+) -> Test:
+    """Whether ``text`` is in the lowered text ``haystack(view)`` (None: there is none, the
+    condition then holds only negated), as a whole word when ``word``; a plain look-up
+    first, the whole-word regex only where the text is."""
+    needle = text.lower()
+    if not word:
+
+        def contains(view: MessageView, now: datetime.datetime | None) -> bool:
+            found = haystack(view)
+            return (found is not None and needle in found) != negate
+
+        return contains
+    search = re.compile(rf"(?<!\w){re.escape(text)}(?!\w)", re.IGNORECASE).search
+
+    def contains_word(view: MessageView, now: datetime.datetime | None) -> bool:
+        found = haystack(view)
+        return (found is not None and needle in found and search(found) is not None) != negate
+
+    return contains_word
+
+
+def _header_test(condition: Condition) -> Test:
+    name = condition.name.lower()
+    negate = condition.negate
+    if condition.op == "exists":
+        return lambda view, now: (name in view.header_names) != negate
+    text = condition.values[0]
+    if text and "\n" not in text:
+        # the field's values joined by line breaks: the text is found in one of them
+        return _text_test(lambda view: view.lowered_field(name), text, condition.word, negate)
+    found = _finder(text, condition.word)
+    return lambda view, now: any(map(found, view.lowered_header(name))) != negate
+
+
 @lru_cache(maxsize=8192)
 def compile_condition(condition: Condition) -> Test:
     """The test of ``condition`` (not a program), made once per condition."""
@@ -91,23 +146,18 @@ def compile_condition(condition: Condition) -> Test:
     if kind == "any":
         return lambda view, now: True
     if kind == "size":
-        in_range = _compare(condition.op, condition.low, condition.high)
-        return lambda view, now: in_range(view.size)
+        return _size_test(condition.op, condition.low, condition.high)
     if kind in _MOMENTS:
         moment, in_range = _MOMENTS[kind], _compare(condition.op, condition.low, condition.high)
         return lambda view, now: in_range(moment(now))
-    negate = condition.negate
     if kind == "header":
-        name = condition.name.lower()
-        if condition.op == "exists":
-            return lambda view, now: bool(view.header_index.get(name)) != negate
-        found = _finder(condition.values[0], condition.word)
-        return lambda view, now: any(map(found, view.lowered_header(name))) != negate
-    if kind in ("body", "text"):
-        found = _finder(condition.values[0], condition.word)
-        if kind == "body":
-            return lambda view, now: found(view.lowered_body) != negate
-        return lambda view, now: found(view.lowered_text) != negate
+        return _header_test(condition)
+    if kind == "body":
+        lowered_body = operator.attrgetter("lowered_body")
+        return _text_test(lowered_body, condition.values[0], condition.word, condition.negate)
+    if kind == "text":
+        lowered_text = operator.attrgetter("lowered_text")
+        return _text_test(lowered_text, condition.values[0], condition.word, condition.negate)
     if kind == "attachment-name":
         pattern = condition.values[0].lower()
         return lambda view, now: any(

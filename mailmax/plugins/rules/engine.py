@@ -116,26 +116,68 @@ def _apply(plan: Plan, label: str, actions: Sequence[Action]) -> bool:
     return any(action.kind == "terminate" for action in actions)
 
 
+@dataclass(frozen=True)
+class RuleList:
+    """Rules in the order they run (system, domain, user), with what the whole list needs
+    worked out once: a list is kept for a few seconds and runs over every message meanwhile."""
+
+    rules: tuple[Rule, ...]
+    #: Whether a rule tests the date, the time or the day of the week.
+    needs_clock: bool
+    #: Whether a rule has a program condition (the list is then run asynchronously).
+    runs_programs: bool
+
+    @classmethod
+    def of(cls, rules: Sequence[Rule]) -> RuleList:
+        """The enabled ones of ``rules``, ready to run."""
+        kept = tuple(rule for rule in rules if rule.enabled)
+        return cls(
+            kept,
+            any(rule.needs_clock for rule in kept),
+            any(rule.runs_programs for rule in kept),
+        )
+
+
+def _matched(plan: Plan, rule: Rule) -> bool:
+    """Add ``rule``'s actions to ``plan``; True when the rule terminates the lists."""
+    label = f"{rule.where}: {rule.name}"
+    plan.matched.append(label)
+    if _apply(plan, label, rule.actions):
+        plan.terminated_by = label
+        return True
+    return False
+
+
+def evaluate_now(rules: RuleList, view: MessageView, now: datetime.datetime | None) -> Plan:
+    """:func:`evaluate` for a list without program conditions, which needs no waiting."""
+    if rules.runs_programs:
+        raise ValueError("a rule list with program conditions is run with evaluate()")
+    plan = Plan()
+    for rule in rules.rules:
+        if rule.test(view, now) and _matched(plan, rule):
+            break
+    return plan
+
+
 async def evaluate(
-    rules: Sequence[Rule],
+    rules: Sequence[Rule] | RuleList,
     view: MessageView,
     now: datetime.datetime | None,
     program_test: ProgramTest,
 ) -> Plan:
     """Run ``rules`` (already in system, domain, user order) over ``view`` at ``now`` (local
     time; None only when no rule tests the date, the time or the day of the week)."""
+    if not isinstance(rules, RuleList):
+        rules = RuleList.of(rules)
+    if not rules.runs_programs:
+        return evaluate_now(rules, view, now)
     plan = Plan()
-    for rule in rules:
-        if not rule.enabled:
-            continue
+    for rule in rules.rules:
         if rule.runs_programs:
             if not await matches(rule, view, now, program_test):
                 continue
         elif not rule.test(view, now):
             continue
-        label = f"{rule.where}: {rule.name}"
-        plan.matched.append(label)
-        if _apply(plan, label, rule.actions):
-            plan.terminated_by = label
+        if _matched(plan, rule):
             break
     return plan

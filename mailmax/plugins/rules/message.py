@@ -11,10 +11,13 @@ from __future__ import annotations
 import email.errors
 import email.header
 import email.policy
+import re
 from collections import OrderedDict
+from collections.abc import Callable
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
-from functools import cached_property
+from functools import lru_cache
+from typing import Any, Generic, TypeVar, overload
 
 from mailmax.plugins.antivirus.mime import Attachment, attachments, parse
 
@@ -24,6 +27,36 @@ MAX_DEPTH = 10
 _MIME_FIELDS = ("content-type", "content-transfer-encoding", "content-disposition")
 
 
+_T = TypeVar("_T")
+
+
+class once(Generic[_T]):
+    """A property computed at its first use and then kept in the instance: the standard
+    library's ``cached_property`` without the lock it takes at each first use (Python 3.11),
+    which cost more than several of the values it guards. Two threads computing the same
+    value at once both get an equal one."""
+
+    def __init__(self, function: Callable[[Any], _T]) -> None:
+        self.function = function
+        self.name = function.__name__
+        self.__doc__ = function.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> once[_T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, instance: object, owner: type | None = None) -> once[_T] | _T:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.function(instance)
+        return value
+
+
 def _head(data: bytes) -> bytes:
     end = data.find(b"\r\n\r\n")
     if end < 0:
@@ -31,33 +64,49 @@ def _head(data: bytes) -> bytes:
     return data if end < 0 else data[: end + 2]
 
 
+@lru_cache(maxsize=256)
+def _field_start(name: str) -> re.Pattern[bytes]:
+    """The start of a line (the parser also ends lines at a lone CR) naming the field."""
+    field = re.escape(name.encode("ascii"))
+    return re.compile(rb"(?:^|\r)" + field + rb"[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
 class MessageView:
     """The bytes of one message and what conditions read of them (each computed once)."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+        #: The message's size in bytes.
+        self.size = len(data)
+        self._lowered_headers: dict[str, list[str]] = {}
+        self._lowered_fields: dict[str, str | None] = {}
 
-    @property
-    def size(self) -> int:
-        """The message's size in bytes."""
-        return len(self.data)
+    @once
+    def head(self) -> bytes:
+        """The header block as it is written (up to the empty line), not parsed."""
+        return _head(self.data)
 
-    @cached_property
+    def may_have_field(self, name: str) -> bool:
+        """False when no line of the header block starts with the field ``name`` (any case),
+        found without parsing; True means "maybe": :attr:`header_names` knows."""
+        return _field_start(name).search(self.head) is not None
+
+    @once
     def header(self) -> Message:
         """The parsed header fields only (values as they are written)."""
-        return BytesHeaderParser(policy=email.policy.compat32).parsebytes(_head(self.data))
+        return BytesHeaderParser(policy=email.policy.compat32).parsebytes(self.head)
 
-    @cached_property
+    @once
     def header_names(self) -> frozenset[str]:
         """The names of the header fields, in lower case."""
         return frozenset(name.lower() for name in self.header)
 
-    @cached_property
+    @once
     def header_fields(self) -> list[tuple[str, str]]:
         """Every header field as (name, value), in order, the value unfolded and decoded."""
         return [(name, _decoded(value)) for name, value in self.header.items()]
 
-    @cached_property
+    @once
     def header_index(self) -> dict[str, list[str]]:
         """Every header field's values, unfolded and decoded, by its name in lower case."""
         index: dict[str, list[str]] = {}
@@ -66,8 +115,11 @@ class MessageView:
         return index
 
     def header_values(self, name: str) -> list[str]:
-        """Every value of the header field ``name``, unfolded and decoded."""
-        return self.header_index.get(name.lower(), [])
+        """Every value of the header field ``name``, unfolded and decoded (only that field's
+        values are decoded while no condition needed them all)."""
+        if "header_index" in self.__dict__:
+            return self.header_index.get(name.lower(), [])
+        return [_decoded(value) for value in self.header.get_all(name, ())]
 
     def lowered_header(self, name: str) -> list[str]:
         """:meth:`header_values` in lower case (made once per message and name)."""
@@ -77,11 +129,16 @@ class MessageView:
             found = self._lowered_headers[key] = [v.lower() for v in self.header_values(key)]
         return found
 
-    @cached_property
-    def _lowered_headers(self) -> dict[str, list[str]]:
-        return {}
+    def lowered_field(self, name: str) -> str | None:
+        """Every value of the header field ``name`` (in lower case) in lower case, one a
+        line; None when the message has no such field (made once per message and name)."""
+        fields = self._lowered_fields
+        if name not in fields:
+            values = self.header_values(name)
+            fields[name] = "\n".join(values).lower() if values else None
+        return fields[name]
 
-    @cached_property
+    @once
     def header_text(self) -> str:
         """Every header field as ``Name: value`` lines, decoded."""
         return "\n".join(f"{k}: {v}" for k, v in self.header_fields)
@@ -91,7 +148,7 @@ class MessageView:
         """Whether a condition needed the body (its text, the attachments or the whole text)."""
         return "body_text" in self.__dict__ or "attachments" in self.__dict__
 
-    @cached_property
+    @once
     def parsed(self) -> Message:
         """The whole message, parsed."""
         return BytesParser(policy=email.policy.compat32).parsebytes(self.data)
@@ -108,14 +165,14 @@ class MessageView:
             if header.get_filename() or header.get_content_disposition() == "attachment":
                 return None
             charset = header.get_content_charset() or charset
-        start = len(_head(self.data))
+        start = len(self.head)
         body = self.data[start:].removeprefix(b"\r\n").removeprefix(b"\n")
         try:
             return body.decode(charset, "replace")
         except LookupError:
             return body.decode("utf-8", "replace")
 
-    @cached_property
+    @once
     def body_text(self) -> str:
         """The decoded text of the message's text parts that are not attachments."""
         plain = self._plain_body()
@@ -136,22 +193,22 @@ class MessageView:
                     texts.append(payload.decode("utf-8", "replace"))
         return "\n".join(texts)
 
-    @cached_property
+    @once
     def entire_text(self) -> str:
         """The header fields (decoded) and the body text."""
         return f"{self.header_text}\n\n{self.body_text}"
 
-    @cached_property
+    @once
     def attachments(self) -> list[Attachment]:
         """Every attachment, decoded, with its file name and MIME type."""
         return attachments(parse(self.data), MAX_DEPTH)
 
-    @cached_property
+    @once
     def lowered_body(self) -> str:
         """:attr:`body_text` in lower case."""
         return self.body_text.lower()
 
-    @cached_property
+    @once
     def lowered_text(self) -> str:
         """:attr:`entire_text` in lower case."""
         return self.entire_text.lower()

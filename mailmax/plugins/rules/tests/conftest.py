@@ -16,7 +16,7 @@ from tests.fixtures.ports import free_port
 from tests.fixtures.smtp_sink import SMTPSink, smtp_sink
 
 #: Users each test module may use for its own rules, besides alice and bob.
-USERS = ("carol", "dave", "erin", "frank", "gina", "hank", "ivan", "judy")
+USERS = ("carol", "dave", "erin", "frank", "gina", "hank", "ivan", "judy", "kate")
 
 #: %F: record each file's name and decoded text; remove those that say "virus".
 CHECK_FILES = """

@@ -8,6 +8,7 @@ import datetime
 import pytest
 
 from mailmax.plugins.rules.conditions import holds
+from mailmax.plugins.rules.engine import RuleList, evaluate_now
 from mailmax.plugins.rules.message import MessageView, RecentMessages
 from mailmax.plugins.rules.model import make_rule
 from mailmax.plugins.rules.syntax import parse_condition
@@ -45,6 +46,9 @@ CASES = [
     ("header X-List contains word two", PLAIN, True),
     ("header X-List contains ONE", PLAIN, True),
     ("header Received contains d.test", PLAIN, True),
+    ('header X-List contains word "one two"', PLAIN, False),
+    ("header X-Other contains one", PLAIN, False),
+    ("header X-Other not contains one", PLAIN, True),
     ("body contains invoices", PLAIN, True),
     ("body contains word invoice", PLAIN, False),
     ("body contains word INVOICES", PLAIN, True),
@@ -118,3 +122,54 @@ def test_recent_messages_keep_a_few_small_views() -> None:
     assert recent.get(("/q/2", 20, 2)) is None  # the file changed
     recent.keep(("/q/big", 101, 1), views[0])
     assert recent.get(("/q/big", 101, 1)) is None
+
+
+def test_lists_without_header_conditions_never_parse_the_message() -> None:
+    """Size, date and "any" rules, and the look for the rules' own note field, leave the
+    message unparsed; the first header condition parses the header block, never the body."""
+    rules = RuleList.of(
+        [
+            make_rule("system", "", "big", ["size > 1m"], ["folder Big"]),
+            make_rule("system", "", "old", ["date before 2000-01-01"], ["discard"]),
+            make_rule("user", "u", "all", ["any"], ["folder All"]),
+        ]
+    )
+    view = MessageView(PLAIN)
+    assert not view.may_have_field("X-MailMax-Rule-Note")
+    plan = evaluate_now(rules, view, NOW)
+    assert plan.matched == ["user u: all"] and plan.folder == "All"
+    assert "header" not in vars(view) and not view.body_read
+    header_rule = make_rule("system", "", "spam", ["header X-Spam-Flag exists"], ["discard"])
+    assert evaluate_now(RuleList.of([header_rule]), view, NOW).discard
+    assert "header" in vars(view) and not view.body_read
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"X-MailMax-Rule-Note: 1\r\n",
+        b"x-mailmax-rule-note:1\r\n",
+        b"Subject: a\rX-MailMax-Rule-Note: 1\r\n",
+        b"Subject: a\r\n\tfolded\r\nX-MAILMAX-RULE-NOTE: 1\n",
+    ],
+)
+def test_a_field_the_parser_finds_is_always_seen_before_parsing(head: bytes) -> None:
+    """The look for a field without parsing never misses one the header parser finds."""
+    view = MessageView(b"From: a@b.test\r\n" + head + b"\r\nbody\r\n")
+    assert "x-mailmax-rule-note" in view.header_names
+    assert view.may_have_field("X-MailMax-Rule-Note")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"Subject: a\r\n\r\nX-MailMax-Rule-Note: only in the body\r\n",
+        b"X-MailMax-Rule-Notes: another field\r\n\r\nbody\r\n",
+        b"Subject: X-MailMax-Rule-Note: in a value\r\n\r\nbody\r\n",
+    ],
+)
+def test_a_field_only_named_elsewhere_is_not_there(data: bytes) -> None:
+    """Body text, a longer field name or a value that names the field are not the field."""
+    view = MessageView(data)
+    assert not view.may_have_field("X-MailMax-Rule-Note")
+    assert "x-mailmax-rule-note" not in view.header_names

@@ -26,6 +26,7 @@ from mailmax.plugins.rules.tests.support import (
 
 CAROL, DAVE, ERIN, FRANK = (f"{n}@example.test" for n in ("carol", "dave", "erin", "frank"))
 GINA, HANK, IVAN, JUDY = (f"{n}@example.test" for n in ("gina", "hank", "ivan", "judy"))
+KATE = "kate@example.test"
 ALICE = "alice@example.test"
 ME = ["--user"]
 
@@ -415,3 +416,17 @@ def test_a_folder_removed_between_deliveries_is_made_again(world: World) -> None
     with server.smtp() as client:
         assert client.sendmail("joe@sender.test", [user], message("second")) == {}
     assert wait_count(server, user, 1) == {"Kept": ["second"]}
+
+
+def test_large_small_and_forged_note_messages_all_run_the_rules(world: World) -> None:
+    """R2: a message too large to read on the reactor thread, a small one, and one with a
+    rule-note header the server did not make all go through the user's rules."""
+    server, user = world.server, KATE
+    add(server, "sort", ["--user", user], ["header X-Sort exists"], ["folder Sorted"])
+    sort = {"X-Sort": "1"}
+    send(server, user, message("large", "a line of the large message\n" * 4000, headers=sort))
+    send(server, user, message("small", headers=sort))
+    send(server, user, message("forged", headers={**sort, "X-MailMax-Rule-Note": "0" * 32}))
+    send(server, user, message("unsorted"))
+    folders = wait_count(server, user, 4)
+    assert folders == {"INBOX": ["unsorted"], "Sorted": sorted(["large", "small", "forged"])}

@@ -1,0 +1,232 @@
+"""Server CPU time per locally delivered message, by rule set, independent of the neighbours.
+
+Starts MailMax servers side by side, one per variant and source tree (``--tree
+before=/path/to/other/checkout`` compares another checkout's code in the same run):
+
+- ``none``: no rules; every message lands in the INBOX;
+- ``one``: one rule that never matches (a size condition); the INBOX;
+- ``folder``: one rule for any message that files it in a folder;
+- ``rules``: the 20 system and 20 user rules of ``rules_delivery.py`` (the last files every
+  message in a folder).
+
+It sends the same number of messages to each in interleaved rounds, waits until every message
+is stored, and reports the server's user+system CPU milliseconds per message (from
+``/proc/PID/stat``: in all, and of the main process alone), the median over the rounds. With
+``--profile DIR`` each server runs under cProfile after the warm-up (stats in
+``DIR/TREE-VARIANT.prof``).
+
+Usage::
+
+    python bench/rules_cpu.py --rounds 5 --messages 300
+    python bench/rules_cpu.py --tree before=/path/to/main --tree after=. --variants none,rules
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import smtplib
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
+
+from policy_cpu import PROFILED_TWISTD, cpu_ms  # noqa: E402
+from rules_delivery import FOLDER, REFRESH, USER, cli, message, rules_to_add  # noqa: E402
+
+from mailmax.testing import TestServer, start_server  # noqa: E402
+
+VARIANTS: dict[str, list[list[str]]] = {
+    "none": [],
+    "one": [["rule", "add", "big", "--user", USER, "--if=size > 900000", "--then=folder Never"]],
+    "folder": [["rule", "add", "all", "--user", USER, "--if=any", f"--then=folder {FOLDER}"]],
+    "rules": rules_to_add(),
+}
+
+
+#: Added to the profiled ``twistd``: the collector's passes and their CPU time per generation
+#: (from the warm-up's end on), written to ``gc.json`` with the profile.
+GC_WATCH = """import gc, json
+gc_stats = {"started": False, "passes": [0, 0, 0], "seconds": [0.0, 0.0, 0.0], "at": 0.0}
+
+def gc_watch(phase, info):
+    if not gc_stats["started"]:
+        return
+    if phase == "start":
+        gc_stats["at"] = time.thread_time()
+    else:
+        gc_stats["passes"][info["generation"]] += 1
+        gc_stats["seconds"][info["generation"]] += time.thread_time() - gc_stats["at"]
+
+def dump_gc():
+    with open("gc.json", "w") as out:
+        json.dump(gc_stats, out)
+
+gc.callbacks.append(gc_watch)
+signal.signal(signal.SIGUSR1, lambda *_: (gc_stats.update(started=True), profile.enable()))
+"""
+
+
+def profile_twistd(folder: Path) -> None:
+    """Put a ``twistd`` first on PATH that runs under cProfile, timed by the reactor thread's
+    CPU clock (not the wall clock, which the neighbours disturb)."""
+    folder.mkdir()
+    wrapper = folder / "twistd"
+    source = PROFILED_TWISTD.format(python=sys.executable)
+    source = source.replace("import cProfile, signal", "import cProfile, signal, time")
+    source = source.replace("cProfile.Profile()", "cProfile.Profile(time.thread_time)")
+    source = source.replace("try:\n    run()", GC_WATCH + "try:\n    run()")
+    source = source.replace(
+        'profile.dump_stats("cprofile.out")', 'profile.dump_stats("cprofile.out"); dump_gc()'
+    )
+    wrapper.write_text(source)
+    wrapper.chmod(0o755)
+    os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def send(server: TestServer, count: int, clients: int) -> int:
+    """Send ``count`` messages of ``rules_delivery.py`` over ``clients`` connections."""
+    errors: list[BaseException] = []
+
+    def client(numbers: range) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=60) as smtp:
+                for number in numbers:
+                    smtp.sendmail("load@sender.test", [USER], message(number, 4096))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=client, args=(range(i, count, clients),)) for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"sending failed: {errors[0]!r}")
+    return count
+
+
+def stored(server: TestServer) -> int:
+    """How many messages the user's INBOX and filing folder hold."""
+    total = 0
+    for folder in ("INBOX", FOLDER):
+        box = server.maildir(USER, folder)
+        total += sum(len(os.listdir(box / sub)) for sub in ("new", "cur") if (box / sub).is_dir())
+    return total
+
+
+def wait_stored(server: TestServer, count: int, timeout: float = 300.0) -> None:
+    """Wait until ``count`` messages are stored and the last deliveries' bookkeeping is done."""
+    deadline = time.monotonic() + timeout
+    while stored(server) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {stored(server)} of {count} messages stored")
+        time.sleep(0.05)
+    time.sleep(0.3)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Start the servers, measure the rounds, stop everything; the raw runs and medians."""
+    trees = dict(item.split("=", 1) for item in args.tree) or {"this": str(ROOT)}
+    names = args.variants
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="mailmax-rules-cpu-") as tmp:
+        if args.profile:
+            profile_twistd(Path(tmp) / "bin")
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+        servers: dict[tuple[str, str], TestServer] = {}
+        totals: dict[tuple[str, str], int] = {}
+        try:
+            for tree, path in trees.items():
+                for name in names:
+                    server = servers[tree, name] = start_server(
+                        Path(tmp) / f"{tree}-{name}",
+                        settings={"rules": {"refresh_seconds": REFRESH}},
+                        pythonpath=[os.path.abspath(path)],
+                    )
+                    for rule in VARIANTS[name]:
+                        cli(server, *rule)
+            time.sleep(REFRESH + 0.5)
+            for key, server in servers.items():
+                totals[key] = send(server, 50, 4)
+                wait_stored(server, totals[key])
+            if args.profile:
+                for server in servers.values():
+                    server.proc.send_signal(signal.SIGUSR1)
+            for index in range(args.rounds):
+                for key, server in servers.items():
+                    before = cpu_ms(server.proc.pid)
+                    accepted = send(server, args.messages, args.concurrency)
+                    totals[key] += accepted
+                    wait_stored(server, totals[key])
+                    after = cpu_ms(server.proc.pid)
+                    per_msg = {
+                        part: round((after[part] - before[part]) / max(accepted, 1), 3)
+                        for part in ("total", "reactor")
+                    }
+                    helpers = (after["helpers"] - before["helpers"]) / max(accepted, 1)
+                    per_msg["main"] = round(per_msg["total"] - helpers, 3)
+                    rows.append({"round": index, "tree": key[0], "variant": key[1], "cpu": per_msg})
+                    print(f"round {index} {key[0]:>8} {key[1]:>8}: {per_msg}", file=sys.stderr)
+        finally:
+            for (tree, name), server in servers.items():
+                server.stop()
+                found = server.data_dir / "cprofile.out"
+                if args.profile and found.exists():
+                    shutil.copy(found, Path(args.profile) / f"{tree}-{name}.prof")
+                found = server.data_dir / "gc.json"
+                if args.profile and found.exists():
+                    shutil.copy(found, Path(args.profile) / f"{tree}-{name}.gc.json")
+    medians = {
+        f"{tree}/{name}": {
+            part: statistics.median(
+                r["cpu"][part] for r in rows if (r["tree"], r["variant"]) == (tree, name)
+            )
+            for part in ("total", "main", "reactor")
+        }
+        for tree in trees
+        for name in names
+    }
+    return {"runs": rows, "cpu_ms_per_msg": medians}
+
+
+def main() -> int:
+    """Run the measurement and print the medians (or JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=300, help="per server and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--variants",
+        default=list(VARIANTS),
+        type=lambda s: [name for name in s.split(",") if name],
+        help=f"which of {', '.join(VARIANTS)} to run (comma-separated)",
+    )
+    parser.add_argument(
+        "--tree", action="append", default=[], metavar="LABEL=PATH",
+        help="a source tree to run the servers from (repeatable; default: this one)",
+    )  # fmt: skip
+    parser.add_argument("--profile", metavar="DIR", help="cProfile every server into DIR")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    result = run(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, parts in result["cpu_ms_per_msg"].items():
+            print(f"{key:>20}: " + ", ".join(f"{p} {v:.2f} ms" for p, v in parts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
