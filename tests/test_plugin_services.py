@@ -7,6 +7,7 @@ from email.message import EmailMessage
 import pytest
 
 from mailmax.core.config import Settings
+from mailmax.core.pluginhost.host import LookupCache
 from mailmax.core.pluginhost.metrics import DROPPED, Metrics, PluginMetrics
 from mailmax.plugin import PluginHost
 
@@ -73,3 +74,47 @@ def test_send_refuses_what_cannot_be_queued(tmp_path) -> None:
     assert "a list of addresses" in reasons[2]
     assert "'not an address' is not an e-mail address" in reasons[3]
     assert message["Message-ID"] is not None and message["Date"] is not None
+
+
+class _Clock:
+    """A clock a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_look_up_in_use_is_read_again_in_the_background_and_never_older_than_its_life() -> None:
+    """Past half its life an entry is still answered while one background read runs; the read
+    replaces it; an expired entry is read before answering; a read started before a clear()
+    is not kept."""
+    clock, reads, scheduled = _Clock(), [], []
+    cache = LookupCache(1.0, now=clock)
+
+    def read() -> str:
+        reads.append(clock.now)
+        return f"read at {clock.now}"
+
+    assert cache.get("k", read, scheduled.append) == "read at 0.0"
+    clock.now = 0.4
+    assert cache.get("k", read, scheduled.append) == "read at 0.0"
+    assert scheduled == []
+    clock.now = 0.6
+    assert cache.get("k", read, scheduled.append) == "read at 0.0"
+    clock.now = 0.7
+    assert cache.get("k", read, scheduled.append) == "read at 0.0"
+    assert len(scheduled) == 1  # one read per key at a time
+    scheduled.pop()()
+    clock.now = 1.5
+    assert cache.get("k", read, scheduled.append) == "read at 0.7"  # fresh until 1.7
+    assert reads == [0.0, 0.7]
+    clock.now = 3.0  # expired: nobody waits on a value older than its life
+    assert cache.get("k", read, scheduled.append) == "read at 3.0"
+    clock.now = 3.6
+    cache.get("k", read, scheduled.append)
+    cache.clear()
+    scheduled.pop()()
+    assert cache.get("k", read) == "read at 3.6"  # read again after the clear, not kept from before
+    assert reads == [0.0, 0.7, 3.0, 3.6, 3.6]

@@ -4,9 +4,10 @@ One :class:`PluginHost` belongs to one service (never a module global). Plugins 
 
 - ``host.directory``: the non-blocking, briefly cached directory (Deferreds), for hooks that
   may return a Deferred;
-- ``host.lookup(address)`` and ``host.domain(name)``: blocking look-ups cached for
-  ``cache_seconds``, for synchronous hooks (``mailmax_resolve_recipient``,
-  ``mailmax_expand_recipient``);
+- ``host.lookup(address)`` and ``host.domain(name)``: look-ups cached for ``cache_seconds``,
+  for synchronous hooks (``mailmax_resolve_recipient``, ``mailmax_expand_recipient``); only a
+  name's first look-up (or one after a quiet spell) blocks, as a name in use is read again in
+  the background;
 - ``host.submit(...)``: queue a new message (a copy of a queued one) with its own sender;
 - ``host.record_event(kind, ...)``: a durable record (one JSON line in
   ``<data>/events/<kind>.jsonl``) that other features read later (:meth:`events`);
@@ -29,6 +30,7 @@ from typing import Any
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python import threadable
 
 from mailmax.core.directory.api import Domain, RecipientLookup
 from mailmax.core.pluginhost.services import HostServices
@@ -38,32 +40,76 @@ log = Logger(namespace="mailmax.plugins")
 _KIND = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
 
 
-class _TTLCache:
-    """A small thread-safe cache whose entries live ``seconds``."""
+class LookupCache:
+    """A small thread-safe cache whose entries live ``seconds``.
 
-    def __init__(self, seconds: float, limit: int = 20_000) -> None:
+    With a ``refresh`` function, an entry past half its life is still answered, and read again
+    in the background (one read per key at a time), so that steady traffic never waits for a
+    look-up; no answer is ever older than ``seconds``.
+    """
+
+    def __init__(
+        self, seconds: float, limit: int = 20_000, now: Callable[[], float] = time.monotonic
+    ) -> None:
         self.seconds = seconds
         self.limit = limit
+        self.now = now
         self._items: dict[Any, tuple[float, Any]] = {}
+        self._refreshing: set[Any] = set()
+        self._generation = 0
         self._lock = threading.Lock()
 
-    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
-        now = time.monotonic()
+    def get(
+        self,
+        key: Any,
+        compute: Callable[[], Any],
+        refresh: Callable[[Callable[[], None]], None] | None = None,
+    ) -> Any:
+        """The cached value of ``key``, else ``compute()``'s (cached)."""
+        now = self.now()
         with self._lock:
             entry = self._items.get(key)
         if entry is not None and entry[0] > now:
+            if refresh is not None and entry[0] - now <= self.seconds / 2:
+                self._refresh(key, compute, refresh)
             return entry[1]
         value = compute()
-        if self.seconds > 0:
-            with self._lock:
-                if len(self._items) >= self.limit:
-                    self._items.clear()
-                self._items[key] = (now + self.seconds, value)
+        self._put(key, value, now, self._generation)
         return value
 
+    def _refresh(
+        self, key: Any, compute: Callable[[], Any], refresh: Callable[[Callable[[], None]], None]
+    ) -> None:
+        with self._lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+        started, generation = self.now(), self._generation
+
+        def read_again() -> None:
+            try:
+                self._put(key, compute(), started, generation)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(key)
+
+        refresh(read_again)
+
+    def _put(self, key: Any, value: Any, read_at: float, generation: int) -> None:
+        if self.seconds <= 0:
+            return
+        with self._lock:
+            if generation != self._generation:
+                return  # read before a clear(): not to be trusted
+            if len(self._items) >= self.limit:
+                self._items.clear()
+            self._items[key] = (read_at + self.seconds, value)
+
     def clear(self) -> None:
+        """Forget every entry (a read in flight is not stored)."""
         with self._lock:
             self._items.clear()
+            self._generation += 1
 
 
 class PluginHost(HostServices):
@@ -96,7 +142,7 @@ class PluginHost(HostServices):
         self.directory = directory
         self.spool = spool
         self.reactor = reactor
-        self._cache = _TTLCache(cache_seconds)
+        self._cache = LookupCache(cache_seconds)
         self._events_lock = threading.Lock()
         #: The server's event bus (:class:`~mailmax.core.observe.events.EventBus`), or None:
         #: decisive plugin verdicts are published there (category ``policy``).
@@ -112,12 +158,28 @@ class PluginHost(HostServices):
     def lookup(self, address: str) -> RecipientLookup:
         """The directory's answer for ``address`` (blocking; cached briefly)."""
         return self._cache.get(
-            ("rcpt", address.lower()), lambda: self._sync().lookup_recipient(address)
+            ("rcpt", address.lower()),
+            lambda: self._sync().lookup_recipient(address),
+            self._refresher(),
         )
 
     def domain(self, name: str) -> Domain | None:
         """The domain called (or aliased by) ``name``, or None (blocking; cached briefly)."""
-        return self._cache.get(("domain", name.lower()), lambda: self._sync().get_domain(name))
+        return self._cache.get(
+            ("domain", name.lower()), lambda: self._sync().get_domain(name), self._refresher()
+        )
+
+    def _refresher(self) -> Callable[[Callable[[], None]], None] | None:
+        """How a look-up is read again in the background: in a thread, when called in the
+        reactor's thread of a running server; otherwise not at all (it waits instead)."""
+        if self.reactor is None or not threadable.isInIOThread():
+            return None
+        return self._read_in_background
+
+    def _read_in_background(self, read_again: Callable[[], None]) -> None:
+        self._in_thread(read_again).addErrback(
+            lambda failure: log.failure("reading a directory look-up again failed", failure)
+        )
 
     def get_user(self, address: str) -> defer.Deferred[Any]:
         """The user at ``address`` or None, without blocking (a Deferred)."""
