@@ -207,7 +207,12 @@ class SMTPClient(protocol.Protocol):
         self._buffer = bytearray()
         self._lines: list[tuple[int, str]] = []
         self._replies: deque[Reply] = deque()
-        self._waiting: deque[tuple[defer.Deferred[Reply], Any]] = deque()
+        #: Who waits for the next replies, in order, and what each waits for.
+        self._waiting: deque[tuple[defer.Deferred[Reply], str]] = deque()
+        #: One timer for all the waiters: it fires ``timeout`` seconds after the last sign of
+        #: progress (a reply, or a first waiter), and is moved on lazily when it fires.
+        self._timer: Any = None
+        self._progress = 0.0
         self._lost: Failure | None = None
         self._tls_started = False
 
@@ -249,9 +254,8 @@ class SMTPClient(protocol.Protocol):
 
     def _deliver(self, reply: Reply) -> None:
         if self._waiting:
-            d, timer = self._waiting.popleft()
-            if timer.active():
-                timer.cancel()
+            d, _ = self._waiting.popleft()
+            self._progress = self.reactor.seconds()
             d.callback(reply)
         else:
             self._replies.append(reply)
@@ -271,12 +275,11 @@ class SMTPClient(protocol.Protocol):
         if self._tls_started and not reason.check(error.ConnectionDone, error.ConnectionLost):
             why = f"TLS negotiation failed ({reason.getErrorMessage()})"
         self._fail_waiters(SessionError(f"451 4.4.2 {self.host}: {why}"))
+        self._stop_timer()
 
     def _fail_waiters(self, problem: Exception) -> None:
         while self._waiting:
-            d, timer = self._waiting.popleft()
-            if timer.active():
-                timer.cancel()
+            d, _ = self._waiting.popleft()
             d.errback(problem)
 
     # ------------------------------------------------------------------ replies
@@ -287,16 +290,23 @@ class SMTPClient(protocol.Protocol):
         if self.broken or not self.connected:
             return defer.fail(SessionError(f"451 4.4.2 {self.host}: connection closed"))
         d: defer.Deferred[Reply] = defer.Deferred()
-        timer = self.reactor.callLater(self.timeout, self._timed_out, d, what)
-        self._waiting.append((d, timer))
+        if not self._waiting:
+            self._progress = self.reactor.seconds()
+        self._waiting.append((d, what))
+        if self._timer is None:
+            self._timer = self.reactor.callLater(self.timeout, self._check_timeout)
         return d
 
-    def _timed_out(self, d: defer.Deferred[Reply], what: str) -> None:
+    def _check_timeout(self) -> None:
+        self._timer = None
+        if not self._waiting:
+            return
+        left = self._progress + self.timeout - self.reactor.seconds()
+        if left > 0:
+            self._timer = self.reactor.callLater(left, self._check_timeout)
+            return
+        d, what = self._waiting.popleft()
         self.broken = True
-        for index, (waiting, _timer) in enumerate(self._waiting):
-            if waiting is d:
-                del self._waiting[index]
-                break
         d.errback(SessionError(f"451 4.4.2 {self.host}: no {what} within {self.timeout:g} seconds"))
         self._fail_waiters(SessionError(f"451 4.4.2 {self.host}: timed out"))
         self.abort()
@@ -321,9 +331,15 @@ class SMTPClient(protocol.Protocol):
             and not self._waiting
         )
 
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
     def abort(self) -> None:
         """Drop the connection now."""
         self.broken = True
+        self._stop_timer()
         if self.transport is not None:
             self.transport.abortConnection()
 

@@ -191,6 +191,9 @@ class OutboundDelivery:
             for start in range(0, len(members), size):
                 part = members[start : start + size]
                 work.append(self._group(route, domain, envelope, message_path, part, content))
+        if len(work) == 1:  # most messages: one destination, nothing to wait for together
+            results.update(await work[0])
+            return results
         for outcome in await defer.gatherResults([defer.ensureDeferred(w) for w in work]):
             results.update(outcome)
         return results
