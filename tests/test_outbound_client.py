@@ -348,3 +348,26 @@ def test_large_message_streams_in_chunks_and_stays_exact(tmp_path: Path) -> None
     peer.say(b"250 ok\r\n")
     result(d)
     assert unstuff(stream) == message
+
+
+def test_pipelined_replies_each_within_the_timeout_of_the_one_before(tmp_path: Path) -> None:
+    """Q6: replies that keep coming keep the session alive past one timeout in all; a reply
+    that does not come within smtp_timeout of the one before fails the session and names
+    what was awaited."""
+    peer = Peer(tmp_path, timeout=5)
+    greet(peer, ["PIPELINING"])
+    message = tmp_path / "m"
+    message.write_bytes(b"x\r\n")
+    d = peer.run(
+        peer.client.transaction("a@example.com", ["b@x.test", "c@x.test"], message, size=3)
+    )
+    peer.sent()
+    for reply in (b"250 ok\r\n", b"250 ok\r\n"):
+        peer.clock.advance(4)
+        peer.say(reply)
+    peer.clock.advance(4)
+    assert not d.called and not peer.transport.aborted
+    peer.clock.advance(1)
+    with pytest.raises(SessionError, match="no reply to RCPT within 5 seconds"):
+        result(d)
+    assert peer.transport.aborted

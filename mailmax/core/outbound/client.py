@@ -190,6 +190,16 @@ class Transaction:
     send_again: list[str] = field(default_factory=list)
 
 
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    """Who waits for the next replies: ``names`` says what each answers, ``got`` holds
+    those already in."""
+
+    d: defer.Deferred[list[Reply]]
+    names: list[str]
+    got: list[Reply]
+
+
 class SMTPClient(protocol.Protocol):
     """One connection to an SMTP server. Create, connect, then call :meth:`start`."""
 
@@ -207,8 +217,8 @@ class SMTPClient(protocol.Protocol):
         self._buffer = bytearray()
         self._lines: list[tuple[int, str]] = []
         self._replies: deque[Reply] = deque()
-        #: Who waits for the next replies, in order, and what each waits for.
-        self._waiting: deque[tuple[defer.Deferred[Reply], str]] = deque()
+        #: Who waits for the next replies, in order.
+        self._waiting: deque[_Waiter] = deque()
         #: One timer for all the waiters: it fires ``timeout`` seconds after the last sign of
         #: progress (a reply, or a first waiter), and is moved on lazily when it fires.
         self._timer: Any = None
@@ -254,9 +264,12 @@ class SMTPClient(protocol.Protocol):
 
     def _deliver(self, reply: Reply) -> None:
         if self._waiting:
-            d, _ = self._waiting.popleft()
+            waiter = self._waiting[0]
+            waiter.got.append(reply)
             self._progress = self.reactor.seconds()
-            d.callback(reply)
+            if len(waiter.got) == len(waiter.names):
+                self._waiting.popleft()
+                waiter.d.callback(waiter.got)
         else:
             self._replies.append(reply)
 
@@ -279,23 +292,30 @@ class SMTPClient(protocol.Protocol):
 
     def _fail_waiters(self, problem: Exception) -> None:
         while self._waiting:
-            d, _ = self._waiting.popleft()
-            d.errback(problem)
+            self._waiting.popleft().d.errback(problem)
 
     # ------------------------------------------------------------------ replies
-    def read_reply(self, what: str = "reply") -> defer.Deferred[Reply]:
+    async def read_reply(self, what: str = "reply") -> Reply:
         """The next reply (in order), failing after ``timeout`` seconds or on disconnect."""
-        if self._replies:
-            return defer.succeed(self._replies.popleft())
+        (reply,) = await self.read_replies([what])
+        return reply
+
+    def read_replies(self, names: Sequence[str]) -> defer.Deferred[list[Reply]]:
+        """The next ``len(names)`` replies (in order) at once, failing when one of them does
+        not come within ``timeout`` seconds of the one before (``names`` say what each
+        answers) or on disconnect."""
+        got = [self._replies.popleft() for _ in range(min(len(names), len(self._replies)))]
+        if len(got) == len(names):
+            return defer.succeed(got)
         if self.broken or not self.connected:
             return defer.fail(SessionError(f"451 4.4.2 {self.host}: connection closed"))
-        d: defer.Deferred[Reply] = defer.Deferred()
+        waiter = _Waiter(defer.Deferred(), list(names), got)
         if not self._waiting:
             self._progress = self.reactor.seconds()
-        self._waiting.append((d, what))
+        self._waiting.append(waiter)
         if self._timer is None:
             self._timer = self.reactor.callLater(self.timeout, self._check_timeout)
-        return d
+        return waiter.d
 
     def _check_timeout(self) -> None:
         self._timer = None
@@ -305,9 +325,12 @@ class SMTPClient(protocol.Protocol):
         if left > 0:
             self._timer = self.reactor.callLater(left, self._check_timeout)
             return
-        d, what = self._waiting.popleft()
+        waiter = self._waiting.popleft()
+        what = waiter.names[len(waiter.got)]
         self.broken = True
-        d.errback(SessionError(f"451 4.4.2 {self.host}: no {what} within {self.timeout:g} seconds"))
+        waiter.d.errback(
+            SessionError(f"451 4.4.2 {self.host}: no {what} within {self.timeout:g} seconds")
+        )
         self._fail_waiters(SessionError(f"451 4.4.2 {self.host}: timed out"))
         self.abort()
 
@@ -450,8 +473,9 @@ class SMTPClient(protocol.Protocol):
         rcpts = [f"RCPT TO:<{address}>" for address in recipients]
         if self.offers("PIPELINING"):
             self.transport.write("".join(f"{c}\r\n" for c in [mail, *rcpts, "DATA"]).encode())
-            replies = [await self.read_reply(f"reply to {c[:4]}") for c in [mail, *rcpts]]
-            data_reply = await self.read_reply("reply to DATA")
+            *replies, data_reply = await self.read_replies(
+                [f"reply to {c[:4]}" for c in [mail, *rcpts, "DATA"]]
+            )
         else:
             replies = [await self.command(mail)]
             if not replies[0].positive:
