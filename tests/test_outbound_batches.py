@@ -31,7 +31,9 @@ def test_queued_messages_found_at_start_go_over_few_connections(
     outbound: Outbound, tmp_path: Path
 ) -> None:
     """Q2: messages already queued when the runner starts are all delivered, each exactly
-    once, over no more connections than max_per_destination; the queue is then empty."""
+    once, over no more connections than max_per_destination; the queue is then empty. The
+    next message's MAIL, RCPT and DATA follow a message's end at once, in the same read,
+    without waiting for its reply (PIPELINING)."""
     with smtp_sink(tmp_path / "sink", port=outbound.port) as sink:
         queue = outbound.queue(start=False, max_per_destination=3, reuse_seconds=5)
         queue.start(runner=False)
@@ -43,7 +45,20 @@ def test_queued_messages_found_at_start_go_over_few_connections(
         rcpts = sorted(r for tx in transactions for r in tx["rcpts"])
         assert rcpts == sorted(f"user{n}@example.org" for n in range(COUNT))
         assert sink.most_connections() <= 3
-        assert len({tx["session"] for tx in transactions}) <= 3
+        sessions = {tx["session"] for tx in transactions}
+        assert len(sessions) <= 3
+        queue.rt.call(queue.runner.stopService)  # closes the idle connections
+        queue.wait_for(lambda: len(sink.sessions()) >= len(sessions), "the sessions to end")
+        follow_ups = together = 0
+        for session in sink.sessions():
+            commands, chunks = session["commands"], session["chunks"]
+            data_reads = [chunks[i] for i, c in enumerate(commands) if c == "DATA"]
+            mail_reads = [chunks[i] for i, c in enumerate(commands) if c.startswith("MAIL")]
+            for previous_data, mail in zip(data_reads, mail_reads[1:], strict=False):
+                follow_ups += 1
+                together += mail == previous_data + 1  # the read after DATA: content + MAIL
+        assert follow_ups == COUNT - len(sessions)
+        assert together >= follow_ups // 2
 
 
 def test_a_temporary_refusal_leaves_only_that_message_queued(

@@ -10,7 +10,9 @@ What it does beyond the basics, and why it is not Twisted's ``SMTPClient``:
   STARTTLS, before the TLS handshake, were not protected by TLS: their presence drops the
   connection (RFC 3207 section 6).
 - **PIPELINING** (RFC 2920): MAIL, every RCPT and DATA go out in one write when the server
-  offers it; the replies are matched up in order.
+  offers it; the replies are matched up in order. The next transaction on the connection may
+  follow the end of a message at once, before its reply (``on_sent``): the message content
+  may begin a group of pipelined commands.
 - EHLO with a HELO fallback, SIZE (RFC 1870), 8BITMIME (RFC 6152), AUTH PLAIN and LOGIN
   (credentials only over TLS), a timeout on every reply, bounded reply size.
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import base64
 import re
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -223,6 +225,8 @@ class SMTPClient(protocol.Protocol):
         #: progress (a reply, or a first waiter), and is moved on lazily when it fires.
         self._timer: Any = None
         self._progress = 0.0
+        #: Drop the connection once the replies awaited now are in (see :meth:`drop`).
+        self._dropping = False
         self._lost: Failure | None = None
         self._tls_started = False
 
@@ -270,6 +274,8 @@ class SMTPClient(protocol.Protocol):
             if len(waiter.got) == len(waiter.names):
                 self._waiting.popleft()
                 waiter.d.callback(waiter.got)
+                if self._dropping and not self._waiting:
+                    self.abort()
         else:
             self._replies.append(reply)
 
@@ -348,6 +354,7 @@ class SMTPClient(protocol.Protocol):
         return bool(
             self.connected
             and not self.broken
+            and not self._dropping
             and not self._replies
             and not self._buffer
             and not self._lines
@@ -358,6 +365,20 @@ class SMTPClient(protocol.Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+
+    def pipelines(self) -> bool:
+        """True when a new transaction may start before the replies awaited now are in: the
+        server offers PIPELINING and the connection is open, sound and not being dropped."""
+        return bool(
+            self.connected and not self.broken and not self._dropping and self.offers("PIPELINING")
+        )
+
+    def drop(self) -> None:
+        """Drop the connection once the replies awaited now are in (at once when none are):
+        a transaction that gives up on a connection leaves an earlier one's last reply alone."""
+        self._dropping = True
+        if not self._waiting:
+            self.abort()
 
     def abort(self) -> None:
         """Drop the connection now."""
@@ -446,10 +467,15 @@ class SMTPClient(protocol.Protocol):
         content: bytes | None = None,
         skip: int = 0,
         mail_params: str = "",
+        on_sent: Callable[[], None] | None = None,
     ) -> Transaction:
         """MAIL, RCPT for each recipient, DATA and the message; a reply per recipient.
 
         ``mail_params`` (`` KEY=VALUE...``) is added to the MAIL command as it is.
+
+        ``on_sent`` is called once the whole message is written and its reply awaited, when
+        the connection could carry the next transaction already (PIPELINING, and no
+        recipient to send again here); that transaction's replies come after this one's.
 
         The message is ``content`` when given, else it is streamed from the file ``message``
         less its first ``skip`` bytes.
@@ -485,7 +511,7 @@ class SMTPClient(protocol.Protocol):
             data_reply = None
             if any(r.positive for r in replies[1:]):
                 data_reply = await self.command("DATA")
-        return await self._finish(replies, recipients, data_reply, message, content, skip)
+        return await self._finish(replies, recipients, data_reply, message, content, skip, on_sent)
 
     def _refused_sender(self, reply: Reply) -> None:
         raise SessionError(f"{reply} (MAIL FROM at {self.host})", temporary=not reply.permanent)
@@ -498,6 +524,7 @@ class SMTPClient(protocol.Protocol):
         message: Path,
         content: bytes | None = None,
         skip: int = 0,
+        on_sent: Callable[[], None] | None = None,
     ) -> Transaction:
         mail_reply, rcpt_replies = replies[0], replies[1:]
         if not mail_reply.positive:
@@ -529,7 +556,10 @@ class SMTPClient(protocol.Protocol):
             result.reusable = await self._reset()
             return result
         await self._send_message(message, content, skip)
-        final = await self.read_reply("reply to the end of the message")
+        awaited = self.read_replies(["reply to the end of the message"])
+        if on_sent is not None and not result.send_again and self.pipelines():
+            on_sent()
+        (final,) = await awaited
         for address in accepted:
             result.replies[address] = final
         result.reusable = final.code != 421 and not self.broken
