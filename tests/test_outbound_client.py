@@ -348,3 +348,83 @@ def test_large_message_streams_in_chunks_and_stays_exact(tmp_path: Path) -> None
     peer.say(b"250 ok\r\n")
     result(d)
     assert unstuff(stream) == message
+
+
+def test_pipelined_replies_each_within_the_timeout_of_the_one_before(tmp_path: Path) -> None:
+    """Q6: replies that keep coming keep the session alive past one timeout in all; a reply
+    that does not come within smtp_timeout of the one before fails the session and names
+    what was awaited."""
+    peer = Peer(tmp_path, timeout=5)
+    greet(peer, ["PIPELINING"])
+    message = tmp_path / "m"
+    message.write_bytes(b"x\r\n")
+    d = peer.run(
+        peer.client.transaction("a@example.com", ["b@x.test", "c@x.test"], message, size=3)
+    )
+    peer.sent()
+    for reply in (b"250 ok\r\n", b"250 ok\r\n"):
+        peer.clock.advance(4)
+        peer.say(reply)
+    peer.clock.advance(4)
+    assert not d.called and not peer.transport.aborted
+    peer.clock.advance(1)
+    with pytest.raises(SessionError, match="no reply to RCPT within 5 seconds"):
+        result(d)
+    assert peer.transport.aborted
+
+
+def pipelined_pair(
+    tmp_path: Path, second_size: int
+) -> tuple[Peer, defer.Deferred[Any], list[defer.Deferred[Any]]]:
+    """A first transaction whose message is written, with a second one started from its
+    ``on_sent``; the first one's reply has not come yet."""
+    peer = Peer(tmp_path)
+    greet(peer, ["PIPELINING", "SIZE 100"])
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_bytes(b"one\r\n")
+    second.write_bytes(b"two\r\n")
+    started: list[defer.Deferred[Any]] = []
+
+    def next_one() -> None:
+        transaction = peer.client.transaction(
+            "a@example.com", ["c@x.test"], second, size=second_size
+        )
+        started.append(peer.run(transaction))
+
+    d1 = peer.run(
+        peer.client.transaction("a@example.com", ["b@x.test"], first, size=5, on_sent=next_one)
+    )
+    peer.sent()
+    peer.say(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    peer.pump()
+    return peer, d1, started
+
+
+def test_next_transaction_follows_the_end_of_a_message_before_its_reply(tmp_path: Path) -> None:
+    """Q2: with PIPELINING the next transaction may start as soon as a message is written:
+    its commands leave in the same write as the end of the message, and each transaction
+    gets its own replies, in order."""
+    peer, d1, (d2,) = pipelined_pair(tmp_path, 5)
+    assert peer.sent() == (
+        b"one\r\n.\r\nMAIL FROM:<a@example.com> SIZE=5\r\nRCPT TO:<c@x.test>\r\nDATA\r\n"
+    )
+    peer.say(b"250 2.0.0 first queued\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+    assert str(result(d1).replies["b@x.test"]) == "250 2.0.0 first queued"
+    peer.pump()
+    assert peer.sent() == b"two\r\n.\r\n"
+    peer.say(b"250 2.0.0 second queued\r\n")
+    assert str(result(d2).replies["c@x.test"]) == "250 2.0.0 second queued"
+    assert peer.client.idle_ok()
+
+
+def test_a_transaction_that_gives_up_leaves_the_earlier_reply_alone(tmp_path: Path) -> None:
+    """Q2: when the transaction started behind a written message fails at once and drops
+    the connection, the connection stays open until that message's reply is in."""
+    peer, d1, (d2,) = pipelined_pair(tmp_path, 500)  # over the SIZE limit: nothing written
+    with pytest.raises(SessionError, match="exceeds the limit"):
+        result(d2)
+    peer.client.drop()
+    assert not peer.transport.aborted and not peer.client.idle_ok()
+    peer.say(b"250 2.0.0 first queued\r\n")
+    assert str(result(d1).replies["b@x.test"]) == "250 2.0.0 first queued"
+    assert peer.transport.aborted

@@ -10,7 +10,9 @@ What it does beyond the basics, and why it is not Twisted's ``SMTPClient``:
   STARTTLS, before the TLS handshake, were not protected by TLS: their presence drops the
   connection (RFC 3207 section 6).
 - **PIPELINING** (RFC 2920): MAIL, every RCPT and DATA go out in one write when the server
-  offers it; the replies are matched up in order.
+  offers it; the replies are matched up in order. The next transaction on the connection may
+  follow the end of a message at once, before its reply (``on_sent``): the message content
+  may begin a group of pipelined commands.
 - EHLO with a HELO fallback, SIZE (RFC 1870), 8BITMIME (RFC 6152), AUTH PLAIN and LOGIN
   (credentials only over TLS), a timeout on every reply, bounded reply size.
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import base64
 import re
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -190,6 +192,16 @@ class Transaction:
     send_again: list[str] = field(default_factory=list)
 
 
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    """Who waits for the next replies: ``names`` says what each answers, ``got`` holds
+    those already in."""
+
+    d: defer.Deferred[list[Reply]]
+    names: list[str]
+    got: list[Reply]
+
+
 class SMTPClient(protocol.Protocol):
     """One connection to an SMTP server. Create, connect, then call :meth:`start`."""
 
@@ -207,7 +219,14 @@ class SMTPClient(protocol.Protocol):
         self._buffer = bytearray()
         self._lines: list[tuple[int, str]] = []
         self._replies: deque[Reply] = deque()
-        self._waiting: deque[tuple[defer.Deferred[Reply], Any]] = deque()
+        #: Who waits for the next replies, in order.
+        self._waiting: deque[_Waiter] = deque()
+        #: One timer for all the waiters: it fires ``timeout`` seconds after the last sign of
+        #: progress (a reply, or a first waiter), and is moved on lazily when it fires.
+        self._timer: Any = None
+        self._progress = 0.0
+        #: Drop the connection once the replies awaited now are in (see :meth:`drop`).
+        self._dropping = False
         self._lost: Failure | None = None
         self._tls_started = False
 
@@ -249,10 +268,14 @@ class SMTPClient(protocol.Protocol):
 
     def _deliver(self, reply: Reply) -> None:
         if self._waiting:
-            d, timer = self._waiting.popleft()
-            if timer.active():
-                timer.cancel()
-            d.callback(reply)
+            waiter = self._waiting[0]
+            waiter.got.append(reply)
+            self._progress = self.reactor.seconds()
+            if len(waiter.got) == len(waiter.names):
+                self._waiting.popleft()
+                waiter.d.callback(waiter.got)
+                if self._dropping and not self._waiting:
+                    self.abort()
         else:
             self._replies.append(reply)
 
@@ -271,33 +294,49 @@ class SMTPClient(protocol.Protocol):
         if self._tls_started and not reason.check(error.ConnectionDone, error.ConnectionLost):
             why = f"TLS negotiation failed ({reason.getErrorMessage()})"
         self._fail_waiters(SessionError(f"451 4.4.2 {self.host}: {why}"))
+        self._stop_timer()
 
     def _fail_waiters(self, problem: Exception) -> None:
         while self._waiting:
-            d, timer = self._waiting.popleft()
-            if timer.active():
-                timer.cancel()
-            d.errback(problem)
+            self._waiting.popleft().d.errback(problem)
 
     # ------------------------------------------------------------------ replies
-    def read_reply(self, what: str = "reply") -> defer.Deferred[Reply]:
+    async def read_reply(self, what: str = "reply") -> Reply:
         """The next reply (in order), failing after ``timeout`` seconds or on disconnect."""
-        if self._replies:
-            return defer.succeed(self._replies.popleft())
+        (reply,) = await self.read_replies([what])
+        return reply
+
+    def read_replies(self, names: Sequence[str]) -> defer.Deferred[list[Reply]]:
+        """The next ``len(names)`` replies (in order) at once, failing when one of them does
+        not come within ``timeout`` seconds of the one before (``names`` say what each
+        answers) or on disconnect."""
+        got = [self._replies.popleft() for _ in range(min(len(names), len(self._replies)))]
+        if len(got) == len(names):
+            return defer.succeed(got)
         if self.broken or not self.connected:
             return defer.fail(SessionError(f"451 4.4.2 {self.host}: connection closed"))
-        d: defer.Deferred[Reply] = defer.Deferred()
-        timer = self.reactor.callLater(self.timeout, self._timed_out, d, what)
-        self._waiting.append((d, timer))
-        return d
+        waiter = _Waiter(defer.Deferred(), list(names), got)
+        if not self._waiting:
+            self._progress = self.reactor.seconds()
+        self._waiting.append(waiter)
+        if self._timer is None:
+            self._timer = self.reactor.callLater(self.timeout, self._check_timeout)
+        return waiter.d
 
-    def _timed_out(self, d: defer.Deferred[Reply], what: str) -> None:
+    def _check_timeout(self) -> None:
+        self._timer = None
+        if not self._waiting:
+            return
+        left = self._progress + self.timeout - self.reactor.seconds()
+        if left > 0:
+            self._timer = self.reactor.callLater(left, self._check_timeout)
+            return
+        waiter = self._waiting.popleft()
+        what = waiter.names[len(waiter.got)]
         self.broken = True
-        for index, (waiting, _timer) in enumerate(self._waiting):
-            if waiting is d:
-                del self._waiting[index]
-                break
-        d.errback(SessionError(f"451 4.4.2 {self.host}: no {what} within {self.timeout:g} seconds"))
+        waiter.d.errback(
+            SessionError(f"451 4.4.2 {self.host}: no {what} within {self.timeout:g} seconds")
+        )
         self._fail_waiters(SessionError(f"451 4.4.2 {self.host}: timed out"))
         self.abort()
 
@@ -315,15 +354,36 @@ class SMTPClient(protocol.Protocol):
         return bool(
             self.connected
             and not self.broken
+            and not self._dropping
             and not self._replies
             and not self._buffer
             and not self._lines
             and not self._waiting
         )
 
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def pipelines(self) -> bool:
+        """True when a new transaction may start before the replies awaited now are in: the
+        server offers PIPELINING and the connection is open, sound and not being dropped."""
+        return bool(
+            self.connected and not self.broken and not self._dropping and self.offers("PIPELINING")
+        )
+
+    def drop(self) -> None:
+        """Drop the connection once the replies awaited now are in (at once when none are):
+        a transaction that gives up on a connection leaves an earlier one's last reply alone."""
+        self._dropping = True
+        if not self._waiting:
+            self.abort()
+
     def abort(self) -> None:
         """Drop the connection now."""
         self.broken = True
+        self._stop_timer()
         if self.transport is not None:
             self.transport.abortConnection()
 
@@ -407,10 +467,15 @@ class SMTPClient(protocol.Protocol):
         content: bytes | None = None,
         skip: int = 0,
         mail_params: str = "",
+        on_sent: Callable[[], None] | None = None,
     ) -> Transaction:
         """MAIL, RCPT for each recipient, DATA and the message; a reply per recipient.
 
         ``mail_params`` (`` KEY=VALUE...``) is added to the MAIL command as it is.
+
+        ``on_sent`` is called once the whole message is written and its reply awaited, when
+        the connection could carry the next transaction already (PIPELINING, and no
+        recipient to send again here); that transaction's replies come after this one's.
 
         The message is ``content`` when given, else it is streamed from the file ``message``
         less its first ``skip`` bytes.
@@ -434,8 +499,9 @@ class SMTPClient(protocol.Protocol):
         rcpts = [f"RCPT TO:<{address}>" for address in recipients]
         if self.offers("PIPELINING"):
             self.transport.write("".join(f"{c}\r\n" for c in [mail, *rcpts, "DATA"]).encode())
-            replies = [await self.read_reply(f"reply to {c[:4]}") for c in [mail, *rcpts]]
-            data_reply = await self.read_reply("reply to DATA")
+            *replies, data_reply = await self.read_replies(
+                [f"reply to {c[:4]}" for c in [mail, *rcpts, "DATA"]]
+            )
         else:
             replies = [await self.command(mail)]
             if not replies[0].positive:
@@ -445,7 +511,7 @@ class SMTPClient(protocol.Protocol):
             data_reply = None
             if any(r.positive for r in replies[1:]):
                 data_reply = await self.command("DATA")
-        return await self._finish(replies, recipients, data_reply, message, content, skip)
+        return await self._finish(replies, recipients, data_reply, message, content, skip, on_sent)
 
     def _refused_sender(self, reply: Reply) -> None:
         raise SessionError(f"{reply} (MAIL FROM at {self.host})", temporary=not reply.permanent)
@@ -458,6 +524,7 @@ class SMTPClient(protocol.Protocol):
         message: Path,
         content: bytes | None = None,
         skip: int = 0,
+        on_sent: Callable[[], None] | None = None,
     ) -> Transaction:
         mail_reply, rcpt_replies = replies[0], replies[1:]
         if not mail_reply.positive:
@@ -489,7 +556,10 @@ class SMTPClient(protocol.Protocol):
             result.reusable = await self._reset()
             return result
         await self._send_message(message, content, skip)
-        final = await self.read_reply("reply to the end of the message")
+        awaited = self.read_replies(["reply to the end of the message"])
+        if on_sent is not None and not result.send_again and self.pipelines():
+            on_sent()
+        (final,) = await awaited
         for address in accepted:
             result.replies[address] = final
         result.reusable = final.code != 421 and not self.broken

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from mailmax.core.config import Settings
 from mailmax.core.hooks import SYSTEM, PluginSet, Scope
 from mailmax.core.outbound.client import Reply, SessionError, SMTPClient, Transaction
 from mailmax.core.outbound.dns import DNSError, DNSPermanentError, Resolver, ip_literal
-from mailmax.core.outbound.pool import SessionPool
+from mailmax.core.outbound.pool import Holding, SessionPool
 from mailmax.core.outbound.route import Engine, Route, direct, notes_parameter
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 from mailmax.core.verdicts import Action
@@ -191,6 +192,9 @@ class OutboundDelivery:
             for start in range(0, len(members), size):
                 part = members[start : start + size]
                 work.append(self._group(route, domain, envelope, message_path, part, content))
+        if len(work) == 1:  # most messages: one destination, nothing to wait for together
+            results.update(await work[0])
+            return results
         for outcome in await defer.gatherResults([defer.ensureDeferred(w) for w in work]):
             results.update(outcome)
         return results
@@ -359,21 +363,22 @@ class OutboundDelivery:
             (host.address, host.port, profile, host.name if policy == "verify" else "")
             for host in hosts
         ]
-        lease = await self.pool.lease(destination, retry, endpoints)
+        held = Holding(self.pool, await self.pool.lease(destination, retry, endpoints))
         client: SMTPClient | None = None
         errors: list[str] = []
         try:
-            if lease.client is not None:
-                client = lease.client
-                lease.client = None
+            if held.lease.client is not None:
+                client = held.lease.client
+                held.lease.client = None
                 try:
-                    done = await self._send(client, envelope, addresses, message, route)
+                    done = await self._send(client, envelope, addresses, message, route, held)
                     return self._replies(done, members, addresses, route, client.host)
                 except SessionError:
-                    client.abort()
+                    client.drop()
                     client = None
+                    await held.regain()
             for host, endpoint in zip(hosts, endpoints, strict=True):
-                lease.endpoint = endpoint
+                held.lease.endpoint = endpoint
                 try:
                     client = await self._open(host, engine)
                 except SessionError as exc:
@@ -386,10 +391,11 @@ class OutboundDelivery:
                     )
                     continue
                 try:
-                    done = await self._send(client, envelope, addresses, message, route)
+                    done = await self._send(client, envelope, addresses, message, route, held)
                 except SessionError as exc:
-                    client.abort()
+                    client.drop()
                     client = None
+                    await held.regain()
                     if not exc.temporary:
                         return everyone("failed", exc.diagnostic, host.name)
                     errors.append(exc.diagnostic)
@@ -399,10 +405,11 @@ class OutboundDelivery:
                 return everyone("deferred", "451 4.4.4 No mail host to try")
             return everyone("deferred", errors[-1] if errors else "451 4.4.1 No answer")
         finally:
-            if client is not None and not client.idle_ok():
-                client.abort()
-                client = None
-            self.pool.release(lease, client)
+            if not held.handed:  # else the connection is the next delivery's
+                if client is not None and not client.idle_ok():
+                    client.drop()
+                    client = None
+                held.release(client)
 
     def _replies(
         self,
@@ -426,9 +433,11 @@ class OutboundDelivery:
         addresses: list[str],
         message: tuple[Path, bytes | None],
         route: Route,
+        held: Holding,
     ) -> Transaction:
         extra = notes_parameter(envelope.notes) if route.pass_notes else ""
-        done = await self._transaction(client, envelope, addresses, message, extra)
+        sent = partial(held.sent, client)
+        done = await self._transaction(client, envelope, addresses, message, extra, sent)
         # 452 to some RCPTs while others were taken: send those again at once, in the next
         # transaction on this connection (each round takes at least one, so this ends).
         while done.send_again and done.reusable:
@@ -439,7 +448,9 @@ class OutboundDelivery:
                 rcpts=",".join(done.send_again),
             )
             try:
-                again = await self._transaction(client, envelope, done.send_again, message, extra)
+                again = await self._transaction(
+                    client, envelope, done.send_again, message, extra, sent
+                )
             except SessionError as exc:  # the first ones are delivered: only these wait
                 reply = Reply(451, (f"4.4.2 {exc.diagnostic}",))
                 done.replies.update(dict.fromkeys(done.send_again, reply))
@@ -448,7 +459,7 @@ class OutboundDelivery:
             done.replies.update(again.replies)
             done.send_again, done.reusable = again.send_again, again.reusable
         if not done.reusable:
-            client.abort()
+            client.drop()
         return done
 
     @staticmethod
@@ -458,6 +469,7 @@ class OutboundDelivery:
         addresses: list[str],
         message: tuple[Path, bytes | None],
         extra: str = "",
+        on_sent: Callable[[], None] | None = None,
     ) -> Transaction:
         return await client.transaction(
             envelope.sender,
@@ -468,6 +480,7 @@ class OutboundDelivery:
             size=envelope.size,
             eight_bit=envelope.params.get("BODY", "").upper() == "8BITMIME",
             mail_params=extra,
+            on_sent=on_sent,
         )
 
     # ------------------------------------------------------------------ hosts

@@ -156,6 +156,9 @@ class Resolver:
         kinds = {"both": ("A", "AAAA"), "ipv4": ("A",), "ipv6": ("AAAA",)}[self.ip_versions]
         found: list[str] = []
         failures: list[BaseException] = []
+        known = [self._fresh(kind, host) for kind in kinds]
+        if all(hit is not None for hit in known):  # the usual case: no waiting at all
+            return [address for hit in known for address in hit or ()]
         lookups = [self._cached(kind, host, self._lookup_address) for kind in kinds]
         results = await defer.DeferredList(
             [defer.ensureDeferred(lookup) for lookup in lookups], consumeErrors=True
@@ -200,10 +203,9 @@ class Resolver:
         """The answer for (``kind``, ``name``): from the cache, from a look-up already under
         way (every caller waits for the one query), or from a new look-up."""
         key = (kind, name)
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > time.monotonic():
-            self._publish(kind, name, f"{_answer(hit[1])} (cached)")
-            return hit[1]
+        hit = self._fresh(kind, name)
+        if hit is not None:
+            return hit
         waiting = self._pending.get(key)
         if waiting is not None:
             d: defer.Deferred[Any] = defer.Deferred()
@@ -228,6 +230,15 @@ class Resolver:
         for d in waiting:
             d.callback(value)
         return value
+
+    def _fresh(self, kind: str, name: str) -> Any:
+        """The cached answer for (``kind``, ``name``) while it is fresh, else None."""
+        hit = self._cache.get((kind, name))
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        if self.events.wants("queue", "dns"):
+            self._publish(kind, name, f"{_answer(hit[1])} (cached)")
+        return hit[1]
 
     def _publish(self, kind: str, name: str, outcome: str) -> None:
         if self.events.wants("queue", "dns"):

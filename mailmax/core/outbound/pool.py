@@ -9,7 +9,9 @@ Connections are reused by *endpoint* (address, port and the TLS/AUTH profile), s
 several domains served by the same MX host shares connections: a caller names the endpoints it
 would connect to, in order. A finished connection goes straight to the first waiting caller
 that would use its endpoint, or waits idle for ``reuse_seconds`` (still counted against the
-limits, and closed as soon as its slot is needed elsewhere).
+limits, and closed as soon as its slot is needed elsewhere). A connection whose holder has
+sent its message and only waits for the reply may be handed over at once to a caller waiting
+for it (:meth:`SessionPool.hand_over`).
 """
 
 from __future__ import annotations
@@ -109,6 +111,21 @@ class SessionPool:
         if client is not None:
             _close(client)
         self._free(lease)
+
+    def hand_over(self, lease: Lease, client: SMTPClient) -> bool:
+        """Give ``client`` (and the slot of ``lease``) to the first waiting caller that would
+        use its endpoint while the holder still waits for its last reply, so that the next
+        transaction follows that message at once (pipelining). False, changing nothing, when
+        nobody waits for it; True when the holder no longer holds ``lease``."""
+        if lease.released or self._closed or not client.pipelines():
+            return False
+        for index, (waiter, d) in enumerate(self._waiting):
+            if lease.endpoint in waiter.endpoints and self._move(lease, waiter):
+                del self._waiting[index]
+                lease.client = client
+                d.callback(lease)
+                return True
+        return False
 
     def _move(self, held: Lease, wanted: Lease) -> bool:
         """Let the slot of ``held`` serve ``wanted`` (its destination and retry flag) when the
@@ -235,6 +252,42 @@ class SessionPool:
         for items in list(self._idle.values()):
             for idle in list(items):
                 self._drop_idle(idle)
+
+
+class Holding:
+    """One delivery's hold on a session slot across the connections it tries.
+
+    :meth:`sent` hands the connection (and the slot) to the next waiting delivery as soon as
+    this one's message is sent (the reply comes later on the same connection); should that
+    reply never come, :meth:`regain` takes a slot again before another connection is tried.
+    """
+
+    def __init__(self, pool: SessionPool, lease: Lease) -> None:
+        self.pool = pool
+        self.lease = lease
+        #: True while the slot is handed over: the holder owns neither lease nor connection.
+        self.handed = False
+
+    def sent(self, client: SMTPClient) -> None:
+        """The message is sent on ``client``: hand it over if someone waits for it."""
+        if not self.handed:
+            self.handed = self.pool.hand_over(self.lease, client)
+
+    async def regain(self) -> None:
+        """After the handed-over connection failed: hold a slot of one's own again."""
+        if not self.handed:
+            return
+        lease = self.lease
+        self.lease = await self.pool.lease(lease.destination, lease.retry, lease.endpoints)
+        self.handed = False
+        if self.lease.client is not None:  # a connection is reused at most once per attempt
+            _close(self.lease.client)
+            self.lease.client = None
+
+    def release(self, client: SMTPClient | None) -> None:
+        """Give the slot back with ``client`` (unless it is handed over already)."""
+        if not self.handed:
+            self.pool.release(self.lease, client)
 
 
 def _close(client: SMTPClient) -> None:

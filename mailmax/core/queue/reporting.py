@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.logger import Logger
-
+from mailmax.core.logfile import mail_logger
 from mailmax.core.observe.events import EventBus
 from mailmax.core.outbound.delivery import RemoteOutcome
 from mailmax.core.outbound.retry import Schedule
 from mailmax.core.spool.envelope import SpoolEnvelope, SpoolRecipient
 
-log = Logger(namespace="mailmax.queue")
+#: The per-message lines (the mail log; see :mod:`mailmax.core.logfile`).
+mail_log = mail_logger("mailmax.queue")
 
 
 class DeliveryReportMixin:
@@ -33,7 +33,7 @@ class DeliveryReportMixin:
         else:
             result = recipient.state
         detail = recipient.last_error if outcome is None else outcome.diagnostic
-        log.info(
+        mail_log.info(
             "delivery {queue_id} to={rcpt} relay={relay} result={result} ({detail})",
             queue_id=envelope.id,
             rcpt=recipient.address,

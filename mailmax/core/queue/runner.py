@@ -38,7 +38,13 @@ from mailmax.core.outbound.hold import HoldQueue
 from mailmax.core.outbound.retry import Schedule
 from mailmax.core.queue.admin import QueueAdminMixin
 from mailmax.core.queue.control import ControlWatcher
-from mailmax.core.queue.loading import WAITING, Loaded, count_received, load, received_in
+from mailmax.core.queue.loading import (
+    WAITING,
+    BatchLoader,
+    Loaded,
+    count_received,
+    received_in,
+)
 from mailmax.core.queue.local import LocalDelivery
 from mailmax.core.queue.notices import Notifier, status_of
 from mailmax.core.queue.remover import BatchRemover
@@ -116,6 +122,7 @@ class QueueRunner(QueueAdminMixin, RecipientResultsMixin, DeliveryReportMixin, S
         self.control_watcher = ControlWatcher(
             spool.directory, self.control, reactor, self._in_thread
         )
+        self._loader = BatchLoader(self._in_thread, reactor)
         self._remover = BatchRemover(partial(threads.deferToThreadPool, reactor, self._remove_pool))
         #: Messages done and being removed (never processed again meanwhile).
         self._removing: dict[str, defer.Deferred[None]] = {}
@@ -280,7 +287,7 @@ class QueueRunner(QueueAdminMixin, RecipientResultsMixin, DeliveryReportMixin, S
         if recent is not None and not any(r.kind == "relay" for r in recent[0].recipients):
             return Loaded(recent[0], received_in(recent[1]))
         try:
-            return await self._in_thread(load, spool, queue_id)
+            return await self._loader.load(spool, queue_id)
         except FileNotFoundError:
             self._due.pop(queue_id, None)
             return None
