@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import bisect
 import email.utils
+import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
+from itertools import compress
 from typing import Any
 
-from mailmax.core.imap import mime
+from mailmax.core.imap import mime, numbers
 from mailmax.core.imap.addresses import Group, Mailbox, parse_address_list
 from mailmax.core.imap.fetch import Source
 from mailmax.core.imap.parser import (
@@ -261,6 +263,67 @@ class Query:
             return not needle or any(needle in v for v in values)
 
         return test
+
+
+_UID = operator.itemgetter(0)
+_FLAGS = operator.itemgetter(2)
+_FILENAME = operator.itemgetter(4)
+_RECENT = frozenset({"\\Recent"})
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
+def _no_source() -> Source:
+    raise AssertionError("a SEARCH on flags only never reads a message")
+
+
+def search_flags(
+    query: Query, view: Sequence[MessageInfo], recent: Collection[int], uid: bool
+) -> str:
+    """The answer to a query on flags only (:attr:`Query.flags_only`) over ``view``: the
+    sequence numbers (UIDs when ``uid``) of the messages it matches, as the text of a
+    ``* SEARCH`` response. ``recent`` holds the UIDs that are ``\\Recent`` for the session.
+
+    The criteria are evaluated once per distinct set of flags; the messages are then picked
+    by iterators that run in C, and the numbers' text comes from a shared table
+    (:mod:`mailmax.core.imap.numbers`), so nothing is made per message but the answer.
+    """
+    if not view:
+        return ""
+    sample = view[0]
+    if query.uses_recent and recent:
+
+        def pairs() -> Any:
+            return zip(map(_FLAGS, view), map(recent.__contains__, map(_UID, view)), strict=True)
+
+        verdict = {
+            pair: query.matches(
+                Candidate(0, sample, pair[0] | _RECENT if pair[1] else pair[0], _no_source)
+            )
+            for pair in set(pairs())
+        }
+        hits: Any = map(verdict.__getitem__, pairs())
+        empty_matches = any(matched and not pair[0] for pair, matched in verdict.items())
+    else:
+        verdict = {
+            flags: query.matches(Candidate(0, sample, flags, _no_source))
+            for flags in set(map(_FLAGS, view))
+        }
+        hits = map(verdict.__getitem__, map(_FLAGS, view))
+        empty_matches = verdict.get(_NO_FLAGS, False)
+    if empty_matches:
+        # a message another session expunged keeps its place, with no flags and no file,
+        # until the expunge is reported: never an answer
+        hits = map(operator.and_, hits, map(operator.truth, map(_FILENAME, view)))
+    if uid:
+        return numbers.join(compress(map(_UID, view), hits), view[-1].uid)
+    return numbers.join_selected(hits, len(view))
+
+
+def search_reply(text: str) -> bytes:
+    """The ``* SEARCH`` response line whose numbers are ``text``."""
+    if not text:
+        return b"* SEARCH"
+    return b"* SEARCH " + text.encode("ascii")
 
 
 def address_text(raw: bytes) -> str:
