@@ -140,6 +140,32 @@ def test_search_of_a_large_mailbox_in_one_line(imap: IMAPWorld) -> None:
         client.logout()
 
 
+def test_esearch_return_options(imap: IMAPWorld, user: MailUser) -> None:
+    """S3 (RFC 4731): SEARCH RETURN answers one ESEARCH line with what was asked for."""
+    raw = imap.raw()
+    raw.login(user)
+    assert b" ESEARCH " in raw.command(b"c", b"CAPABILITY")[0]
+    assert raw.command(b"s", b"SELECT INBOX")[-1].startswith(b"s OK")
+    for command, answer in (
+        (b"SEARCH RETURN (MIN MAX COUNT ALL) UNSEEN", b"MIN 1 MAX 6 COUNT 4 ALL 1,3,5:6"),
+        (b"SEARCH RETURN (all count) UNSEEN", b"COUNT 4 ALL 1,3,5:6"),
+        (b"SEARCH RETURN () FLAGGED", b"ALL 3:4"),
+        (b"UID SEARCH RETURN (MAX) SEEN", b"UID MAX 4"),
+        (b"UID SEARCH RETURN (MIN MAX COUNT ALL) KEYWORD $Nothing", b"UID COUNT 0"),
+        (b"SEARCH RETURN (MIN) KEYWORD $Nothing", b""),
+        (b"SEARCH RETURN (MIN COUNT) SUBJECT m5", b"MIN 5 COUNT 1"),
+        (b"SEARCH RETURN (ALL) CHARSET UTF-8 OR SUBJECT m2 SUBJECT m6", b"ALL 2,6"),
+    ):
+        reply = raw.command(b"t1", command)
+        expected = b'* ESEARCH (TAG "t1")' + (b" " + answer if answer else b"")
+        assert reply == [expected, b"t1 OK SEARCH completed"], command
+    assert raw.command(b"p", b"SEARCH UNSEEN") == [b"* SEARCH 1 3 5 6", b"p OK SEARCH completed"]
+    for bad in (b"SEARCH RETURN (SAVE) ALL", b"SEARCH RETURN MIN ALL", b"SEARCH RETURN"):
+        reply = raw.command(b"b", bad)
+        assert len(reply) == 1 and reply[0].startswith(b"b BAD "), (bad, reply)
+    raw.close()
+
+
 # ---------------------------------------------------------------------- evaluation
 FOLDER = Path("/nonexistent")
 

@@ -16,7 +16,16 @@ from twisted.logger import Logger
 
 from mailmax.core.imap import fetch, numbers, parser, wire
 from mailmax.core.imap.errors import Bad, No
-from mailmax.core.imap.search import BadCharset, Candidate, Query, search_flags, search_reply
+from mailmax.core.imap.search import (
+    BadCharset,
+    Candidate,
+    Query,
+    esearch_reply,
+    flag_matches,
+    return_options,
+    search_flags,
+    search_reply,
+)
 from mailmax.core.imap.selected import RECENT, SelectedCommands
 from mailmax.core.store import maildir
 from mailmax.core.store.errors import (
@@ -232,9 +241,10 @@ class MessageCommands(SelectedCommands):
 
     # ------------------------------------------------------------------ SEARCH
     async def cmd_SEARCH(self, tag: str, args: list, uid: bool = False) -> str:
-        """SEARCH [CHARSET name] criteria."""
+        """SEARCH [RETURN (options)] [CHARSET name] criteria (ESEARCH: RFC 4731)."""
         view = await self.view()
         try:
+            options, args = return_options(args)
             query = Query(args, largest_seq=len(view), largest_uid=view[-1].uid if view else 0)
         except BadCharset:
             raise No("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset") from None
@@ -242,14 +252,25 @@ class MessageCommands(SelectedCommands):
             raise Bad(str(exc)) from None
         selected = self.selected
         assert selected is not None
-        if query.flags_only and len(view) <= INLINE_FLAG_SEARCH:
-            text = search_flags(query, view, selected.recent, uid)
+        recent = selected.recent
+        inline = query.flags_only and len(view) <= INLINE_FLAG_SEARCH
+        if options is None and query.flags_only:  # the common case, kept lean
+            if inline:
+                text = search_flags(query, view, recent, uid)
+            else:
+                text = await self.blocking(search_flags, query, view, set(recent), uid)
+            self.send(search_reply(text))
+            return "SEARCH completed"
+        if inline:
+            found = flag_matches(query, view, recent, uid)
         elif query.flags_only:
-            text = await self.blocking(search_flags, query, view, set(selected.recent), uid)
+            found = await self.blocking(flag_matches, query, view, set(recent), uid)
         else:
             found = await self.blocking(self._search, view, query, uid)
-            text = numbers.join(found, found[-1] if found else 0)
-        self.send(search_reply(text))
+        if options is None:
+            self.send(search_reply(numbers.join(found, found[-1] if found else 0)))
+        else:
+            self.send(esearch_reply(tag, uid, options, found))
         return "SEARCH completed"
 
     def _search(self, view: Sequence[MessageInfo], query: Query, uid: bool) -> list[int]:
