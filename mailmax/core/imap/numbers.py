@@ -7,6 +7,7 @@ up to :data:`LIMIT` (about 56 bytes a number); larger numbers are formatted each
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from itertools import compress, count, islice
 
@@ -14,15 +15,18 @@ from itertools import compress, count, islice
 LIMIT = 250_000
 
 _texts: list[str] = ["0"]
+_growing = threading.Lock()  # searches in threads may grow the table too
 
 
 def texts(largest: int) -> Sequence[str]:
     """The table: ``str(n)`` at index ``n`` for every ``n`` up to ``largest`` (or up to
     :data:`LIMIT` when ``largest`` is beyond it)."""
-    have = len(_texts)
     wanted = min(largest, LIMIT) + 1
-    if wanted > have:
-        _texts.extend(map(str, range(have, wanted)))
+    if wanted > len(_texts):
+        with _growing:
+            have = len(_texts)
+            if wanted > have:
+                _texts.extend(map(str, range(have, wanted)))
     return _texts
 
 
