@@ -277,37 +277,44 @@ def _no_source() -> Source:
     raise AssertionError("a SEARCH on flags only never reads a message")
 
 
+class _Verdicts(dict[Any, bool]):
+    """Whether a query on flags only matches, by set of flags (or by flags and whether the
+    message is recent): worked out the first time a set is looked up. A lookup of a known
+    set stays in C."""
+
+    def __init__(self, query: Query, sample: MessageInfo, with_recent: bool) -> None:
+        super().__init__()
+        self._query = query
+        self._sample = sample
+        self._with_recent = with_recent
+
+    def __missing__(self, key: Any) -> bool:
+        flags = key
+        if self._with_recent:  # (flags, recent)
+            flags = key[0] | _RECENT if key[1] else key[0]
+        matched = self[key] = self._query.matches(Candidate(0, self._sample, flags, _no_source))
+        return matched
+
+
 def flag_hits(query: Query, view: Sequence[MessageInfo], recent: Collection[int]) -> Any:
     """Whether a query on flags only (:attr:`Query.flags_only`) matches each message of
     ``view`` (an iterator of booleans, one per message); ``recent`` holds the UIDs that are
     ``\\Recent`` for the session.
 
-    The criteria are evaluated once per distinct set of flags; the messages are then looked
-    at by iterators that run in C, so that no Python object is made per message.
+    The criteria are evaluated once per distinct set of flags; the messages are looked at
+    by iterators that run in C, so that no Python object is made per message.
     """
     if not view:
         return iter(())
-    sample = view[0]
-    if query.uses_recent and recent:
-
-        def pairs() -> Any:
-            return zip(map(_FLAGS, view), map(recent.__contains__, map(_UID, view)), strict=True)
-
-        verdict = {
-            pair: query.matches(
-                Candidate(0, sample, pair[0] | _RECENT if pair[1] else pair[0], _no_source)
-            )
-            for pair in set(pairs())
-        }
-        hits: Any = map(verdict.__getitem__, pairs())
-        empty_matches = any(matched and not pair[0] for pair, matched in verdict.items())
+    with_recent = bool(query.uses_recent and recent)
+    verdict = _Verdicts(query, view[0], with_recent)
+    if with_recent:
+        flags: Any = zip(map(_FLAGS, view), map(recent.__contains__, map(_UID, view)), strict=True)
+        empty_matches = verdict[_NO_FLAGS, False] or verdict[_NO_FLAGS, True]
     else:
-        verdict = {
-            flags: query.matches(Candidate(0, sample, flags, _no_source))
-            for flags in set(map(_FLAGS, view))
-        }
-        hits = map(verdict.__getitem__, map(_FLAGS, view))
-        empty_matches = verdict.get(_NO_FLAGS, False)
+        flags = map(_FLAGS, view)
+        empty_matches = verdict[_NO_FLAGS]
+    hits = map(verdict.__getitem__, flags)
     if empty_matches:
         # a message another session expunged keeps its place, with no flags and no file,
         # until the expunge is reported: never an answer
