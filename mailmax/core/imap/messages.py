@@ -14,9 +14,18 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 
-from mailmax.core.imap import fetch, parser, wire
+from mailmax.core.imap import fetch, numbers, parser, wire
 from mailmax.core.imap.errors import Bad, No
-from mailmax.core.imap.search import BadCharset, Candidate, Query
+from mailmax.core.imap.search import (
+    BadCharset,
+    Candidate,
+    Query,
+    esearch_reply,
+    flag_matches,
+    return_options,
+    search_flags,
+    search_reply,
+)
 from mailmax.core.imap.selected import RECENT, SelectedCommands
 from mailmax.core.store import maildir
 from mailmax.core.store.errors import (
@@ -33,6 +42,9 @@ if TYPE_CHECKING:
 
 log = Logger(namespace="mailmax.imap")
 
+#: Largest view a SEARCH on flags only runs through in the reactor: a few milliseconds of
+#: work, less than handing it to a thread and back; larger views are searched in a thread.
+INLINE_FLAG_SEARCH = 200_000
 #: FETCH responses answered from the index that are joined before they go to the stream.
 META_BATCH = 256
 
@@ -42,10 +54,6 @@ def _copy(folders: OpenFolders, folder: Folder, uids: list[int], name: str) -> t
     target's UIDVALIDITY."""
     with folders.use(name) as target:
         return folder.copy(uids, target), target.uidvalidity
-
-
-def _no_source() -> fetch.Source:
-    raise AssertionError("a SEARCH on flags only never reads a message")
 
 
 class MessageCommands(SelectedCommands):
@@ -233,23 +241,42 @@ class MessageCommands(SelectedCommands):
 
     # ------------------------------------------------------------------ SEARCH
     async def cmd_SEARCH(self, tag: str, args: list, uid: bool = False) -> str:
-        """SEARCH [CHARSET name] criteria."""
+        """SEARCH [RETURN (options)] [CHARSET name] criteria (ESEARCH: RFC 4731)."""
         view = await self.view()
         try:
+            options, args = return_options(args)
             query = Query(args, largest_seq=len(view), largest_uid=view[-1].uid if view else 0)
         except BadCharset:
             raise No("[BADCHARSET (US-ASCII UTF-8)] Unsupported charset") from None
         except parser.ParseError as exc:
             raise Bad(str(exc)) from None
-        found = await self.blocking(self._search, view, query, uid)
-        self.send(" ".join(["* SEARCH", *map(str, found)]))
+        selected = self.selected
+        assert selected is not None
+        recent = selected.recent
+        inline = query.flags_only and len(view) <= INLINE_FLAG_SEARCH
+        if options is None and query.flags_only:  # the common case, kept lean
+            if inline:
+                text = search_flags(query, view, recent, uid)
+            else:
+                text = await self.blocking(search_flags, query, view, set(recent), uid)
+            self.send(search_reply(text))
+            return "SEARCH completed"
+        if inline:
+            found = flag_matches(query, view, recent, uid)
+        elif query.flags_only:
+            found = await self.blocking(flag_matches, query, view, set(recent), uid)
+        else:
+            found = await self.blocking(self._search, view, query, uid)
+        if options is None:
+            self.send(search_reply(numbers.join(found, found[-1] if found else 0)))
+        else:
+            self.send(esearch_reply(tag, uid, options, found))
         return "SEARCH completed"
 
     def _search(self, view: Sequence[MessageInfo], query: Query, uid: bool) -> list[int]:
+        """The messages ``query`` matches, read from their files as its keys need."""
         selected = self.selected
         assert selected is not None
-        if query.flags_only:
-            return self._search_flags(view, query, uid)
         folder, flags_of = selected.folder, self.flags_of
         folder_dir = str(folder.dir)
         source_of = fetch.Source.of
@@ -268,25 +295,6 @@ class MessageCommands(SelectedCommands):
             finally:
                 candidate.close()
         return found
-
-    def _search_flags(self, view: Sequence[MessageInfo], query: Query, uid: bool) -> list[int]:
-        """SEARCH whose keys look at flags only: one verdict per distinct set of flags, then
-        one pass over the view (a comprehension: this runs over every message)."""
-        selected = self.selected
-        assert selected is not None
-        recent = selected.recent if query.uses_recent else ()
-        if recent:
-            keys = [(info.flags, info.uid in recent) for info in view]
-        else:
-            keys = [(info.flags, False) for info in view]
-        verdict = {}
-        for key in set(keys):
-            flags = key[0] | RECENT if key[1] else key[0]
-            verdict[key] = query.matches(Candidate(0, view[0], flags, _no_source))
-        pairs = zip(view, keys, strict=True)
-        if uid:
-            return [info.uid for info, key in pairs if verdict[key] and info.filename]
-        return [n for n, (info, key) in enumerate(pairs, 1) if verdict[key] and info.filename]
 
     # ------------------------------------------------------------------ COPY, MOVE
     async def cmd_COPY(self, tag: str, args: list, uid: bool = False, move: bool = False) -> str:

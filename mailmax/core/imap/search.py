@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import bisect
 import email.utils
+import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
+from itertools import compress, count
 from typing import Any
 
-from mailmax.core.imap import mime
+from mailmax.core.imap import mime, numbers
 from mailmax.core.imap.addresses import Group, Mailbox, parse_address_list
 from mailmax.core.imap.fetch import Source
 from mailmax.core.imap.parser import (
     Atom,
     ParseError,
     astring,
+    format_set,
     is_sequence_set,
     number,
     parse_date,
@@ -261,6 +264,126 @@ class Query:
             return not needle or any(needle in v for v in values)
 
         return test
+
+
+_UID = operator.itemgetter(0)
+_FLAGS = operator.itemgetter(2)
+_FILENAME = operator.itemgetter(4)
+_RECENT = frozenset({"\\Recent"})
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
+def _no_source() -> Source:
+    raise AssertionError("a SEARCH on flags only never reads a message")
+
+
+class _Verdicts(dict[Any, bool]):
+    """Whether a query on flags only matches, by set of flags (or by flags and whether the
+    message is recent): worked out the first time a set is looked up. A lookup of a known
+    set stays in C."""
+
+    def __init__(self, query: Query, sample: MessageInfo, with_recent: bool) -> None:
+        super().__init__()
+        self._query = query
+        self._sample = sample
+        self._with_recent = with_recent
+
+    def __missing__(self, key: Any) -> bool:
+        flags = key
+        if self._with_recent:  # (flags, recent)
+            flags = key[0] | _RECENT if key[1] else key[0]
+        matched = self[key] = self._query.matches(Candidate(0, self._sample, flags, _no_source))
+        return matched
+
+
+def flag_hits(query: Query, view: Sequence[MessageInfo], recent: Collection[int]) -> Any:
+    """Whether a query on flags only (:attr:`Query.flags_only`) matches each message of
+    ``view`` (an iterator of booleans, one per message); ``recent`` holds the UIDs that are
+    ``\\Recent`` for the session.
+
+    The criteria are evaluated once per distinct set of flags; the messages are looked at
+    by iterators that run in C, so that no Python object is made per message.
+    """
+    if not view:
+        return iter(())
+    with_recent = bool(query.uses_recent and recent)
+    verdict = _Verdicts(query, view[0], with_recent)
+    if with_recent:
+        flags: Any = zip(map(_FLAGS, view), map(recent.__contains__, map(_UID, view)), strict=True)
+        empty_matches = verdict[_NO_FLAGS, False] or verdict[_NO_FLAGS, True]
+    else:
+        flags = map(_FLAGS, view)
+        empty_matches = verdict[_NO_FLAGS]
+    hits = map(verdict.__getitem__, flags)
+    if empty_matches:
+        # a message another session expunged keeps its place, with no flags and no file,
+        # until the expunge is reported: never an answer
+        hits = map(operator.and_, hits, map(operator.truth, map(_FILENAME, view)))
+    return hits
+
+
+def flag_matches(
+    query: Query, view: Sequence[MessageInfo], recent: Collection[int], uid: bool
+) -> list[int]:
+    """The sequence numbers (UIDs when ``uid``) of the messages :func:`flag_hits` picks."""
+    return list(compress(map(_UID, view) if uid else count(1), flag_hits(query, view, recent)))
+
+
+def search_flags(
+    query: Query, view: Sequence[MessageInfo], recent: Collection[int], uid: bool
+) -> str:
+    """:func:`flag_matches` as the text of a ``* SEARCH`` response; the numbers' text comes
+    from a shared table (:mod:`mailmax.core.imap.numbers`)."""
+    hits = flag_hits(query, view, recent)
+    if uid:
+        return numbers.join(compress(map(_UID, view), hits), view[-1].uid if view else 0)
+    return numbers.join_selected(hits, len(view))
+
+
+def search_reply(text: str) -> bytes:
+    """The ``* SEARCH`` response line whose numbers are ``text``."""
+    if not text:
+        return b"* SEARCH"
+    return b"* SEARCH " + text.encode("ascii")
+
+
+#: The RETURN options of ESEARCH (RFC 4731), in the order their results are written.
+RETURN_OPTIONS = ("MIN", "MAX", "COUNT", "ALL")
+
+
+def return_options(args: list[Any]) -> tuple[list[str] | None, list[Any]]:
+    """Split ``RETURN (options)`` (ESEARCH, RFC 4731) off the SEARCH arguments: the options
+    asked for (ALL for an empty list), and the criteria. Without RETURN: None and ``args``."""
+    if not args or not isinstance(args[0], Atom) or args[0].upper() != "RETURN":
+        return None, args
+    if len(args) < 2 or not isinstance(args[1], list):
+        raise ParseError("RETURN needs a parenthesized list of options")
+    wanted = set()
+    for option in args[1]:
+        if not isinstance(option, Atom) or option.upper() not in RETURN_OPTIONS:
+            raise ParseError(f"Unknown RETURN option {str(option)[:40]}")
+        wanted.add(option.upper())
+    return [option for option in RETURN_OPTIONS if option in (wanted or {"ALL"})], args[2:]
+
+
+def esearch_reply(tag: str, uid: bool, options: list[str], found: list[int]) -> bytes:
+    """The ``* ESEARCH`` response (RFC 4731) for ``found`` (ascending): what ``options``
+    ask for; MIN, MAX and ALL are left out when nothing matched."""
+    parts = [f'* ESEARCH (TAG "{tag}")']
+    if uid:
+        parts.append("UID")
+    for option in options:
+        if option == "COUNT":
+            parts.append(f"COUNT {len(found)}")
+        elif not found:
+            continue
+        elif option == "MIN":
+            parts.append(f"MIN {found[0]}")
+        elif option == "MAX":
+            parts.append(f"MAX {found[-1]}")
+        else:
+            parts.append(f"ALL {format_set(found)}")
+    return " ".join(parts).encode("ascii")
 
 
 def address_text(raw: bytes) -> str:

@@ -164,9 +164,13 @@ class SelectedCommands(SessionBase):
             self.send(line)
 
     async def view(self) -> Sequence[MessageInfo]:
-        """The selected folder's messages (read in a thread the first time)."""
+        """The selected folder's messages (read in a thread unless they are in memory)."""
         assert self.selected is not None
-        return await self.blocking(self.selected.folder.messages)
+        folder = self.selected.folder
+        loaded = folder.loaded_messages()
+        if loaded is not None:
+            return loaded
+        return await self.blocking(folder.messages)
 
     def indices(self, view: Sequence[MessageInfo], value: Any, uid: bool) -> list[int]:
         """Positions in ``view`` named by a sequence set (of UIDs when ``uid``)."""

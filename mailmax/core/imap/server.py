@@ -342,6 +342,7 @@ class IMAPServer(Connection, AuthCommands, MessageCommands, SelectedCommands, Fo
             "NAMESPACE",
             "UNSELECT",
             "UIDPLUS",
+            "ESEARCH",
             "MOVE",
             "SPECIAL-USE",
             "CHILDREN",

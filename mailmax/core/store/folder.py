@@ -150,6 +150,21 @@ class Folder:
                 self._order = tuple(self._loaded().values())
             return self._order
 
+    def loaded_messages(self) -> Sequence[MessageInfo] | None:
+        """:meth:`messages` when the view is in memory already and no other thread is
+        working on this folder, else None. Never waits and reads no file or index, so the
+        reactor may call it."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._view is None:
+                return None
+            if self._order is None:
+                self._order = tuple(self._view.values())
+            return self._order
+        finally:
+            self._lock.release()
+
     def uids(self) -> Sequence[int]:
         """The UIDs of this view in ascending order."""
         with self._lock:

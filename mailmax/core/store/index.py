@@ -421,8 +421,11 @@ class FolderIndex(FirstBuild):
         """Rows (below ``below``) changed after ``modseq``, except by the ``skip`` sequences."""
         skip = sorted(skip)[-200:]
         exclude = f" AND modseq NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+        # "+uid": neither the bound on uid nor the order may lead SQLite to walk the whole
+        # table in uid order on every refresh of a large folder; the modseq index finds the
+        # few rows that changed, and they are sorted afterwards
         cursor = self.conn.execute(
-            f"SELECT {COLUMNS} FROM messages WHERE modseq > ? AND uid < ?{exclude} ORDER BY uid",
+            f"SELECT {COLUMNS} FROM messages WHERE modseq > ? AND +uid < ?{exclude} ORDER BY +uid",
             (modseq, below, *skip),
         )
         return [_row(values) for values in cursor]
