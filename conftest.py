@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.clamd",
+    "tests.fixtures.outbound",
     "tests.fixtures.postgres",
     "tests.fixtures.server",
     "tests.fixtures.slapd",

@@ -3,28 +3,13 @@ batches and sent over a few reused connections; one message's failure stays that
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.fixtures.smtp_sink import smtp_sink
-from tests.test_outbound_support import Outbound, outbound_dns, outbound_harnesses
+from tests.test_outbound_support import Outbound
 
 #: Messages per test: more than one read batch would hold is not needed to mix outcomes.
 COUNT = 24
-
-
-@pytest.fixture(scope="module")
-def dns() -> Iterator[tuple[str, int]]:
-    """The test DNS server with the outbound test zones."""
-    yield from outbound_dns()
-
-
-@pytest.fixture
-def outbound(tmp_path: Path, dns: tuple[str, int]) -> Iterator[Outbound]:
-    """Queue harnesses delivering through the test DNS server."""
-    yield from outbound_harnesses(tmp_path, dns)
 
 
 def test_queued_messages_found_at_start_go_over_few_connections(

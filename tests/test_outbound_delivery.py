@@ -4,10 +4,7 @@ server, delivery to real receiving SMTP servers, retries, bounces and restarts."
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from mailmax.core.outbound.client import CHUNK_SIZE
 from mailmax.core.outbound.route import Engine, Route
@@ -17,23 +14,9 @@ from tests.test_outbound_support import (
     OUR_NAME,
     Outbound,
     expected_message,
-    outbound_dns,
-    outbound_harnesses,
     route_plugin,
 )
 from tests.test_queue_support import QueueHarness, parse_dsn
-
-
-@pytest.fixture(scope="module")
-def dns() -> Iterator[tuple[str, int]]:
-    """The test DNS server with the outbound test zones."""
-    yield from outbound_dns()
-
-
-@pytest.fixture
-def outbound(tmp_path: Path, dns: tuple[str, int]) -> Iterator[Outbound]:
-    """Queue harnesses delivering through the test DNS server."""
-    yield from outbound_harnesses(tmp_path, dns)
 
 
 def deferred_attempts(queue: QueueHarness, queue_id: str, attempts: int = 1) -> object:

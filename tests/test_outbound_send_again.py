@@ -3,25 +3,10 @@ transaction on the same connection (not after a retry interval)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.fixtures.smtp_sink import smtp_sink
-from tests.test_outbound_support import Outbound, outbound_dns, outbound_harnesses
-
-
-@pytest.fixture(scope="module")
-def dns() -> Iterator[tuple[str, int]]:
-    """The test DNS server with the outbound test zones."""
-    yield from outbound_dns()
-
-
-@pytest.fixture
-def outbound(tmp_path: Path, dns: tuple[str, int]) -> Iterator[Outbound]:
-    """Queue harnesses delivering through the test DNS server."""
-    yield from outbound_harnesses(tmp_path, dns)
+from tests.test_outbound_support import Outbound
 
 
 def test_recipients_answered_452_go_in_the_next_transaction_at_once(

@@ -4,11 +4,8 @@ mail for a backup domain with a real clamd, and leaves mail scanned at arrival a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import mailmax.plugins.antivirus as antivirus
 import mailmax.plugins.routing as routing
@@ -19,20 +16,8 @@ from mailmax.core.pluginhost.host import PluginHost
 from mailmax.core.spool.envelope import SpoolEnvelope
 from tests.fixtures.clamd import TEST_VIRUS, TEST_VIRUS_NAME, Clamd
 from tests.fixtures.smtp_sink import smtp_sink
-from tests.test_outbound_support import Outbound, outbound_dns, outbound_harnesses
+from tests.test_outbound_support import Outbound
 from tests.test_queue_support import QueueHarness, parse_dsn
-
-
-@pytest.fixture(scope="module")
-def dns() -> Iterator[tuple[str, int]]:
-    """The test DNS server with the outbound test zones."""
-    yield from outbound_dns()
-
-
-@pytest.fixture
-def outbound(tmp_path: Path, dns: tuple[str, int]) -> Iterator[Outbound]:
-    """Queue harnesses delivering through the test DNS server."""
-    yield from outbound_harnesses(tmp_path, dns)
 
 
 def with_antivirus(queue: QueueHarness, tmp_path: Path, **settings: Any) -> None:

@@ -4,7 +4,7 @@ delivery engines and rules, with real DNS and receiving SMTP servers on loopback
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +17,10 @@ from mailmax.core.pluginhost import settings as schemas
 from mailmax.core.verdicts import reject
 from mailmax.testing import PluginHarness, TestServer
 from tests.fixtures.smtp_sink import smtp_sink
-from tests.test_outbound_support import Outbound, outbound_dns, outbound_harnesses
+from tests.test_outbound_support import Outbound
 from tests.test_queue_support import QueueHarness, parse_dsn, plugin
 
 NAME = "mailmax.plugins.routing"
-
-
-@pytest.fixture(scope="module")
-def dns() -> Iterator[tuple[str, int]]:
-    """The test DNS server with the outbound test zones."""
-    yield from outbound_dns()
-
-
-@pytest.fixture
-def outbound(tmp_path: Path, dns: tuple[str, int]) -> Iterator[Outbound]:
-    """Queue harnesses delivering through the test DNS server."""
-    yield from outbound_harnesses(tmp_path, dns)
 
 
 def loaded(settings: dict[str, Any]) -> LoadedPlugin:
