@@ -138,6 +138,21 @@ def profile_twistd(folder: Path) -> None:
     os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ['PATH']}"
 
 
+def stop_all(
+    servers: dict[tuple[str, str], TestServer],
+    profile: str | None,
+    kept: tuple[tuple[str, str], ...] = (("cprofile.out", "prof"),),
+) -> None:
+    """Stop every server; with a ``profile`` folder, keep each file ``kept`` names of each
+    server's data directory there as ``TREE-VARIANT.SUFFIX``."""
+    for (tree, name), server in servers.items():
+        server.stop()
+        for filename, suffix in kept:
+            found = server.data_dir / filename
+            if profile and found.exists():
+                shutil.copy(found, Path(profile) / f"{tree}-{name}.{suffix}")
+
+
 def run(args: argparse.Namespace) -> dict:
     """Start the servers, measure the rounds, stop everything; the raw runs and medians."""
     trees = dict(item.split("=", 1) for item in args.tree) or {"this": str(ROOT)}
@@ -182,11 +197,7 @@ def run(args: argparse.Namespace) -> dict:
                     )  # fmt: skip
                     print(f"round {index} {key[0]:>8} {key[1]:>8}: {per_msg}", file=sys.stderr)
         finally:
-            for (tree, name), server in servers.items():
-                server.stop()
-                found = server.data_dir / "cprofile.out"
-                if args.profile and found.exists():
-                    shutil.copy(found, Path(args.profile) / f"{tree}-{name}.prof")
+            stop_all(servers, args.profile)
     medians = {
         f"{tree}/{name}": {
             part: statistics.median(

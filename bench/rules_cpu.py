@@ -26,21 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
-import smtplib
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 
-from policy_cpu import PROFILED_TWISTD, cpu_ms  # noqa: E402
-from rules_delivery import FOLDER, REFRESH, USER, cli, message, rules_to_add  # noqa: E402
+from policy_cpu import PROFILED_TWISTD, cpu_ms, stop_all  # noqa: E402
+from rules_delivery import FOLDER, REFRESH, USER, cli, rules_to_add, send  # noqa: E402
 
 from mailmax.testing import TestServer, start_server  # noqa: E402
 
@@ -90,30 +87,6 @@ def profile_twistd(folder: Path) -> None:
     wrapper.write_text(source)
     wrapper.chmod(0o755)
     os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ['PATH']}"
-
-
-def send(server: TestServer, count: int, clients: int) -> int:
-    """Send ``count`` messages of ``rules_delivery.py`` over ``clients`` connections."""
-    errors: list[BaseException] = []
-
-    def client(numbers: range) -> None:
-        try:
-            with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=60) as smtp:
-                for number in numbers:
-                    smtp.sendmail("load@sender.test", [USER], message(number, 4096))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [
-        threading.Thread(target=client, args=(range(i, count, clients),)) for i in range(clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise RuntimeError(f"sending failed: {errors[0]!r}")
-    return count
 
 
 def stored(server: TestServer) -> int:
@@ -179,14 +152,7 @@ def run(args: argparse.Namespace) -> dict:
                     rows.append({"round": index, "tree": key[0], "variant": key[1], "cpu": per_msg})
                     print(f"round {index} {key[0]:>8} {key[1]:>8}: {per_msg}", file=sys.stderr)
         finally:
-            for (tree, name), server in servers.items():
-                server.stop()
-                found = server.data_dir / "cprofile.out"
-                if args.profile and found.exists():
-                    shutil.copy(found, Path(args.profile) / f"{tree}-{name}.prof")
-                found = server.data_dir / "gc.json"
-                if args.profile and found.exists():
-                    shutil.copy(found, Path(args.profile) / f"{tree}-{name}.gc.json")
+            stop_all(servers, args.profile, (("cprofile.out", "prof"), ("gc.json", "gc.json")))
     medians = {
         f"{tree}/{name}": {
             part: statistics.median(

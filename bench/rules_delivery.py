@@ -125,13 +125,9 @@ def cpu_seconds(server: TestServer) -> float:
     return total
 
 
-def batch(
-    server: TestServer, count: int, size: int, clients: int, folder: str
-) -> tuple[float, float]:
-    """Send ``count`` messages over ``clients`` connections; (messages per second until the
-    last one is stored in ``folder``, server CPU milliseconds per message)."""
-    before = stored(server, folder)
-    cpu_before = cpu_seconds(server)
+def send(server: TestServer, count: int, clients: int, size: int = 4096) -> int:
+    """Send ``count`` messages of ``size`` body bytes over ``clients`` connections (each
+    ``sendmail`` must succeed); the count."""
     errors: list[BaseException] = []
 
     def client(numbers: range) -> None:
@@ -142,7 +138,6 @@ def batch(
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    start = time.monotonic()
     threads = [
         threading.Thread(target=client, args=(range(i, count, clients),)) for i in range(clients)
     ]
@@ -152,6 +147,18 @@ def batch(
         thread.join()
     if errors:
         raise RuntimeError(f"sending failed: {errors[0]!r}")
+    return count
+
+
+def batch(
+    server: TestServer, count: int, size: int, clients: int, folder: str
+) -> tuple[float, float]:
+    """Send ``count`` messages over ``clients`` connections; (messages per second until the
+    last one is stored in ``folder``, server CPU milliseconds per message)."""
+    before = stored(server, folder)
+    cpu_before = cpu_seconds(server)
+    start = time.monotonic()
+    send(server, count, clients, size)
     deadline = time.monotonic() + 300
     while stored(server, folder) < before + count:
         if time.monotonic() > deadline:
