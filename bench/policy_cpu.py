@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +47,10 @@ from tests.fixtures.dns import dns_server  # noqa: E402
 
 RECIPIENT = "alice@example.test"
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+#: The parts of the server's CPU time the table shows.
+PARTS = ("total", "reactor", "helpers")
 
 
 def _ticks_ms(stat_path: str) -> float:
@@ -138,6 +143,49 @@ def profile_twistd(folder: Path) -> None:
     os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ['PATH']}"
 
 
+def interleaved_rounds(
+    servers: dict[tuple[str, str], TestServer],
+    rounds: int,
+    send_round: Callable[[TestServer], int],
+    wait: Callable[[TestServer, int], None],
+    totals: dict[tuple[str, str], int],
+) -> list[tuple[int, tuple[str, str], int, dict[str, float]]]:
+    """Load each server in turn, ``rounds`` times: ``send_round`` sends (the count), ``wait``
+    waits until the server's running total (``totals``) is done. Each round's (index, server
+    key, messages, CPU milliseconds per message by :func:`cpu_ms` part)."""
+    out = []
+    for index in range(rounds):
+        for key, server in servers.items():
+            assert server.proc is not None
+            before = cpu_ms(server.proc.pid)
+            accepted = send_round(server)
+            totals[key] += accepted
+            wait(server, totals[key])
+            after = cpu_ms(server.proc.pid)
+            per_msg = {
+                part: round((after[part] - before[part]) / max(accepted, 1), 3) for part in after
+            }
+            print(f"round {index} {key[0]:>8} {key[1]:>8}: {per_msg}", file=sys.stderr)
+            out.append((index, key, accepted, per_msg))
+    return out
+
+
+def median_by_server(
+    rows: list[dict], field: str, trees: Iterable[str], names: Iterable[str], parts: Iterable[str]
+) -> dict[str, dict[str, float]]:
+    """For each ``TREE/VARIANT``, the median over its rounds of each part of ``row[field]``."""
+    return {
+        f"{tree}/{name}": {
+            part: statistics.median(
+                r[field][part] for r in rows if (r["tree"], r["variant"]) == (tree, name)
+            )
+            for part in parts
+        }
+        for tree in trees
+        for name in names
+    }
+
+
 def stop_all(
     servers: dict[tuple[str, str], TestServer],
     profile: str | None,
@@ -180,34 +228,20 @@ def run(args: argparse.Namespace) -> dict:
             if args.profile:
                 for server in servers.values():
                     server.proc.send_signal(signal.SIGUSR1)
-            for index in range(args.rounds):
-                for key, server in servers.items():
-                    before = cpu_ms(server.proc.pid)
-                    accepted = send(server, args.messages, args.concurrency, args.mode)
-                    totals[key] += accepted
-                    wait_delivered(server, totals[key])
-                    after = cpu_ms(server.proc.pid)
-                    per_msg = {
-                        part: round((after[part] - before[part]) / max(accepted, 1), 3)
-                        for part in after
-                    }
-                    rows.append(
-                        {"round": index, "tree": key[0], "variant": key[1],
-                         "accepted": accepted, "cpu_ms_per_msg": per_msg}
-                    )  # fmt: skip
-                    print(f"round {index} {key[0]:>8} {key[1]:>8}: {per_msg}", file=sys.stderr)
+            for index, key, accepted, per_msg in interleaved_rounds(
+                servers,
+                args.rounds,
+                lambda server: send(server, args.messages, args.concurrency, args.mode),
+                wait_delivered,
+                totals,
+            ):
+                rows.append(
+                    {"round": index, "tree": key[0], "variant": key[1],
+                     "accepted": accepted, "cpu_ms_per_msg": per_msg}
+                )  # fmt: skip
         finally:
             stop_all(servers, args.profile)
-    medians = {
-        f"{tree}/{name}": {
-            part: statistics.median(
-                r["cpu_ms_per_msg"][part] for r in rows if (r["tree"], r["variant"]) == (tree, name)
-            )
-            for part in ("total", "reactor", "helpers")
-        }
-        for tree in trees
-        for name in plugin_lists
-    }
+    medians = median_by_server(rows, "cpu_ms_per_msg", trees, plugin_lists, PARTS)
     return {"plugins": plugin_lists, "trees": trees, "runs": rows, "cpu_ms_per_msg": medians}
 
 
@@ -238,7 +272,7 @@ def main() -> int:
     trees = report["trees"]
     print(f"{'CPU ms/msg':20} {'none':>8} {'default':>8} {'policy':>8} {'policy/default':>15}")
     for tree in trees:
-        for part in ("total", "reactor", "helpers"):
+        for part in PARTS:
             cpu = {
                 name: report["cpu_ms_per_msg"][f"{tree}/{name}"][part] for name in report["plugins"]
             }

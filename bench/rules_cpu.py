@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -36,7 +35,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 
-from policy_cpu import PROFILED_TWISTD, cpu_ms, stop_all  # noqa: E402
+from policy_cpu import (  # noqa: E402
+    PROFILED_TWISTD,
+    interleaved_rounds,
+    median_by_server,
+    stop_all,
+)
 from rules_delivery import FOLDER, REFRESH, USER, cli, rules_to_add, send  # noqa: E402
 
 from mailmax.testing import TestServer, start_server  # noqa: E402
@@ -136,33 +140,19 @@ def run(args: argparse.Namespace) -> dict:
             if args.profile:
                 for server in servers.values():
                     server.proc.send_signal(signal.SIGUSR1)
-            for index in range(args.rounds):
-                for key, server in servers.items():
-                    before = cpu_ms(server.proc.pid)
-                    accepted = send(server, args.messages, args.concurrency)
-                    totals[key] += accepted
-                    wait_stored(server, totals[key])
-                    after = cpu_ms(server.proc.pid)
-                    per_msg = {
-                        part: round((after[part] - before[part]) / max(accepted, 1), 3)
-                        for part in ("total", "reactor")
-                    }
-                    helpers = (after["helpers"] - before["helpers"]) / max(accepted, 1)
-                    per_msg["main"] = round(per_msg["total"] - helpers, 3)
-                    rows.append({"round": index, "tree": key[0], "variant": key[1], "cpu": per_msg})
-                    print(f"round {index} {key[0]:>8} {key[1]:>8}: {per_msg}", file=sys.stderr)
+            for index, key, _, per_msg in interleaved_rounds(
+                servers,
+                args.rounds,
+                lambda server: send(server, args.messages, args.concurrency),
+                wait_stored,
+                totals,
+            ):
+                cpu = {"total": per_msg["total"], "reactor": per_msg["reactor"]}
+                cpu["main"] = round(per_msg["total"] - per_msg["helpers"], 3)
+                rows.append({"round": index, "tree": key[0], "variant": key[1], "cpu": cpu})
         finally:
             stop_all(servers, args.profile, (("cprofile.out", "prof"), ("gc.json", "gc.json")))
-    medians = {
-        f"{tree}/{name}": {
-            part: statistics.median(
-                r["cpu"][part] for r in rows if (r["tree"], r["variant"]) == (tree, name)
-            )
-            for part in ("total", "main", "reactor")
-        }
-        for tree in trees
-        for name in names
-    }
+    medians = median_by_server(rows, "cpu", trees, names, ("total", "main", "reactor"))
     return {"runs": rows, "cpu_ms_per_msg": medians}
 
 
