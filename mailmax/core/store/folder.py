@@ -380,13 +380,20 @@ class Folder:
                     self._index.update_files(batch.updates)
                     if batch.view_changed:
                         self._changed()
-                self._index.own_change("cur", before)
-                if self._index._modseq_in_txn is not None:
-                    self._own.add(self._index._modseq_in_txn)
-                changed = self._index._modseq_in_txn is not None
+                changed = self._own_write(before)
         if changed:
             self._durable()
         return result
+
+    def _own_write(self, before: int) -> bool:
+        """Note this object's changes in the open write transaction as its own (``before``:
+        ``cur/``'s time before them), so that a refresh does not report them back; True when
+        anything changed."""
+        self._index.own_change("cur", before)
+        modseq = self._index.txn_modseq
+        if modseq is not None:
+            self._own.add(modseq)
+        return modseq is not None
 
     def _durable(self) -> None:
         """Make this folder's committed renames, removals and index changes durable
@@ -479,9 +486,7 @@ class Folder:
                     claimed.append(uid)
                     if self._view is not None:
                         self._view[uid] = self._view[uid]._replace(filename=f"cur/{name}")
-                self._index.own_change("cur", before)
-                if self._index._modseq_in_txn is not None:
-                    self._own.add(self._index._modseq_in_txn)
+                self._own_write(before)
                 marked = [u for u in self._index.take_recent(self.uidnext) if self.get(u)]
             if claimed:
                 self._changed()
@@ -595,9 +600,7 @@ class Folder:
                         continue
                     done.append(uid)
                 self._index.delete(done)
-                self._index.own_change("cur", before)
-                if self._index._modseq_in_txn is not None:
-                    self._own.add(self._index._modseq_in_txn)
+                self._own_write(before)
             if done:
                 if self._view is not None:
                     for uid in done:

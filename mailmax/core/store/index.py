@@ -345,6 +345,12 @@ class FolderIndex(FirstBuild):
             self._modseq_in_txn = self.conn.execute("SELECT modseq FROM state").fetchone()[0]
         return self._modseq_in_txn
 
+    @property
+    def txn_modseq(self) -> int | None:
+        """The modification sequence the current write transaction changed rows at, or None
+        when it has changed nothing so far."""
+        return self._modseq_in_txn
+
     # ------------------------------------------------------------------ reading
     def state(self) -> tuple[int, int, int]:
         """``(uidvalidity, uidnext, modseq)``."""
