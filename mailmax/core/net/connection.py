@@ -359,12 +359,17 @@ class Connection(protocol.Protocol, metaclass=abc.ABCMeta):
 
     def _resume(self, _: object) -> None:
         self._busy = False
-        if self._closing:
-            return
-        if self._shutdown_pending and not self.in_transaction:
-            self.say_goodbye("shutdown")
+        if self._closing or self.shutdown_if_due():
             return
         self.process()
+
+    def shutdown_if_due(self) -> bool:
+        """After a command: say goodbye when a shutdown waits and no transaction is open
+        (not while closing already); True when it did."""
+        if self._closing or not self._shutdown_pending or self.in_transaction:
+            return False
+        self.say_goodbye("shutdown")
+        return True
 
     @property
     def in_transaction(self) -> bool:

@@ -217,8 +217,7 @@ class SMTPServer(TransactionMixin, LoginMixin, Connection):
                 done, result = start_eagerly(result)
                 if done:
                     result = None
-                    if self._shutdown_pending and not self.in_transaction:
-                        self.say_goodbye("shutdown")
+                    self.shutdown_if_due()
         except SMTPReplyError as exc:
             self._error(exc)
             return None
