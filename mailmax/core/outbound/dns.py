@@ -159,10 +159,13 @@ class Resolver:
         known = [self._fresh(kind, host) for kind in kinds]
         if all(hit is not None for hit in known):  # the usual case: no waiting at all
             return [address for hit in known for address in hit or ()]
-        lookups = [self._cached(kind, host, self._lookup_address) for kind in kinds]
-        results = await defer.DeferredList(
-            [defer.ensureDeferred(lookup) for lookup in lookups], consumeErrors=True
-        )
+        lookups = [
+            defer.succeed(hit)
+            if hit is not None
+            else defer.ensureDeferred(self._cached(kind, host, self._lookup_address))
+            for kind, hit in zip(kinds, known, strict=True)
+        ]
+        results = await defer.DeferredList(lookups, consumeErrors=True)
         for ok, value in results:
             if ok:
                 found.extend(value)

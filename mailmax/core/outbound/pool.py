@@ -97,12 +97,8 @@ class SessionPool:
             return
         lease.client = None
         if client is not None and client.idle_ok() and not self._closed:
-            for index, (waiter, d) in enumerate(self._waiting):
-                if lease.endpoint in waiter.endpoints and self._move(lease, waiter):
-                    del self._waiting[index]
-                    lease.client = client
-                    d.callback(lease)
-                    return
+            if self._give_to_waiter(lease, client):
+                return
             if self.reuse_seconds > 0 and not self._waiting:
                 idle = _Idle(lease, client)
                 idle.timer = self.reactor.callLater(self.reuse_seconds, self._expire, idle)
@@ -119,6 +115,11 @@ class SessionPool:
         nobody waits for it; True when the holder no longer holds ``lease``."""
         if lease.released or self._closed or not client.pipelines():
             return False
+        return self._give_to_waiter(lease, client)
+
+    def _give_to_waiter(self, lease: Lease, client: SMTPClient) -> bool:
+        """Let the first waiting caller that would use ``client``'s endpoint have it with the
+        slot of ``lease``; False when there is none (or the limits do not allow the move)."""
         for index, (waiter, d) in enumerate(self._waiting):
             if lease.endpoint in waiter.endpoints and self._move(lease, waiter):
                 del self._waiting[index]
