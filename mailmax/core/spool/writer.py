@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import re
@@ -445,26 +444,6 @@ def _reply(item: WriteItem) -> bytes:
     code = error.errno if isinstance(error, OSError) and error.errno else errno.EIO
     text = (str(error) or error.__class__.__name__).encode("utf-8", "replace")[:2000]
     return b"E" + _FAILED.pack(len(name), code, len(text)) + name + text
-
-
-#: What the pipe to the writer process may hold (Linux; 64 KiB otherwise): a message of up
-#: to about this size goes to the writer in one write, not in pieces over several turns of
-#: the reactor.
-PIPE_BYTES = 1024 * 1024
-
-
-def widen_pipe(fd: int, size: int = PIPE_BYTES) -> int:
-    """Ask for a pipe buffer of ``size`` bytes on ``fd`` (halving it down to 64 KiB while the
-    system's limit refuses it); the size it has now, 0 when it cannot be told."""
-    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if setsize is None:
-        return 0
-    while size > 64 * 1024:
-        try:
-            return fcntl.fcntl(fd, setsize, size)
-        except OSError:
-            size //= 2
-    return 0
 
 
 def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,26 @@ if TYPE_CHECKING:
     from mailmax.core.spool.spool import Spool
 
 log = Logger(namespace="mailmax.spool")
+
+
+#: What the pipe to the writer process may hold (Linux; 64 KiB otherwise): a message of up
+#: to about this size goes to the writer in one write, not in pieces over several turns of
+#: the reactor.
+PIPE_BYTES = 1024 * 1024
+
+
+def widen_pipe(fd: int, size: int = PIPE_BYTES) -> None:
+    """Ask for a pipe buffer of ``size`` bytes on ``fd`` (halving it down to 64 KiB while the
+    system's limit refuses it)."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setsize is None:
+        return
+    while size > 64 * 1024:
+        try:
+            fcntl.fcntl(fd, setsize, size)
+            return
+        except OSError:
+            size //= 2
 
 
 class WriterPipe(ProcessProtocol):
@@ -55,9 +76,9 @@ class WriterPipe(ProcessProtocol):
             self.spool._helper_gone(self)
 
     def connectionMade(self) -> None:
-        """Widen the pipe the messages go through (:func:`spoolwriter.widen_pipe`)."""
+        """Widen the pipe the messages go through (:func:`widen_pipe`)."""
         with contextlib.suppress(Exception):
-            spoolwriter.widen_pipe(self.pipe.pipes[0].fileno())
+            widen_pipe(self.pipe.pipes[0].fileno())
 
     @property
     def pipe(self) -> Any:
