@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mailmax.core.pluginhost.configedit import toml_key, toml_value
+from mailmax.core.store import maildir
 
 DOMAIN = "example.test"
 USERS = {"alice": "alicesecret", "bob": "bobsecret", "postmaster": "postmastersecret"}
@@ -196,8 +197,7 @@ class TestServer:
 def maildir_folder(mail_root: Path, address: str, folder: str = "INBOX") -> Path:
     """The Maildir folder of ``address`` when mailboxes live in ``mail_root/DOMAIN/USER``."""
     local, domain = address.split("@")
-    root = mail_root / domain / local
-    return root if folder == "INBOX" else root / f".{folder}"
+    return maildir.folder_path(mail_root / domain / local, folder)
 
 
 def folder_messages(box: Path) -> list[bytes]:

@@ -269,7 +269,8 @@ class Query:
 _UID = operator.itemgetter(0)
 _FLAGS = operator.itemgetter(2)
 _FILENAME = operator.itemgetter(4)
-_RECENT = frozenset({"\\Recent"})
+#: What a recent message has in its flags besides its stored ones.
+RECENT = frozenset({"\\Recent"})
 _NO_FLAGS: frozenset[str] = frozenset()
 
 
@@ -291,7 +292,7 @@ class _Verdicts(dict[Any, bool]):
     def __missing__(self, key: Any) -> bool:
         flags = key
         if self._with_recent:  # (flags, recent)
-            flags = key[0] | _RECENT if key[1] else key[0]
+            flags = key[0] | RECENT if key[1] else key[0]
         matched = self[key] = self._query.matches(Candidate(0, self._sample, flags, _no_source))
         return matched
 

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from mailmax.core.imap import parser, wire
 from mailmax.core.imap.base import SessionBase
 from mailmax.core.imap.errors import Bad, No
+from mailmax.core.imap.search import RECENT
 from mailmax.core.store import maildir
 from mailmax.core.store.errors import BadFolderName, FolderNotFound, StoreError, UidValidityChanged
 from mailmax.core.store.folder import Folder, MessageInfo
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 log = Logger(namespace="mailmax.imap")
 
 _UID = itemgetter(0)
-#: What a recent message has in its flags besides its stored ones.
-RECENT = frozenset({"\\Recent"})
 _SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 #: Flags a client knows of without ``* FLAGS`` naming them as keywords.
 KNOWN_FLAGS = frozenset({*_SYSTEM_FLAGS, "\\Recent"})

@@ -146,9 +146,12 @@ class Folder:
     def messages(self) -> Sequence[MessageInfo]:
         """Every message of this view in UID order (position + 1 = IMAP sequence number)."""
         with self._lock:
-            if self._order is None:
-                self._order = tuple(self._loaded().values())
-            return self._order
+            return self._ordered(self._loaded())
+
+    def _ordered(self, view: dict[int, MessageInfo]) -> tuple[MessageInfo, ...]:
+        if self._order is None:
+            self._order = tuple(view.values())
+        return self._order
 
     def loaded_messages(self) -> Sequence[MessageInfo] | None:
         """:meth:`messages` when the view is in memory already and no other thread is
@@ -157,11 +160,7 @@ class Folder:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if self._view is None:
-                return None
-            if self._order is None:
-                self._order = tuple(self._view.values())
-            return self._order
+            return None if self._view is None else self._ordered(self._view)
         finally:
             self._lock.release()
 
