@@ -196,10 +196,8 @@ async def _view(messages: RecentMessages, in_thread: Any, message_path: str) -> 
 def _is_note(host: Any, view: MessageView) -> bool:
     """Whether the message is a note the rules sent (never run the rules on it); the header
     is parsed for this only when it may hold the note's field."""
-    return (
-        view.may_have_field(changes.NOTE_HEADER)
-        and changes.NOTE_HEADER.lower() in view.header_names
-        and changes.is_our_note(view.header, host.secret("rules-note"))
+    return view.may_have_field(changes.NOTE_HEADER) and changes.is_our_note(
+        view.header, host.secret("rules-note")
     )
 
 

@@ -88,18 +88,9 @@ def _size_test(op: str, low: Any, high: Any) -> Test:
     """The size comparison as one small function (each message runs every size rule)."""
     if op == "between":
         return lambda view, now: low <= view.size <= high
-    if op in ("=", "on"):
-        return lambda view, now: view.size == low
-    if op in ("!=", "not-on"):
-        return lambda view, now: view.size != low
-    if op in ("<", "before"):
-        return lambda view, now: view.size < low
-    if op in ("<=", "on-or-before"):
-        return lambda view, now: view.size <= low
-    if op in (">", "after"):
-        return lambda view, now: view.size > low
-    if op in (">=", "on-or-after"):
-        return lambda view, now: view.size >= low
+    compare = _COMPARISONS.get(op)
+    if compare is not None:
+        return lambda view, now: compare(view.size, low)
     raise ValueError(f"no comparison {op!r}")
 
 

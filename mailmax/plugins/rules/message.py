@@ -106,19 +106,8 @@ class MessageView:
         """Every header field as (name, value), in order, the value unfolded and decoded."""
         return [(name, _decoded(value)) for name, value in self.header.items()]
 
-    @once
-    def header_index(self) -> dict[str, list[str]]:
-        """Every header field's values, unfolded and decoded, by its name in lower case."""
-        index: dict[str, list[str]] = {}
-        for name, value in self.header_fields:
-            index.setdefault(name.lower(), []).append(value)
-        return index
-
     def header_values(self, name: str) -> list[str]:
-        """Every value of the header field ``name``, unfolded and decoded (only that field's
-        values are decoded while no condition needed them all)."""
-        if "header_index" in self.__dict__:
-            return self.header_index.get(name.lower(), [])
+        """Every value of the header field ``name``, unfolded and decoded."""
         return [_decoded(value) for value in self.header.get_all(name, ())]
 
     def lowered_header(self, name: str) -> list[str]:
